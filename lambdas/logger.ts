@@ -1,0 +1,81 @@
+/**
+ * A structured JSON logger whose only job beyond formatting is to make it hard
+ * to leak secrets or PHI: attribute names that usually hold them are replaced
+ * with `[redacted]`, and bearer tokens or JWT-shaped strings inside any string
+ * value are masked. It is a seatbelt, not a licence: never log resource
+ * content, tokens or assertions in the first place.
+ */
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type LogAttributes = Record<string, unknown>;
+
+export interface Logger {
+  debug(message: string, attributes?: LogAttributes): void;
+  info(message: string, attributes?: LogAttributes): void;
+  warn(message: string, attributes?: LogAttributes): void;
+  error(message: string, attributes?: LogAttributes): void;
+  /** A logger that adds these attributes to every line (for example sourceId, executionId). */
+  child(attributes: LogAttributes): Logger;
+}
+
+const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+const SECRET_KEY =
+  /token|assertion|authorization|secret|password|private|^d$|^p$|^q$|^dp$|^dq$|^qi$|^k$|resource|body|content/i;
+const JWT_LIKE = /\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*/g;
+const BEARER = /\b(Bearer)\s+[A-Za-z0-9._~+/=-]+/gi;
+
+export function redact(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string')
+    return value.replace(JWT_LIKE, '[redacted-jwt]').replace(BEARER, '$1 [redacted]');
+  if (value instanceof Error) {
+    return {
+      name: value.name,
+      message: redact(value.message, depth + 1),
+      code: (value as { code?: unknown }).code,
+    };
+  }
+  if (depth > 6 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((item) => redact(item, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [key, inner] of Object.entries(value)) {
+    out[key] =
+      SECRET_KEY.test(key) && inner !== undefined && typeof inner !== 'number' && typeof inner !== 'boolean'
+        ? '[redacted]'
+        : redact(inner, depth + 1);
+  }
+  return out;
+}
+
+export interface LoggerOptions {
+  /** @default 'info' */
+  readonly level?: LogLevel;
+  /** Where lines go. @default one JSON line on stdout */
+  readonly write?: (line: string) => void;
+  /** @default () => new Date() */
+  readonly now?: () => Date;
+  readonly attributes?: LogAttributes;
+}
+
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const threshold = LEVELS[options.level ?? 'info'];
+  const write = options.write ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const now = options.now ?? (() => new Date());
+  const base = options.attributes ?? {};
+  const emit = (level: LogLevel, message: string, attributes?: LogAttributes) => {
+    if (LEVELS[level] < threshold) return;
+    const record = {
+      level,
+      time: now().toISOString(),
+      message: redact(message),
+      ...(redact({ ...base, ...attributes }) as object),
+    };
+    write(JSON.stringify(record));
+  };
+  return {
+    debug: (m, a) => emit('debug', m, a),
+    info: (m, a) => emit('info', m, a),
+    warn: (m, a) => emit('warn', m, a),
+    error: (m, a) => emit('error', m, a),
+    child: (attributes) => createLogger({ ...options, attributes: { ...base, ...attributes } }),
+  };
+}
