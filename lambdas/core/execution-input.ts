@@ -1,0 +1,98 @@
+import { InvalidExecutionInputError } from '../errors.js';
+import {
+  asObject,
+  type ErrorFactory,
+  optionalEnum,
+  optionalInstant,
+  optionalString,
+  optionalStringArray,
+  RESOURCE_TYPE,
+  rejectUnknownKeys,
+  requiredString,
+} from './validate.js';
+
+/**
+ * What starts an execution: an EventBridge Scheduler schedule
+ * (`{ "sourceId": "epic", "since": "auto" }`) or an operator's backfill
+ * (`{ "sourceId", "since", "until", "types", "typeFilters", "groupId" }`).
+ */
+export interface ExecutionInput {
+  readonly sourceId: string;
+  /** `auto` = the last fully successful export's transactionTime (none stored: a full export). */
+  readonly since?: string | 'auto';
+  readonly until?: string;
+  readonly types?: readonly string[];
+  readonly typeFilters?: readonly string[];
+  readonly groupId?: string;
+  readonly level?: 'system' | 'patient' | 'group';
+}
+
+const fail: ErrorFactory = (message) => new InvalidExecutionInputError(message);
+const KEYS = ['sourceId', 'since', 'until', 'types', 'typeFilters', 'groupId', 'level', 'scheduledTime'];
+
+export function parseExecutionInput(raw: unknown): ExecutionInput {
+  const input = asObject(raw, 'execution input', fail);
+  rejectUnknownKeys(input, KEYS, 'execution input', fail);
+  const sourceId = requiredString(input, 'sourceId', 'input', fail);
+  const since = input.since === 'auto' ? 'auto' : optionalInstant(input, 'since', 'input', fail);
+  const until = optionalInstant(input, 'until', 'input', fail);
+  if (since && since !== 'auto' && until && Date.parse(since) >= Date.parse(until)) {
+    throw fail('input.since must be earlier than input.until');
+  }
+  const types = optionalStringArray(input, 'types', 'input', fail, RESOURCE_TYPE);
+  const typeFilters = optionalStringArray(input, 'typeFilters', 'input', fail, {
+    regex: /^[A-Z][A-Za-z]+\?.+$/,
+    expected: 'a query like Observation?category=laboratory',
+  });
+  const groupId = optionalString(input, 'groupId', 'input', fail);
+  const level = optionalEnum(input, 'level', ['system', 'patient', 'group'], 'input', fail);
+  return {
+    sourceId,
+    ...(since === undefined ? {} : { since }),
+    ...(until === undefined ? {} : { until }),
+    ...(types === undefined ? {} : { types }),
+    ...(typeFilters === undefined ? {} : { typeFilters }),
+    ...(groupId === undefined ? {} : { groupId }),
+    ...(level === undefined ? {} : { level }),
+  };
+}
+
+/**
+ * An execution name that is the same for the same source and window, so that
+ * starting a window twice is refused by Step Functions instead of exporting
+ * twice. Names allow 80 characters of [A-Za-z0-9-_].
+ */
+export function executionNameForWindow(
+  sourceId: string,
+  since: string | undefined,
+  until: string | undefined,
+): string {
+  const compact = (instant: string | undefined) =>
+    instant === undefined ? 'open' : new Date(instant).toISOString().replace(/[-:]/g, '').replace('.000', '');
+  return `${sourceId}-${compact(since)}-${compact(until)}`.slice(0, 80);
+}
+
+/** Splits [from, to) into consecutive windows of `windowDays` for a backfill. */
+export function splitIntoWindows(
+  from: string,
+  to: string,
+  windowDays: number,
+): { since: string; until: string }[] {
+  const start = Date.parse(from);
+  const end = Date.parse(to);
+  if (Number.isNaN(start) || Number.isNaN(end) || start >= end) {
+    throw new InvalidExecutionInputError('backfill needs --from earlier than --to, both ISO 8601 instants');
+  }
+  if (!Number.isFinite(windowDays) || windowDays <= 0) {
+    throw new InvalidExecutionInputError('backfill --window must be a positive number of days, e.g. 30d');
+  }
+  const step = windowDays * 86_400_000;
+  const windows: { since: string; until: string }[] = [];
+  for (let at = start; at < end; at += step) {
+    windows.push({
+      since: new Date(at).toISOString(),
+      until: new Date(Math.min(at + step, end)).toISOString(),
+    });
+  }
+  return windows;
+}

@@ -1,0 +1,59 @@
+import type { FileKind } from './manifest.js';
+
+/**
+ * Where everything lands in the bucket. Data sits under Hive-style
+ * partitions so Athena and Glue crawl it as-is; everything that is not data
+ * starts with `_`, which Athena and Hive skip. Downstream jobs trigger on the
+ * completion marker only, which is written last.
+ */
+export interface ExportLocation {
+  readonly prefix: string;
+  readonly sourceId: string;
+  readonly transactionTime: string;
+}
+
+/** `2026-11-26T12:00:00.123+01:00` → `2026-11-26T110000.123Z`: UTC, no colons (awkward in S3 tools and URLs). */
+export function exportPartition(transactionTime: string): string {
+  const iso = new Date(transactionTime).toISOString();
+  return iso.replace(/:/g, '');
+}
+
+function normalizePrefix(prefix: string): string {
+  if (prefix === '') return '';
+  return prefix.endsWith('/') ? prefix : `${prefix}/`;
+}
+
+export function exportRoot({ prefix, sourceId, transactionTime }: ExportLocation): string {
+  return `${normalizePrefix(prefix)}source=${sourceId}/export=${exportPartition(transactionTime)}/`;
+}
+
+/** Key of the n-th file (1-based per kind and type) of an export. */
+export function fileKey(location: ExportLocation, kind: FileKind, type: string, ordinal: number): string {
+  const part = `part-${String(ordinal).padStart(4, '0')}.ndjson`;
+  const root = exportRoot(location);
+  if (kind === 'output') return `${root}type=${type}/${part}`;
+  if (kind === 'error') return `${root}_errors/${part}`;
+  return `${root}_deleted/type=${type}/${part}`;
+}
+
+export function quarantineKey(dataKey: string): string {
+  return dataKey.replace(/\.ndjson$/, '.quarantine.ndjson').replace(/\/type=/, '/_quarantine/type=');
+}
+
+export const receiptKey = (location: ExportLocation) => `${exportRoot(location)}_receipt.json`;
+/** The object downstream ETL triggers on. */
+export const completionMarkerKey = (location: ExportLocation) => `${exportRoot(location)}_SUCCESS.json`;
+
+/** Per-execution scratch space: manifest, file list, per-file results. Not data. */
+export function workPrefix(prefix: string, sourceId: string, executionName: string): string {
+  return `${normalizePrefix(prefix)}_work/source=${sourceId}/execution=${executionName}/`;
+}
+
+export const watermarkKey = (prefix: string, sourceId: string) =>
+  `${normalizePrefix(prefix)}_state/source=${sourceId}/watermark.json`;
+
+export const lockKey = (prefix: string, sourceId: string) =>
+  `${normalizePrefix(prefix)}_state/source=${sourceId}/lock.json`;
+
+export const failureReceiptKey = (prefix: string, sourceId: string, executionName: string) =>
+  `${normalizePrefix(prefix)}_failures/source=${sourceId}/${executionName}.json`;

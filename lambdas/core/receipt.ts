@@ -1,0 +1,79 @@
+import type { FileKind } from './manifest.js';
+
+/**
+ * The run receipt: what landed, checked against what the server said.
+ * Written before the completion marker, so a marker always points at a
+ * receipt that describes a verified export.
+ */
+export interface ReceiptFile {
+  readonly kind: FileKind;
+  readonly type: string;
+  readonly key: string;
+  readonly bytes: number;
+  readonly lines: number;
+  readonly sha256: string;
+  readonly serverCount?: number;
+  readonly invalidLines: number;
+  readonly quarantineKey?: string;
+}
+
+export interface TypeTotals {
+  files: number;
+  resources: number;
+  bytes: number;
+}
+
+export interface Receipt {
+  readonly receiptVersion: 1;
+  readonly status: 'succeeded';
+  readonly sourceId: string;
+  readonly executionName: string;
+  readonly transactionTime: string;
+  readonly request: {
+    readonly since?: string;
+    readonly until?: string;
+    readonly types: readonly string[];
+    readonly level: string;
+    readonly groupId?: string;
+  };
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly totals: { readonly files: number; readonly resources: number; readonly bytes: number };
+  readonly byType: Readonly<Record<string, TypeTotals>>;
+  readonly errors: { readonly files: number; readonly lines: number };
+  readonly deleted: { readonly files: number; readonly lines: number };
+  readonly invalidLinesQuarantined: number;
+  readonly files: readonly ReceiptFile[];
+  readonly serverJobDeleted: boolean;
+  readonly watermark: { readonly advanced: boolean; readonly reason: string };
+}
+
+export function summarizeFiles(files: readonly ReceiptFile[]) {
+  const byType: Record<string, TypeTotals> = {};
+  const totals = { files: 0, resources: 0, bytes: 0 };
+  const errors = { files: 0, lines: 0 };
+  const deleted = { files: 0, lines: 0 };
+  let invalidLinesQuarantined = 0;
+  for (const file of files) {
+    invalidLinesQuarantined += file.invalidLines;
+    if (file.kind === 'error') {
+      errors.files += 1;
+      errors.lines += file.lines;
+      continue;
+    }
+    if (file.kind === 'deleted') {
+      deleted.files += 1;
+      deleted.lines += file.lines;
+      continue;
+    }
+    const entry = byType[file.type] ?? { files: 0, resources: 0, bytes: 0 };
+    byType[file.type] = entry;
+    entry.files += 1;
+    entry.resources += file.lines;
+    entry.bytes += file.bytes;
+    totals.files += 1;
+    totals.resources += file.lines;
+    totals.bytes += file.bytes;
+  }
+  return { byType, totals, errors, deleted, invalidLinesQuarantined };
+}
