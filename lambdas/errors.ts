@@ -99,3 +99,22 @@ export class SealedTokenError extends PipelineError {
 export class ExportDeadlineExceededError extends PipelineError {
   readonly code = 'ERR_EXPORT_DEADLINE_EXCEEDED';
 }
+
+/** The signing key could not produce a usable client assertion signature (malformed DER, wrong length). */
+export class SigningError extends PipelineError {
+  readonly code = 'ERR_SIGNING';
+}
+
+/**
+ * A manifest file link is gone: 410, or a 404 that outlasted the retries
+ * (CMS answers 404 transiently for a while). Re-reading the manifest from the
+ * status URL may yield fresh links.
+ */
+export class FileLinkExpiredError extends PipelineError {
+  readonly code = 'ERR_FILE_LINK_EXPIRED';
+}
+
+/** A file download failed for good: an unexpected status, a bad redirect, or no way to resume. */
+export class FileDownloadError extends PipelineError {
+  readonly code = 'ERR_FILE_DOWNLOAD';
+}

@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import { InvalidExecutionInputError } from '../errors.js';
 import {
   asObject,
   type ErrorFactory,
+  isValidInstant,
   optionalEnum,
   optionalInstant,
   optionalString,
@@ -64,13 +66,26 @@ export function parseExecutionInput(raw: unknown): ExecutionInput {
  */
 export function executionNameForWindow(
   sourceId: string,
-  since: string | undefined,
+  since: string | 'auto' | undefined,
   until: string | undefined,
 ): string {
-  const compact = (instant: string | undefined) =>
-    instant === undefined ? 'open' : new Date(instant).toISOString().replace(/[-:]/g, '').replace('.000', '');
-  return `${sourceId}-${compact(since)}-${compact(until)}`.slice(0, 80);
+  const compact = (instant: string | undefined) => {
+    if (instant === undefined) return 'open';
+    if (instant === 'auto') return 'auto';
+    if (!isValidInstant(instant)) {
+      throw new InvalidExecutionInputError('a window bound must be an ISO 8601 instant with a timezone');
+    }
+    // 2026-01-01T00:00:00.123Z → 20260101T000000123Z: only characters CloudWatch accepts in execution names.
+    return new Date(Date.parse(instant)).toISOString().replace(/[-:.]/g, '').replace(/000Z$/, 'Z');
+  };
+  const name = `${sourceId}-${compact(since)}-${compact(until)}`;
+  if (name.length <= MAX_EXECUTION_NAME) return name;
+  // Truncating would give two windows of a long source id one name; keep them apart with a digest.
+  const digest = createHash('sha256').update(name).digest('hex').slice(0, 12);
+  return `${name.slice(0, MAX_EXECUTION_NAME - digest.length - 1)}-${digest}`;
 }
+
+const MAX_EXECUTION_NAME = 80;
 
 /** Splits [from, to) into consecutive windows of `windowDays` for a backfill. */
 export function splitIntoWindows(
@@ -78,8 +93,8 @@ export function splitIntoWindows(
   to: string,
   windowDays: number,
 ): { since: string; until: string }[] {
-  const start = Date.parse(from);
-  const end = Date.parse(to);
+  const start = isValidInstant(from) ? Date.parse(from) : Number.NaN;
+  const end = isValidInstant(to) ? Date.parse(to) : Number.NaN;
   if (Number.isNaN(start) || Number.isNaN(end) || start >= end) {
     throw new InvalidExecutionInputError('backfill needs --from earlier than --to, both ISO 8601 instants');
   }

@@ -1,10 +1,5 @@
 import type { ExportSettings } from '../config.js';
-import {
-  AccessTokenRejectedError,
-  ConfigurationError,
-  ExportRequestRejectedError,
-  InvalidManifestError,
-} from '../errors.js';
+import { AccessTokenRejectedError, ConfigurationError, ExportRequestRejectedError } from '../errors.js';
 import { oneLine, summarizeOperationOutcome } from './operation-outcome.js';
 import { parseRetryAfter } from './retry-after.js';
 import { checkFetchableUrl } from './urls.js';
@@ -132,7 +127,7 @@ export function interpretKickOffResponse(
     try {
       statusUrl = new URL(location, kickOffUrl).toString();
     } catch {
-      throw new InvalidManifestError('kick-off Content-Location is not a URL');
+      throw new ExportRequestRejectedError('kick-off Content-Location is not a URL');
     }
     const check = checkFetchableUrl(statusUrl, allowInsecureHttp);
     if (!check.ok) throw new ExportRequestRejectedError(`kick-off Content-Location ${check.reason}`);

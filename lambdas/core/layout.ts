@@ -36,8 +36,11 @@ export function fileKey(location: ExportLocation, kind: FileKind, type: string, 
   return `${root}_deleted/type=${type}/${part}`;
 }
 
+/** Beside the data file, under `_quarantine/` so Athena never reads invalid lines as data. */
 export function quarantineKey(dataKey: string): string {
-  return dataKey.replace(/\.ndjson$/, '.quarantine.ndjson').replace(/\/type=/, '/_quarantine/type=');
+  const renamed = dataKey.replace(/\.ndjson$/, '.quarantine.ndjson');
+  const at = renamed.lastIndexOf('/type=');
+  return at < 0 ? renamed : `${renamed.slice(0, at)}/_quarantine${renamed.slice(at)}`;
 }
 
 export const receiptKey = (location: ExportLocation) => `${exportRoot(location)}_receipt.json`;

@@ -1,6 +1,6 @@
 import { InvalidManifestError } from '../errors.js';
 import { checkFetchableUrl } from './urls.js';
-import { FHIR_INSTANT } from './validate.js';
+import { isValidInstant } from './validate.js';
 
 export type FileKind = 'output' | 'error' | 'deleted';
 
@@ -39,11 +39,7 @@ export function parseCompletionManifest(body: unknown, allowInsecureHttp: boolea
   const manifest = body as Record<string, unknown>;
 
   const { transactionTime, request, requiresAccessToken } = manifest;
-  if (
-    typeof transactionTime !== 'string' ||
-    !FHIR_INSTANT.test(transactionTime) ||
-    Number.isNaN(Date.parse(transactionTime))
-  ) {
+  if (typeof transactionTime !== 'string' || !isValidInstant(transactionTime)) {
     throw fail('transactionTime must be a FHIR instant with a timezone');
   }
   if (typeof request !== 'string' || request === '')

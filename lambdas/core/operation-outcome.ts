@@ -57,8 +57,14 @@ export function summarizeOperationOutcome(body: string | undefined): OutcomeSumm
 export function oneLine(text: string, max = MAX_TEXT): string {
   const flat = text
     // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what we strip
-    .replace(/[\u0000-\u001f\u007f]+/g, ' ')
+    .replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ')
     .replace(/\s+/g, ' ')
     .trim();
-  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+  if (flat.length <= max) return flat;
+  // Cut at a code point, never inside a surrogate pair (which would become U+FFFD in UTF-8).
+  return `${Array.from(flat)
+    .slice(0, max - 1)
+    .join('')
+    .slice(0, max - 1)
+    .replace(/[\ud800-\udbff]$/, '')}…`;
 }

@@ -13,15 +13,16 @@ export type StatusOutcome =
  * Interprets a status response (IG "Bulk Data Status Request"): 202 running,
  * 200 complete, 429 polling too fast, 5xx or an OperationOutcome coded
  * `transient` worth retrying, 404/410 the job is gone, anything else a failed
- * job. Never throws on a malformed body: the caller fails with a clear cause.
+ * job. A malformed error body never crashes it; a 200 whose manifest is not
+ * JSON is a failed export (ExportRequestRejectedError), said plainly.
  */
 export function interpretStatusResponse(response: HttpResponseView, now: Date): StatusOutcome {
   const { status } = response;
   const retryAfterSeconds = parseRetryAfter(response.headers['retry-after'], now);
   const retry = retryAfterSeconds === undefined ? {} : { retryAfterSeconds };
   if (status === 202) {
-    const progress = response.headers['x-progress'];
-    return { outcome: 'in-progress', ...(progress ? { progress: oneLine(progress, 100) } : {}), ...retry };
+    const progress = oneLine(response.headers['x-progress'] ?? '', 100);
+    return { outcome: 'in-progress', ...(progress ? { progress } : {}), ...retry };
   }
   if (status === 200) {
     let manifestBody: unknown;

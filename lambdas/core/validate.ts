@@ -133,6 +133,27 @@ export function optionalStringArray(
 /** An ISO 8601 instant with a timezone, as FHIR `instant` requires for `_since`. */
 export const FHIR_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 
+/**
+ * A FHIR instant that names a real moment: Date.parse rolls 2026-02-30 over
+ * to March 2 instead of refusing it, so the calendar is checked here.
+ */
+export function isValidInstant(value: string): boolean {
+  const match = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})/.exec(value);
+  if (!match || !FHIR_INSTANT.test(value) || Number.isNaN(Date.parse(value))) return false;
+  const [year, month, day, hour, minute, second] = match.slice(1).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  return (
+    month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth && hour <= 23 && minute <= 59 && second <= 59
+  );
+}
+
 export function optionalInstant(
   object: Record<string, unknown>,
   key: string,
@@ -141,7 +162,7 @@ export function optionalInstant(
 ): string | undefined {
   const value = optionalString(object, key, path, fail);
   if (value === undefined) return undefined;
-  if (!FHIR_INSTANT.test(value) || Number.isNaN(Date.parse(value))) {
+  if (!isValidInstant(value)) {
     throw fail(`${path}.${key} must be an ISO 8601 instant with a timezone, e.g. 2026-01-31T00:00:00Z`);
   }
   return value;

@@ -61,5 +61,7 @@ export interface Dataset {
    */
   lines(selection: ResourceSelection, skip?: number, limit?: number): Iterable<string>;
   /** Deleted resources (for `deleted[]` when `_since` is given): `{type, id, lastUpdated}`. */
-  deletions(selection: ResourceSelection): readonly { type: ExportableType; id: string; lastUpdated: string }[];
+  deletions(
+    selection: ResourceSelection,
+  ): readonly { type: ExportableType; id: string; lastUpdated: string }[];
 }

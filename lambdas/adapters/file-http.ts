@@ -1,0 +1,328 @@
+import { pipeline, Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { Agent, type Dispatcher } from 'undici';
+import { parseRetryAfter } from '../core/retry-after.js';
+import { checkFetchableUrl } from '../core/urls.js';
+import {
+  AccessTokenRejectedError,
+  ConfigurationError,
+  FileDownloadError,
+  FileLinkExpiredError,
+  InvalidManifestError,
+  TransientServerError,
+} from '../errors.js';
+
+/**
+ * Opens one bulk data file (a manifest `output`, `error` or `deleted` URL)
+ * for streaming. This adapter only speaks HTTP: it decides which headers to
+ * send, follows redirects safely, decodes gzip, and turns statuses into the
+ * pipeline's errors. Reading, checking and storing the body is the caller's.
+ */
+
+export interface FileDownloadAgentOptions {
+  /** @default 10 s */
+  readonly connectTimeoutMs?: number;
+  /** Time to the response headers; a Bulk Data file server may be slow to start. @default 60 s */
+  readonly headersTimeoutMs?: number;
+  /** Longest silence while reading the body (an idle-read timeout, not a total). @default 60 s */
+  readonly bodyTimeoutMs?: number;
+  /** @default 30 s */
+  readonly keepAliveTimeoutMs?: number;
+}
+
+export function createFileDownloadAgent(options: FileDownloadAgentOptions = {}): Agent {
+  return new Agent({
+    connect: { timeout: options.connectTimeoutMs ?? 10_000 },
+    headersTimeout: options.headersTimeoutMs ?? 60_000,
+    bodyTimeout: options.bodyTimeoutMs ?? 60_000,
+    keepAliveTimeout: options.keepAliveTimeoutMs ?? 30_000,
+  });
+}
+
+let sharedAgent: Agent | undefined;
+/** One keep-alive pool per Lambda container, reused by every file it downloads. */
+export function sharedFileDownloadAgent(): Agent {
+  sharedAgent ??= createFileDownloadAgent();
+  return sharedAgent;
+}
+
+export interface FileRequest {
+  readonly url: string;
+  /** The manifest's `requiresAccessToken`: the bearer token is sent iff this is true (IG). */
+  readonly requiresAccessToken: boolean;
+  readonly accessToken?: string;
+  /** Allow plain http to loopback hosts (local mode only). */
+  readonly allowInsecureHttp?: boolean;
+  /** Ask for the rest of the file from this decoded byte offset, but only if it is still this version. */
+  readonly resumeFrom?: { readonly offset: number; readonly etag: string };
+  /** @default 5 */
+  readonly maxRedirects?: number;
+  /** Bytes undici buffers per read. @default 256 KiB */
+  readonly highWaterMark?: number;
+}
+
+export interface FileResponse {
+  /**
+   * 200: the whole file. 206: the rest of it from `rangeStart`. 416: the
+   * requested offset is at or past the end (`totalBytes` says where the end is).
+   */
+  readonly status: 200 | 206 | 416;
+  /** The decoded body (gunzipped when the server used gzip). Empty for 416. */
+  readonly body: AsyncIterable<Buffer>;
+  readonly contentEncoding: 'gzip' | 'identity';
+  /** The validator to resume with: a strong ETag, or undefined when the server gave none (or a weak one). */
+  readonly strongEtag: string | undefined;
+  /** The server advertised `Accept-Ranges: bytes`. */
+  readonly acceptsRanges: boolean;
+  /** First byte of a 206 body; 0 otherwise. */
+  readonly rangeStart: number;
+  /** Full size of the identity representation, when Content-Range told us. */
+  readonly totalBytes: number | undefined;
+  /** Redirects followed to get here. */
+  readonly redirects: number;
+  /** Stops the download and frees the connection; call it when you stop reading early. */
+  cancel(): void;
+}
+
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+const RETRY_AFTER_FLOOR_SECONDS = 1;
+const RETRY_AFTER_CEILING_SECONDS = 120;
+
+/** 404s that may be transient (CMS answers 404 for a while after a job completes). */
+const mayBeTransient = new WeakSet<Error>();
+
+/** True for the 404 flavour of FileLinkExpiredError, which is worth a few retries before giving up. */
+export function isPossiblyTransientNotFound(error: unknown): boolean {
+  return error instanceof Error && mayBeTransient.has(error);
+}
+
+/** A URL for messages and logs: presigned URLs carry signatures in the query, so it is dropped. */
+export function describeUrl(url: URL): string {
+  return `${url.origin}${url.pathname}`;
+}
+
+/**
+ * GETs a file, following up to `maxRedirects` redirects by hand so that the
+ * `Authorization` header is dropped as soon as a hop leaves the origin the
+ * token was issued for (Oracle Health redirects to presigned S3 URLs, which
+ * must not see our token, and S3 rejects requests that carry two kinds of
+ * credentials).
+ */
+export async function openFile(
+  request: FileRequest,
+  deps: { readonly dispatcher?: Dispatcher; readonly now: () => Date },
+): Promise<FileResponse> {
+  const dispatcher = deps.dispatcher ?? sharedFileDownloadAgent();
+  const allowInsecureHttp = request.allowInsecureHttp ?? false;
+  const maxRedirects = request.maxRedirects ?? 5;
+  if (request.requiresAccessToken && !request.accessToken) {
+    throw new ConfigurationError('The manifest requires an access token for its files, but none was given');
+  }
+  const first = checkFetchableUrl(request.url, allowInsecureHttp);
+  if (!first.ok) throw new InvalidManifestError(`File URL ${first.reason}`);
+
+  const tokenOrigin = first.url.origin;
+  let url = first.url;
+  let sendToken = request.requiresAccessToken;
+  for (let redirects = 0; ; redirects++) {
+    if (url.origin !== tokenOrigin) sendToken = false;
+    const headers: Record<string, string> = { accept: 'application/fhir+ndjson' };
+    if (request.resumeFrom) {
+      // Byte offsets are offsets into the decoded file, so ask for it undecoded.
+      headers['accept-encoding'] = 'identity';
+      headers.range = `bytes=${request.resumeFrom.offset}-`;
+      headers['if-range'] = request.resumeFrom.etag;
+    } else {
+      headers['accept-encoding'] = 'gzip';
+    }
+    if (sendToken) headers.authorization = `Bearer ${request.accessToken}`;
+
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await dispatcher.request({
+        origin: url.origin,
+        path: `${url.pathname}${url.search}`,
+        method: 'GET',
+        headers,
+        highWaterMark: request.highWaterMark ?? 256 * 1024,
+      });
+    } catch (error) {
+      throw new TransientServerError(`GET ${describeUrl(url)} failed: ${networkReason(error)}`, undefined, {
+        cause: error,
+      });
+    }
+
+    const status = response.statusCode;
+    if (REDIRECT_STATUSES.has(status)) {
+      const location = header(response.headers, 'location');
+      await discard(response);
+      if (location === undefined) {
+        throw new FileDownloadError(`GET ${describeUrl(url)} answered ${status} without a Location`);
+      }
+      if (redirects >= maxRedirects) {
+        throw new FileDownloadError(
+          `GET ${describeUrl(first.url)} redirected more than ${maxRedirects} times`,
+        );
+      }
+      let next: URL;
+      try {
+        next = new URL(location, url);
+      } catch (error) {
+        throw new FileDownloadError(`GET ${describeUrl(url)} redirected to an unparseable Location`, {
+          cause: error,
+        });
+      }
+      const checked = checkFetchableUrl(next.href, allowInsecureHttp);
+      if (!checked.ok) {
+        throw new FileDownloadError(
+          `GET ${describeUrl(url)} redirected to ${next.protocol}//${next.host}, which ${checked.reason}`,
+        );
+      }
+      url = checked.url;
+      continue;
+    }
+
+    if (status === 200 || status === 206) return success(response, status, url, redirects, request);
+    if (status === 416 && request.resumeFrom) {
+      await discard(response);
+      return {
+        status: 416,
+        body: Readable.from([]),
+        contentEncoding: 'identity',
+        strongEtag: strongEtagOf(response.headers),
+        acceptsRanges: true,
+        rangeStart: 0,
+        totalBytes: parseUnsatisfiedRange(header(response.headers, 'content-range')),
+        redirects,
+        cancel() {},
+      };
+    }
+    await discard(response);
+    throw statusError(status, url, response.headers, deps.now());
+  }
+}
+
+function success(
+  response: Dispatcher.ResponseData,
+  status: 200 | 206,
+  url: URL,
+  redirects: number,
+  request: FileRequest,
+): FileResponse {
+  const encoding = (header(response.headers, 'content-encoding') ?? 'identity').trim().toLowerCase();
+  if (encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'x-gzip') {
+    response.body.destroy();
+    throw new FileDownloadError(
+      `GET ${describeUrl(url)} answered with unsupported Content-Encoding ${encoding}`,
+    );
+  }
+  const gzip = encoding !== 'identity';
+  let rangeStart = 0;
+  let totalBytes: number | undefined;
+  if (status === 206) {
+    const range = parseContentRange(header(response.headers, 'content-range'));
+    if (range === undefined || !request.resumeFrom) {
+      response.body.destroy();
+      throw new FileDownloadError(
+        `GET ${describeUrl(url)} answered 206 with ${range === undefined ? 'an unusable Content-Range' : 'a range nobody asked for'}`,
+      );
+    }
+    rangeStart = range.start;
+    totalBytes = range.total;
+  }
+  let body: Readable = response.body;
+  if (gzip) {
+    const gunzip = createGunzip({ chunkSize: 64 * 1024 });
+    // pipeline() carries a socket error or a timeout into the gunzip stream,
+    // so the reader sees it, and tears the socket down if reading stops.
+    pipeline(response.body, gunzip, () => {});
+    body = gunzip;
+  }
+  return {
+    status,
+    body,
+    contentEncoding: gzip ? 'gzip' : 'identity',
+    strongEtag: strongEtagOf(response.headers),
+    acceptsRanges: (header(response.headers, 'accept-ranges') ?? '').toLowerCase().includes('bytes'),
+    rangeStart,
+    totalBytes,
+    redirects,
+    cancel() {
+      body.destroy();
+      response.body.destroy();
+    },
+  };
+}
+
+/** Maps a non-success status to the pipeline's error, as the state machine must treat it. */
+export function statusError(
+  status: number,
+  url: URL,
+  headers: Record<string, string | string[] | undefined>,
+  now: Date,
+): Error {
+  const what = `GET ${describeUrl(url)} answered ${status}`;
+  if (status === 401) return new AccessTokenRejectedError(what);
+  if (status === 410) return new FileLinkExpiredError(`${what}: the file link has expired`);
+  if (status === 404) {
+    const error = new FileLinkExpiredError(`${what}: the file is not (or no longer) there`);
+    mayBeTransient.add(error);
+    return error;
+  }
+  if (status === 429 || status >= 500) {
+    return new TransientServerError(what, clampedRetryAfter(header(headers, 'retry-after'), now));
+  }
+  return new FileDownloadError(what);
+}
+
+/** Retry-After (seconds or HTTP-date) clamped to [1, 120] s: a file download waits inside one Lambda. */
+export function clampedRetryAfter(value: string | undefined, now: Date): number | undefined {
+  const seconds = parseRetryAfter(value, now);
+  if (seconds === undefined) return undefined;
+  return Math.min(RETRY_AFTER_CEILING_SECONDS, Math.max(RETRY_AFTER_FLOOR_SECONDS, seconds));
+}
+
+function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function strongEtagOf(headers: Record<string, string | string[] | undefined>): string | undefined {
+  const etag = header(headers, 'etag')?.trim();
+  // If-Range needs a strong validator (RFC 9110 §13.1.5); a weak one cannot resume.
+  if (etag === undefined || etag === '' || etag.startsWith('W/')) return undefined;
+  return etag;
+}
+
+/** `bytes 100-199/200` or `bytes 100-199/*`. */
+function parseContentRange(
+  value: string | undefined,
+): { start: number; total: number | undefined } | undefined {
+  const match = /^\s*bytes\s+(\d+)-(\d+)\/(\d+|\*)\s*$/i.exec(value ?? '');
+  if (!match) return undefined;
+  const start = Number(match[1]);
+  const end = Number(match[2]);
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || end < start) return undefined;
+  return { start, total: match[3] === '*' ? undefined : Number(match[3]) };
+}
+
+/** `bytes *\/200` on a 416. */
+function parseUnsatisfiedRange(value: string | undefined): number | undefined {
+  const match = /^\s*bytes\s+\*\/(\d+)\s*$/i.exec(value ?? '');
+  return match ? Number(match[1]) : undefined;
+}
+
+async function discard(response: Dispatcher.ResponseData): Promise<void> {
+  // Read a small body to keep the connection reusable; give up on a large one.
+  try {
+    await response.body.dump({ limit: 64 * 1024 });
+  } catch {
+    // The connection is closed instead; nothing of ours is lost.
+  }
+}
+
+function networkReason(error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  const message = error instanceof Error ? error.message : String(error);
+  return typeof code === 'string' ? `${code} (${message})` : message;
+}

@@ -1,0 +1,317 @@
+import { isUtf8 } from 'node:buffer';
+import { InvalidNdjsonError } from '../../errors.js';
+import {
+  checkResourceLine,
+  describeLineProblem,
+  expectResourceType,
+  type ResourceTypeExpectation,
+} from './check-line.js';
+
+/**
+ * Splits a bulk data file into lines and checks each one, keeping exact
+ * counts and byte positions so a transfer can stop at a line boundary and
+ * carry on later (in another Lambda invocation) from a byte offset.
+ *
+ * The framer is push-based and synchronous: the caller owns the loop, awaits
+ * its own sink between chunks (that is the backpressure), and can stop
+ * between any two chunks. For a well-formed file (LF endings, no BOM, no
+ * blank lines) the output is the input, as zero-copy slices of the chunks.
+ */
+
+export type InvalidLinePolicy = 'fail' | 'quarantine';
+
+/** How far the framer has got; every count is through the last complete line. */
+export interface FramerPosition {
+  /** Bytes of the (decoded) file consumed through the last complete line, its newline included. */
+  readonly byteOffset: number;
+  /** Lines that passed, each now in the output. */
+  readonly lines: number;
+  /** Empty or whitespace-only lines, dropped. */
+  readonly blankLines: number;
+  /** Lines that failed under the quarantine policy, now in the quarantine output. */
+  readonly invalidLines: number;
+}
+
+export interface NdjsonFramerOptions {
+  /** What every line's top-level `resourceType` must be (OperationOutcome for `error` files, Bundle for `deleted`). */
+  readonly resourceType: string;
+  /** Longest line accepted, in bytes, without its line ending. */
+  readonly maxLineBytes: number;
+  /** @default 'fail' */
+  readonly invalidLinePolicy?: InvalidLinePolicy;
+  /** Continue from here (a resumed download starts at this byte offset, which is a line boundary). */
+  readonly start?: FramerPosition;
+}
+
+/** What one push produced. Every slice ends with `\n`; the arrays are empty when nothing completed. */
+export interface FramedLines {
+  readonly valid: Uint8Array[];
+  readonly validBytes: number;
+  readonly invalid: Uint8Array[];
+  readonly invalidBytes: number;
+}
+
+type Verdict = 0 | 1 | 2;
+const IN_RUN: Verdict = 0;
+const DROPPED: Verdict = 1;
+const ALONE: Verdict = 2;
+
+const NEWLINE = 0x0a;
+const CR = 0x0d;
+const LF_BYTES: Uint8Array = Buffer.from('\n');
+const EMPTY: FramedLines = Object.freeze({ valid: [], validBytes: 0, invalid: [], invalidBytes: 0 });
+
+export const FRAMER_POSITION_ZERO: FramerPosition = Object.freeze({
+  byteOffset: 0,
+  lines: 0,
+  blankLines: 0,
+  invalidLines: 0,
+});
+
+export class NdjsonFramer {
+  readonly #expected: ResourceTypeExpectation;
+  readonly #maxLineBytes: number;
+  readonly #quarantine: boolean;
+
+  #byteOffset: number;
+  #lines: number;
+  #blankLines: number;
+  #invalidLines: number;
+
+  /** Bytes of an unfinished line, from earlier chunks. */
+  #carry: Uint8Array[] = [];
+  #carryBytes = 0;
+  /** Set once the file's first line has been seen: only it may start with a BOM. */
+  #pastFirstLine: boolean;
+  #ended = false;
+  /** Content of the last line judged ALONE. */
+  #aloneStart = 0;
+  #aloneEnd = 0;
+
+  // Output of the push in progress.
+  #valid: Uint8Array[] = [];
+  #validBytes = 0;
+  #invalid: Uint8Array[] = [];
+  #invalidBytes = 0;
+
+  constructor(options: NdjsonFramerOptions) {
+    if (!Number.isSafeInteger(options.maxLineBytes) || options.maxLineBytes < 1) {
+      throw new TypeError(`maxLineBytes must be a positive integer, got ${options.maxLineBytes}`);
+    }
+    const start = options.start ?? FRAMER_POSITION_ZERO;
+    this.#expected = expectResourceType(options.resourceType);
+    this.#maxLineBytes = options.maxLineBytes;
+    this.#quarantine = (options.invalidLinePolicy ?? 'fail') === 'quarantine';
+    this.#byteOffset = start.byteOffset;
+    this.#lines = start.lines;
+    this.#blankLines = start.blankLines;
+    this.#invalidLines = start.invalidLines;
+    this.#pastFirstLine = start.byteOffset > 0;
+  }
+
+  get position(): FramerPosition {
+    return {
+      byteOffset: this.#byteOffset,
+      lines: this.#lines,
+      blankLines: this.#blankLines,
+      invalidLines: this.#invalidLines,
+    };
+  }
+
+  /** Bytes held for a line not finished yet (dropped if the caller resumes from {@link position}). */
+  get pendingBytes(): number {
+    return this.#carryBytes;
+  }
+
+  /** Frames the lines `chunk` completes. Throws InvalidNdjsonError under the `fail` policy. */
+  push(chunk: Uint8Array): FramedLines {
+    if (this.#ended) throw new Error('NdjsonFramer.push() after end()');
+    const length = chunk.length;
+    if (length === 0) return EMPTY;
+    let pos = 0;
+    if (this.#carryBytes > 0) {
+      const newline = chunk.indexOf(NEWLINE);
+      if (newline < 0) {
+        this.#hold(chunk);
+        return EMPTY;
+      }
+      this.#hold(chunk.subarray(0, newline));
+      const line = this.#takeCarry();
+      const verdict = this.#line(line, 0, line.length, line.length + 1, false);
+      if (verdict === IN_RUN) {
+        this.#emit(line);
+        this.#emit(LF_BYTES);
+      } else if (verdict === ALONE) {
+        this.#emitAlone(line);
+      }
+      pos = newline + 1;
+    }
+
+    // Most lines arrive whole inside one chunk: check UTF-8 for all of them in
+    // one native call, and fall back to a per-line check only if that fails.
+    const lastNewline = chunk.lastIndexOf(NEWLINE);
+    const utf8Checked = lastNewline > pos && isUtf8(chunk.subarray(pos, lastNewline));
+
+    // A run of untouched valid lines is emitted as one slice of the chunk.
+    let runStart = pos;
+    while (pos <= lastNewline) {
+      const newline = chunk.indexOf(NEWLINE, pos);
+      const verdict = this.#line(chunk, pos, newline, newline + 1 - pos, utf8Checked);
+      if (verdict !== IN_RUN) {
+        if (pos > runStart) this.#emit(chunk.subarray(runStart, pos));
+        if (verdict === ALONE) this.#emitAlone(chunk);
+        runStart = newline + 1;
+      }
+      pos = newline + 1;
+    }
+    if (pos > runStart) this.#emit(chunk.subarray(runStart, pos));
+    if (pos < length) this.#hold(chunk.subarray(pos));
+    return this.#flush();
+  }
+
+  /** Frames a last line that has no newline. No more pushes after this. */
+  end(): FramedLines {
+    if (this.#ended) return EMPTY;
+    this.#ended = true;
+    if (this.#carryBytes === 0) return EMPTY;
+    const line = this.#takeCarry();
+    if (this.#line(line, 0, line.length, line.length, false) === ALONE) this.#emitAlone(line);
+    return this.#flush();
+  }
+
+  /**
+   * Handles the line `b[start, end)` (no `\n`), which takes `consumed` bytes
+   * of the file. Returns IN_RUN when the line goes to the output unchanged,
+   * DROPPED when it was blank or quarantined, and ALONE when its content
+   * (`#aloneStart`–`#aloneEnd`, BOM or CR removed, or no newline) must be
+   * emitted on its own, after whatever run precedes it.
+   */
+  #line(b: Uint8Array, start: number, end: number, consumed: number, utf8Checked: boolean): Verdict {
+    const lineStart = this.#byteOffset;
+    let contentStart = start;
+    let contentEnd = end;
+    if (!this.#pastFirstLine) {
+      this.#pastFirstLine = true;
+      // A UTF-8 BOM is not JSON whitespace; some servers write one anyway.
+      if (end - start >= 3 && b[start] === 0xef && b[start + 1] === 0xbb && b[start + 2] === 0xbf) {
+        contentStart += 3;
+      }
+    }
+    if (contentEnd > contentStart && b[contentEnd - 1] === CR) contentEnd--;
+    const touched = contentStart !== start || contentEnd !== end;
+
+    if (contentEnd - contentStart > this.#maxLineBytes) {
+      // Never quarantined: the limit is what keeps memory bounded, and a line
+      // this long means a broken file or a limit set too low, not one bad resource.
+      throw this.#error(lineStart, `longer than the limit of ${this.#maxLineBytes} bytes`);
+    }
+    if (isBlank(b, contentStart, contentEnd)) {
+      this.#byteOffset += consumed;
+      this.#blankLines++;
+      return DROPPED;
+    }
+    let reason: string | undefined;
+    if (!utf8Checked && !isUtf8(b.subarray(contentStart, contentEnd))) {
+      reason = 'not valid UTF-8';
+    } else {
+      const problem = checkResourceLine(b, contentStart, contentEnd, this.#expected);
+      if (problem !== undefined) reason = describeLineProblem(problem, this.#expected.name);
+    }
+    if (reason !== undefined) {
+      if (!this.#quarantine) throw this.#error(lineStart, reason);
+      this.#invalid.push(b.subarray(contentStart, contentEnd), LF_BYTES);
+      this.#invalidBytes += contentEnd - contentStart + 1;
+      this.#byteOffset += consumed;
+      this.#invalidLines++;
+      return DROPPED;
+    }
+    this.#byteOffset += consumed;
+    this.#lines++;
+    // A line without its newline (the file's last) or with BOM/CR removed is
+    // emitted on its own, normalised to end in exactly one `\n`.
+    if (touched || consumed === end - start) {
+      this.#aloneStart = contentStart;
+      this.#aloneEnd = contentEnd;
+      return ALONE;
+    }
+    return IN_RUN;
+  }
+
+  #emitAlone(b: Uint8Array): void {
+    this.#emit(b.subarray(this.#aloneStart, this.#aloneEnd));
+    this.#emit(LF_BYTES);
+  }
+
+  #error(lineStart: number, reason: string): InvalidNdjsonError {
+    const lineNumber = this.#lines + this.#blankLines + this.#invalidLines + 1;
+    return new InvalidNdjsonError(
+      `NDJSON line ${lineNumber} (byte offset ${lineStart}) is invalid: ${reason}`,
+    );
+  }
+
+  #hold(part: Uint8Array): void {
+    if (part.length === 0) return;
+    this.#carry.push(part);
+    this.#carryBytes += part.length;
+    // +1: the line may still turn out to end in a CR, which does not count.
+    if (this.#carryBytes > this.#maxLineBytes + 1) {
+      throw this.#error(this.#byteOffset, `longer than the limit of ${this.#maxLineBytes} bytes`);
+    }
+  }
+
+  #takeCarry(): Uint8Array {
+    const parts = this.#carry;
+    const line = parts.length === 1 ? parts[0]! : Buffer.concat(parts, this.#carryBytes);
+    this.#carry = [];
+    this.#carryBytes = 0;
+    return line;
+  }
+
+  #emit(slice: Uint8Array): void {
+    this.#valid.push(slice);
+    this.#validBytes += slice.length;
+  }
+
+  #flush(): FramedLines {
+    if (this.#valid.length === 0 && this.#invalid.length === 0) return EMPTY;
+    const out: FramedLines = {
+      valid: this.#valid,
+      validBytes: this.#validBytes,
+      invalid: this.#invalid,
+      invalidBytes: this.#invalidBytes,
+    };
+    this.#valid = [];
+    this.#validBytes = 0;
+    this.#invalid = [];
+    this.#invalidBytes = 0;
+    return out;
+  }
+}
+
+function isBlank(b: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const c = b[i];
+    if (c !== 0x20 && c !== 0x09 && c !== CR) return false;
+  }
+  return true;
+}
+
+/**
+ * Convenience for callers that do not need to stop mid-file: frames an
+ * async byte source into batches of valid lines. Pulls the next chunk only
+ * when the consumer asks for the next batch, so backpressure is the
+ * consumer's pace.
+ */
+export async function* frameNdjson(
+  source: AsyncIterable<Uint8Array>,
+  options: NdjsonFramerOptions,
+): AsyncGenerator<FramedLines, FramerPosition> {
+  const framer = new NdjsonFramer(options);
+  for await (const chunk of source) {
+    const framed = framer.push(chunk);
+    if (framed !== EMPTY) yield framed;
+  }
+  const last = framer.end();
+  if (last !== EMPTY) yield last;
+  return framer.position;
+}

@@ -1,0 +1,19 @@
+import { type InvocationContext, lazily, wrapTaskHandler } from '../middleware.js';
+import type { Runtime } from '../runtime.js';
+import { createAwsRuntime } from '../runtime-aws.js';
+
+/** One runtime per container, built on the first invocation (never at import time). */
+const awsRuntime = lazily(() => createAwsRuntime());
+
+/** The Lambda entry point of a Task handler: the shared middy stack around the factory's function. */
+export function awsTaskEntry<TEvent, TResult>(
+  task: string,
+  factory: (runtime: Runtime) => (event: TEvent, context: InvocationContext) => Promise<TResult>,
+) {
+  const taskHandler = lazily(() => factory(awsRuntime()));
+  return wrapTaskHandler<TEvent, TResult>(
+    task,
+    () => awsRuntime().logger,
+    (event, context) => taskHandler()(event, context),
+  );
+}

@@ -1,0 +1,140 @@
+import { quarantineKey } from '../core/layout.js';
+import { InvalidManifestError } from '../errors.js';
+import type { InvocationContext } from '../middleware.js';
+import { type Runtime, sealContext, sourceSettings } from '../runtime.js';
+import { type TransferCheckpoint, transferFile } from '../services/transfer-file.js';
+import type { ExportContext, FileItem, FileResult } from '../state.js';
+import { awsTaskEntry } from './aws-entry.js';
+
+export interface DownloadFileEvent {
+  readonly file: FileItem;
+  readonly export: ExportContext;
+  readonly requiresAccessToken: boolean;
+  readonly urlsKey: string;
+  readonly sealedToken: string;
+  readonly transfer: {
+    readonly checkpoint: TransferCheckpoint | null;
+    readonly invocations?: number;
+  };
+}
+
+export interface DownloadFileState {
+  readonly status: 'complete' | 'checkpoint';
+  readonly checkpoint: TransferCheckpoint | null;
+  readonly forceTokenRefresh: boolean;
+  readonly invocations: number;
+  readonly lines?: number;
+  readonly bytes?: number;
+}
+
+/** File URLs per list key, cached per container: the Map sends only an index (URLs can be credentials). */
+const urlLists = new Map<string, Promise<readonly string[]>>();
+
+/**
+ * One manifest file into one verified S3 object. When the invocation runs
+ * low on time, or the server refuses the token, it returns a checkpoint and
+ * the state machine calls it again (after a fresh token when needed).
+ */
+export function createDownloadFileHandler(runtime: Runtime) {
+  return async (event: DownloadFileEvent, context: InvocationContext): Promise<DownloadFileState> => {
+    const { file, export: exportContext } = event;
+    const settings = sourceSettings(runtime, exportContext.sourceId);
+    const url = await fileUrl(runtime, event.urlsKey, file.index);
+    const accessToken = event.requiresAccessToken
+      ? await runtime.sealer.open(
+          event.sealedToken,
+          sealContext(exportContext.sourceId, exportContext.executionName),
+        )
+      : undefined;
+    const invocations = (event.transfer.invocations ?? 0) + 1;
+
+    const outcome = await transferFile(
+      {
+        url,
+        resourceType: file.resourceType,
+        kind: file.kind,
+        ...(file.count === undefined ? {} : { expectedCount: file.count }),
+        requiresAccessToken: event.requiresAccessToken,
+        ...(accessToken === undefined ? {} : { accessToken }),
+        allowInsecureHttp: settings.allowInsecureHttp,
+        bucket: exportContext.bucket,
+        key: file.key,
+        quarantineKey: quarantineKey(file.key),
+        invalidLinePolicy: settings.invalidLinePolicy,
+        maxLineBytes: settings.maxLineBytes,
+        ...(runtime.sseKmsKeyId ? { sseKmsKeyId: runtime.sseKmsKeyId } : {}),
+        ...(event.transfer.checkpoint ? { checkpoint: event.transfer.checkpoint } : {}),
+      },
+      {
+        s3: runtime.s3,
+        ...(runtime.fileDispatcher ? { http: runtime.fileDispatcher } : {}),
+        now: runtime.now,
+        remainingTimeMs: () => context.getRemainingTimeInMillis(),
+        sleep: runtime.sleep,
+        random: runtime.random,
+        logger: runtime.logger,
+      },
+    );
+
+    if (outcome.status === 'checkpoint') {
+      return {
+        status: 'checkpoint',
+        checkpoint: outcome.checkpoint,
+        forceTokenRefresh: outcome.reason === 'access-token-rejected',
+        invocations,
+      };
+    }
+    const result: FileResult = {
+      index: file.index,
+      kind: file.kind,
+      type: file.type,
+      key: file.key,
+      bytes: outcome.bytes,
+      lines: outcome.lines,
+      blankLines: outcome.blankLines,
+      invalidLines: outcome.invalidLines,
+      sha256: outcome.sha256,
+      ...(file.count === undefined ? {} : { serverCount: file.count }),
+      ...(outcome.quarantineKey ? { quarantineKey: outcome.quarantineKey } : {}),
+      invocations,
+    };
+    await runtime.store.putJson(resultKey(exportContext.workPrefix, file.index), result);
+    runtime.progress?.({
+      kind: 'file-done',
+      index: file.index,
+      type: file.type,
+      bytes: outcome.bytes,
+      lines: outcome.lines,
+    });
+    return {
+      status: 'complete',
+      checkpoint: null,
+      forceTokenRefresh: false,
+      invocations,
+      lines: outcome.lines,
+      bytes: outcome.bytes,
+    };
+  };
+}
+
+export const resultKey = (workPrefix: string, index: number) =>
+  `${workPrefix}results/${String(index).padStart(6, '0')}.json`;
+
+async function fileUrl(runtime: Runtime, urlsKey: string, index: number): Promise<string> {
+  let list = urlLists.get(urlsKey);
+  if (!list) {
+    list = runtime.store.getJson<string[]>(urlsKey).then((urls) => {
+      if (!Array.isArray(urls)) throw new InvalidManifestError(`file URL list ${urlsKey} is missing`);
+      return urls;
+    });
+    urlLists.set(urlsKey, list);
+    list.catch(() => urlLists.delete(urlsKey));
+  }
+  const url = (await list)[index];
+  if (typeof url !== 'string')
+    throw new InvalidManifestError(`file URL list ${urlsKey} has no entry ${index}`);
+  return url;
+}
+
+/** Lambda entry point (see infra/). */
+export const handler = awsTaskEntry('DownloadFile', createDownloadFileHandler);

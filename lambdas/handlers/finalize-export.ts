@@ -1,0 +1,197 @@
+import { completionMarkerKey, receiptKey, watermarkKey } from '../core/layout.js';
+import { type Receipt, type ReceiptFile, summarizeFiles } from '../core/receipt.js';
+import { VerificationError } from '../errors.js';
+import { type Runtime, sealContext } from '../runtime.js';
+import type { ExportContext, FileItem, FileResult, ManifestSummary } from '../state.js';
+import { awsTaskEntry } from './aws-entry.js';
+import { resultKey } from './download-file.js';
+import { releaseLock, type Watermark } from './prepare-export.js';
+
+export interface FinalizeExportEvent {
+  readonly export: ExportContext;
+  readonly statusUrl: string;
+  readonly manifest: ManifestSummary;
+  readonly sealedToken: string;
+}
+
+export interface FinalizeResult {
+  readonly status: 'succeeded';
+  readonly sourceId: string;
+  readonly transactionTime: string;
+  readonly receiptKey: string;
+  readonly completionMarkerKey: string;
+  readonly totals: Receipt['totals'];
+  readonly watermarkAdvanced: boolean;
+}
+
+/**
+ * Verifies that every manifest file landed and matches, then — in this order
+ * — DELETEs the server job, writes the receipt, writes the completion marker,
+ * advances the watermark, releases the lock and announces success. The marker
+ * comes after the receipt so downstream never sees a marker without one; the
+ * watermark after the marker so a crash in between re-exports (duplicates
+ * downstream can dedupe) rather than skips data.
+ */
+export function createFinalizeExportHandler(runtime: Runtime) {
+  return async (event: FinalizeExportEvent): Promise<FinalizeResult> => {
+    const { export: context, manifest } = event;
+    const items = (await runtime.store.getJson<FileItem[]>(manifest.filesKey)) ?? [];
+    if (items.length !== manifest.fileCount) {
+      throw new VerificationError(
+        `file list ${manifest.filesKey} has ${items.length} entries, expected ${manifest.fileCount}`,
+      );
+    }
+    const files: ReceiptFile[] = [];
+    for (const item of items) files.push(await verifyFile(runtime, context, item));
+
+    const serverJobDeleted = await deleteServerJob(runtime, event);
+    const location = {
+      prefix: runtime.prefix,
+      sourceId: context.sourceId,
+      transactionTime: manifest.transactionTime,
+    };
+    const summary = summarizeFiles(files);
+    const watermark = await decideWatermark(runtime, context, manifest.transactionTime);
+    const receipt: Receipt = {
+      receiptVersion: 1,
+      status: 'succeeded',
+      sourceId: context.sourceId,
+      executionName: context.executionName,
+      transactionTime: manifest.transactionTime,
+      request: {
+        ...(context.request.since ? { since: context.request.since } : {}),
+        ...(context.request.until ? { until: context.request.until } : {}),
+        types: context.request.types,
+        level: context.request.level,
+        ...(context.request.groupId ? { groupId: context.request.groupId } : {}),
+      },
+      startedAt: context.startedAt,
+      finishedAt: runtime.now().toISOString(),
+      ...summary,
+      files,
+      serverJobDeleted,
+      watermark: { advanced: watermark.advance, reason: watermark.reason },
+    };
+    const receiptObjectKey = receiptKey(location);
+    const markerKey = completionMarkerKey(location);
+    await runtime.store.putJson(receiptObjectKey, receipt);
+    await runtime.store.putJson(markerKey, {
+      sourceId: context.sourceId,
+      transactionTime: manifest.transactionTime,
+      receiptKey: receiptObjectKey,
+      totals: summary.totals,
+      byType: summary.byType,
+    });
+    if (watermark.advance) {
+      const value: Watermark = {
+        sourceId: context.sourceId,
+        transactionTime: manifest.transactionTime,
+        executionName: context.executionName,
+        updatedAt: runtime.now().toISOString(),
+      };
+      await runtime.store.putJson(watermarkKey(runtime.prefix, context.sourceId), value);
+    }
+    await releaseLock(runtime, context.sourceId, context.executionName);
+    await runtime.events.emit('Bulk Export Succeeded', {
+      sourceId: context.sourceId,
+      executionName: context.executionName,
+      transactionTime: manifest.transactionTime,
+      bucket: context.bucket,
+      receiptKey: receiptObjectKey,
+      completionMarkerKey: markerKey,
+      totals: summary.totals,
+    });
+    runtime.progress?.({ kind: 'phase', phase: 'finalized' });
+    return {
+      status: 'succeeded',
+      sourceId: context.sourceId,
+      transactionTime: manifest.transactionTime,
+      receiptKey: receiptObjectKey,
+      completionMarkerKey: markerKey,
+      totals: summary.totals,
+      watermarkAdvanced: watermark.advance,
+    };
+  };
+}
+
+async function verifyFile(runtime: Runtime, context: ExportContext, item: FileItem): Promise<ReceiptFile> {
+  const result = await runtime.store.getJson<FileResult>(resultKey(context.workPrefix, item.index));
+  if (!result)
+    throw new VerificationError(`file ${item.index} (${item.kind} ${item.type}) has no download result`);
+  if (result.key !== item.key)
+    throw new VerificationError(`file ${item.index} landed at ${result.key}, expected ${item.key}`);
+  const head = await runtime.store.head(item.key);
+  if (!head) throw new VerificationError(`s3://${context.bucket}/${item.key} is missing`);
+  if (head.size !== result.bytes) {
+    throw new VerificationError(
+      `s3://${context.bucket}/${item.key} holds ${head.size} bytes, the download wrote ${result.bytes}`,
+    );
+  }
+  if (head.metadata.sha256 !== undefined && head.metadata.sha256 !== result.sha256) {
+    throw new VerificationError(
+      `s3://${context.bucket}/${item.key} sha256 metadata does not match the download's hash`,
+    );
+  }
+  if (item.count !== undefined && item.count !== result.lines + result.invalidLines) {
+    throw new VerificationError(
+      `${item.kind} file ${item.index} (${item.type}): the manifest says ${item.count} resources, ${result.lines} landed`,
+    );
+  }
+  return {
+    kind: item.kind,
+    type: item.type,
+    key: item.key,
+    bytes: result.bytes,
+    lines: result.lines,
+    sha256: result.sha256,
+    ...(item.count === undefined ? {} : { serverCount: item.count }),
+    invalidLines: result.invalidLines,
+    ...(result.quarantineKey ? { quarantineKey: result.quarantineKey } : {}),
+  };
+}
+
+/** The IG asks clients to DELETE a finished job; Epic allows one export per client and Group until we do. */
+async function deleteServerJob(runtime: Runtime, event: FinalizeExportEvent): Promise<boolean> {
+  try {
+    const accessToken = await runtime.sealer.open(
+      event.sealedToken,
+      sealContext(event.export.sourceId, event.export.executionName),
+    );
+    const response = await runtime.fhir.send(
+      { method: 'DELETE', url: event.statusUrl, headers: { Accept: 'application/json' } },
+      accessToken,
+    );
+    if (response.status >= 200 && response.status < 300) return true;
+    runtime.logger.warn('server did not accept DELETE of the export job', {
+      sourceId: event.export.sourceId,
+      status: response.status,
+    });
+  } catch (error) {
+    runtime.logger.warn('DELETE of the export job failed', {
+      sourceId: event.export.sourceId,
+      error: (error as Error).name,
+    });
+  }
+  // The data is verified and complete; a job the server keeps is its housekeeping, not our failure.
+  return false;
+}
+
+async function decideWatermark(runtime: Runtime, context: ExportContext, transactionTime: string) {
+  if (!context.advancesWatermark) {
+    return {
+      advance: false,
+      reason: 'a window with until or a narrower scope does not move the daily delta',
+    };
+  }
+  const current = await runtime.store.getJson<Watermark>(watermarkKey(runtime.prefix, context.sourceId));
+  if (current && Date.parse(current.transactionTime) >= Date.parse(transactionTime)) {
+    return {
+      advance: false,
+      reason: `the stored watermark ${current.transactionTime} is not older; it never moves backwards`,
+    };
+  }
+  return { advance: true, reason: 'fully verified export of the source default scope' };
+}
+
+/** Lambda entry point (see infra/). */
+export const handler = awsTaskEntry('FinalizeExport', createFinalizeExportHandler);

@@ -1,0 +1,82 @@
+import { buildKickOffRequest, interpretKickOffResponse } from '../core/kickoff.js';
+import { DEFAULT_WAIT_POLICY, nextWaitSeconds } from '../core/retry-after.js';
+import { AccessTokenRejectedError, ExportRequestRejectedError } from '../errors.js';
+import { type Runtime, sealContext, sourceSettings } from '../runtime.js';
+import type { ExportContext } from '../state.js';
+import { awsTaskEntry } from './aws-entry.js';
+
+export interface KickOffEvent {
+  readonly export: ExportContext;
+  readonly sealedToken: string;
+  readonly attempt: number;
+  readonly forceTokenRefresh?: boolean;
+}
+
+export interface KickOffState {
+  readonly outcome: 'accepted' | 'retry';
+  readonly attempt: number;
+  readonly waitSeconds: number;
+  readonly forceTokenRefresh: boolean;
+  readonly statusUrl?: string;
+  readonly reason?: string;
+}
+
+/** Kick-off refusals (429/503) we wait out before giving up: with a 300 s ceiling, over an hour. */
+export const MAX_KICK_OFF_ATTEMPTS = 15;
+
+export function createKickOffHandler(runtime: Runtime) {
+  return async (event: KickOffEvent): Promise<KickOffState> => {
+    const context = event.export;
+    const settings = sourceSettings(runtime, context.sourceId);
+    const policy = { ...DEFAULT_WAIT_POLICY, ceilingSeconds: settings.retryAfterCeilingSeconds };
+    const spec = buildKickOffRequest(settings.fhirBaseUrl, settings.export, context.request);
+    const accessToken = await runtime.sealer.open(
+      event.sealedToken,
+      sealContext(context.sourceId, context.executionName),
+    );
+    const attempt = event.attempt + 1;
+
+    let outcome: ReturnType<typeof interpretKickOffResponse>;
+    try {
+      const response = await runtime.fhir.send(spec, accessToken);
+      outcome = interpretKickOffResponse(response, spec.url, settings.allowInsecureHttp, runtime.now());
+    } catch (error) {
+      // One re-mint and retry on 401; a second 401 in a row is a real refusal.
+      if (error instanceof AccessTokenRejectedError && !event.forceTokenRefresh) {
+        return {
+          outcome: 'retry',
+          attempt,
+          waitSeconds: policy.floorSeconds,
+          forceTokenRefresh: true,
+          reason: error.message,
+        };
+      }
+      throw error;
+    }
+    if (outcome.outcome === 'accepted') {
+      runtime.progress?.({ kind: 'phase', phase: 'kicked-off' });
+      return {
+        outcome: 'accepted',
+        attempt,
+        statusUrl: outcome.statusUrl,
+        waitSeconds: policy.floorSeconds,
+        forceTokenRefresh: false,
+      };
+    }
+    if (attempt >= MAX_KICK_OFF_ATTEMPTS) {
+      throw new ExportRequestRejectedError(
+        `kick-off still refused after ${attempt} attempts; last answer: ${outcome.reason}`,
+      );
+    }
+    const waitSeconds = nextWaitSeconds(outcome.retryAfterSeconds, attempt - 1, policy);
+    runtime.progress?.({
+      kind: 'phase',
+      phase: 'kick-off refused, waiting',
+      detail: `${outcome.reason}; retry in ${waitSeconds}s`,
+    });
+    return { outcome: 'retry', attempt, waitSeconds, forceTokenRefresh: false, reason: outcome.reason };
+  };
+}
+
+/** Lambda entry point (see infra/). */
+export const handler = awsTaskEntry('KickOff', createKickOffHandler);

@@ -1,0 +1,28 @@
+import type { InvocationContext } from '../middleware.js';
+import type { Runtime } from '../runtime.js';
+import { createCleanUpHandler } from './clean-up.js';
+import { createDownloadFileHandler } from './download-file.js';
+import { createFinalizeExportHandler } from './finalize-export.js';
+import { createKickOffHandler } from './kick-off.js';
+import { createMintTokenHandler } from './mint-token.js';
+import { createPollStatusHandler } from './poll-status.js';
+import { createPrepareExportHandler } from './prepare-export.js';
+
+/**
+ * Task handlers by the function name the ASL uses (`${NameFunctionArn}`).
+ * CDK creates one Lambda per entry from its file; the local runner calls
+ * these factories directly with a local runtime.
+ */
+export const TASK_HANDLER_FACTORIES: Record<
+  string,
+  // biome-ignore lint/suspicious/noExplicitAny: events differ per handler; each factory types its own
+  (runtime: Runtime) => (event: any, context: InvocationContext) => Promise<unknown>
+> = {
+  PrepareExport: createPrepareExportHandler,
+  MintToken: createMintTokenHandler,
+  KickOff: createKickOffHandler,
+  PollStatus: createPollStatusHandler,
+  DownloadFile: createDownloadFileHandler,
+  FinalizeExport: createFinalizeExportHandler,
+  CleanUp: createCleanUpHandler,
+};

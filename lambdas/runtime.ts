@@ -1,0 +1,75 @@
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { Dispatcher } from 'undici';
+import type { FhirHttp } from './adapters/fhir-http.js';
+import type { JsonStore } from './adapters/s3-store.js';
+import type { SourceSettings } from './config.js';
+import { ConfigurationError } from './errors.js';
+import type { Logger } from './logger.js';
+
+/**
+ * Everything a handler needs from the outside world. On AWS it is built once
+ * per container from the environment (lambdas/runtime-aws.ts); locally the
+ * runner builds it around the embedded S3 server and local keys. Handlers
+ * never read process.env or create clients themselves.
+ */
+export interface Runtime {
+  readonly now: () => Date;
+  readonly sleep: (ms: number) => Promise<void>;
+  readonly random: () => number;
+  readonly logger: Logger;
+  /** The export bucket. */
+  readonly s3: S3Client;
+  readonly store: JsonStore;
+  /** Key prefix inside the bucket (may be empty). */
+  readonly prefix: string;
+  /** SSE-KMS key for data objects, on AWS. */
+  readonly sseKmsKeyId?: string;
+  readonly sources: ReadonlyMap<string, SourceSettings>;
+  readonly sealer: TokenSealer;
+  readonly fhir: FhirHttp;
+  /** Keep-alive pool for data files. */
+  readonly fileDispatcher?: Dispatcher;
+  readonly events: EventSink;
+  /** Only the token minter has one: only it may sign client assertions. */
+  readonly accessTokens?: (sourceId: string) => Promise<AccessTokenSource>;
+  /** Local mode: progress for the terminal. */
+  readonly progress?: (event: ProgressEvent) => void;
+}
+
+export interface TokenSealer {
+  seal(plaintext: string, context: Record<string, string>): Promise<string>;
+  open(sealed: string, context: Record<string, string>): Promise<string>;
+}
+
+export interface AccessTokenSource {
+  getAccessToken(options?: { minValiditySeconds?: number; forceRefresh?: boolean }): Promise<{
+    accessToken: string;
+    expiresAt: Date;
+    scope?: string;
+  }>;
+}
+
+export interface EventSink {
+  /** Emits a domain event (EventBridge on AWS). Never carries PHI or tokens. */
+  emit(detailType: string, detail: Record<string, unknown>): Promise<void>;
+}
+
+export type ProgressEvent =
+  | { kind: 'phase'; phase: string; detail?: string }
+  | { kind: 'file-progress'; index: number; type: string; bytes: number; lines: number }
+  | { kind: 'file-done'; index: number; type: string; bytes: number; lines: number };
+
+export function sourceSettings(runtime: Pick<Runtime, 'sources'>, sourceId: string): SourceSettings {
+  const settings = runtime.sources.get(sourceId);
+  if (!settings) {
+    const known = [...runtime.sources.keys()].join(', ') || 'none';
+    throw new ConfigurationError(`unknown sourceId "${sourceId.slice(0, 64)}"; configured sources: ${known}`);
+  }
+  return settings;
+}
+
+/** The encryption context a sealed token is bound to: it opens only in the same execution for the same source. */
+export const sealContext = (sourceId: string, executionName: string) => ({
+  sourceId,
+  executionId: executionName,
+});

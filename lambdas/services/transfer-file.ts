@@ -1,0 +1,584 @@
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { Dispatcher } from 'undici';
+import {
+  describeUrl,
+  type FileResponse,
+  isPossiblyTransientNotFound,
+  openFile,
+} from '../adapters/file-http.js';
+import { S3_MIN_PART_BYTES } from '../adapters/s3-multipart.js';
+import {
+  FRAMER_POSITION_ZERO,
+  type FramedLines,
+  type FramerPosition,
+  NdjsonFramer,
+} from '../core/ndjson/framer.js';
+import {
+  AccessTokenRejectedError,
+  ConfigurationError,
+  FileDownloadError,
+  PipelineError,
+  TransientServerError,
+  VerificationError,
+} from '../errors.js';
+import type { Logger } from '../logger.js';
+import { parseCheckpoint, type TransferCheckpoint } from './transfer/checkpoint.js';
+import { ObjectSink, type ObjectSinkOptions } from './transfer/object-sink.js';
+import { QuarantineSink } from './transfer/quarantine-sink.js';
+
+export type { TransferCheckpoint } from './transfer/checkpoint.js';
+
+/**
+ * One manifest file in, one verified S3 object out: stream the file, check
+ * and count every line, hash what lands, upload it in parts, and stop at a
+ * line boundary with a checkpoint when the invocation runs short of time.
+ *
+ * A retry never drops or doubles a line: the download only ever continues
+ * from the byte after the last whole line handed to the upload, and only with
+ * `Range` + `If-Range` against the same strong ETag; anything else (no range
+ * support, a 200 to a range request, a changed file) starts the object over.
+ */
+
+export type FileKind = 'output' | 'error' | 'deleted';
+
+export interface TransferFileInput {
+  readonly url: string;
+  /** The manifest entry's `type`. */
+  readonly resourceType: string;
+  /** Which manifest array the file came from: `error` files hold OperationOutcomes, `deleted` files Bundles. */
+  readonly kind: FileKind;
+  /** The manifest's `count`, when the server gave one. */
+  readonly expectedCount?: number;
+  readonly requiresAccessToken: boolean;
+  readonly accessToken?: string;
+  /** Plain http to loopback hosts; local mode only. */
+  readonly allowInsecureHttp?: boolean;
+  readonly bucket: string;
+  readonly key: string;
+  /** Where invalid lines go under the `quarantine` policy (required with it). */
+  readonly quarantineKey?: string;
+  /** @default 'fail' */
+  readonly invalidLinePolicy?: 'fail' | 'quarantine';
+  /** @default 64 MiB */
+  readonly maxLineBytes?: number;
+  /** @default 8 MiB */
+  readonly partSizeBytes?: number;
+  readonly sseKmsKeyId?: string;
+  /** From the previous invocation's `checkpoint` outcome. */
+  readonly checkpoint?: TransferCheckpoint;
+}
+
+export interface TransferSettings {
+  /** Checkpoint when less than this is left of the invocation. @default 60 s */
+  readonly safetyMarginMs: number;
+  /** Attempts per file per invocation, the first included. @default 5 */
+  readonly maxAttempts: number;
+  /** First backoff ceiling; full jitter below it, doubling per attempt. @default 1 s */
+  readonly baseBackoffMs: number;
+  /** @default 30 s */
+  readonly maxBackoffMs: number;
+  /** Times a file may start over from byte 0, over all invocations. @default 10 */
+  readonly maxRestarts: number;
+  /** Parts in flight. @default 3 */
+  readonly partConcurrency: number;
+  /** S3's minimum part size; lower it only against a local S3 that does not enforce it (tests). @default 5 MiB */
+  readonly minPartSizeBytes: number;
+  /** Cap on quarantined bytes per file. @default 64 MiB */
+  readonly maxQuarantineBytes: number;
+  /** Inline the part list in the checkpoint up to this size; beyond, keep it in S3. @default 6 KiB */
+  readonly maxInlinePartsJsonBytes: number;
+}
+
+export const DEFAULT_TRANSFER_SETTINGS: TransferSettings = Object.freeze({
+  safetyMarginMs: 60_000,
+  maxAttempts: 5,
+  baseBackoffMs: 1_000,
+  maxBackoffMs: 30_000,
+  maxRestarts: 10,
+  partConcurrency: 3,
+  minPartSizeBytes: S3_MIN_PART_BYTES,
+  maxQuarantineBytes: 64 * 1024 * 1024,
+  maxInlinePartsJsonBytes: 6 * 1024,
+});
+
+export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
+
+export interface TransferFileDeps {
+  readonly s3: S3Client;
+  /** The keep-alive pool for file downloads. @default the container's shared pool */
+  readonly http?: Dispatcher;
+  now(): Date;
+  /** Milliseconds left in this invocation (Lambda's `context.getRemainingTimeInMillis`). */
+  remainingTimeMs(): number;
+  sleep(ms: number): Promise<void>;
+  /** In [0, 1), for backoff jitter. */
+  random(): number;
+  readonly logger: Logger;
+  readonly settings?: Partial<TransferSettings>;
+}
+
+export type TransferOutcome =
+  | {
+      readonly status: 'complete';
+      readonly bucket: string;
+      readonly key: string;
+      readonly bytes: number;
+      readonly lines: number;
+      readonly blankLines: number;
+      readonly invalidLines: number;
+      readonly sha256: string;
+      readonly quarantineKey?: string;
+      readonly serverEtag?: string;
+    }
+  | {
+      readonly status: 'checkpoint';
+      readonly reason: 'time' | 'access-token-rejected';
+      readonly checkpoint: TransferCheckpoint;
+    };
+
+export async function transferFile(
+  input: TransferFileInput,
+  deps: TransferFileDeps,
+): Promise<TransferOutcome> {
+  const settings = resolveSettings(deps.settings);
+  validateInput(input);
+  const checkpoint = input.checkpoint === undefined ? undefined : parseCheckpoint(input.checkpoint);
+  const transfer = await FileTransfer.open(input, checkpoint, deps, settings);
+  try {
+    return await transfer.run();
+  } catch (error) {
+    await transfer.cleanUpAfter(error);
+    throw error;
+  }
+}
+
+/** The resource type every line must have. */
+export function expectedResourceType(input: Pick<TransferFileInput, 'kind' | 'resourceType'>): string {
+  if (input.kind === 'error') return 'OperationOutcome';
+  if (input.kind === 'deleted') return 'Bundle';
+  return input.resourceType;
+}
+
+function resolveSettings(overrides: Partial<TransferSettings> = {}): TransferSettings {
+  for (const [name, value] of Object.entries(overrides)) {
+    if (!(name in DEFAULT_TRANSFER_SETTINGS)) {
+      throw new ConfigurationError(`Unknown transfer setting "${name}"`);
+    }
+    if (value !== undefined && (typeof value !== 'number' || !Number.isFinite(value) || value < 0)) {
+      throw new ConfigurationError(
+        `Transfer setting "${name}" must be a non-negative number, got ${String(value)}`,
+      );
+    }
+  }
+  const settings = { ...DEFAULT_TRANSFER_SETTINGS, ...overrides };
+  if (settings.maxAttempts < 1)
+    throw new ConfigurationError('Transfer setting "maxAttempts" must be at least 1');
+  if (settings.partConcurrency < 1)
+    throw new ConfigurationError('Transfer setting "partConcurrency" must be at least 1');
+  return settings;
+}
+
+function validateInput(input: TransferFileInput): void {
+  const fail = (field: string, expected: string): never => {
+    throw new ConfigurationError(`transferFile input.${field} must be ${expected}`);
+  };
+  for (const field of ['url', 'resourceType', 'bucket', 'key'] as const) {
+    if (typeof input[field] !== 'string' || input[field] === '') fail(field, 'a non-empty string');
+  }
+  if (!['output', 'error', 'deleted'].includes(input.kind)) fail('kind', "'output', 'error' or 'deleted'");
+  if (
+    input.expectedCount !== undefined &&
+    !(Number.isSafeInteger(input.expectedCount) && input.expectedCount >= 0)
+  ) {
+    fail('expectedCount', 'a non-negative integer');
+  }
+  const policy = input.invalidLinePolicy ?? 'fail';
+  if (policy !== 'fail' && policy !== 'quarantine') fail('invalidLinePolicy', "'fail' or 'quarantine'");
+  if (policy === 'quarantine' && !input.quarantineKey)
+    fail('quarantineKey', "given with invalidLinePolicy 'quarantine'");
+  if (input.quarantineKey !== undefined && input.quarantineKey === input.key)
+    fail('quarantineKey', 'different from key');
+  if (
+    input.maxLineBytes !== undefined &&
+    !(Number.isSafeInteger(input.maxLineBytes) && input.maxLineBytes > 0)
+  ) {
+    fail('maxLineBytes', 'a positive integer');
+  }
+  if (
+    input.partSizeBytes !== undefined &&
+    !(
+      Number.isSafeInteger(input.partSizeBytes) &&
+      input.partSizeBytes > 0 &&
+      input.partSizeBytes <= 5 * 1024 ** 3
+    )
+  ) {
+    fail('partSizeBytes', 'a positive integer of at most 5 GiB');
+  }
+}
+
+class FileTransfer {
+  readonly #input: TransferFileInput;
+  readonly #deps: TransferFileDeps;
+  readonly #settings: TransferSettings;
+  readonly #log: Logger;
+  readonly #expectedType: string;
+  readonly #sink: ObjectSink;
+  readonly #quarantine: QuarantineSink;
+  readonly #resumedFrom: TransferCheckpoint | undefined;
+  #position: FramerPosition;
+  #serverEtag: string | undefined;
+  #restarts: number;
+  #tokenRejections: number;
+  #failedAttempts = 0;
+  readonly #startedAt: number;
+  #downloadedBytes = 0;
+
+  private constructor(
+    input: TransferFileInput,
+    checkpoint: TransferCheckpoint | undefined,
+    deps: TransferFileDeps,
+    settings: TransferSettings,
+    sink: ObjectSink,
+    quarantine: QuarantineSink,
+  ) {
+    this.#input = input;
+    this.#deps = deps;
+    this.#settings = settings;
+    this.#expectedType = expectedResourceType(input);
+    this.#log = deps.logger.child({
+      bucket: input.bucket,
+      key: input.key,
+      fileKind: input.kind,
+      type: input.resourceType,
+    });
+    this.#sink = sink;
+    this.#quarantine = quarantine;
+    this.#resumedFrom = checkpoint;
+    this.#position = checkpoint
+      ? {
+          byteOffset: checkpoint.byteOffset,
+          lines: checkpoint.lines,
+          blankLines: checkpoint.blankLines,
+          invalidLines: checkpoint.invalidLines,
+        }
+      : FRAMER_POSITION_ZERO;
+    this.#serverEtag = checkpoint?.serverEtag;
+    this.#restarts = checkpoint?.restarts ?? 0;
+    this.#tokenRejections = checkpoint?.tokenRejections ?? 0;
+    this.#startedAt = deps.now().getTime();
+  }
+
+  static async open(
+    input: TransferFileInput,
+    checkpoint: TransferCheckpoint | undefined,
+    deps: TransferFileDeps,
+    settings: TransferSettings,
+  ): Promise<FileTransfer> {
+    const target = {
+      bucket: input.bucket,
+      key: input.key,
+      ...(input.sseKmsKeyId ? { sseKmsKeyId: input.sseKmsKeyId } : {}),
+    };
+    const sinkOptions: ObjectSinkOptions = {
+      s3: deps.s3,
+      target,
+      partSizeBytes: Math.max(input.partSizeBytes ?? DEFAULT_PART_SIZE_BYTES, settings.minPartSizeBytes),
+      minPartSizeBytes: settings.minPartSizeBytes,
+      concurrency: settings.partConcurrency,
+      metadata: { 'resource-type': expectedResourceType(input), 'file-kind': input.kind },
+      maxInlinePartsJsonBytes: settings.maxInlinePartsJsonBytes,
+      logger: deps.logger,
+    };
+    const sink = checkpoint
+      ? await ObjectSink.resume(sinkOptions, checkpoint)
+      : ObjectSink.fresh(sinkOptions);
+    const quarantine = new QuarantineSink(
+      deps.s3,
+      input.quarantineKey ? { ...target, key: input.quarantineKey } : undefined,
+      settings.maxQuarantineBytes,
+      checkpoint?.quarantine,
+    );
+    return new FileTransfer(input, checkpoint, deps, settings, sink, quarantine);
+  }
+
+  async run(): Promise<TransferOutcome> {
+    this.#log.info(this.#resumedFrom ? 'resuming file transfer' : 'starting file transfer', {
+      url: describeUrl(new URL(this.#input.url)),
+      byteOffset: this.#position.byteOffset,
+      restarts: this.#restarts,
+    });
+    for (;;) {
+      let response: FileResponse;
+      try {
+        response = await this.#request();
+      } catch (error) {
+        if (error instanceof AccessTokenRejectedError) return await this.#tokenRejected(error);
+        const outcome = await this.#afterFailure(error);
+        if (outcome) return outcome;
+        continue;
+      }
+      try {
+        const end = await this.#stream(response);
+        if (end === 'time') return await this.#checkpoint('time');
+        return await this.#complete();
+      } catch (error) {
+        response.cancel();
+        const outcome = await this.#afterFailure(error);
+        if (outcome) return outcome;
+      }
+    }
+  }
+
+  /**
+   * Opens the file where the transfer stands: from byte 0, or from the last
+   * line boundary with `Range`. Reconciles what came back with what we have,
+   * starting the object over when the server cannot continue it exactly.
+   */
+  async #request(): Promise<FileResponse> {
+    for (;;) {
+      const offset = this.#position.byteOffset;
+      if (offset > 0 && this.#serverEtag === undefined) {
+        await this.#restart(
+          'the server does not support resuming (no Accept-Ranges: bytes with a strong ETag)',
+        );
+        continue;
+      }
+      const resumeFrom = offset > 0 && this.#serverEtag ? { offset, etag: this.#serverEtag } : undefined;
+      const response = await openFile(
+        {
+          url: this.#input.url,
+          requiresAccessToken: this.#input.requiresAccessToken,
+          ...(this.#input.accessToken ? { accessToken: this.#input.accessToken } : {}),
+          ...(this.#input.allowInsecureHttp ? { allowInsecureHttp: true } : {}),
+          ...(resumeFrom ? { resumeFrom } : {}),
+        },
+        { ...(this.#deps.http ? { dispatcher: this.#deps.http } : {}), now: this.#deps.now },
+      );
+      // The token worked: a later 401 is a fresh expiry, worth another re-mint.
+      this.#tokenRejections = 0;
+      if (!resumeFrom) {
+        if (response.status !== 200) {
+          response.cancel();
+          throw new FileDownloadError(
+            `GET ${describeUrl(new URL(this.#input.url))} answered ${response.status} to a plain GET`,
+          );
+        }
+        this.#serverEtag = response.acceptsRanges ? response.strongEtag : undefined;
+        return response;
+      }
+      const sameVersion = response.strongEtag === undefined || response.strongEtag === this.#serverEtag;
+      if (
+        response.status === 206 &&
+        response.rangeStart === offset &&
+        response.contentEncoding === 'identity' &&
+        sameVersion
+      ) {
+        return response;
+      }
+      if (response.status === 416 && response.totalBytes === offset && sameVersion) {
+        // The previous invocation stopped exactly at the end of the file.
+        return response;
+      }
+      if (response.status === 200) {
+        // If-Range did its job: the file changed, or the server ignores Range. Use this full copy.
+        await this.#restart('the server answered a range request with the whole file');
+        this.#serverEtag = response.acceptsRanges ? response.strongEtag : undefined;
+        return response;
+      }
+      response.cancel();
+      await this.#restart(
+        `the server answered a range request from byte ${offset} with an unusable ${response.status}`,
+      );
+    }
+  }
+
+  /** Feeds the body through the framer into the sinks. Returns 'time' when the invocation must stop. */
+  async #stream(response: FileResponse): Promise<'end' | 'time'> {
+    const framer = new NdjsonFramer({
+      resourceType: this.#expectedType,
+      maxLineBytes: this.#input.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
+      invalidLinePolicy: this.#input.invalidLinePolicy ?? 'fail',
+      start: this.#position,
+    });
+    const chunks = response.body[Symbol.asyncIterator]();
+    for (;;) {
+      let next: IteratorResult<Buffer>;
+      try {
+        next = await chunks.next();
+      } catch (error) {
+        // Only errors of the body itself are network trouble; ours propagate as they are.
+        throw new TransientServerError(
+          `Reading ${describeUrl(new URL(this.#input.url))} failed at byte ${this.#position.byteOffset + framer.pendingBytes}: ${reasonOf(error)}`,
+          undefined,
+          { cause: error },
+        );
+      }
+      if (next.done) break;
+      this.#downloadedBytes += next.value.length;
+      await this.#accept(framer.push(next.value), framer.position);
+      if (this.#deps.remainingTimeMs() < this.#settings.safetyMarginMs) {
+        response.cancel();
+        return 'time';
+      }
+    }
+    await this.#accept(framer.end(), framer.position);
+    return 'end';
+  }
+
+  async #accept(framed: FramedLines, position: FramerPosition): Promise<void> {
+    if (framed.invalidBytes > 0) this.#quarantine.add(framed.invalid, framed.invalidBytes);
+    if (framed.validBytes > 0) await this.#sink.write(framed.valid, framed.validBytes);
+    this.#position = position;
+  }
+
+  /** Decides between retrying (after a backoff), checkpointing, or giving up (rethrow). */
+  async #afterFailure(error: unknown): Promise<TransferOutcome | undefined> {
+    const retryable = error instanceof TransientServerError || isPossiblyTransientNotFound(error);
+    if (!retryable) throw error;
+    this.#failedAttempts++;
+    if (this.#failedAttempts >= this.#settings.maxAttempts) throw error;
+    const retryAfter = error instanceof TransientServerError ? error.retryAfterSeconds : undefined;
+    const ceiling = Math.min(
+      this.#settings.maxBackoffMs,
+      this.#settings.baseBackoffMs * 2 ** (this.#failedAttempts - 1),
+    );
+    // Full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"), unless the server said when.
+    const delayMs = retryAfter !== undefined ? retryAfter * 1000 : Math.floor(this.#deps.random() * ceiling);
+    this.#log.warn('file download failed, will retry', {
+      attempt: this.#failedAttempts,
+      delayMs,
+      byteOffset: this.#position.byteOffset,
+      error,
+    });
+    if (this.#deps.remainingTimeMs() - delayMs < this.#settings.safetyMarginMs)
+      return await this.#checkpoint('time');
+    await this.#deps.sleep(delayMs);
+    return undefined;
+  }
+
+  async #tokenRejected(error: AccessTokenRejectedError): Promise<TransferOutcome> {
+    if (this.#tokenRejections >= 1) {
+      throw new AccessTokenRejectedError(`${error.message}, again after a fresh token`, { cause: error });
+    }
+    this.#tokenRejections++;
+    this.#log.warn('access token rejected; handing back for a fresh one', {
+      byteOffset: this.#position.byteOffset,
+    });
+    return await this.#checkpoint('access-token-rejected');
+  }
+
+  /** Back to byte 0 with a fresh upload: the only safe move when the server cannot continue exactly. */
+  async #restart(reason: string): Promise<void> {
+    if (this.#restarts >= this.#settings.maxRestarts) {
+      throw new FileDownloadError(
+        `Gave up on ${describeUrl(new URL(this.#input.url))} after ${this.#restarts} restarts from byte 0; last reason: ${reason}`,
+      );
+    }
+    this.#restarts++;
+    this.#log.warn('restarting the file from byte 0', { reason, restarts: this.#restarts });
+    await this.#sink.reset();
+    await this.#quarantine.reset();
+    this.#position = FRAMER_POSITION_ZERO;
+    this.#serverEtag = undefined;
+  }
+
+  async #checkpoint(reason: 'time' | 'access-token-rejected'): Promise<TransferOutcome> {
+    if (this.#position.byteOffset > 0 && this.#serverEtag === undefined) {
+      // Without range support the next invocation must start over anyway:
+      // do it now rather than keep parts nobody can continue.
+      await this.#restart(
+        `stopped at byte ${this.#position.byteOffset} (${reason}) and the server cannot resume`,
+      );
+    }
+    const sink = await this.#sink.checkpoint(this.#position.byteOffset);
+    const quarantine = await this.#quarantine.checkpoint();
+    const checkpoint: TransferCheckpoint = {
+      version: 1,
+      ...sink,
+      byteOffset: this.#position.byteOffset,
+      lines: this.#position.lines,
+      blankLines: this.#position.blankLines,
+      invalidLines: this.#position.invalidLines,
+      ...(this.#serverEtag ? { serverEtag: this.#serverEtag } : {}),
+      restarts: this.#restarts,
+      tokenRejections: this.#tokenRejections,
+      ...(quarantine.segments > 0 ? { quarantine } : {}),
+    };
+    this.#log.info('file transfer checkpoint', {
+      reason,
+      byteOffset: checkpoint.byteOffset,
+      objectBytes: checkpoint.objectBytes,
+      carryBytes: checkpoint.carryBytes,
+      nextPartNumber: checkpoint.nextPartNumber,
+      lines: checkpoint.lines,
+    });
+    return { status: 'checkpoint', reason, checkpoint };
+  }
+
+  async #complete(): Promise<TransferOutcome> {
+    const { lines, blankLines, invalidLines } = this.#position;
+    const expected = this.#input.expectedCount;
+    // The server's count includes lines we quarantined: it counts resources it wrote.
+    if (expected !== undefined && lines + invalidLines !== expected) {
+      throw new VerificationError(
+        `${describeUrl(new URL(this.#input.url))}: the manifest says ${expected} resources, the file had ${lines + invalidLines}` +
+          (invalidLines > 0 ? ` (${lines} valid, ${invalidLines} quarantined)` : ''),
+      );
+    }
+    const { bytes, sha256 } = await this.#sink.finish(lines);
+    const quarantineKey = await this.#quarantine.finish();
+    const seconds = (this.#deps.now().getTime() - this.#startedAt) / 1000;
+    this.#log.info('file transferred', {
+      bytes,
+      lines,
+      blankLines,
+      invalidLines,
+      downloadedBytes: this.#downloadedBytes,
+      seconds,
+      restarts: this.#restarts,
+    });
+    return {
+      status: 'complete',
+      bucket: this.#input.bucket,
+      key: this.#input.key,
+      bytes,
+      lines,
+      blankLines,
+      invalidLines,
+      sha256,
+      ...(quarantineKey ? { quarantineKey } : {}),
+      ...(this.#serverEtag ? { serverEtag: this.#serverEtag } : {}),
+    };
+  }
+
+  /**
+   * After a failure: a transient one leaves the input checkpoint usable (the
+   * state machine may retry this very input), so only uploads created in
+   * this invocation are aborted. Anything else is final: abort the upload and
+   * remove scratch objects, so nothing half-written is left to look complete.
+   */
+  async cleanUpAfter(error: unknown): Promise<void> {
+    const transient = error instanceof TransientServerError || isPossiblyTransientNotFound(error);
+    this.#log.error('file transfer failed', { error, byteOffset: this.#position.byteOffset, transient });
+    if (transient) {
+      await this.#sink.abort('created-here');
+      return;
+    }
+    await this.#sink.abort('all');
+    try {
+      await this.#sink.deleteScratch();
+      await this.#quarantine.deleteSegments();
+    } catch (cleanupError) {
+      // The original error matters more; leftover scratch objects are named to be ignored.
+      this.#log.error('could not delete scratch objects', { error: cleanupError });
+    }
+  }
+}
+
+function reasonOf(error: unknown): string {
+  if (error instanceof PipelineError) return error.message;
+  const code = (error as { code?: unknown }).code;
+  const message = error instanceof Error ? error.message : String(error);
+  return typeof code === 'string' ? `${code} (${message})` : message;
+}

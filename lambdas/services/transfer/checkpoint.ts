@@ -1,0 +1,117 @@
+import type { CompletedPart } from '../../adapters/s3-multipart.js';
+import type { Sha256State } from '../../core/sha256.js';
+import { ConfigurationError } from '../../errors.js';
+
+/**
+ * Everything one invocation hands the next so that a file too big for one
+ * Lambda invocation continues where it stopped. It travels in the Step
+ * Functions state, so it stays small (well under 8 KiB): a long part list
+ * goes to an S3 object instead (`partsKey`), and bytes fed to the upload but
+ * too few for a part (S3 wants 5 MiB) go to a "carry" object.
+ *
+ * Every field describes the same instant: the end of the last complete line
+ * fed to the upload. Retrying an older checkpoint is safe: part numbers at or
+ * above its `nextPartNumber` are simply uploaded again, the part list object
+ * is append-only for one upload, and carry objects are named by byte offset.
+ */
+export interface TransferCheckpoint {
+  readonly version: 1;
+  /** The multipart upload, once one was needed. */
+  readonly uploadId?: string;
+  readonly nextPartNumber: number;
+  /** Parts 1 … nextPartNumber-1 when few enough to inline. */
+  readonly parts?: readonly CompletedPart[];
+  /** Otherwise the S3 key holding `{ uploadId, parts }` (only the first nextPartNumber-1 count). */
+  readonly partsKey?: string;
+  /** Decoded bytes of the file consumed through the last complete line: where the next Range starts. */
+  readonly byteOffset: number;
+  /** Bytes in the uploaded parts. */
+  readonly objectBytes: number;
+  /** Bytes of whole lines after the uploaded parts, held in `carryKey`. */
+  readonly carryBytes: number;
+  readonly carryKey?: string;
+  readonly lines: number;
+  readonly blankLines: number;
+  readonly invalidLines: number;
+  /** SHA-256 of the uploaded parts (the carry is not hashed yet). */
+  readonly sha256State: Sha256State;
+  /** Strong ETag of the file, when the server also supports byte ranges; without it we cannot resume. */
+  readonly serverEtag?: string;
+  /** Times the transfer started over from byte 0 (range refused, file changed, no range support). */
+  readonly restarts: number;
+  /** 401s since the last successful request; a second one in a row fails. */
+  readonly tokenRejections: number;
+  /** Quarantined lines so far: `segments` scratch objects holding `bytes` bytes. */
+  readonly quarantine?: { readonly segments: number; readonly bytes: number };
+}
+
+/** `a/b/part-0001.ndjson` + `carry-5` → `a/b/_part-0001.ndjson.carry-5`. */
+export function scratchKey(key: string, suffix: string): string {
+  const slash = key.lastIndexOf('/');
+  // A leading underscore: Athena, Glue and Hive skip such objects, so a
+  // scratch object never reads as data even before it is cleaned up.
+  return `${key.slice(0, slash + 1)}_${key.slice(slash + 1)}.${suffix}`;
+}
+
+const isCount = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 0;
+
+/** Validates a checkpoint from the state; a malformed one is a bug or tampering, never guessed at. */
+export function parseCheckpoint(value: unknown): TransferCheckpoint {
+  const fail = (field: string, expected: string): never => {
+    throw new ConfigurationError(`checkpoint.${field} must be ${expected}`);
+  };
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) fail('', 'an object');
+  const c = value as Record<string, unknown>;
+  if (c.version !== 1) fail('version', '1');
+  for (const field of [
+    'byteOffset',
+    'objectBytes',
+    'carryBytes',
+    'lines',
+    'blankLines',
+    'invalidLines',
+    'restarts',
+    'tokenRejections',
+  ]) {
+    if (!isCount(c[field])) fail(field, 'a non-negative integer');
+  }
+  if (!Number.isSafeInteger(c.nextPartNumber) || (c.nextPartNumber as number) < 1) {
+    fail('nextPartNumber', 'a positive integer');
+  }
+  for (const field of ['uploadId', 'partsKey', 'carryKey', 'serverEtag']) {
+    if (c[field] !== undefined && (typeof c[field] !== 'string' || c[field] === '')) {
+      fail(field, 'a non-empty string when present');
+    }
+  }
+  if (c.parts !== undefined) {
+    if (
+      !Array.isArray(c.parts) ||
+      c.parts.some(
+        (part: unknown) =>
+          part === null ||
+          typeof part !== 'object' ||
+          !Number.isSafeInteger((part as CompletedPart).PartNumber) ||
+          typeof (part as CompletedPart).ETag !== 'string',
+      )
+    ) {
+      fail('parts', 'an array of { PartNumber, ETag }');
+    }
+  }
+  const hasParts = (c.nextPartNumber as number) > 1;
+  if (hasParts && c.uploadId === undefined) fail('uploadId', 'present when parts were uploaded');
+  if (hasParts && (c.parts === undefined) === (c.partsKey === undefined)) {
+    fail('parts', 'given either inline or as partsKey, not both or neither');
+  }
+  if ((c.carryBytes as number) > 0 && c.carryKey === undefined)
+    fail('carryKey', 'present when carryBytes > 0');
+  const hash = c.sha256State as Record<string, unknown> | undefined;
+  if (hash === null || typeof hash !== 'object' || hash.v !== 1) fail('sha256State', 'a SHA-256 state');
+  if (hash?.n !== c.objectBytes) fail('sha256State', 'the state of exactly objectBytes bytes');
+  if (c.quarantine !== undefined) {
+    const q = c.quarantine as Record<string, unknown>;
+    if (q === null || typeof q !== 'object' || !isCount(q.segments) || !isCount(q.bytes)) {
+      fail('quarantine', '{ segments, bytes } with non-negative integers');
+    }
+  }
+  return value as TransferCheckpoint;
+}

@@ -1,0 +1,75 @@
+import type { ExportRequest } from './core/kickoff.js';
+import type { FileKind } from './core/manifest.js';
+
+/**
+ * The shapes that travel in the state machine's JSON between Task states.
+ * They are small by design (256 KiB limit): manifests, file lists and
+ * per-file results live in S3 under `workPrefix`.
+ */
+export interface ExportContext {
+  readonly sourceId: string;
+  readonly executionName: string;
+  readonly bucket: string;
+  readonly workPrefix: string;
+  readonly request: ExportRequest;
+  /** Where `since` came from: the stored watermark, the input, or none (full export). */
+  readonly sinceFrom: 'watermark' | 'input' | 'none';
+  /** True when a success may move the watermark: no `until`, the source's default scope. */
+  readonly advancesWatermark: boolean;
+  readonly startedAt: string;
+  readonly deadline: string;
+  readonly maxConcurrency: number;
+}
+
+export interface SealedToken {
+  readonly sealedToken: string;
+  readonly expiresAt: string;
+}
+
+export interface PollState {
+  readonly outcome: 'in-progress' | 'complete';
+  readonly attempt: number;
+  readonly consecutiveTransientErrors: number;
+  readonly waitSeconds: number;
+  readonly forceTokenRefresh: boolean;
+  readonly progress?: string;
+  readonly manifest?: ManifestSummary;
+}
+
+export interface ManifestSummary {
+  readonly transactionTime: string;
+  readonly requiresAccessToken: boolean;
+  /** JSON array of FileItem in the bucket: the Distributed Map's ItemReader reads it. */
+  readonly filesKey: string;
+  /** File URLs by index, read by the downloader only (they may be presigned: credentials). */
+  readonly urlsKey: string;
+  /** The full manifest as received (all pages merged). */
+  readonly manifestKey: string;
+  readonly fileCount: number;
+  readonly exportRoot: string;
+}
+
+/** One Map item. No URL: presigned URLs are credentials and Map inputs show in execution history. */
+export interface FileItem {
+  readonly index: number;
+  readonly kind: FileKind;
+  readonly type: string;
+  readonly resourceType: string;
+  readonly key: string;
+  readonly count?: number;
+}
+
+export interface FileResult {
+  readonly index: number;
+  readonly kind: FileKind;
+  readonly type: string;
+  readonly key: string;
+  readonly bytes: number;
+  readonly lines: number;
+  readonly blankLines: number;
+  readonly invalidLines: number;
+  readonly sha256: string;
+  readonly serverCount?: number;
+  readonly quarantineKey?: string;
+  readonly invocations: number;
+}

@@ -1,0 +1,140 @@
+/**
+ * `npm run keys -- <command>`: the keys an EHR needs to know us by.
+ *
+ *   generate --alg ES384|RS384 [--bits 2048|3072|4096] --out <dir>
+ *       Writes <dir>/<kid>.private.jwk.json (owner-only) and prints the public JWKS.
+ *   jwks --private <file>... [--kms <keyId>... [--region <region>]]
+ *       Prints the public JWKS of local private JWK files and/or KMS keys
+ *       (several keys: publish the next key before it signs, keep the old one
+ *       until EHRs stop caching it).
+ *
+ * The JWKS goes to stdout so it can be piped or redirected; everything else
+ * goes to stderr. Private key material is never printed.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { KMSClient } from '@aws-sdk/client-kms';
+import { getKmsPublicJwk, type KmsClientLike } from '../lambdas/adapters/kms-public-keys.js';
+import { createLocalSigner, createLocalSignerFromJwk } from '../lambdas/adapters/local-signer.js';
+import { buildJwks, jwkThumbprint, type PublishedJwk } from '../lambdas/core/auth/jwk.js';
+
+export const USAGE = `Usage:
+  npm run keys -- generate --alg ES384|RS384 [--bits 2048|3072|4096] --out <dir>
+  npm run keys -- jwks --private <file>...
+  npm run keys -- jwks --kms <keyId>... [--region <region>]
+  (--private and --kms may be combined by repeating each flag per key)`;
+
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+export interface KeysIo {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+  /** @default a KMSClient for the region (or the SDK's default region) */
+  readonly kmsClient?: (region: string | undefined) => KmsClientLike;
+}
+
+const RSA_BITS = ['2048', '3072', '4096'];
+
+async function generate(args: string[], io: KeysIo): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { alg: { type: 'string' }, bits: { type: 'string' }, out: { type: 'string' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (positionals.length > 0)
+    throw new UsageError(`generate takes no positional arguments (got ${positionals.join(' ')})`);
+  const alg = values.alg;
+  if (alg !== 'ES384' && alg !== 'RS384') throw new UsageError('generate needs --alg ES384 or --alg RS384');
+  if (!values.out) throw new UsageError('generate needs --out <dir>');
+  if (values.bits !== undefined && (alg !== 'RS384' || !RSA_BITS.includes(values.bits))) {
+    throw new UsageError(`--bits applies to RS384 only and must be one of ${RSA_BITS.join(', ')}`);
+  }
+  const { privateKey } =
+    alg === 'ES384'
+      ? generateKeyPairSync('ec', { namedCurve: 'P-384' })
+      : generateKeyPairSync('rsa', { modulusLength: Number(values.bits ?? '2048') });
+  const jwk = privateKey.export({ format: 'jwk' });
+  const kid = jwkThumbprint(jwk);
+  const privateJwk = { ...jwk, kid, alg, use: 'sig' };
+  // Proves the file will load and sign before anyone registers its public half.
+  const signer = createLocalSignerFromJwk(privateJwk);
+  const dir = resolve(values.out);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, `${kid}.private.jwk.json`);
+  // `wx`: never overwrite a key file; a lost private key cannot be recovered.
+  await writeFile(file, `${JSON.stringify(privateJwk, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+  io.stderr(`Wrote ${file} (keep it secret; register the public JWKS below with the EHR)\n`);
+  io.stdout(`${JSON.stringify(buildJwks([signer.publicJwk]), null, 2)}\n`);
+}
+
+async function jwks(args: string[], io: KeysIo): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      private: { type: 'string', multiple: true },
+      kms: { type: 'string', multiple: true },
+      region: { type: 'string' },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  const privateFiles = [...(values.private ?? [])];
+  const kmsKeyIds = [...(values.kms ?? [])];
+  if (positionals.length > 0) {
+    // `--private a.json b.json`: extra values belong to the one list flag given.
+    if (privateFiles.length > 0 && kmsKeyIds.length > 0) {
+      throw new UsageError('with both --private and --kms, repeat the flag before each value');
+    }
+    if (privateFiles.length > 0) privateFiles.push(...positionals);
+    else if (kmsKeyIds.length > 0) kmsKeyIds.push(...positionals);
+    else throw new UsageError(`unexpected argument ${positionals[0]}`);
+  }
+  if (privateFiles.length === 0 && kmsKeyIds.length === 0)
+    throw new UsageError('jwks needs --private <file> or --kms <keyId>');
+  if (values.region !== undefined && kmsKeyIds.length === 0)
+    throw new UsageError('--region applies to --kms only');
+
+  const keys: PublishedJwk[] = [];
+  for (const file of privateFiles) keys.push((await createLocalSigner(resolve(file))).publicJwk);
+  if (kmsKeyIds.length > 0) {
+    const kms = io.kmsClient
+      ? io.kmsClient(values.region)
+      : new KMSClient(values.region ? { region: values.region } : {});
+    for (const keyId of kmsKeyIds) keys.push(await getKmsPublicJwk(kms, keyId));
+  }
+  io.stdout(`${JSON.stringify(buildJwks(keys), null, 2)}\n`);
+}
+
+/** Runs the CLI; returns the process exit code. */
+export async function main(argv: string[], io: KeysIo): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    if (command === 'generate') await generate(rest, io);
+    else if (command === 'jwks') await jwks(rest, io);
+    else if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+      io.stderr(`${USAGE}\n`);
+      return command === undefined ? 2 : 0;
+    } else throw new UsageError(`unknown command ${command}`);
+    return 0;
+  } catch (error) {
+    const usage =
+      error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    io.stderr(`keys: ${(error as Error).message}\n${usage ? `${USAGE}\n` : ''}`);
+    return usage ? 2 : 1;
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  main(process.argv.slice(2), {
+    stdout: (text) => process.stdout.write(text),
+    stderr: (text) => process.stderr.write(text),
+  }).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,149 @@
+/**
+ * Bridges the gaps between our ASL file and `aws-local-stepfunctions`, which
+ * runs it locally. The definition stays the one in state-machines/; this
+ * module only rewrites what the library cannot execute, and nothing else:
+ *
+ * 1. `${NameFunctionArn}` substitutions (which CDK fills on AWS) become local
+ *    Lambda ARNs `arn:aws:lambda:local:000000000000:function:Name`, so each
+ *    Task state maps to the handler of that name.
+ * 2. A Distributed Map with an `ItemReader` (unsupported locally) becomes an
+ *    inline Map fed by a Task state inserted just before it, named
+ *    `<Map> [ItemReader]`, that reads the same S3 object with the same
+ *    Parameters and puts the items at `$.__itemReader`. Every transition into
+ *    the Map is redirected to that Task; the Task carries the Map's Catch so a
+ *    read failure takes the same failure path as on AWS. One visible
+ *    difference: the items stay in the local state after the Map (JSONPath
+ *    cannot delete a key); on AWS they never enter it.
+ */
+
+export const LOCAL_ITEM_READER_FUNCTION = 'LocalItemReader';
+const LOCAL_ARN_PREFIX = 'arn:aws:lambda:local:000000000000:function:';
+const ITEMS_PATH = '$.__itemReader';
+
+type Json = Record<string, unknown>;
+interface StateMachineDefinition {
+  StartAt: string;
+  States: Record<string, Json>;
+  [key: string]: unknown;
+}
+
+export interface AdaptedDefinition {
+  readonly definition: StateMachineDefinition;
+  /** State name → local function name, for every Task state at any depth. */
+  readonly taskFunctions: ReadonlyMap<string, string>;
+}
+
+export const localFunctionArn = (name: string) => `${LOCAL_ARN_PREFIX}${name}`;
+
+export function adaptDefinitionForLocalRun(original: unknown): AdaptedDefinition {
+  const substituted = JSON.parse(
+    JSON.stringify(original).replace(/\$\{([A-Za-z0-9]+)FunctionArn\}/g, (_, name: string) =>
+      localFunctionArn(name),
+    ),
+  ) as StateMachineDefinition;
+  const unresolved = JSON.stringify(substituted).match(/\$\{[^}]+\}/);
+  if (unresolved)
+    throw new Error(`the definition has a substitution the local runner cannot fill: ${unresolved[0]}`);
+  const taskFunctions = new Map<string, string>();
+  const definition = adaptMachine(substituted, taskFunctions);
+  return { definition, taskFunctions };
+}
+
+function adaptMachine(
+  machine: StateMachineDefinition,
+  taskFunctions: Map<string, string>,
+): StateMachineDefinition {
+  const states: Record<string, Json> = {};
+  const redirects = new Map<string, string>();
+
+  for (const [name, original] of Object.entries(machine.States)) {
+    const state: Json = { ...original };
+    if (state.Type === 'Task') {
+      const resource = String(state.Resource ?? '');
+      if (!resource.startsWith(LOCAL_ARN_PREFIX)) {
+        throw new Error(
+          `Task state "${name}" calls ${resource}; the local runner only runs our Lambda handlers`,
+        );
+      }
+      taskFunctions.set(name, resource.slice(LOCAL_ARN_PREFIX.length));
+    }
+    if (state.Type === 'Map') {
+      const processor = (state.ItemProcessor ?? state.Iterator) as StateMachineDefinition | undefined;
+      if (processor) {
+        const { ProcessorConfig: _config, ...rest } = processor as StateMachineDefinition & {
+          ProcessorConfig?: unknown;
+        };
+        state.ItemProcessor = adaptMachine(rest as StateMachineDefinition, taskFunctions);
+        delete state.Iterator;
+      }
+      delete state.ToleratedFailurePercentage;
+      delete state.ToleratedFailurePercentagePath;
+      delete state.ToleratedFailureCount;
+      delete state.Label;
+      const reader = state.ItemReader as Json | undefined;
+      if (reader) {
+        if (reader.Resource !== 'arn:aws:states:::s3:getObject') {
+          throw new Error(
+            `Map state "${name}" reads items with ${String(reader.Resource)}; only s3:getObject is bridged locally`,
+          );
+        }
+        const readerName = `${name} [ItemReader]`;
+        states[readerName] = {
+          Type: 'Task',
+          Resource: localFunctionArn(LOCAL_ITEM_READER_FUNCTION),
+          Parameters: { ...(reader.Parameters as Json), ReaderConfig: reader.ReaderConfig ?? {} },
+          ResultPath: ITEMS_PATH,
+          ...(state.Catch ? { Catch: state.Catch } : {}),
+          Next: name,
+        };
+        taskFunctions.set(readerName, LOCAL_ITEM_READER_FUNCTION);
+        redirects.set(name, readerName);
+        delete state.ItemReader;
+        state.ItemsPath = ITEMS_PATH;
+      }
+    }
+    states[name] = state;
+  }
+
+  const redirect = (target: unknown) =>
+    typeof target === 'string' ? (redirects.get(target) ?? target) : target;
+  for (const [name, state] of Object.entries(states)) {
+    if (name.endsWith(' [ItemReader]')) continue;
+    if ('Next' in state) state.Next = redirect(state.Next);
+    if ('Default' in state) state.Default = redirect(state.Default);
+    if (Array.isArray(state.Choices)) {
+      state.Choices = (state.Choices as Json[]).map((choice) => ({ ...choice, Next: redirect(choice.Next) }));
+    }
+    if (Array.isArray(state.Catch)) {
+      state.Catch = (state.Catch as Json[]).map((c) => ({ ...c, Next: redirect(c.Next) }));
+    }
+  }
+  // Catch lists copied into reader states must follow redirects too.
+  for (const [name, state] of Object.entries(states)) {
+    if (!name.endsWith(' [ItemReader]') || !Array.isArray(state.Catch)) continue;
+    state.Catch = (state.Catch as Json[]).map((c) => ({ ...c, Next: redirect(c.Next) }));
+  }
+  return { ...machine, StartAt: String(redirect(machine.StartAt)), States: states };
+}
+
+/** The names of all Wait states, at any depth (for wait overrides in tests). */
+export function waitStateNames(definition: StateMachineDefinition): string[] {
+  const names: string[] = [];
+  for (const [name, state] of Object.entries(definition.States)) {
+    if (state.Type === 'Wait') names.push(name);
+    const processor = (state.ItemProcessor ?? state.Iterator) as StateMachineDefinition | undefined;
+    if (processor) names.push(...waitStateNames(processor));
+  }
+  return names;
+}
+
+/** The names of all states that have a Retry, at any depth. */
+export function retryingStateNames(definition: StateMachineDefinition): string[] {
+  const names: string[] = [];
+  for (const [name, state] of Object.entries(definition.States)) {
+    if (Array.isArray(state.Retry)) names.push(name);
+    const processor = (state.ItemProcessor ?? state.Iterator) as StateMachineDefinition | undefined;
+    if (processor) names.push(...retryingStateNames(processor));
+  }
+  return names;
+}

@@ -1,0 +1,181 @@
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { StateMachine } from 'aws-local-stepfunctions';
+import { TASK_HANDLER_FACTORIES } from '../../lambdas/handlers/registry.js';
+import type { InvocationContext } from '../../lambdas/middleware.js';
+import type { Runtime } from '../../lambdas/runtime.js';
+import {
+  adaptDefinitionForLocalRun,
+  LOCAL_ITEM_READER_FUNCTION,
+  retryingStateNames,
+  waitStateNames,
+} from './asl-adapter.js';
+
+/** One execution event from the local library (its type is not exported). */
+export interface EventLog {
+  readonly type: string;
+  readonly timestamp: number;
+  readonly state?: {
+    readonly name: string;
+    readonly type: string;
+    readonly input?: unknown;
+    readonly output?: unknown;
+  };
+  readonly Error?: string;
+  readonly Cause?: string;
+  readonly [key: string]: unknown;
+}
+
+export const DEFINITION_PATH = fileURLToPath(
+  new URL('../../state-machines/bulk-export.asl.json', import.meta.url),
+);
+
+export interface LocalRunOptions {
+  readonly runtime: Runtime;
+  readonly input: unknown;
+  /** @default `<sourceId>-local-<uuid>` */
+  readonly executionName?: string;
+  /** Each Wait state lasts this many ms instead of its real seconds (tests). @default real waits */
+  readonly waitOverrideMs?: number;
+  /** Each Retry pauses this many ms instead of its real interval (tests). @default real intervals */
+  readonly retryOverrideMs?: number;
+  /** How long one simulated Lambda invocation may run (getRemainingTimeInMillis). @default 15 min */
+  readonly invocationTimeoutMs?: number | ((functionName: string) => number);
+  /** Every execution event, as it happens. */
+  readonly onEvent?: (event: EventLog) => void;
+  readonly definitionPath?: string;
+}
+
+export interface LocalRunResult {
+  readonly status: 'SUCCEEDED' | 'FAILED';
+  readonly executionName: string;
+  readonly output?: unknown;
+  readonly error?: string;
+  readonly cause?: string;
+  readonly events: readonly EventLog[];
+  /** Task invocations per function name. */
+  readonly invocations: Readonly<Record<string, number>>;
+}
+
+/**
+ * Runs state-machines/bulk-export.asl.json with the real handlers, in
+ * process. See asl-adapter.ts for the only two things it changes.
+ */
+export async function runExportLocally(options: LocalRunOptions): Promise<LocalRunResult> {
+  const raw = JSON.parse(await readFile(options.definitionPath ?? DEFINITION_PATH, 'utf8')) as unknown;
+  const { definition, taskFunctions } = adaptDefinitionForLocalRun(raw);
+  const sourceId = (options.input as { sourceId?: unknown } | null)?.sourceId;
+  const executionName =
+    options.executionName ??
+    `${typeof sourceId === 'string' ? sourceId : 'export'}-local-${randomUUID().slice(0, 8)}`;
+
+  const invocations: Record<string, number> = {};
+  const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
+  const built = new Map<string, (event: unknown, context: InvocationContext) => Promise<unknown>>();
+  for (const [stateName, functionName] of taskFunctions) {
+    let handler = built.get(functionName);
+    if (!handler) {
+      handler =
+        functionName === LOCAL_ITEM_READER_FUNCTION
+          ? itemReader(options.runtime)
+          : buildTask(functionName, options.runtime);
+      built.set(functionName, handler);
+    }
+    const invoke = handler;
+    handlers[stateName] = async (input) => {
+      invocations[functionName] = (invocations[functionName] ?? 0) + 1;
+      const started = Date.now();
+      const timeout =
+        typeof options.invocationTimeoutMs === 'function'
+          ? options.invocationTimeoutMs(functionName)
+          : (options.invocationTimeoutMs ?? 15 * 60_000);
+      const context: InvocationContext = {
+        awsRequestId: randomUUID(),
+        getRemainingTimeInMillis: () => Math.max(0, timeout - (Date.now() - started)),
+      };
+      // A round trip through JSON, as Lambda does: no Dates or undefined sneak between states.
+      return JSON.parse(JSON.stringify((await invoke(JSON.parse(JSON.stringify(input)), context)) ?? null));
+    };
+  }
+
+  const overrides: Record<string, unknown> = { taskResourceLocalHandlers: handlers };
+  if (options.waitOverrideMs !== undefined) {
+    overrides.waitTimeOverrides = Object.fromEntries(
+      waitStateNames(definition).map((name) => [name, options.waitOverrideMs]),
+    );
+  }
+  if (options.retryOverrideMs !== undefined) {
+    overrides.retryIntervalOverrides = Object.fromEntries(
+      retryingStateNames(definition).map((name) => [name, options.retryOverrideMs]),
+    );
+  }
+  const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
+  const startTime = new Date().toISOString();
+  const execution = machine.run(options.input as never, {
+    overrides: overrides as never,
+    context: {
+      Execution: {
+        Id: `arn:aws:states:local:000000000000:execution:bulk-export:${executionName}`,
+        Name: executionName,
+        Input: options.input,
+        StartTime: startTime,
+        RoleArn: 'arn:aws:iam::000000000000:role/local',
+      },
+      StateMachine: { Id: 'arn:aws:states:local:000000000000:stateMachine:bulk-export', Name: 'bulk-export' },
+    } as never,
+  });
+
+  const events: EventLog[] = [];
+  const collecting = (async () => {
+    for await (const logged of execution.eventLogs) {
+      const event = logged as unknown as EventLog;
+      events.push(event);
+      options.onEvent?.(event);
+    }
+  })();
+  try {
+    const output = await execution.result;
+    await collecting;
+    return { status: 'SUCCEEDED', executionName, output, events, invocations };
+  } catch (error) {
+    await collecting.catch(() => undefined);
+    const failure = error as { name?: string; message?: string; cause?: unknown };
+    const failed = [...events].reverse().find((event) => event.type === 'ExecutionFailed') as
+      | { Error?: string; Cause?: string }
+      | undefined;
+    return {
+      status: 'FAILED',
+      executionName,
+      error: failed?.Error ?? failure.name ?? 'Error',
+      cause: failed?.Cause ?? failure.message ?? String(error),
+      events,
+      invocations,
+    };
+  }
+}
+
+function buildTask(functionName: string, runtime: Runtime) {
+  const factory = TASK_HANDLER_FACTORIES[functionName];
+  if (!factory) throw new Error(`the definition calls function ${functionName}, which has no handler`);
+  return factory(runtime) as (event: unknown, context: InvocationContext) => Promise<unknown>;
+}
+
+/** What Step Functions' ItemReader does for a JSON array in S3. */
+function itemReader(runtime: Runtime) {
+  return async (event: unknown) => {
+    const { Bucket, Key } = event as { Bucket?: string; Key?: string };
+    if (Bucket !== runtime.store.bucket || !Key) {
+      throw Object.assign(new Error(`ItemReader can only read the export bucket; got ${Bucket}/${Key}`), {
+        name: 'States.ItemReaderFailed',
+      });
+    }
+    const items = await runtime.store.getJson<unknown>(Key);
+    if (!Array.isArray(items)) {
+      throw Object.assign(new Error(`ItemReader: s3://${Bucket}/${Key} is not a JSON array`), {
+        name: 'States.ItemReaderFailed',
+      });
+    }
+    return items;
+  };
+}

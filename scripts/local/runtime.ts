@@ -1,0 +1,123 @@
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { KMSClient } from '@aws-sdk/client-kms';
+import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { Agent } from 'undici';
+import type { AccessTokenProvider } from '../../lambdas/adapters/access-token-provider.js';
+import { createFhirHttp } from '../../lambdas/adapters/fhir-http.js';
+import { createLocalSealer, generateLocalSealingKey } from '../../lambdas/adapters/local-sealer.js';
+import { createS3Store } from '../../lambdas/adapters/s3-store.js';
+import { createSourceAccessTokens } from '../../lambdas/adapters/source-access-tokens.js';
+import { parseSourceSettings, type SourceSettings } from '../../lambdas/config.js';
+import { parseLocalSourceAuth } from '../../lambdas/core/auth/client-config.js';
+import { createLogger, type Logger } from '../../lambdas/logger.js';
+import type { EventSink, ProgressEvent, Runtime } from '../../lambdas/runtime.js';
+
+export interface LocalSource {
+  /** The source file's JSON. */
+  readonly raw: unknown;
+  /** Directory that relative `privateKeyFile` paths resolve against. */
+  readonly baseDir?: string;
+  /** For messages: where the source came from. */
+  readonly origin?: string;
+}
+
+export interface LocalRuntimeOptions {
+  readonly sources: readonly LocalSource[];
+  readonly s3ClientConfig: S3ClientConfig;
+  readonly bucket: string;
+  /** @default '' */
+  readonly prefix?: string;
+  /** Log lines go here (JSON, redacted). @default discarded */
+  readonly logFile?: string;
+  /** Receives every log line too (tests scan them for secrets). */
+  readonly onLogLine?: (line: string) => void;
+  readonly progress?: (event: ProgressEvent) => void;
+  readonly now?: () => Date;
+}
+
+export interface LocalRuntime {
+  readonly runtime: Runtime;
+  readonly sources: ReadonlyMap<string, SourceSettings>;
+  /** Every event emitted, in order (EventBridge stands in here). */
+  readonly emittedEvents: { detailType: string; detail: Record<string, unknown> }[];
+  close(): Promise<void>;
+}
+
+/** A Runtime for running the real handlers on a laptop: local keys, a per-run sealing key, any S3 endpoint. */
+export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
+  const sources = new Map<string, SourceSettings>();
+  const auth = new Map<string, ReturnType<typeof parseLocalSourceAuth>>();
+  for (const [index, source] of options.sources.entries()) {
+    const where = source.origin ?? `sources[${index}]`;
+    const settings = parseSourceSettings(source.raw, where);
+    sources.set(settings.id, settings);
+    auth.set(
+      settings.id,
+      parseLocalSourceAuth(source.raw, {
+        path: where,
+        ...(source.baseDir ? { baseDir: source.baseDir } : {}),
+      }),
+    );
+  }
+  if (options.logFile) mkdirSync(dirname(options.logFile), { recursive: true });
+  const logger: Logger = createLogger({
+    level: 'debug',
+    write: (line) => {
+      if (options.logFile) appendFileSync(options.logFile, `${line}\n`);
+      options.onLogLine?.(line);
+    },
+  });
+  const s3 = new S3Client(options.s3ClientConfig);
+  const store = createS3Store({ s3, bucket: options.bucket });
+  const fileDispatcher = new Agent({ keepAliveTimeout: 30_000, connect: { timeout: 10_000 } });
+  const emittedEvents: LocalRuntime['emittedEvents'] = [];
+  const events: EventSink = {
+    async emit(detailType, detail) {
+      emittedEvents.push({ detailType, detail });
+      logger.info('event emitted', { detailType, detail });
+    },
+  };
+  const providers = new Map<string, Promise<AccessTokenProvider>>();
+  let kms: KMSClient | undefined;
+
+  const runtime: Runtime = {
+    now: options.now ?? (() => new Date()),
+    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+    random: Math.random,
+    logger,
+    s3,
+    store,
+    prefix: options.prefix ?? '',
+    sources,
+    // A fresh key per run: sealed tokens in the local history open nowhere else.
+    sealer: createLocalSealer({ key: generateLocalSealingKey() }),
+    fhir: createFhirHttp({ dispatcher: fileDispatcher }),
+    fileDispatcher,
+    events,
+    accessTokens: (sourceId) => {
+      let provider = providers.get(sourceId);
+      if (!provider) {
+        const settings = sources.get(sourceId);
+        const credentials = auth.get(sourceId);
+        if (!settings || !credentials) throw new Error(`no local source ${sourceId}`);
+        if (credentials.signingKey.kind === 'kms') kms ??= new KMSClient({});
+        provider = createSourceAccessTokens(credentials, settings, { ...(kms ? { kms } : {}), logger });
+        providers.set(sourceId, provider);
+        provider.catch(() => providers.delete(sourceId));
+      }
+      return provider;
+    },
+    ...(options.progress ? { progress: options.progress } : {}),
+  };
+  return {
+    runtime,
+    sources,
+    emittedEvents,
+    async close() {
+      s3.destroy();
+      kms?.destroy();
+      await fileDispatcher.close();
+    },
+  };
+}

@@ -1,0 +1,377 @@
+/** Bulk Data kick-off, status and delete requests. */
+import { randomBytes } from 'node:crypto';
+import { scopesAllowExport } from '../auth/scopes.js';
+import type { Routed, SandboxState } from '../context.js';
+import type { ExportableType } from '../data/types.js';
+import { ExportJob } from '../export/jobs.js';
+import {
+  type ExportLevel,
+  type KickoffParameter,
+  parametersFromQuery,
+  parametersFromResource,
+  parseKickoff,
+  typesAtLevel,
+} from '../export/kickoff-params.js';
+import { mergeFaultPlans } from '../faults.js';
+import {
+  acceptedMediaTypes,
+  BodyTooLargeError,
+  httpDate,
+  operationOutcome,
+  preferences,
+  readBody,
+  sendJson,
+  sendOutcome,
+  sendText,
+} from '../http.js';
+
+const ACCEPTABLE_KICKOFF_TYPES = ['application/fhir+json', 'application/*', '*/*'];
+
+export async function handleKickoff(
+  state: SandboxState,
+  routed: Routed,
+  level: ExportLevel,
+  groupId?: string,
+): Promise<void> {
+  const { req, res, info } = routed;
+  if (req.method !== 'GET' && req.method !== 'POST') {
+    sendOutcome(res, 405, 'not-supported', `${req.method} is not supported for $export; use GET or POST`, {
+      allow: 'GET, POST',
+    });
+    return;
+  }
+  const grant = state.authenticate(routed);
+  if (!grant) return;
+  const client = state.clients.get(grant.clientId);
+  const faults = mergeFaultPlans(client?.faults, routed.faults);
+  const retryAfter = String(state.options.retryAfterSeconds);
+
+  if (faults.kickoffErrorStatus !== undefined) {
+    info.fault = 'kickoffErrorStatus';
+    const status = faults.kickoffErrorStatus;
+    sendOutcome(
+      res,
+      status,
+      status >= 500 ? 'exception' : 'processing',
+      'Injected fault (kickoffErrorStatus)',
+    );
+    return;
+  }
+  const counter = state.counterFor(grant.clientId, routed.faultKey);
+  if (counter.take('kickoff503', faults.kickoff503)) {
+    info.fault = 'kickoff503';
+    sendOutcome(res, 503, 'transient', 'Injected fault (kickoff503): the server is busy', {
+      'retry-after': retryAfter,
+    });
+    return;
+  }
+  if (counter.take('kickoff429', faults.kickoff429)) {
+    info.fault = 'kickoff429';
+    sendOutcome(res, 429, 'throttled', 'Injected fault (kickoff429): too many requests', {
+      'retry-after': retryAfter,
+    });
+    return;
+  }
+
+  const accept = acceptedMediaTypes(req.headers.accept);
+  if (req.headers.accept !== undefined && !accept.some((t) => ACCEPTABLE_KICKOFF_TYPES.includes(t))) {
+    sendOutcome(res, 400, 'not-supported', `Accept must be application/fhir+json, got ${req.headers.accept}`);
+    return;
+  }
+  const prefer = preferences(req);
+  if (!prefer.has('respond-async')) {
+    sendOutcome(res, 400, 'invalid', 'a Bulk Data kick-off requires the header Prefer: respond-async');
+    return;
+  }
+  if (faults.groupExportOnly && level !== 'group') {
+    info.fault = 'groupExportOnly';
+    sendOutcome(res, 400, 'not-supported', 'this server only supports Group/[id]/$export');
+    return;
+  }
+  const group = groupId === undefined ? undefined : state.dataset.groups.find((g) => g.id === groupId);
+  if (groupId !== undefined && !group) {
+    sendOutcome(res, 404, 'not-found', `Group/${groupId} does not exist`);
+    return;
+  }
+
+  let parameters: KickoffParameter[];
+  if (req.method === 'POST') {
+    if (routed.query !== '') {
+      sendOutcome(
+        res,
+        400,
+        'not-supported',
+        'a POST kick-off takes its parameters in the Parameters body, not the query',
+      );
+      return;
+    }
+    const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (contentType !== 'application/fhir+json' && contentType !== 'application/json') {
+      sendOutcome(
+        res,
+        415,
+        'not-supported',
+        'a POST kick-off body must be a Parameters resource in application/fhir+json',
+      );
+      return;
+    }
+    try {
+      parameters = parametersFromResource(JSON.parse((await readBody(req)).toString('utf8')));
+    } catch (error) {
+      const message = error instanceof SyntaxError ? 'the body is not valid JSON' : (error as Error).message;
+      sendOutcome(res, error instanceof BodyTooLargeError ? 413 : 400, 'structure', message);
+      return;
+    }
+  } else {
+    parameters = parametersFromQuery(new URLSearchParams(routed.query));
+  }
+
+  let members: Set<number> | undefined;
+  const parsed = parseKickoff({
+    method: req.method,
+    level,
+    parameters,
+    lenient: prefer.has('handling=lenient'),
+    faults,
+    dataset: state.dataset,
+    patientKnown: (id) => {
+      const index = state.patientIndex(id);
+      if (index === undefined) return 'unknown';
+      members ??= new Set(group?.patientIndexes ?? []);
+      return group && !members.has(index) ? 'not-member' : 'ok';
+    },
+  });
+  if (!parsed.ok) {
+    sendJson(res, 400, operationOutcome(...parsed.issues), {}, 'application/fhir+json');
+    return;
+  }
+  const { spec } = parsed;
+
+  let types: ExportableType[];
+  if (spec.requestedTypes) {
+    const denied = spec.requestedTypes.filter((t) => !scopesAllowExport(grant.scopes, t));
+    if (denied.length > 0) {
+      sendOutcome(
+        res,
+        403,
+        'forbidden',
+        `the access token's scopes do not allow exporting ${denied.join(', ')}`,
+      );
+      return;
+    }
+    types = [...spec.requestedTypes];
+  } else {
+    // IG: without _type, all supported resources "within the scope of the client authorization".
+    types = typesAtLevel(level).filter((t) => scopesAllowExport(grant.scopes, t));
+    if (types.length === 0) {
+      sendOutcome(
+        res,
+        403,
+        'forbidden',
+        "the access token's scopes do not allow exporting any resource type",
+      );
+      return;
+    }
+  }
+  if (faults.requireGroupScope && level === 'group' && !scopesAllowExport(grant.scopes, 'Group')) {
+    info.fault = 'requireGroupScope';
+    sendOutcome(res, 403, 'forbidden', 'a Group export needs the scope system/Group.read');
+    return;
+  }
+
+  const now = state.nowMs();
+  const blocking = [...state.jobs.values()].filter((job) => {
+    if (job.clientId !== grant.clientId) return false;
+    const jobState = job.state(now);
+    return (
+      jobState === 'in-progress' || (jobState === 'complete' && job.init.faults.oneExportUntilDelete === true)
+    );
+  });
+  if (blocking.length > 0) {
+    const remainingMs = Math.max(...blocking.map((j) => j.init.createdAtMs + j.init.durationMs - now));
+    const seconds = Math.max(state.options.retryAfterSeconds, Math.ceil(remainingMs / 1000));
+    sendOutcome(
+      res,
+      429,
+      'throttled',
+      `an export by this client is already ${remainingMs > 0 ? 'in progress' : 'waiting to be deleted'}: ${blocking[0]!.init.statusUrl}`,
+      { 'retry-after': String(seconds) },
+    );
+    return;
+  }
+
+  let patientIndexes: readonly number[] | undefined = group?.patientIndexes;
+  if (spec.patientIds) patientIndexes = spec.patientIds.map((id) => state.patientIndex(id)!);
+
+  const id = randomBytes(12).toString('hex');
+  const statusUrl = `${state.mainOrigin}/export-status/${id}`;
+  const target = req.url ?? '/';
+  const job = new ExportJob(
+    {
+      id,
+      clientId: grant.clientId,
+      level,
+      statusUrl,
+      requestUrl: `${state.mainOrigin}${req.method === 'POST' ? target.split('?')[0] : target}`,
+      createdAtMs: now,
+      durationMs: faults.jobDurationMs ?? state.options.jobDurationMs,
+      faults,
+      types,
+      ...(spec.since !== undefined ? { since: spec.since } : {}),
+      ...(spec.until !== undefined ? { until: spec.until } : {}),
+      ...(patientIndexes !== undefined ? { patientIndexes } : {}),
+      elements: spec.elements,
+      typeFilters: spec.typeFilters,
+      ignored: parsed.ignored,
+      requiresAccessToken: faults.filesFromSecondOrigin ? false : state.options.requiresAccessToken,
+      resourcesPerFile: faults.resourcesPerFile ?? state.options.resourcesPerFile,
+      ...(groupId !== undefined ? { groupId } : {}),
+    },
+    state.dataset,
+  );
+  state.jobs.set(id, job);
+  if (!faults.jobExpiry && !faults.jobFailure) state.prepare(job);
+  const issues = parsed.ignored.length > 0 ? parsed.ignored : [];
+  sendJson(
+    res,
+    202,
+    operationOutcome(
+      { severity: 'information', code: 'informational', diagnostics: `export accepted; poll ${statusUrl}` },
+      ...issues,
+    ),
+    { 'content-location': statusUrl },
+    'application/fhir+json',
+  );
+}
+
+export function handleStatus(state: SandboxState, routed: Routed, jobId: string): void {
+  const { req, res, info } = routed;
+  if (req.method !== 'GET' && req.method !== 'DELETE') {
+    sendOutcome(res, 405, 'not-supported', `${req.method} is not supported on a status URL`, {
+      allow: 'GET, DELETE',
+    });
+    return;
+  }
+  const grant = state.authenticate(routed);
+  if (!grant) return;
+  const job = state.jobs.get(jobId);
+  if (!job) {
+    sendOutcome(res, 404, 'not-found', 'no such export');
+    return;
+  }
+  if (job.clientId !== grant.clientId) {
+    sendOutcome(res, 403, 'forbidden', 'this export belongs to another client');
+    return;
+  }
+  const now = state.nowMs();
+  const jobState = job.state(now);
+  if (jobState === 'deleted' || jobState === 'expired') {
+    if (jobState === 'expired') info.fault = 'jobExpiry';
+    sendOutcome(
+      res,
+      404,
+      'not-found',
+      jobState === 'deleted' ? 'the export was deleted' : 'the export expired',
+    );
+    return;
+  }
+  if (req.method === 'DELETE') {
+    job.markDeleted();
+    void state.discard(job);
+    sendOutcome(res, 202, 'informational', 'the export was cancelled and its files deleted');
+    return;
+  }
+  if (!state.coversJob(grant, job)) {
+    sendOutcome(res, 403, 'forbidden', "the access token's scopes do not cover every exported type");
+    return;
+  }
+
+  const faults = job.init.faults;
+  const retryAfter =
+    faults.statusRetryAfterRaw ?? String(faults.statusRetryAfterSeconds ?? state.options.retryAfterSeconds);
+  if (faults.statusErrorStatus !== undefined) {
+    info.fault = 'statusErrorStatus';
+    sendOutcome(res, faults.statusErrorStatus, 'processing', 'Injected fault (statusErrorStatus)');
+    return;
+  }
+  if (job.faults.take('status429', faults.status429)) {
+    info.fault = 'status429';
+    sendOutcome(res, 429, 'throttled', 'Injected fault (status429): polling too frequently', {
+      'retry-after': retryAfter,
+    });
+    return;
+  }
+  if (job.faults.take('status5xx', faults.status5xx)) {
+    // An infrastructure layer that knows nothing of FHIR (IG allows a non-FHIR body here).
+    info.fault = 'status5xx';
+    sendText(res, 503, 'Service Unavailable', { 'retry-after': String(state.options.retryAfterSeconds) });
+    return;
+  }
+  if (job.faults.take('statusTransient', faults.statusTransient)) {
+    info.fault = 'statusTransient';
+    sendOutcome(res, 500, 'transient', 'Injected fault (statusTransient): try again later');
+    return;
+  }
+
+  if (jobState === 'in-progress') {
+    if (faults.statusRetryAfterRaw !== undefined) info.fault = 'statusRetryAfterRaw';
+    else if (faults.statusRetryAfterSeconds !== undefined) info.fault = 'statusRetryAfterSeconds';
+    res.writeHead(202, {
+      'x-progress': `${job.progress(now)}% complete`,
+      'retry-after': retryAfter,
+      'cache-control': 'no-store',
+      'content-length': 0,
+    });
+    res.end();
+    return;
+  }
+  if (jobState === 'failed') {
+    info.fault = 'jobFailure';
+    sendOutcome(res, 500, 'exception', 'Injected fault (jobFailure): the export failed');
+    return;
+  }
+
+  const linkLifetimeMs = faults.fileLinkLifetimeMs ?? state.options.fileLinkLifetimeMs;
+  const expiresAt =
+    now + Math.min(state.options.manifestExpiresMs, linkLifetimeMs ?? Number.POSITIVE_INFINITY);
+  const files = job.files();
+  const entry = (f: (typeof files)[number]) => ({
+    type: f.type,
+    url: fileUrl(state, job, f.name, now, linkLifetimeMs),
+    count: f.manifestCount,
+  });
+  if (faults.countMismatch) info.fault = 'countMismatch';
+  sendJson(
+    res,
+    200,
+    {
+      transactionTime: job.transactionTime,
+      request: job.init.requestUrl,
+      requiresAccessToken: job.init.requiresAccessToken,
+      output: files.filter((f) => f.kind === 'output').map(entry),
+      ...(job.init.since !== undefined
+        ? { deleted: files.filter((f) => f.kind === 'deleted').map(entry) }
+        : {}),
+      error: files.filter((f) => f.kind === 'error').map(entry),
+    },
+    { expires: httpDate(expiresAt) },
+  );
+}
+
+function fileUrl(
+  state: SandboxState,
+  job: ExportJob,
+  name: string,
+  nowMs: number,
+  linkLifetimeMs: number | undefined,
+): string {
+  const path = `/files/${job.id}/${encodeURIComponent(name)}`;
+  if (job.init.faults.filesFromSecondOrigin) {
+    const seconds =
+      linkLifetimeMs !== undefined ? Math.ceil(linkLifetimeMs / 1000) : state.options.presignedLinkSeconds;
+    return state.signer.presign(state.secondOrigin, path, nowMs, seconds);
+  }
+  if (linkLifetimeMs !== undefined)
+    return state.signer.expiringLink(state.mainOrigin, path, nowMs + linkLifetimeMs);
+  return `${state.mainOrigin}${path}`;
+}

@@ -1,0 +1,437 @@
+import { describe, expect, it } from 'vitest';
+import { AUTH_KEYS, parseSourceCatalog, parseSourceSettings, requireEnv } from '../../lambdas/config.js';
+import { ConfigurationError } from '../../lambdas/errors.js';
+
+function thrown(act: () => unknown): Error {
+  try {
+    act();
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('expected the call to throw');
+}
+
+function errorShape(error: Error): { name: string; code: unknown; message: string } {
+  return { name: error.name, code: (error as { code?: unknown }).code, message: error.message };
+}
+
+const configurationError = (message: string) => ({
+  name: 'ConfigurationError',
+  code: 'ERR_CONFIGURATION',
+  message,
+});
+
+const MINIMAL = { id: 'epic', fhirBaseUrl: 'https://ehr.example.org/fhir/r4/' };
+
+const DEFAULTS = {
+  id: 'epic',
+  fhirBaseUrl: 'https://ehr.example.org/fhir/r4',
+  export: {
+    level: 'system',
+    types: [],
+    typeFilters: [],
+    elements: [],
+    method: 'GET',
+    typeParameterStyle: 'comma',
+    outputFormat: 'application/fhir+ndjson',
+  },
+  maxConcurrency: 4,
+  retryAfterCeilingSeconds: 300,
+  deadlineHours: 72,
+  maxConsecutiveTransientErrors: 10,
+  allowInsecureHttp: false,
+  invalidLinePolicy: 'fail',
+  maxLineBytes: 16 * 1024 * 1024,
+};
+
+const SOURCE_KEYS =
+  'id, description, fhirBaseUrl, export, maxConcurrency, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, allowInsecureHttp, invalidLinePolicy, maxLineBytes, clientId, privateKeyFile, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes';
+const EXPORT_KEYS = 'level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat';
+
+describe('parseSourceSettings', () => {
+  it('fills every default and drops the trailing slash of the base URL', () => {
+    expect(parseSourceSettings(MINIMAL)).toStrictEqual(DEFAULTS);
+  });
+
+  it('reads every setting', () => {
+    // Act
+    const settings = parseSourceSettings({
+      id: 'oracle-prod',
+      description: 'Oracle Health, production tenant',
+      fhirBaseUrl: 'https://fhir-ehr.cerner.com/r4/tenant',
+      export: {
+        level: 'group',
+        groupId: 'g-1',
+        types: ['Patient', 'Observation'],
+        typeFilters: ['Observation?category=laboratory'],
+        elements: ['id', 'meta'],
+        method: 'POST',
+        typeParameterStyle: 'repeat',
+        outputFormat: 'ndjson',
+      },
+      maxConcurrency: 1000,
+      retryAfterCeilingSeconds: 86_400,
+      deadlineHours: 336,
+      maxConsecutiveTransientErrors: 0,
+      allowInsecureHttp: false,
+      invalidLinePolicy: 'quarantine',
+      maxLineBytes: 1024,
+    });
+    // Assess
+    expect(settings).toStrictEqual({
+      id: 'oracle-prod',
+      fhirBaseUrl: 'https://fhir-ehr.cerner.com/r4/tenant',
+      export: {
+        level: 'group',
+        groupId: 'g-1',
+        types: ['Patient', 'Observation'],
+        typeFilters: ['Observation?category=laboratory'],
+        elements: ['id', 'meta'],
+        method: 'POST',
+        typeParameterStyle: 'repeat',
+        outputFormat: 'ndjson',
+      },
+      maxConcurrency: 1000,
+      retryAfterCeilingSeconds: 86_400,
+      deadlineHours: 336,
+      maxConsecutiveTransientErrors: 0,
+      allowInsecureHttp: false,
+      invalidLinePolicy: 'quarantine',
+      maxLineBytes: 1024,
+    });
+  });
+
+  it('infers the group level from a groupId', () => {
+    expect(parseSourceSettings({ ...MINIMAL, export: { groupId: 'g1' } }).export).toStrictEqual({
+      ...DEFAULTS.export,
+      level: 'group',
+      groupId: 'g1',
+    });
+  });
+
+  it('accepts the patient level', () => {
+    expect(parseSourceSettings({ ...MINIMAL, export: { level: 'patient' } }).export.level).toBe('patient');
+  });
+
+  it('accepts loopback http in local mode', () => {
+    // Act
+    const settings = parseSourceSettings({
+      ...MINIMAL,
+      fhirBaseUrl: 'http://localhost:8080/fhir',
+      allowInsecureHttp: true,
+    });
+    // Assess
+    expect(settings).toStrictEqual({
+      ...DEFAULTS,
+      fhirBaseUrl: 'http://localhost:8080/fhir',
+      allowInsecureHttp: true,
+    });
+  });
+
+  it('accepts and ignores the authorization keys of a local source file', () => {
+    // Prepare
+    const auth = {
+      clientId: 'client-1',
+      privateKeyFile: 'keys/epic.jwk.json',
+      kmsKeyId: 'alias/epic',
+      tokenUrl: 'https://ehr.example.org/oauth2/token',
+      scope: 'system/*.rs',
+      scopeSyntax: 'v2',
+      extraScopes: ['system/Group.read'],
+    };
+    // Act
+    const settings = parseSourceSettings({ ...MINIMAL, ...auth });
+    // Assess
+    expect(Object.keys(auth)).toStrictEqual([...AUTH_KEYS]);
+    expect(settings).toStrictEqual(DEFAULTS);
+  });
+
+  it.each([
+    ['not an object', 'epic', 'source must be a JSON object (got a string)'],
+    ['null', null, 'source must be a JSON object (got null)'],
+    ['an array', [MINIMAL], 'source must be a JSON object (got an array)'],
+    [
+      'an unknown key',
+      { ...MINIMAL, maxConcurency: 4 },
+      `source has unknown key(s) maxConcurency; expected only ${SOURCE_KEYS}`,
+    ],
+    [
+      'a secret-looking unknown key',
+      { ...MINIMAL, clientSecret: 's3cr3t' },
+      `source has unknown key(s) clientSecret; expected only ${SOURCE_KEYS}`,
+    ],
+    ['no id', { fhirBaseUrl: MINIMAL.fhirBaseUrl }, 'source.id is required: a non-empty string'],
+    [
+      'an upper-case id',
+      { ...MINIMAL, id: 'Epic' },
+      'source.id must be 1-63 lower-case letters, digits or dashes, starting with a letter or digit',
+    ],
+    [
+      'an id starting with a dash',
+      { ...MINIMAL, id: '-epic' },
+      'source.id must be 1-63 lower-case letters, digits or dashes, starting with a letter or digit',
+    ],
+    [
+      'an id with a slash',
+      { ...MINIMAL, id: 'epic/prod' },
+      'source.id must be 1-63 lower-case letters, digits or dashes, starting with a letter or digit',
+    ],
+    [
+      'an id of 64 characters',
+      { ...MINIMAL, id: 'a'.repeat(64) },
+      'source.id must be 1-63 lower-case letters, digits or dashes, starting with a letter or digit',
+    ],
+    ['no fhirBaseUrl', { id: 'epic' }, 'source.fhirBaseUrl is required: a non-empty string'],
+    [
+      'a relative fhirBaseUrl',
+      { ...MINIMAL, fhirBaseUrl: 'ehr.example.org/fhir' },
+      'source.fhirBaseUrl is not an absolute URL',
+    ],
+    [
+      'http on a non-loopback host',
+      { ...MINIMAL, fhirBaseUrl: 'http://ehr.example.org/fhir', allowInsecureHttp: true },
+      'source.fhirBaseUrl uses http: on a non-loopback host; only https is allowed',
+    ],
+    [
+      'loopback http without allowInsecureHttp',
+      { ...MINIMAL, fhirBaseUrl: 'http://127.0.0.1:8080/fhir' },
+      'source.fhirBaseUrl uses http:, allowed only for loopback hosts with allowInsecureHttp: true',
+    ],
+    [
+      'credentials in the base URL',
+      { ...MINIMAL, fhirBaseUrl: 'https://user:pw@ehr.example.org/fhir' },
+      'source.fhirBaseUrl must not carry credentials',
+    ],
+    [
+      'a file: base URL',
+      { ...MINIMAL, fhirBaseUrl: 'file:///fhir' },
+      'source.fhirBaseUrl uses the file: scheme; only https is allowed',
+    ],
+    [
+      'allowInsecureHttp a string',
+      { ...MINIMAL, allowInsecureHttp: 'true' },
+      'source.allowInsecureHttp must be true or false (got a string)',
+    ],
+    [
+      'export not an object',
+      { ...MINIMAL, export: [] },
+      'source.export must be a JSON object (got an array)',
+    ],
+    [
+      'an unknown export key',
+      { ...MINIMAL, export: { type: ['Patient'] } },
+      `source.export has unknown key(s) type; expected only ${EXPORT_KEYS}`,
+    ],
+    [
+      'level group without groupId',
+      { ...MINIMAL, export: { level: 'group' } },
+      'source.export.groupId is required when source.export.level is group',
+    ],
+    [
+      'a groupId at the system level',
+      { ...MINIMAL, export: { level: 'system', groupId: 'g1' } },
+      'source.export.groupId is set but source.export.level is system; use level group',
+    ],
+    [
+      'a groupId at the patient level',
+      { ...MINIMAL, export: { level: 'patient', groupId: 'g1' } },
+      'source.export.groupId is set but source.export.level is patient; use level group',
+    ],
+    [
+      'an empty groupId',
+      { ...MINIMAL, export: { groupId: '' } },
+      'source.export.groupId must be a non-empty string (got a string)',
+    ],
+    [
+      'a bad level',
+      { ...MINIMAL, export: { level: 'grp' } },
+      'source.export.level must be one of system, patient, group (got "grp")',
+    ],
+    [
+      'a bad method',
+      { ...MINIMAL, export: { method: 'get' } },
+      'source.export.method must be one of GET, POST (got "get")',
+    ],
+    [
+      'a bad typeParameterStyle',
+      { ...MINIMAL, export: { typeParameterStyle: 'csv' } },
+      'source.export.typeParameterStyle must be one of comma, repeat (got "csv")',
+    ],
+    [
+      'a bad invalidLinePolicy',
+      { ...MINIMAL, invalidLinePolicy: 'skip' },
+      'source.invalidLinePolicy must be one of fail, quarantine (got "skip")',
+    ],
+    [
+      'a lower-case type',
+      { ...MINIMAL, export: { types: ['Patient', 'observation'] } },
+      'source.export.types[1] must be a FHIR resource type such as Patient',
+    ],
+    [
+      'types a string',
+      { ...MINIMAL, export: { types: 'Patient,Observation' } },
+      'source.export.types must be an array of strings (got a string)',
+    ],
+    [
+      'a typeFilter without a query',
+      { ...MINIMAL, export: { typeFilters: ['Observation'] } },
+      'source.export.typeFilters[0] must be a query like Observation?category=laboratory',
+    ],
+    [
+      'a typeFilter with an empty query',
+      { ...MINIMAL, export: { typeFilters: ['Observation?category=laboratory', 'Patient?'] } },
+      'source.export.typeFilters[1] must be a query like Observation?category=laboratory',
+    ],
+    [
+      'an empty element',
+      { ...MINIMAL, export: { elements: ['id', ' '] } },
+      'source.export.elements[1] must be a non-empty string (got a string)',
+    ],
+    [
+      'an empty outputFormat',
+      { ...MINIMAL, export: { outputFormat: '' } },
+      'source.export.outputFormat must be a non-empty string (got a string)',
+    ],
+    [
+      'maxConcurrency 0',
+      { ...MINIMAL, maxConcurrency: 0 },
+      'source.maxConcurrency must be an integer from 1 to 1000 (got 0)',
+    ],
+    [
+      'maxConcurrency 1001',
+      { ...MINIMAL, maxConcurrency: 1001 },
+      'source.maxConcurrency must be an integer from 1 to 1000 (got 1001)',
+    ],
+    [
+      'maxConcurrency a string',
+      { ...MINIMAL, maxConcurrency: '4' },
+      'source.maxConcurrency must be an integer from 1 to 1000 (got a string)',
+    ],
+    [
+      'retryAfterCeilingSeconds 4',
+      { ...MINIMAL, retryAfterCeilingSeconds: 4 },
+      'source.retryAfterCeilingSeconds must be an integer from 5 to 86400 (got 4)',
+    ],
+    [
+      'retryAfterCeilingSeconds 86401',
+      { ...MINIMAL, retryAfterCeilingSeconds: 86_401 },
+      'source.retryAfterCeilingSeconds must be an integer from 5 to 86400 (got 86401)',
+    ],
+    [
+      'deadlineHours 0',
+      { ...MINIMAL, deadlineHours: 0 },
+      'source.deadlineHours must be an integer from 1 to 336 (got 0)',
+    ],
+    [
+      'deadlineHours 1.5',
+      { ...MINIMAL, deadlineHours: 1.5 },
+      'source.deadlineHours must be an integer from 1 to 336 (got 1.5)',
+    ],
+    [
+      'maxConsecutiveTransientErrors -1',
+      { ...MINIMAL, maxConsecutiveTransientErrors: -1 },
+      'source.maxConsecutiveTransientErrors must be an integer from 0 to 1000 (got -1)',
+    ],
+    [
+      'maxLineBytes 1023',
+      { ...MINIMAL, maxLineBytes: 1023 },
+      'source.maxLineBytes must be an integer from 1024 to 268435456 (got 1023)',
+    ],
+    [
+      'maxLineBytes above 256 MiB',
+      { ...MINIMAL, maxLineBytes: 256 * 1024 * 1024 + 1 },
+      'source.maxLineBytes must be an integer from 1024 to 268435456 (got 268435457)',
+    ],
+  ])('rejects %s', (_, raw, message) => {
+    // Act
+    const error = thrown(() => parseSourceSettings(raw));
+    // Assess
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect(errorShape(error)).toStrictEqual(configurationError(message));
+  });
+
+  it('names the key by the path it was given', () => {
+    // Act
+    const error = thrown(() => parseSourceSettings({ ...MINIMAL, export: { level: 'grp' } }, 'sources.epic'));
+    // Assess
+    expect(error.message).toBe('sources.epic.export.level must be one of system, patient, group (got "grp")');
+  });
+});
+
+describe('parseSourceCatalog', () => {
+  it('keys the sources by id, in order', () => {
+    // Act
+    const catalog = parseSourceCatalog(
+      JSON.stringify([MINIMAL, { id: 'cerner', fhirBaseUrl: 'https://fhir.cerner.example/r4' }]),
+    );
+    // Assess
+    expect([...catalog.keys()]).toStrictEqual(['epic', 'cerner']);
+    expect(catalog.get('epic')).toStrictEqual(DEFAULTS);
+    expect(catalog.get('cerner')?.fhirBaseUrl).toBe('https://fhir.cerner.example/r4');
+  });
+
+  it('accepts an empty array', () => {
+    expect(parseSourceCatalog('[]').size).toBe(0);
+  });
+
+  it.each([
+    [
+      'missing',
+      undefined,
+      'SOURCES',
+      'environment variable SOURCES is missing: expected a JSON array of sources',
+    ],
+    ['blank', '  ', 'SOURCES', 'environment variable SOURCES is missing: expected a JSON array of sources'],
+    [
+      'not JSON',
+      '[{"id":',
+      'SOURCES',
+      'environment variable SOURCES is not valid JSON: expected an array of sources',
+    ],
+    ['an object', JSON.stringify(MINIMAL), 'SOURCES', 'SOURCES must be a JSON array of sources'],
+    [
+      'renamed and missing',
+      undefined,
+      'EXPORT_SOURCES',
+      'environment variable EXPORT_SOURCES is missing: expected a JSON array of sources',
+    ],
+    [
+      'a duplicate id',
+      JSON.stringify([MINIMAL, { ...MINIMAL }]),
+      'SOURCES',
+      'SOURCES[1].id epic is a duplicate',
+    ],
+    [
+      'a bad entry',
+      JSON.stringify([MINIMAL, { id: 'x', fhirBaseUrl: 'http://ehr.example.org' }]),
+      'SOURCES',
+      'SOURCES[1].fhirBaseUrl uses http: on a non-loopback host; only https is allowed',
+    ],
+  ])('rejects %s', (_, raw, variable, message) => {
+    // Act
+    const error = thrown(() => parseSourceCatalog(raw, variable));
+    // Assess
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect(errorShape(error)).toStrictEqual(configurationError(message));
+  });
+});
+
+describe('requireEnv', () => {
+  it('returns the value', () => {
+    expect(requireEnv({ BUCKET: 'exports' }, 'BUCKET', 'the export bucket name')).toBe('exports');
+  });
+
+  it.each([
+    ['missing', {}],
+    ['empty', { BUCKET: '' }],
+    ['blank', { BUCKET: '  ' }],
+  ])('names a %s variable and what it should hold', (_, env) => {
+    // Act
+    const error = thrown(() => requireEnv(env, 'BUCKET', 'the export bucket name'));
+    // Assess
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect(errorShape(error)).toStrictEqual(
+      configurationError('environment variable BUCKET is missing: expected the export bucket name'),
+    );
+  });
+});

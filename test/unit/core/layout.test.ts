@@ -1,0 +1,168 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  completionMarkerKey,
+  type ExportLocation,
+  exportPartition,
+  exportRoot,
+  failureReceiptKey,
+  fileKey,
+  lockKey,
+  quarantineKey,
+  receiptKey,
+  watermarkKey,
+  workPrefix,
+} from '../../../lambdas/core/layout.js';
+
+const LOCATION: ExportLocation = {
+  prefix: 'fhir',
+  sourceId: 'epic-prod',
+  transactionTime: '2026-11-26T12:00:00.123+01:00',
+};
+const ROOT = 'fhir/source=epic-prod/export=2026-11-26T110000.123Z/';
+
+describe('exportPartition', () => {
+  it.each([
+    ['2026-11-26T12:00:00.123+01:00', '2026-11-26T110000.123Z'],
+    ['2026-11-26T12:00:00Z', '2026-11-26T120000.000Z'],
+    ['2026-11-26T23:30:00-05:00', '2026-11-27T043000.000Z'],
+    ['2026-11-26T12:00:00.5Z', '2026-11-26T120000.500Z'],
+    ['2026-11-26T12:00:00.123456789Z', '2026-11-26T120000.123Z'],
+    ['2026-01-01T00:30:00+05:30', '2025-12-31T190000.000Z'],
+  ])('%s → %s', (transactionTime, partition) => {
+    expect(exportPartition(transactionTime)).toBe(partition);
+  });
+
+  it('yields the same partition for the same instant in any offset, and never a colon', () => {
+    fc.assert(
+      fc.property(
+        fc.date({
+          min: new Date('2000-01-01T00:00:00Z'),
+          max: new Date('2099-12-31T23:59:59Z'),
+          noInvalidDate: true,
+        }),
+        fc.integer({ min: -12 * 60, max: 14 * 60 }),
+        (instant, offsetMinutes) => {
+          // Prepare: the same instant written with a different UTC offset.
+          const local = new Date(instant.getTime() + offsetMinutes * 60_000).toISOString().slice(0, -1);
+          const sign = offsetMinutes < 0 ? '-' : '+';
+          const abs = Math.abs(offsetMinutes);
+          const offset = `${sign}${String(Math.floor(abs / 60)).padStart(2, '0')}:${String(abs % 60).padStart(2, '0')}`;
+          // Act
+          const partition = exportPartition(`${local}${offset}`);
+          // Assess
+          expect(partition).toBe(exportPartition(instant.toISOString()));
+          expect(partition).toMatch(/^\d{4}-\d{2}-\d{2}T\d{6}\.\d{3}Z$/);
+        },
+      ),
+    );
+  });
+});
+
+describe('exportRoot and prefixes', () => {
+  it.each([
+    ['fhir', ROOT],
+    ['fhir/', ROOT],
+    ['', 'source=epic-prod/export=2026-11-26T110000.123Z/'],
+    ['lake/raw/fhir', 'lake/raw/fhir/source=epic-prod/export=2026-11-26T110000.123Z/'],
+  ])('prefix %j → %s', (prefix, root) => {
+    expect(exportRoot({ ...LOCATION, prefix })).toBe(root);
+  });
+});
+
+describe('fileKey', () => {
+  it.each([
+    ['output', 'Patient', 1, `${ROOT}type=Patient/part-0001.ndjson`],
+    ['output', 'Observation', 42, `${ROOT}type=Observation/part-0042.ndjson`],
+    ['output', 'Observation', 9999, `${ROOT}type=Observation/part-9999.ndjson`],
+    ['output', 'Observation', 12345, `${ROOT}type=Observation/part-12345.ndjson`],
+    ['error', 'OperationOutcome', 1, `${ROOT}_errors/part-0001.ndjson`],
+    ['error', 'OperationOutcome', 3, `${ROOT}_errors/part-0003.ndjson`],
+    ['deleted', 'Patient', 1, `${ROOT}_deleted/type=Patient/part-0001.ndjson`],
+    ['deleted', 'Bundle', 10, `${ROOT}_deleted/type=Bundle/part-0010.ndjson`],
+  ] as const)('%s %s #%d → %s', (kind, type, ordinal, key) => {
+    expect(fileKey(LOCATION, kind, type, ordinal)).toBe(key);
+  });
+
+  it('uses no prefix when the prefix is empty', () => {
+    expect(fileKey({ ...LOCATION, prefix: '' }, 'output', 'Patient', 7)).toBe(
+      'source=epic-prod/export=2026-11-26T110000.123Z/type=Patient/part-0007.ndjson',
+    );
+  });
+});
+
+describe('quarantineKey', () => {
+  it.each([
+    [`${ROOT}type=Patient/part-0001.ndjson`, `${ROOT}_quarantine/type=Patient/part-0001.quarantine.ndjson`],
+    [
+      `${ROOT}_deleted/type=Patient/part-0002.ndjson`,
+      `${ROOT}_deleted/_quarantine/type=Patient/part-0002.quarantine.ndjson`,
+    ],
+    [`${ROOT}_errors/part-0001.ndjson`, `${ROOT}_errors/part-0001.quarantine.ndjson`],
+    [
+      'source=a/export=2026-11-26T120000.000Z/type=Observation/part-0010.ndjson',
+      'source=a/export=2026-11-26T120000.000Z/_quarantine/type=Observation/part-0010.quarantine.ndjson',
+    ],
+  ])('%s → %s', (dataKey, key) => {
+    expect(quarantineKey(dataKey)).toBe(key);
+  });
+
+  it('keeps quarantined lines out of the Athena-visible partitions', () => {
+    // Act
+    const key = quarantineKey(fileKey(LOCATION, 'output', 'Patient', 1));
+    // Assess
+    expect(key.slice(ROOT.length).startsWith('_')).toBe(true);
+  });
+});
+
+describe('receipt, marker, work, watermark, lock and failure keys', () => {
+  it.each([
+    ['receiptKey', () => receiptKey(LOCATION), `${ROOT}_receipt.json`],
+    ['completionMarkerKey', () => completionMarkerKey(LOCATION), `${ROOT}_SUCCESS.json`],
+    [
+      'completionMarkerKey, empty prefix',
+      () => completionMarkerKey({ ...LOCATION, prefix: '' }),
+      'source=epic-prod/export=2026-11-26T110000.123Z/_SUCCESS.json',
+    ],
+    [
+      'workPrefix',
+      () => workPrefix('fhir', 'epic-prod', 'epic-prod-abc'),
+      'fhir/_work/source=epic-prod/execution=epic-prod-abc/',
+    ],
+    ['workPrefix, empty prefix', () => workPrefix('', 'a', 'x'), '_work/source=a/execution=x/'],
+    ['watermarkKey', () => watermarkKey('fhir/', 'epic-prod'), 'fhir/_state/source=epic-prod/watermark.json'],
+    [
+      'watermarkKey, empty prefix',
+      () => watermarkKey('', 'epic-prod'),
+      '_state/source=epic-prod/watermark.json',
+    ],
+    ['lockKey', () => lockKey('fhir', 'epic-prod'), 'fhir/_state/source=epic-prod/lock.json'],
+    ['lockKey, empty prefix', () => lockKey('', 'epic-prod'), '_state/source=epic-prod/lock.json'],
+    [
+      'failureReceiptKey',
+      () => failureReceiptKey('fhir', 'epic-prod', 'epic-prod-abc'),
+      'fhir/_failures/source=epic-prod/epic-prod-abc.json',
+    ],
+    [
+      'failureReceiptKey, empty prefix',
+      () => failureReceiptKey('', 'epic-prod', 'run-1'),
+      '_failures/source=epic-prod/run-1.json',
+    ],
+  ])('%s', (_, act, key) => {
+    expect(act()).toBe(key);
+  });
+});
+
+describe('quarantineKey under a prefix that itself contains type=', () => {
+  it('quarantines beside the data partition, not inside the prefix', () => {
+    const key = fileKey(
+      { prefix: 'lake/type=fhir', sourceId: 'epic', transactionTime: '2026-01-01T00:00:00Z' },
+      'output',
+      'Patient',
+      1,
+    );
+    expect(quarantineKey(key)).toBe(
+      'lake/type=fhir/source=epic/export=2026-01-01T000000.000Z/_quarantine/type=Patient/part-0001.quarantine.ndjson',
+    );
+  });
+});
