@@ -68,7 +68,7 @@ async function main(argv: string[]): Promise<number> {
       const label = `window ${index + 1}/${windows.length} ${window.since} → ${window.until}`;
       if (run.status !== 'SUCCEEDED' || !receipt) {
         process.stderr.write(
-          `${label}: FAILED: ${run.error}: ${run.cause}\nLater windows were not started.\n`,
+          `${label}: FAILED: ${run.cause}\nLater windows were not started.\n`,
         );
         return 1;
       }

@@ -50,7 +50,7 @@ async function main() {
     printer.finish();
     if (run.status !== 'SUCCEEDED' || !receipt) {
       process.stderr.write(
-        `\nExport FAILED: ${run.error}: ${run.cause}\nLogs: ${join(LOCAL_DIR, 'logs', 'demo.ndjson')}\n`,
+        `\nExport FAILED: ${run.cause}\nLogs: ${join(LOCAL_DIR, 'logs', 'demo.ndjson')}\n`,
       );
       process.exitCode = 1;
       return;

@@ -64,7 +64,7 @@ async function main(argv: string[]): Promise<number> {
     });
     printer.finish();
     if (run.status !== 'SUCCEEDED' || !receipt) {
-      process.stderr.write(`Export FAILED: ${run.error}: ${run.cause}\nLogs: ${logFile}\n`);
+      process.stderr.write(`Export FAILED: ${run.cause}\nLogs: ${logFile}\n`);
       return 1;
     }
     const output = run.output as { receiptKey: string; completionMarkerKey: string };

@@ -76,6 +76,11 @@ export interface Sandbox {
   /** The same, streamed, for files too large for one Buffer. */
   fileContentStream(fileUrl: string, options?: FileContentOptions): AsyncIterable<Buffer>;
   jobs(): readonly SandboxJob[];
+  /**
+   * Every access token issued to the client and every client assertion it presented (accepted ones),
+   * for tests that prove none of them leaks into logs, state or S3.
+   */
+  credentialsOf(clientId: string): readonly string[];
   close(): Promise<void>;
 }
 
@@ -144,6 +149,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     settled: () => log.settled(),
     fileContent: (fileUrl, contentOptions) => collect(fileFor(fileUrl, contentOptions)),
     fileContentStream: (fileUrl, contentOptions) => stream(fileFor(fileUrl, contentOptions)),
+    credentialsOf: (clientId) => state.tokens.secretsOf(clientId),
     jobs: () => {
       const now = state.nowMs();
       return [...state.jobs.values()].map((job) => ({

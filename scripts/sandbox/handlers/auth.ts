@@ -94,6 +94,7 @@ export async function handleToken(state: SandboxState, routed: Routed): Promise<
       keys: state.keys,
       replay: state.replay,
     });
+    state.tokens.remember(verified.client.clientId, form.get('client_assertion') ?? '');
     const lifetime = faults.tokenLifetimeSeconds ?? state.options.accessTokenLifetimeSeconds;
     const accessToken = state.tokens.issue(
       verified.client.clientId,
