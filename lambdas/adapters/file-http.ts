@@ -248,6 +248,10 @@ function success(
     totalBytes,
     redirects,
     cancel() {
+      // Destroying an unfinished undici body emits an AbortError; we asked for it, so nobody must hear it.
+      const ignore = () => {};
+      body.on('error', ignore);
+      response.body.on('error', ignore);
       body.destroy();
       response.body.destroy();
     },

@@ -1,0 +1,172 @@
+/**
+ * One measured run in its own process, so that its peak RSS (getrusage
+ * maxRSS) is its own: `node --import tsx scripts/bench/child.ts <mode> <json>`.
+ * Prints one JSON line on stdout; logs go to stderr.
+ */
+import { Readable } from 'node:stream';
+import { S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { Agent } from 'undici';
+import { createFileDownloadAgent } from '../../lambdas/adapters/file-http.js';
+import { createLogger } from '../../lambdas/logger.js';
+import { transferFile } from '../../lambdas/services/transfer-file.js';
+import { embeddedS3ClientConfig } from '../local/embedded-s3.js';
+
+export interface ChildResult {
+  readonly bytes: number;
+  readonly lines?: number;
+  readonly seconds: number;
+  readonly peakRssMb: number;
+  readonly peakHeapMb: number;
+  readonly peakArrayBuffersMb: number;
+  /** User + system CPU time of this process. */
+  readonly cpuSeconds: number;
+  readonly sha256?: string;
+}
+
+interface ChildArgs {
+  readonly url: string;
+  readonly accessToken?: string;
+  readonly requiresAccessToken?: boolean;
+  readonly endpoint: string;
+  readonly bucket: string;
+  readonly key: string;
+  readonly bytes?: number;
+  readonly resourceType?: string;
+  readonly gzip?: boolean;
+  /** Answer every S3 call in-process: measures our pipeline's own ceiling, without S3. */
+  readonly nullS3?: boolean;
+  /** Parts in flight. @default the transfer's default */
+  readonly concurrency?: number;
+}
+
+const [mode, json] = process.argv.slice(2);
+const args = JSON.parse(json ?? '{}') as ChildArgs;
+
+// maxRSS is the kernel's high-water mark; the sampler is a cross-check and
+// says where the memory is (JS heap, or Buffers waiting for the GC).
+let sampledPeak = process.memoryUsage.rss();
+let peakHeap = 0;
+let peakArrayBuffers = 0;
+const sampler = setInterval(() => {
+  const usage = process.memoryUsage();
+  sampledPeak = Math.max(sampledPeak, usage.rss);
+  peakHeap = Math.max(peakHeap, usage.heapUsed);
+  peakArrayBuffers = Math.max(peakArrayBuffers, usage.arrayBuffers);
+}, 20);
+
+type Measured = Pick<ChildResult, 'bytes' | 'lines' | 'sha256'>;
+
+async function download(): Promise<Measured> {
+  const agent = new Agent({ bodyTimeout: 60_000 });
+  const response = await agent.request({
+    origin: new URL(args.url).origin,
+    path: `${new URL(args.url).pathname}${new URL(args.url).search}`,
+    method: 'GET',
+    headers: {
+      'accept-encoding': args.gzip ? 'gzip' : 'identity',
+      ...(args.accessToken ? { authorization: `Bearer ${args.accessToken}` } : {}),
+    },
+    highWaterMark: 256 * 1024,
+  });
+  if (response.statusCode !== 200) throw new Error(`download answered ${response.statusCode}`);
+  let bytes = 0;
+  for await (const chunk of response.body) bytes += (chunk as Buffer).length;
+  await agent.close();
+  return { bytes };
+}
+
+async function upload(): Promise<Measured> {
+  const total = args.bytes ?? 0;
+  const block = Buffer.alloc(1024 * 1024, '{"resourceType":"Observation","status":"final"}\n');
+  const body = Readable.from(
+    (function* () {
+      for (let sent = 0; sent < total; sent += block.length)
+        yield block.subarray(0, Math.min(block.length, total - sent));
+    })(),
+  );
+  const client = new S3Client(embeddedS3ClientConfig(args.endpoint));
+  await new Upload({
+    client,
+    params: { Bucket: args.bucket, Key: args.key, Body: body, ContentType: 'application/fhir+ndjson' },
+    partSize: 8 * 1024 * 1024,
+    queueSize: args.concurrency ?? 3,
+  }).done();
+  client.destroy();
+  return { bytes: total };
+}
+
+/** An S3 client whose calls never leave the process: parts are counted and dropped. */
+function nullS3Client(): S3Client {
+  const client = new S3Client(embeddedS3ClientConfig(args.endpoint));
+  let stored = 0;
+  client.middlewareStack.add(
+    (_next, context) => async (args) => {
+      const input = args.input as { Body?: Uint8Array };
+      const output: Record<string, unknown> = { $metadata: {} };
+      if (context.commandName === 'CreateMultipartUploadCommand') output.UploadId = 'null-upload';
+      if (context.commandName === 'UploadPartCommand' || context.commandName === 'PutObjectCommand') {
+        stored += input.Body?.length ?? 0;
+        output.ETag = '"null"';
+      }
+      if (context.commandName === 'HeadObjectCommand') output.ContentLength = stored;
+      return { output, response: {} } as never;
+    },
+    { step: 'initialize', name: 'nullS3' },
+  );
+  return client;
+}
+
+async function transfer(): Promise<Measured> {
+  const client = args.nullS3 ? nullS3Client() : new S3Client(embeddedS3ClientConfig(args.endpoint));
+  const http = createFileDownloadAgent();
+  const outcome = await transferFile(
+    {
+      url: args.url,
+      resourceType: args.resourceType ?? 'Observation',
+      kind: 'output',
+      requiresAccessToken: args.requiresAccessToken ?? false,
+      ...(args.accessToken ? { accessToken: args.accessToken } : {}),
+      allowInsecureHttp: true,
+      bucket: args.bucket,
+      key: args.key,
+    },
+    {
+      s3: client,
+      http,
+      now: () => new Date(),
+      remainingTimeMs: () => Number.POSITIVE_INFINITY,
+      sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      random: Math.random,
+      logger: createLogger({ level: 'warn', write: (line) => process.stderr.write(`${line}\n`) }),
+      ...(args.concurrency ? { settings: { partConcurrency: args.concurrency } } : {}),
+    },
+  );
+  client.destroy();
+  await http.close();
+  if (outcome.status !== 'complete') throw new Error(`transfer ended with ${outcome.status}`);
+  return { bytes: outcome.bytes, lines: outcome.lines, sha256: outcome.sha256 };
+}
+
+const started = process.hrtime.bigint();
+const cpuBefore = process.cpuUsage();
+const run =
+  mode === 'download' ? download : mode === 'upload' ? upload : mode === 'transfer' ? transfer : undefined;
+if (!run) throw new Error(`unknown mode ${mode}`);
+const result = await run();
+const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+const cpu = process.cpuUsage(cpuBefore);
+const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+clearInterval(sampler);
+const maxRssBytes = process.resourceUsage().maxRSS * 1024;
+const peakRssMb = Math.round(Math.max(maxRssBytes, sampledPeak) / 1e6);
+process.stdout.write(
+  `${JSON.stringify({
+    ...result,
+    seconds,
+    peakRssMb,
+    peakHeapMb: Math.round(peakHeap / 1e6),
+    peakArrayBuffersMb: Math.round(peakArrayBuffers / 1e6),
+    cpuSeconds,
+  } satisfies ChildResult)}\n`,
+);
