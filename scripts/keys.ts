@@ -55,22 +55,31 @@ async function generate(args: string[], io: KeysIo): Promise<void> {
   if (values.bits !== undefined && (alg !== 'RS384' || !RSA_BITS.includes(values.bits))) {
     throw new UsageError(`--bits applies to RS384 only and must be one of ${RSA_BITS.join(', ')}`);
   }
+  const { file, publicJwk } = await writeLocalKeyPair(
+    resolve(values.out),
+    alg,
+    values.bits ? Number(values.bits) : undefined,
+  );
+  io.stderr(`Wrote ${file} (keep it secret; register the public JWKS below with the EHR)\n`);
+  io.stdout(`${JSON.stringify(buildJwks([publicJwk]), null, 2)}\n`);
+}
+
+/** Generates a signing key, proves it signs, and writes it as `<dir>/<kid>.private.jwk.json` (owner-only). */
+export async function writeLocalKeyPair(dir: string, alg: 'ES384' | 'RS384', rsaBits = 2048) {
   const { privateKey } =
     alg === 'ES384'
       ? generateKeyPairSync('ec', { namedCurve: 'P-384' })
-      : generateKeyPairSync('rsa', { modulusLength: Number(values.bits ?? '2048') });
+      : generateKeyPairSync('rsa', { modulusLength: rsaBits });
   const jwk = privateKey.export({ format: 'jwk' });
   const kid = jwkThumbprint(jwk);
   const privateJwk = { ...jwk, kid, alg, use: 'sig' };
   // Proves the file will load and sign before anyone registers its public half.
   const signer = createLocalSignerFromJwk(privateJwk);
-  const dir = resolve(values.out);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const file = join(dir, `${kid}.private.jwk.json`);
   // `wx`: never overwrite a key file; a lost private key cannot be recovered.
   await writeFile(file, `${JSON.stringify(privateJwk, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
-  io.stderr(`Wrote ${file} (keep it secret; register the public JWKS below with the EHR)\n`);
-  io.stdout(`${JSON.stringify(buildJwks([signer.publicJwk]), null, 2)}\n`);
+  return { file, publicJwk: signer.publicJwk };
 }
 
 async function jwks(args: string[], io: KeysIo): Promise<void> {
