@@ -1,0 +1,111 @@
+import { KMSClient } from '@aws-sdk/client-kms';
+import { getKmsJwks, type KmsClientLike } from '../../lambdas/adapters/kms-public-keys.js';
+import { requireEnv } from '../../lambdas/config.js';
+import { ConfigurationError } from '../../lambdas/errors.js';
+import { createLogger, type Logger, type LogLevel } from '../../lambdas/logger.js';
+import { lazily } from '../../lambdas/middleware.js';
+
+/**
+ * The public JWKS an EHR fetches to verify our client assertions (SMART
+ * Backend Services `jwks_url`), built from KMS `GetPublicKey`: the private
+ * keys never leave KMS. Served from a Lambda Function URL; the EHR caches it
+ * for `Cache-Control` max-age, so a key added for rotation shows up within
+ * that time.
+ *
+ * Bundled by esbuild from infra/ (the construct names this file by path and
+ * never imports it).
+ */
+
+/** The subset of a Function URL event (payload 2.0) this handler reads. */
+export interface FunctionUrlEvent {
+  readonly rawPath?: string;
+  readonly requestContext?: { readonly http?: { readonly method?: string } };
+}
+
+export interface FunctionUrlResult {
+  readonly statusCode: number;
+  readonly headers: Record<string, string>;
+  readonly body: string;
+}
+
+export interface JwksHandlerOptions {
+  readonly kms: KmsClientLike;
+  /** Key ids or ARNs of the asymmetric signing keys to publish. */
+  readonly keyIds: readonly string[];
+  /** `Cache-Control: max-age` of a successful answer. */
+  readonly maxAgeSeconds: number;
+  readonly logger: Logger;
+}
+
+/** Where EHR portals look for it, and the bare URL. */
+const JWKS_PATHS = new Set(['/', '/jwks.json', '/.well-known/jwks.json']);
+
+const json = (statusCode: number, body: unknown, headers: Record<string, string>): FunctionUrlResult => ({
+  statusCode,
+  headers: { 'content-type': 'application/json', ...headers },
+  body: JSON.stringify(body),
+});
+
+export function createJwksHandler(options: JwksHandlerOptions) {
+  const { kms, keyIds, maxAgeSeconds, logger } = options;
+  return async (event: FunctionUrlEvent): Promise<FunctionUrlResult> => {
+    const method = event.requestContext?.http?.method ?? 'GET';
+    if (method !== 'GET' && method !== 'HEAD') {
+      return json(405, { error: 'method not allowed' }, { allow: 'GET, HEAD', 'cache-control': 'no-store' });
+    }
+    if (!JWKS_PATHS.has(event.rawPath ?? '/')) {
+      return json(
+        404,
+        { error: 'not found; the JWKS is at /.well-known/jwks.json' },
+        { 'cache-control': 'no-store' },
+      );
+    }
+    try {
+      const jwks = await getKmsJwks(kms, keyIds);
+      const response = json(200, jwks, { 'cache-control': `public, max-age=${maxAgeSeconds}` });
+      return method === 'HEAD' ? { ...response, body: '' } : response;
+    } catch (error) {
+      // An EHR that caches an error would reject our assertions: never let it cache one.
+      logger.error('JWKS unavailable', { error: (error as Error).name, detail: (error as Error).message });
+      return json(
+        503,
+        { error: 'JWKS temporarily unavailable' },
+        { 'cache-control': 'no-store', 'retry-after': '30' },
+      );
+    }
+  };
+}
+
+function keyIdsFrom(raw: string): string[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    parsed = undefined;
+  }
+  if (
+    !Array.isArray(parsed) ||
+    parsed.length === 0 ||
+    !parsed.every((id) => typeof id === 'string' && id !== '')
+  ) {
+    throw new ConfigurationError('environment variable JWKS_KEY_IDS must be a JSON array of KMS key ARNs');
+  }
+  return parsed;
+}
+
+const jwksHandler = lazily(() => {
+  const env = process.env;
+  const maxAgeSeconds = Number(env.JWKS_MAX_AGE_SECONDS ?? '3600');
+  if (!Number.isInteger(maxAgeSeconds) || maxAgeSeconds < 0) {
+    throw new ConfigurationError('environment variable JWKS_MAX_AGE_SECONDS must be a non-negative integer');
+  }
+  return createJwksHandler({
+    kms: new KMSClient({}),
+    keyIds: keyIdsFrom(requireEnv(env, 'JWKS_KEY_IDS', 'a JSON array of KMS key ARNs')),
+    maxAgeSeconds,
+    logger: createLogger({ level: (env.LOG_LEVEL as LogLevel | undefined) ?? 'info' }),
+  });
+});
+
+/** Lambda entry point (Function URL). */
+export const handler = async (event: FunctionUrlEvent): Promise<FunctionUrlResult> => jwksHandler()(event);

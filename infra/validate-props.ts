@@ -1,0 +1,229 @@
+import { Duration, Token } from 'aws-cdk-lib';
+import type {
+  BulkExportPipelineProps,
+  BulkExportSourceProps,
+  ExportBucketProps,
+  ExportScheduleProps,
+  ExportSourceSettings,
+  SigningKeySpec,
+} from './bulk-export-pipeline.js';
+import { isKnownTimeZone, scheduleExpressionProblem } from './schedule-expression.js';
+
+/**
+ * Synth-time checks of BulkExportPipelineProps. Everything here would
+ * otherwise fail later and further away: at deploy (CloudFormation), at a
+ * Lambda's cold start (`SOURCES` is parsed there), or silently (a schedule
+ * that fires at the wrong hour). Messages name the prop path and what was
+ * expected; the construct throws them as they are.
+ *
+ * The source settings are checked for shape only; their full validation is
+ * the Lambdas' own (`lambdas/config.ts`), which infra does not import.
+ */
+
+export const SIGNING_KEY_SPECS: readonly SigningKeySpec[] = [
+  'ECC_NIST_P384',
+  'RSA_2048',
+  'RSA_3072',
+  'RSA_4096',
+];
+
+/** Same rule as the Lambdas' `SOURCE_ID`: it ends up in S3 keys, execution names and alias names. */
+const SOURCE_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+/** Keys of a local source file that belong in the client secret, never in `SOURCES`. */
+const AUTH_KEYS = [
+  'clientId',
+  'privateKeyFile',
+  'privateJwk',
+  'kmsKeyId',
+  'tokenUrl',
+  'scope',
+  'scopeSyntax',
+  'extraScopes',
+];
+
+const SETTINGS_KEYS = [
+  'id',
+  'description',
+  'fhirBaseUrl',
+  'export',
+  'maxConcurrency',
+  'retryAfterCeilingSeconds',
+  'deadlineHours',
+  'maxConsecutiveTransientErrors',
+  'allowInsecureHttp',
+  'invalidLinePolicy',
+  'maxLineBytes',
+];
+
+/** The bucket props a caller may set; the security-relevant ones are fixed by the construct. */
+export const EXPORT_BUCKET_PROP_KEYS: readonly (keyof ExportBucketProps)[] = [
+  'bucketName',
+  'lifecycleRules',
+  'intelligentTieringConfigurations',
+  'inventories',
+  'metrics',
+  'objectLockEnabled',
+  'objectLockDefaultRetention',
+  'replicationRules',
+  'replicationRole',
+];
+
+const SECRET_ARN = /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$/;
+const SECRET_NAME = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
+const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
+const ALIAS_PREFIX = /^[A-Za-z0-9/_-]{1,200}$/;
+
+/** Lambda's limit on all environment variables of one function together. */
+export const LAMBDA_ENVIRONMENT_LIMIT_BYTES = 4096;
+
+export class BulkExportPipelinePropsError extends Error {
+  constructor(message: string) {
+    super(`BulkExportPipeline: ${message}`);
+    this.name = 'BulkExportPipelinePropsError';
+  }
+}
+
+const fail = (message: string): never => {
+  throw new BulkExportPipelinePropsError(message);
+};
+
+function checkSettings(settings: ExportSourceSettings, id: string, path: string): void {
+  if (settings === null || typeof settings !== 'object' || Array.isArray(settings))
+    fail(`${path} must be an object of source settings`);
+  const keys = Object.keys(settings);
+  const auth = keys.filter((key) => AUTH_KEYS.includes(key));
+  if (auth.length > 0) {
+    fail(
+      `${path}.${auth[0]} belongs in the source's client secret (Secrets Manager), not in its settings: settings end up in a Lambda environment variable`,
+    );
+  }
+  const unknown = keys.find((key) => !SETTINGS_KEYS.includes(key));
+  if (unknown !== undefined) fail(`${path}.${unknown} is not a source setting`);
+  if (settings.id !== undefined && settings.id !== id) {
+    fail(`${path}.id is "${settings.id}" but the source id is "${id}"; set the id once, on the source`);
+  }
+  if (settings.allowInsecureHttp === true)
+    fail(`${path}.allowInsecureHttp is for local mode only; on AWS every FHIR URL must be https`);
+  let url: URL | undefined;
+  try {
+    url = typeof settings.fhirBaseUrl === 'string' ? new URL(settings.fhirBaseUrl) : undefined;
+  } catch {
+    url = undefined;
+  }
+  if (url?.protocol !== 'https:')
+    fail(`${path}.fhirBaseUrl must be an absolute https:// URL (the FHIR server's base)`);
+  const concurrency = settings.maxConcurrency;
+  if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000))
+    fail(`${path}.maxConcurrency must be an integer from 1 to 1000 (files downloaded at once)`);
+}
+
+function checkSchedule(schedule: ExportScheduleProps, path: string): void {
+  if (typeof schedule.expression !== 'string') fail(`${path}.expression must be a string`);
+  const problem = scheduleExpressionProblem(schedule.expression);
+  if (problem) fail(`${path}.expression "${schedule.expression}" is invalid: ${problem}`);
+  if (schedule.timeZone !== undefined && !isKnownTimeZone(schedule.timeZone))
+    fail(`${path}.timeZone "${schedule.timeZone}" is not an IANA time zone such as America/New_York`);
+  const window = schedule.flexibleTimeWindow;
+  if (window !== undefined && !window.isUnresolved()) {
+    const minutes = window.toMinutes({ integral: false });
+    if (minutes !== 0 && (minutes < 1 || minutes > 1440 || !Number.isInteger(minutes)))
+      fail(`${path}.flexibleTimeWindow must be 0 (off) or whole minutes from 1 to 1440`);
+  }
+  const retries = schedule.retryAttempts;
+  if (retries !== undefined && (!Number.isInteger(retries) || retries < 0 || retries > 185))
+    fail(`${path}.retryAttempts must be an integer from 0 to 185`);
+  const age = schedule.maximumEventAge;
+  if (age !== undefined && !age.isUnresolved()) {
+    const seconds = age.toSeconds({ integral: false });
+    if (seconds < 60 || seconds > 86_400) fail(`${path}.maximumEventAge must be from 1 minute to 24 hours`);
+  }
+}
+
+function checkClientSecret(source: BulkExportSourceProps, path: string): void {
+  const secret = source.clientSecret;
+  if (typeof secret !== 'string' || secret.trim() === '')
+    fail(`${path}.clientSecret is required: the ARN or name of the source's Secrets Manager secret`);
+  if (Token.isUnresolved(secret)) return;
+  if (secret.startsWith('arn:')) {
+    if (!SECRET_ARN.test(secret))
+      fail(`${path}.clientSecret "${secret}" is not a Secrets Manager secret ARN`);
+  } else if (!SECRET_NAME.test(secret)) {
+    fail(`${path}.clientSecret "${secret}" is neither a secret ARN nor a valid secret name`);
+  }
+  const keyArn = source.clientSecretEncryptionKeyArn;
+  if (keyArn !== undefined && !Token.isUnresolved(keyArn) && !KMS_KEY_ARN.test(keyArn))
+    fail(`${path}.clientSecretEncryptionKeyArn "${keyArn}" is not a KMS key ARN`);
+}
+
+function checkSource(source: BulkExportSourceProps, path: string): void {
+  if (source === null || typeof source !== 'object') fail(`${path} must be an object`);
+  if (typeof source.id !== 'string' || !SOURCE_ID.test(source.id)) {
+    fail(
+      `${path}.id ${JSON.stringify(source.id)} must be 1-63 lower-case letters, digits or dashes, starting with a letter or digit`,
+    );
+  }
+  checkSettings(source.settings, source.id, `${path}.settings`);
+  checkClientSecret(source, path);
+  if (source.signingKeySpec !== undefined && !SIGNING_KEY_SPECS.includes(source.signingKeySpec))
+    fail(`${path}.signingKeySpec must be one of ${SIGNING_KEY_SPECS.join(', ')}`);
+  if (source.schedule !== undefined) checkSchedule(source.schedule, `${path}.schedule`);
+}
+
+/** Throws a BulkExportPipelinePropsError naming the first problem found. */
+export function validatePipelineProps(props: BulkExportPipelineProps): void {
+  if (!Array.isArray(props.sources) || props.sources.length === 0)
+    fail('sources must list at least one source');
+  const seen = new Set<string>();
+  props.sources.forEach((source, index) => {
+    checkSource(source, `sources[${index}]`);
+    if (seen.has(source.id)) fail(`sources[${index}].id "${source.id}" is a duplicate`);
+    seen.add(source.id);
+  });
+  if (props.bucket && props.bucketProps)
+    fail(
+      'set either bucket (an existing bucket) or bucketProps (for the bucket this construct creates), not both',
+    );
+  if (props.bucket && props.lifecycle)
+    fail(
+      'lifecycle applies to the bucket this construct creates; with your own bucket, manage its lifecycle there',
+    );
+  if (props.bucketProps) {
+    const unsupported = Object.keys(props.bucketProps).find(
+      (key) => !(EXPORT_BUCKET_PROP_KEYS as readonly string[]).includes(key),
+    );
+    if (unsupported !== undefined) {
+      fail(
+        `bucketProps.${unsupported} cannot be set: encryption, TLS-only access, public access blocking, versioning, access logging and EventBridge notifications are fixed; settable: ${EXPORT_BUCKET_PROP_KEYS.join(', ')}`,
+      );
+    }
+  }
+  const prefix = props.exportPrefix ?? '';
+  if (prefix !== '' && (prefix.startsWith('/') || /[*?\s]/.test(prefix) || prefix.includes('//')))
+    fail(`exportPrefix "${prefix}" must be a plain S3 key prefix without a leading slash, spaces, * or ?`);
+  if (props.keyAliasPrefix !== undefined && !ALIAS_PREFIX.test(props.keyAliasPrefix))
+    fail(`keyAliasPrefix "${props.keyAliasPrefix}" may use only letters, digits, /, _ and -`);
+  if (props.vpcSubnets && !props.vpc) fail('vpcSubnets needs vpc');
+  const threshold = props.longExportThreshold;
+  if (
+    threshold !== undefined &&
+    !threshold.isUnresolved() &&
+    threshold.toSeconds() < Duration.minutes(5).toSeconds()
+  )
+    fail('longExportThreshold must be at least 5 minutes');
+  const errors = props.downloadErrorThreshold;
+  if (errors !== undefined && (!Number.isInteger(errors) || errors < 1))
+    fail('downloadErrorThreshold must be a positive integer');
+}
+
+/** Throws when a function's environment would exceed Lambda's 4 KB limit (many sources in `SOURCES`). */
+export function checkEnvironmentSize(functionName: string, environment: Record<string, string>): void {
+  // An unresolved token (an ARN, a bucket name) is counted as 100 bytes: ARNs are shorter than that.
+  const size = (value: string) => Buffer.byteLength(value.replace(/\$\{Token\[[^\]]+\]\}/g, 'x'.repeat(100)));
+  const bytes = Object.entries(environment).reduce((sum, [key, value]) => sum + size(key) + size(value), 0);
+  if (bytes > LAMBDA_ENVIRONMENT_LIMIT_BYTES) {
+    fail(
+      `the ${functionName} function's environment would be about ${bytes} bytes, over Lambda's ${LAMBDA_ENVIRONMENT_LIMIT_BYTES}; split the sources across pipelines or shorten their settings`,
+    );
+  }
+}

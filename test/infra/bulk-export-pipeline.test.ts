@@ -1,0 +1,520 @@
+import { readFileSync } from 'node:fs';
+import { Match } from 'aws-cdk-lib/assertions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { TaskFunctionName } from '../../infra/bulk-export-pipeline.js';
+import { parseSourceCatalog } from '../../lambdas/config.js';
+import {
+  actionsOf,
+  grants,
+  identityPolicies,
+  type PolicyStatementJson,
+  SOURCES,
+  type SynthesizedPipeline,
+  synthesize,
+} from './pipeline-fixture.js';
+
+let synth: SynthesizedPipeline;
+let resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
+beforeAll(() => {
+  synth = synthesize();
+  resources = synth.template.toJSON().Resources;
+});
+
+const pipeline = () => synth.stack.pipeline;
+const ref = (construct: Parameters<SynthesizedPipeline['logicalId']>[0]) => ({
+  Ref: synth.logicalId(construct),
+});
+const arnOf = (construct: Parameters<SynthesizedPipeline['logicalId']>[0]) => ({
+  'Fn::GetAtt': [synth.logicalId(construct), 'Arn'],
+});
+const roleIdOf = (name: TaskFunctionName) => synth.logicalId(pipeline().functions[name].role!);
+const environmentOf = (fn: Parameters<SynthesizedPipeline['logicalId']>[0]) =>
+  (resources[synth.logicalId(fn)]!.Properties.Environment as { Variables: Record<string, unknown> })
+    .Variables;
+const functionEnvironment = (name: TaskFunctionName) => environmentOf(pipeline().functions[name]);
+const statementsOfRole = (roleId: string) =>
+  identityPolicies(synth.template)
+    .filter((policy) => policy.roles.includes(roleId))
+    .flatMap((policy) => policy.statements);
+const rolesGranting = (action: string, resource?: unknown) =>
+  identityPolicies(synth.template)
+    .filter((policy) =>
+      policy.statements.some(
+        (statement) =>
+          statement.Effect === 'Allow' &&
+          actionsOf(statement).some((pattern) => grants(pattern, action)) &&
+          (resource === undefined ||
+            JSON.stringify(statement.Resource) === JSON.stringify(resource) ||
+            (Array.isArray(statement.Resource) &&
+              statement.Resource.some((entry) => JSON.stringify(entry) === JSON.stringify(resource)))),
+      ),
+    )
+    .flatMap((policy) => policy.roles)
+    .sort();
+
+describe('export bucket', () => {
+  it('is SSE-KMS with its own key and a bucket key, versioned, access-logged, sending EventBridge events', () => {
+    synth.template.hasResourceProperties('AWS::S3::Bucket', {
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [
+          {
+            BucketKeyEnabled: true,
+            ServerSideEncryptionByDefault: {
+              SSEAlgorithm: 'aws:kms',
+              KMSMasterKeyID: arnOf(pipeline().dataKey!),
+            },
+          },
+        ],
+      },
+      VersioningConfiguration: { Status: 'Enabled' },
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+      LoggingConfiguration: { DestinationBucketName: ref(pipeline().accessLogBucket!) },
+      NotificationConfiguration: { EventBridgeConfiguration: { EventBridgeEnabled: true } },
+    });
+  });
+
+  it('refuses every request that is not TLS', () => {
+    synth.template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      Bucket: ref(pipeline().bucket),
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Effect: 'Deny',
+            Action: 's3:*',
+            Principal: { AWS: '*' },
+            Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+          }),
+        ]),
+      },
+    });
+  });
+
+  it('expires _work/ files, incomplete uploads and noncurrent versions', () => {
+    synth.template.hasResourceProperties('AWS::S3::Bucket', {
+      LifecycleConfiguration: {
+        Rules: Match.arrayWith([
+          Match.objectLike({ Prefix: '_work/', ExpirationInDays: 7, Status: 'Enabled' }),
+          Match.objectLike({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 7 } }),
+          Match.objectLike({
+            NoncurrentVersionExpiration: { NoncurrentDays: 30 },
+            ExpiredObjectDeleteMarker: true,
+          }),
+        ]),
+      },
+    });
+  });
+
+  it('logs access to a bucket that is itself encrypted, private and TLS-only', () => {
+    const logBucket = resources[synth.logicalId(pipeline().accessLogBucket!)]!;
+    expect(logBucket.Properties).toMatchObject({
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [
+          {
+            ServerSideEncryptionByDefault: {
+              SSEAlgorithm: 'aws:kms',
+              KMSMasterKeyID: arnOf(pipeline().operationsKey),
+            },
+          },
+        ],
+      },
+      PublicAccessBlockConfiguration: { BlockPublicAcls: true, RestrictPublicBuckets: true },
+    });
+  });
+});
+
+describe('KMS keys', () => {
+  it.each([
+    ['epic-prod', 'ECC_NIST_P384'],
+    ['cerner-test', 'RSA_3072'],
+  ])('source %s gets an asymmetric SIGN_VERIFY key of spec %s, behind an alias', (sourceId, keySpec) => {
+    const key = resources[synth.logicalId(pipeline().signingKeys.get(sourceId)!)]!;
+    expect(key.Properties).toMatchObject({ KeySpec: keySpec, KeyUsage: 'SIGN_VERIFY' });
+    synth.template.hasResourceProperties('AWS::KMS::Alias', {
+      AliasName: `alias/fhir-bulk-export/${sourceId}`,
+      TargetKeyId: arnOf(pipeline().signingKeys.get(sourceId)!),
+    });
+  });
+
+  it('denies kms:Sign on every signing key to every principal but the token minter', () => {
+    for (const key of pipeline().signingKeys.values()) {
+      const policy = resources[synth.logicalId(key)]!.Properties.KeyPolicy as { Statement: unknown[] };
+      expect(policy.Statement).toContainEqual(
+        expect.objectContaining({
+          Effect: 'Deny',
+          Action: 'kms:Sign',
+          Principal: { AWS: '*' },
+          Condition: {
+            ArnNotEquals: { 'aws:PrincipalArn': { 'Fn::GetAtt': [roleIdOf('MintToken'), 'Arn'] } },
+          },
+        }),
+      );
+    }
+  });
+
+  it('rotates the symmetric sealing, data and operations keys', () => {
+    for (const key of [pipeline().sealingKey, pipeline().dataKey!, pipeline().operationsKey]) {
+      expect(resources[synth.logicalId(key)]!.Properties).toMatchObject({ EnableKeyRotation: true });
+    }
+  });
+});
+
+describe('IAM least privilege', () => {
+  it('uses no inline policies (HIPAA IAMNoInlinePolicy): every grant is a customer managed policy', () => {
+    synth.template.resourceCountIs('AWS::IAM::Policy', 0);
+    for (const policy of identityPolicies(synth.template)) expect(policy.roles).toHaveLength(1);
+  });
+
+  it('grants kms:Sign and kms:GetPublicKey on the signing keys to the mint-token role', () => {
+    expect(statementsOfRole(roleIdOf('MintToken'))).toContainEqual(
+      expect.objectContaining({
+        Effect: 'Allow',
+        Action: ['kms:Sign', 'kms:GetPublicKey'],
+        Resource: [...pipeline().signingKeys.values()].map(arnOf),
+      }),
+    );
+  });
+
+  it('grants kms:Sign to no other role, through any policy or wildcard', () => {
+    expect(rolesGranting('kms:Sign')).toEqual([roleIdOf('MintToken')]);
+  });
+
+  it('lets only the mint-token role read the client secrets (a complete ARN exactly, a name with its suffix)', () => {
+    expect(rolesGranting('secretsmanager:GetSecretValue')).toEqual([roleIdOf('MintToken')]);
+    const resourcesRead = statementsOfRole(roleIdOf('MintToken'))
+      .filter((statement) => actionsOf(statement).includes('secretsmanager:GetSecretValue'))
+      .map((statement) => JSON.stringify(statement.Resource));
+    expect(resourcesRead).toEqual([
+      JSON.stringify(SOURCES[0]!.clientSecret),
+      expect.stringContaining(':secret:fhir-bulk-export/cerner-test-??????'),
+    ]);
+  });
+
+  it('lets only the mint-token role seal (kms:Encrypt) and five handlers open (kms:Decrypt) tokens', () => {
+    const sealingKey = arnOf(pipeline().sealingKey);
+    expect(rolesGranting('kms:Encrypt', sealingKey)).toEqual([roleIdOf('MintToken')]);
+    expect(rolesGranting('kms:Decrypt', sealingKey)).toEqual(
+      (['KickOff', 'PollStatus', 'DownloadFile', 'FinalizeExport', 'CleanUp'] as const).map(roleIdOf).sort(),
+    );
+  });
+
+  it('binds sealing to the encryption context keys the sealer uses', () => {
+    const sealing = identityPolicies(synth.template)
+      .flatMap((policy) => policy.statements)
+      .filter(
+        (statement) => JSON.stringify(statement.Resource) === JSON.stringify(arnOf(pipeline().sealingKey)),
+      );
+    expect(sealing).toHaveLength(6);
+    for (const statement of sealing) {
+      expect(statement.Condition).toEqual({
+        'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': ['sourceId', 'executionId'] },
+        Null: { 'kms:EncryptionContextKeys': 'false' },
+        StringEquals: { 'kms:EncryptionContext:sourceId': ['epic-prod', 'cerner-test'] },
+      });
+    }
+  });
+
+  it('gives download-file exactly the S3 actions of streaming multipart uploads, and the data key via S3', () => {
+    const statements = statementsOfRole(roleIdOf('DownloadFile'));
+    expect(statements).toContainEqual(
+      expect.objectContaining({
+        Action: [
+          's3:GetObject',
+          's3:PutObject',
+          's3:PutObjectTagging',
+          's3:DeleteObject',
+          's3:AbortMultipartUpload',
+          's3:ListMultipartUploadParts',
+        ],
+        Resource: { 'Fn::Join': ['', [arnOf(pipeline().bucket), '/*']] },
+      }),
+    );
+    expect(statements).toContainEqual(
+      expect.objectContaining({
+        Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
+        Resource: arnOf(pipeline().dataKey!),
+        Condition: { StringEquals: { 'kms:ViaService': expect.anything() } },
+      }),
+    );
+  });
+
+  it('gives kick-off no S3 access at all, and mint-token none either', () => {
+    for (const name of ['KickOff', 'MintToken'] as const) {
+      const s3Actions = statementsOfRole(roleIdOf(name))
+        .flatMap(actionsOf)
+        .filter((action) => action.startsWith('s3:'));
+      expect(s3Actions).toEqual([]);
+    }
+  });
+
+  it('lets only finalize-export and clean-up put fhir.bulk-export events', () => {
+    expect(rolesGranting('events:PutEvents')).toEqual(
+      [roleIdOf('FinalizeExport'), roleIdOf('CleanUp')].sort(),
+    );
+    const putEvents = identityPolicies(synth.template)
+      .flatMap((policy) => policy.statements)
+      .filter((statement: PolicyStatementJson) => actionsOf(statement).includes('events:PutEvents'));
+    for (const statement of putEvents)
+      expect(statement.Condition).toEqual({ StringEquals: { 'events:source': 'fhir.bulk-export' } });
+  });
+});
+
+describe('state machine', () => {
+  const machine = () => resources[synth.logicalId(pipeline().stateMachine)]!.Properties;
+
+  it('is the ASL file itself, with a substitution for every placeholder and none left after them', () => {
+    const definition = machine().DefinitionString as string;
+    expect(definition).toBe(
+      readFileSync(new URL('../../state-machines/bulk-export.asl.json', import.meta.url), 'utf8'),
+    );
+    const substitutions = machine().DefinitionSubstitutions as Record<string, unknown>;
+    const placeholders = [
+      ...new Set([...definition.matchAll(/\$\{([A-Za-z]+)\}/g)].map((match) => match[1])),
+    ];
+    expect(placeholders.sort()).toEqual(Object.keys(substitutions).sort());
+    const substituted = definition.replace(/\$\{([A-Za-z]+)\}/g, (_, name: string) =>
+      JSON.stringify(substitutions[name]),
+    );
+    expect(substituted).not.toContain('${');
+  });
+
+  it('references every Task function by its ARN', () => {
+    const substitutions = machine().DefinitionSubstitutions as Record<string, unknown>;
+    const names: TaskFunctionName[] = [
+      'MintToken',
+      'PrepareExport',
+      'KickOff',
+      'PollStatus',
+      'DownloadFile',
+      'FinalizeExport',
+      'CleanUp',
+    ];
+    for (const name of names)
+      expect(substitutions[`${name}FunctionArn`]).toEqual(arnOf(pipeline().functions[name]));
+  });
+
+  it('is STANDARD, traced, and logs every event to an encrypted log group without execution data', () => {
+    expect(machine()).toMatchObject({
+      StateMachineType: 'STANDARD',
+      TracingConfiguration: { Enabled: true },
+      LoggingConfiguration: { Level: 'ALL', IncludeExecutionData: false },
+    });
+    const logGroupArn = (
+      machine().LoggingConfiguration as {
+        Destinations: { CloudWatchLogsLogGroup: { LogGroupArn: { 'Fn::GetAtt': [string] } } }[];
+      }
+    ).Destinations[0]!.CloudWatchLogsLogGroup.LogGroupArn['Fn::GetAtt'][0];
+    expect(resources[logGroupArn]!.Properties).toMatchObject({
+      KmsKeyId: arnOf(pipeline().operationsKey),
+      LogGroupName: expect.stringMatching(/^\/aws\/vendedlogs\/states\//),
+    });
+  });
+
+  it('may invoke the functions, start its own Distributed Map children, and read the file list', () => {
+    const roleArn = machine().RoleArn as { 'Fn::GetAtt': [string, string] };
+    const statements = statementsOfRole(roleArn['Fn::GetAtt'][0]);
+    expect(statements).toContainEqual(
+      expect.objectContaining({ Action: 'states:StartExecution', Resource: ref(pipeline().stateMachine) }),
+    );
+    expect(statements).toContainEqual(
+      expect.objectContaining({
+        Action: 's3:GetObject',
+        Resource: { 'Fn::Join': ['', [arnOf(pipeline().bucket), '/_work/*']] },
+      }),
+    );
+    const invoke = statements.find((statement) => statement.Action === 'lambda:InvokeFunction');
+    expect(invoke?.Resource).toEqual(Object.values(pipeline().functions).map(arnOf));
+  });
+});
+
+describe('functions', () => {
+  it('run Node.js 24 on arm64 with JSON logging into encrypted log groups with retention', () => {
+    const functions = Object.values(resources).filter(
+      (resource) => resource.Type === 'AWS::Lambda::Function',
+    );
+    expect(functions).toHaveLength(8);
+    for (const fn of functions) {
+      expect(fn.Properties).toMatchObject({
+        Runtime: 'nodejs24.x',
+        Architectures: ['arm64'],
+        Handler: 'index.handler',
+        LoggingConfig: { LogFormat: 'JSON' },
+      });
+      expect(fn.Properties.ReservedConcurrentExecutions).toBeGreaterThan(0);
+    }
+    const logGroups = Object.values(resources).filter((resource) => resource.Type === 'AWS::Logs::LogGroup');
+    for (const logGroup of logGroups)
+      expect(logGroup.Properties).toMatchObject({
+        KmsKeyId: arnOf(pipeline().operationsKey),
+        RetentionInDays: 365,
+      });
+  });
+
+  it('give download-file 15 minutes and 1024 MB, and reserve its concurrency from the sources', () => {
+    expect(resources[synth.logicalId(pipeline().functions.DownloadFile)]!.Properties).toMatchObject({
+      Timeout: 900,
+      MemorySize: 1024,
+      // maxConcurrency 6 + 4 (default) files, plus one per source of headroom
+      ReservedConcurrentExecutions: 12,
+    });
+    expect(resources[synth.logicalId(pipeline().functions.KickOff)]!.Properties).toMatchObject({
+      Timeout: 60,
+    });
+  });
+
+  it('get the runtime environment, with SOURCES the Lambdas can parse and no credentials in it', () => {
+    const env = functionEnvironment('PrepareExport');
+    expect(env).toMatchObject({
+      EXPORT_BUCKET: ref(pipeline().bucket),
+      EXPORT_PREFIX: '',
+      DATA_KMS_KEY_ID: arnOf(pipeline().dataKey!),
+      SEALING_KMS_KEY_ID: arnOf(pipeline().sealingKey),
+      EVENT_BUS_NAME: 'default',
+    });
+    const catalog = parseSourceCatalog(env.SOURCES as string);
+    expect([...catalog.keys()]).toEqual(['epic-prod', 'cerner-test']);
+    expect(catalog.get('epic-prod')).toMatchObject({
+      maxConcurrency: 6,
+      export: { level: 'group', groupId: 'cohort-1' },
+    });
+    expect(env.SOURCES).not.toMatch(/clientId|kmsKeyId|privateJwk|secret/i);
+  });
+
+  it('tell only mint-token where the client secrets are', () => {
+    expect(JSON.parse(functionEnvironment('MintToken').SOURCE_SECRET_ARNS as string)).toEqual({
+      'epic-prod': SOURCES[0]!.clientSecret,
+      'cerner-test': 'fhir-bulk-export/cerner-test',
+    });
+    for (const name of [
+      'PrepareExport',
+      'KickOff',
+      'PollStatus',
+      'DownloadFile',
+      'FinalizeExport',
+      'CleanUp',
+    ] as const)
+      expect(functionEnvironment(name)).not.toHaveProperty('SOURCE_SECRET_ARNS');
+  });
+});
+
+describe('schedules', () => {
+  it('start {"sourceId","since":"auto"} in the source time zone within a flexible window, with retries and a DLQ', () => {
+    synth.template.resourceCountIs('AWS::Scheduler::Schedule', 1);
+    synth.template.hasResourceProperties('AWS::Scheduler::Schedule', {
+      ScheduleExpression: 'cron(0 2 * * ? *)',
+      ScheduleExpressionTimezone: 'America/Chicago',
+      FlexibleTimeWindow: { Mode: 'FLEXIBLE', MaximumWindowInMinutes: 30 },
+      Target: {
+        Arn: ref(pipeline().stateMachine),
+        Input: '{"sourceId":"epic-prod","since":"auto"}',
+        DeadLetterConfig: { Arn: arnOf(pipeline().scheduleDeadLetterQueue) },
+        RetryPolicy: { MaximumRetryAttempts: 5, MaximumEventAgeInSeconds: 3600 },
+      },
+    });
+  });
+
+  it('send failed starts to an encrypted queue', () => {
+    expect(resources[synth.logicalId(pipeline().scheduleDeadLetterQueue)]!.Properties).toMatchObject({
+      KmsMasterKeyId: arnOf(pipeline().operationsKey),
+    });
+  });
+});
+
+describe('JWKS, alarms, downstream', () => {
+  it('publishes the JWKS on a public HTTPS Function URL and outputs its URL', () => {
+    synth.template.hasResourceProperties('AWS::Lambda::Url', {
+      AuthType: 'NONE',
+      TargetFunctionArn: arnOf(pipeline().jwksFunction),
+    });
+    expect(environmentOf(pipeline().jwksFunction).JWKS_KEY_IDS).toEqual({
+      'Fn::Join': [
+        '',
+        [
+          '["',
+          arnOf(pipeline().signingKeys.get('epic-prod')!),
+          '","',
+          arnOf(pipeline().signingKeys.get('cerner-test')!),
+          '"]',
+        ],
+      ],
+    });
+    synth.template.hasOutput('JwksUrl', {
+      Value: {
+        'Fn::Join': [
+          '',
+          [Match.objectLike({ 'Fn::GetAtt': Match.arrayWith(['FunctionUrl']) }), '.well-known/jwks.json'],
+        ],
+      },
+    });
+  });
+
+  it.each([
+    ['ExecutionsFailed', 'Sum', 1],
+    ['ExecutionsTimedOut', 'Sum', 1],
+    ['ExecutionsAborted', 'Sum', 1],
+  ])('alarms on %s to the encrypted alarm topic', (metricName, statistic, threshold) => {
+    synth.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AWS/States',
+      MetricName: metricName,
+      Statistic: statistic,
+      Threshold: threshold,
+      AlarmActions: [ref(pipeline().alarmTopic)],
+    });
+  });
+
+  it('alarms on long exports (ExecutionTime p99) and download-file errors', () => {
+    synth.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'ExecutionTime',
+      ExtendedStatistic: 'p99',
+      Threshold: 24 * 3600 * 1000,
+    });
+    synth.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AWS/Lambda',
+      MetricName: 'Errors',
+      Dimensions: [{ Name: 'FunctionName', Value: ref(pipeline().functions.DownloadFile) }],
+    });
+    synth.template.hasResourceProperties('AWS::SNS::Topic', {
+      KmsMasterKeyId: arnOf(pipeline().operationsKey),
+    });
+  });
+
+  it('counts outcomes per source from the pipeline events, for the dashboard', () => {
+    synth.template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['fhir.bulk-export'],
+        'detail-type': ['Bulk Export Succeeded', 'Bulk Export Failed'],
+      },
+    });
+    synth.template.hasResourceProperties('AWS::Logs::MetricFilter', {
+      MetricTransformations: [
+        Match.objectLike({
+          MetricName: 'ExportsSucceeded',
+          Dimensions: [{ Key: 'SourceId', Value: '$.detail.sourceId' }],
+        }),
+      ],
+    });
+    const body = JSON.stringify(resources[synth.logicalId(pipeline().dashboard)]!.Properties.DashboardBody);
+    for (const source of SOURCES) expect(body).toContain(`Source ${source.id}`);
+  });
+
+  it('feeds completion markers (Object Created, key suffix _SUCCESS.json) into an encrypted example queue', () => {
+    synth.template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.s3'],
+        'detail-type': ['Object Created'],
+        detail: {
+          bucket: { name: [ref(pipeline().bucket)] },
+          object: { key: [{ suffix: '_SUCCESS.json' }] },
+        },
+      },
+      Targets: [Match.objectLike({ Arn: arnOf(pipeline().completionQueue!) })],
+    });
+    expect(resources[synth.logicalId(pipeline().completionQueue!)]!.Properties).toMatchObject({
+      KmsMasterKeyId: arnOf(pipeline().operationsKey),
+    });
+  });
+});

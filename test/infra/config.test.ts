@@ -1,0 +1,155 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RemovalPolicy } from 'aws-cdk-lib';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { describe, expect, it } from 'vitest';
+import {
+  loadPipelineConfig,
+  type PipelineConfig,
+  PipelineConfigError,
+  parsePipelineConfig,
+  stackPropsFromConfig,
+} from '../../infra/config.js';
+
+const EXAMPLE = fileURLToPath(new URL('../../infra/pipeline.config.json', import.meta.url));
+
+const SOURCE = {
+  id: 'epic-prod',
+  clientSecret: 'fhir-bulk-export/epic-prod',
+  settings: { fhirBaseUrl: 'https://fhir.example.org/r4' },
+};
+
+describe('the example config', () => {
+  it('loads, with one scheduled source whose secret is named', () => {
+    const config = loadPipelineConfig(EXAMPLE);
+    expect(config.sources).toHaveLength(1);
+    expect(config.sources[0]).toMatchObject({
+      id: 'example-ehr',
+      clientSecret: 'fhir-bulk-export/example-ehr',
+      schedule: { expression: 'cron(0 2 * * ? *)', timeZone: 'America/Chicago', flexibleWindowMinutes: 30 },
+    });
+  });
+
+  it('becomes stack props in CDK units, environment-agnostic unless pinned', () => {
+    const props = stackPropsFromConfig(loadPipelineConfig(EXAMPLE));
+    expect(props.env).toBeUndefined();
+    const schedule = props.pipeline.sources[0]!.schedule!;
+    expect(schedule.flexibleTimeWindow!.toMinutes()).toBe(30);
+    expect(props.pipeline.lifecycle!.workExpiration!.toDays()).toBe(7);
+    expect(props.pipeline.longExportThreshold!.toHours()).toBe(24);
+    expect(props.pipeline.removalPolicy).toBe(RemovalPolicy.RETAIN);
+  });
+});
+
+describe('stackPropsFromConfig', () => {
+  it('pins the environment, destroys on request and turns day counts into lifecycle transitions', () => {
+    const config: PipelineConfig = {
+      account: '123456789012',
+      region: 'us-east-2',
+      removalPolicy: 'destroy',
+      sources: [SOURCE],
+      lifecycle: {
+        exportInfrequentAccessAfterDays: 30,
+        exportGlacierAfterDays: 180,
+        exportExpirationDays: 2555,
+      },
+    };
+    const props = stackPropsFromConfig(config);
+    expect(props.env).toEqual({ account: '123456789012', region: 'us-east-2' });
+    expect(props.pipeline.removalPolicy).toBe(RemovalPolicy.DESTROY);
+    expect(
+      props.pipeline.lifecycle!.exportTransitions!.map((transition) => [
+        transition.storageClass,
+        transition.transitionAfter!.toDays(),
+      ]),
+    ).toEqual([
+      [s3.StorageClass.INFREQUENT_ACCESS, 30],
+      [s3.StorageClass.GLACIER, 180],
+    ]);
+    expect(props.pipeline.lifecycle!.exportExpiration!.toDays()).toBe(2555);
+  });
+});
+
+describe('parsePipelineConfig', () => {
+  it.each([
+    [
+      'a misspelled key',
+      { sources: [SOURCE], stackname: 'x' },
+      'config.stackname is not a known key (expected one of',
+    ],
+    ['no sources', { sources: [] }, 'config.sources must be a non-empty array of sources'],
+    [
+      'a source without a secret',
+      { sources: [{ id: 'a', settings: SOURCE.settings }] },
+      "config.sources[0].clientSecret is required (the ARN or name of the source's secret)",
+    ],
+    [
+      'a source without settings',
+      { sources: [{ id: 'a', clientSecret: 's' }] },
+      'config.sources[0].settings must be an object with at least fhirBaseUrl',
+    ],
+    [
+      'a window given as text',
+      { sources: [{ ...SOURCE, schedule: { expression: 'rate(1 day)', flexibleWindowMinutes: '30' } }] },
+      'config.sources[0].schedule.flexibleWindowMinutes must be whole minutes, got a string',
+    ],
+    [
+      'a schedule without an expression',
+      { sources: [{ ...SOURCE, schedule: { timeZone: 'UTC' } }] },
+      'config.sources[0].schedule.expression is required',
+    ],
+    [
+      'a log retention CloudWatch does not offer',
+      { sources: [SOURCE], logRetentionDays: 100 },
+      'config.logRetentionDays must be one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653, got a number',
+    ],
+    [
+      'a zero-day lifecycle',
+      { sources: [SOURCE], lifecycle: { workExpirationDays: 0 } },
+      'config.lifecycle.workExpirationDays must be a positive whole number of days, got a number',
+    ],
+    [
+      'an unknown removal policy',
+      { sources: [SOURCE], removalPolicy: 'delete' },
+      'config.removalPolicy must be retain or destroy, got a string',
+    ],
+    [
+      'an alarm address that is not an email',
+      { sources: [SOURCE], alarmEmails: ['ops team'] },
+      'config.alarmEmails must be an array of email addresses, got an array',
+    ],
+    [
+      'a signing key spec SMART cannot use',
+      { sources: [{ ...SOURCE, signingKeySpec: 'HMAC_256' }] },
+      'config.sources[0].signingKeySpec must be ECC_NIST_P384, RSA_2048, RSA_3072 or RSA_4096, got a string',
+    ],
+  ])('rejects %s, naming the key', (_, raw, message) => {
+    expect(() => parsePipelineConfig(raw)).toThrow(PipelineConfigError);
+    expect(() => parsePipelineConfig(raw)).toThrow(message);
+  });
+});
+
+describe('loadPipelineConfig', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pipeline-config-'));
+
+  it('names a file it cannot read', () => {
+    const missing = join(dir, 'missing.json');
+    expect(() => loadPipelineConfig(missing)).toThrow(`cannot read the pipeline config ${missing}`);
+  });
+
+  it('names a file that is not JSON', () => {
+    const broken = join(dir, 'broken.json');
+    writeFileSync(broken, '{ "sources": [ }');
+    expect(() => loadPipelineConfig(broken)).toThrow(`${broken} is not valid JSON`);
+  });
+
+  it('prefixes shape errors with the file name', () => {
+    const file = join(dir, 'bad.json');
+    writeFileSync(file, JSON.stringify({ sources: [SOURCE], logLevel: 'verbose' }));
+    expect(() => loadPipelineConfig(file)).toThrow(
+      `${file}.logLevel must be debug, info, warn or error, got a string`,
+    );
+  });
+});

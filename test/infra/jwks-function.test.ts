@@ -1,0 +1,133 @@
+import { createPublicKey, verify } from 'node:crypto';
+import { KMSServiceException, SignCommand } from '@aws-sdk/client-kms';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createJwksHandler, type FunctionUrlEvent, handler } from '../../infra/jwks-function/handler.js';
+import { createLogger } from '../../lambdas/logger.js';
+import { KmsStandIn } from '../support/kms-stand-in.js';
+
+const get = (rawPath: string, method = 'GET'): FunctionUrlEvent => ({
+  rawPath,
+  requestContext: { http: { method } },
+});
+
+function setup() {
+  const kms = new KmsStandIn();
+  const ec = kms.createKey({ KeySpec: 'ECC_NIST_P384', KeyUsage: 'SIGN_VERIFY' });
+  const rsa = kms.createKey({ KeySpec: 'RSA_3072', KeyUsage: 'SIGN_VERIFY' });
+  const lines: string[] = [];
+  const jwks = createJwksHandler({
+    kms,
+    keyIds: [ec.Arn, rsa.Arn],
+    maxAgeSeconds: 3600,
+    logger: createLogger({ write: (line) => lines.push(line) }),
+  });
+  return { kms, ec, rsa, jwks, lines };
+}
+
+interface Jwk {
+  readonly kty: string;
+  readonly kid: string;
+  readonly alg: string;
+  readonly [member: string]: unknown;
+}
+
+describe('JWKS function', () => {
+  it('serves the public keys of every signing key, cacheable for max-age', async () => {
+    const { jwks } = setup();
+    const response = await jwks(get('/.well-known/jwks.json'));
+    expect(response.statusCode).toBe(200);
+    expect(response.headers).toEqual({
+      'content-type': 'application/json',
+      'cache-control': 'public, max-age=3600',
+    });
+    const { keys } = JSON.parse(response.body) as { keys: Jwk[] };
+    expect(keys.map((key) => [key.kty, key.alg])).toEqual([
+      ['EC', 'ES384'],
+      ['RSA', 'RS384'],
+    ]);
+    for (const key of keys) {
+      expect(key.kid).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(key).not.toHaveProperty('d');
+    }
+  });
+
+  it('publishes keys that verify what KMS signs (ES384 and RS384)', async () => {
+    const { kms, ec, rsa, jwks } = setup();
+    const { keys } = JSON.parse((await jwks(get('/'))).body) as { keys: Jwk[] };
+    const message = Buffer.from('eyJhbGciOiJFUzM4NCJ9.eyJpc3MiOiJjbGllbnQifQ');
+    const cases = [
+      [ec.Arn, 'ECDSA_SHA_384', keys[0]!, { dsaEncoding: 'der' as const }],
+      [rsa.Arn, 'RSASSA_PKCS1_V1_5_SHA_384', keys[1]!, {}],
+    ] as const;
+    for (const [keyId, algorithm, jwk, options] of cases) {
+      const signed = (await kms.send(
+        new SignCommand({ KeyId: keyId, Message: message, MessageType: 'RAW', SigningAlgorithm: algorithm }),
+      )) as { Signature: Uint8Array };
+      const publicKey = createPublicKey({ key: { ...jwk }, format: 'jwk' });
+      expect(verify('sha384', message, { key: publicKey, ...options }, signed.Signature)).toBe(true);
+    }
+  });
+
+  it.each([
+    ['/jwks.json', 'GET', 200],
+    ['/keys', 'GET', 404],
+    ['/.well-known/jwks.json', 'POST', 405],
+  ])('answers %s %s with %s', async (path, method, status) => {
+    const { jwks } = setup();
+    const response = await jwks(get(path, method));
+    expect(response.statusCode).toBe(status);
+    if (status !== 200) expect(response.headers['cache-control']).toBe('no-store');
+    if (status === 405) expect(response.headers.allow).toBe('GET, HEAD');
+  });
+
+  it('answers HEAD without a body', async () => {
+    const { jwks } = setup();
+    const response = await jwks(get('/.well-known/jwks.json', 'HEAD'));
+    expect(response).toMatchObject({ statusCode: 200, body: '' });
+  });
+
+  it('answers 503, never cacheable, when KMS fails, and logs why', async () => {
+    const { kms, jwks, lines } = setup();
+    kms.failNext(
+      'GetPublicKey',
+      new KMSServiceException({
+        name: 'ThrottlingException',
+        $fault: 'client',
+        $metadata: {},
+        message: 'Rate exceeded',
+      }),
+    );
+    const response = await jwks(get('/.well-known/jwks.json'));
+    expect(response.statusCode).toBe(503);
+    expect(response.headers).toMatchObject({ 'cache-control': 'no-store', 'retry-after': '30' });
+    expect(JSON.parse(response.body)).toEqual({ error: 'JWKS temporarily unavailable' });
+    expect(lines.map((line) => JSON.parse(line))).toEqual([
+      expect.objectContaining({
+        level: 'error',
+        message: 'JWKS unavailable',
+        error: 'TransientServerError',
+        detail: expect.stringContaining('GetPublicKey'),
+      }),
+    ]);
+  });
+});
+
+describe('JWKS function entry point', () => {
+  const saved = { ...process.env };
+  afterEach(() => {
+    process.env = { ...saved };
+  });
+
+  it.each([
+    [undefined, 'environment variable JWKS_KEY_IDS is missing: expected a JSON array of KMS key ARNs'],
+    ['[]', 'environment variable JWKS_KEY_IDS must be a JSON array of KMS key ARNs'],
+    [
+      'arn:aws:kms:us-east-1:111122223333:key/x',
+      'environment variable JWKS_KEY_IDS must be a JSON array of KMS key ARNs',
+    ],
+  ])('refuses JWKS_KEY_IDS=%s, naming the variable', async (value, message) => {
+    if (value === undefined) delete process.env.JWKS_KEY_IDS;
+    else process.env.JWKS_KEY_IDS = value;
+    await expect(handler(get('/'))).rejects.toMatchObject({ name: 'ConfigurationError', message });
+  });
+});
