@@ -1,4 +1,5 @@
 import { Duration, Token } from 'aws-cdk-lib';
+import { parseSourceSettings } from '../lambdas/config.js';
 import type {
   BulkExportPipelineProps,
   BulkExportSourceProps,
@@ -16,8 +17,8 @@ import { isKnownTimeZone, scheduleExpressionProblem } from './schedule-expressio
  * that fires at the wrong hour). Messages name the prop path and what was
  * expected; the construct throws them as they are.
  *
- * The source settings are checked for shape only; their full validation is
- * the Lambdas' own (`lambdas/config.ts`), which infra does not import.
+ * Source settings go through the Lambdas' own validation (`lambdas/config.ts`,
+ * a pure module; infra imports no handler).
  */
 
 export const SIGNING_KEY_SPECS: readonly SigningKeySpec[] = [
@@ -40,20 +41,6 @@ const AUTH_KEYS = [
   'scope',
   'scopeSyntax',
   'extraScopes',
-];
-
-const SETTINGS_KEYS = [
-  'id',
-  'description',
-  'fhirBaseUrl',
-  'export',
-  'maxConcurrency',
-  'retryAfterCeilingSeconds',
-  'deadlineHours',
-  'maxConsecutiveTransientErrors',
-  'allowInsecureHttp',
-  'invalidLinePolicy',
-  'maxLineBytes',
 ];
 
 /** The bucket props a caller may set; the security-relevant ones are fixed by the construct. */
@@ -98,24 +85,17 @@ function checkSettings(settings: ExportSourceSettings, id: string, path: string)
       `${path}.${auth[0]} belongs in the source's client secret (Secrets Manager), not in its settings: settings end up in a Lambda environment variable`,
     );
   }
-  const unknown = keys.find((key) => !SETTINGS_KEYS.includes(key));
-  if (unknown !== undefined) fail(`${path}.${unknown} is not a source setting`);
   if (settings.id !== undefined && settings.id !== id) {
     fail(`${path}.id is "${settings.id}" but the source id is "${id}"; set the id once, on the source`);
   }
   if (settings.allowInsecureHttp === true)
     fail(`${path}.allowInsecureHttp is for local mode only; on AWS every FHIR URL must be https`);
-  let url: URL | undefined;
+  // The Lambdas' own validation, run at synth: a bad setting fails here, not at a cold start.
   try {
-    url = typeof settings.fhirBaseUrl === 'string' ? new URL(settings.fhirBaseUrl) : undefined;
-  } catch {
-    url = undefined;
+    parseSourceSettings({ ...settings, id }, path);
+  } catch (error) {
+    fail((error as Error).message);
   }
-  if (url?.protocol !== 'https:')
-    fail(`${path}.fhirBaseUrl must be an absolute https:// URL (the FHIR server's base)`);
-  const concurrency = settings.maxConcurrency;
-  if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000))
-    fail(`${path}.maxConcurrency must be an integer from 1 to 1000 (files downloaded at once)`);
 }
 
 function checkSchedule(schedule: ExportScheduleProps, path: string): void {

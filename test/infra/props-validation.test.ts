@@ -97,7 +97,7 @@ const CASES: readonly [string, (stack: Stack) => BulkExportPipelineProps, string
   [
     'a misspelled setting',
     () => ({ sources: [withSettings({ maxConcurency: 4 })] }),
-    'sources[0].settings.maxConcurency is not a source setting',
+    'sources[0].settings has unknown key(s) maxConcurency; expected only id, description, fhirBaseUrl, export, maxConcurrency, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, allowInsecureHttp, invalidLinePolicy, maxLineBytes, clientId, privateKeyFile, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes',
   ],
   [
     'a settings id that disagrees with the source id',
@@ -107,7 +107,7 @@ const CASES: readonly [string, (stack: Stack) => BulkExportPipelineProps, string
   [
     'plain http on AWS',
     () => ({ sources: [withSettings({ fhirBaseUrl: 'http://fhir.example.org/r4' })] }),
-    "sources[0].settings.fhirBaseUrl must be an absolute https:// URL (the FHIR server's base)",
+    'sources[0].settings.fhirBaseUrl uses http: on a non-loopback host; only https is allowed',
   ],
   [
     'local-mode http allowance on AWS',
