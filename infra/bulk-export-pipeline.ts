@@ -900,11 +900,11 @@ export class BulkExportPipeline extends Construct {
     this.attachPolicy(
       'FinalizeExportPolicy',
       roles.FinalizeExport,
-      'Verifies, publishes, advances the watermark',
+      'Verifies, publishes, advances the watermark, aborts uploads a killed download left open',
       [
         sealing('kms:Decrypt'),
-        s3Objects('s3:GetObject', 's3:PutObject', 's3:DeleteObject'),
-        s3Bucket('s3:ListBucket'),
+        s3Objects('s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'),
+        s3Bucket('s3:ListBucket', 's3:ListBucketMultipartUploads'),
         dataKey('kms:GenerateDataKey', 'kms:Decrypt'),
         putEvents,
       ],

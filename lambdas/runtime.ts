@@ -5,6 +5,7 @@ import type { JsonStore } from './adapters/s3-store.js';
 import type { SourceSettings } from './config.js';
 import { ConfigurationError } from './errors.js';
 import type { Logger } from './logger.js';
+import type { TransferSettings } from './services/transfer-file.js';
 
 /**
  * Everything a handler needs from the outside world. On AWS it is built once
@@ -29,6 +30,15 @@ export interface Runtime {
   readonly fhir: FhirHttp;
   /** Keep-alive pool for data files. */
   readonly fileDispatcher?: Dispatcher;
+  /**
+   * Tuning of the streaming file transfer. Local runs use it to exercise
+   * multipart uploads and checkpoints with small files (the embedded S3 does
+   * not enforce S3's 5 MiB part minimum). @default the transfer's defaults
+   */
+  readonly transfer?: {
+    readonly settings?: Partial<TransferSettings>;
+    readonly partSizeBytes?: number;
+  };
   readonly events: EventSink;
   /** Only the token minter has one: only it may sign client assertions. */
   readonly accessTokens?: (sourceId: string) => Promise<AccessTokenSource>;

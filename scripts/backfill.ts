@@ -67,9 +67,7 @@ async function main(argv: string[]): Promise<number> {
       });
       const label = `window ${index + 1}/${windows.length} ${window.since} → ${window.until}`;
       if (run.status !== 'SUCCEEDED' || !receipt) {
-        process.stderr.write(
-          `${label}: FAILED: ${run.cause}\nLater windows were not started.\n`,
-        );
+        process.stderr.write(`${label}: FAILED: ${run.cause}\nLater windows were not started.\n`);
         return 1;
       }
       process.stdout.write(

@@ -1,16 +1,20 @@
 import { quarantineKey } from '../core/layout.js';
-import { InvalidManifestError } from '../errors.js';
+import { interpretStatusResponse } from '../core/status.js';
+import { InvalidManifestError, TransientServerError } from '../errors.js';
 import type { InvocationContext } from '../middleware.js';
 import { type Runtime, sealContext, sourceSettings } from '../runtime.js';
 import { type TransferCheckpoint, transferFile } from '../services/transfer-file.js';
 import type { ExportContext, FileItem, FileResult } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
+import { readManifestPages } from './poll-status.js';
 
 export interface DownloadFileEvent {
   readonly file: FileItem;
   readonly export: ExportContext;
   readonly requiresAccessToken: boolean;
   readonly urlsKey: string;
+  /** Where the manifest can be read again when a file link has expired. */
+  readonly statusUrl?: string;
   readonly sealedToken: string;
   readonly transfer: {
     readonly checkpoint: TransferCheckpoint | null;
@@ -62,6 +66,7 @@ export function createDownloadFileHandler(runtime: Runtime) {
         quarantineKey: quarantineKey(file.key),
         invalidLinePolicy: settings.invalidLinePolicy,
         maxLineBytes: settings.maxLineBytes,
+        ...(runtime.transfer?.partSizeBytes ? { partSizeBytes: runtime.transfer.partSizeBytes } : {}),
         ...(runtime.sseKmsKeyId ? { sseKmsKeyId: runtime.sseKmsKeyId } : {}),
         ...(event.transfer.checkpoint ? { checkpoint: event.transfer.checkpoint } : {}),
       },
@@ -73,6 +78,10 @@ export function createDownloadFileHandler(runtime: Runtime) {
         sleep: runtime.sleep,
         random: runtime.random,
         logger: runtime.logger,
+        ...(runtime.transfer?.settings ? { settings: runtime.transfer.settings } : {}),
+        ...(event.statusUrl
+          ? { refreshUrl: () => refreshedFileUrl(runtime, event, settings.allowInsecureHttp) }
+          : {}),
       },
     );
 
@@ -134,6 +143,52 @@ async function fileUrl(runtime: Runtime, urlsKey: string, index: number): Promis
   if (typeof url !== 'string')
     throw new InvalidManifestError(`file URL list ${urlsKey} has no entry ${index}`);
   return url;
+}
+
+/**
+ * File links may expire (presigned URLs, CMS after 24 h); the IG lets a client
+ * read the manifest again from the status URL for fresh ones. The transfer
+ * asks for one when a link has expired and goes on from where it stands. The
+ * fresh list replaces this container's cached one, so its other files use it
+ * too. It is not written to S3: links can be credentials, and each container
+ * refreshes on its own first expired link.
+ */
+async function refreshedFileUrl(
+  runtime: Runtime,
+  event: DownloadFileEvent,
+  allowInsecureHttp: boolean,
+): Promise<string> {
+  const { file, export: context } = event;
+  const accessToken = await runtime.sealer.open(
+    event.sealedToken,
+    sealContext(context.sourceId, context.executionName),
+  );
+  const now = runtime.now();
+  const response = await runtime.fhir.send(
+    { method: 'GET', url: event.statusUrl!, headers: { Accept: 'application/json' } },
+    accessToken,
+  );
+  const status = interpretStatusResponse(response, now);
+  if (status.outcome !== 'complete') {
+    throw new TransientServerError(
+      `reading the manifest again for a fresh link to file ${file.index}: status answered ${response.status}`,
+    );
+  }
+  const manifest = await readManifestPages(runtime, status.manifestBody, accessToken, allowInsecureHttp, now);
+  const previous = await urlLists.get(event.urlsKey);
+  const entry = manifest.files[file.index];
+  if (
+    entry === undefined ||
+    entry.kind !== file.kind ||
+    entry.type !== file.type ||
+    (previous !== undefined && previous.length !== manifest.files.length)
+  ) {
+    throw new InvalidManifestError(
+      `the manifest read again for a fresh link no longer lists file ${file.index} (${file.kind} ${file.type}) where it was`,
+    );
+  }
+  urlLists.set(event.urlsKey, Promise.resolve(manifest.files.map((listed) => listed.url)));
+  return entry.url;
 }
 
 /** Lambda entry point (see infra/). */

@@ -25,16 +25,21 @@ export interface FinalizeResult {
 }
 
 /**
- * Verifies that every manifest file landed and matches, then — in this order
- * — DELETEs the server job, writes the receipt, writes the completion marker,
- * advances the watermark, releases the lock and announces success. The marker
- * comes after the receipt so downstream never sees a marker without one; the
- * watermark after the marker so a crash in between re-exports (duplicates
- * downstream can dedupe) rather than skips data.
+ * DELETEs the server job (every file is downloaded), verifies that every
+ * manifest file landed and matches, then — in this order — writes the
+ * receipt, writes the completion marker, advances the watermark, releases the
+ * lock and announces success. The DELETE comes first because its token was
+ * minted just before this task, and verifying thousands of files can outlast
+ * a short-lived one (eClinicalWorks: 5 minutes); a job left undeleted blocks
+ * the next export at Epic. The marker comes after the receipt so downstream
+ * never sees a marker without one; the watermark after the marker so a crash
+ * in between re-exports (duplicates downstream can dedupe) rather than skips
+ * data.
  */
 export function createFinalizeExportHandler(runtime: Runtime) {
   return async (event: FinalizeExportEvent): Promise<FinalizeResult> => {
     const { export: context, manifest } = event;
+    const serverJobDeleted = await deleteServerJob(runtime, event);
     const items = (await runtime.store.getJson<FileItem[]>(manifest.filesKey)) ?? [];
     if (items.length !== manifest.fileCount) {
       throw new VerificationError(
@@ -43,8 +48,8 @@ export function createFinalizeExportHandler(runtime: Runtime) {
     }
     const files: ReceiptFile[] = [];
     for (const item of items) files.push(await verifyFile(runtime, context, item));
+    await abortAbandonedUploads(runtime, context, manifest.exportRoot);
 
-    const serverJobDeleted = await deleteServerJob(runtime, event);
     const location = {
       prefix: runtime.prefix,
       sourceId: context.sourceId,
@@ -162,6 +167,8 @@ async function deleteServerJob(runtime: Runtime, event: FinalizeExportEvent): Pr
       accessToken,
     );
     if (response.status >= 200 && response.status < 300) return true;
+    // A retried Finalize meets the job its first attempt deleted: gone is what we asked for.
+    if (response.status === 404 || response.status === 410) return true;
     runtime.logger.warn('server did not accept DELETE of the export job', {
       sourceId: event.export.sourceId,
       status: response.status,
@@ -174,6 +181,26 @@ async function deleteServerJob(runtime: Runtime, event: FinalizeExportEvent): Pr
   }
   // The data is verified and complete; a job the server keeps is its housekeeping, not our failure.
   return false;
+}
+
+/**
+ * Every file is verified, so an upload still open under the export belongs to
+ * a Download File invocation that was killed mid-file (a Lambda timeout) and
+ * whose retry started the file over. Its parts cost storage until the bucket's
+ * lifecycle rule reaps them; abort them now. Best effort: it changes no data.
+ */
+async function abortAbandonedUploads(runtime: Runtime, context: ExportContext, exportRoot: string) {
+  try {
+    const aborted = await runtime.store.abortUploads(exportRoot);
+    if (aborted > 0) {
+      runtime.logger.info('aborted abandoned multipart uploads', { sourceId: context.sourceId, aborted });
+    }
+  } catch (error) {
+    runtime.logger.warn('could not abort abandoned multipart uploads', {
+      sourceId: context.sourceId,
+      error: (error as Error).name,
+    });
+  }
 }
 
 async function decideWatermark(runtime: Runtime, context: ExportContext, transactionTime: string) {

@@ -120,22 +120,13 @@ export function createPollStatusHandler(runtime: Runtime) {
         };
       }
       case 'complete': {
-        const pages: CompletionManifest[] = [
-          parseCompletionManifest(outcome.manifestBody, settings.allowInsecureHttp),
-        ];
-        for (let next = pages[0]?.nextPageUrl; next; next = pages.at(-1)?.nextPageUrl) {
-          if (pages.length >= MAX_MANIFEST_PAGES)
-            throw new InvalidManifestError(`completion manifest has more than ${MAX_MANIFEST_PAGES} pages`);
-          const page = await runtime.fhir.send(
-            { method: 'GET', url: next, headers: { Accept: 'application/json' } },
-            accessToken,
-          );
-          const pageOutcome = interpretStatusResponse(page, now);
-          if (pageOutcome.outcome !== 'complete')
-            throw new TransientServerError(`manifest page answered HTTP ${page.status}`);
-          pages.push(parseCompletionManifest(pageOutcome.manifestBody, settings.allowInsecureHttp));
-        }
-        const manifest = mergeManifestPages(pages);
+        const manifest = await readManifestPages(
+          runtime,
+          outcome.manifestBody,
+          accessToken,
+          settings.allowInsecureHttp,
+          now,
+        );
         const location = {
           prefix: runtime.prefix,
           sourceId: context.sourceId,
@@ -188,6 +179,30 @@ export function createPollStatusHandler(runtime: Runtime) {
       }
     }
   };
+}
+
+/** The completion manifest of a 200 status: its first page, then every `next` page, merged. */
+export async function readManifestPages(
+  runtime: Pick<Runtime, 'fhir'>,
+  firstPage: unknown,
+  accessToken: string,
+  allowInsecureHttp: boolean,
+  now: Date,
+): Promise<CompletionManifest> {
+  const pages: CompletionManifest[] = [parseCompletionManifest(firstPage, allowInsecureHttp)];
+  for (let next = pages[0]?.nextPageUrl; next; next = pages.at(-1)?.nextPageUrl) {
+    if (pages.length >= MAX_MANIFEST_PAGES)
+      throw new InvalidManifestError(`completion manifest has more than ${MAX_MANIFEST_PAGES} pages`);
+    const page = await runtime.fhir.send(
+      { method: 'GET', url: next, headers: { Accept: 'application/json' } },
+      accessToken,
+    );
+    const pageOutcome = interpretStatusResponse(page, now);
+    if (pageOutcome.outcome !== 'complete')
+      throw new TransientServerError(`manifest page answered HTTP ${page.status}`);
+    pages.push(parseCompletionManifest(pageOutcome.manifestBody, allowInsecureHttp));
+  }
+  return mergeManifestPages(pages);
 }
 
 function countByKind(items: readonly FileItem[]): Record<FileKind, number> {

@@ -17,6 +17,7 @@ import {
   AccessTokenRejectedError,
   ConfigurationError,
   FileDownloadError,
+  FileLinkExpiredError,
   PipelineError,
   TransientServerError,
   VerificationError,
@@ -71,7 +72,7 @@ export interface TransferFileInput {
 export interface TransferSettings {
   /** Checkpoint when less than this is left of the invocation. @default 60 s */
   readonly safetyMarginMs: number;
-  /** Attempts per file per invocation, the first included. @default 5 */
+  /** Attempts in a row without progress, per file per invocation, the first included. @default 5 */
   readonly maxAttempts: number;
   /** First backoff ceiling; full jitter below it, doubling per attempt. @default 1 s */
   readonly baseBackoffMs: number;
@@ -116,6 +117,13 @@ export interface TransferFileDeps {
   random(): number;
   readonly logger: Logger;
   readonly settings?: Partial<TransferSettings>;
+  /**
+   * A fresh URL for the file when its link has expired (410, or a 404 that
+   * outlasts the retries): the IG lets a client read the manifest again. The
+   * transfer then goes on from where it stands. Without it, an expired link
+   * fails the transfer with FileLinkExpiredError.
+   */
+  refreshUrl?(): Promise<string>;
 }
 
 export type TransferOutcome =
@@ -226,11 +234,20 @@ class FileTransfer {
   readonly #sink: ObjectSink;
   readonly #quarantine: QuarantineSink;
   readonly #resumedFrom: TransferCheckpoint | undefined;
+  /** The file's URL: the input's, until an expired link is replaced by a fresh one. */
+  #url: string;
+  /** A fresh link was swapped in and has not answered yet: if it is refused too, give up. */
+  #awaitingFreshLink = false;
+  /** A 404 that outlasted the retries gets one fresh link per invocation, not more. */
+  #refreshedAfterNotFound = false;
   #position: FramerPosition;
   #serverEtag: string | undefined;
   #restarts: number;
   #tokenRejections: number;
   #failedAttempts = 0;
+  /** Failures since the transfer last got further than `#offsetAtLastFailure`: what `maxAttempts` limits. */
+  #failuresWithoutProgress = 0;
+  #offsetAtLastFailure: number;
   readonly #startedAt: number;
   #downloadedBytes = 0;
 
@@ -243,6 +260,7 @@ class FileTransfer {
     quarantine: QuarantineSink,
   ) {
     this.#input = input;
+    this.#url = input.url;
     this.#deps = deps;
     this.#settings = settings;
     this.#expectedType = expectedResourceType(input);
@@ -266,6 +284,7 @@ class FileTransfer {
     this.#serverEtag = checkpoint?.serverEtag;
     this.#restarts = checkpoint?.restarts ?? 0;
     this.#tokenRejections = checkpoint?.tokenRejections ?? 0;
+    this.#offsetAtLastFailure = this.#position.byteOffset;
     this.#startedAt = deps.now().getTime();
   }
 
@@ -304,7 +323,7 @@ class FileTransfer {
 
   async run(): Promise<TransferOutcome> {
     this.#log.info(this.#resumedFrom ? 'resuming file transfer' : 'starting file transfer', {
-      url: describeUrl(new URL(this.#input.url)),
+      url: describeUrl(new URL(this.#url)),
       byteOffset: this.#position.byteOffset,
       restarts: this.#restarts,
     });
@@ -314,10 +333,14 @@ class FileTransfer {
         response = await this.#request();
       } catch (error) {
         if (error instanceof AccessTokenRejectedError) return await this.#tokenRejected(error);
+        const linkExpired = error instanceof FileLinkExpiredError && !isPossiblyTransientNotFound(error);
+        if (!linkExpired) this.#awaitingFreshLink = false;
+        if (linkExpired && (await this.#refreshLink(error))) continue;
         const outcome = await this.#afterFailure(error);
         if (outcome) return outcome;
         continue;
       }
+      this.#awaitingFreshLink = false;
       try {
         const end = await this.#stream(response);
         if (end === 'time') return await this.#checkpoint('time');
@@ -347,7 +370,7 @@ class FileTransfer {
       const resumeFrom = offset > 0 && this.#serverEtag ? { offset, etag: this.#serverEtag } : undefined;
       const response = await openFile(
         {
-          url: this.#input.url,
+          url: this.#url,
           requiresAccessToken: this.#input.requiresAccessToken,
           ...(this.#input.accessToken ? { accessToken: this.#input.accessToken } : {}),
           ...(this.#input.allowInsecureHttp ? { allowInsecureHttp: true } : {}),
@@ -361,7 +384,7 @@ class FileTransfer {
         if (response.status !== 200) {
           response.cancel();
           throw new FileDownloadError(
-            `GET ${describeUrl(new URL(this.#input.url))} answered ${response.status} to a plain GET`,
+            `GET ${describeUrl(new URL(this.#url))} answered ${response.status} to a plain GET`,
           );
         }
         this.#serverEtag = response.acceptsRanges ? response.strongEtag : undefined;
@@ -409,7 +432,7 @@ class FileTransfer {
       } catch (error) {
         // Only errors of the body itself are network trouble; ours propagate as they are.
         throw new TransientServerError(
-          `Reading ${describeUrl(new URL(this.#input.url))} failed at byte ${this.#position.byteOffset + framer.pendingBytes}: ${reasonOf(error)}`,
+          `Reading ${describeUrl(new URL(this.#url))} failed at byte ${this.#position.byteOffset + framer.pendingBytes}: ${reasonOf(error)}`,
           undefined,
           { cause: error },
         );
@@ -436,8 +459,20 @@ class FileTransfer {
   async #afterFailure(error: unknown): Promise<TransferOutcome | undefined> {
     const retryable = error instanceof TransientServerError || isPossiblyTransientNotFound(error);
     if (!retryable) throw error;
+    // Only failures in a row without progress count against maxAttempts: a multi-gigabyte file
+    // on a link that drops every few hundred megabytes keeps going; a dead server still fails fast.
+    if (this.#position.byteOffset > this.#offsetAtLastFailure) this.#failuresWithoutProgress = 0;
+    this.#offsetAtLastFailure = this.#position.byteOffset;
+    this.#failuresWithoutProgress++;
     this.#failedAttempts++;
-    if (this.#failedAttempts >= this.#settings.maxAttempts) throw error;
+    if (this.#failuresWithoutProgress >= this.#settings.maxAttempts) {
+      // A 404 that outlasted the retries may be a link gone stale rather than a file not there yet.
+      if (!isPossiblyTransientNotFound(error) || this.#refreshedAfterNotFound) throw error;
+      if (!(await this.#refreshLink(error as Error))) throw error;
+      this.#refreshedAfterNotFound = true;
+      this.#failuresWithoutProgress = 0;
+      return undefined;
+    }
     const retryAfter = error instanceof TransientServerError ? error.retryAfterSeconds : undefined;
     const ceiling = Math.min(
       this.#settings.maxBackoffMs,
@@ -457,6 +492,18 @@ class FileTransfer {
     return undefined;
   }
 
+  /** Swaps in a fresh link; false when there is no way to get one, or the fresh one was refused at once. */
+  async #refreshLink(error: Error): Promise<boolean> {
+    if (this.#deps.refreshUrl === undefined || this.#awaitingFreshLink) return false;
+    this.#awaitingFreshLink = true;
+    this.#log.warn('file link expired; asking for a fresh one', {
+      byteOffset: this.#position.byteOffset,
+      reason: error.message,
+    });
+    this.#url = await this.#deps.refreshUrl();
+    return true;
+  }
+
   async #tokenRejected(error: AccessTokenRejectedError): Promise<TransferOutcome> {
     if (this.#tokenRejections >= 1) {
       throw new AccessTokenRejectedError(`${error.message}, again after a fresh token`, { cause: error });
@@ -472,7 +519,7 @@ class FileTransfer {
   async #restart(reason: string): Promise<void> {
     if (this.#restarts >= this.#settings.maxRestarts) {
       throw new FileDownloadError(
-        `Gave up on ${describeUrl(new URL(this.#input.url))} after ${this.#restarts} restarts from byte 0; last reason: ${reason}`,
+        `Gave up on ${describeUrl(new URL(this.#url))} after ${this.#restarts} restarts from byte 0; last reason: ${reason}`,
       );
     }
     this.#restarts++;
@@ -480,6 +527,7 @@ class FileTransfer {
     await this.#sink.reset();
     await this.#quarantine.reset();
     this.#position = FRAMER_POSITION_ZERO;
+    this.#offsetAtLastFailure = 0;
     this.#serverEtag = undefined;
   }
 
@@ -522,7 +570,7 @@ class FileTransfer {
     // The server's count includes lines we quarantined: it counts resources it wrote.
     if (expected !== undefined && lines + invalidLines !== expected) {
       throw new VerificationError(
-        `${describeUrl(new URL(this.#input.url))}: the manifest says ${expected} resources, the file had ${lines + invalidLines}` +
+        `${describeUrl(new URL(this.#url))}: the manifest says ${expected} resources, the file had ${lines + invalidLines}` +
           (invalidLines > 0 ? ` (${lines} valid, ${invalidLines} quarantined)` : ''),
       );
     }

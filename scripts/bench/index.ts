@@ -1,192 +1,120 @@
 /**
- * End-to-end throughput of one large bulk data file through transferFile
- * (download, line checks, SHA-256, multipart upload) into the embedded S3,
- * compared with the two ends alone: a plain download of the same URL to
- * nowhere, and a plain multipart upload of as many bytes to the same S3.
+ * `npm run bench`: throughput, memory, CPU and AWS cost figures of the
+ * pipeline, each next to what the two ends manage alone, measured side by
+ * side in one run.
  *
- *   npm run bench -- [--size-mb 1000] [--source sandbox|local]
+ *   npm run bench -- [--scenario name[,name]] [--full] [--size-mb N] [--files N]
+ *                    [--huge-files N] [--huge-mb N] [--map-concurrency N[,N]]
+ *                    [--source sandbox|local] [--concurrency N] [--cpu-prof-dir DIR]
  *
- * Each measured run is a child process, so peak RSS is that run's own.
- * MB = 10^6 bytes. One JSON line per scenario on stdout; progress on stderr.
+ * Scenarios (default: all four at quick sizes, a few minutes; --full: the big sizes):
+ *   single-file       one file through transferFile vs raw download and raw upload (100 MB | 1 GB)
+ *   gzip              the same transfer with gzip on and off, each vs its own raw download
+ *   many-small-files  an Oracle Health-like export through the whole local workflow (2,000 | 20,000 files)
+ *   huge-files        a few huge files through the whole local workflow (3 × 300 MB | 3 × 1 GB)
+ *
+ * MB = 10^6 bytes. One JSON line per measured case on stdout; progress on stderr.
  */
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { request } from 'undici';
-import { repeatingSource, startFileServer } from '../../test/unit/download/support/file-server.js';
-import { patientNdjson } from '../../test/unit/download/support/ndjson-body.js';
 import { startEmbeddedS3 } from '../local/embedded-s3.js';
-import type { ChildResult } from './child.js';
-import { startSandboxClient } from './sandbox-source.js';
+import { bundleTransferChild, progress, transferChildRunner } from './children.js';
+import { findEmbeddedS3Pid, machineFacts } from './process-stats.js';
+import { prepareSingleFile, type SingleFileBench } from './single-file.js';
+import { runHugeFiles, runManySmallFiles } from './workflow.js';
+
+const SCENARIOS = ['single-file', 'gzip', 'many-small-files', 'huge-files'] as const;
+type Scenario = (typeof SCENARIOS)[number];
+
+const SIZES = {
+  quick: { sizeMb: 100, files: 2_000, hugeFiles: 3, hugeMb: 300 },
+  full: { sizeMb: 1_000, files: 20_000, hugeFiles: 3, hugeMb: 1_000 },
+} as const;
 
 const { values } = parseArgs({
   options: {
-    'size-mb': { type: 'string', default: '1000' },
+    scenario: { type: 'string' },
+    full: { type: 'boolean', default: false },
+    'size-mb': { type: 'string' },
+    files: { type: 'string' },
+    'huge-files': { type: 'string' },
+    'huge-mb': { type: 'string' },
+    /** Map MaxConcurrency of the many-small-files export; several values run it once each. */
+    'map-concurrency': { type: 'string', default: '4' },
     source: { type: 'string', default: 'sandbox' },
     /** Parts in flight in the transfer (and in the raw upload, to compare like with like). */
     concurrency: { type: 'string', default: '3' },
-    /** Write a V8 CPU profile of the transfer child into this folder. */
+    /** Write V8 CPU profiles of the transfer and workflow children into this folder. */
     'cpu-prof-dir': { type: 'string' },
   },
 });
-const sizeBytes = Number(values['size-mb']) * 1e6;
-const source = values.source;
-if (!Number.isFinite(sizeBytes) || sizeBytes <= 0) throw new Error('--size-mb must be a positive number');
-if (source !== 'sandbox' && source !== 'local') throw new Error('--source must be sandbox or local');
-const concurrency = Number(values.concurrency);
-if (!Number.isInteger(concurrency) || concurrency < 1)
-  throw new Error('--concurrency must be a positive integer');
 
-const progress = (message: string) => process.stderr.write(`[bench] ${message}\n`);
-
-/**
- * The children run as one bundled ES module, as the code runs in Lambda:
- * under tsx the loader thread alone adds ~30 MB of RSS that is not ours.
- * The bundle goes under node_modules/.cache so that bare imports resolve.
- */
-async function bundleChild(): Promise<string[]> {
-  const entry = fileURLToPath(new URL('./child.ts', import.meta.url));
-  const outfile = fileURLToPath(new URL('../../node_modules/.cache/bench/child.mjs', import.meta.url));
-  try {
-    const esbuild = await import('esbuild');
-    await esbuild.build({
-      entryPoints: [entry],
-      outfile,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node22',
-      packages: 'external',
-      logLevel: 'error',
-    });
-    return [outfile];
-  } catch (error) {
-    progress(`could not bundle the child (${(error as Error).message}); running it under tsx`);
-    return ['--import', 'tsx', entry];
+function positive(name: string, raw: string | undefined, fallback: number, integer = true): number {
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
+    throw new Error(`--${name} must be a positive ${integer ? 'integer' : 'number'}, got ${raw}`);
   }
+  return value;
 }
-const childCommand = await bundleChild();
 
-function runChild(mode: string, args: object): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const profile =
-      mode === 'transfer' && values['cpu-prof-dir']
-        ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof-dir']}`]
-        : [];
-    const child = spawn(process.execPath, [...profile, ...childCommand, mode, JSON.stringify(args)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-    });
-    child.on('exit', (code) => {
-      if (code === 0) resolve(JSON.parse(out.trim().split('\n').at(-1)!) as ChildResult);
-      else reject(new Error(`bench child ${mode} exited with ${code}`));
-    });
-  });
-}
+const sizes = values.full ? SIZES.full : SIZES.quick;
+const scenarios: readonly Scenario[] = values.scenario
+  ? values.scenario.split(',').map((name) => {
+      const trimmed = name.trim();
+      if (!(SCENARIOS as readonly string[]).includes(trimmed)) {
+        throw new Error(`--scenario ${trimmed} is not one of ${SCENARIOS.join(', ')}`);
+      }
+      return trimmed as Scenario;
+    })
+  : SCENARIOS;
+const sizeBytes = positive('size-mb', values['size-mb'], sizes.sizeMb, false) * 1e6;
+const files = positive('files', values.files, sizes.files);
+const hugeFiles = positive('huge-files', values['huge-files'], sizes.hugeFiles);
+const hugeBytes = positive('huge-mb', values['huge-mb'], sizes.hugeMb, false) * 1e6;
+const mapConcurrencies = values['map-concurrency']
+  .split(',')
+  .map((value) => positive('map-concurrency', value.trim(), 4));
+const concurrency = positive('concurrency', values.concurrency, 3);
+const source = values.source;
+if (source !== 'sandbox' && source !== 'local') throw new Error('--source must be sandbox or local');
+
+const facts = machineFacts();
+progress(
+  `${facts.nproc} CPUs (${facts.cpuModel}), load average ${facts.loadAverage.join(' ')}, Node ${facts.node}; scenarios: ${scenarios.join(', ')}${values.full ? ' (full sizes)' : ''}`,
+);
+const profiling = values['cpu-prof-dir'] ? { cpuProfDir: values['cpu-prof-dir'] } : {};
+const emit = (line: string) => process.stdout.write(`${line}\n`);
 
 const s3 = await startEmbeddedS3();
-await s3.createBucket('bench');
-let closeSource: (() => Promise<void>) | undefined;
-let url: string;
-let accessToken: string | undefined;
-let resourceType: string;
+const s3Pid = findEmbeddedS3Pid();
+if (s3Pid === undefined) progress('cannot see the S3 server process: its CPU is not reported');
+let singleFile: SingleFileBench | undefined;
 try {
-  if (source === 'sandbox') {
-    // About 7 KB of Observations per synthetic patient; one file holds them all.
-    const patientCount = Math.ceil((sizeBytes * 1.05) / 6_500);
-    progress(`sandbox: exporting Observation for ${patientCount} patients`);
-    const client = await startSandboxClient({ patientCount, resourcesPerFile: 1_000_000_000 });
-    closeSource = client.close;
-    const manifest = await client.exportFiles(['Observation']);
-    url = manifest.output[0]!.url;
-    accessToken = client.accessToken;
-    resourceType = 'Observation';
-    // The sandbox measures a file on its first request; do that before timing anything.
-    const warm = await request(url, {
-      headers: { authorization: `Bearer ${accessToken}`, range: 'bytes=0-0' },
+  for (const scenario of scenarios.filter((name) => name === 'single-file' || name === 'gzip')) {
+    singleFile ??= await prepareSingleFile({
+      sizeBytes,
+      source,
+      concurrency,
+      s3,
+      s3Pid,
+      children: transferChildRunner(await bundleTransferChild(), values['cpu-prof-dir']),
     });
-    await warm.body.dump();
-  } else {
-    const block = patientNdjson(4000);
-    const copies = Math.ceil(sizeBytes / block.length);
-    const server = await startFileServer({ body: repeatingSource(block, copies), writeBytes: 256 * 1024 });
-    closeSource = () => server.close();
-    url = server.url;
-    resourceType = 'Patient';
+    for (const line of await singleFile.run(scenario)) emit(line);
   }
+  await singleFile?.close();
+  singleFile = undefined;
 
-  progress('raw download');
-  const rawDownload = await runChild('download', { url, accessToken });
-  progress(`raw download: ${rawDownload.bytes} bytes in ${rawDownload.seconds.toFixed(1)} s`);
-  progress('raw upload');
-  const rawUpload = await runChild('upload', {
-    endpoint: s3.endpoint,
-    bucket: 'bench',
-    key: 'raw-upload.ndjson',
-    bytes: rawDownload.bytes,
-    concurrency,
-  });
-  progress(`raw upload: ${rawUpload.bytes} bytes in ${rawUpload.seconds.toFixed(1)} s`);
-  progress('transfer');
-  const transfer = await runChild('transfer', {
-    url,
-    accessToken,
-    requiresAccessToken: accessToken !== undefined,
-    endpoint: s3.endpoint,
-    bucket: 'bench',
-    key: 'transfer.ndjson',
-    resourceType,
-    concurrency,
-  });
-  if (transfer.bytes !== rawDownload.bytes) {
-    throw new Error(`transfer landed ${transfer.bytes} bytes, the file has ${rawDownload.bytes}`);
+  if (scenarios.includes('many-small-files')) {
+    for (const mapConcurrency of mapConcurrencies) {
+      emit(await runManySmallFiles({ s3, s3Pid, files, mapConcurrency, ...profiling }));
+    }
   }
-
-  progress('transfer with S3 answered in-process (our pipeline alone)');
-  const ceiling = await runChild('transfer', {
-    url,
-    accessToken,
-    requiresAccessToken: accessToken !== undefined,
-    endpoint: s3.endpoint,
-    bucket: 'bench',
-    key: 'null.ndjson',
-    resourceType,
-    nullS3: true,
-  });
-
-  const mbPerSec = (result: ChildResult) => result.bytes / 1e6 / result.seconds;
-  const round = (value: number, digits = 1) => Number(value.toFixed(digits));
-  const rawDownloadMbPerSec = mbPerSec(rawDownload);
-  const rawUploadMbPerSec = mbPerSec(rawUpload);
-  const rawMbPerSec = Math.min(rawDownloadMbPerSec, rawUploadMbPerSec);
-  const line = (scenario: string, result: ChildResult, raw: number) =>
-    `${JSON.stringify({
-      scenario,
-      bytes: result.bytes,
-      lines: result.lines,
-      seconds: round(result.seconds, 2),
-      mbPerSec: round(mbPerSec(result)),
-      rawDownloadMbPerSec: round(rawDownloadMbPerSec),
-      rawUploadMbPerSec: round(rawUploadMbPerSec),
-      rawMbPerSec: round(raw),
-      ratio: round(mbPerSec(result) / raw, 2),
-      peakRssMb: result.peakRssMb,
-      peakHeapMb: result.peakHeapMb,
-      peakArrayBuffersMb: result.peakArrayBuffersMb,
-      // CPU of the transferring process: per MB, and the share of the wall time it was busy.
-      cpuMsPerMb: round((result.cpuSeconds * 1000) / (result.bytes / 1e6), 2),
-      cpuBusy: round(result.cpuSeconds / result.seconds, 2),
-    })}\n`;
-  process.stdout.write(line(`transfer-${source}`, transfer, rawMbPerSec));
-  // Same download, no S3: the ratio is against the raw download alone.
-  process.stdout.write(line(`transfer-${source}-null-s3`, ceiling, rawDownloadMbPerSec));
-  progress(
-    `raw download ${round(rawDownload.cpuSeconds, 2)} s CPU, ${rawDownload.peakRssMb} MB RSS; raw upload ${round(rawUpload.cpuSeconds, 2)} s CPU, ${rawUpload.peakRssMb} MB RSS`,
-  );
+  if (scenarios.includes('huge-files')) {
+    emit(await runHugeFiles({ s3, s3Pid, files: hugeFiles, fileBytes: hugeBytes, ...profiling }));
+  }
+  const after = machineFacts();
+  progress(`done; load average ${after.loadAverage.join(' ')}`);
 } finally {
-  await closeSource?.();
+  await singleFile?.close();
   await s3.close();
 }

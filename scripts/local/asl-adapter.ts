@@ -147,3 +147,37 @@ export function retryingStateNames(definition: StateMachineDefinition): string[]
   }
   return names;
 }
+
+/** `TimeoutSeconds` of every Task state that has one, at any depth, in ms (the runner fences timed-out invocations). */
+export function taskTimeouts(definition: StateMachineDefinition): Map<string, number> {
+  const timeouts = new Map<string, number>();
+  for (const [name, state] of Object.entries(definition.States)) {
+    if (state.Type === 'Task' && typeof state.TimeoutSeconds === 'number') {
+      timeouts.set(name, state.TimeoutSeconds * 1000);
+    }
+    const processor = (state.ItemProcessor ?? state.Iterator) as StateMachineDefinition | undefined;
+    if (processor) for (const [inner, ms] of taskTimeouts(processor)) timeouts.set(inner, ms);
+  }
+  return timeouts;
+}
+
+/** A Task without TimeoutSeconds may run this long locally: a Lambda's 15-minute limit, with room to spare. */
+export const LOCAL_DEFAULT_TASK_TIMEOUT_SECONDS = 3600;
+
+/**
+ * aws-local-stepfunctions times a Task out after 60 s unless told otherwise; AWS has no such default
+ * (the Lambda's own timeout governs), and a 20,000-file Finalize runs longer. Returns a copy in which
+ * every Task without TimeoutSeconds has the local default.
+ */
+export function withLocalTaskTimeouts<T extends StateMachineDefinition>(definition: T): T {
+  const states: Record<string, Json> = {};
+  for (const [name, state] of Object.entries(definition.States)) {
+    const copy: Json = { ...state };
+    if (copy.Type === 'Task' && copy.TimeoutSeconds === undefined)
+      copy.TimeoutSeconds = LOCAL_DEFAULT_TASK_TIMEOUT_SECONDS;
+    const processor = (copy.ItemProcessor ?? copy.Iterator) as StateMachineDefinition | undefined;
+    if (processor) copy[copy.ItemProcessor ? 'ItemProcessor' : 'Iterator'] = withLocalTaskTimeouts(processor);
+    states[name] = copy;
+  }
+  return { ...definition, States: states };
+}

@@ -1,8 +1,13 @@
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import type { Receipt } from '../../lambdas/core/receipt.js';
 import type { ProgressEvent } from '../../lambdas/runtime.js';
-import { type EventLog, type LocalRunResult, runExportLocally } from './runner.js';
-import { createLocalRuntime, type LocalRuntime, type LocalSource } from './runtime.js';
+import { type EventLog, type LocalRunOptions, type LocalRunResult, runExportLocally } from './runner.js';
+import {
+  createLocalRuntime,
+  type LocalRuntime,
+  type LocalRuntimeOptions,
+  type LocalSource,
+} from './runtime.js';
 
 export interface LocalExportOptions {
   readonly sources: readonly LocalSource[];
@@ -18,6 +23,9 @@ export interface LocalExportOptions {
   readonly waitOverrideMs?: number;
   readonly retryOverrideMs?: number;
   readonly invocationTimeoutMs?: number | ((functionName: string) => number);
+  readonly killInvocation?: LocalRunOptions['killInvocation'];
+  readonly fileIdleTimeoutMs?: number;
+  readonly transfer?: LocalRuntimeOptions['transfer'];
 }
 
 export interface LocalExportResult {
@@ -37,6 +45,8 @@ export async function runLocalExport(options: LocalExportOptions): Promise<Local
     ...(options.logFile ? { logFile: options.logFile } : {}),
     ...(options.onLogLine ? { onLogLine: options.onLogLine } : {}),
     ...(options.progress ? { progress: options.progress } : {}),
+    ...(options.fileIdleTimeoutMs === undefined ? {} : { fileIdleTimeoutMs: options.fileIdleTimeoutMs }),
+    ...(options.transfer ? { transfer: options.transfer } : {}),
   });
   try {
     const run = await runExportLocally({
@@ -49,6 +59,7 @@ export async function runLocalExport(options: LocalExportOptions): Promise<Local
       ...(options.invocationTimeoutMs === undefined
         ? {}
         : { invocationTimeoutMs: options.invocationTimeoutMs }),
+      ...(options.killInvocation ? { killInvocation: options.killInvocation } : {}),
     });
     let receipt: Receipt | undefined;
     const output = run.output as { receiptKey?: string } | undefined;

@@ -9,8 +9,11 @@ import {
   adaptDefinitionForLocalRun,
   LOCAL_ITEM_READER_FUNCTION,
   retryingStateNames,
+  taskTimeouts,
   waitStateNames,
+  withLocalTaskTimeouts,
 } from './asl-adapter.js';
+import { fenceRuntime, InvocationScope, runInScope } from './invocation-scope.js';
 
 /** One execution event from the local library (its type is not exported). */
 export interface EventLog {
@@ -42,9 +45,35 @@ export interface LocalRunOptions {
   readonly retryOverrideMs?: number;
   /** How long one simulated Lambda invocation may run (getRemainingTimeInMillis). @default 15 min */
   readonly invocationTimeoutMs?: number | ((functionName: string) => number);
+  /**
+   * Simulated hard timeouts: a Lambda killed at its timeout, or a Task past
+   * its `TimeoutSeconds` (which is honoured the same way). Return when to
+   * kill this invocation, or undefined to let it run. A killed invocation
+   * fails with `error` and is fenced: whatever it still tries afterwards (S3,
+   * HTTP, sleep) fails, so it never writes (see invocation-scope.ts).
+   */
+  readonly killInvocation?: (invocation: InvocationInfo) => SimulatedKill | undefined;
   /** Every execution event, as it happens. */
   readonly onEvent?: (event: EventLog) => void;
   readonly definitionPath?: string;
+}
+
+export interface InvocationInfo {
+  readonly stateName: string;
+  readonly functionName: string;
+  /** 1 for the first invocation of this function in the execution. */
+  readonly invocation: number;
+  readonly input: unknown;
+}
+
+export interface SimulatedKill {
+  readonly afterMs: number;
+  /**
+   * What Step Functions reports: `States.Timeout` past TimeoutSeconds; a
+   * Lambda timeout shows as `Sandbox.Timedout` or `Lambda.Unknown`.
+   * @default 'States.Timeout'
+   */
+  readonly error?: string;
 }
 
 export interface LocalRunResult {
@@ -56,11 +85,15 @@ export interface LocalRunResult {
   readonly events: readonly EventLog[];
   /** Task invocations per function name. */
   readonly invocations: Readonly<Record<string, number>>;
+  /** Invocations killed by `killInvocation` or a `TimeoutSeconds`. */
+  readonly killed: readonly Omit<InvocationInfo, 'input'>[];
 }
 
 /**
  * Runs state-machines/bulk-export.asl.json with the real handlers, in
- * process. See asl-adapter.ts for the only two things it changes.
+ * process. See asl-adapter.ts for the only two things it changes. It returns
+ * once every invocation it started has settled (a failed Map leaves siblings
+ * running, as on AWS), so the bucket is at rest when the caller looks.
  */
 export async function runExportLocally(options: LocalRunOptions): Promise<LocalRunResult> {
   const raw = JSON.parse(await readFile(options.definitionPath ?? DEFINITION_PATH, 'utf8')) as unknown;
@@ -71,20 +104,23 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
     `${typeof sourceId === 'string' ? sourceId : 'export'}-local-${randomUUID().slice(0, 8)}`;
 
   const invocations: Record<string, number> = {};
+  const killed: Omit<InvocationInfo, 'input'>[] = [];
+  const inFlight = new Set<Promise<void>>();
+  const timeouts = taskTimeouts(definition);
+  const runtime = fenceRuntime(options.runtime);
   const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
   const built = new Map<string, (event: unknown, context: InvocationContext) => Promise<unknown>>();
   for (const [stateName, functionName] of taskFunctions) {
     let handler = built.get(functionName);
     if (!handler) {
       handler =
-        functionName === LOCAL_ITEM_READER_FUNCTION
-          ? itemReader(options.runtime)
-          : buildTask(functionName, options.runtime);
+        functionName === LOCAL_ITEM_READER_FUNCTION ? itemReader(runtime) : buildTask(functionName, runtime);
       built.set(functionName, handler);
     }
     const invoke = handler;
-    handlers[stateName] = async (input) => {
-      invocations[functionName] = (invocations[functionName] ?? 0) + 1;
+    handlers[stateName] = (input) => {
+      const invocation = (invocations[functionName] ?? 0) + 1;
+      invocations[functionName] = invocation;
       const started = Date.now();
       const timeout =
         typeof options.invocationTimeoutMs === 'function'
@@ -95,7 +131,46 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
         getRemainingTimeInMillis: () => Math.max(0, timeout - (Date.now() - started)),
       };
       // A round trip through JSON, as Lambda does: no Dates or undefined sneak between states.
-      return JSON.parse(JSON.stringify((await invoke(JSON.parse(JSON.stringify(input)), context)) ?? null));
+      const event = JSON.parse(JSON.stringify(input)) as unknown;
+      const scope = new InvocationScope(`${stateName} (${functionName} invocation ${invocation})`);
+      const running = runInScope(scope, () => invoke(event, context));
+      const settled = running.then(
+        () => undefined,
+        () => undefined,
+      );
+      inFlight.add(settled);
+      void settled.then(() => inFlight.delete(settled));
+
+      const plan = options.killInvocation?.({ stateName, functionName, invocation, input: event });
+      const stateTimeoutMs = timeouts.get(stateName);
+      const kill =
+        stateTimeoutMs !== undefined && (plan === undefined || stateTimeoutMs < plan.afterMs)
+          ? { afterMs: stateTimeoutMs, error: 'States.Timeout' }
+          : plan;
+      const result = (value: unknown) => JSON.parse(JSON.stringify(value ?? null)) as unknown;
+      if (kill === undefined) return running.then(result);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          scope.kill(`killed after ${kill.afterMs} ms`);
+          killed.push({ stateName, functionName, invocation });
+          const seconds = (kill.afterMs / 1000).toFixed(2);
+          reject(
+            Object.assign(new Error(`Task timed out after ${seconds} seconds (${stateName}, simulated)`), {
+              name: kill.error ?? 'States.Timeout',
+            }),
+          );
+        }, kill.afterMs);
+        running.then(
+          (value) => {
+            clearTimeout(timer);
+            resolve(result(value));
+          },
+          (error: unknown) => {
+            clearTimeout(timer);
+            reject(error);
+          },
+        );
+      });
     };
   }
 
@@ -110,7 +185,9 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
       retryingStateNames(definition).map((name) => [name, options.retryOverrideMs]),
     );
   }
-  const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
+  const machine = new StateMachine(withLocalTaskTimeouts(definition) as never, {
+    validationOptions: { checkArn: false },
+  });
   const startTime = new Date().toISOString();
   const execution = machine.run(options.input as never, {
     overrides: overrides as never,
@@ -134,12 +211,17 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
       options.onEvent?.(event);
     }
   })();
+  const atRest = async () => {
+    while (inFlight.size > 0) await Promise.all(inFlight);
+  };
   try {
     const output = await execution.result;
     await collecting;
-    return { status: 'SUCCEEDED', executionName, output, events, invocations };
+    await atRest();
+    return { status: 'SUCCEEDED', executionName, output, events, invocations, killed };
   } catch (error) {
     await collecting.catch(() => undefined);
+    await atRest();
     const failure = error as { name?: string; message?: string; cause?: unknown };
     const failed = [...events].reverse().find((event) => event.type === 'ExecutionFailed') as
       | { Error?: string; Cause?: string }
@@ -151,6 +233,7 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
       cause: failed?.Cause ?? failure.message ?? String(error),
       events,
       invocations,
+      killed,
     };
   }
 }

@@ -34,6 +34,14 @@ export interface LocalRuntimeOptions {
   readonly onLogLine?: (line: string) => void;
   readonly progress?: (event: ProgressEvent) => void;
   readonly now?: () => Date;
+  /**
+   * Longest silence while reading a file body before the download counts as
+   * stalled (undici's bodyTimeout). Tests shorten it to meet a stall in
+   * milliseconds rather than minutes. @default 300 s
+   */
+  readonly fileIdleTimeoutMs?: number;
+  /** Transfer tuning, e.g. small parts to exercise multipart uploads with small files (see Runtime.transfer). */
+  readonly transfer?: Runtime['transfer'];
 }
 
 export interface LocalRuntime {
@@ -70,7 +78,11 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
   });
   const s3 = new S3Client(options.s3ClientConfig);
   const store = createS3Store({ s3, bucket: options.bucket });
-  const fileDispatcher = new Agent({ keepAliveTimeout: 30_000, connect: { timeout: 10_000 } });
+  const fileDispatcher = new Agent({
+    keepAliveTimeout: 30_000,
+    connect: { timeout: 10_000 },
+    ...(options.fileIdleTimeoutMs === undefined ? {} : { bodyTimeout: options.fileIdleTimeoutMs }),
+  });
   const emittedEvents: LocalRuntime['emittedEvents'] = [];
   const events: EventSink = {
     async emit(detailType, detail) {
@@ -109,6 +121,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
       return provider;
     },
     ...(options.progress ? { progress: options.progress } : {}),
+    ...(options.transfer ? { transfer: options.transfer } : {}),
   };
   return {
     runtime,

@@ -2,7 +2,11 @@
 // ListObjectsV2 continuation tokens (DES), which we refuse to impose on the
 // pipeline's own process, and a separate process gets its own core.
 'use strict';
+const fs = require('node:fs/promises');
+const path = require('node:path');
 const S3rver = require('s3rver');
+const authentication = require('s3rver/lib/middleware/authentication');
+const S3Error = require('s3rver/lib/models/error');
 
 const [directory, address, port] = process.argv.slice(2);
 const server = new S3rver({
@@ -12,6 +16,129 @@ const server = new S3rver({
   silent: true,
   allowMismatchedSignatures: false,
 });
+
+// s3rver lacks three things the pipeline relies on in S3, so that a local run
+// would otherwise pass where AWS behaves differently (or fail where AWS works):
+// - ListMultipartUploads and AbortMultipartUpload (clean-up aborts open uploads;
+//   tests prove none is left open);
+// - UploadPart / CompleteMultipartUpload answering NoSuchUpload once aborted
+//   (s3rver would quietly recreate the upload folder);
+// - a conditional PUT with `If-None-Match: *` answering 412 when the key exists
+//   (the per-source lock of Prepare Export).
+// They are served here, in front of s3rver's router, after its request logger
+// and XML encoder, with s3rver's own signature check.
+const verifySignature = authentication();
+const uploadsRoot = (bucket) => server.store.getResourcePath(bucket, undefined, 'uploads');
+
+async function uploadKey(bucket, uploadId) {
+  if (!/^[0-9a-f]+$/i.test(uploadId)) return undefined;
+  try {
+    return (await fs.readFile(path.join(uploadsRoot(bucket), uploadId, 'key'))).toString();
+  } catch (error) {
+    if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return undefined;
+    throw error;
+  }
+}
+
+async function listUploads(bucket, prefix) {
+  let ids;
+  try {
+    ids = await fs.readdir(uploadsRoot(bucket));
+  } catch (error) {
+    if (error.code === 'ENOENT') return [];
+    throw error;
+  }
+  const uploads = [];
+  for (const uploadId of ids) {
+    const key = await uploadKey(bucket, uploadId);
+    if (key === undefined || !key.startsWith(prefix)) continue;
+    const stat = await fs.stat(path.join(uploadsRoot(bucket), uploadId, 'key'));
+    uploads.push({ Key: key, UploadId: uploadId, Initiated: stat.mtime.toISOString() });
+  }
+  return uploads.sort((a, b) => a.Key.localeCompare(b.Key) || a.UploadId.localeCompare(b.UploadId));
+}
+
+/** Conditional PUTs of one key, one at a time: check-then-write must not interleave. */
+const keyLocks = new Map();
+async function exclusively(id, action) {
+  const previous = keyLocks.get(id) ?? Promise.resolve();
+  let release;
+  const mine = previous.then(() => new Promise((resolve) => (release = resolve)));
+  keyLocks.set(id, mine);
+  await previous;
+  try {
+    return await action();
+  } finally {
+    release();
+    if (keyLocks.get(id) === mine) keyLocks.delete(id);
+  }
+}
+
+async function multipartExtensions(ctx, next) {
+  const [, bucket, ...rest] = ctx.path.split('/');
+  if (!bucket || ctx.state.website) return next();
+  const key = rest.map((segment) => decodeURIComponent(segment)).join('/');
+  const query = ctx.query;
+  const respond = (handler) => {
+    ctx.params = { bucket, ...(key ? { key } : {}) };
+    return verifySignature(ctx, handler);
+  };
+
+  if (ctx.method === 'GET' && key === '' && 'uploads' in query) {
+    return respond(async () => {
+      const prefix = typeof query.prefix === 'string' ? query.prefix : '';
+      const uploads = await listUploads(bucket, prefix);
+      ctx.body = {
+        ListMultipartUploadsResult: {
+          '@': { xmlns: 'http://s3.amazonaws.com/doc/2006-03-01/' },
+          Bucket: bucket,
+          KeyMarker: '',
+          UploadIdMarker: '',
+          Prefix: prefix,
+          MaxUploads: 10000,
+          IsTruncated: false,
+          Upload: uploads,
+        },
+      };
+    });
+  }
+  if (key !== '' && typeof query.uploadId === 'string') {
+    const owner = await uploadKey(bucket, query.uploadId);
+    if (owner !== key && (ctx.method === 'DELETE' || ctx.method === 'PUT' || ctx.method === 'POST')) {
+      throw new S3Error(
+        'NoSuchUpload',
+        'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.',
+        { UploadId: query.uploadId },
+      );
+    }
+    if (ctx.method === 'DELETE') {
+      return respond(async () => {
+        await fs.rm(path.join(uploadsRoot(bucket), query.uploadId), { recursive: true, force: true });
+        ctx.status = 204;
+      });
+    }
+    return next();
+  }
+  if (ctx.method === 'PUT' && key !== '' && ctx.get('if-none-match').trim() === '*') {
+    return exclusively(`${bucket}/${key}`, async () => {
+      if (await server.store.existsObject(bucket, key)) {
+        throw new S3Error(
+          'PreconditionFailed',
+          'At least one of the pre-conditions you specified did not hold',
+          {
+            Condition: 'If-None-Match',
+          },
+        );
+      }
+      await next();
+    });
+  }
+  return next();
+}
+
+// Koa composes `middleware` when the server starts: insert just before the router.
+server.middleware.splice(server.middleware.length - 1, 0, multipartExtensions);
+
 server.run().then(
   ({ port: boundPort }) => {
     process.stdout.write(`${JSON.stringify({ port: boundPort })}\n`);

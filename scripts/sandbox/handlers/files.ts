@@ -325,6 +325,12 @@ async function pump(res: ServerResponse, chunks: AsyncGenerator<Buffer>, plan: P
       let rest = chunk;
       while (rest.length > 0) {
         if (res.destroyed) return;
+        if (plan.dropAfter !== undefined && sent >= plan.dropAfter) {
+          // dropAfter 0: cut right after the headers (without this, no byte is ever due and the loop spins).
+          plan.onDrop?.();
+          res.destroy();
+          return;
+        }
         let size = rest.length;
         if (plan.bytesPerSecond !== undefined)
           size = Math.min(size, Math.max(1, Math.ceil(plan.bytesPerSecond / 20)));

@@ -1,0 +1,213 @@
+/**
+ * One large bulk data file through transferFile (download, line checks,
+ * SHA-256, multipart upload) into the embedded S3, next to the two ends
+ * alone: a plain download of the same URL to nowhere, and a plain multipart
+ * upload of as many bytes to the same S3. Scenarios:
+ *
+ * - `single-file`: the transfer as it runs (it asks for gzip) against the raw
+ *   identity download and the raw upload, plus the transfer with S3 answered
+ *   in-process (our pipeline's own ceiling).
+ * - `gzip`: the transfer with gzip on and off, each against a raw download
+ *   of the same encoding (gzip decoded, as the transfer decodes it).
+ *
+ * Every measured run is a child process; the sandbox lives in this process
+ * and the S3 server in its own, so the CPU of each end is measured apart.
+ */
+import { request } from 'undici';
+import { repeatingSource, startFileServer } from '../../test/unit/download/support/file-server.js';
+import { patientNdjson } from '../../test/unit/download/support/ndjson-body.js';
+import type { EmbeddedS3 } from '../local/embedded-s3.js';
+import { estimatedCostUsd } from './billing.js';
+import type { ChildResult } from './child.js';
+import { progress, type TransferChildRunner } from './children.js';
+import { startCpuMeter } from './process-stats.js';
+import { startSandboxClient } from './sandbox-source.js';
+
+export interface SingleFileOptions {
+  readonly sizeBytes: number;
+  readonly source: 'sandbox' | 'local';
+  /** Parts in flight in the transfer (and in the raw upload, to compare like with like). */
+  readonly concurrency: number;
+  readonly s3: EmbeddedS3;
+  readonly s3Pid: number | undefined;
+  readonly children: TransferChildRunner;
+}
+
+/** A child's result with the CPU the other two processes spent meanwhile. */
+interface Measured extends ChildResult {
+  readonly sandboxCpuSeconds: number;
+  readonly s3CpuSeconds: number | undefined;
+}
+
+/** The Map child of one file that transfers in one invocation: child start, Mint, Download, Choice, Succeed. */
+const TRANSITIONS_PER_FILE = 5;
+const DOWNLOAD_FILE_MEMORY_GB = 1024 / 1024;
+
+export interface SingleFileBench {
+  run(scenario: 'single-file' | 'gzip'): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+export async function prepareSingleFile(options: SingleFileOptions): Promise<SingleFileBench> {
+  const { s3, children } = options;
+  await s3.createBucket('bench');
+  let url: string;
+  let accessToken: string | undefined;
+  let resourceType: string;
+  let close: () => Promise<void>;
+  if (options.source === 'sandbox') {
+    // About 7 KB of Observations per synthetic patient; one file holds them all.
+    const patientCount = Math.ceil((options.sizeBytes * 1.05) / 6_500);
+    progress(`single file: sandbox exporting Observation for ${patientCount} patients`);
+    const client = await startSandboxClient({ patientCount, resourcesPerFile: 1_000_000_000 });
+    close = client.close;
+    const manifest = await client.exportFiles(['Observation']);
+    url = manifest.output[0]!.url;
+    accessToken = client.accessToken;
+    resourceType = 'Observation';
+    // The sandbox writes a file to disk on its first request; do that before timing anything.
+    const warm = await request(url, {
+      headers: { authorization: `Bearer ${accessToken}`, range: 'bytes=0-0' },
+    });
+    await warm.body.dump();
+  } else {
+    const block = patientNdjson(4000);
+    const copies = Math.ceil(options.sizeBytes / block.length);
+    const server = await startFileServer({ body: repeatingSource(block, copies), writeBytes: 256 * 1024 });
+    close = () => server.close();
+    url = server.url;
+    resourceType = 'Patient';
+  }
+
+  // Each run at most once, shared by the scenarios that need it.
+  const runs = new Map<string, Promise<Measured>>();
+  const once = (name: string, mode: 'download' | 'upload' | 'transfer', args: () => object) => {
+    let run = runs.get(name);
+    if (!run) {
+      run = (async () => {
+        progress(`${name}`);
+        const meter = startCpuMeter(options.s3Pid);
+        const result = await children.run(mode, args());
+        const cpu = meter.stop();
+        progress(
+          `${name}: ${result.bytes} bytes in ${result.seconds.toFixed(1)} s (${(result.bytes / 1e6 / result.seconds).toFixed(1)} MB/s)`,
+        );
+        return { ...result, sandboxCpuSeconds: cpu.sandbox, s3CpuSeconds: cpu.s3 };
+      })();
+      runs.set(name, run);
+    }
+    return run;
+  };
+  const transferArgs = (key: string, extra: object = {}) => ({
+    url,
+    accessToken,
+    requiresAccessToken: accessToken !== undefined,
+    endpoint: s3.endpoint,
+    bucket: 'bench',
+    key,
+    resourceType,
+    concurrency: options.concurrency,
+    ...extra,
+  });
+  const rawDownload = () => once('raw download (identity)', 'download', () => ({ url, accessToken }));
+  const rawDownloadGzip = () =>
+    once('raw download (gzip, decoded)', 'download', () => ({ url, accessToken, gzip: true }));
+  const rawUpload = async () => {
+    const { bytes } = await rawDownload();
+    return once('raw upload', 'upload', () => ({
+      endpoint: s3.endpoint,
+      bucket: 'bench',
+      key: 'raw-upload.ndjson',
+      bytes,
+      concurrency: options.concurrency,
+    }));
+  };
+  const transfer = () =>
+    once('transfer (gzip on, as it runs)', 'transfer', () => transferArgs('transfer.ndjson'));
+  const transferIdentity = () =>
+    once('transfer (gzip off)', 'transfer', () => transferArgs('transfer-identity.ndjson', { gzip: false }));
+  const transferNullS3 = () =>
+    once('transfer with S3 answered in-process (our pipeline alone)', 'transfer', () => ({
+      ...transferArgs('null.ndjson'),
+      nullS3: true,
+      concurrency: undefined,
+    }));
+
+  const line = (scenario: string, result: Measured, rawDown: Measured, rawUp: Measured | undefined) => {
+    const mbPerSec = (r: ChildResult) => r.bytes / 1e6 / r.seconds;
+    const round = (value: number, digits = 1) => Number(value.toFixed(digits));
+    const mb = result.bytes / 1e6;
+    const rawDownloadMbPerSec = mbPerSec(rawDown);
+    const rawUploadMbPerSec = rawUp ? mbPerSec(rawUp) : Number.POSITIVE_INFINITY;
+    const raw = Math.min(rawDownloadMbPerSec, rawUploadMbPerSec);
+    const lambdaGbSeconds = result.seconds * DOWNLOAD_FILE_MEMORY_GB;
+    return JSON.stringify({
+      scenario,
+      bytes: result.bytes,
+      lines: result.lines,
+      seconds: round(result.seconds, 2),
+      mbPerSec: round(mbPerSec(result)),
+      rawDownloadMbPerSec: round(rawDownloadMbPerSec),
+      rawUploadMbPerSec: rawUp ? round(rawUploadMbPerSec) : null,
+      rawMbPerSec: round(raw),
+      ratio: round(mbPerSec(result) / raw, 2),
+      peakRssMb: result.peakRssMb,
+      peakHeapMb: result.peakHeapMb,
+      peakArrayBuffersMb: result.peakArrayBuffersMb,
+      // CPU of the transferring process: per MB, and the share of the wall time it was busy.
+      cpuMsPerMb: round((result.cpuSeconds * 1000) / mb, 2),
+      cpuBusy: round(result.cpuSeconds / result.seconds, 2),
+      // CPU the two ends spent meanwhile: the sandbox (this process: file reads, gzip) and s3rver.
+      sandboxCpuMsPerMb: round((result.sandboxCpuSeconds * 1000) / mb, 2),
+      s3CpuMsPerMb: result.s3CpuSeconds === undefined ? null : round((result.s3CpuSeconds * 1000) / mb, 2),
+      // The raw ends' own CPU per MB: the client process, and s3rver for the upload.
+      rawDownloadCpuMsPerMb: round((rawDown.cpuSeconds * 1000) / (rawDown.bytes / 1e6), 2),
+      rawUploadCpuMsPerMb: rawUp ? round((rawUp.cpuSeconds * 1000) / (rawUp.bytes / 1e6), 2) : null,
+      rawUploadS3CpuMsPerMb:
+        rawUp?.s3CpuSeconds === undefined
+          ? null
+          : round((rawUp.s3CpuSeconds * 1000) / (rawUp.bytes / 1e6), 2),
+      ...(rawDown.wireBytes ? { wireBytes: rawDown.wireBytes } : {}),
+      // On AWS this file is one Map child: its transitions, and one DownloadFile invocation this long.
+      billingScope: 'one Map child, one invocation',
+      stateTransitions: TRANSITIONS_PER_FILE,
+      lambdaGbSeconds: round(lambdaGbSeconds, 3),
+      estimatedCostUsd: Number(estimatedCostUsd(TRANSITIONS_PER_FILE, lambdaGbSeconds, 2).toPrecision(3)),
+    });
+  };
+
+  return {
+    async run(scenario) {
+      if (scenario === 'single-file') {
+        const down = await rawDownload();
+        const up = await rawUpload();
+        const measured = await transfer();
+        if (measured.bytes !== down.bytes) {
+          throw new Error(`transfer landed ${measured.bytes} bytes, the file has ${down.bytes}`);
+        }
+        const ceiling = await transferNullS3();
+        return [
+          line(`transfer-${options.source}`, measured, down, up),
+          // Same download, no S3: the ratio is against the raw download alone.
+          line(`transfer-${options.source}-null-s3`, ceiling, down, undefined),
+        ];
+      }
+      if (options.source !== 'sandbox') {
+        progress('gzip: needs --source sandbox (the local file server does not compress); skipped');
+        return [];
+      }
+      const down = await rawDownload();
+      const downGzip = await rawDownloadGzip();
+      const up = await rawUpload();
+      const on = await transfer();
+      const off = await transferIdentity();
+      for (const measured of [on, off, downGzip]) {
+        if (measured.bytes !== down.bytes) {
+          throw new Error(`a gzip run counted ${measured.bytes} bytes, the file has ${down.bytes}`);
+        }
+      }
+      return [line('transfer-gzip-on', on, downGzip, up), line('transfer-gzip-off', off, down, up)];
+    },
+    close,
+  };
+}

@@ -1,0 +1,217 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SourceLock } from '../../lambdas/handlers/prepare-export.js';
+import type { EventLog, InvocationInfo } from '../../scripts/local/runner.js';
+import {
+  MATRIX_TRANSFER,
+  type MatrixEnvironment,
+  requestsOf,
+  runScenario,
+  type ScenarioRun,
+  sourceIdFor,
+  startMatrixEnvironment,
+} from './support/matrix.js';
+import { assertZeroLoss } from './support/zero-loss.js';
+
+/**
+ * Faults of our own side rather than the server's: a Download File
+ * invocation killed mid-file (a Lambda timeout), the S3 endpoint going away
+ * mid-export, and two executions of one source at once. Same zero-loss check
+ * as the fault matrix.
+ */
+
+interface DownloadInput {
+  readonly file: { readonly index: number };
+  readonly transfer: { readonly checkpoint: unknown; readonly invocations?: number };
+}
+
+/** Kills the first Download File invocation of file 0 that `matches`, once (its retry must run). */
+function killFileZeroOnce(matches: (input: DownloadInput) => boolean, afterMs: number, error: string) {
+  let done = false;
+  return (invocation: InvocationInfo) => {
+    if (done || invocation.functionName !== 'DownloadFile') return undefined;
+    const input = invocation.input as DownloadInput;
+    if (input.file.index !== 0 || !matches(input)) return undefined;
+    done = true;
+    return { afterMs, error };
+  };
+}
+
+function retriesOf(run: ScenarioRun, state: string): { error: string | undefined; attempt: number }[] {
+  return run.result.run.events
+    .filter((event) => event.type === 'StateRetried' && event.state?.name === state)
+    .map((event) => ({
+      error: (event as EventLog & { retry?: { attempt: number } }).Error,
+      attempt: (event as EventLog & { retry: { attempt: number } }).retry.attempt,
+    }));
+}
+
+/** The Error of each failed attempt of a state, from StateFailed events (those the Retry then retried). */
+function failuresOf(run: ScenarioRun, state: string): (string | undefined)[] {
+  return run.result.run.events
+    .filter((event) => event.type === 'StateFailed' && event.state?.name === state)
+    .map((event) => event.Error);
+}
+
+describe.concurrent('a Download File invocation killed mid-file (a Lambda timeout)', () => {
+  let env: MatrixEnvironment;
+  beforeAll(async () => {
+    env = await startMatrixEnvironment();
+  }, 60_000);
+  afterAll(async () => {
+    await env?.close();
+  }, 60_000);
+
+  // The Patient file (102 KB, identity from the second origin) at 60 KB/s: about 1.7 s, so the
+  // kill lands mid-file. (A gzip body would be throttled in compressed bytes: 13 times faster.)
+  const slowFirstFile = {
+    filesFromSecondOrigin: true,
+    slowFile: { bytesPerSecond: 60_000, fileIndex: 0 },
+  } as const;
+
+  for (const error of ['States.Timeout', 'Sandbox.Timedout', 'Lambda.Unknown']) {
+    it(`killed on its first invocation (${error}) → the retry starts the file over; every line once, the orphan writes nothing`, async () => {
+      const run = await runScenario(env, {
+        name: `killed fresh ${error}`,
+        faults: slowFirstFile,
+        killInvocation: killFileZeroOnce((input) => input.transfer.checkpoint === null, 900, error),
+      });
+
+      await assertZeroLoss(env, run, { outcome: 'succeeded' });
+      expect(run.result.run.killed).toHaveLength(1);
+      expect(failuresOf(run, 'Download File')).toEqual([error]);
+      // The orphan still had the file streaming in; its next write to S3 was refused.
+      expect(run.logLines.some((line) => line.includes('InvocationKilledError'))).toBe(true);
+      const patient = (await requestsOf(env, run.clientId)).filter((entry) =>
+        entry.path.endsWith('/Patient.1.ndjson'),
+      );
+      expect(patient.filter((entry) => entry.status === 200)).toHaveLength(2);
+    }, 60_000);
+  }
+
+  it('killed while continuing from a checkpoint (Sandbox.Timedout) → the retry goes on from that same checkpoint; every line once', async () => {
+    const run = await runScenario(env, {
+      name: 'killed resumed',
+      faults: slowFirstFile,
+      // Each invocation may run 1 s and checkpoints with 0.6 s left: the file takes several.
+      invocationTimeoutMs: (functionName) => (functionName === 'DownloadFile' ? 1000 : 60_000),
+      transfer: {
+        partSizeBytes: 16 * 1024,
+        settings: { ...MATRIX_TRANSFER.settings, minPartSizeBytes: 16 * 1024, safetyMarginMs: 600 },
+      },
+      // The second invocation of the file (the first to continue from a checkpoint), 350 ms in:
+      // before its own checkpoint at 400 ms, after it may have uploaded a 16 KiB part of its own.
+      killInvocation: killFileZeroOnce(
+        (input) => input.transfer.checkpoint !== null,
+        350,
+        'Sandbox.Timedout',
+      ),
+    });
+
+    await assertZeroLoss(env, run, { outcome: 'succeeded' });
+    expect(run.result.run.killed).toHaveLength(1);
+    expect(failuresOf(run, 'Download File')).toEqual(['Sandbox.Timedout']);
+    const patient = (await requestsOf(env, run.clientId)).filter((entry) =>
+      entry.path.endsWith('/Patient.1.ndjson'),
+    );
+    // One plain GET, then only Range requests: nothing was downloaded from byte 0 again.
+    expect(patient[0]!.status).toBe(200);
+    expect(patient.slice(1).map((entry) => entry.status)).toEqual(Array(patient.length - 1).fill(206));
+    expect(patient.length).toBeGreaterThan(3);
+  }, 60_000);
+});
+
+describe('the S3 endpoint unavailable mid-export', () => {
+  let env: MatrixEnvironment;
+  beforeAll(async () => {
+    env = await startMatrixEnvironment();
+  }, 60_000);
+  afterAll(async () => {
+    await env?.close();
+  }, 60_000);
+
+  it('stopped as the downloads start, back after the first Download File failure → succeeds with every line once', async () => {
+    let outage: Promise<void> | undefined;
+    let recovery: Promise<void> | undefined;
+    const run = await runScenario(env, {
+      name: 'S3 outage',
+      retryOverrideMs: 400,
+      onEvent(event) {
+        if (!outage && event.type === 'StateEntered' && event.state?.name === 'Download Files') {
+          outage = env.stopS3();
+        }
+        if (outage && !recovery && event.type === 'StateFailed' && event.state?.name === 'Download File') {
+          recovery = outage.then(() => env.startS3());
+        }
+      },
+    });
+    await recovery;
+
+    await assertZeroLoss(env, run, { outcome: 'succeeded' });
+    expect(failuresOf(run, 'Download File').length).toBeGreaterThan(0);
+    expect(failuresOf(run, 'Download File').every((error) => error === 'StorageError')).toBe(true);
+  }, 90_000);
+});
+
+describe('two executions of one source at once', () => {
+  let env: MatrixEnvironment;
+  beforeAll(async () => {
+    env = await startMatrixEnvironment();
+  }, 60_000);
+  afterAll(async () => {
+    await env?.close();
+  }, 60_000);
+
+  it('only one proceeds; the other ends with ExportAlreadyRunningError and leaves the winner its lock', async () => {
+    const races = await Promise.all(
+      [1, 2, 3].map(async (race) => {
+        const sourceId = sourceIdFor(`race ${race}`);
+        // A slow job keeps the winner running well after the loser has ended.
+        const { clientId } = await env.sandbox.registerClient({
+          jwks: { keys: [env.key.publicJwk] },
+          faults: { jobDurationMs: 1500 },
+        });
+        const lockWhenFirstEnded: { value?: SourceLock | undefined } = {};
+        const start = (name: string) =>
+          runScenario(env, { name, sourceId, clientId, executionName: `${sourceId}-${name}` }).then(
+            async (run) => {
+              if (!('value' in lockWhenFirstEnded)) {
+                lockWhenFirstEnded.value = await env.getJson<SourceLock>(
+                  `_state/source=${sourceId}/lock.json`,
+                );
+              }
+              return run;
+            },
+          );
+        const runs = await Promise.all([start('a'), start('b')]);
+        return { sourceId, clientId, runs, lockWhenFirstEnded: lockWhenFirstEnded.value };
+      }),
+    );
+
+    for (const { sourceId, clientId, runs, lockWhenFirstEnded } of races) {
+      const winner = runs.find((run) => run.result.run.status === 'SUCCEEDED');
+      const loser = runs.find((run) => run.result.run.status === 'FAILED');
+      expect(winner, `${sourceId}: a winner`).toBeDefined();
+      expect(loser, `${sourceId}: a loser`).toBeDefined();
+      await assertZeroLoss(env, winner!, { outcome: 'succeeded' });
+
+      expect(loser!.result.run.error).toBe('ExportAlreadyRunningError');
+      expect(loser!.result.run.cause).toMatch(
+        new RegExp(
+          `^ExportAlreadyRunningError: another export of source ${sourceId} (is running \\(execution ${winner!.result.run.executionName}, since [^)]+\\); this one was not started|took the lock first)`,
+        ),
+      );
+      // The loser ended while the winner was still exporting, and left it the lock.
+      expect(lockWhenFirstEnded?.executionName).toBe(winner!.result.run.executionName);
+      expect(loser!.result.run.cause).not.toContain('released the source lock');
+      // It never reached the server, and left a failure receipt but nothing under the source.
+      const kickOffs = (await requestsOf(env, clientId)).filter((entry) => entry.path.endsWith('/$export'));
+      expect(kickOffs).toHaveLength(1);
+      const failure = await env.getJson<{ error: string }>(
+        `_failures/source=${sourceId}/${loser!.result.run.executionName}.json`,
+      );
+      expect(failure?.error).toBe('ExportAlreadyRunningError');
+      expect(loser!.result.emittedEvents.map((event) => event.detailType)).toEqual(['Bulk Export Failed']);
+      expect(retriesOf(loser!, 'Prepare Export')).toEqual([]);
+    }
+  }, 90_000);
+});

@@ -1,0 +1,226 @@
+import { createHash } from 'node:crypto';
+import { expect } from 'vitest';
+import { exportPartition } from '../../../lambdas/core/layout.js';
+import type { Receipt } from '../../../lambdas/core/receipt.js';
+import type { Watermark } from '../../../lambdas/handlers/prepare-export.js';
+import type { FileItem } from '../../../lambdas/state.js';
+import { EXPORTABLE_TYPES, type ExportableType } from '../../../scripts/sandbox/data/types.js';
+import { type MatrixEnvironment, requestsOf, type ScenarioRun, statusUrlOf } from './matrix.js';
+
+/**
+ * The zero-loss invariant, checked the same way after every scenario. What
+ * counts as "what the server exported" is the sandbox's own truth (its
+ * dataset and `fileContent`), never our receipt.
+ */
+export interface ZeroLossExpectation {
+  /** `succeeded`, or the execution's Error name and words its Cause must hold. */
+  readonly outcome: 'succeeded' | { readonly error: string; readonly cause: string | RegExp };
+  /** The selection's types. @default every exportable type */
+  readonly types?: readonly ExportableType[];
+  /** `_since` of the selection, for a delta export. */
+  readonly since?: string;
+  /** Invalid lines the quarantine policy set aside, per type (they are not in the data files). */
+  readonly quarantined?: Readonly<Partial<Record<ExportableType, number>>>;
+  /**
+   * What became of the server's job: DELETEd (`deleted`); expired, so the
+   * DELETE could only be attempted (`delete-attempted`); never kicked off
+   * (`none`). @default 'deleted'
+   */
+  readonly serverJob?: 'deleted' | 'delete-attempted' | 'none';
+  /** Whether a success moves the watermark (not for a window or a narrower scope). @default true */
+  readonly watermarkAdvances?: boolean;
+}
+
+export interface StoredManifest {
+  readonly transactionTime: string;
+  readonly files: readonly { kind: string; type: string; url: string; count?: number }[];
+}
+
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+const linesOf = (bytes: Buffer) =>
+  bytes
+    .toString('utf8')
+    .split('\n')
+    .filter((line) => line !== '');
+/** Carry objects, part lists and quarantine segments of unfinished transfers. */
+const SCRATCH = /\/_[^/]+\.(carry-\d+|parts\.json|segment-\d+)$/;
+
+export async function assertZeroLoss(
+  env: MatrixEnvironment,
+  run: ScenarioRun,
+  expectation: ZeroLossExpectation,
+): Promise<void> {
+  const { sourceId, result } = run;
+  const executionName = result.run.executionName;
+  const label = `${run.scenario.name} (${sourceId}/${executionName})`;
+  const workPrefix = `_work/source=${sourceId}/execution=${executionName}/`;
+  const manifest = await env.getJson<StoredManifest>(`${workPrefix}manifest.json`);
+  const items = (await env.getJson<FileItem[]>(`${workPrefix}files.json`)) ?? [];
+  const before = new Set(run.keysBefore);
+  const newKeys = (await env.listKeys(`source=${sourceId}/`)).filter((key) => !before.has(key));
+  const watermark = await env.getJson<Watermark>(`_state/source=${sourceId}/watermark.json`);
+  const failureReceipt = await env.getJson<{ status: string; error: string }>(
+    `_failures/source=${sourceId}/${executionName}.json`,
+  );
+  const statusUrl = statusUrlOf(run);
+  const serverJob = statusUrl ? env.sandbox.jobs().find((job) => job.statusUrl === statusUrl) : undefined;
+
+  // Never a scratch object, an open upload or a held lock, whatever happened.
+  expect(
+    newKeys.filter((key) => SCRATCH.test(key)),
+    `${label}: scratch objects left`,
+  ).toEqual([]);
+  expect(await env.openUploads(`source=${sourceId}/`), `${label}: open multipart uploads`).toEqual([]);
+  expect(
+    await env.getText(`_state/source=${sourceId}/lock.json`),
+    `${label}: lock left held`,
+  ).toBeUndefined();
+
+  if (expectation.outcome === 'succeeded') {
+    expect(
+      { status: result.run.status, error: result.run.error, cause: result.run.cause },
+      `${label}: outcome`,
+    ).toEqual({ status: 'SUCCEEDED', error: undefined, cause: undefined });
+    expect(manifest, `${label}: stored manifest`).toBeDefined();
+    const receipt = result.receipt as Receipt;
+    expect(receipt?.status, `${label}: receipt`).toBe('succeeded');
+    const root = `source=${sourceId}/export=${exportPartition(manifest!.transactionTime)}/`;
+    expect(items, `${label}: file list`).toHaveLength(manifest!.files.length);
+
+    // Every data file byte-identical to the server's; the receipt says what S3 holds.
+    const expectedKeys = new Set([`${root}_receipt.json`, `${root}_SUCCESS.json`]);
+    const landedPerType = new Map<string, number>();
+    let quarantinedTotal = 0;
+    for (const [index, file] of manifest!.files.entries()) {
+      const item = items[index]!;
+      const landed = await env.getBytes(item.key);
+      const truth = env.sandbox.fileContent(file.url);
+      const served = env.sandbox.fileContent(file.url, { served: true });
+      const servedLines = linesOf(served);
+      const truthLines = linesOf(truth);
+      const invalid = servedLines.filter((line, at) => line !== truthLines[at]);
+      const expected =
+        invalid.length === 0
+          ? truth
+          : Buffer.from(
+              servedLines
+                .filter((line, at) => line === truthLines[at])
+                .map((line) => `${line}\n`)
+                .join(''),
+            );
+      expect(
+        landed?.equals(expected),
+        `${label}: ${item.key} is byte-identical to ${file.kind} file ${index}`,
+      ).toBe(true);
+      expectedKeys.add(item.key);
+      const entry = receipt.files[index]!;
+      expect(
+        { key: entry.key, bytes: entry.bytes, sha256: entry.sha256, lines: entry.lines },
+        `${label}: receipt entry ${index} matches S3`,
+      ).toEqual({
+        key: item.key,
+        bytes: landed!.length,
+        sha256: sha256(landed!),
+        lines: linesOf(landed!).length,
+      });
+      if (invalid.length > 0) {
+        expect(entry.quarantineKey, `${label}: quarantine key of file ${index}`).toBeDefined();
+        const quarantine = await env.getText(entry.quarantineKey!);
+        expect(quarantine, `${label}: quarantined lines of file ${index}`).toBe(
+          invalid.map((line) => `${line}\n`).join(''),
+        );
+        expect(entry.invalidLines).toBe(invalid.length);
+        expectedKeys.add(entry.quarantineKey!);
+        quarantinedTotal += invalid.length;
+      }
+      if (file.kind === 'output') {
+        landedPerType.set(file.type, (landedPerType.get(file.type) ?? 0) + linesOf(landed!).length);
+      }
+    }
+    expect(receipt.invalidLinesQuarantined, `${label}: quarantined in the receipt`).toBe(quarantinedTotal);
+    expect(
+      newKeys.filter((key) => key.startsWith(root)),
+      `${label}: nothing else under the export`,
+    ).toEqual([...expectedKeys].sort());
+
+    // Per type, exactly the sandbox's resources of the selection (less what was quarantined).
+    const types = expectation.types ?? EXPORTABLE_TYPES;
+    const expectedCounts: Record<string, number> = {};
+    const landedCounts: Record<string, number> = {};
+    const receiptCounts: Record<string, number> = {};
+    for (const type of types) {
+      expectedCounts[type] =
+        env.sandbox.dataset.count({
+          type,
+          patientIndexes: env.cohort,
+          ...(expectation.since ? { since: expectation.since } : {}),
+        }) - (expectation.quarantined?.[type] ?? 0);
+      landedCounts[type] = landedPerType.get(type) ?? 0;
+      receiptCounts[type] = receipt.byType[type]?.resources ?? 0;
+    }
+    expect(landedCounts, `${label}: resources per type in S3`).toEqual(expectedCounts);
+    expect(receiptCounts, `${label}: resources per type in the receipt`).toEqual(expectedCounts);
+    expect(Object.keys(receipt.byType).every((type) => (types as readonly string[]).includes(type))).toBe(
+      true,
+    );
+
+    const marker = await env.getJson<{ receiptKey: string; transactionTime: string }>(`${root}_SUCCESS.json`);
+    expect(marker, `${label}: completion marker`).toMatchObject({
+      receiptKey: `${root}_receipt.json`,
+      transactionTime: manifest!.transactionTime,
+    });
+    if (expectation.watermarkAdvances ?? true) {
+      expect(watermark, `${label}: watermark moved`).toMatchObject({
+        transactionTime: manifest!.transactionTime,
+        executionName,
+      });
+    } else {
+      expect(watermark, `${label}: watermark unchanged`).toEqual(run.watermarkBefore);
+    }
+    expect(failureReceipt, `${label}: no failure receipt`).toBeUndefined();
+    expect(result.emittedEvents.map((event) => event.detailType)).toEqual(['Bulk Export Succeeded']);
+    expect(receipt.serverJobDeleted, `${label}: serverJobDeleted`).toBe(true);
+  } else {
+    const { error, cause } = expectation.outcome;
+    expect({ status: result.run.status, error: result.run.error }, `${label}: outcome`).toEqual({
+      status: 'FAILED',
+      error,
+    });
+    expect(result.run.cause, `${label}: cause`).toMatch(
+      typeof cause === 'string' ? new RegExp(cause.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) : cause,
+    );
+    // Nothing presented complete; what did land is whole, never a torn object.
+    expect(
+      newKeys.filter((key) => /\/(_SUCCESS|_receipt)\.json$/.test(key)),
+      `${label}: no marker or receipt`,
+    ).toEqual([]);
+    const byKey = new Map(items.map((item) => [item.key, item.index]));
+    for (const key of newKeys.filter((candidate) => !SCRATCH.test(candidate))) {
+      const index = byKey.get(key);
+      expect(index, `${label}: ${key} is a file of the manifest`).toBeDefined();
+      const landed = await env.getBytes(key);
+      const truth = env.sandbox.fileContent(manifest!.files[index!]!.url);
+      expect(landed?.equals(truth), `${label}: ${key} landed whole`).toBe(true);
+    }
+    expect(watermark, `${label}: watermark unchanged`).toEqual(run.watermarkBefore);
+    expect(failureReceipt, `${label}: failure receipt`).toMatchObject({ status: 'failed', error });
+    expect(result.emittedEvents.map((event) => event.detailType)).toEqual(['Bulk Export Failed']);
+  }
+
+  // The server's job: DELETEd (success and failure alike), or at least asked to be.
+  const job = expectation.serverJob ?? 'deleted';
+  if (job === 'none') {
+    expect(statusUrl, `${label}: no export was kicked off`).toBeUndefined();
+  } else {
+    expect(statusUrl, `${label}: the status URL`).toBeDefined();
+    if (job === 'deleted') {
+      expect(serverJob?.state, `${label}: server job state`).toBe('deleted');
+    } else {
+      const path = new URL(statusUrl!).pathname;
+      const deletes = (await requestsOf(env, run.clientId)).filter(
+        (entry) => entry.method === 'DELETE' && entry.path === path,
+      );
+      expect(deletes.length, `${label}: DELETE of the expired job attempted`).toBeGreaterThan(0);
+    }
+  }
+}
