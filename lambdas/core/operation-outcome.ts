@@ -50,7 +50,8 @@ export function summarizeOperationOutcome(body: string | undefined): OutcomeSumm
         .join(' '),
     );
   }
-  const text = oneLine(parts.filter(Boolean).join('; ') || 'OperationOutcome without issues');
+  // Issues of only blanks or control characters say nothing; never hand back an empty summary.
+  const text = oneLine(parts.filter(Boolean).join('; ')) || 'OperationOutcome without issues';
   return { codes, text };
 }
 

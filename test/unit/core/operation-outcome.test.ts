@@ -203,3 +203,12 @@ describe('oneLine at the edges of Unicode', () => {
     expect(oneLine('x\u0085y\u009b31mz')).toBe('x y 31mz');
   });
 });
+
+describe('summarizeOperationOutcome with blank issues', () => {
+  it('never returns an empty summary (found by the property above: severity " ")', () => {
+    const summary = summarizeOperationOutcome(
+      JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: ' ' }] }),
+    );
+    expect(summary).toEqual({ codes: [], text: 'OperationOutcome without issues' });
+  });
+});
