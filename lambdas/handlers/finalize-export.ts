@@ -46,9 +46,8 @@ export function createFinalizeExportHandler(runtime: Runtime) {
         `file list ${manifest.filesKey} has ${items.length} entries, expected ${manifest.fileCount}`,
       );
     }
-    const files = await mapWithConcurrency(items, VERIFY_CONCURRENCY, (item) =>
-      verifyFile(runtime, context, item),
-    );
+    const files: ReceiptFile[] = [];
+    for (const item of items) files.push(await verifyFile(runtime, context, item));
     await abortAbandonedUploads(runtime, context, manifest.exportRoot);
 
     const location = {
@@ -118,30 +117,6 @@ export function createFinalizeExportHandler(runtime: Runtime) {
       watermarkAdvanced: watermark.advance,
     };
   };
-}
-
-/**
- * Files checked at once: each check is a GET and a HEAD, so 20,000 Oracle-sized
- * files one by one would take minutes of S3 latency against a 15-minute limit.
- */
-const VERIFY_CONCURRENCY = 16;
-
-/** Like Promise.all over `items`, at most `limit` in flight, results in input order. */
-async function mapWithConcurrency<T, R>(
-  items: readonly T[],
-  limit: number,
-  work: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await work(items[index] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 async function verifyFile(runtime: Runtime, context: ExportContext, item: FileItem): Promise<ReceiptFile> {
