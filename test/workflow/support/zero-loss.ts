@@ -81,7 +81,7 @@ export async function assertZeroLoss(
       { status: result.run.status, error: result.run.error, cause: result.run.cause },
       `${label}: outcome`,
     ).toEqual({ status: 'SUCCEEDED', error: undefined, cause: undefined });
-    expect(manifest, `${label}: stored manifest`).toBeDefined();
+    expect(Array.isArray(manifest?.files), `${label}: stored manifest with a file list`).toBe(true);
     const receipt = result.receipt as Receipt;
     expect(receipt?.status, `${label}: receipt`).toBe('succeeded');
     const root = `source=${sourceId}/export=${exportPartition(manifest!.transactionTime)}/`;
@@ -124,7 +124,9 @@ export async function assertZeroLoss(
         lines: linesOf(landed!).length,
       });
       if (invalid.length > 0) {
-        expect(entry.quarantineKey, `${label}: quarantine key of file ${index}`).toBeDefined();
+        expect(entry.quarantineKey, `${label}: quarantine key of file ${index}`).toMatch(
+          /\/_quarantine\/type=[^/]+\/part-\d{4}\.quarantine\.ndjson$/,
+        );
         const quarantine = await env.getText(entry.quarantineKey!);
         expect(quarantine, `${label}: quarantined lines of file ${index}`).toBe(
           invalid.map((line) => `${line}\n`).join(''),
@@ -197,7 +199,7 @@ export async function assertZeroLoss(
     const byKey = new Map(items.map((item) => [item.key, item.index]));
     for (const key of newKeys.filter((candidate) => !SCRATCH.test(candidate))) {
       const index = byKey.get(key);
-      expect(index, `${label}: ${key} is a file of the manifest`).toBeDefined();
+      expect(typeof index, `${label}: ${key} is a file of the manifest`).toBe('number');
       const landed = await env.getBytes(key);
       const truth = env.sandbox.fileContent(manifest!.files[index!]!.url);
       expect(landed?.equals(truth), `${label}: ${key} landed whole`).toBe(true);
@@ -212,7 +214,7 @@ export async function assertZeroLoss(
   if (job === 'none') {
     expect(statusUrl, `${label}: no export was kicked off`).toBeUndefined();
   } else {
-    expect(statusUrl, `${label}: the status URL`).toBeDefined();
+    expect(statusUrl, `${label}: the status URL`).toMatch(/^https?:\/\/[^/]+\/.*export-status\//);
     if (job === 'deleted') {
       expect(serverJob?.state, `${label}: server job state`).toBe('deleted');
     } else {
