@@ -1,5 +1,5 @@
 import { pipeline, Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
+import { createGunzip, type Gunzip } from 'node:zlib';
 import { Agent, type Dispatcher } from 'undici';
 import { parseRetryAfter } from '../core/retry-after.js';
 import { checkFetchableUrl } from '../core/urls.js';
@@ -78,6 +78,13 @@ export interface FileResponse {
   readonly rangeStart: number;
   /** Full size of the identity representation, when Content-Range told us. */
   readonly totalBytes: number | undefined;
+  /** Content-Length of the body as sent (compressed, for gzip); undefined when the server streamed it without one. */
+  readonly contentLength: number | undefined;
+  /**
+   * Bytes of the body as sent that were decoded so far, for gzip; undefined
+   * for identity, where they are the decoded bytes the reader counted.
+   */
+  encodedBytesRead(): number | undefined;
   /** Redirects followed to get here. */
   readonly redirects: number;
   /** Stops the download and frees the connection; call it when you stop reading early. */
@@ -193,6 +200,8 @@ export async function openFile(
         acceptsRanges: true,
         rangeStart: 0,
         totalBytes: parseUnsatisfiedRange(header(response.headers, 'content-range')),
+        contentLength: 0,
+        encodedBytesRead: () => undefined,
         redirects,
         cancel() {},
       };
@@ -231,13 +240,17 @@ function success(
     totalBytes = range.total;
   }
   let body: Readable = response.body;
+  let gunzip: Gunzip | undefined;
   if (gzip) {
-    const gunzip = createGunzip({ chunkSize: 64 * 1024 });
+    gunzip = createGunzip({ chunkSize: 64 * 1024 });
     // pipeline() carries a socket error or a timeout into the gunzip stream,
     // so the reader sees it, and tears the socket down if reading stops.
     pipeline(response.body, gunzip, () => {});
     body = gunzip;
   }
+  const declaredLength = header(response.headers, 'content-length');
+  const contentLength =
+    declaredLength !== undefined && /^\d+$/.test(declaredLength.trim()) ? Number(declaredLength) : undefined;
   return {
     status,
     body,
@@ -246,6 +259,8 @@ function success(
     acceptsRanges: (header(response.headers, 'accept-ranges') ?? '').toLowerCase().includes('bytes'),
     rangeStart,
     totalBytes,
+    contentLength: Number.isSafeInteger(contentLength) ? contentLength : undefined,
+    encodedBytesRead: () => gunzip?.bytesWritten,
     redirects,
     cancel() {
       // Destroying an unfinished undici body emits an AbortError; we asked for it, so nobody must hear it.

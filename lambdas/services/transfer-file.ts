@@ -102,6 +102,11 @@ export const DEFAULT_TRANSFER_SETTINGS: TransferSettings = Object.freeze({
   maxInlinePartsJsonBytes: 6 * 1024,
 });
 
+/** How long a fresh transfer feeds both hashes before predicting whether the file ends in this invocation. */
+const HASH_DECISION_AFTER_MS = 500;
+/** node:crypto only when the file should end within this share of the time left: a wrong guess costs a restart. */
+const HASH_NATIVE_MAX_SHARE_OF_TIME_LEFT = 0.5;
+
 export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
 
@@ -425,6 +430,8 @@ class FileTransfer {
       start: this.#position,
     });
     const chunks = response.body[Symbol.asyncIterator]();
+    const openedAtMs = this.#deps.now().getTime();
+    let decodedBytes = 0;
     for (;;) {
       let next: IteratorResult<Buffer>;
       try {
@@ -439,7 +446,12 @@ class FileTransfer {
       }
       if (next.done) break;
       this.#downloadedBytes += next.value.length;
+      decodedBytes += next.value.length;
       await this.#accept(framer.push(next.value), framer.position);
+      if (this.#sink.hashing === 'undecided') {
+        const elapsedMs = this.#deps.now().getTime() - openedAtMs;
+        if (elapsedMs >= HASH_DECISION_AFTER_MS) this.#settleHashing(response, decodedBytes, elapsedMs);
+      }
       if (this.#deps.remainingTimeMs() < this.#settings.safetyMarginMs) {
         response.cancel();
         return 'time';
@@ -447,6 +459,33 @@ class FileTransfer {
     }
     await this.#accept(framer.end(), framer.position);
     return 'end';
+  }
+
+  /**
+   * Picks the hash for the rest of this invocation (see FileHash): node:crypto
+   * when the response's length and the speed so far say it ends well within
+   * the time left, else the resumable one. Without a Content-Length there is
+   * nothing to predict from, so the safe choice.
+   */
+  #settleHashing(response: FileResponse, decodedBytes: number, elapsedMs: number): void {
+    const total = response.contentLength;
+    const read = response.encodedBytesRead() ?? decodedBytes;
+    if (read === 0) return;
+    let mode: 'native' | 'resumable' = 'resumable';
+    let predictedSecondsLeft: number | undefined;
+    if (total !== undefined) {
+      const predictedMsLeft = (elapsedMs * Math.max(0, total - read)) / read;
+      const usableMs = this.#deps.remainingTimeMs() - this.#settings.safetyMarginMs;
+      if (predictedMsLeft <= usableMs * HASH_NATIVE_MAX_SHARE_OF_TIME_LEFT) mode = 'native';
+      predictedSecondsLeft = Math.round(predictedMsLeft / 1000);
+    }
+    this.#sink.settleHashing(mode);
+    this.#log.info('hashing settled', {
+      hashing: mode,
+      // As sent (compressed, for gzip); absent when the server streamed without a Content-Length.
+      ...(total !== undefined ? { responseBytes: total } : {}),
+      ...(predictedSecondsLeft !== undefined ? { predictedSecondsLeft } : {}),
+    });
   }
 
   async #accept(framed: FramedLines, position: FramerPosition): Promise<void> {
@@ -516,7 +555,7 @@ class FileTransfer {
   }
 
   /** Back to byte 0 with a fresh upload: the only safe move when the server cannot continue exactly. */
-  async #restart(reason: string): Promise<void> {
+  async #restart(reason: string, hashing: 'undecided' | 'resumable' = 'undecided'): Promise<void> {
     if (this.#restarts >= this.#settings.maxRestarts) {
       throw new FileDownloadError(
         `Gave up on ${describeUrl(new URL(this.#url))} after ${this.#restarts} restarts from byte 0; last reason: ${reason}`,
@@ -524,7 +563,7 @@ class FileTransfer {
     }
     this.#restarts++;
     this.#log.warn('restarting the file from byte 0', { reason, restarts: this.#restarts });
-    await this.#sink.reset();
+    await this.#sink.reset(hashing);
     await this.#quarantine.reset();
     this.#position = FRAMER_POSITION_ZERO;
     this.#offsetAtLastFailure = 0;
@@ -537,6 +576,14 @@ class FileTransfer {
       // do it now rather than keep parts nobody can continue.
       await this.#restart(
         `stopped at byte ${this.#position.byteOffset} (${reason}) and the server cannot resume`,
+      );
+    }
+    if (this.#position.byteOffset > 0 && !this.#sink.canCheckpoint) {
+      // The hash was node:crypto's, on the prediction that the file would end here; its state
+      // cannot travel. Start over with the resumable hash rather than carry a guess.
+      await this.#restart(
+        `stopped at byte ${this.#position.byteOffset} (${reason}) after hashing with node:crypto, whose state cannot be carried`,
+        'resumable',
       );
     }
     const sink = await this.#sink.checkpoint(this.#position.byteOffset);
@@ -574,6 +621,8 @@ class FileTransfer {
           (invalidLines > 0 ? ` (${lines} valid, ${invalidLines} quarantined)` : ''),
       );
     }
+    // Ending here: no checkpoint will need the resumable hash.
+    this.#sink.settleHashing('native');
     const { bytes, sha256 } = await this.#sink.finish(lines);
     const quarantineKey = await this.#quarantine.finish();
     const seconds = (this.#deps.now().getTime() - this.#startedAt) / 1000;

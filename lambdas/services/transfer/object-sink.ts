@@ -9,10 +9,11 @@ import {
   type S3ObjectTarget,
   tagObject,
 } from '../../adapters/s3-multipart.js';
-import { Sha256, type Sha256State } from '../../core/sha256.js';
+import type { Sha256State } from '../../core/sha256.js';
 import { StorageError, VerificationError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { scratchKey } from './checkpoint.js';
+import { FileHash, type HashingMode } from './file-hash.js';
 
 /**
  * The S3 side of one file: collects whole lines into parts, hashes each part
@@ -62,7 +63,7 @@ export class ObjectSink {
   #writer: S3MultipartWriter | undefined;
   /** Upload ids this invocation created: the only ones a transient failure may abort. */
   readonly #createdHere = new Set<string>();
-  #hash = new Sha256();
+  #hash = FileHash.undecided();
   #objectBytes = 0;
   /** The part being filled, and how much of it is filled. */
   #buffer: Buffer | undefined;
@@ -85,7 +86,7 @@ export class ObjectSink {
   static async resume(options: ObjectSinkOptions, state: ObjectSinkState): Promise<ObjectSink> {
     const sink = new ObjectSink(options);
     const { s3, target } = options;
-    sink.#hash = Sha256.fromState(state.sha256State);
+    sink.#hash = FileHash.fromState(state.sha256State);
     sink.#objectBytes = state.objectBytes;
     sink.#partsKey = state.partsKey;
     sink.#carryKey = state.carryKey;
@@ -112,6 +113,19 @@ export class ObjectSink {
 
   get objectBytes(): number {
     return this.#objectBytes + this.#used;
+  }
+
+  get hashing(): HashingMode {
+    return this.#hash.mode;
+  }
+
+  /** Whether a checkpoint can carry the hash (see FileHash). */
+  get canCheckpoint(): boolean {
+    return this.#hash.canCheckpoint;
+  }
+
+  settleHashing(mode: 'native' | 'resumable'): void {
+    this.#hash.settle(mode);
   }
 
   /**
@@ -273,11 +287,14 @@ export class ObjectSink {
     return { bytes, sha256 };
   }
 
-  /** Forgets everything and aborts the upload: the transfer starts over from byte 0. */
-  async reset(): Promise<void> {
+  /**
+   * Forgets everything and aborts the upload: the transfer starts over from
+   * byte 0, hashing `undecided` again unless it must be able to checkpoint.
+   */
+  async reset(hashing: 'undecided' | 'resumable'): Promise<void> {
     await this.abort('all');
     this.#writer = undefined;
-    this.#hash = new Sha256();
+    this.#hash = hashing === 'undecided' ? FileHash.undecided() : FileHash.resumable();
     this.#objectBytes = 0;
     this.#buffer = undefined;
     this.#used = 0;

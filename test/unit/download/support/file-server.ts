@@ -69,6 +69,8 @@ export interface FileServerOptions {
   readonly etag?: string | null;
   /** Gzip the body when the client accepts it. @default false */
   readonly gzip?: boolean;
+  /** Send Content-Length (on gzip responses too, as servers of precompressed files do); false streams without one. @default true */
+  readonly contentLength?: boolean;
   /** When set, requests without `Authorization: Bearer <token>` get 401. */
   readonly token?: string;
   /** Faults for requests 1, 2, …; `undefined` entries and requests past the end are served normally. */
@@ -162,9 +164,8 @@ export async function startFileServer(options: FileServerOptions): Promise<FileS
       gzipped ??= gzipSync(source.slice(0, source.size));
       body = bufferSource(gzipped);
       headers['content-encoding'] = 'gzip';
-    } else {
-      headers['content-length'] = source.size - start;
     }
+    if (options.contentLength !== false) headers['content-length'] = body.size - start;
     recorded.status = status;
     response.writeHead(status, headers);
     const end =

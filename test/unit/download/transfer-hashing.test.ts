@@ -1,0 +1,276 @@
+import { createHash } from 'node:crypto';
+import { GetObjectCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
+import { Agent } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../../lambdas/logger.js';
+import {
+  type TransferCheckpoint,
+  type TransferFileDeps,
+  type TransferFileInput,
+  type TransferOutcome,
+  transferFile,
+} from '../../../lambdas/services/transfer-file.js';
+import { type EmbeddedS3, startEmbeddedS3 } from '../../../scripts/local/embedded-s3.js';
+import { startFileServer } from './support/file-server.js';
+import { patientNdjson } from './support/ndjson-body.js';
+
+/**
+ * Which SHA-256 a transfer uses (lambdas/services/transfer/file-hash.ts):
+ * node:crypto when the file should end in this invocation, the resumable
+ * pure-TS hash otherwise, and a clean start over when a natively hashed file
+ * must hand over a checkpoint after all. Whatever the path, the object and
+ * its hash must be exactly the file's.
+ */
+
+const BUCKET = 'hashing';
+const START = Date.parse('2026-03-01T12:00:00Z');
+/** ~1.1 MB, served 64 KiB per write: about 17 chunks. */
+const BODY = patientNdjson(1200);
+const LINES = 1200;
+const TOKEN = 'hashing-token';
+const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
+
+interface Settled {
+  readonly hashing: string;
+  readonly responseBytes?: number;
+  readonly predictedSecondsLeft?: number;
+}
+
+describe('transferFile hashing', () => {
+  let s3: EmbeddedS3;
+  let client: S3Client;
+  let agent: Agent;
+  let keyCounter = 0;
+
+  beforeAll(async () => {
+    s3 = await startEmbeddedS3();
+    await s3.createBucket(BUCKET);
+    client = new S3Client(s3.clientConfig);
+    agent = new Agent({ bodyTimeout: 2_000, headersTimeout: 5_000 });
+  });
+  afterAll(async () => {
+    client.destroy();
+    await agent.close();
+    await s3.close();
+  });
+
+  /** Deps whose clock moves 100 ms at every reading, so half a second passes within a few chunks. */
+  function deps(logs: string[], overrides: Partial<TransferFileDeps> = {}): TransferFileDeps {
+    let ticks = 0;
+    return {
+      s3: client,
+      http: agent,
+      now: () => new Date(START + 100 * ticks++),
+      remainingTimeMs: () => 900_000,
+      sleep: async () => {},
+      random: () => 0.5,
+      logger: createLogger({ level: 'debug', write: (line) => logs.push(line) }),
+      settings: { minPartSizeBytes: 64 * 1024 },
+      ...overrides,
+    };
+  }
+
+  function input(url: string, overrides: Partial<TransferFileInput> = {}): TransferFileInput {
+    keyCounter++;
+    return {
+      url,
+      resourceType: 'Patient',
+      kind: 'output',
+      expectedCount: LINES,
+      requiresAccessToken: false,
+      allowInsecureHttp: true,
+      bucket: BUCKET,
+      key: `source=test/export=1/type=Patient/h${keyCounter}/part-0001.ndjson`,
+      partSizeBytes: 128 * 1024,
+      ...overrides,
+    };
+  }
+
+  const settledIn = (logs: string[]): Settled[] =>
+    logs
+      .map((line) => JSON.parse(line))
+      .filter((entry) => entry.message === 'hashing settled')
+      .map(({ hashing, responseBytes, predictedSecondsLeft }) => ({
+        hashing,
+        responseBytes,
+        predictedSecondsLeft,
+      }));
+
+  async function landed(key: string): Promise<Buffer> {
+    const response = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+    return Buffer.from(await response.Body!.transformToByteArray());
+  }
+
+  async function openUploads(key: string): Promise<number> {
+    const listed = await client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: key }));
+    return listed.Uploads?.length ?? 0;
+  }
+
+  it('uses node:crypto when the Content-Length says the file ends well within the time left', async () => {
+    // Prepare
+    const server = await startFileServer({ body: BODY });
+    const logs: string[] = [];
+    const request = input(server.url);
+    // Act
+    const outcome = await transferFile(request, deps(logs));
+    // Assess
+    expect(settledIn(logs)).toEqual([
+      { hashing: 'native', responseBytes: BODY.length, predictedSecondsLeft: expect.any(Number) },
+    ]);
+    expect(outcome).toMatchObject({ status: 'complete', lines: LINES, sha256: sha256(BODY) });
+    expect((await landed(request.key)).equals(BODY)).toBe(true);
+    await server.close();
+  });
+
+  it('uses node:crypto on a gzip response too, predicting from the compressed bytes read', async () => {
+    // Prepare
+    const server = await startFileServer({ body: BODY, gzip: true, writeBytes: 4 * 1024 });
+    const logs: string[] = [];
+    const request = input(server.url);
+    // Act
+    const outcome = await transferFile(request, deps(logs));
+    // Assess
+    const [settled] = settledIn(logs);
+    expect(settled).toMatchObject({ hashing: 'native' });
+    // The compressed length, not the file's.
+    expect(settled!.responseBytes).toBeLessThan(BODY.length / 2);
+    expect(outcome).toMatchObject({ status: 'complete', sha256: sha256(BODY) });
+    expect((await landed(request.key)).equals(BODY)).toBe(true);
+    await server.close();
+  });
+
+  it('keeps the resumable hash when the file would not end within half the time left', async () => {
+    // Prepare
+    const server = await startFileServer({ body: BODY });
+    const logs: string[] = [];
+    const request = input(server.url);
+    // Act: 500 ms of usable time, and ~1 s of file left when the decision is made.
+    const outcome = await transferFile(request, deps(logs, { remainingTimeMs: () => 60_500 }));
+    // Assess
+    const [settled] = settledIn(logs);
+    expect(settled).toMatchObject({ hashing: 'resumable', responseBytes: BODY.length });
+    expect(settled!.predictedSecondsLeft).toBeGreaterThanOrEqual(0);
+    expect(outcome).toMatchObject({ status: 'complete', sha256: sha256(BODY) });
+    expect((await landed(request.key)).equals(BODY)).toBe(true);
+    await server.close();
+  });
+
+  it('keeps the resumable hash when the server sends no Content-Length', async () => {
+    // Prepare
+    const server = await startFileServer({
+      body: BODY,
+      gzip: true,
+      contentLength: false,
+      writeBytes: 4 * 1024,
+    });
+    const logs: string[] = [];
+    const request = input(server.url);
+    // Act
+    const outcome = await transferFile(request, deps(logs));
+    // Assess
+    expect(settledIn(logs)).toEqual([
+      { hashing: 'resumable', responseBytes: undefined, predictedSecondsLeft: undefined },
+    ]);
+    expect(outcome).toMatchObject({ status: 'complete', sha256: sha256(BODY) });
+    await server.close();
+  });
+
+  /** Runs invocations until the file lands, passing each checkpoint through JSON as Step Functions would. */
+  async function untilComplete(
+    first: TransferFileInput,
+    dependencies: (invocation: number) => TransferFileDeps,
+  ): Promise<{ outcome: TransferOutcome; checkpoints: TransferCheckpoint[] }> {
+    const checkpoints: TransferCheckpoint[] = [];
+    let current = first;
+    for (let invocation = 0; invocation < 5; invocation++) {
+      const outcome = await transferFile(current, dependencies(invocation));
+      if (outcome.status === 'complete') return { outcome, checkpoints };
+      const checkpoint = JSON.parse(JSON.stringify(outcome.checkpoint)) as TransferCheckpoint;
+      checkpoints.push(checkpoint);
+      current = { ...current, checkpoint };
+    }
+    throw new Error('did not complete');
+  }
+
+  it('starts over with the resumable hash when a natively hashed file runs out of time after all', async () => {
+    // Prepare
+    const server = await startFileServer({ body: BODY });
+    const logs: string[] = [];
+    const request = input(server.url);
+    // Plenty of time when the hash is chosen, then suddenly none: the prediction was wrong.
+    const runsOut = () => (settledIn(logs).length > 0 ? 1_000 : 900_000);
+    // Act
+    const { outcome, checkpoints } = await untilComplete(request, (invocation) =>
+      deps(logs, invocation === 0 ? { remainingTimeMs: runsOut } : {}),
+    );
+    // Assess
+    expect(settledIn(logs).map((settled) => settled.hashing)).toEqual(['native']);
+    expect(checkpoints).toHaveLength(1);
+    // Nothing of the natively hashed upload is kept: byte 0, no upload, the empty resumable hash.
+    expect(checkpoints[0]).toMatchObject({ byteOffset: 0, objectBytes: 0, nextPartNumber: 1, restarts: 1 });
+    expect(checkpoints[0]!.uploadId).toBeUndefined();
+    expect(checkpoints[0]!.sha256State).toMatchObject({ n: 0 });
+    expect(logs.join('\n')).toContain('whose state cannot be carried');
+    expect(server.requests.map((r) => r.headers.range)).toEqual([undefined, undefined]);
+    expect(outcome).toMatchObject({ status: 'complete', lines: LINES, sha256: sha256(BODY) });
+    expect((await landed(request.key)).equals(BODY)).toBe(true);
+    expect(await openUploads(request.key)).toBe(0);
+    await server.close();
+  });
+
+  it('starts over when a natively hashed file is handed back for a fresh token mid-file', async () => {
+    // Prepare: the connection drops after 700 KB; the reconnect's token has expired.
+    const server = await startFileServer({
+      body: BODY,
+      token: TOKEN,
+      faults: [
+        { kind: 'drop', afterBytes: 700_000 },
+        { kind: 'status', status: 401 },
+      ],
+    });
+    const logs: string[] = [];
+    const request = input(server.url, { requiresAccessToken: true, accessToken: TOKEN });
+    // Act
+    const first = await transferFile(request, deps(logs));
+    const checkpoint =
+      first.status === 'checkpoint'
+        ? (JSON.parse(JSON.stringify(first.checkpoint)) as TransferCheckpoint)
+        : undefined;
+    const second = await transferFile({ ...request, checkpoint }, deps(logs));
+    // Assess
+    expect(settledIn(logs).map((settled) => settled.hashing)).toEqual(['native']);
+    expect(first).toMatchObject({ status: 'checkpoint', reason: 'access-token-rejected' });
+    expect(checkpoint).toMatchObject({ byteOffset: 0, restarts: 1, tokenRejections: 1 });
+    expect(server.requests.map((r) => r.status)).toEqual([200, 401, 200]);
+    expect(server.requests[1]!.headers.range).toMatch(/^bytes=[1-9]\d*-$/);
+    expect(server.requests[2]!.headers.range).toBeUndefined();
+    expect(second).toMatchObject({ status: 'complete', lines: LINES, sha256: sha256(BODY) });
+    expect((await landed(request.key)).equals(BODY)).toBe(true);
+    expect(await openUploads(request.key)).toBe(0);
+    await server.close();
+  });
+
+  it('carries the resumable hash across a checkpoint taken before the choice was made', async () => {
+    // Prepare
+    const server = await startFileServer({ body: BODY, writeBytes: 16 * 1024 });
+    const logs: string[] = [];
+    const request = input(server.url);
+    let calls = 0;
+    // Time runs out after 3 chunks: 300 ms in, before the 500 ms decision.
+    const runsOut = () => (++calls > 3 ? 1_000 : 900_000);
+    // Act
+    const { outcome, checkpoints } = await untilComplete(request, (invocation) =>
+      deps(logs, invocation === 0 ? { remainingTimeMs: runsOut } : {}),
+    );
+    // Assess
+    expect(settledIn(logs)).toEqual([]);
+    expect(checkpoints).toHaveLength(1);
+    expect(checkpoints[0]!.byteOffset).toBeGreaterThan(0);
+    expect(checkpoints[0]).toMatchObject({ restarts: 0 });
+    expect(checkpoints[0]!.sha256State.n).toBe(checkpoints[0]!.objectBytes);
+    expect(server.requests[1]!.headers.range).toBe(`bytes=${checkpoints[0]!.byteOffset}-`);
+    expect(outcome).toMatchObject({ status: 'complete', lines: LINES, sha256: sha256(BODY) });
+    expect((await landed(request.key)).equals(BODY)).toBe(true);
+    await server.close();
+  });
+});
