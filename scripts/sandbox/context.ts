@@ -7,7 +7,7 @@ import { type ClientRegistration, ClientRegistry, type RegisteredClient } from '
 import { scopesAllowExport } from './auth/scopes.js';
 import { JtiReplayCache, KeyResolver } from './auth/token-request.js';
 import type { Dataset } from './data/types.js';
-import { type SpooledFile, spool } from './export/file-source.js';
+import { gzipSpool, type SpooledFile, spool } from './export/file-source.js';
 import type { ExportFile, ExportJob } from './export/jobs.js';
 import { LinkSigner } from './export/signed-links.js';
 import { FaultCounter, type FaultPlan } from './faults.js';
@@ -40,6 +40,9 @@ export class SandboxState {
   readonly keys: KeyResolver;
   readonly jobs = new Map<string, ExportJob>();
   readonly #spooled = new Map<string, Promise<SpooledFile>>();
+  /** Gzipped copies of spooled files, being made or made; and the made ones, for a synchronous look. */
+  readonly #gzipped = new Map<string, Promise<SpooledFile>>();
+  readonly #gzippedReady = new Map<string, SpooledFile>();
   readonly #counters = new Map<string, FaultCounter>();
   readonly #closing = new AbortController();
   #patientIds: Map<string, number> | undefined;
@@ -92,6 +95,33 @@ export class SandboxState {
     return spooled;
   }
 
+  /** The file's gzipped copy on disk, made once from its spool. */
+  gzipped(job: ExportJob, file: ExportFile): Promise<SpooledFile> {
+    const key = `${job.id}/${file.name}`;
+    let gzipped = this.#gzipped.get(key);
+    if (!gzipped) {
+      const path = join(this.spoolDirectory, `${job.id}-${file.name}.gz`);
+      const signal = AbortSignal.any([job.signal, this.#closing.signal]);
+      gzipped = this.spooled(job, file).then((identity) => gzipSpool(identity, path, signal));
+      gzipped.then(
+        (made) => this.#gzippedReady.set(key, made),
+        () => this.#gzipped.delete(key),
+      );
+      this.#gzipped.set(key, gzipped);
+    }
+    return gzipped;
+  }
+
+  /**
+   * The gzipped copy if it is already made. If not, starts making it and answers undefined:
+   * the caller compresses on the fly rather than keep a client waiting for a whole file.
+   */
+  gzippedIfReady(job: ExportJob, file: ExportFile): SpooledFile | undefined {
+    const ready = this.#gzippedReady.get(`${job.id}/${file.name}`);
+    if (!ready) this.gzipped(job, file).catch(() => {});
+    return ready;
+  }
+
   /**
    * Generates a new export's files in the background while it is "in progress", as a real
    * server does, so that its first download needs no generation pass of its own.
@@ -103,6 +133,11 @@ export class SandboxState {
           if (job.signal.aborted || this.#closing.signal.aborted) return;
           await this.spooled(job, file);
         }
+        // Then the gzipped copies, once every file can already be served.
+        for (const file of job.files()) {
+          if (job.signal.aborted || this.#closing.signal.aborted) return;
+          await this.gzipped(job, file);
+        }
       } catch {
         // Aborted (deleted export, closing sandbox); a request spools what it needs itself.
       }
@@ -111,18 +146,21 @@ export class SandboxState {
 
   /** DELETE: the export's spooled files go (downloads under way keep their open file). */
   async discard(job: ExportJob): Promise<void> {
-    for (const [key, spooled] of this.#spooled) {
-      if (!key.startsWith(`${job.id}/`)) continue;
-      this.#spooled.delete(key);
-      const file = await spooled.catch(() => undefined);
-      if (file) await rm(file.path, { force: true });
+    for (const spools of [this.#spooled, this.#gzipped]) {
+      for (const [key, spooled] of spools) {
+        if (!key.startsWith(`${job.id}/`)) continue;
+        spools.delete(key);
+        this.#gzippedReady.delete(key);
+        const file = await spooled.catch(() => undefined);
+        if (file) await rm(file.path, { force: true });
+      }
     }
   }
 
   /** Stops background work and removes the spool directory. */
   async close(): Promise<void> {
     this.#closing.abort();
-    await Promise.allSettled(this.#spooled.values());
+    await Promise.allSettled([...this.#spooled.values(), ...this.#gzipped.values()]);
     await rm(this.spoolDirectory, { recursive: true, force: true });
   }
 

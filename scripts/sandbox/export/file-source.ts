@@ -3,8 +3,10 @@
  * on disk (its length is the Content-Length), and served from there, as a real server serves
  * the files its export wrote. Nothing here ever holds a whole file in memory.
  */
-import { createReadStream } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { open, rm, stat } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { createGzip, constants as zlibConstants } from 'node:zlib';
 
 export interface LineSource {
   /** Lines from 0-based line `from` to the end of the file, without their newline. */
@@ -63,6 +65,27 @@ export async function spool(source: LineSource, path: string, signal?: AbortSign
   }
   await handle.close();
   return { length, path };
+}
+
+/**
+ * The spooled file compressed once into `path`, as servers that keep gzipped copies of their
+ * export files do (S3 or a CDN with `Content-Encoding: gzip`): each gzip download then costs a
+ * file read, not a compression pass, and carries a Content-Length.
+ */
+export async function gzipSpool(file: SpooledFile, path: string, signal?: AbortSignal): Promise<SpooledFile> {
+  try {
+    await pipeline(
+      createReadStream(file.path, { highWaterMark: CHUNK_BYTES }),
+      // Level 1: on loopback, compression speed matters more than ratio.
+      createGzip({ level: zlibConstants.Z_BEST_SPEED, chunkSize: 128 * 1024 }),
+      createWriteStream(path),
+      ...(signal ? [{ signal }] : []),
+    );
+  } catch (error) {
+    await rm(path, { force: true });
+    throw error;
+  }
+  return { length: (await stat(path)).size, path };
 }
 
 /** Bytes `start..endInclusive` of a spooled file. */

@@ -234,6 +234,7 @@ async function serveBody(
   }
   // A client resuming with Range gets identity bytes it can count, even if it also accepts gzip.
   const gzip = mayGzip && rangeHeader === undefined && acceptsGzip(req.headers['accept-encoding']);
+  const compressed = gzip ? state.gzippedIfReady(job, file) : undefined;
 
   if (range) {
     res.writeHead(206, {
@@ -243,7 +244,13 @@ async function serveBody(
       'content-length': range.end - range.start + 1,
     });
   } else if (gzip) {
-    res.writeHead(200, { ...headers, etag: `"${job.id}.${file.name}.gz"`, 'content-encoding': 'gzip' });
+    res.writeHead(200, {
+      ...headers,
+      etag: `"${job.id}.${file.name}.gz"`,
+      'content-encoding': 'gzip',
+      // Compressed on the fly (the copy is not made yet), the length is unknown: chunked.
+      ...(compressed ? { 'content-length': compressed.length } : {}),
+    });
   } else {
     res.writeHead(200, { ...headers, etag, 'content-length': layout.length });
   }
@@ -263,7 +270,7 @@ async function serveBody(
   if (slow) info.fault = 'slowFile';
   else if (file.servedSource !== file.source) info.fault = 'malformedLine';
 
-  const chunks = bodyChunks(layout, range, gzip);
+  const chunks = bodyChunks(layout, range, gzip, compressed);
   await pump(res, chunks, {
     ...(dropAfter !== undefined ? { dropAfter, onDrop: () => (info.fault = 'dropAfterBytes') } : {}),
     ...(slow && 'bytesPerSecond' in slow ? { bytesPerSecond: slow.bytesPerSecond } : {}),
@@ -277,7 +284,12 @@ async function* bodyChunks(
   layout: SpooledFile,
   range: ByteRange | undefined,
   gzip: boolean,
+  compressed: SpooledFile | undefined,
 ): AsyncGenerator<Buffer> {
+  if (compressed) {
+    yield* spooledChunks(compressed);
+    return;
+  }
   const identity = spooledChunks(layout, range?.start ?? 0, range?.end ?? layout.length - 1);
   if (!gzip) {
     yield* identity;
