@@ -3,14 +3,21 @@
  * maxRSS) is its own: `node --import tsx scripts/bench/child.ts <mode> <json>`.
  * Prints one JSON line on stdout; logs go to stderr.
  */
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Agent, type Dispatcher } from 'undici';
 import { createFileDownloadAgent } from '../../lambdas/adapters/file-http.js';
 import { createLogger } from '../../lambdas/logger.js';
-import { transferFile } from '../../lambdas/services/transfer-file.js';
+import {
+  DEFAULT_TRANSFER_SETTINGS,
+  type TransferCheckpoint,
+  type TransferFileInput,
+  type TransferOutcome,
+  transferFile,
+} from '../../lambdas/services/transfer-file.js';
 import { embeddedS3ClientConfig } from '../local/embedded-s3.js';
 
 export interface ChildResult {
@@ -26,6 +33,13 @@ export interface ChildResult {
   /** User + system CPU time of this process. */
   readonly cpuSeconds: number;
   readonly sha256?: string;
+  /** transfer: invocations it took (more than 1 after a checkpoint). */
+  readonly invocations?: number;
+  /** transfer: file requests made, and how many of them asked for a Range (resumptions). */
+  readonly requests?: number;
+  readonly rangeRequests?: number;
+  /** transfer with `verify`: SHA-256 of the object read back from S3. */
+  readonly landedSha256?: string;
 }
 
 interface ChildArgs {
@@ -46,6 +60,15 @@ interface ChildArgs {
   readonly nullS3?: boolean;
   /** Parts in flight. @default the transfer's default */
   readonly concurrency?: number;
+  /** download: SHA-256 of the decoded bytes (a reference to compare a landed object with). */
+  readonly hash?: boolean;
+  /**
+   * transfer: the first invocation gets this many seconds (beyond the safety margin) on a
+   * Lambda-like clock, so a file that takes longer checkpoints and resumes in a second one.
+   */
+  readonly firstInvocationSeconds?: number;
+  /** transfer: read the landed object back from S3 and hash it. */
+  readonly verify?: boolean;
 }
 
 const [mode, json] = process.argv.slice(2);
@@ -64,7 +87,10 @@ const sampler = setInterval(() => {
   peakArrayBuffers = Math.max(peakArrayBuffers, usage.arrayBuffers);
 }, 100);
 
-type Measured = Pick<ChildResult, 'bytes' | 'wireBytes' | 'lines' | 'sha256'>;
+type Measured = Omit<
+  ChildResult,
+  'seconds' | 'peakRssMb' | 'peakHeapMb' | 'peakArrayBuffersMb' | 'cpuSeconds'
+>;
 
 async function download(): Promise<Measured> {
   const agent = new Agent({ bodyTimeout: 60_000 });
@@ -81,9 +107,13 @@ async function download(): Promise<Measured> {
   if (response.statusCode !== 200) throw new Error(`download answered ${response.statusCode}`);
   let bytes = 0;
   if (response.headers['content-encoding'] !== 'gzip') {
-    for await (const chunk of response.body) bytes += (chunk as Buffer).length;
+    const hash = args.hash ? createHash('sha256') : undefined;
+    for await (const chunk of response.body) {
+      bytes += (chunk as Buffer).length;
+      hash?.update(chunk as Buffer);
+    }
     await agent.close();
-    return { bytes };
+    return { bytes, ...(hash ? { sha256: hash.digest('hex') } : {}) };
   }
   // The same decoder settings as the transfer's, so both sides pay the same gunzip.
   let wireBytes = 0;
@@ -154,36 +184,71 @@ function identityOnly(agent: Agent): Dispatcher {
   );
 }
 
+/** Counts the file requests, and those that resume with a Range. */
+function counted(dispatcher: Dispatcher, counts: { requests: number; rangeRequests: number }): Dispatcher {
+  return dispatcher.compose((dispatch) => (options, handler) => {
+    counts.requests++;
+    const headers = (options.headers ?? {}) as Record<string, string>;
+    if (Object.keys(headers).some((name) => name.toLowerCase() === 'range')) counts.rangeRequests++;
+    return dispatch(options, handler);
+  });
+}
+
 async function transfer(): Promise<Measured> {
   const client = args.nullS3 ? nullS3Client() : new S3Client(embeddedS3ClientConfig(args.endpoint));
   const agent = createFileDownloadAgent();
-  const http = args.gzip === false ? identityOnly(agent) : agent;
-  const outcome = await transferFile(
-    {
-      url: args.url,
-      resourceType: args.resourceType ?? 'Observation',
-      kind: 'output',
-      requiresAccessToken: args.requiresAccessToken ?? false,
-      ...(args.accessToken ? { accessToken: args.accessToken } : {}),
-      allowInsecureHttp: true,
-      bucket: args.bucket,
-      key: args.key,
-    },
-    {
+  const counts = { requests: 0, rangeRequests: 0 };
+  const http = counted(args.gzip === false ? identityOnly(agent) : agent, counts);
+  const request: TransferFileInput = {
+    url: args.url,
+    resourceType: args.resourceType ?? 'Observation',
+    kind: 'output',
+    requiresAccessToken: args.requiresAccessToken ?? false,
+    ...(args.accessToken ? { accessToken: args.accessToken } : {}),
+    allowInsecureHttp: true,
+    bucket: args.bucket,
+    key: args.key,
+  };
+  let outcome: TransferOutcome | undefined;
+  let invocations = 0;
+  let checkpoint: TransferCheckpoint | undefined;
+  while (outcome?.status !== 'complete') {
+    if (++invocations > 10) throw new Error('the transfer did not complete in 10 invocations');
+    const budgetMs =
+      invocations === 1 && args.firstInvocationSeconds !== undefined
+        ? args.firstInvocationSeconds * 1000
+        : Number.POSITIVE_INFINITY;
+    const startedAt = Date.now();
+    outcome = await transferFile(checkpoint ? { ...request, checkpoint } : request, {
       s3: client,
       http,
       now: () => new Date(),
-      remainingTimeMs: () => Number.POSITIVE_INFINITY,
+      remainingTimeMs: () => DEFAULT_TRANSFER_SETTINGS.safetyMarginMs + budgetMs - (Date.now() - startedAt),
       sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
       random: Math.random,
       logger: createLogger({ level: 'warn', write: (line) => process.stderr.write(`${line}\n`) }),
       ...(args.concurrency ? { settings: { partConcurrency: args.concurrency } } : {}),
-    },
-  );
+    });
+    // Through JSON, as Step Functions carries it.
+    if (outcome.status === 'checkpoint') checkpoint = JSON.parse(JSON.stringify(outcome.checkpoint));
+  }
+  let landedSha256: string | undefined;
+  if (args.verify) {
+    const object = await client.send(new GetObjectCommand({ Bucket: args.bucket, Key: args.key }));
+    const hash = createHash('sha256');
+    for await (const chunk of object.Body as Readable) hash.update(chunk as Buffer);
+    landedSha256 = hash.digest('hex');
+  }
   client.destroy();
   await agent.close();
-  if (outcome.status !== 'complete') throw new Error(`transfer ended with ${outcome.status}`);
-  return { bytes: outcome.bytes, lines: outcome.lines, sha256: outcome.sha256 };
+  return {
+    bytes: outcome.bytes,
+    lines: outcome.lines,
+    sha256: outcome.sha256,
+    invocations,
+    ...counts,
+    ...(landedSha256 ? { landedSha256 } : {}),
+  };
 }
 
 const started = process.hrtime.bigint();

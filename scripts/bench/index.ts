@@ -7,9 +7,10 @@
  *                    [--huge-files N] [--huge-mb N] [--map-concurrency N[,N]]
  *                    [--source sandbox|local] [--concurrency N] [--cpu-prof-dir DIR]
  *
- * Scenarios (default: all four at quick sizes, a few minutes; --full: the big sizes):
+ * Scenarios (default: all five at quick sizes, a few minutes; --full: the big sizes):
  *   single-file       one file through transferFile vs raw download and raw upload (100 MB | 1 GB)
  *   gzip              the same transfer with gzip on and off, each vs its own raw download
+ *   resume            the same file cut by a dropped connection and by a checkpoint, landed byte for byte
  *   many-small-files  an Oracle Health-like export through the whole local workflow (2,000 | 20,000 files)
  *   huge-files        a few huge files through the whole local workflow (3 × 300 MB | 3 × 1 GB)
  *
@@ -22,7 +23,7 @@ import { findEmbeddedS3Pid, machineFacts } from './process-stats.js';
 import { prepareSingleFile, type SingleFileBench } from './single-file.js';
 import { runHugeFiles, runManySmallFiles } from './workflow.js';
 
-const SCENARIOS = ['single-file', 'gzip', 'many-small-files', 'huge-files'] as const;
+const SCENARIOS = ['single-file', 'gzip', 'resume', 'many-small-files', 'huge-files'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const SIZES = {
@@ -90,7 +91,9 @@ const s3Pid = findEmbeddedS3Pid();
 if (s3Pid === undefined) progress('cannot see the S3 server process: its CPU is not reported');
 let singleFile: SingleFileBench | undefined;
 try {
-  for (const scenario of scenarios.filter((name) => name === 'single-file' || name === 'gzip')) {
+  for (const scenario of scenarios.filter(
+    (name) => name === 'single-file' || name === 'gzip' || name === 'resume',
+  )) {
     singleFile ??= await prepareSingleFile({
       sizeBytes,
       source,

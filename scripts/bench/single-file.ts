@@ -17,6 +17,7 @@ import { request } from 'undici';
 import { repeatingSource, startFileServer } from '../../test/unit/download/support/file-server.js';
 import { patientNdjson } from '../../test/unit/download/support/ndjson-body.js';
 import type { EmbeddedS3 } from '../local/embedded-s3.js';
+import type { FaultPlan } from '../sandbox/faults.js';
 import { estimatedCostUsd } from './billing.js';
 import type { ChildResult } from './child.js';
 import { progress, type TransferChildRunner } from './children.js';
@@ -43,8 +44,31 @@ interface Measured extends ChildResult {
 const TRANSITIONS_PER_FILE = 5;
 const DOWNLOAD_FILE_MEMORY_GB = 1024 / 1024;
 
+/**
+ * The sandbox writes a file to disk when an export completes, then a gzipped copy of it, in the
+ * background. Waits for both before anything is timed (HEAD waits for the file; a HEAD that
+ * accepts gzip carries a Content-Length once the copy is made), and answers the copy's size.
+ * HEAD, unlike GET, takes none of a file's count faults.
+ */
+async function storedCopiesReady(url: string, accessToken: string | undefined): Promise<number> {
+  for (;;) {
+    const head = await request(url, {
+      method: 'HEAD',
+      headers: {
+        ...(accessToken ? { authorization: `Bearer ${accessToken}` } : {}),
+        'accept-encoding': 'gzip',
+      },
+      headersTimeout: 600_000,
+    });
+    await head.body.dump();
+    const length = head.headers['content-length'];
+    if (typeof length === 'string') return Number(length);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
 export interface SingleFileBench {
-  run(scenario: 'single-file' | 'gzip'): Promise<string[]>;
+  run(scenario: 'single-file' | 'gzip' | 'resume'): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -55,6 +79,10 @@ export async function prepareSingleFile(options: SingleFileOptions): Promise<Sin
   let accessToken: string | undefined;
   let resourceType: string;
   let close: () => Promise<void>;
+  /** Size of the sandbox's gzipped copy of the file. */
+  let gzipLength: number | undefined;
+  /** The same file in another export of the same data, meeting `faults`. */
+  let exportFaulted: ((faults: FaultPlan) => Promise<string>) | undefined;
   if (options.source === 'sandbox') {
     // About 7 KB of Observations per synthetic patient; one file holds them all.
     const patientCount = Math.ceil((options.sizeBytes * 1.05) / 6_500);
@@ -65,11 +93,8 @@ export async function prepareSingleFile(options: SingleFileOptions): Promise<Sin
     url = manifest.output[0]!.url;
     accessToken = client.accessToken;
     resourceType = 'Observation';
-    // The sandbox writes a file to disk on its first request; do that before timing anything.
-    const warm = await request(url, {
-      headers: { authorization: `Bearer ${accessToken}`, range: 'bytes=0-0' },
-    });
-    await warm.body.dump();
+    gzipLength = await storedCopiesReady(url, accessToken);
+    exportFaulted = async (faults) => (await client.exportFiles(['Observation'], faults)).output[0]!.url;
   } else {
     const block = patientNdjson(4000);
     const copies = Math.ceil(options.sizeBytes / block.length);
@@ -192,9 +217,55 @@ export async function prepareSingleFile(options: SingleFileOptions): Promise<Sin
           line(`transfer-${options.source}-null-s3`, ceiling, down, undefined),
         ];
       }
-      if (options.source !== 'sandbox') {
-        progress('gzip: needs --source sandbox (the local file server does not compress); skipped');
+      if (options.source !== 'sandbox' || gzipLength === undefined || exportFaulted === undefined) {
+        progress(
+          `${scenario}: needs --source sandbox (the local file server neither compresses nor injects faults); skipped`,
+        );
         return [];
+      }
+      if (scenario === 'resume') {
+        // The same data exported again, so that its file drops once, 40% into the gzip stream.
+        const dropAt = Math.floor(gzipLength * 0.4);
+        progress(`resume: a second export whose file drops after ${dropAt} gzip bytes`);
+        const faultedUrl = await exportFaulted({ dropAfterBytes: { bytes: dropAt, times: 1 } });
+        await storedCopiesReady(faultedUrl, accessToken);
+        const reference = await once('reference download (identity, hashed)', 'download', () => ({
+          url,
+          accessToken,
+          hash: true,
+        }));
+        const up = await rawUpload();
+        const down = await rawDownload();
+        // The uncut transfer's time sets the first invocation's budget: it runs out about 70% of
+        // the way, and the rest lands in a second invocation, as a file too big for one Lambda does.
+        const uncut = await transfer();
+        const resumed = await once('transfer cut by a drop, then by a checkpoint', 'transfer', () =>
+          transferArgs('transfer-resumed.ndjson', {
+            url: faultedUrl,
+            firstInvocationSeconds: uncut.seconds * 0.7,
+            verify: true,
+          }),
+        );
+        const byteIdentical =
+          resumed.bytes === reference.bytes &&
+          resumed.sha256 === reference.sha256 &&
+          resumed.landedSha256 === reference.sha256;
+        const measured = JSON.parse(line('transfer-resumed', resumed, down, up)) as Record<string, unknown>;
+        const result = JSON.stringify({
+          ...measured,
+          invocations: resumed.invocations,
+          requests: resumed.requests,
+          rangeRequests: resumed.rangeRequests,
+          referenceSha256: reference.sha256,
+          reportedSha256: resumed.sha256,
+          landedSha256: resumed.landedSha256,
+          byteIdentical,
+        });
+        if (!byteIdentical) {
+          process.stdout.write(`${result}\n`);
+          throw new Error('the resumed transfer did not land the file byte for byte');
+        }
+        return [result];
       }
       const down = await rawDownload();
       const downGzip = await rawDownloadGzip();
