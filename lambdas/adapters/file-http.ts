@@ -53,8 +53,13 @@ export interface FileRequest {
   readonly accessToken?: string;
   /** Allow plain http to loopback hosts (local mode only). */
   readonly allowInsecureHttp?: boolean;
-  /** Ask for the rest of the file from this decoded byte offset, but only if it is still this version. */
-  readonly resumeFrom?: { readonly offset: number; readonly etag: string };
+  /**
+   * Ask for the rest of the file from this decoded byte offset, but only if it is still this
+   * version: `validator` is a strong ETag or a strong Last-Modified date, sent as If-Range.
+   */
+  readonly resumeFrom?: { readonly offset: number; readonly validator: string };
+  /** Ask for gzip on a fresh GET. @default true */
+  readonly acceptGzip?: boolean;
   /** @default 5 */
   readonly maxRedirects?: number;
   /** Bytes undici buffers per read. @default 256 KiB */
@@ -74,6 +79,13 @@ export interface FileResponse {
   readonly strongEtag: string | undefined;
   /** The server advertised `Accept-Ranges: bytes`. */
   readonly acceptsRanges: boolean;
+  /** Last-Modified as sent, for comparing versions exactly. */
+  readonly lastModified: string | undefined;
+  /**
+   * Last-Modified, when it is a strong validator: at least a second older than the response's
+   * Date (RFC 9110 §8.8.2.2), so no second change can hide behind the same date.
+   */
+  readonly strongLastModified: string | undefined;
   /** First byte of a 206 body; 0 otherwise. */
   readonly rangeStart: number;
   /** Full size of the identity representation, when Content-Range told us. */
@@ -138,9 +150,9 @@ export async function openFile(
       // Byte offsets are offsets into the decoded file, so ask for it undecoded.
       headers['accept-encoding'] = 'identity';
       headers.range = `bytes=${request.resumeFrom.offset}-`;
-      headers['if-range'] = request.resumeFrom.etag;
+      headers['if-range'] = request.resumeFrom.validator;
     } else {
-      headers['accept-encoding'] = 'gzip';
+      headers['accept-encoding'] = request.acceptGzip === false ? 'identity' : 'gzip';
     }
     if (sendToken) headers.authorization = `Bearer ${request.accessToken}`;
 
@@ -198,6 +210,7 @@ export async function openFile(
         contentEncoding: 'identity',
         strongEtag: strongEtagOf(response.headers),
         acceptsRanges: true,
+        ...lastModifiedOf(response.headers),
         rangeStart: 0,
         totalBytes: parseUnsatisfiedRange(header(response.headers, 'content-range')),
         contentLength: 0,
@@ -257,6 +270,7 @@ function success(
     contentEncoding: gzip ? 'gzip' : 'identity',
     strongEtag: strongEtagOf(response.headers),
     acceptsRanges: (header(response.headers, 'accept-ranges') ?? '').toLowerCase().includes('bytes'),
+    ...lastModifiedOf(response.headers),
     rangeStart,
     totalBytes,
     contentLength: Number.isSafeInteger(contentLength) ? contentLength : undefined,
@@ -311,6 +325,16 @@ function strongEtagOf(headers: Record<string, string | string[] | undefined>): s
   // If-Range needs a strong validator (RFC 9110 §13.1.5); a weak one cannot resume.
   if (etag === undefined || etag === '' || etag.startsWith('W/')) return undefined;
   return etag;
+}
+
+function lastModifiedOf(
+  headers: Record<string, string | string[] | undefined>,
+): Pick<FileResponse, 'lastModified' | 'strongLastModified'> {
+  const lastModified = header(headers, 'last-modified')?.trim() || undefined;
+  const modifiedAt = lastModified === undefined ? Number.NaN : Date.parse(lastModified);
+  const sentAt = Date.parse(header(headers, 'date') ?? '');
+  const strong = Number.isFinite(modifiedAt) && Number.isFinite(sentAt) && sentAt - modifiedAt >= 1000;
+  return { lastModified, strongLastModified: strong ? lastModified : undefined };
 }
 
 /** `bytes 100-199/200` or `bytes 100-199/*`. */

@@ -246,7 +246,10 @@ class FileTransfer {
   /** A 404 that outlasted the retries gets one fresh link per invocation, not more. */
   #refreshedAfterNotFound = false;
   #position: FramerPosition;
-  #serverEtag: string | undefined;
+  #resumeValidator: string | undefined;
+  /** The coding of the last body received, and whether fresh GETs still ask for gzip. */
+  #lastEncoding: 'gzip' | 'identity' | undefined;
+  #acceptGzip: boolean;
   #restarts: number;
   #tokenRejections: number;
   #failedAttempts = 0;
@@ -286,7 +289,8 @@ class FileTransfer {
           invalidLines: checkpoint.invalidLines,
         }
       : FRAMER_POSITION_ZERO;
-    this.#serverEtag = checkpoint?.serverEtag;
+    this.#resumeValidator = checkpoint?.resumeValidator;
+    this.#acceptGzip = checkpoint?.avoidGzip !== true;
     this.#restarts = checkpoint?.restarts ?? 0;
     this.#tokenRejections = checkpoint?.tokenRejections ?? 0;
     this.#offsetAtLastFailure = this.#position.byteOffset;
@@ -366,13 +370,17 @@ class FileTransfer {
   async #request(): Promise<FileResponse> {
     for (;;) {
       const offset = this.#position.byteOffset;
-      if (offset > 0 && this.#serverEtag === undefined) {
+      if (offset > 0 && this.#resumeValidator === undefined) {
+        // A gzip body with no strong Last-Modified can never be resumed, but the same file
+        // undecoded usually can (by its ETag): ask for that from now on.
+        if (this.#lastEncoding === 'gzip') this.#acceptGzip = false;
         await this.#restart(
-          'the server does not support resuming (no Accept-Ranges: bytes with a strong ETag)',
+          'the server does not support resuming (no Accept-Ranges: bytes with a strong ETag, or with a strong Last-Modified for gzip)',
         );
         continue;
       }
-      const resumeFrom = offset > 0 && this.#serverEtag ? { offset, etag: this.#serverEtag } : undefined;
+      const resumeFrom =
+        offset > 0 && this.#resumeValidator ? { offset, validator: this.#resumeValidator } : undefined;
       const response = await openFile(
         {
           url: this.#url,
@@ -380,11 +388,13 @@ class FileTransfer {
           ...(this.#input.accessToken ? { accessToken: this.#input.accessToken } : {}),
           ...(this.#input.allowInsecureHttp ? { allowInsecureHttp: true } : {}),
           ...(resumeFrom ? { resumeFrom } : {}),
+          ...(this.#acceptGzip ? {} : { acceptGzip: false }),
         },
         { ...(this.#deps.http ? { dispatcher: this.#deps.http } : {}), now: this.#deps.now },
       );
       // The token worked: a later 401 is a fresh expiry, worth another re-mint.
       this.#tokenRejections = 0;
+      this.#lastEncoding = response.contentEncoding;
       if (!resumeFrom) {
         if (response.status !== 200) {
           response.cancel();
@@ -392,10 +402,10 @@ class FileTransfer {
             `GET ${describeUrl(new URL(this.#url))} answered ${response.status} to a plain GET`,
           );
         }
-        this.#serverEtag = response.acceptsRanges ? response.strongEtag : undefined;
+        this.#resumeValidator = resumeValidatorOf(response);
         return response;
       }
-      const sameVersion = response.strongEtag === undefined || response.strongEtag === this.#serverEtag;
+      const sameVersion = isSameVersion(response, this.#resumeValidator!);
       if (
         response.status === 206 &&
         response.rangeStart === offset &&
@@ -411,7 +421,7 @@ class FileTransfer {
       if (response.status === 200) {
         // If-Range did its job: the file changed, or the server ignores Range. Use this full copy.
         await this.#restart('the server answered a range request with the whole file');
-        this.#serverEtag = response.acceptsRanges ? response.strongEtag : undefined;
+        this.#resumeValidator = resumeValidatorOf(response);
         return response;
       }
       response.cancel();
@@ -567,13 +577,14 @@ class FileTransfer {
     await this.#quarantine.reset();
     this.#position = FRAMER_POSITION_ZERO;
     this.#offsetAtLastFailure = 0;
-    this.#serverEtag = undefined;
+    this.#resumeValidator = undefined;
   }
 
   async #checkpoint(reason: 'time' | 'access-token-rejected'): Promise<TransferOutcome> {
-    if (this.#position.byteOffset > 0 && this.#serverEtag === undefined) {
+    if (this.#position.byteOffset > 0 && this.#resumeValidator === undefined) {
       // Without range support the next invocation must start over anyway:
       // do it now rather than keep parts nobody can continue.
+      if (this.#lastEncoding === 'gzip') this.#acceptGzip = false;
       await this.#restart(
         `stopped at byte ${this.#position.byteOffset} (${reason}) and the server cannot resume`,
       );
@@ -595,9 +606,10 @@ class FileTransfer {
       lines: this.#position.lines,
       blankLines: this.#position.blankLines,
       invalidLines: this.#position.invalidLines,
-      ...(this.#serverEtag ? { serverEtag: this.#serverEtag } : {}),
+      ...(this.#resumeValidator ? { resumeValidator: this.#resumeValidator } : {}),
       restarts: this.#restarts,
       tokenRejections: this.#tokenRejections,
+      ...(this.#acceptGzip ? {} : { avoidGzip: true }),
       ...(quarantine.segments > 0 ? { quarantine } : {}),
     };
     this.#log.info('file transfer checkpoint', {
@@ -645,7 +657,9 @@ class FileTransfer {
       invalidLines,
       sha256,
       ...(quarantineKey ? { quarantineKey } : {}),
-      ...(this.#serverEtag ? { serverEtag: this.#serverEtag } : {}),
+      ...(this.#resumeValidator && isEtag(this.#resumeValidator)
+        ? { serverEtag: this.#resumeValidator }
+        : {}),
     };
   }
 
@@ -671,6 +685,27 @@ class FileTransfer {
       this.#log.error('could not delete scratch objects', { error: cleanupError });
     }
   }
+}
+
+const isEtag = (validator: string) => validator.startsWith('"');
+
+/**
+ * What a later Range request can name this version of the file by, in If-Range: its strong
+ * ETag, when the body came as is. A gzip body's ETag names the gzip bytes (each content coding
+ * is its own representation, RFC 9110 §8.8.3) while our offsets count decoded bytes, which
+ * only a strong Last-Modified (same file, same date) still vouches for.
+ */
+function resumeValidatorOf(response: FileResponse): string | undefined {
+  if (!response.acceptsRanges) return undefined;
+  if (response.contentEncoding === 'identity' && response.strongEtag) return response.strongEtag;
+  return response.strongLastModified;
+}
+
+/** The answer to a range request is of the version we started from (as far as it says). */
+function isSameVersion(response: FileResponse, validator: string): boolean {
+  // A server that ignores If-Range still labels what it sent: the label must match.
+  if (isEtag(validator)) return response.strongEtag === undefined || response.strongEtag === validator;
+  return response.lastModified === validator;
 }
 
 function reasonOf(error: unknown): string {

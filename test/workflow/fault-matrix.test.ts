@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ExportableType } from '../../scripts/sandbox/data/types.js';
 import {
+  MATRIX_TRANSFER,
   type MatrixEnvironment,
   requestsOf,
   runScenario,
@@ -321,22 +322,24 @@ const CASES: readonly MatrixCase[] = [
     expect: { outcome: 'succeeded' },
   },
   {
-    fault: 'dropAfterBytes={bytes:1000}',
-    behaviour:
-      'starts a cut gzip body over (its ETag cannot validate an identity Range) and lands it byte for byte',
-    scenario: { faults: { dropAfterBytes: { bytes: 1000 } } },
+    fault: 'dropAfterBytes={bytes:1000} + jobDurationMs=1500',
+    behaviour: 'resumes a cut gzip body undecoded with Range, naming the version by its Last-Modified date',
+    // The export takes 1.5 s, so its files' Last-Modified is strong (over a second old) when fetched.
+    scenario: { faults: { dropAfterBytes: { bytes: 1000 }, jobDurationMs: 1500 } },
     expect: { outcome: 'succeeded' },
     async observe(env, run) {
       const requests = (await requestsOf(env, run.clientId)).filter((entry) => FILES.test(entry.path));
-      // Every file whose gzip body is over 1000 bytes was cut once, then fetched whole: the
-      // If-Range of a resume carries the gzip variant's ETag, so the server sends all of it again.
+      // Every file whose gzip body is over 1000 bytes was cut once. The gzip variant's ETag names
+      // gzip bytes, but the date names the file, so If-Range lets the identity range through (206).
+      // Only a file cut before its first whole line decoded has nothing to resume: fetched again (200).
       const cut = requests.filter((entry) => entry.fault === 'dropAfterBytes' && !entry.completed);
-      expect(cut.length).toBeGreaterThan(10);
-      for (const { path } of cut) {
-        expect(requests.filter((entry) => entry.path === path).map((entry) => entry.status)).toEqual([
-          200, 200,
-        ]);
-      }
+      const sequences = cut.map(({ path }) =>
+        requests.filter((entry) => entry.path === path).map((entry) => entry.status),
+      );
+      const resumed = sequences.filter((statuses) => statuses.join() === '200,206');
+      const refetched = sequences.filter((statuses) => statuses.join() === '200,200');
+      expect(resumed.length).toBeGreaterThan(10);
+      expect(resumed.length + refetched.length).toBe(cut.length);
     },
   },
   {
@@ -400,19 +403,26 @@ const CASES: readonly MatrixCase[] = [
     },
   },
   {
-    fault: 'slowFile={stallAfterBytes:1000,stallMs:3000,fileIndex:14} (gzip, then every response)',
+    fault:
+      'slowFile={stallAfterBytes:1000,stallMs:3000,fileIndex:14} + jobDurationMs=1500, maxAttempts 2 (gzip, then every response)',
     behaviour: 'keeps going through more stalls than attempts, since each resumed attempt made progress',
     scenario: {
-      faults: { slowFile: { stallAfterBytes: 1000, stallMs: 3000, fileIndex: 14 } },
+      // 1.5 s: the file's Last-Modified is strong by the time it is fetched, so the cut gzip body resumes.
+      faults: { slowFile: { stallAfterBytes: 1000, stallMs: 3000, fileIndex: 14 }, jobDurationMs: 1500 },
       fileIdleTimeoutMs: 250,
+      transfer: { ...MATRIX_TRANSFER, settings: { ...MATRIX_TRANSFER.settings, maxAttempts: 2 } },
     },
     expect: { outcome: 'succeeded' },
     async observe(env, run) {
       const practitioner = (await requestsOf(env, run.clientId)).filter((entry) =>
         entry.path.endsWith('/Practitioner.1.ndjson'),
       );
-      // More cuts than the 5 attempts a file gets in a row without progress.
-      expect(practitioner.filter((entry) => !entry.completed).length).toBeGreaterThan(5);
+      // More cuts than the 2 attempts a file gets in a row without progress, every one resumed.
+      expect(practitioner.filter((entry) => !entry.completed).length).toBeGreaterThan(2);
+      expect(practitioner.map((entry) => entry.status)).toEqual([
+        200,
+        ...practitioner.slice(1).map(() => 206),
+      ]);
       expect(practitioner.at(-1)).toMatchObject({ status: 206, completed: true });
     },
   },

@@ -35,8 +35,13 @@ export interface TransferCheckpoint {
   readonly invalidLines: number;
   /** SHA-256 of the uploaded parts (the carry is not hashed yet). */
   readonly sha256State: Sha256State;
-  /** Strong ETag of the file, when the server also supports byte ranges; without it we cannot resume. */
-  readonly serverEtag?: string;
+  /**
+   * What the Range request names this version of the file by, in If-Range: its strong ETag,
+   * or (after a gzip body) its strong Last-Modified date. Without one we cannot resume.
+   */
+  readonly resumeValidator?: string;
+  /** Gzip bodies of this file could not be resumed (no strong Last-Modified): ask for it undecoded. */
+  readonly avoidGzip?: boolean;
   /** Times the transfer started over from byte 0 (range refused, file changed, no range support). */
   readonly restarts: number;
   /** 401s since the last successful request; a second one in a row fails. */
@@ -78,7 +83,7 @@ export function parseCheckpoint(value: unknown): TransferCheckpoint {
   if (!Number.isSafeInteger(c.nextPartNumber) || (c.nextPartNumber as number) < 1) {
     fail('nextPartNumber', 'a positive integer');
   }
-  for (const field of ['uploadId', 'partsKey', 'carryKey', 'serverEtag']) {
+  for (const field of ['uploadId', 'partsKey', 'carryKey', 'resumeValidator']) {
     if (c[field] !== undefined && (typeof c[field] !== 'string' || c[field] === '')) {
       fail(field, 'a non-empty string when present');
     }
@@ -107,6 +112,7 @@ export function parseCheckpoint(value: unknown): TransferCheckpoint {
   const hash = c.sha256State as Record<string, unknown> | undefined;
   if (hash === null || typeof hash !== 'object' || hash.v !== 1) fail('sha256State', 'a SHA-256 state');
   if (hash?.n !== c.objectBytes) fail('sha256State', 'the state of exactly objectBytes bytes');
+  if (c.avoidGzip !== undefined && c.avoidGzip !== true) fail('avoidGzip', 'true when present');
   if (c.quarantine !== undefined) {
     const q = c.quarantine as Record<string, unknown>;
     if (q === null || typeof q !== 'object' || !isCount(q.segments) || !isCount(q.bytes)) {

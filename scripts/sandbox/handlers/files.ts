@@ -218,7 +218,9 @@ async function serveBody(
   const rangeHeader = req.headers.range;
   const ifRange = req.headers['if-range'];
   let range: ByteRange | undefined;
-  if (rangeHeader !== undefined && (ifRange === undefined || ifRange === etag)) {
+  // If-Range names the version by its strong ETag or by its Last-Modified date (RFC 9110 §13.1.5).
+  const sameVersion = ifRange === undefined || ifRange === etag || ifRange === headers['last-modified'];
+  if (rangeHeader !== undefined && sameVersion) {
     const parsed = parseRange(rangeHeader, layout.length);
     if (parsed === 'unsatisfiable') {
       res.writeHead(416, {

@@ -282,6 +282,38 @@ describe('transferFile', () => {
       [500],
     ],
     [
+      'a gzip-encoded body cut off without a Last-Modified, fetched again undecoded (resumable by its ETag)',
+      { gzip: true, lastModified: null, faults: [{ kind: 'drop', afterBytes: 60_000 }] },
+      (requests) => {
+        expect(requests.map((r) => [r.headers['accept-encoding'], r.headers.range, r.status])).toEqual([
+          ['gzip', undefined, 200],
+          ['identity', undefined, 200],
+        ]);
+      },
+      [500],
+    ],
+    [
+      'a gzip-encoded body cut off whose Last-Modified is too recent to be strong, fetched again undecoded',
+      {
+        gzip: true,
+        lastModified: 'now',
+        faults: [
+          { kind: 'drop', afterBytes: 60_000 },
+          { kind: 'drop', afterBytes: 300_000 },
+        ],
+      },
+      (requests) => {
+        // Undecoded, the file has a strong ETag: its own cut resumes with Range.
+        expect(requests.map((r) => [r.headers['accept-encoding'], r.headers.range, r.status])).toEqual([
+          ['gzip', undefined, 200],
+          ['identity', undefined, 200],
+          ['identity', expect.stringMatching(/^bytes=[1-9]\d*-$/), 206],
+        ]);
+        expect(requests[2]!.headers['if-range']).toMatch(/^"/);
+      },
+      [500, 1000],
+    ],
+    [
       'a 503, then success',
       { faults: [{ kind: 'status', status: 503 }] },
       (requests) => expect(requests.map((r) => r.status)).toEqual([503, 200]),
@@ -360,7 +392,7 @@ describe('transferFile', () => {
       lines: expect.any(Number),
       restarts: 0,
       tokenRejections: 0,
-      serverEtag: expect.stringMatching(/^"/),
+      resumeValidator: expect.stringMatching(/^"/),
     });
     expect(JSON.stringify(checkpoint).length).toBeLessThan(8 * 1024);
     expect(checkpoint!.byteOffset).toBeGreaterThan(0);

@@ -67,6 +67,11 @@ export interface FileServerOptions {
   readonly ranges?: boolean;
   /** Strong ETag to send; `null` for none. @default a hash of the body's size */
   readonly etag?: string | null;
+  /**
+   * Last-Modified to send; `null` for none; `'now'` for the response's own Date (a weak
+   * validator: not a second older than the response). @default a date long past (strong)
+   */
+  readonly lastModified?: string | null;
   /** Gzip the body when the client accepts it. @default false */
   readonly gzip?: boolean;
   /** Send Content-Length (on gzip responses too, as servers of precompressed files do); false streams without one. @default true */
@@ -142,13 +147,27 @@ export async function startFileServer(options: FileServerOptions): Promise<FileS
     }
 
     const headers: Record<string, string | number> = { 'content-type': 'application/fhir+ndjson' };
+    const now = new Date().toUTCString();
+    const lastModified =
+      options.lastModified === undefined
+        ? 'Wed, 01 Jan 2025 00:00:00 GMT'
+        : options.lastModified === 'now'
+          ? now
+          : options.lastModified;
     if (etag !== null) headers.etag = etag;
+    if (lastModified !== null) headers['last-modified'] = lastModified;
+    if (options.lastModified === 'now') headers.date = now;
     if (ranges) headers['accept-ranges'] = 'bytes';
     let start = 0;
     let status = 200;
     const range = /^bytes=(\d+)-$/.exec(String(request.headers.range ?? ''));
     const ifRange = request.headers['if-range'];
-    if (ranges && range && fault?.kind !== 'ignore-range' && (ifRange === undefined || ifRange === etag)) {
+    if (
+      ranges &&
+      range &&
+      fault?.kind !== 'ignore-range' &&
+      (ifRange === undefined || ifRange === etag || ifRange === lastModified)
+    ) {
       start = Number(range[1]);
       if (start >= source.size) {
         recorded.status = 416;
@@ -164,6 +183,8 @@ export async function startFileServer(options: FileServerOptions): Promise<FileS
       gzipped ??= gzipSync(source.slice(0, source.size));
       body = bufferSource(gzipped);
       headers['content-encoding'] = 'gzip';
+      // Another representation, another strong ETag (RFC 9110 §8.8.3).
+      if (etag !== null) headers.etag = `${etag.slice(0, -1)}-gzip"`;
     }
     if (options.contentLength !== false) headers['content-length'] = body.size - start;
     recorded.status = status;
