@@ -1,4 +1,4 @@
-import { pipeline, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { createGunzip, type Gunzip } from 'node:zlib';
 import { Agent, type Dispatcher } from 'undici';
 import { parseRetryAfter } from '../core/retry-after.js';
@@ -252,14 +252,23 @@ function success(
     rangeStart = range.start;
     totalBytes = range.total;
   }
-  let body: Readable = response.body;
+  let body: AsyncIterable<Buffer> = response.body;
   let gunzip: Gunzip | undefined;
   if (gzip) {
-    gunzip = createGunzip({ chunkSize: 64 * 1024 });
-    // pipeline() carries a socket error or a timeout into the gunzip stream,
-    // so the reader sees it, and tears the socket down if reading stops.
-    pipeline(response.body, gunzip, () => {});
-    body = gunzip;
+    const decoder = createGunzip({ chunkSize: 64 * 1024 });
+    gunzip = decoder;
+    // Not pipeline(): on a socket error or an idle timeout it destroys the gunzip stream, and
+    // with it what zlib had already decoded, so a cut lost the lines just before it (and
+    // whether any got through was a matter of timing). Ending zlib's input instead lets it hand
+    // over all it can decode; it then fails on the truncated stream, and the reader is told
+    // the network's reason, not zlib's.
+    let networkError: Error | undefined;
+    response.body.on('error', (error: Error) => {
+      networkError ??= error;
+      if (!decoder.destroyed) decoder.end();
+    });
+    response.body.pipe(decoder);
+    body = decoded(decoder, () => networkError);
   }
   const declaredLength = header(response.headers, 'content-length');
   const contentLength =
@@ -279,12 +288,25 @@ function success(
     cancel() {
       // Destroying an unfinished undici body emits an AbortError; we asked for it, so nobody must hear it.
       const ignore = () => {};
-      body.on('error', ignore);
+      gunzip?.on('error', ignore);
       response.body.on('error', ignore);
-      body.destroy();
+      gunzip?.destroy();
       response.body.destroy();
     },
   };
+}
+
+/** The gunzipped body; a failed connection surfaces after everything decodable, with its own reason. */
+async function* decoded(decoder: Gunzip, networkError: () => Error | undefined): AsyncGenerator<Buffer> {
+  try {
+    for await (const chunk of decoder) yield chunk as Buffer;
+  } catch (error) {
+    throw networkError() ?? error;
+  }
+  // zlib ended cleanly, yet the connection failed: a cut exactly between two gzip members
+  // would look complete. Report it; a resume from the last line finds out (416 if nothing is left).
+  const cut = networkError();
+  if (cut) throw cut;
 }
 
 /** Maps a non-success status to the pipeline's error, as the state machine must treat it. */

@@ -329,17 +329,16 @@ const CASES: readonly MatrixCase[] = [
     expect: { outcome: 'succeeded' },
     async observe(env, run) {
       const requests = (await requestsOf(env, run.clientId)).filter((entry) => FILES.test(entry.path));
-      // Every file whose gzip body is over 1000 bytes was cut once. The gzip variant's ETag names
-      // gzip bytes, but the date names the file, so If-Range lets the identity range through (206).
-      // Only a file cut before its first whole line decoded has nothing to resume: fetched again (200).
+      // Every file whose gzip body is over 1000 bytes was cut once, then resumed: the gzip
+      // variant's ETag names gzip bytes, but the date names the file, so If-Range lets the
+      // identity range through. (Each cut keeps all zlib had decoded, so there is always a line.)
       const cut = requests.filter((entry) => entry.fault === 'dropAfterBytes' && !entry.completed);
-      const sequences = cut.map(({ path }) =>
-        requests.filter((entry) => entry.path === path).map((entry) => entry.status),
-      );
-      const resumed = sequences.filter((statuses) => statuses.join() === '200,206');
-      const refetched = sequences.filter((statuses) => statuses.join() === '200,200');
-      expect(resumed.length).toBeGreaterThan(10);
-      expect(resumed.length + refetched.length).toBe(cut.length);
+      expect(cut.length).toBeGreaterThan(10);
+      for (const { path } of cut) {
+        expect(requests.filter((entry) => entry.path === path).map((entry) => entry.status)).toEqual([
+          200, 206,
+        ]);
+      }
     },
   },
   {

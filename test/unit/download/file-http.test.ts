@@ -212,6 +212,31 @@ describe('openFile', () => {
     );
   });
 
+  it('hands over everything zlib can decode from a gzip body cut mid-stream, then the network error', async () => {
+    // Prepare
+    const cutting = await startFileServer({
+      body,
+      gzip: true,
+      faults: [{ kind: 'drop', afterBytes: 3_000 }],
+    });
+    const response = await open({ url: cutting.url });
+    const received: Buffer[] = [];
+    // Act
+    let failure: unknown;
+    try {
+      for await (const chunk of response.body) received.push(chunk);
+    } catch (error) {
+      failure = error;
+    }
+    // Assess
+    const decoded = Buffer.concat(received);
+    expect(decoded.length).toBeGreaterThan(3_000);
+    expect(decoded.equals(body.subarray(0, decoded.length))).toBe(true);
+    // The socket's reason, not zlib's "unexpected end of file".
+    expect((failure as { code?: string }).code).toBe('UND_ERR_SOCKET');
+    await cutting.close();
+  });
+
   it('resumes a gzip download undecoded with Range, naming the version by its Last-Modified date', async () => {
     // Prepare
     const first = await open({ url: origin.url });
