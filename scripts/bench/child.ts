@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Agent, type Dispatcher } from 'undici';
 import { createFileDownloadAgent } from '../../lambdas/adapters/file-http.js';
@@ -38,8 +38,6 @@ export interface ChildResult {
   /** transfer: file requests made, and how many of them asked for a Range (resumptions). */
   readonly requests?: number;
   readonly rangeRequests?: number;
-  /** transfer with `verify`: SHA-256 of the object read back from S3. */
-  readonly landedSha256?: string;
 }
 
 interface ChildArgs {
@@ -67,8 +65,6 @@ interface ChildArgs {
    * Lambda-like clock, so a file that takes longer checkpoints and resumes in a second one.
    */
   readonly firstInvocationSeconds?: number;
-  /** transfer: read the landed object back from S3 and hash it. */
-  readonly verify?: boolean;
 }
 
 const [mode, json] = process.argv.slice(2);
@@ -232,13 +228,6 @@ async function transfer(): Promise<Measured> {
     // Through JSON, as Step Functions carries it.
     if (outcome.status === 'checkpoint') checkpoint = JSON.parse(JSON.stringify(outcome.checkpoint));
   }
-  let landedSha256: string | undefined;
-  if (args.verify) {
-    const object = await client.send(new GetObjectCommand({ Bucket: args.bucket, Key: args.key }));
-    const hash = createHash('sha256');
-    for await (const chunk of object.Body as Readable) hash.update(chunk as Buffer);
-    landedSha256 = hash.digest('hex');
-  }
   client.destroy();
   await agent.close();
   return {
@@ -247,7 +236,6 @@ async function transfer(): Promise<Measured> {
     sha256: outcome.sha256,
     invocations,
     ...counts,
-    ...(landedSha256 ? { landedSha256 } : {}),
   };
 }
 
