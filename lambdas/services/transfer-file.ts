@@ -103,7 +103,7 @@ export const DEFAULT_TRANSFER_SETTINGS: TransferSettings = Object.freeze({
 });
 
 /** How long a fresh transfer feeds both hashes before predicting whether the file ends in this invocation. */
-const HASH_DECISION_AFTER_MS = 500;
+const HASH_DECISION_AFTER_MS = 200;
 /** node:crypto only when the file should end within this share of the time left: a wrong guess costs a restart. */
 const HASH_NATIVE_MAX_SHARE_OF_TIME_LEFT = 0.5;
 

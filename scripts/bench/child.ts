@@ -116,7 +116,7 @@ async function download(): Promise<Measured> {
   response.body.on('data', (chunk: Buffer) => {
     wireBytes += chunk.length;
   });
-  const gunzip = response.body.pipe(createGunzip({ chunkSize: 64 * 1024 }));
+  const gunzip = response.body.pipe(createGunzip({ chunkSize: 256 * 1024 }));
   for await (const chunk of gunzip) bytes += (chunk as Buffer).length;
   await agent.close();
   return { bytes, wireBytes };

@@ -10,7 +10,7 @@ import { Sha256, type Sha256State } from '../../core/sha256.js';
  * the pure-TS hash can hand its state to the next invocation in a
  * checkpoint; OpenSSL's cannot be exported.
  *
- * So a fresh transfer starts `undecided`, feeding both, until it knows
+ * So a fresh transfer starts `undecided`, feeding both (for 200 ms), until it knows
  * enough about the response (its length and how fast it arrives) to predict
  * whether the file will finish in this invocation. Then it `settle`s on
  * `native` (expected to finish) or `resumable` (may need a checkpoint). A

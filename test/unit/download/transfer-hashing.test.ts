@@ -54,7 +54,7 @@ describe('transferFile hashing', () => {
     await s3.close();
   });
 
-  /** Deps whose clock moves 100 ms at every reading, so half a second passes within a few chunks. */
+  /** Deps whose clock moves 100 ms at every reading, so the 200 ms before the choice pass within a few chunks. */
   function deps(logs: string[], overrides: Partial<TransferFileDeps> = {}): TransferFileDeps {
     let ticks = 0;
     return {
@@ -144,7 +144,7 @@ describe('transferFile hashing', () => {
     const server = await startFileServer({ body: BODY });
     const logs: string[] = [];
     const request = input(server.url);
-    // Act: 500 ms of usable time, and ~1 s of file left when the decision is made.
+    // Act: 500 ms of usable time, and over a second of file left when the choice is made.
     const outcome = await transferFile(request, deps(logs, { remainingTimeMs: () => 60_500 }));
     // Assess
     const [settled] = settledIn(logs);
@@ -255,9 +255,8 @@ describe('transferFile hashing', () => {
     const server = await startFileServer({ body: BODY, writeBytes: 16 * 1024 });
     const logs: string[] = [];
     const request = input(server.url);
-    let calls = 0;
-    // Time runs out after 3 chunks: 300 ms in, before the 500 ms decision.
-    const runsOut = () => (++calls > 3 ? 1_000 : 900_000);
+    // Time runs out at the first chunk: 100 ms in, before the 200 ms decision.
+    const runsOut = () => 1_000;
     // Act
     const { outcome, checkpoints } = await untilComplete(request, (invocation) =>
       deps(logs, invocation === 0 ? { remainingTimeMs: runsOut } : {}),
