@@ -43,6 +43,7 @@ export class SandboxState {
   /** Gzipped copies of spooled files, being made or made; and the made ones, for a synchronous look. */
   readonly #gzipped = new Map<string, Promise<SpooledFile>>();
   readonly #gzippedReady = new Map<string, SpooledFile>();
+  readonly #compressedOnTheFly = new Set<string>();
   readonly #counters = new Map<string, FaultCounter>();
   readonly #closing = new AbortController();
   #patientIds: Map<string, number> | undefined;
@@ -113,12 +114,14 @@ export class SandboxState {
   }
 
   /**
-   * The gzipped copy if it is already made. If not, starts making it and answers undefined:
-   * the caller compresses on the fly rather than keep a client waiting for a whole file.
+   * The gzipped copy if it is already made. If not, answers undefined and the caller compresses
+   * on the fly rather than keep a client waiting for a whole file; the background pass then
+   * skips the file, so a file fetched before its copy was made is not compressed twice at once.
    */
-  gzippedIfReady(job: ExportJob, file: ExportFile): SpooledFile | undefined {
-    const ready = this.#gzippedReady.get(`${job.id}/${file.name}`);
-    if (!ready) this.gzipped(job, file).catch(() => {});
+  gzippedIfReady(job: ExportJob, file: ExportFile, method: string): SpooledFile | undefined {
+    const key = `${job.id}/${file.name}`;
+    const ready = this.#gzippedReady.get(key);
+    if (!ready && method !== 'HEAD') this.#compressedOnTheFly.add(key);
     return ready;
   }
 
@@ -136,6 +139,7 @@ export class SandboxState {
         // Then the gzipped copies, once every file can already be served.
         for (const file of job.files()) {
           if (job.signal.aborted || this.#closing.signal.aborted) return;
+          if (this.#compressedOnTheFly.has(`${job.id}/${file.name}`)) continue;
           await this.gzipped(job, file);
         }
       } catch {
@@ -151,6 +155,7 @@ export class SandboxState {
         if (!key.startsWith(`${job.id}/`)) continue;
         spools.delete(key);
         this.#gzippedReady.delete(key);
+        this.#compressedOnTheFly.delete(key);
         const file = await spooled.catch(() => undefined);
         if (file) await rm(file.path, { force: true });
       }

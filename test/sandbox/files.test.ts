@@ -112,26 +112,25 @@ describe('output files', () => {
   });
 
   it('gzips when Accept-Encoding allows it, from a stored copy with a Content-Length once it is made', async () => {
-    // Act: until the export's gzipped copies are made (in the background), gzip is computed on
-    // the fly and sent without a length; ask until the stored copy answers.
-    const answers: { headers: Record<string, unknown>; body: Buffer; statusCode: number }[] = [];
+    // Prepare: the copy is made in the background; a HEAD shows when (and, unlike a GET, does
+    // not make the sandbox give up the copy for a file it had to compress on the fly).
+    const gzipHeaders = { 'accept-encoding': 'br;q=1.0, gzip;q=0.8' };
     for (let attempt = 0; attempt < 100; attempt++) {
-      const response = await get({ 'accept-encoding': 'br;q=1.0, gzip;q=0.8' });
-      const body = Buffer.from(await response.body.arrayBuffer());
-      answers.push({ headers: response.headers, body, statusCode: response.statusCode });
-      if (response.headers['content-length'] !== undefined) break;
+      const head = await get(gzipHeaders, 'HEAD');
+      await head.body.dump();
+      if (head.headers['content-length'] !== undefined) break;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
+    // Act
+    const response = await get(gzipHeaders);
+    const body = Buffer.from(await response.body.arrayBuffer());
     // Assess
-    const stored = answers.at(-1)!;
-    expect(stored.headers['content-length']).toBe(String(stored.body.length));
-    for (const answer of answers) {
-      expect(answer.statusCode).toBe(200);
-      expect(answer.headers['content-encoding']).toBe('gzip');
-      expect(answer.headers.vary).toBe('Accept-Encoding');
-      expect(answer.headers.etag).toBe(stored.headers.etag);
-      expect(gunzipSync(answer.body).equals(content)).toBe(true);
-    }
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['content-encoding']).toBe('gzip');
+    expect(response.headers['content-length']).toBe(String(body.length));
+    expect(response.headers.vary).toBe('Accept-Encoding');
+    expect(response.headers.etag).toMatch(/\.gz"$/);
+    expect(gunzipSync(body).equals(content)).toBe(true);
   });
 
   it('does not gzip when gzip has q=0', async () => {

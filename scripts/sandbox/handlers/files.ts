@@ -236,7 +236,7 @@ async function serveBody(
   }
   // A client resuming with Range gets identity bytes it can count, even if it also accepts gzip.
   const gzip = mayGzip && rangeHeader === undefined && acceptsGzip(req.headers['accept-encoding']);
-  const compressed = gzip ? state.gzippedIfReady(job, file) : undefined;
+  const compressed = gzip ? state.gzippedIfReady(job, file, req.method ?? 'GET') : undefined;
 
   if (range) {
     res.writeHead(206, {
