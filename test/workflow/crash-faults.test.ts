@@ -113,9 +113,12 @@ describe.concurrent('a Download File invocation killed mid-file (a Lambda timeou
     const patient = (await requestsOf(env, run.clientId)).filter((entry) =>
       entry.path.endsWith('/Patient.1.ndjson'),
     );
-    // One plain GET, then only Range requests: nothing was downloaded from byte 0 again.
+    // One plain GET, then only Range requests: nothing was downloaded from byte 0 again. (An
+    // invocation that stopped exactly at the end of the file makes the next one's range a 416.)
     expect(patient[0]!.status).toBe(200);
-    expect(patient.slice(1).map((entry) => entry.status)).toEqual(Array(patient.length - 1).fill(206));
+    const ranges = patient.slice(1).map((entry) => entry.status);
+    const endOfFile = ranges.at(-1) === 416 ? [416] : [];
+    expect(ranges).toEqual([...Array(ranges.length - endOfFile.length).fill(206), ...endOfFile]);
     expect(patient.length).toBeGreaterThan(3);
   }, 60_000);
 });
