@@ -24,7 +24,7 @@ const server = new S3rver({
 // - UploadPart / CompleteMultipartUpload answering NoSuchUpload once aborted
 //   (s3rver would quietly recreate the upload folder);
 // - a conditional PUT with `If-None-Match: *` answering 412 when the key exists
-//   (the per-source lock of Prepare Export).
+//   (the per-source lock of Prepare Export), and reads that never see it half-written.
 // They are served here, in front of s3rver's router, after its request logger
 // and XML encoder, with s3rver's own signature check.
 const verifySignature = authentication();
@@ -118,6 +118,14 @@ async function multipartExtensions(ctx, next) {
       });
     }
     return next();
+  }
+  if ((ctx.method === 'GET' || ctx.method === 'HEAD') && key !== '') {
+    // s3rver writes an object in place, so a read during a write can see half of it (and
+    // fail to parse); S3 shows a new object whole or not at all. Reads of a key wait for the
+    // conditional write in progress on it (the lock of Prepare Export, which two executions
+    // read while the other writes).
+    const writing = keyLocks.get(`${bucket}/${key}`);
+    if (writing) await writing;
   }
   if (ctx.method === 'PUT' && key !== '' && ctx.get('if-none-match').trim() === '*') {
     return exclusively(`${bucket}/${key}`, async () => {
