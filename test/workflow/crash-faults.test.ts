@@ -137,6 +137,8 @@ describe('the S3 endpoint unavailable mid-export', () => {
     let recovery: Promise<void> | undefined;
     const run = await runScenario(env, {
       name: 'S3 outage',
+      // Files trickle out, so that no download can end before S3 is down (the stop is not awaited).
+      faults: { slowFile: { bytesPerSecond: 200_000 } },
       retryOverrideMs: 400,
       onEvent(event) {
         if (!outage && event.type === 'StateEntered' && event.state?.name === 'Download Files') {
