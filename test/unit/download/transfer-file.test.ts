@@ -6,8 +6,7 @@ import {
   ListObjectsV2Command,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { Agent } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
   AccessTokenRejectedError,
   ConfigurationError,
@@ -22,13 +21,12 @@ import {
   type TransferCheckpoint,
   type TransferFileDeps,
   type TransferFileInput,
-  type TransferOutcome,
   type TransferSettings,
   transferFile,
 } from '../../../lambdas/services/transfer-file.js';
-import { type EmbeddedS3, startEmbeddedS3 } from '../../../scripts/local/embedded-s3.js';
 import { type FileServerOptions, type RecordedRequest, startFileServer } from './support/file-server.js';
 import { patientLine, patientNdjson } from './support/ndjson-body.js';
+import { untilComplete, useTransferBed } from './support/transfer-bed.js';
 
 const BUCKET = 'exports';
 const NOW = new Date('2026-03-01T12:00:00Z');
@@ -49,22 +47,11 @@ interface S3Call {
 }
 
 describe('transferFile', () => {
-  let s3: EmbeddedS3;
-  let client: S3Client;
-  let agent: Agent;
+  const bed = useTransferBed(BUCKET, { bodyTimeout: 300, headersTimeout: 5_000 });
   let keyCounter = 0;
   const logs: string[] = [];
 
-  beforeAll(async () => {
-    s3 = await startEmbeddedS3();
-    await s3.createBucket(BUCKET);
-    client = new S3Client(s3.clientConfig);
-    agent = new Agent({ bodyTimeout: 300, headersTimeout: 5_000 });
-  });
-  afterAll(async () => {
-    client.destroy();
-    await agent.close();
-    await s3.close();
+  afterAll(() => {
     // Nothing PHI-like or secret ever reaches a log line.
     const all = logs.join('\n');
     expect(all).not.toContain(TOKEN);
@@ -75,7 +62,7 @@ describe('transferFile', () => {
   /** A client that records every command and can be told to fail UploadPart n. */
   function instrumentedClient(options: { failPart?: number } = {}) {
     const calls: S3Call[] = [];
-    const instrumented = new S3Client(s3.clientConfig);
+    const instrumented = new S3Client(bed.s3.clientConfig);
     instrumented.middlewareStack.add(
       (next, context) => async (args) => {
         const input = args.input as Record<string, unknown>;
@@ -93,8 +80,8 @@ describe('transferFile', () => {
   function deps(overrides: Partial<TransferFileDeps> & { sleeps?: number[] } = {}): TransferFileDeps {
     const sleeps = overrides.sleeps ?? [];
     return {
-      s3: client,
-      http: agent,
+      s3: bed.client,
+      http: bed.agent,
       now: () => NOW,
       remainingTimeMs: () => 900_000,
       sleep: async (ms) => {
@@ -123,13 +110,13 @@ describe('transferFile', () => {
   }
 
   async function objectBytes(key: string): Promise<Buffer> {
-    const response = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+    const response = await bed.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
     return Buffer.from(await response.Body!.transformToByteArray());
   }
 
   async function exists(key: string): Promise<boolean> {
     try {
-      await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
+      await bed.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
       return true;
     } catch {
       return false;
@@ -138,26 +125,8 @@ describe('transferFile', () => {
 
   async function keysUnder(key: string): Promise<string[]> {
     const prefix = key.slice(0, key.lastIndexOf('/') + 1);
-    const listed = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix }));
+    const listed = await bed.client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix }));
     return (listed.Contents ?? []).map((object) => object.Key!.slice(prefix.length)).sort();
-  }
-
-  /** Calls transferFile until it completes, passing each checkpoint through JSON as the state machine would. */
-  async function untilComplete(
-    first: TransferFileInput,
-    dependencies: (invocation: number) => TransferFileDeps,
-    maxInvocations = 10,
-  ): Promise<{ outcome: TransferOutcome; checkpoints: TransferCheckpoint[] }> {
-    const checkpoints: TransferCheckpoint[] = [];
-    let current = first;
-    for (let invocation = 0; invocation < maxInvocations; invocation++) {
-      const outcome = await transferFile(current, dependencies(invocation));
-      if (outcome.status === 'complete') return { outcome, checkpoints };
-      const checkpoint = JSON.parse(JSON.stringify(outcome.checkpoint)) as TransferCheckpoint;
-      checkpoints.push(checkpoint);
-      current = { ...current, checkpoint };
-    }
-    throw new Error('did not complete');
   }
 
   /** remainingTimeMs that drops below the safety margin after `calls` calls. */
@@ -186,10 +155,10 @@ describe('transferFile', () => {
         serverEtag: server.requests[0]!.status === 200 ? expect.stringMatching(/^"/) : undefined,
       });
       expect((await objectBytes(request.key)).equals(BODY)).toBe(true);
-      const head = await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: request.key }));
+      const head = await bed.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: request.key }));
       expect(head.ContentType).toBe('application/fhir+ndjson');
       expect(head.Metadata).toEqual({ 'resource-type': 'Patient', 'file-kind': 'output' });
-      const tags = await client.send(new GetObjectTaggingCommand({ Bucket: BUCKET, Key: request.key }));
+      const tags = await bed.client.send(new GetObjectTaggingCommand({ Bucket: BUCKET, Key: request.key }));
       expect(tags.TagSet).toEqual([
         { Key: 'sha256', Value: sha256(BODY) },
         { Key: 'lines', Value: String(LINES) },
@@ -216,7 +185,7 @@ describe('transferFile', () => {
         sha256: sha256(SMALL),
       });
       expect(calls.map((call) => call.name)).toEqual(['PutObjectCommand', 'HeadObjectCommand']);
-      const head = await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: request.key }));
+      const head = await bed.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: request.key }));
       expect(head.Metadata).toEqual({
         'resource-type': 'Patient',
         'file-kind': 'output',

@@ -1,18 +1,16 @@
 import { createHash } from 'node:crypto';
-import { GetObjectCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
-import { Agent } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GetObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
+import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../../lambdas/logger.js';
 import {
   type TransferCheckpoint,
   type TransferFileDeps,
   type TransferFileInput,
-  type TransferOutcome,
   transferFile,
 } from '../../../lambdas/services/transfer-file.js';
-import { type EmbeddedS3, startEmbeddedS3 } from '../../../scripts/local/embedded-s3.js';
 import { startFileServer } from './support/file-server.js';
 import { patientNdjson } from './support/ndjson-body.js';
+import { untilComplete, useTransferBed } from './support/transfer-bed.js';
 
 /**
  * Which SHA-256 a transfer uses (lambdas/services/transfer/file-hash.ts):
@@ -37,29 +35,15 @@ interface Settled {
 }
 
 describe('transferFile hashing', () => {
-  let s3: EmbeddedS3;
-  let client: S3Client;
-  let agent: Agent;
+  const bed = useTransferBed(BUCKET, { bodyTimeout: 2_000, headersTimeout: 5_000 });
   let keyCounter = 0;
-
-  beforeAll(async () => {
-    s3 = await startEmbeddedS3();
-    await s3.createBucket(BUCKET);
-    client = new S3Client(s3.clientConfig);
-    agent = new Agent({ bodyTimeout: 2_000, headersTimeout: 5_000 });
-  });
-  afterAll(async () => {
-    client.destroy();
-    await agent.close();
-    await s3.close();
-  });
 
   /** Deps whose clock moves 100 ms at every reading, so the 200 ms before the choice pass within a few chunks. */
   function deps(logs: string[], overrides: Partial<TransferFileDeps> = {}): TransferFileDeps {
     let ticks = 0;
     return {
-      s3: client,
-      http: agent,
+      s3: bed.client,
+      http: bed.agent,
       now: () => new Date(START + 100 * ticks++),
       remainingTimeMs: () => 900_000,
       sleep: async () => {},
@@ -97,12 +81,12 @@ describe('transferFile hashing', () => {
       }));
 
   async function landed(key: string): Promise<Buffer> {
-    const response = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+    const response = await bed.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
     return Buffer.from(await response.Body!.transformToByteArray());
   }
 
   async function openUploads(key: string): Promise<number> {
-    const listed = await client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: key }));
+    const listed = await bed.client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: key }));
     return listed.Uploads?.length ?? 0;
   }
 
@@ -174,23 +158,6 @@ describe('transferFile hashing', () => {
     expect(outcome).toMatchObject({ status: 'complete', sha256: sha256(BODY) });
     await server.close();
   });
-
-  /** Runs invocations until the file lands, passing each checkpoint through JSON as Step Functions would. */
-  async function untilComplete(
-    first: TransferFileInput,
-    dependencies: (invocation: number) => TransferFileDeps,
-  ): Promise<{ outcome: TransferOutcome; checkpoints: TransferCheckpoint[] }> {
-    const checkpoints: TransferCheckpoint[] = [];
-    let current = first;
-    for (let invocation = 0; invocation < 5; invocation++) {
-      const outcome = await transferFile(current, dependencies(invocation));
-      if (outcome.status === 'complete') return { outcome, checkpoints };
-      const checkpoint = JSON.parse(JSON.stringify(outcome.checkpoint)) as TransferCheckpoint;
-      checkpoints.push(checkpoint);
-      current = { ...current, checkpoint };
-    }
-    throw new Error('did not complete');
-  }
 
   it('starts over with the resumable hash when a natively hashed file runs out of time after all', async () => {
     // Prepare

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { Agent } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { describe, expect, it } from 'vitest';
 import { FileLinkExpiredError, TransientServerError } from '../../../lambdas/errors.js';
 import { createLogger } from '../../../lambdas/logger.js';
 import {
@@ -9,9 +8,9 @@ import {
   type TransferFileInput,
   transferFile,
 } from '../../../lambdas/services/transfer-file.js';
-import { type EmbeddedS3, startEmbeddedS3 } from '../../../scripts/local/embedded-s3.js';
 import { type Fault, startFileServer } from './support/file-server.js';
 import { patientNdjson } from './support/ndjson-body.js';
+import { useTransferBed } from './support/transfer-bed.js';
 
 /**
  * What the fault matrix (test/workflow/fault-matrix.test.ts) led to about
@@ -26,27 +25,13 @@ const LINES = 1200;
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 
 describe('transferFile retries', () => {
-  let s3: EmbeddedS3;
-  let client: S3Client;
-  let agent: Agent;
+  const bed = useTransferBed(BUCKET, { bodyTimeout: 300, headersTimeout: 5_000 });
   let keyCounter = 0;
-
-  beforeAll(async () => {
-    s3 = await startEmbeddedS3();
-    await s3.createBucket(BUCKET);
-    client = new S3Client(s3.clientConfig);
-    agent = new Agent({ bodyTimeout: 300, headersTimeout: 5_000 });
-  });
-  afterAll(async () => {
-    client.destroy();
-    await agent.close();
-    await s3.close();
-  });
 
   function deps(overrides: Partial<TransferFileDeps> = {}): TransferFileDeps {
     return {
-      s3: client,
-      http: agent,
+      s3: bed.client,
+      http: bed.agent,
       now: () => NOW,
       remainingTimeMs: () => 900_000,
       sleep: async () => {},
@@ -74,7 +59,7 @@ describe('transferFile retries', () => {
   }
 
   async function objectBytes(key: string): Promise<Buffer> {
-    const response = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+    const response = await bed.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
     return Buffer.from(await response.Body!.transformToByteArray());
   }
 
