@@ -64,7 +64,8 @@ describe('createLocalSigner', () => {
 
   it('rejects a file that is not JSON', async () => {
     const file = join(dir, 'garbage.json');
-    await writeFile(file, '-----BEGIN PRIVATE KEY-----');
+    // A PEM where a JWK belongs: the likeliest mistake (a public key's header, so no key material).
+    await writeFile(file, '-----BEGIN PUBLIC KEY-----\n');
     await expect(createLocalSigner(file)).rejects.toMatchObject({
       message: `private key file ${file} is not JSON; expected a private JWK`,
     });
