@@ -24,37 +24,30 @@ export type HashingMode = 'undecided' | 'native' | 'resumable';
 export class FileHash {
   #native: Hash | undefined;
   #resumable: Sha256 | undefined;
-  #bytes: number;
 
-  private constructor(native: Hash | undefined, resumable: Sha256 | undefined, bytes: number) {
+  private constructor(native: Hash | undefined, resumable: Sha256 | undefined) {
     this.#native = native;
     this.#resumable = resumable;
-    this.#bytes = bytes;
   }
 
   /** Both hashes until {@link settle} picks one. */
   static undecided(): FileHash {
-    return new FileHash(createHash('sha256'), new Sha256(), 0);
+    return new FileHash(createHash('sha256'), new Sha256());
   }
 
   /** Only the resumable hash, from scratch: for a transfer that must be able to checkpoint. */
   static resumable(): FileHash {
-    return new FileHash(undefined, new Sha256(), 0);
+    return new FileHash(undefined, new Sha256());
   }
 
   /** Continues the hash a checkpoint carried. */
   static fromState(state: Sha256State): FileHash {
-    return new FileHash(undefined, Sha256.fromState(state), state.n);
+    return new FileHash(undefined, Sha256.fromState(state));
   }
 
   get mode(): HashingMode {
     if (this.#native && this.#resumable) return 'undecided';
     return this.#native ? 'native' : 'resumable';
-  }
-
-  /** Bytes hashed so far. */
-  get bytes(): number {
-    return this.#bytes;
   }
 
   /** Whether {@link exportState} can describe this hash to another invocation. */
@@ -65,7 +58,6 @@ export class FileHash {
   update(data: Uint8Array): void {
     this.#native?.update(data);
     this.#resumable?.update(data);
-    this.#bytes += data.length;
   }
 
   /** Keeps one of the two hashes of an undecided transfer; a no-op once settled. */
