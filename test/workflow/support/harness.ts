@@ -1,7 +1,7 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Receipt } from '../../../lambdas/core/receipt.js';
 import { type EmbeddedS3, startEmbeddedS3 } from '../../../scripts/local/embedded-s3.js';
 import { type LocalExportResult, runLocalExport } from '../../../scripts/local/local-export.js';
@@ -12,6 +12,7 @@ import {
   type SandboxOptions,
   startSandbox,
 } from '../../../scripts/sandbox/index.js';
+import { listAllKeys } from './s3-keys.js';
 
 /**
  * The real parts, wired for workflow tests: the sandbox FHIR server over real
@@ -85,22 +86,7 @@ export async function startHarness(options: SandboxOptions = {}): Promise<Harnes
     async getText(objectKey) {
       return (await getBytes(objectKey))?.toString('utf8');
     },
-    async listKeys(prefix) {
-      const keys: string[] = [];
-      let token: string | undefined;
-      do {
-        const page = await client.send(
-          new ListObjectsV2Command({
-            Bucket: bucket,
-            Prefix: prefix,
-            ...(token ? { ContinuationToken: token } : {}),
-          }),
-        );
-        keys.push(...(page.Contents ?? []).map((object) => object.Key!));
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-      } while (token);
-      return keys.sort();
-    },
+    listKeys: (prefix) => listAllKeys(client, bucket, prefix),
     async exportWith(scenario = {}) {
       scenarioCounter += 1;
       const sourceId = scenario.sourceId ?? `src-${scenarioCounter}`;

@@ -1,12 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  GetObjectCommand,
-  ListMultipartUploadsCommand,
-  ListObjectsV2Command,
-  S3Client,
-} from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Watermark } from '../../../lambdas/handlers/prepare-export.js';
 import { type EmbeddedS3, startEmbeddedS3 } from '../../../scripts/local/embedded-s3.js';
 import {
@@ -22,6 +17,7 @@ import {
   type SandboxOptions,
   startSandbox,
 } from '../../../scripts/sandbox/index.js';
+import { listAllKeys } from './s3-keys.js';
 
 /**
  * The real parts for the fault matrix: the sandbox FHIR server over HTTP, the
@@ -105,22 +101,7 @@ export async function startMatrixEnvironment(options: SandboxOptions = {}): Prom
       const bytes = await getBytes(objectKey);
       return bytes === undefined ? undefined : (JSON.parse(bytes.toString('utf8')) as T);
     },
-    async listKeys(prefix) {
-      const keys: string[] = [];
-      let token: string | undefined;
-      do {
-        const page = await client.send(
-          new ListObjectsV2Command({
-            Bucket: bucket,
-            Prefix: prefix,
-            ...(token ? { ContinuationToken: token } : {}),
-          }),
-        );
-        keys.push(...(page.Contents ?? []).map((object) => object.Key!));
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-      } while (token);
-      return keys.sort();
-    },
+    listKeys: (prefix) => listAllKeys(client, bucket, prefix),
     async openUploads(prefix) {
       const page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }));
       return (page.Uploads ?? []).map((upload) => ({ key: upload.Key!, uploadId: upload.UploadId! }));
