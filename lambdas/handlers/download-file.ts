@@ -1,6 +1,6 @@
 import { quarantineKey } from '../core/layout.js';
 import { interpretStatusResponse } from '../core/status.js';
-import { InvalidManifestError, TransientServerError } from '../errors.js';
+import { InvalidManifestError, StorageError, TransientServerError } from '../errors.js';
 import type { InvocationContext } from '../middleware.js';
 import { type Runtime, sealContext, sourceSettings } from '../runtime.js';
 import { type TransferCheckpoint, transferFile } from '../services/transfer-file.js';
@@ -17,14 +17,25 @@ export interface DownloadFileEvent {
   readonly statusUrl?: string;
   readonly sealedToken: string;
   readonly transfer: {
-    readonly checkpoint: TransferCheckpoint | null;
+    readonly checkpoint: CheckpointRef | null;
     readonly invocations?: number;
   };
 }
 
+/**
+ * Where the transfer's checkpoint is kept, and how far it got. The checkpoint
+ * itself (hash state, part ETags) is derived from resource content, so it
+ * lives in an S3 work object (encrypted with the bucket) and never in the
+ * Step Functions state, whose history anyone with console access can read.
+ */
+export interface CheckpointRef {
+  readonly key: string;
+  readonly byteOffset: number;
+}
+
 export interface DownloadFileState {
   readonly status: 'complete' | 'checkpoint';
-  readonly checkpoint: TransferCheckpoint | null;
+  readonly checkpoint: CheckpointRef | null;
   readonly forceTokenRefresh: boolean;
   readonly invocations: number;
   readonly lines?: number;
@@ -51,6 +62,7 @@ export function createDownloadFileHandler(runtime: Runtime) {
         )
       : undefined;
     const invocations = (event.transfer.invocations ?? 0) + 1;
+    const inputCheckpoint = await readCheckpoint(runtime, event.transfer.checkpoint);
 
     const outcome = await transferFile(
       {
@@ -68,7 +80,7 @@ export function createDownloadFileHandler(runtime: Runtime) {
         maxLineBytes: settings.maxLineBytes,
         ...(runtime.transfer?.partSizeBytes ? { partSizeBytes: runtime.transfer.partSizeBytes } : {}),
         ...(runtime.sseKmsKeyId ? { sseKmsKeyId: runtime.sseKmsKeyId } : {}),
-        ...(event.transfer.checkpoint ? { checkpoint: event.transfer.checkpoint } : {}),
+        ...(inputCheckpoint ? { checkpoint: inputCheckpoint } : {}),
       },
       {
         s3: runtime.s3,
@@ -86,9 +98,14 @@ export function createDownloadFileHandler(runtime: Runtime) {
     );
 
     if (outcome.status === 'checkpoint') {
+      // Named by invocation: a retry of this same input writes the same key, and the
+      // checkpoint it was given stays readable until the new one is in place.
+      const key = checkpointKey(exportContext.workPrefix, file.index, invocations);
+      await runtime.store.putJson(key, outcome.checkpoint);
+      await forgetCheckpoint(runtime, event.transfer.checkpoint, key);
       return {
         status: 'checkpoint',
-        checkpoint: outcome.checkpoint,
+        checkpoint: { key, byteOffset: outcome.checkpoint.byteOffset },
         forceTokenRefresh: outcome.reason === 'access-token-rejected',
         invocations,
       };
@@ -108,6 +125,7 @@ export function createDownloadFileHandler(runtime: Runtime) {
       invocations,
     };
     await runtime.store.putJson(resultKey(exportContext.workPrefix, file.index), result);
+    await forgetCheckpoint(runtime, event.transfer.checkpoint);
     runtime.progress?.({
       kind: 'file-done',
       index: file.index,
@@ -128,6 +146,34 @@ export function createDownloadFileHandler(runtime: Runtime) {
 
 export const resultKey = (workPrefix: string, index: number) =>
   `${workPrefix}results/${String(index).padStart(6, '0')}.json`;
+
+export const checkpointKey = (workPrefix: string, index: number, invocation: number) =>
+  `${workPrefix}checkpoints/${String(index).padStart(6, '0')}.${invocation}.json`;
+
+async function readCheckpoint(
+  runtime: Runtime,
+  ref: CheckpointRef | null,
+): Promise<TransferCheckpoint | undefined> {
+  if (ref === null || ref === undefined) return undefined;
+  if (typeof ref.key !== 'string') {
+    // An execution started before checkpoints moved to S3 carries the checkpoint itself.
+    // transferFile accepts it once and starts the file over (its hash cannot be continued).
+    return ref as unknown as TransferCheckpoint;
+  }
+  const checkpoint = await runtime.store.getJson<TransferCheckpoint>(ref.key);
+  if (checkpoint === undefined) {
+    throw new StorageError(
+      `the checkpoint s3://${runtime.store.bucket}/${ref.key} (byte offset ${ref.byteOffset}) is gone; the file's work objects were removed while it was in progress`,
+    );
+  }
+  return checkpoint;
+}
+
+/** The input's checkpoint object once a newer one (or the result) is in place. */
+async function forgetCheckpoint(runtime: Runtime, ref: CheckpointRef | null, keep?: string) {
+  if (ref === null || ref === undefined || typeof ref.key !== 'string' || ref.key === keep) return;
+  await runtime.store.delete(ref.key);
+}
 
 async function fileUrl(runtime: Runtime, urlsKey: string, index: number): Promise<string> {
   let list = urlLists.get(urlsKey);

@@ -320,7 +320,7 @@ class FileTransfer {
     };
     const sink = checkpoint
       ? await ObjectSink.resume(sinkOptions, checkpoint)
-      : ObjectSink.fresh(sinkOptions);
+      : await ObjectSink.fresh(sinkOptions);
     const quarantine = new QuarantineSink(
       deps.s3,
       input.quarantineKey ? { ...target, key: input.quarantineKey } : undefined,
@@ -336,6 +336,10 @@ class FileTransfer {
       byteOffset: this.#position.byteOffset,
       restarts: this.#restarts,
     });
+    if (this.#sink.staleHash !== undefined) {
+      // Deployed between two invocations of this file: the new build cannot continue the old hash.
+      await this.#restart(this.#sink.staleHash);
+    }
     for (;;) {
       let response: FileResponse;
       try {
@@ -600,7 +604,7 @@ class FileTransfer {
     const sink = await this.#sink.checkpoint(this.#position.byteOffset);
     const quarantine = await this.#quarantine.checkpoint();
     const checkpoint: TransferCheckpoint = {
-      version: 1,
+      version: 2,
       ...sink,
       byteOffset: this.#position.byteOffset,
       lines: this.#position.lines,

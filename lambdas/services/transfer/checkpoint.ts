@@ -1,13 +1,15 @@
 import type { CompletedPart } from '../../adapters/s3-multipart.js';
-import type { Sha256State } from '../../core/sha256.js';
 import { ConfigurationError } from '../../errors.js';
+import type { SavedHashState } from './file-hash.js';
 
 /**
  * Everything one invocation hands the next so that a file too big for one
- * Lambda invocation continues where it stopped. It travels in the Step
- * Functions state, so it stays small (well under 8 KiB): a long part list
- * goes to an S3 object instead (`partsKey`), and bytes fed to the upload but
- * too few for a part (S3 wants 5 MiB) go to a "carry" object.
+ * Lambda invocation continues where it stopped. Its hash state holds the last
+ * bytes hashed (resource content) and its part ETags are digests of content,
+ * so it is kept in an S3 work object, never in the Step Functions state (the
+ * Download File handler passes only the object's key along). A long part
+ * list goes to its own S3 object (`partsKey`), and bytes fed to the upload
+ * but too few for a part (S3 wants 5 MiB) go to a "carry" object.
  *
  * Every field describes the same instant: the end of the last complete line
  * fed to the upload. Retrying an older checkpoint is safe: part numbers at or
@@ -15,7 +17,7 @@ import { ConfigurationError } from '../../errors.js';
  * is append-only for one upload, and carry objects are named by byte offset.
  */
 export interface TransferCheckpoint {
-  readonly version: 1;
+  readonly version: 2;
   /** The multipart upload, once one was needed. */
   readonly uploadId?: string;
   readonly nextPartNumber: number;
@@ -34,7 +36,7 @@ export interface TransferCheckpoint {
   readonly blankLines: number;
   readonly invalidLines: number;
   /** SHA-256 of the uploaded parts (the carry is not hashed yet). */
-  readonly sha256State: Sha256State;
+  readonly sha256State: SavedHashState;
   /**
    * What the Range request names this version of the file by, in If-Range: its strong ETag,
    * or (after a gzip body) its strong Last-Modified date. Without one we cannot resume.
@@ -66,8 +68,9 @@ export function parseCheckpoint(value: unknown): TransferCheckpoint {
     throw new ConfigurationError(`checkpoint.${field} must be ${expected}`);
   };
   if (value === null || typeof value !== 'object' || Array.isArray(value)) fail('', 'an object');
-  const c = value as Record<string, unknown>;
-  if (c.version !== 1) fail('version', '1');
+  let c = value as Record<string, unknown>;
+  if (c.version === 1) c = fromVersion1(c);
+  if (c.version !== 2) fail('version', '2');
   for (const field of [
     'byteOffset',
     'objectBytes',
@@ -110,8 +113,15 @@ export function parseCheckpoint(value: unknown): TransferCheckpoint {
   if ((c.carryBytes as number) > 0 && c.carryKey === undefined)
     fail('carryKey', 'present when carryBytes > 0');
   const hash = c.sha256State as Record<string, unknown> | undefined;
-  if (hash === null || typeof hash !== 'object' || hash.v !== 1) fail('sha256State', 'a SHA-256 state');
-  if (hash?.n !== c.objectBytes) fail('sha256State', 'the state of exactly objectBytes bytes');
+  if (
+    hash === null ||
+    typeof hash !== 'object' ||
+    typeof hash.implementation !== 'string' ||
+    typeof hash.state !== 'string'
+  ) {
+    fail('sha256State', 'a saved hash state { implementation, state, bytes }');
+  }
+  if (hash?.bytes !== c.objectBytes) fail('sha256State', 'the state of exactly objectBytes bytes');
   if (c.avoidGzip !== undefined && c.avoidGzip !== true) fail('avoidGzip', 'true when present');
   if (c.quarantine !== undefined) {
     const q = c.quarantine as Record<string, unknown>;
@@ -119,5 +129,19 @@ export function parseCheckpoint(value: unknown): TransferCheckpoint {
       fail('quarantine', '{ segments, bytes } with non-negative integers');
     }
   }
-  return value as TransferCheckpoint;
+  return c as unknown as TransferCheckpoint;
+}
+
+/**
+ * A checkpoint of the previous version (the pure-TS hash, carried in the
+ * state) is read for its upload and scratch objects only: its hash cannot be
+ * continued, so the transfer aborts the upload and starts the file over.
+ */
+function fromVersion1(c: Record<string, unknown>): Record<string, unknown> {
+  const hash = c.sha256State as { n?: unknown } | null | undefined;
+  return {
+    ...c,
+    version: 2,
+    sha256State: { implementation: 'pure-ts/sha256 (checkpoint version 1)', state: '', bytes: hash?.n },
+  };
 }

@@ -9,11 +9,10 @@ import {
   type S3ObjectTarget,
   tagObject,
 } from '../../adapters/s3-multipart.js';
-import type { Sha256State } from '../../core/sha256.js';
 import { StorageError, VerificationError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { scratchKey } from './checkpoint.js';
-import { FileHash, type HashingMode } from './file-hash.js';
+import { FileHash, type HashingMode, HashStateIncompatibleError, type SavedHashState } from './file-hash.js';
 
 /**
  * The S3 side of one file: collects whole lines into parts, hashes each part
@@ -50,7 +49,7 @@ export interface ObjectSinkState {
   readonly objectBytes: number;
   readonly carryBytes: number;
   readonly carryKey?: string;
-  readonly sha256State: Sha256State;
+  readonly sha256State: SavedHashState;
 }
 
 export interface FinishedObject {
@@ -63,7 +62,9 @@ export class ObjectSink {
   #writer: S3MultipartWriter | undefined;
   /** Upload ids this invocation created: the only ones a transient failure may abort. */
   readonly #createdHere = new Set<string>();
-  #hash = FileHash.undecided();
+  #hash: FileHash;
+  /** Why the checkpoint's hash could not be continued: the transfer must start the file over. */
+  #staleHash: string | undefined;
   #objectBytes = 0;
   /** The part being filled, and how much of it is filled. */
   #buffer: Buffer | undefined;
@@ -74,19 +75,30 @@ export class ObjectSink {
   #carryKey: string | undefined;
   #partsKey: string | undefined;
 
-  private constructor(options: ObjectSinkOptions) {
+  private constructor(options: ObjectSinkOptions, hash: FileHash) {
     this.#options = options;
+    this.#hash = hash;
   }
 
-  static fresh(options: ObjectSinkOptions): ObjectSink {
-    return new ObjectSink(options);
+  static async fresh(options: ObjectSinkOptions): Promise<ObjectSink> {
+    return new ObjectSink(options, await FileHash.undecided());
   }
 
   /** Rebuilds the sink from a checkpoint: adopts the upload, restores the hash, reads the carry back. */
   static async resume(options: ObjectSinkOptions, state: ObjectSinkState): Promise<ObjectSink> {
-    const sink = new ObjectSink(options);
     const { s3, target } = options;
-    sink.#hash = FileHash.fromState(state.sha256State);
+    let hash: FileHash;
+    let staleHash: string | undefined;
+    try {
+      hash = await FileHash.fromState(state.sha256State);
+    } catch (error) {
+      if (!(error instanceof HashStateIncompatibleError)) throw error;
+      // Adopt the upload and scratch objects anyway, so that the restart aborts and deletes them.
+      hash = await FileHash.resumable();
+      staleHash = error.message;
+    }
+    const sink = new ObjectSink(options, hash);
+    sink.#staleHash = staleHash;
     sink.#objectBytes = state.objectBytes;
     sink.#partsKey = state.partsKey;
     sink.#carryKey = state.carryKey;
@@ -113,6 +125,11 @@ export class ObjectSink {
 
   get objectBytes(): number {
     return this.#objectBytes + this.#used;
+  }
+
+  /** Set when the checkpoint's hash state was written by another hash build: nothing can continue it. */
+  get staleHash(): string | undefined {
+    return this.#staleHash;
   }
 
   get hashing(): HashingMode {
@@ -243,7 +260,7 @@ export class ObjectSink {
       objectBytes: this.#objectBytes,
       carryBytes,
       ...(carryKey ? { carryKey } : {}),
-      sha256State: this.#hash.exportState(),
+      sha256State: this.#hash.save(),
     };
   }
 
@@ -294,7 +311,8 @@ export class ObjectSink {
   async reset(hashing: 'undecided' | 'resumable'): Promise<void> {
     await this.abort('all');
     this.#writer = undefined;
-    this.#hash = hashing === 'undecided' ? FileHash.undecided() : FileHash.resumable();
+    this.#hash = hashing === 'undecided' ? await FileHash.undecided() : await FileHash.resumable();
+    this.#staleHash = undefined;
     this.#objectBytes = 0;
     this.#buffer = undefined;
     this.#used = 0;

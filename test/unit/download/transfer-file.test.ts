@@ -356,7 +356,7 @@ describe('transferFile', () => {
     expect(checkpoints).toHaveLength(1);
     const [checkpoint] = checkpoints;
     expect(checkpoint).toMatchObject({
-      version: 1,
+      version: 2,
       uploadId: expect.any(String),
       lines: expect.any(Number),
       restarts: 0,
@@ -775,7 +775,7 @@ describe('transferFile', () => {
     ],
     [
       'a malformed checkpoint',
-      { checkpoint: { version: 1 } as unknown as TransferCheckpoint },
+      { checkpoint: { version: 2 } as unknown as TransferCheckpoint },
       {},
       'checkpoint.byteOffset must be a non-negative integer',
     ],

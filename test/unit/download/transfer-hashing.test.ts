@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { GetObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../../lambdas/logger.js';
+import { HASH_IMPLEMENTATION } from '../../../lambdas/services/transfer/file-hash.js';
 import {
   type TransferCheckpoint,
   type TransferFileDeps,
@@ -15,7 +16,7 @@ import { untilComplete, useTransferBed } from './support/transfer-bed.js';
 /**
  * Which SHA-256 a transfer uses (lambdas/services/transfer/file-hash.ts):
  * node:crypto when the file should end in this invocation, the resumable
- * pure-TS hash otherwise, and a clean start over when a natively hashed file
+ * hash-wasm hash otherwise, and a clean start over when a natively hashed file
  * must hand over a checkpoint after all. Whatever the path, the object and
  * its hash must be exactly the file's.
  */
@@ -176,7 +177,7 @@ describe('transferFile hashing', () => {
     // Nothing of the natively hashed upload is kept: byte 0, no upload, the empty resumable hash.
     expect(checkpoints[0]).toMatchObject({ byteOffset: 0, objectBytes: 0, nextPartNumber: 1, restarts: 1 });
     expect(checkpoints[0]!.uploadId).toBeUndefined();
-    expect(checkpoints[0]!.sha256State).toMatchObject({ n: 0 });
+    expect(checkpoints[0]!.sha256State).toMatchObject({ implementation: HASH_IMPLEMENTATION, bytes: 0 });
     expect(logs.join('\n')).toContain('whose state cannot be carried');
     expect(server.requests.map((r) => r.headers.range)).toEqual([undefined, undefined]);
     expect(outcome).toMatchObject({ status: 'complete', lines: LINES, sha256: sha256(BODY) });
@@ -233,10 +234,75 @@ describe('transferFile hashing', () => {
     expect(checkpoints).toHaveLength(1);
     expect(checkpoints[0]!.byteOffset).toBeGreaterThan(0);
     expect(checkpoints[0]).toMatchObject({ restarts: 0 });
-    expect(checkpoints[0]!.sha256State.n).toBe(checkpoints[0]!.objectBytes);
+    expect(checkpoints[0]!.sha256State.bytes).toBe(checkpoints[0]!.objectBytes);
     expect(server.requests[1]!.headers.range).toBe(`bytes=${checkpoints[0]!.byteOffset}-`);
     expect(outcome).toMatchObject({ status: 'complete', lines: LINES, sha256: sha256(BODY) });
     expect((await landed(request.key)).equals(BODY)).toBe(true);
+    await server.close();
+  });
+
+  /** A checkpoint taken mid-file, with parts uploaded, for the version tests below. */
+  async function checkpointMidFile(logs: string[]) {
+    // No Content-Length, so the hash settles on the resumable one and the checkpoint keeps its
+    // parts; the connection drops after 400 KB and the reconnect's token has expired.
+    const server = await startFileServer({
+      body: BODY,
+      contentLength: false,
+      token: TOKEN,
+      faults: [
+        { kind: 'drop', afterBytes: 400_000 },
+        { kind: 'status', status: 401 },
+      ],
+    });
+    const request = input(server.url, { requiresAccessToken: true, accessToken: TOKEN });
+    const first = await transferFile(request, deps(logs));
+    if (first.status !== 'checkpoint') throw new Error('expected a checkpoint');
+    const checkpoint = JSON.parse(JSON.stringify(first.checkpoint)) as TransferCheckpoint;
+    expect(checkpoint.nextPartNumber).toBeGreaterThan(1);
+    return { server, request, checkpoint };
+  }
+
+  it.each([
+    [
+      'another hash-wasm build (its WebAssembly changed)',
+      (checkpoint: TransferCheckpoint) => {
+        const state = Buffer.from(checkpoint.sha256State.state, 'base64');
+        state[0] = state[0]! ^ 0xff;
+        return { ...checkpoint, sha256State: { ...checkpoint.sha256State, state: state.toString('base64') } };
+      },
+      'cannot be loaded by this build',
+    ],
+    [
+      'the previous version of the checkpoint (the pure-TS hash)',
+      (checkpoint: TransferCheckpoint) =>
+        ({
+          ...checkpoint,
+          version: 1,
+          sha256State: {
+            v: 1,
+            n: checkpoint.objectBytes,
+            h: [1, 2, 3, 4, 5, 6, 7, 8],
+            tail: 'c3NuOjEyMy00NS02Nzg5',
+          },
+        }) as unknown as TransferCheckpoint,
+      'pure-ts/sha256 (checkpoint version 1)',
+    ],
+  ])('starts the file over, cleanly, from a hash state written by %s', async (_name, alter, reason) => {
+    // Prepare
+    const logs: string[] = [];
+    const { server, request, checkpoint } = await checkpointMidFile(logs);
+    // Act
+    const outcome = await transferFile({ ...request, checkpoint: alter(checkpoint) }, deps(logs));
+    // Assess: no Range request after the checkpoint; the object is the file, once; the old upload is gone.
+    const restart = logs
+      .map((line) => JSON.parse(line))
+      .find((entry) => entry.message === 'restarting the file from byte 0');
+    expect(restart?.reason).toContain(reason);
+    expect(server.requests.map((r) => r.status)).toEqual([200, 401, 200]);
+    expect(server.requests[2]!.headers.range).toBeUndefined();
+    expect(outcome).toMatchObject({ status: 'complete', lines: LINES, sha256: sha256(BODY) });
+    expect((await landed(request.key)).equals(BODY)).toBe(true);
+    expect(await openUploads(request.key)).toBe(0);
     await server.close();
   });
 });

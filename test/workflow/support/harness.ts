@@ -4,7 +4,11 @@ import { join } from 'node:path';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Receipt } from '../../../lambdas/core/receipt.js';
 import { type EmbeddedS3, startEmbeddedS3 } from '../../../scripts/local/embedded-s3.js';
-import { type LocalExportResult, runLocalExport } from '../../../scripts/local/local-export.js';
+import {
+  type LocalExportOptions,
+  type LocalExportResult,
+  runLocalExport,
+} from '../../../scripts/local/local-export.js';
 import { ensureLocalKeyPair, type LocalKeyPair } from '../../../scripts/local/local-keys.js';
 import {
   type FaultPlan,
@@ -43,6 +47,8 @@ export interface ExportScenario {
   readonly clientId?: string;
   readonly invocationTimeoutMs?: number | ((functionName: string) => number);
   readonly waitOverrideMs?: number;
+  /** Transfer tuning, e.g. small parts so a slow file checkpoints with parts uploaded. */
+  readonly transfer?: LocalExportOptions['transfer'];
 }
 
 export interface ScenarioResult extends LocalExportResult {
@@ -122,6 +128,7 @@ export async function startHarness(options: SandboxOptions = {}): Promise<Harnes
         ...(scenario.invocationTimeoutMs === undefined
           ? {}
           : { invocationTimeoutMs: scenario.invocationTimeoutMs }),
+        ...(scenario.transfer ? { transfer: scenario.transfer } : {}),
       });
       return { ...result, sourceId, clientId, logLines };
     },
