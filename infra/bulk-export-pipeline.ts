@@ -19,6 +19,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { DEFAULT_MAX_LINE_BYTES, downloadFileMemoryMb } from '../lambdas/core/ndjson/line-limit.js';
 import { acknowledgeWildcards, type ExplainedStatement } from './nag-findings.js';
 import { checkEnvironmentSize, validatePipelineProps } from './validate-props.js';
 
@@ -65,7 +66,7 @@ export interface ExportSourceSettings {
   readonly allowInsecureHttp?: boolean;
   /** @default 'fail' */
   readonly invalidLinePolicy?: 'fail' | 'quarantine';
-  /** @default 16 MiB */
+  /** Longest NDJSON line accepted; Download File's memory grows with the largest of the sources' (lambdas/core/ndjson/line-limit.ts). @default 64 MiB */
   readonly maxLineBytes?: number;
 }
 
@@ -428,7 +429,7 @@ export class BulkExportPipeline extends Construct {
       const fn = this.createFunction(spec.name, {
         entry: join(this.projectRoot, 'lambdas', 'handlers', spec.file),
         description: spec.description,
-        memorySize: spec.memorySize,
+        memorySize: spec.name === 'DownloadFile' ? this.downloadFileMemoryMb() : spec.memorySize,
         timeout: spec.timeout,
         role: roles[spec.name],
         environment: env,
@@ -654,6 +655,14 @@ export class BulkExportPipeline extends Construct {
    * Each source runs one export at a time (the per-source lock), so only the
    * file downloads and their token mints scale with `maxConcurrency`.
    */
+  /** Enough memory for the longest line any source accepts (measured model in line-limit.ts). */
+  private downloadFileMemoryMb(): number {
+    const longest = Math.max(
+      ...this.props.sources.map((source) => source.settings.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES),
+    );
+    return downloadFileMemoryMb(longest);
+  }
+
   private reservedConcurrency(): Partial<Record<TaskFunctionName | 'Jwks', number>> {
     if (this.props.reservedConcurrency === false) return {};
     const sources = this.props.sources.length;

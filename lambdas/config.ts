@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_LINE_BYTES, MAX_MAX_LINE_BYTES, MIN_MAX_LINE_BYTES } from './core/ndjson/line-limit.js';
 import { checkFetchableUrl } from './core/urls.js';
 import {
   asObject,
@@ -36,7 +37,7 @@ export interface SourceSettings {
   readonly allowInsecureHttp: boolean;
   /** What to do with a line that is not a valid resource. @default 'fail' */
   readonly invalidLinePolicy: 'fail' | 'quarantine';
-  /** Longest NDJSON line accepted, in bytes. @default 16 MiB */
+  /** Longest NDJSON line accepted, in bytes; Download File's memory follows it (core/ndjson/line-limit.ts). @default 64 MiB */
   readonly maxLineBytes: number;
 }
 
@@ -141,8 +142,8 @@ export function parseSourceSettings(raw: unknown, path = 'source'): SourceSettin
     allowInsecureHttp,
     invalidLinePolicy: optionalEnum(source, 'invalidLinePolicy', ['fail', 'quarantine'], path) ?? 'fail',
     maxLineBytes:
-      optionalInteger(source, 'maxLineBytes', { min: 1024, max: 256 * 1024 * 1024 }, path) ??
-      16 * 1024 * 1024,
+      optionalInteger(source, 'maxLineBytes', { min: MIN_MAX_LINE_BYTES, max: MAX_MAX_LINE_BYTES }, path) ??
+      DEFAULT_MAX_LINE_BYTES,
   };
 }
 

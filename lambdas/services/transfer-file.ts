@@ -13,6 +13,7 @@ import {
   type FramerPosition,
   NdjsonFramer,
 } from '../core/ndjson/framer.js';
+import { DEFAULT_MAX_LINE_BYTES } from '../core/ndjson/line-limit.js';
 import {
   AccessTokenRejectedError,
   ConfigurationError,
@@ -107,7 +108,6 @@ const HASH_DECISION_AFTER_MS = 200;
 /** node:crypto only when the file should end within this share of the time left: a wrong guess costs a restart. */
 const HASH_NATIVE_MAX_SHARE_OF_TIME_LEFT = 0.5;
 
-export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
 
 export interface TransferFileDeps {

@@ -65,6 +65,8 @@ interface ChildArgs {
    * Lambda-like clock, so a file that takes longer checkpoints and resumes in a second one.
    */
   readonly firstInvocationSeconds?: number;
+  /** transfer: the longest line accepted. @default the transfer's default */
+  readonly maxLineBytes?: number;
 }
 
 const [mode, json] = process.argv.slice(2);
@@ -204,6 +206,7 @@ async function transfer(): Promise<Measured> {
     allowInsecureHttp: true,
     bucket: args.bucket,
     key: args.key,
+    ...(args.maxLineBytes ? { maxLineBytes: args.maxLineBytes } : {}),
   };
   let outcome: TransferOutcome | undefined;
   let invocations = 0;

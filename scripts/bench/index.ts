@@ -7,28 +7,30 @@
  *                    [--huge-files N] [--huge-mb N] [--map-concurrency N[,N]]
  *                    [--source sandbox|local] [--concurrency N] [--cpu-prof-dir DIR]
  *
- * Scenarios (default: all five at quick sizes, a few minutes; --full: the big sizes):
+ * Scenarios (default: all six at quick sizes, a few minutes; --full: the big sizes):
  *   single-file       one file through transferFile vs raw download and raw upload (100 MB | 1 GB)
  *   gzip              the same transfer with gzip on and off, each vs its own raw download
  *   resume            the same file cut by a dropped connection and by a checkpoint, landed byte for byte
  *   many-small-files  an Oracle Health-like export through the whole local workflow (2,000 | 20,000 files)
  *   huge-files        a few huge files through the whole local workflow (3 × 300 MB | 3 × 1 GB)
+ *   long-lines        peak memory of 15 MiB and 60 MiB lines against short lines (120 MiB | 600 MiB files)
  *
  * MB = 10^6 bytes. One JSON line per measured case on stdout; progress on stderr.
  */
 import { parseArgs } from 'node:util';
 import { startEmbeddedS3 } from '../local/embedded-s3.js';
 import { bundleTransferChild, progress, transferChildRunner } from './children.js';
+import { runLongLines } from './long-lines.js';
 import { findEmbeddedS3Pid, machineFacts } from './process-stats.js';
 import { prepareSingleFile, type SingleFileBench } from './single-file.js';
 import { runHugeFiles, runManySmallFiles } from './workflow.js';
 
-const SCENARIOS = ['single-file', 'gzip', 'resume', 'many-small-files', 'huge-files'] as const;
+const SCENARIOS = ['single-file', 'gzip', 'resume', 'many-small-files', 'huge-files', 'long-lines'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const SIZES = {
-  quick: { sizeMb: 100, files: 2_000, hugeFiles: 3, hugeMb: 300 },
-  full: { sizeMb: 1_000, files: 20_000, hugeFiles: 3, hugeMb: 1_000 },
+  quick: { sizeMb: 100, files: 2_000, hugeFiles: 3, hugeMb: 300, longLinesMib: 120 },
+  full: { sizeMb: 1_000, files: 20_000, hugeFiles: 3, hugeMb: 1_000, longLinesMib: 600 },
 } as const;
 
 const { values } = parseArgs({
@@ -114,6 +116,19 @@ try {
   }
   if (scenarios.includes('huge-files')) {
     emit(await runHugeFiles({ s3, s3Pid, files: hugeFiles, fileBytes: hugeBytes, ...profiling }));
+  }
+  if (scenarios.includes('long-lines')) {
+    await s3.createBucket('bench-long-lines');
+    for (const line of await runLongLines({
+      runner: transferChildRunner(await bundleTransferChild(), values['cpu-prof-dir']),
+      s3Endpoint: s3.endpoint,
+      bucket: 'bench-long-lines',
+      lineMib: [15, 60],
+      fileMib: sizes.longLinesMib,
+      gzip: false,
+    })) {
+      emit(line);
+    }
   }
   const after = machineFacts();
   progress(`done; load average ${after.loadAverage.join(' ')}`);

@@ -366,6 +366,18 @@ describe('functions', () => {
     });
   });
 
+  it('give download-file the memory its longest line needs: one source raising maxLineBytes to 256 MiB gets 1920 MB', () => {
+    const raised = synthesize({
+      sources: [
+        SOURCES[0]!,
+        { ...SOURCES[1]!, settings: { ...SOURCES[1]!.settings, maxLineBytes: 256 * 1024 * 1024 } },
+      ],
+    });
+    const fn =
+      raised.template.toJSON().Resources[raised.logicalId(raised.stack.pipeline.functions.DownloadFile)];
+    expect(fn.Properties.MemorySize).toBe(1920);
+  });
+
   it('get the runtime environment, with SOURCES the Lambdas can parse and no credentials in it', () => {
     const env = functionEnvironment('PrepareExport');
     expect(env).toMatchObject({

@@ -41,7 +41,7 @@ const DEFAULTS = {
   maxConsecutiveTransientErrors: 10,
   allowInsecureHttp: false,
   invalidLinePolicy: 'fail',
-  maxLineBytes: 16 * 1024 * 1024,
+  maxLineBytes: 64 * 1024 * 1024,
 };
 
 const SOURCE_KEYS =
