@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { createGunzip, type Gunzip } from 'node:zlib';
-import { Agent, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import { parseRetryAfter } from '../core/retry-after.js';
 import { checkFetchableUrl } from '../core/urls.js';
 import {
@@ -9,8 +9,10 @@ import {
   FileDownloadError,
   FileLinkExpiredError,
   InvalidManifestError,
+  PipelineError,
   TransientServerError,
 } from '../errors.js';
+import { createHttpAgent, type HttpTimeouts, sharedHttpAgent } from './http-agent.js';
 
 /**
  * Opens one bulk data file (a manifest `output`, `error` or `deleted` URL)
@@ -19,32 +21,12 @@ import {
  * pipeline's errors. Reading, checking and storing the body is the caller's.
  */
 
-export interface FileDownloadAgentOptions {
-  /** @default 10 s */
-  readonly connectTimeoutMs?: number;
-  /** Time to the response headers; a Bulk Data file server may be slow to start. @default 60 s */
-  readonly headersTimeoutMs?: number;
-  /** Longest silence while reading the body (an idle-read timeout, not a total). @default 60 s */
-  readonly bodyTimeoutMs?: number;
-  /** @default 30 s */
-  readonly keepAliveTimeoutMs?: number;
-}
-
-export function createFileDownloadAgent(options: FileDownloadAgentOptions = {}): Agent {
-  return new Agent({
-    connect: { timeout: options.connectTimeoutMs ?? 10_000 },
-    headersTimeout: options.headersTimeoutMs ?? 60_000,
-    bodyTimeout: options.bodyTimeoutMs ?? 60_000,
-    keepAliveTimeout: options.keepAliveTimeoutMs ?? 30_000,
-  });
-}
-
-let sharedAgent: Agent | undefined;
-/** One keep-alive pool per Lambda container, reused by every file it downloads. */
-export function sharedFileDownloadAgent(): Agent {
-  sharedAgent ??= createFileDownloadAgent();
-  return sharedAgent;
-}
+/**
+ * The pool for file downloads is the pipeline's one HTTP agent (its timeouts
+ * and minimum throughput are in http-agent.ts); the name stays for callers
+ * that think of it as the download pool (scripts/bench).
+ */
+export const createFileDownloadAgent: (overrides?: Partial<HttpTimeouts>) => Agent = createHttpAgent;
 
 export interface FileRequest {
   readonly url: string;
@@ -131,7 +113,7 @@ export async function openFile(
   request: FileRequest,
   deps: { readonly dispatcher?: Dispatcher; readonly now: () => Date },
 ): Promise<FileResponse> {
-  const dispatcher = deps.dispatcher ?? sharedFileDownloadAgent();
+  const dispatcher = deps.dispatcher ?? sharedHttpAgent();
   const allowInsecureHttp = request.allowInsecureHttp ?? false;
   const maxRedirects = request.maxRedirects ?? 5;
   if (request.requiresAccessToken && !request.accessToken) {
@@ -389,6 +371,8 @@ async function discard(response: Dispatcher.ResponseData): Promise<void> {
 }
 
 function networkReason(error: unknown): string {
+  // Ours already say what happened (the HTTP agent's timeouts name their limit).
+  if (error instanceof PipelineError) return error.message;
   const code = (error as { code?: unknown }).code;
   const message = error instanceof Error ? error.message : String(error);
   return typeof code === 'string' ? `${code} (${message})` : message;
