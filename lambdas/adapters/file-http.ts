@@ -28,6 +28,15 @@ import { createHttpAgent, type HttpTimeouts, sharedHttpAgent } from './http-agen
  */
 export const createFileDownloadAgent: (overrides?: Partial<HttpTimeouts>) => Agent = createHttpAgent;
 
+/**
+ * The most a gzip body may decode to per compressed byte, the compressed size
+ * being counted as at least 1 MiB (so every body may decode to 100 MiB, and
+ * small files are never judged). FHIR NDJSON compresses about 5–20×, the
+ * sandbox's synthetic data up to 27×; a gzip bomb of blank lines about 1,000×.
+ */
+export const DEFAULT_MAX_GZIP_EXPANSION = 100;
+const GZIP_EXPANSION_MIN_BASE_BYTES = 1024 * 1024;
+
 export interface FileRequest {
   readonly url: string;
   /** The manifest's `requiresAccessToken`: the bearer token is sent iff this is true (IG). */
@@ -46,6 +55,11 @@ export interface FileRequest {
   readonly maxRedirects?: number;
   /** Bytes undici buffers per read. @default 256 KiB */
   readonly highWaterMark?: number;
+  /**
+   * The most a gzip body may decode to per compressed byte (see DEFAULT_MAX_GZIP_EXPANSION);
+   * beyond it the download fails for good with FileDownloadError. @default 100
+   */
+  readonly maxGzipExpansion?: number;
 }
 
 export interface FileResponse {
@@ -116,6 +130,12 @@ export async function openFile(
   const dispatcher = deps.dispatcher ?? sharedHttpAgent();
   const allowInsecureHttp = request.allowInsecureHttp ?? false;
   const maxRedirects = request.maxRedirects ?? 5;
+  const maxGzipExpansion = request.maxGzipExpansion ?? DEFAULT_MAX_GZIP_EXPANSION;
+  if (!(Number.isFinite(maxGzipExpansion) && maxGzipExpansion >= 1)) {
+    throw new ConfigurationError(
+      `maxGzipExpansion must be a number of at least 1 (decoded bytes per compressed byte), got ${String(maxGzipExpansion)}`,
+    );
+  }
   if (request.requiresAccessToken && !request.accessToken) {
     throw new ConfigurationError('The manifest requires an access token for its files, but none was given');
   }
@@ -183,7 +203,9 @@ export async function openFile(
       continue;
     }
 
-    if (status === 200 || status === 206) return success(response, status, url, redirects, request);
+    if (status === 200 || status === 206) {
+      return success(response, status, url, redirects, request, maxGzipExpansion);
+    }
     if (status === 416 && request.resumeFrom) {
       await discard(response);
       return {
@@ -212,6 +234,7 @@ function success(
   url: URL,
   redirects: number,
   request: FileRequest,
+  maxGzipExpansion: number,
 ): FileResponse {
   const encoding = (header(response.headers, 'content-encoding') ?? 'identity').trim().toLowerCase();
   if (encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'x-gzip') {
@@ -252,7 +275,11 @@ function success(
       if (!decoder.destroyed) decoder.end();
     });
     response.body.pipe(decoder);
-    body = decoded(decoder, () => networkError);
+    body = decoded(decoder, () => networkError, {
+      maxGzipExpansion,
+      what: `GET ${describeUrl(url)}`,
+      stop: () => response.body.destroy(),
+    });
   }
   const declaredLength = header(response.headers, 'content-length');
   const contentLength =
@@ -280,12 +307,41 @@ function success(
   };
 }
 
-/** The gunzipped body; a failed connection surfaces after everything decodable, with its own reason. */
-async function* decoded(decoder: Gunzip, networkError: () => Error | undefined): AsyncGenerator<Buffer> {
+/**
+ * The gunzipped body; a failed connection surfaces after everything decodable, with its own
+ * reason. A body that decodes to far more than FHIR NDJSON ever does is stopped: a few
+ * megabytes of gzip can hold gigabytes of blank lines, each one work for the framer.
+ */
+async function* decoded(
+  decoder: Gunzip,
+  networkError: () => Error | undefined,
+  limit: { readonly maxGzipExpansion: number; readonly what: string; readonly stop: () => void },
+): AsyncGenerator<Buffer> {
+  let decodedBytes = 0;
+  let tooLarge: FileDownloadError | undefined;
   try {
-    for await (const chunk of decoder) yield chunk as Buffer;
+    for await (const chunk of decoder) {
+      decodedBytes += (chunk as Buffer).length;
+      // bytesWritten: the compressed bytes zlib has consumed, including those behind this chunk.
+      const compressedBytes = decoder.bytesWritten;
+      const allowed = limit.maxGzipExpansion * Math.max(compressedBytes, GZIP_EXPANSION_MIN_BASE_BYTES);
+      if (decodedBytes > allowed) {
+        tooLarge = new FileDownloadError(
+          `${limit.what}: the gzip body decoded to ${decodedBytes} bytes from ${compressedBytes} compressed ` +
+            `(${(decodedBytes / compressedBytes).toFixed(0)}×), over the limit of ${limit.maxGzipExpansion}× ` +
+            `(maxGzipExpansion; at least ${limit.maxGzipExpansion * GZIP_EXPANSION_MIN_BASE_BYTES} bytes always pass): ` +
+            'a gzip bomb, or data far more repetitive than FHIR NDJSON',
+        );
+        break;
+      }
+      yield chunk as Buffer;
+    }
   } catch (error) {
     throw networkError() ?? error;
+  }
+  if (tooLarge) {
+    limit.stop();
+    throw tooLarge;
   }
   // zlib ended cleanly, yet the connection failed: a cut exactly between two gzip members
   // would look complete. Report it; a resume from the last line finds out (416 if nothing is left).
