@@ -3,7 +3,8 @@ import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { AccessTokenProvider } from './adapters/access-token-provider.js';
-import { createFhirHttp, sharedDispatcher } from './adapters/fhir-http.js';
+import { createFhirHttp } from './adapters/fhir-http.js';
+import { createHttpAgent, type HttpTimeouts } from './adapters/http-agent.js';
 import { createKmsSealer } from './adapters/kms-sealer.js';
 import { createS3Store } from './adapters/s3-store.js';
 import { createSecretReader } from './adapters/secrets.js';
@@ -24,8 +25,13 @@ import type { EventSink, Runtime } from './runtime.js';
  * - `EVENT_BUS_NAME` (optional, default `default`)
  * - `SOURCE_SECRET_ARNS` (token minter only): JSON `{ "<sourceId>": "<secret ARN>" }`
  * - `LOG_LEVEL` (optional)
+ *
+ * `options.httpTimeouts` shortens the HTTP timeouts (tests); the defaults are http-agent.ts's.
  */
-export function createAwsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
+export function createAwsRuntime(
+  env: NodeJS.ProcessEnv = process.env,
+  options: { readonly httpTimeouts?: Partial<HttpTimeouts> } = {},
+): Runtime {
   const bucket = requireEnv(env, 'EXPORT_BUCKET', 'the export bucket name');
   const sources = parseSourceCatalog(env.SOURCES);
   const sealingKeyId = requireEnv(env, 'SEALING_KMS_KEY_ID', 'the symmetric KMS key that seals tokens');
@@ -34,6 +40,8 @@ export function createAwsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime 
   const kms = new KMSClient({});
   const events = new EventBridgeClient({});
   const eventBus = env.EVENT_BUS_NAME ?? 'default';
+  // One keep-alive pool per container, for the FHIR API and the files alike.
+  const http = createHttpAgent(options.httpTimeouts);
   const eventSink: EventSink = {
     async emit(detailType, detail) {
       const response = await events.send(
@@ -70,8 +78,8 @@ export function createAwsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime 
     ...(env.DATA_KMS_KEY_ID ? { sseKmsKeyId: env.DATA_KMS_KEY_ID } : {}),
     sources,
     sealer: createKmsSealer({ kms, keyId: sealingKeyId }),
-    fhir: createFhirHttp(),
-    fileDispatcher: sharedDispatcher(),
+    fhir: createFhirHttp({ dispatcher: http }),
+    fileDispatcher: http,
     events: eventSink,
     ...(secretArns && secrets
       ? {

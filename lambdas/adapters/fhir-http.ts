@@ -1,87 +1,112 @@
-import { Agent, type Dispatcher, request } from 'undici';
+import { type Dispatcher, request } from 'undici';
 import type { HttpRequestSpec, HttpResponseView } from '../core/kickoff.js';
 import { oneLine } from '../core/operation-outcome.js';
-import { TransientServerError } from '../errors.js';
+import { ConfigurationError, TransientServerError } from '../errors.js';
+import { sharedHttpAgent } from './http-agent.js';
 
 /**
  * The small FHIR requests of the workflow: kick-off, status, manifest pages
  * and DELETE. Bodies are capped (a status response is a manifest, not data),
  * redirects are not followed (a status URL has no business redirecting and a
  * redirect would carry our token), and network failures become
- * TransientServerError so the state machine waits and retries.
+ * TransientServerError so the state machine waits and retries. The pool's
+ * timeouts and minimum throughput are http-agent.ts's; each request here also
+ * has a deadline of its own (kick-off and status run in Lambdas of one minute).
  */
 export interface FhirHttp {
   send(spec: HttpRequestSpec, accessToken: string | undefined): Promise<HttpResponseView>;
 }
 
 export interface FhirHttpOptions {
+  /** @default the container's shared pool (http-agent.ts) */
   readonly dispatcher?: Dispatcher;
   /** @default 64 MiB: paged manifests of ~20,000 Oracle Health files fit easily */
   readonly maxBodyBytes?: number;
-  /** @default 30 s */
-  readonly timeoutMs?: number;
-}
-
-let sharedAgent: Agent | undefined;
-/** One keep-alive pool per container, reused by every invocation. */
-export function sharedDispatcher(): Agent {
-  sharedAgent ??= new Agent({ keepAliveTimeout: 30_000, connect: { timeout: 10_000 } });
-  return sharedAgent;
+  /**
+   * The whole exchange, headers and body. Kick-off and status run in Lambdas of one minute: a
+   * server that trickles its answer is cut here, with a reason, before Lambda kills the
+   * invocation without one. @default 45 s
+   */
+  readonly deadlineMs?: number;
 }
 
 export function createFhirHttp(options: FhirHttpOptions = {}): FhirHttp {
   const maxBodyBytes = options.maxBodyBytes ?? 64 * 1024 * 1024;
-  const timeoutMs = options.timeoutMs ?? 30_000;
+  const deadlineMs = options.deadlineMs ?? 45_000;
+  for (const [name, value] of Object.entries({ maxBodyBytes, deadlineMs })) {
+    if (!(Number.isSafeInteger(value) && value > 0)) {
+      throw new ConfigurationError(
+        `FHIR HTTP option ${name} must be a positive integer, got ${String(value)}`,
+      );
+    }
+  }
   return {
     async send(spec, accessToken) {
       const headers: Record<string, string> = { ...spec.headers };
       if (accessToken) headers.authorization = `Bearer ${accessToken}`;
       const target = new URL(spec.url);
-      let response: Dispatcher.ResponseData;
-      try {
-        response = await request(spec.url, {
-          method: spec.method,
-          headers,
-          ...(spec.body === undefined ? {} : { body: spec.body }),
-          dispatcher: options.dispatcher ?? sharedDispatcher(),
-          headersTimeout: timeoutMs,
-          bodyTimeout: timeoutMs,
-        });
-      } catch (error) {
-        throw new TransientServerError(
-          oneLine(`${spec.method} ${target.origin}${target.pathname} failed: ${(error as Error).message}`),
-          undefined,
-          { cause: error },
-        );
-      }
-      const chunks: Buffer[] = [];
-      let size = 0;
-      try {
-        for await (const chunk of response.body) {
-          size += (chunk as Buffer).length;
-          if (size > maxBodyBytes) {
-            response.body.destroy();
-            throw new TransientServerError(
-              `${spec.method} ${target.origin}${target.pathname} answered a body over ${maxBodyBytes} bytes`,
-            );
-          }
-          chunks.push(chunk as Buffer);
-        }
-      } catch (error) {
-        if (error instanceof TransientServerError) throw error;
-        throw new TransientServerError(
-          oneLine(
-            `reading the response of ${spec.method} ${target.origin}${target.pathname} failed: ${(error as Error).message}`,
+      const what = `${spec.method} ${target.origin}${target.pathname}`;
+      const deadline = new AbortController();
+      const timer = setTimeout(
+        () =>
+          deadline.abort(
+            new TransientServerError(
+              `${what} did not finish within ${deadlineMs / 1000} s (the deadline of one FHIR API request)`,
+            ),
           ),
-          undefined,
-          { cause: error },
-        );
+        deadlineMs,
+      );
+      try {
+        return await exchange();
+      } finally {
+        clearTimeout(timer);
       }
-      const flat: Record<string, string | undefined> = {};
-      for (const [name, value] of Object.entries(response.headers)) {
-        flat[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
+
+      async function exchange(): Promise<HttpResponseView> {
+        // Past the deadline, whatever undici reports is its consequence: say the cause.
+        const reason = (error: unknown, doing: string) =>
+          deadline.signal.aborted
+            ? (deadline.signal.reason as TransientServerError)
+            : new TransientServerError(oneLine(`${doing} failed: ${(error as Error).message}`), undefined, {
+                cause: error,
+              });
+        let response: Dispatcher.ResponseData;
+        try {
+          response = await request(spec.url, {
+            method: spec.method,
+            headers,
+            ...(spec.body === undefined ? {} : { body: spec.body }),
+            dispatcher: options.dispatcher ?? sharedHttpAgent(),
+            signal: deadline.signal,
+          });
+        } catch (error) {
+          throw reason(error, what);
+        }
+        const chunks: Buffer[] = [];
+        let size = 0;
+        try {
+          for await (const chunk of response.body) {
+            size += (chunk as Buffer).length;
+            if (size > maxBodyBytes) break;
+            chunks.push(chunk as Buffer);
+          }
+        } catch (error) {
+          throw reason(error, `reading the response of ${what}`);
+        }
+        // Leaving the loop early destroyed the body, and with it the connection.
+        if (size > maxBodyBytes) {
+          throw new TransientServerError(`${what} answered a body over ${maxBodyBytes} bytes`);
+        }
+        return view(response, chunks);
       }
-      return { status: response.statusCode, headers: flat, body: Buffer.concat(chunks).toString('utf8') };
     },
   };
+}
+
+function view(response: Dispatcher.ResponseData, chunks: Buffer[]): HttpResponseView {
+  const flat: Record<string, string | undefined> = {};
+  for (const [name, value] of Object.entries(response.headers)) {
+    flat[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return { status: response.statusCode, headers: flat, body: Buffer.concat(chunks).toString('utf8') };
 }

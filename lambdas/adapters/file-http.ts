@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { createGunzip, type Gunzip } from 'node:zlib';
-import { Agent, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import { parseRetryAfter } from '../core/retry-after.js';
 import { checkFetchableUrl } from '../core/urls.js';
 import {
@@ -9,8 +9,10 @@ import {
   FileDownloadError,
   FileLinkExpiredError,
   InvalidManifestError,
+  PipelineError,
   TransientServerError,
 } from '../errors.js';
+import { createHttpAgent, type HttpTimeouts, sharedHttpAgent } from './http-agent.js';
 
 /**
  * Opens one bulk data file (a manifest `output`, `error` or `deleted` URL)
@@ -19,32 +21,21 @@ import {
  * pipeline's errors. Reading, checking and storing the body is the caller's.
  */
 
-export interface FileDownloadAgentOptions {
-  /** @default 10 s */
-  readonly connectTimeoutMs?: number;
-  /** Time to the response headers; a Bulk Data file server may be slow to start. @default 60 s */
-  readonly headersTimeoutMs?: number;
-  /** Longest silence while reading the body (an idle-read timeout, not a total). @default 60 s */
-  readonly bodyTimeoutMs?: number;
-  /** @default 30 s */
-  readonly keepAliveTimeoutMs?: number;
-}
+/**
+ * The pool for file downloads is the pipeline's one HTTP agent (its timeouts
+ * and minimum throughput are in http-agent.ts); the name stays for callers
+ * that think of it as the download pool (scripts/bench).
+ */
+export const createFileDownloadAgent: (overrides?: Partial<HttpTimeouts>) => Agent = createHttpAgent;
 
-export function createFileDownloadAgent(options: FileDownloadAgentOptions = {}): Agent {
-  return new Agent({
-    connect: { timeout: options.connectTimeoutMs ?? 10_000 },
-    headersTimeout: options.headersTimeoutMs ?? 60_000,
-    bodyTimeout: options.bodyTimeoutMs ?? 60_000,
-    keepAliveTimeout: options.keepAliveTimeoutMs ?? 30_000,
-  });
-}
-
-let sharedAgent: Agent | undefined;
-/** One keep-alive pool per Lambda container, reused by every file it downloads. */
-export function sharedFileDownloadAgent(): Agent {
-  sharedAgent ??= createFileDownloadAgent();
-  return sharedAgent;
-}
+/**
+ * The most a gzip body may decode to per compressed byte, the compressed size
+ * being counted as at least 1 MiB (so every body may decode to 100 MiB, and
+ * small files are never judged). FHIR NDJSON compresses about 5–20×, the
+ * sandbox's synthetic data up to 27×; a gzip bomb of blank lines about 1,000×.
+ */
+export const DEFAULT_MAX_GZIP_EXPANSION = 100;
+const GZIP_EXPANSION_MIN_BASE_BYTES = 1024 * 1024;
 
 export interface FileRequest {
   readonly url: string;
@@ -64,6 +55,11 @@ export interface FileRequest {
   readonly maxRedirects?: number;
   /** Bytes undici buffers per read. @default 256 KiB */
   readonly highWaterMark?: number;
+  /**
+   * The most a gzip body may decode to per compressed byte (see DEFAULT_MAX_GZIP_EXPANSION);
+   * beyond it the download fails for good with FileDownloadError. @default 100
+   */
+  readonly maxGzipExpansion?: number;
 }
 
 export interface FileResponse {
@@ -131,9 +127,15 @@ export async function openFile(
   request: FileRequest,
   deps: { readonly dispatcher?: Dispatcher; readonly now: () => Date },
 ): Promise<FileResponse> {
-  const dispatcher = deps.dispatcher ?? sharedFileDownloadAgent();
+  const dispatcher = deps.dispatcher ?? sharedHttpAgent();
   const allowInsecureHttp = request.allowInsecureHttp ?? false;
   const maxRedirects = request.maxRedirects ?? 5;
+  const maxGzipExpansion = request.maxGzipExpansion ?? DEFAULT_MAX_GZIP_EXPANSION;
+  if (!(Number.isFinite(maxGzipExpansion) && maxGzipExpansion >= 1)) {
+    throw new ConfigurationError(
+      `maxGzipExpansion must be a number of at least 1 (decoded bytes per compressed byte), got ${String(maxGzipExpansion)}`,
+    );
+  }
   if (request.requiresAccessToken && !request.accessToken) {
     throw new ConfigurationError('The manifest requires an access token for its files, but none was given');
   }
@@ -201,7 +203,9 @@ export async function openFile(
       continue;
     }
 
-    if (status === 200 || status === 206) return success(response, status, url, redirects, request);
+    if (status === 200 || status === 206) {
+      return success(response, status, url, redirects, request, maxGzipExpansion);
+    }
     if (status === 416 && request.resumeFrom) {
       await discard(response);
       return {
@@ -230,6 +234,7 @@ function success(
   url: URL,
   redirects: number,
   request: FileRequest,
+  maxGzipExpansion: number,
 ): FileResponse {
   const encoding = (header(response.headers, 'content-encoding') ?? 'identity').trim().toLowerCase();
   if (encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'x-gzip') {
@@ -270,7 +275,11 @@ function success(
       if (!decoder.destroyed) decoder.end();
     });
     response.body.pipe(decoder);
-    body = decoded(decoder, () => networkError);
+    body = decoded(decoder, () => networkError, {
+      maxGzipExpansion,
+      what: `GET ${describeUrl(url)}`,
+      stop: () => response.body.destroy(),
+    });
   }
   const declaredLength = header(response.headers, 'content-length');
   const contentLength =
@@ -298,12 +307,41 @@ function success(
   };
 }
 
-/** The gunzipped body; a failed connection surfaces after everything decodable, with its own reason. */
-async function* decoded(decoder: Gunzip, networkError: () => Error | undefined): AsyncGenerator<Buffer> {
+/**
+ * The gunzipped body; a failed connection surfaces after everything decodable, with its own
+ * reason. A body that decodes to far more than FHIR NDJSON ever does is stopped: a few
+ * megabytes of gzip can hold gigabytes of blank lines, each one work for the framer.
+ */
+async function* decoded(
+  decoder: Gunzip,
+  networkError: () => Error | undefined,
+  limit: { readonly maxGzipExpansion: number; readonly what: string; readonly stop: () => void },
+): AsyncGenerator<Buffer> {
+  let decodedBytes = 0;
+  let tooLarge: FileDownloadError | undefined;
   try {
-    for await (const chunk of decoder) yield chunk as Buffer;
+    for await (const chunk of decoder) {
+      decodedBytes += (chunk as Buffer).length;
+      // bytesWritten: the compressed bytes zlib has consumed, including those behind this chunk.
+      const compressedBytes = decoder.bytesWritten;
+      const allowed = limit.maxGzipExpansion * Math.max(compressedBytes, GZIP_EXPANSION_MIN_BASE_BYTES);
+      if (decodedBytes > allowed) {
+        tooLarge = new FileDownloadError(
+          `${limit.what}: the gzip body decoded to ${decodedBytes} bytes from ${compressedBytes} compressed ` +
+            `(${(decodedBytes / compressedBytes).toFixed(0)}×), over the limit of ${limit.maxGzipExpansion}× ` +
+            `(maxGzipExpansion; at least ${limit.maxGzipExpansion * GZIP_EXPANSION_MIN_BASE_BYTES} bytes always pass): ` +
+            'a gzip bomb, or data far more repetitive than FHIR NDJSON',
+        );
+        break;
+      }
+      yield chunk as Buffer;
+    }
   } catch (error) {
     throw networkError() ?? error;
+  }
+  if (tooLarge) {
+    limit.stop();
+    throw tooLarge;
   }
   // zlib ended cleanly, yet the connection failed: a cut exactly between two gzip members
   // would look complete. Report it; a resume from the last line finds out (416 if nothing is left).
@@ -389,6 +427,8 @@ async function discard(response: Dispatcher.ResponseData): Promise<void> {
 }
 
 function networkReason(error: unknown): string {
+  // Ours already say what happened (the HTTP agent's timeouts name their limit).
+  if (error instanceof PipelineError) return error.message;
   const code = (error as { code?: unknown }).code;
   const message = error instanceof Error ? error.message : String(error);
   return typeof code === 'string' ? `${code} (${message})` : message;

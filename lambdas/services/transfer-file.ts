@@ -1,6 +1,7 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Dispatcher } from 'undici';
 import {
+  DEFAULT_MAX_GZIP_EXPANSION,
   describeUrl,
   type FileResponse,
   isPossiblyTransientNotFound,
@@ -89,6 +90,8 @@ export interface TransferSettings {
   readonly maxQuarantineBytes: number;
   /** Inline the part list in the checkpoint up to this size; beyond, keep it in S3. @default 6 KiB */
   readonly maxInlinePartsJsonBytes: number;
+  /** Decoded bytes per compressed byte a gzip body may reach (file-http.ts). @default 100 */
+  readonly maxGzipExpansion: number;
 }
 
 export const DEFAULT_TRANSFER_SETTINGS: TransferSettings = Object.freeze({
@@ -101,6 +104,7 @@ export const DEFAULT_TRANSFER_SETTINGS: TransferSettings = Object.freeze({
   minPartSizeBytes: S3_MIN_PART_BYTES,
   maxQuarantineBytes: 64 * 1024 * 1024,
   maxInlinePartsJsonBytes: 6 * 1024,
+  maxGzipExpansion: DEFAULT_MAX_GZIP_EXPANSION,
 });
 
 /** How long a fresh transfer feeds both hashes before predicting whether the file ends in this invocation. */
@@ -393,6 +397,7 @@ class FileTransfer {
           ...(this.#input.allowInsecureHttp ? { allowInsecureHttp: true } : {}),
           ...(resumeFrom ? { resumeFrom } : {}),
           ...(this.#acceptGzip ? {} : { acceptGzip: false }),
+          maxGzipExpansion: this.#settings.maxGzipExpansion,
         },
         { ...(this.#deps.http ? { dispatcher: this.#deps.http } : {}), now: this.#deps.now },
       );
@@ -451,7 +456,9 @@ class FileTransfer {
       try {
         next = await chunks.next();
       } catch (error) {
-        // Only errors of the body itself are network trouble; ours propagate as they are.
+        // Only errors of the body itself are network trouble; ours propagate as they are, and so
+        // does a body the adapter refused for good (a gzip bomb).
+        if (error instanceof PipelineError && !(error instanceof TransientServerError)) throw error;
         throw new TransientServerError(
           `Reading ${describeUrl(new URL(this.#url))} failed at byte ${this.#position.byteOffset + framer.pendingBytes}: ${reasonOf(error)}`,
           undefined,

@@ -2,9 +2,9 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
-import { Agent } from 'undici';
 import type { AccessTokenProvider } from '../../lambdas/adapters/access-token-provider.js';
 import { createFhirHttp } from '../../lambdas/adapters/fhir-http.js';
+import { createHttpAgent, type HttpTimeouts } from '../../lambdas/adapters/http-agent.js';
 import { createLocalSealer, generateLocalSealingKey } from '../../lambdas/adapters/local-sealer.js';
 import { createS3Store } from '../../lambdas/adapters/s3-store.js';
 import { createSourceAccessTokens } from '../../lambdas/adapters/source-access-tokens.js';
@@ -35,10 +35,12 @@ export interface LocalRuntimeOptions {
   readonly progress?: (event: ProgressEvent) => void;
   readonly now?: () => Date;
   /**
-   * Longest silence while reading a file body before the download counts as
-   * stalled (undici's bodyTimeout). Tests shorten it to meet a stall in
-   * milliseconds rather than minutes. @default 300 s
+   * The HTTP timeouts and minimum throughput, over the defaults that the AWS
+   * runtime uses too (lambdas/adapters/http-agent.ts). Tests shorten them to
+   * meet a stall in milliseconds rather than a minute.
    */
+  readonly httpTimeouts?: Partial<HttpTimeouts>;
+  /** Shorthand for `httpTimeouts.bodyIdleTimeoutMs`, which it overrides. */
   readonly fileIdleTimeoutMs?: number;
   /** Transfer tuning, e.g. small parts to exercise multipart uploads with small files (see Runtime.transfer). */
   readonly transfer?: Runtime['transfer'];
@@ -78,10 +80,9 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
   });
   const s3 = new S3Client(options.s3ClientConfig);
   const store = createS3Store({ s3, bucket: options.bucket });
-  const fileDispatcher = new Agent({
-    keepAliveTimeout: 30_000,
-    connect: { timeout: 10_000 },
-    ...(options.fileIdleTimeoutMs === undefined ? {} : { bodyTimeout: options.fileIdleTimeoutMs }),
+  const fileDispatcher = createHttpAgent({
+    ...options.httpTimeouts,
+    ...(options.fileIdleTimeoutMs === undefined ? {} : { bodyIdleTimeoutMs: options.fileIdleTimeoutMs }),
   });
   const emittedEvents: LocalRuntime['emittedEvents'] = [];
   const events: EventSink = {

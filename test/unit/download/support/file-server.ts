@@ -51,7 +51,11 @@ export type Fault =
   /** Answer with this status (and headers) instead of the file. */
   | { readonly kind: 'status'; readonly status: number; readonly headers?: Record<string, string> }
   /** Answer 200 with the whole file even if a range was asked for. */
-  | { readonly kind: 'ignore-range' };
+  | { readonly kind: 'ignore-range' }
+  /** Take the request and never answer it, not even with headers (the client's headers timeout must fire). */
+  | { readonly kind: 'no-answer' }
+  /** Send the body this many bytes at a time, one write per interval: never silent long, always slow. */
+  | { readonly kind: 'trickle'; readonly bytesPerWrite: number; readonly intervalMs: number };
 
 export interface RecordedRequest {
   readonly method: string;
@@ -140,6 +144,7 @@ export async function startFileServer(options: FileServerOptions): Promise<FileS
         .end('{"resourceType":"OperationOutcome"}');
       return;
     }
+    if (fault?.kind === 'no-answer') return;
     if (fault?.kind === 'status') {
       recorded.status = fault.status;
       response.writeHead(fault.status, fault.headers ?? {}).end();
@@ -193,7 +198,9 @@ export async function startFileServer(options: FileServerOptions): Promise<FileS
       fault?.kind === 'drop' || fault?.kind === 'stall'
         ? Math.min(body.size, start + fault.afterBytes)
         : body.size;
-    void stream(response, body, start, end, writeBytes).then(() => {
+    const step = fault?.kind === 'trickle' ? fault.bytesPerWrite : writeBytes;
+    const pauseMs = fault?.kind === 'trickle' ? fault.intervalMs : 0;
+    void stream(response, body, start, end, step, pauseMs).then(() => {
       // A moment for the client to read what it got, as when a connection dies mid-file.
       if (fault?.kind === 'drop') setTimeout(() => response.socket?.destroy(), 100);
       else if (fault?.kind === 'stall') {
@@ -221,8 +228,16 @@ export async function startFileServer(options: FileServerOptions): Promise<FileS
   };
 }
 
-async function stream(response: ServerResponse, body: BodySource, start: number, end: number, step: number) {
+async function stream(
+  response: ServerResponse,
+  body: BodySource,
+  start: number,
+  end: number,
+  step: number,
+  pauseMs: number,
+) {
   for (let at = start; at < end; at += step) {
+    if (at > start && pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
     if (response.destroyed) return;
     const ok = response.write(body.slice(at, Math.min(end, at + step)));
     if (!ok) {
