@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { createGunzip, type Gunzip } from 'node:zlib';
-import type { Agent, Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { parseRetryAfter } from '../core/retry-after.js';
 import { checkFetchableUrl } from '../core/urls.js';
 import {
@@ -12,7 +12,7 @@ import {
   PipelineError,
   TransientServerError,
 } from '../errors.js';
-import { createHttpAgent, type HttpTimeouts, sharedHttpAgent } from './http-agent.js';
+import { sharedHttpAgent } from './http-agent.js';
 
 /**
  * Opens one bulk data file (a manifest `output`, `error` or `deleted` URL)
@@ -20,13 +20,6 @@ import { createHttpAgent, type HttpTimeouts, sharedHttpAgent } from './http-agen
  * send, follows redirects safely, decodes gzip, and turns statuses into the
  * pipeline's errors. Reading, checking and storing the body is the caller's.
  */
-
-/**
- * The pool for file downloads is the pipeline's one HTTP agent (its timeouts
- * and minimum throughput are in http-agent.ts); the name stays for callers
- * that think of it as the download pool (scripts/bench).
- */
-export const createFileDownloadAgent: (overrides?: Partial<HttpTimeouts>) => Agent = createHttpAgent;
 
 /**
  * The most a gzip body may decode to per compressed byte, the compressed size

@@ -8,8 +8,8 @@ import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { Agent, type Dispatcher } from 'undici';
-import { createFileDownloadAgent } from '../../lambdas/adapters/file-http.js';
+import type { Agent, Dispatcher } from 'undici';
+import { createHttpAgent } from '../../lambdas/adapters/http-agent.js';
 import { createLogger } from '../../lambdas/logger.js';
 import {
   DEFAULT_TRANSFER_SETTINGS,
@@ -91,7 +91,8 @@ type Measured = Omit<
 >;
 
 async function download(): Promise<Measured> {
-  const agent = new Agent({ bodyTimeout: 60_000 });
+  // The pipeline's own pool and limits, so raw and transfer figures differ only in what we add.
+  const agent = createHttpAgent();
   const response = await agent.request({
     origin: new URL(args.url).origin,
     path: `${new URL(args.url).pathname}${new URL(args.url).search}`,
@@ -194,7 +195,7 @@ function counted(dispatcher: Dispatcher, counts: { requests: number; rangeReques
 
 async function transfer(): Promise<Measured> {
   const client = args.nullS3 ? nullS3Client() : new S3Client(embeddedS3ClientConfig(args.endpoint));
-  const agent = createFileDownloadAgent();
+  const agent = createHttpAgent();
   const counts = { requests: 0, rangeRequests: 0 };
   const http = counted(args.gzip === false ? identityOnly(agent) : agent, counts);
   const request: TransferFileInput = {
