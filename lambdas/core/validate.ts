@@ -13,7 +13,12 @@ const configError: ErrorFactory = (message) => new ConfigurationError(message);
 export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  return typeof value === 'string' ? 'a string' : typeof value === 'object' ? 'an object' : `${typeof value}`;
+  if (typeof value === 'string') {
+    // "must be a non-empty string (got a string)" left people guessing what was wrong with it.
+    if (value === '') return 'an empty string';
+    return value.trim() === '' ? 'a string of only white space' : 'a string';
+  }
+  return typeof value === 'object' ? 'an object' : `${typeof value}`;
 }
 
 export function asObject(

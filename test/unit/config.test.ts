@@ -183,6 +183,16 @@ describe('parseSourceSettings', () => {
     ],
     ['no fhirBaseUrl', { id: 'epic' }, 'source.fhirBaseUrl is required: a non-empty string'],
     [
+      'an empty fhirBaseUrl',
+      { ...MINIMAL, fhirBaseUrl: '' },
+      'source.fhirBaseUrl must be a non-empty string (got an empty string)',
+    ],
+    [
+      'a fhirBaseUrl of spaces',
+      { ...MINIMAL, fhirBaseUrl: '  ' },
+      'source.fhirBaseUrl must be a non-empty string (got a string of only white space)',
+    ],
+    [
       'a relative fhirBaseUrl',
       { ...MINIMAL, fhirBaseUrl: 'ehr.example.org/fhir' },
       'source.fhirBaseUrl is not an absolute URL',
@@ -240,7 +250,7 @@ describe('parseSourceSettings', () => {
     [
       'an empty groupId',
       { ...MINIMAL, export: { groupId: '' } },
-      'source.export.groupId must be a non-empty string (got a string)',
+      'source.export.groupId must be a non-empty string (got an empty string)',
     ],
     [
       'a bad level',
@@ -285,12 +295,12 @@ describe('parseSourceSettings', () => {
     [
       'an empty element',
       { ...MINIMAL, export: { elements: ['id', ' '] } },
-      'source.export.elements[1] must be a non-empty string (got a string)',
+      'source.export.elements[1] must be a non-empty string (got a string of only white space)',
     ],
     [
       'an empty outputFormat',
       { ...MINIMAL, export: { outputFormat: '' } },
-      'source.export.outputFormat must be a non-empty string (got a string)',
+      'source.export.outputFormat must be a non-empty string (got an empty string)',
     ],
     [
       'maxConcurrency 0',

@@ -24,6 +24,8 @@ describe('describe', () => {
     [undefined, 'undefined'],
     [[], 'an array'],
     ['secret', 'a string'],
+    ['', 'an empty string'],
+    [' \t\n', 'a string of only white space'],
     [{}, 'an object'],
     [1, 'number'],
     [true, 'boolean'],
