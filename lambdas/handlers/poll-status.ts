@@ -62,6 +62,12 @@ export function createPollStatusHandler(runtime: Runtime) {
       outcome = interpretStatusResponse(response, now);
     } catch (error) {
       if (error instanceof AccessTokenRejectedError && !event.poll.forceTokenRefresh) {
+        runtime.logger.warn('status refused the access token; minting a fresh one', {
+          sourceId: context.sourceId,
+          attempt,
+          reason: error.message,
+          waitSeconds: policy.floorSeconds,
+        });
         return {
           ...base,
           outcome: 'in-progress',
@@ -88,18 +94,34 @@ export function createPollStatusHandler(runtime: Runtime) {
           waitSeconds: nextWaitSeconds(outcome.retryAfterSeconds, attempt - 1, policy),
           ...(outcome.progress ? { progress: outcome.progress } : {}),
         };
-      case 'too-fast':
+      case 'too-fast': {
         // Some servers block a client for minutes after 429: back off harder than they ask.
+        const waitSeconds = nextWaitSeconds(
+          Math.max(outcome.retryAfterSeconds ?? 0, event.poll.waitSeconds * 2),
+          attempt - 1,
+          policy,
+        );
+        runtime.logger.warn('status polled too fast; backing off', {
+          sourceId: context.sourceId,
+          attempt,
+          reason: outcome.reason,
+          ...(outcome.retryAfterSeconds === undefined
+            ? {}
+            : { retryAfterSeconds: outcome.retryAfterSeconds }),
+          waitSeconds,
+        });
+        runtime.progress?.({
+          kind: 'phase',
+          phase: 'status refused, waiting',
+          detail: `${outcome.reason}; next poll in ${waitSeconds}s`,
+        });
         return {
           ...base,
           outcome: 'in-progress',
           consecutiveTransientErrors: event.poll.consecutiveTransientErrors,
-          waitSeconds: nextWaitSeconds(
-            Math.max(outcome.retryAfterSeconds ?? 0, event.poll.waitSeconds * 2),
-            attempt - 1,
-            policy,
-          ),
+          waitSeconds,
         };
+      }
       case 'transient': {
         const consecutive = event.poll.consecutiveTransientErrors + 1;
         if (consecutive > settings.maxConsecutiveTransientErrors) {
@@ -107,16 +129,26 @@ export function createPollStatusHandler(runtime: Runtime) {
             `status failed ${consecutive} times in a row (limit maxConsecutiveTransientErrors ${settings.maxConsecutiveTransientErrors}); last: ${outcome.reason}`,
           );
         }
+        const waitSeconds = nextWaitSeconds(outcome.retryAfterSeconds, consecutive - 1, policy);
         runtime.logger.warn('transient status error', {
           sourceId: context.sourceId,
           consecutive,
           reason: outcome.reason,
+          ...(outcome.retryAfterSeconds === undefined
+            ? {}
+            : { retryAfterSeconds: outcome.retryAfterSeconds }),
+          waitSeconds,
+        });
+        runtime.progress?.({
+          kind: 'phase',
+          phase: 'status failed, waiting',
+          detail: `${outcome.reason}; next poll in ${waitSeconds}s (${consecutive} in a row)`,
         });
         return {
           ...base,
           outcome: 'in-progress',
           consecutiveTransientErrors: consecutive,
-          waitSeconds: nextWaitSeconds(outcome.retryAfterSeconds, consecutive - 1, policy),
+          waitSeconds,
         };
       }
       case 'complete': {

@@ -42,6 +42,12 @@ async function statuses(env: MatrixEnvironment, run: ScenarioRun, path: RegExp, 
     .filter((entry) => entry.method === method && path.test(entry.path))
     .map((entry) => entry.status);
 }
+/** The run's log lines at warn with this message, parsed. */
+function warnings(run: ScenarioRun, message: string): Record<string, unknown>[] {
+  return run.logLines
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+    .filter((line) => line.level === 'warn' && line.message === message);
+}
 const KICK_OFF = /\/\$export$/;
 const STATUS = /^\/export-status\//;
 const FILES = /^\/files\//;
@@ -71,6 +77,24 @@ const CASES: readonly MatrixCase[] = [
     async observe(env, run) {
       expect(await statuses(env, run, KICK_OFF)).toEqual([429, 429, 202]);
       expect(waitSecondsOf(run, 'Wait Before Retrying Kick-Off')).toEqual([5, 5]);
+      // Each 429 is logged with the wait chosen and why.
+      expect(
+        warnings(run, 'kick-off refused; waiting before the next attempt').map(
+          ({ attempt, reason, retryAfterSeconds, waitSeconds }) => ({
+            attempt,
+            reason,
+            retryAfterSeconds,
+            waitSeconds,
+          }),
+        ),
+      ).toEqual(
+        [1, 2].map((attempt) => ({
+          attempt,
+          reason: 'kick-off answered 429: error throttled Injected fault (kickoff429): too many requests',
+          retryAfterSeconds: 1,
+          waitSeconds: 5,
+        })),
+      );
     },
   },
   {
@@ -156,6 +180,17 @@ const CASES: readonly MatrixCase[] = [
     async observe(env, run) {
       expect((await statuses(env, run, STATUS)).slice(0, 3)).toEqual([429, 429, 200]);
       expect(waitSecondsOf(run, 'Wait For Export')).toEqual([5, 10, 20]);
+      expect(
+        warnings(run, 'status polled too fast; backing off').map(({ reason, waitSeconds }) => ({
+          reason,
+          waitSeconds,
+        })),
+      ).toEqual(
+        [10, 20].map((waitSeconds) => ({
+          reason: 'status answered 429: error throttled Injected fault (status429): polling too frequently',
+          waitSeconds,
+        })),
+      );
     },
   },
   {
