@@ -55,6 +55,14 @@ export class ExportRequestRejectedError extends PipelineError {
   readonly code = 'ERR_EXPORT_REJECTED';
 }
 
+/**
+ * A status, manifest or kick-off response larger than we read (a status body
+ * is a manifest, not data). Not transient: asking again fetches the same body.
+ */
+export class ResponseTooLargeError extends PipelineError {
+  readonly code = 'ERR_RESPONSE_TOO_LARGE';
+}
+
 /** The status URL answered 404/410 after a successful kick-off: the job expired or was cancelled. */
 export class ExportJobGoneError extends PipelineError {
   readonly code = 'ERR_EXPORT_JOB_GONE';
