@@ -1,7 +1,7 @@
 import { Agent, type Dispatcher, request } from 'undici';
 import type { HttpRequestSpec, HttpResponseView } from '../core/kickoff.js';
 import { oneLine } from '../core/operation-outcome.js';
-import { TransientServerError } from '../errors.js';
+import { ResponseTooLargeError, TransientServerError } from '../errors.js';
 
 /**
  * The small FHIR requests of the workflow: kick-off, status, manifest pages
@@ -54,21 +54,26 @@ export function createFhirHttp(options: FhirHttpOptions = {}): FhirHttp {
           { cause: error },
         );
       }
+      const tooLarge = (size: string) => {
+        // Destroying an unread body emits an abort error; ours to ignore, not an unhandled one.
+        response.body.on('error', () => {});
+        response.body.destroy();
+        return new ResponseTooLargeError(
+          `${spec.method} ${target.origin}${target.pathname} answered HTTP ${response.statusCode} with a body of ${size}; the limit for kick-off, status and manifest responses is ${maxBodyBytes} bytes`,
+        );
+      };
+      const declared = Number(response.headers['content-length']);
+      if (declared > maxBodyBytes) throw tooLarge(`${declared} bytes`);
       const chunks: Buffer[] = [];
       let size = 0;
       try {
         for await (const chunk of response.body) {
           size += (chunk as Buffer).length;
-          if (size > maxBodyBytes) {
-            response.body.destroy();
-            throw new TransientServerError(
-              `${spec.method} ${target.origin}${target.pathname} answered a body over ${maxBodyBytes} bytes`,
-            );
-          }
+          if (size > maxBodyBytes) throw tooLarge(`more than ${maxBodyBytes} bytes`);
           chunks.push(chunk as Buffer);
         }
       } catch (error) {
-        if (error instanceof TransientServerError) throw error;
+        if (error instanceof ResponseTooLargeError) throw error;
         throw new TransientServerError(
           oneLine(
             `reading the response of ${spec.method} ${target.origin}${target.pathname} failed: ${(error as Error).message}`,
