@@ -98,6 +98,15 @@ export class ExportAlreadyRunningError extends PipelineError {
   readonly code = 'ERR_EXPORT_ALREADY_RUNNING';
 }
 
+/**
+ * Both folders an export may land in (`export=<transactionTime>/` and the one
+ * that names the execution) belong to other executions: two executions of one
+ * name write the same bucket. Never written twice, so refused.
+ */
+export class ExportFolderTakenError extends PipelineError {
+  readonly code = 'ERR_EXPORT_FOLDER_TAKEN';
+}
+
 /** A sealed token failed to open: tampered with, wrong context, or wrong key. */
 export class SealedTokenError extends PipelineError {
   readonly code = 'ERR_SEALED_TOKEN';

@@ -1,16 +1,27 @@
-import { exportRoot, fileKey } from '../core/layout.js';
+import {
+  claimKey,
+  type ExportClaim,
+  type ExportLocation,
+  exportRoot,
+  fileKey,
+  receiptKey,
+} from '../core/layout.js';
 import {
   type CompletionManifest,
+  checkTransactionTime,
   type FileKind,
   mergeManifestPages,
   parseCompletionManifest,
 } from '../core/manifest.js';
+import type { DuplicateListing } from '../core/receipt.js';
 import { DEFAULT_WAIT_POLICY, nextWaitSeconds } from '../core/retry-after.js';
 import { interpretStatusResponse } from '../core/status.js';
 import {
   AccessTokenRejectedError,
   ExportDeadlineExceededError,
+  ExportFolderTakenError,
   InvalidManifestError,
+  StorageError,
   TransientServerError,
 } from '../errors.js';
 import { type Runtime, sealContext, sourceSettings } from '../runtime.js';
@@ -159,11 +170,8 @@ export function createPollStatusHandler(runtime: Runtime) {
           settings.allowInsecureHttp,
           now,
         );
-        const location = {
-          prefix: runtime.prefix,
-          sourceId: context.sourceId,
-          transactionTime: manifest.transactionTime,
-        };
+        checkTransactionTime(manifest.transactionTime, now, settings.maxClockSkewSeconds);
+        const location = await claimExportFolder(runtime, context, manifest.transactionTime);
         const ordinals = new Map<string, number>();
         const items: FileItem[] = manifest.files.map((file, index) => {
           const group = `${file.kind}/${file.type}`;
@@ -187,6 +195,7 @@ export function createPollStatusHandler(runtime: Runtime) {
           manifest.files.map((file) => file.url),
         );
         await runtime.store.putJson(filesKey, items);
+        const duplicateFilesKey = await recordDuplicates(runtime, context, manifest, items);
         const counts = countByKind(items);
         runtime.progress?.({
           kind: 'phase',
@@ -206,11 +215,100 @@ export function createPollStatusHandler(runtime: Runtime) {
             manifestKey,
             fileCount: items.length,
             exportRoot: exportRoot(location),
+            ...(duplicateFilesKey ? { duplicateFilesKey } : {}),
           },
         };
       }
     }
   };
+}
+
+/**
+ * The folder this execution's files, receipt and marker go to. A server may
+ * give two exports the same transactionTime (its clock or job cache repeats
+ * one); the second must not overwrite the first's files, receipt and marker.
+ * So the first execution to create `_claim.json` in `export=<transactionTime>/`
+ * (a conditional PUT) writes there, and any other lands beside it in the
+ * folder that also names the execution. Both candidates follow from the
+ * execution alone, so a retried or redriven poll lands where it started.
+ */
+async function claimExportFolder(
+  runtime: Runtime,
+  context: ExportContext,
+  transactionTime: string,
+): Promise<ExportLocation> {
+  const plain: ExportLocation = { prefix: runtime.prefix, sourceId: context.sourceId, transactionTime };
+  const candidates = [plain, { ...plain, executionName: context.executionName }];
+  const claim: ExportClaim = {
+    sourceId: context.sourceId,
+    executionName: context.executionName,
+    transactionTime,
+    claimedAt: runtime.now().toISOString(),
+  };
+  const holders: string[] = [];
+  for (const location of candidates) {
+    const root = exportRoot(location);
+    const holder = await claimFolder(runtime, root, claim);
+    if (holder === context.executionName) return location;
+    holders.push(`${root} (${holder})`);
+    runtime.logger.warn('another export holds the folder of this transactionTime; landing beside it', {
+      sourceId: context.sourceId,
+      transactionTime,
+      folder: root,
+      heldBy: holder,
+    });
+  }
+  throw new ExportFolderTakenError(
+    `both folders for transactionTime ${transactionTime} belong to other executions: ${holders.join(', ')}; an export folder is never written twice`,
+  );
+}
+
+/** Claims a folder unless it is taken; returns who holds it now. */
+async function claimFolder(runtime: Runtime, root: string, claim: ExportClaim): Promise<string> {
+  const key = claimKey(root);
+  const held = await runtime.store.getJson<ExportClaim>(key);
+  if (held) return held.executionName;
+  // Folders written before claims existed have no claim, but a receipt says they are taken.
+  if (await runtime.store.head(receiptKey(root))) return 'an export from before folder claims';
+  let failure: unknown;
+  try {
+    await runtime.store.putJson(key, claim, { ifNoneMatch: true });
+  } catch (error) {
+    failure = error;
+  }
+  // Read back: a lost race (412) names the winner; any other failure left no claim behind.
+  const winner = await runtime.store.getJson<ExportClaim>(key);
+  if (winner) return winner.executionName;
+  throw failure ?? new StorageError(`the claim ${key} was written but cannot be read back`);
+}
+
+/**
+ * A file URL the manifest lists more than once lands once (see
+ * mergeManifestPages). Said in the log now, and in the receipt by Finalize,
+ * which reads this list from the work area.
+ */
+async function recordDuplicates(
+  runtime: Runtime,
+  context: ExportContext,
+  manifest: CompletionManifest,
+  items: readonly FileItem[],
+): Promise<string | undefined> {
+  if (!manifest.duplicateFiles) return undefined;
+  const duplicates: DuplicateListing[] = manifest.duplicateFiles.map((duplicate) => ({
+    kind: duplicate.kind,
+    type: duplicate.type,
+    key: items[duplicate.index]!.key,
+    timesListed: duplicate.timesListed,
+  }));
+  runtime.logger.warn('the manifest lists the same file more than once; each lands once', {
+    sourceId: context.sourceId,
+    files: duplicates.length,
+    extraListings: duplicates.reduce((sum, duplicate) => sum + duplicate.timesListed - 1, 0),
+    landingAt: duplicates.slice(0, 10).map((duplicate) => duplicate.key),
+  });
+  const key = `${context.workPrefix}duplicate-files.json`;
+  await runtime.store.putJson(key, duplicates);
+  return key;
 }
 
 /** The completion manifest of a 200 status: its first page, then every `next` page, merged. */

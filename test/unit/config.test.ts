@@ -39,13 +39,14 @@ const DEFAULTS = {
   retryAfterCeilingSeconds: 300,
   deadlineHours: 72,
   maxConsecutiveTransientErrors: 10,
+  maxClockSkewSeconds: 300,
   allowInsecureHttp: false,
   invalidLinePolicy: 'fail',
   maxLineBytes: 16 * 1024 * 1024,
 };
 
 const SOURCE_KEYS =
-  'id, description, fhirBaseUrl, export, maxConcurrency, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, allowInsecureHttp, invalidLinePolicy, maxLineBytes, clientId, privateKeyFile, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes';
+  'id, description, fhirBaseUrl, export, maxConcurrency, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, clientId, privateKeyFile, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes';
 const EXPORT_KEYS = 'level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat';
 
 describe('parseSourceSettings', () => {
@@ -73,6 +74,7 @@ describe('parseSourceSettings', () => {
       retryAfterCeilingSeconds: 86_400,
       deadlineHours: 336,
       maxConsecutiveTransientErrors: 0,
+      maxClockSkewSeconds: 3600,
       allowInsecureHttp: false,
       invalidLinePolicy: 'quarantine',
       maxLineBytes: 1024,
@@ -95,6 +97,7 @@ describe('parseSourceSettings', () => {
       retryAfterCeilingSeconds: 86_400,
       deadlineHours: 336,
       maxConsecutiveTransientErrors: 0,
+      maxClockSkewSeconds: 3600,
       allowInsecureHttp: false,
       invalidLinePolicy: 'quarantine',
       maxLineBytes: 1024,
@@ -301,6 +304,11 @@ describe('parseSourceSettings', () => {
       'an empty outputFormat',
       { ...MINIMAL, export: { outputFormat: '' } },
       'source.export.outputFormat must be a non-empty string (got an empty string)',
+    ],
+    [
+      'a negative maxClockSkewSeconds',
+      { ...MINIMAL, maxClockSkewSeconds: -1 },
+      'source.maxClockSkewSeconds must be an integer from 0 to 86400 (got -1)',
     ],
     [
       'maxConcurrency 0',

@@ -11,7 +11,7 @@ import {
   statusUrlOf,
   waitSecondsOf,
 } from './support/matrix.js';
-import { assertZeroLoss, type ZeroLossExpectation } from './support/zero-loss.js';
+import { assertZeroLoss, exportRootOf, type ZeroLossExpectation } from './support/zero-loss.js';
 
 /**
  * The fault matrix: the whole workflow (the real ASL and handlers, the
@@ -276,6 +276,40 @@ const CASES: readonly MatrixCase[] = [
         cause: 'status answered 404: the export job expired or was cancelled',
       },
       serverJob: 'delete-attempted',
+    },
+  },
+  {
+    fault: 'fixedTransactionTime=2999-01-01T00:00:00Z',
+    behaviour: 'refuses a transactionTime from the future with InvalidManifestError; the watermark stays',
+    scenario: { faults: { fixedTransactionTime: '2999-01-01T00:00:00Z' } },
+    expect: {
+      outcome: {
+        error: 'InvalidManifestError',
+        cause:
+          /completion manifest transactionTime 2999-01-01T00:00:00Z is \d+ years ahead of this client's clock .*maxClockSkewSeconds allows 300 s/,
+      },
+    },
+  },
+  {
+    fault: 'duplicateManifestEntry=0',
+    behaviour: 'lands a file listed twice once, counts it once, warns, and says so in the receipt',
+    scenario: { faults: { duplicateManifestEntry: 0 } },
+    expect: { outcome: 'succeeded' },
+    async observe(env, run) {
+      const receipt = run.result.receipt!;
+      const [first] = receipt.files;
+      expect(receipt.files).toHaveLength(17);
+      expect(receipt.filesListedMoreThanOnce).toEqual([
+        { kind: 'output', type: first!.type, key: first!.key, timesListed: 2 },
+      ]);
+      expect(warnings(run, 'the manifest lists the same file more than once; each lands once')).toEqual([
+        expect.objectContaining({ files: 1, extraListings: 1, landingAt: [first!.key] }),
+      ]);
+      const path = `/${first!.type}.1.ndjson`;
+      const fetched = (await requestsOf(env, run.clientId)).filter(
+        (entry) => FILES.test(entry.path) && entry.path.endsWith(path),
+      );
+      expect(fetched.map((entry) => entry.status)).toEqual([200]);
     },
   },
   {
@@ -611,6 +645,77 @@ describe.concurrent('fault matrix: the whole workflow under every sandbox fault,
       await entry.observe?.(env, run);
     }, 120_000);
   }
+
+  it('fixedTransactionTime=<past instant> → two exports with the same transactionTime both land, in folders of their own', async () => {
+    // Prepare: a server that stamps every export with one transactionTime, inside the dataset's history,
+    // so the second export (since that instant) holds a different, smaller set of resources.
+    const transactionTime = '2025-07-01T00:00:00.000Z';
+    const { clientId } = await env.sandbox.registerClient({
+      jwks: { keys: [env.key.publicJwk] },
+      faults: { fixedTransactionTime: transactionTime },
+    });
+    const name = 'fixedTransactionTime';
+    // Act
+    const first = await runScenario(env, { name, clientId });
+    ran += 1;
+    const second = await runScenario(env, { name, clientId, sourceId: first.sourceId });
+    ran += 1;
+    // Assess: each lands whole, and the first is still whole after the second.
+    await assertZeroLoss(env, second, {
+      outcome: 'succeeded',
+      since: transactionTime,
+      watermarkAdvances: false,
+    });
+    // The first run again, against the bucket as it is now (the second's folder set aside).
+    const secondKeys = await env.listKeys(exportRootOf(second)!);
+    await assertZeroLoss(
+      env,
+      { ...first, keysBefore: [...first.keysBefore, ...secondKeys] },
+      { outcome: 'succeeded' },
+    );
+    expect(second.result.receipt!.request.since).toBe(transactionTime);
+    expect(second.result.receipt!.totals.resources).toBeGreaterThan(0);
+    expect(second.result.receipt!.totals.resources).toBeLessThan(first.result.receipt!.totals.resources);
+    const folder = `source=${first.sourceId}/export=2025-07-01T000000.000Z`;
+    expect([exportRootOf(first), exportRootOf(second)]).toEqual([
+      `${folder}/`,
+      `${folder}_${second.result.run.executionName}/`,
+    ]);
+    expect(
+      warnings(second, 'another export holds the folder of this transactionTime; landing beside it'),
+    ).toEqual([expect.objectContaining({ folder: `${folder}/`, heldBy: first.result.run.executionName })]);
+    // Nothing unlisted: every object of the source is in one of the two receipts, or is a claim, receipt or marker.
+    const listed = new Set(
+      [first, second].flatMap((run) => {
+        const root = exportRootOf(run)!;
+        return [
+          ...run.result.receipt!.files.map((file) => file.key),
+          `${root}_claim.json`,
+          `${root}_receipt.json`,
+          `${root}_SUCCESS.json`,
+        ];
+      }),
+    );
+    expect(await env.listKeys(`source=${first.sourceId}/`)).toEqual([...listed].sort());
+  }, 120_000);
+
+  it('fixedTransactionTime=2999-01-01T00:00:00Z, then a healthy server → the next since=auto export is not poisoned', async () => {
+    // Prepare
+    const poisoned = await runScenario(env, {
+      name: 'future transactionTime',
+      faults: { fixedTransactionTime: '2999-01-01T00:00:00Z' },
+    });
+    ran += 1;
+    // Act
+    const next = await runScenario(env, { name: 'future transactionTime', sourceId: poisoned.sourceId });
+    ran += 1;
+    // Assess: the refused export moved nothing, so the next one is a full export, not a _since=2999 one.
+    expect(poisoned.result.run.error).toBe('InvalidManifestError');
+    await assertZeroLoss(env, next, { outcome: 'succeeded' });
+    const kickOff = (await requestsOf(env, next.clientId)).find((entry) => KICK_OFF.test(entry.path))!;
+    expect(new URLSearchParams(kickOff.query).get('_since')).toBeNull();
+    expect(Date.parse(next.result.receipt!.transactionTime)).toBeLessThanOrEqual(Date.now());
+  }, 120_000);
 
   it('oneExportUntilDelete → two exports in a row both succeed, because the first one DELETEs its job', async () => {
     const { clientId } = await env.sandbox.registerClient({

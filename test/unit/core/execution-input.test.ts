@@ -91,7 +91,11 @@ describe('parseExecutionInput', () => {
       'execution input has unknown key(s) a, b; expected only sourceId, since, until, types, typeFilters, groupId, level, scheduledTime',
     ],
     ['no sourceId', {}, 'input.sourceId is required: a non-empty string'],
-    ['an empty sourceId', { sourceId: ' ' }, 'input.sourceId must be a non-empty string (got a string of only white space)'],
+    [
+      'an empty sourceId',
+      { sourceId: ' ' },
+      'input.sourceId must be a non-empty string (got a string of only white space)',
+    ],
     ['a numeric sourceId', { sourceId: 7 }, 'input.sourceId must be a non-empty string (got number)'],
     [
       'since not an instant',
