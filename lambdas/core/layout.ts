@@ -26,9 +26,25 @@ export interface ExportLocation {
 export interface ExportClaim {
   readonly sourceId: string;
   readonly executionName: string;
+  /**
+   * The execution's start time: with the name, it tells a retry or redrive of
+   * this execution (same start) from a later run that reused its name (a local
+   * run with a fixed name), which must not write here again.
+   */
+  readonly executionStartedAt: string;
   readonly transactionTime: string;
   readonly claimedAt: string;
 }
+
+/** Whether a claim is this execution's own. */
+export const claimedBy = (
+  claim: Pick<ExportClaim, 'executionName' | 'executionStartedAt'>,
+  execution: { readonly executionName: string; readonly startedAt: string },
+) => claim.executionName === execution.executionName && claim.executionStartedAt === execution.startedAt;
+
+/** Who holds a folder, for messages. */
+export const describeClaim = (claim: Pick<ExportClaim, 'executionName' | 'executionStartedAt'>) =>
+  `execution ${claim.executionName} started ${claim.executionStartedAt}`;
 
 /** `2026-11-26T12:00:00.123+01:00` → `2026-11-26T110000.123Z`: UTC, no colons (awkward in S3 tools and URLs). */
 export function exportPartition(transactionTime: string): string {

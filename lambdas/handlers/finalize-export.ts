@@ -1,5 +1,13 @@
 import { mapInOrder } from '../core/concurrency.js';
-import { claimKey, completionMarkerKey, type ExportClaim, receiptKey, watermarkKey } from '../core/layout.js';
+import {
+  claimedBy,
+  claimKey,
+  completionMarkerKey,
+  describeClaim,
+  type ExportClaim,
+  receiptKey,
+  watermarkKey,
+} from '../core/layout.js';
 import { type DuplicateListing, type Receipt, type ReceiptFile, summarizeFiles } from '../core/receipt.js';
 import { decideWatermark } from '../core/watermark.js';
 import { VerificationError } from '../errors.js';
@@ -222,9 +230,9 @@ async function abortAbandonedUploads(runtime: Runtime, context: ExportContext, e
  */
 async function verifyFolderClaim(runtime: Runtime, context: ExportContext, exportRoot: string) {
   const claim = await runtime.store.getJson<ExportClaim>(claimKey(exportRoot));
-  if (claim && claim.executionName !== context.executionName) {
+  if (claim && !claimedBy(claim, context)) {
     throw new VerificationError(
-      `${exportRoot} belongs to execution ${claim.executionName}, not ${context.executionName}; its receipt and marker are not overwritten`,
+      `${exportRoot} belongs to ${describeClaim(claim)}, not to this one (${context.executionName} started ${context.startedAt}); its receipt and marker are not overwritten`,
     );
   }
 }

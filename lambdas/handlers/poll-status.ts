@@ -1,5 +1,7 @@
 import {
+  claimedBy,
   claimKey,
+  describeClaim,
   type ExportClaim,
   type ExportLocation,
   exportRoot,
@@ -242,6 +244,7 @@ async function claimExportFolder(
   const claim: ExportClaim = {
     sourceId: context.sourceId,
     executionName: context.executionName,
+    executionStartedAt: context.startedAt,
     transactionTime,
     claimedAt: runtime.now().toISOString(),
   };
@@ -249,7 +252,7 @@ async function claimExportFolder(
   for (const location of candidates) {
     const root = exportRoot(location);
     const holder = await claimFolder(runtime, root, claim);
-    if (holder === context.executionName) return location;
+    if (holder === 'ours') return location;
     holders.push(`${root} (${holder})`);
     runtime.logger.warn('another export holds the folder of this transactionTime; landing beside it', {
       sourceId: context.sourceId,
@@ -259,15 +262,16 @@ async function claimExportFolder(
     });
   }
   throw new ExportFolderTakenError(
-    `both folders for transactionTime ${transactionTime} belong to other executions: ${holders.join(', ')}; an export folder is never written twice`,
+    `both folders for transactionTime ${transactionTime} belong to other runs: ${holders.join('; ')}. An export folder is never written twice; give this run an execution name of its own`,
   );
 }
 
-/** Claims a folder unless it is taken; returns who holds it now. */
-async function claimFolder(runtime: Runtime, root: string, claim: ExportClaim): Promise<string> {
+/** Claims a folder unless it is taken: `ours`, or who holds it. */
+async function claimFolder(runtime: Runtime, root: string, claim: ExportClaim): Promise<'ours' | string> {
   const key = claimKey(root);
+  const execution = { executionName: claim.executionName, startedAt: claim.executionStartedAt };
   const held = await runtime.store.getJson<ExportClaim>(key);
-  if (held) return held.executionName;
+  if (held) return claimedBy(held, execution) ? 'ours' : describeClaim(held);
   // Folders written before claims existed have no claim, but a receipt says they are taken.
   if (await runtime.store.head(receiptKey(root))) return 'an export from before folder claims';
   let failure: unknown;
@@ -278,7 +282,7 @@ async function claimFolder(runtime: Runtime, root: string, claim: ExportClaim): 
   }
   // Read back: a lost race (412) names the winner; any other failure left no claim behind.
   const winner = await runtime.store.getJson<ExportClaim>(key);
-  if (winner) return winner.executionName;
+  if (winner) return claimedBy(winner, execution) ? 'ours' : describeClaim(winner);
   throw failure ?? new StorageError(`the claim ${key} was written but cannot be read back`);
 }
 

@@ -683,7 +683,12 @@ describe.concurrent('fault matrix: the whole workflow under every sandbox fault,
     ]);
     expect(
       warnings(second, 'another export holds the folder of this transactionTime; landing beside it'),
-    ).toEqual([expect.objectContaining({ folder: `${folder}/`, heldBy: first.result.run.executionName })]);
+    ).toEqual([
+      expect.objectContaining({
+        folder: `${folder}/`,
+        heldBy: `execution ${first.result.run.executionName} started ${first.result.receipt!.startedAt}`,
+      }),
+    ]);
     // Nothing unlisted: every object of the source is in one of the two receipts, or is a claim, receipt or marker.
     const listed = new Set(
       [first, second].flatMap((run) => {
@@ -697,6 +702,31 @@ describe.concurrent('fault matrix: the whole workflow under every sandbox fault,
       }),
     );
     expect(await env.listKeys(`source=${first.sourceId}/`)).toEqual([...listed].sort());
+
+    // A later run that reuses the second's execution name (a local run with a fixed name) is
+    // not a retry of it: both folders are taken, so it is refused and writes nothing there.
+    const snapshot = async () => {
+      const objects = new Map<string, string>();
+      for (const key of await env.listKeys(`source=${first.sourceId}/`))
+        objects.set(key, (await env.getText(key))!);
+      return objects;
+    };
+    const before = await snapshot();
+    const reused = await runScenario(env, {
+      name,
+      clientId,
+      sourceId: first.sourceId,
+      executionName: second.result.run.executionName,
+    });
+    ran += 1;
+    expect({ status: reused.result.run.status, error: reused.result.run.error }).toEqual({
+      status: 'FAILED',
+      error: 'ExportFolderTakenError',
+    });
+    expect(reused.result.run.cause).toContain(
+      `both folders for transactionTime ${transactionTime} belong to other runs: ${folder}/ (execution ${first.result.run.executionName} started `,
+    );
+    expect(await snapshot()).toEqual(before);
   }, 120_000);
 
   it('fixedTransactionTime=2999-01-01T00:00:00Z, then a healthy server → the next since=auto export is not poisoned', async () => {

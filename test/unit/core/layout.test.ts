@@ -1,8 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  claimedBy,
   claimKey,
   completionMarkerKey,
+  describeClaim,
   type ExportLocation,
   exportFolder,
   exportPartition,
@@ -103,6 +105,29 @@ describe('exportFolder: one folder per execution, even when two share a transact
     const named = exportRoot({ ...LOCATION, executionName: 'epic-prod-2' });
     expect(named.startsWith(plain)).toBe(false);
     expect(plain.startsWith(named)).toBe(false);
+  });
+});
+
+describe('claimedBy: a folder is written by one execution, its retries and redrives included', () => {
+  const claim = { executionName: 'epic-1', executionStartedAt: '2026-11-26T11:00:00.000Z' };
+  it.each([
+    [
+      'the same execution (a retry or redrive)',
+      { executionName: 'epic-1', startedAt: '2026-11-26T11:00:00.000Z' },
+      true,
+    ],
+    ['another execution', { executionName: 'epic-2', startedAt: '2026-11-26T11:00:00.000Z' }, false],
+    [
+      'a later run that reused the name',
+      { executionName: 'epic-1', startedAt: '2026-11-27T11:00:00.000Z' },
+      false,
+    ],
+  ])('%s → %s', (_, execution, ours) => {
+    expect(claimedBy(claim, execution)).toBe(ours);
+  });
+
+  it('describes the holder by name and start', () => {
+    expect(describeClaim(claim)).toBe('execution epic-1 started 2026-11-26T11:00:00.000Z');
   });
 });
 
