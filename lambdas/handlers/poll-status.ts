@@ -93,6 +93,32 @@ export function createPollStatusHandler(runtime: Runtime) {
       outcome = { outcome: 'transient', reason: error.message };
     }
 
+    /** 5xx, an OperationOutcome coded transient, a network error: counted, then waited out. */
+    function waitAfterTransientError(transient: { reason: string; retryAfterSeconds?: number }): PollState {
+      const consecutive = event.poll.consecutiveTransientErrors + 1;
+      if (consecutive > settings.maxConsecutiveTransientErrors) {
+        throw new TransientServerError(
+          `status failed ${consecutive} times in a row (limit maxConsecutiveTransientErrors ${settings.maxConsecutiveTransientErrors}); last: ${transient.reason}`,
+        );
+      }
+      const waitSeconds = nextWaitSeconds(transient.retryAfterSeconds, consecutive - 1, policy);
+      runtime.logger.warn('transient status error', {
+        sourceId: context.sourceId,
+        consecutive,
+        reason: transient.reason,
+        ...(transient.retryAfterSeconds === undefined
+          ? {}
+          : { retryAfterSeconds: transient.retryAfterSeconds }),
+        waitSeconds,
+      });
+      runtime.progress?.({
+        kind: 'phase',
+        phase: 'status failed, waiting',
+        detail: `${transient.reason}; next poll in ${waitSeconds}s (${consecutive} in a row)`,
+      });
+      return { ...base, outcome: 'in-progress', consecutiveTransientErrors: consecutive, waitSeconds };
+    }
+
     switch (outcome.outcome) {
       case 'in-progress':
         runtime.progress?.({
@@ -135,43 +161,26 @@ export function createPollStatusHandler(runtime: Runtime) {
           waitSeconds,
         };
       }
-      case 'transient': {
-        const consecutive = event.poll.consecutiveTransientErrors + 1;
-        if (consecutive > settings.maxConsecutiveTransientErrors) {
-          throw new TransientServerError(
-            `status failed ${consecutive} times in a row (limit maxConsecutiveTransientErrors ${settings.maxConsecutiveTransientErrors}); last: ${outcome.reason}`,
-          );
-        }
-        const waitSeconds = nextWaitSeconds(outcome.retryAfterSeconds, consecutive - 1, policy);
-        runtime.logger.warn('transient status error', {
-          sourceId: context.sourceId,
-          consecutive,
-          reason: outcome.reason,
-          ...(outcome.retryAfterSeconds === undefined
-            ? {}
-            : { retryAfterSeconds: outcome.retryAfterSeconds }),
-          waitSeconds,
-        });
-        runtime.progress?.({
-          kind: 'phase',
-          phase: 'status failed, waiting',
-          detail: `${outcome.reason}; next poll in ${waitSeconds}s (${consecutive} in a row)`,
-        });
-        return {
-          ...base,
-          outcome: 'in-progress',
-          consecutiveTransientErrors: consecutive,
-          waitSeconds,
-        };
-      }
+      case 'transient':
+        return waitAfterTransientError(outcome);
       case 'complete': {
-        const manifest = await readManifestPages(
-          runtime,
-          outcome.manifestBody,
-          accessToken,
-          settings.allowInsecureHttp,
-          now,
-        );
+        let manifest: CompletionManifest;
+        try {
+          manifest = await readManifestPages(
+            runtime,
+            outcome.manifestBody,
+            accessToken,
+            settings.allowInsecureHttp,
+            now,
+          );
+        } catch (error) {
+          // A next page refused for now (429, 5xx): the job stays complete; read it all again next poll.
+          if (!(error instanceof TransientServerError)) throw error;
+          return waitAfterTransientError({
+            reason: error.message,
+            ...(error.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: error.retryAfterSeconds }),
+          });
+        }
         checkTransactionTime(manifest.transactionTime, now, settings.maxClockSkewSeconds);
         const location = await claimExportFolder(runtime, context, manifest.transactionTime);
         const ordinals = new Map<string, number>();
@@ -332,8 +341,14 @@ export async function readManifestPages(
       accessToken,
     );
     const pageOutcome = interpretStatusResponse(page, now);
-    if (pageOutcome.outcome !== 'complete')
-      throw new TransientServerError(`manifest page answered HTTP ${page.status}`);
+    if (pageOutcome.outcome !== 'complete') {
+      const reason =
+        pageOutcome.outcome === 'in-progress' ? `answered HTTP ${page.status}` : pageOutcome.reason;
+      throw new TransientServerError(
+        `manifest page ${pages.length + 1}: ${reason}`,
+        pageOutcome.retryAfterSeconds,
+      );
+    }
     pages.push(parseCompletionManifest(pageOutcome.manifestBody, allowInsecureHttp));
   }
   return mergeManifestPages(pages);
