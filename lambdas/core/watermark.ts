@@ -6,12 +6,14 @@ import { formatSpan } from './validate.js';
  * export. It only ever moves forward, only after a fully verified export of
  * the source's default scope, and never past now.
  */
-export interface WatermarkDecision {
-  readonly advance: boolean;
-  /** The new watermark, when it advances: the export's transactionTime, or now when that is later. */
-  readonly transactionTime?: string;
-  readonly reason: string;
-}
+export type WatermarkDecision =
+  | {
+      readonly advance: true;
+      /** The new watermark: the export's transactionTime, or now when that is later. */
+      readonly transactionTime: string;
+      readonly reason: string;
+    }
+  | { readonly advance: false; readonly reason: string };
 
 export function decideWatermark(options: {
   /** False for a window with `until` or a narrower scope. */

@@ -100,7 +100,7 @@ export function createFinalizeExportHandler(runtime: Runtime) {
       totals: summary.totals,
       byType: summary.byType,
     });
-    if (watermark.advance && watermark.transactionTime) {
+    if (watermark.advance) {
       const value: Watermark = {
         sourceId: context.sourceId,
         transactionTime: watermark.transactionTime,
