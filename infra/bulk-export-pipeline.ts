@@ -62,6 +62,8 @@ export interface ExportSourceSettings {
   readonly deadlineHours?: number;
   /** @default 10 */
   readonly maxConsecutiveTransientErrors?: number;
+  /** How far a manifest's transactionTime may be ahead of our clock before the export is refused. @default 300 */
+  readonly maxClockSkewSeconds?: number;
   /** Local mode only; rejected here. @default false */
   readonly allowInsecureHttp?: boolean;
   /** @default 'fail' */

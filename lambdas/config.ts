@@ -33,6 +33,11 @@ export interface SourceSettings {
   readonly deadlineHours: number;
   /** Consecutive transient status errors tolerated before failing. @default 10 */
   readonly maxConsecutiveTransientErrors: number;
+  /**
+   * How far a manifest's `transactionTime` may be ahead of our clock (the
+   * server's clock running fast) before the export is refused. @default 300
+   */
+  readonly maxClockSkewSeconds: number;
   /** Local mode only: allow http:// for loopback hosts. @default false */
   readonly allowInsecureHttp: boolean;
   /** What to do with a line that is not a valid resource. @default 'fail' */
@@ -68,6 +73,7 @@ const SOURCE_KEYS = [
   'retryAfterCeilingSeconds',
   'deadlineHours',
   'maxConsecutiveTransientErrors',
+  'maxClockSkewSeconds',
   'allowInsecureHttp',
   'invalidLinePolicy',
   'maxLineBytes',
@@ -139,6 +145,7 @@ export function parseSourceSettings(raw: unknown, path = 'source'): SourceSettin
     deadlineHours: optionalInteger(source, 'deadlineHours', { min: 1, max: 24 * 14 }, path) ?? 72,
     maxConsecutiveTransientErrors:
       optionalInteger(source, 'maxConsecutiveTransientErrors', { min: 0, max: 1000 }, path) ?? 10,
+    maxClockSkewSeconds: optionalInteger(source, 'maxClockSkewSeconds', { min: 0, max: 86_400 }, path) ?? 300,
     allowInsecureHttp,
     invalidLinePolicy: optionalEnum(source, 'invalidLinePolicy', ['fail', 'quarantine'], path) ?? 'fail',
     maxLineBytes:

@@ -55,6 +55,14 @@ export class ExportRequestRejectedError extends PipelineError {
   readonly code = 'ERR_EXPORT_REJECTED';
 }
 
+/**
+ * A status, manifest or kick-off response larger than we read (a status body
+ * is a manifest, not data). Not transient: asking again fetches the same body.
+ */
+export class ResponseTooLargeError extends PipelineError {
+  readonly code = 'ERR_RESPONSE_TOO_LARGE';
+}
+
 /** The status URL answered 404/410 after a successful kick-off: the job expired or was cancelled. */
 export class ExportJobGoneError extends PipelineError {
   readonly code = 'ERR_EXPORT_JOB_GONE';
@@ -88,6 +96,15 @@ export class StorageError extends PipelineError {
 /** Another export for the same source holds the lock. */
 export class ExportAlreadyRunningError extends PipelineError {
   readonly code = 'ERR_EXPORT_ALREADY_RUNNING';
+}
+
+/**
+ * Both folders an export may land in (`export=<transactionTime>/` and the one
+ * that names the execution) belong to other executions: two executions of one
+ * name write the same bucket. Never written twice, so refused.
+ */
+export class ExportFolderTakenError extends PipelineError {
+  readonly code = 'ERR_EXPORT_FOLDER_TAKEN';
 }
 
 /** A sealed token failed to open: tampered with, wrong context, or wrong key. */

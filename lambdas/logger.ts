@@ -5,6 +5,8 @@
  * value are masked. It is a seatbelt, not a licence: never log resource
  * content, tokens or assertions in the first place.
  */
+import { ConfigurationError } from './errors.js';
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogAttributes = Record<string, unknown>;
 
@@ -18,6 +20,26 @@ export interface Logger {
 }
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+export const LOG_LEVELS = Object.keys(LEVELS) as readonly LogLevel[];
+
+const isLogLevel = (value: unknown): value is LogLevel =>
+  typeof value === 'string' && Object.hasOwn(LEVELS, value);
+
+/**
+ * Reads a log level setting such as `LOG_LEVEL`, in any case (`WARN` is what
+ * Lambda's own log-level setting spells). Unset or empty means `info`. Any
+ * other value is refused: cast unchecked, it used to turn filtering off, so
+ * `LOG_LEVEL=Warning` logged debug lines.
+ */
+export function parseLogLevel(raw: string | undefined, variable = 'LOG_LEVEL'): LogLevel {
+  if (raw === undefined || raw.trim() === '') return 'info';
+  const level = raw.trim().toLowerCase();
+  if (isLogLevel(level)) return level;
+  const got = raw.length <= 40 ? JSON.stringify(raw) : `a string of ${raw.length} characters`;
+  throw new ConfigurationError(
+    `environment variable ${variable} must be one of ${LOG_LEVELS.join(', ')} (in any case); got ${got}`,
+  );
+}
 
 const SECRET_KEY =
   /token|assertion|authorization|secret|password|private|^d$|^p$|^q$|^dp$|^dq$|^qi$|^k$|resource|body|content/i;
@@ -57,7 +79,11 @@ export interface LoggerOptions {
 }
 
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const threshold = LEVELS[options.level ?? 'info'];
+  const level: unknown = options.level ?? 'info';
+  if (!isLogLevel(level)) {
+    throw new ConfigurationError(`log level must be one of ${LOG_LEVELS.join(', ')} (got ${String(level)})`);
+  }
+  const threshold = LEVELS[level];
   const write = options.write ?? ((line: string) => process.stdout.write(`${line}\n`));
   const now = options.now ?? (() => new Date());
   const base = options.attributes ?? {};

@@ -12,7 +12,7 @@ import { createSourceAccessTokens } from './adapters/source-access-tokens.js';
 import { parseSourceCatalog, requireEnv } from './config.js';
 import { parseClientSecret } from './core/auth/client-config.js';
 import { ConfigurationError, StorageError } from './errors.js';
-import { createLogger, type LogLevel } from './logger.js';
+import { createLogger, parseLogLevel } from './logger.js';
 import type { EventSink, Runtime } from './runtime.js';
 
 /**
@@ -24,7 +24,7 @@ import type { EventSink, Runtime } from './runtime.js';
  * - `SEALING_KMS_KEY_ID`: symmetric key that seals tokens in state
  * - `EVENT_BUS_NAME` (optional, default `default`)
  * - `SOURCE_SECRET_ARNS` (token minter only): JSON `{ "<sourceId>": "<secret ARN>" }`
- * - `LOG_LEVEL` (optional)
+ * - `LOG_LEVEL` (optional): debug, info (default), warn or error, in any case
  *
  * `options.httpTimeouts` shortens the HTTP timeouts (tests); the defaults are http-agent.ts's.
  */
@@ -35,7 +35,7 @@ export function createAwsRuntime(
   const bucket = requireEnv(env, 'EXPORT_BUCKET', 'the export bucket name');
   const sources = parseSourceCatalog(env.SOURCES);
   const sealingKeyId = requireEnv(env, 'SEALING_KMS_KEY_ID', 'the symmetric KMS key that seals tokens');
-  const logger = createLogger({ level: (env.LOG_LEVEL as LogLevel | undefined) ?? 'info' });
+  const logger = createLogger({ level: parseLogLevel(env.LOG_LEVEL) });
   const s3 = new S3Client({});
   const kms = new KMSClient({});
   const events = new EventBridgeClient({});

@@ -46,7 +46,10 @@ export interface ManifestSummary {
   /** The full manifest as received (all pages merged). */
   readonly manifestKey: string;
   readonly fileCount: number;
+  /** The folder this execution claimed; receipt and marker go there too. */
   readonly exportRoot: string;
+  /** Files the manifest listed more than once (each lands once), for the receipt; absent when none. */
+  readonly duplicateFilesKey?: string;
 }
 
 /** One Map item. No URL: presigned URLs are credentials and Map inputs show in execution history. */

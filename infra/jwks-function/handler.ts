@@ -2,7 +2,7 @@ import { KMSClient } from '@aws-sdk/client-kms';
 import { getKmsJwks, type KmsClientLike } from '../../lambdas/adapters/kms-public-keys.js';
 import { requireEnv } from '../../lambdas/config.js';
 import { ConfigurationError } from '../../lambdas/errors.js';
-import { createLogger, type Logger, type LogLevel } from '../../lambdas/logger.js';
+import { createLogger, type Logger, parseLogLevel } from '../../lambdas/logger.js';
 import { lazily } from '../../lambdas/middleware.js';
 
 /**
@@ -103,7 +103,7 @@ const jwksHandler = lazily(() => {
     kms: new KMSClient({}),
     keyIds: keyIdsFrom(requireEnv(env, 'JWKS_KEY_IDS', 'a JSON array of KMS key ARNs')),
     maxAgeSeconds,
-    logger: createLogger({ level: (env.LOG_LEVEL as LogLevel | undefined) ?? 'info' }),
+    logger: createLogger({ level: parseLogLevel(env.LOG_LEVEL) }),
   });
 });
 

@@ -1,7 +1,7 @@
 import { type Dispatcher, request } from 'undici';
 import type { HttpRequestSpec, HttpResponseView } from '../core/kickoff.js';
 import { oneLine } from '../core/operation-outcome.js';
-import { ConfigurationError, TransientServerError } from '../errors.js';
+import { ConfigurationError, ResponseTooLargeError, TransientServerError } from '../errors.js';
 import { sharedHttpAgent } from './http-agent.js';
 
 /**
@@ -82,20 +82,28 @@ export function createFhirHttp(options: FhirHttpOptions = {}): FhirHttp {
         } catch (error) {
           throw reason(error, what);
         }
+        // A body over the limit is no passing trouble: reading it again would only fail again.
+        const tooLarge = (size: string) => {
+          // Destroying an unread body emits an abort error; ours to ignore, not an unhandled one.
+          response.body.on('error', () => {});
+          response.body.destroy();
+          return new ResponseTooLargeError(
+            `${what} answered HTTP ${response.statusCode} with a body of ${size}; the limit for kick-off, status and manifest responses is ${maxBodyBytes} bytes`,
+          );
+        };
+        const declared = Number(response.headers['content-length']);
+        if (declared > maxBodyBytes) throw tooLarge(`${declared} bytes`);
         const chunks: Buffer[] = [];
         let size = 0;
         try {
           for await (const chunk of response.body) {
             size += (chunk as Buffer).length;
-            if (size > maxBodyBytes) break;
+            if (size > maxBodyBytes) throw tooLarge(`more than ${maxBodyBytes} bytes`);
             chunks.push(chunk as Buffer);
           }
         } catch (error) {
+          if (error instanceof ResponseTooLargeError) throw error;
           throw reason(error, `reading the response of ${what}`);
-        }
-        // Leaving the loop early destroyed the body, and with it the connection.
-        if (size > maxBodyBytes) {
-          throw new TransientServerError(`${what} answered a body over ${maxBodyBytes} bytes`);
         }
         return view(response, chunks);
       }

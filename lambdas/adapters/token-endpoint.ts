@@ -177,10 +177,23 @@ async function fetchSmartConfiguration(
   const fetch = options.fetch ?? defaultFetch();
   const sleep = options.sleep ?? ((ms: number) => delay(ms, undefined, { signal: options.signal }));
   const random = options.random ?? Math.random;
+  const now = options.now ?? (() => new Date());
   let lastFailure = '';
+  let retryAfterMs: number | undefined;
   for (let attempt = 1; attempt <= settings.maxAttempts; attempt += 1) {
-    if (attempt > 1) await sleep(backoffDelayMs(attempt - 2, settings, random));
+    if (attempt > 1) {
+      const wait = retryWaitMs(attempt, settings, random, retryAfterMs);
+      options.logger?.warn('SMART discovery failed; retrying', {
+        url,
+        attempt: attempt - 1,
+        reason: lastFailure,
+        ...(retryAfterMs === undefined ? {} : { retryAfterSeconds: retryAfterMs / 1000 }),
+        waitMs: wait,
+      });
+      await sleep(wait);
+    }
     options.signal?.throwIfAborted();
+    retryAfterMs = undefined;
     let response: Response;
     try {
       response = await fetch(url, {
@@ -197,7 +210,13 @@ async function fetchSmartConfiguration(
     if (response.status === 429 || response.status >= 500) {
       await response.body?.cancel();
       lastFailure = `HTTP ${response.status}`;
+      const retryAfter = parseRetryAfter(response.headers.get('retry-after'), now());
+      if (retryAfter !== undefined) retryAfterMs = retryAfter * 1000;
       continue;
+    }
+    if (response.status === 404) {
+      await response.body?.cancel();
+      throw new ConfigurationError(discoveryNotFound(url, base));
     }
     if (!response.ok) {
       await response.body?.cancel();
@@ -216,6 +235,32 @@ async function fetchSmartConfiguration(
   throw new TransientServerError(
     `${url} did not answer after ${settings.maxAttempts} attempts (last: ${lastFailure})`,
   );
+}
+
+/**
+ * A 404 has two likely causes, and the more common one is ours: a base URL
+ * cut short (`https://ehr.example.org` for `https://ehr.example.org/fhir/r4`)
+ * asks for discovery where there is none. Naming only `tokenUrl` sent people
+ * past the real mistake.
+ */
+function discoveryNotFound(url: string, base: string): string {
+  const path = new URL(base).pathname.replace(/\/+$/, '');
+  const basePath = path === '' ? 'it has no path' : `its path is ${path}`;
+  return (
+    `${url} answered HTTP 404. Either fhirBaseUrl is not the server's FHIR base URL (the one whose /metadata answers, ` +
+    `usually with a path such as /fhir/r4; ${basePath}), or the server does not offer SMART discovery: then set tokenUrl for this source`
+  );
+}
+
+/** Full-jitter backoff, stretched to the server's Retry-After (capped at maxDelayMs) when it sent one. */
+function retryWaitMs(
+  attempt: number,
+  settings: Required<RetryOptions>,
+  random: () => number,
+  retryAfterMs: number | undefined,
+): number {
+  const backoff = backoffDelayMs(attempt - 2, settings, random);
+  return Math.max(backoff, Math.min(retryAfterMs ?? 0, settings.maxDelayMs));
 }
 
 export interface ResolveTokenUrlOptions extends DiscoveryOptions {
@@ -267,23 +312,23 @@ export async function requestAccessToken(options: TokenRequestOptions): Promise<
   const { logger } = options;
   let lastError: Error | undefined;
   let lastReason = '';
-  let retryAfterMs = 0;
+  let retryAfterMs: number | undefined;
 
   for (let attempt = 1; attempt <= settings.maxAttempts; attempt += 1) {
     if (attempt > 1) {
-      const backoff = backoffDelayMs(attempt - 2, settings, random);
-      const wait = Math.max(backoff, Math.min(retryAfterMs, settings.maxDelayMs));
+      const wait = retryWaitMs(attempt, settings, random, retryAfterMs);
       // Attribute names containing "token" are redacted by the logger, hence `url`.
       logger?.warn('token request failed; retrying', {
         url: tokenUrl,
         attempt: attempt - 1,
         reason: lastReason,
+        ...(retryAfterMs === undefined ? {} : { retryAfterSeconds: retryAfterMs / 1000 }),
         waitMs: wait,
       });
       await sleep(wait);
     }
     options.signal?.throwIfAborted();
-    retryAfterMs = 0;
+    retryAfterMs = undefined;
 
     const form = new URLSearchParams({
       grant_type: 'client_credentials',
@@ -344,6 +389,6 @@ export async function requestAccessToken(options: TokenRequestOptions): Promise<
   if (lastError instanceof TokenRequestError && lastError.details.status === 400) {
     throw new TokenRequestError(message, lastError.details, { cause: lastError });
   }
-  const retryAfterSeconds = retryAfterMs > 0 ? Math.ceil(retryAfterMs / 1000) : undefined;
+  const retryAfterSeconds = retryAfterMs ? Math.ceil(retryAfterMs / 1000) : undefined;
   throw new TransientServerError(message, retryAfterSeconds, { cause: lastError });
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { FileKind } from './manifest.js';
 
 /**
@@ -10,7 +11,40 @@ export interface ExportLocation {
   readonly prefix: string;
   readonly sourceId: string;
   readonly transactionTime: string;
+  /**
+   * Set when another execution holds the folder of this transactionTime (a
+   * server gave two exports the same one): the folder then names this
+   * execution too, so no export folder is ever written by two executions.
+   */
+  readonly executionName?: string;
 }
+
+/**
+ * Who writes an export folder: the first execution to create `_claim.json`
+ * in it (a conditional PUT). Written before any data file.
+ */
+export interface ExportClaim {
+  readonly sourceId: string;
+  readonly executionName: string;
+  /**
+   * The execution's start time: with the name, it tells a retry or redrive of
+   * this execution (same start) from a later run that reused its name (a local
+   * run with a fixed name), which must not write here again.
+   */
+  readonly executionStartedAt: string;
+  readonly transactionTime: string;
+  readonly claimedAt: string;
+}
+
+/** Whether a claim is this execution's own. */
+export const claimedBy = (
+  claim: Pick<ExportClaim, 'executionName' | 'executionStartedAt'>,
+  execution: { readonly executionName: string; readonly startedAt: string },
+) => claim.executionName === execution.executionName && claim.executionStartedAt === execution.startedAt;
+
+/** Who holds a folder, for messages. */
+export const describeClaim = (claim: Pick<ExportClaim, 'executionName' | 'executionStartedAt'>) =>
+  `execution ${claim.executionName} started ${claim.executionStartedAt}`;
 
 /** `2026-11-26T12:00:00.123+01:00` → `2026-11-26T110000.123Z`: UTC, no colons (awkward in S3 tools and URLs). */
 export function exportPartition(transactionTime: string): string {
@@ -23,8 +57,27 @@ function normalizePrefix(prefix: string): string {
   return prefix.endsWith('/') ? prefix : `${prefix}/`;
 }
 
-export function exportRoot({ prefix, sourceId, transactionTime }: ExportLocation): string {
-  return `${normalizePrefix(prefix)}source=${sourceId}/export=${exportPartition(transactionTime)}/`;
+/** Execution names that are safe in a Hive partition value as they are (ours all are). */
+const PARTITION_SAFE = /^[A-Za-z0-9_-]{1,80}$/;
+
+/**
+ * The `export=` partition value: the transactionTime, and after it the
+ * execution when the plain one belongs to another execution
+ * (`2026-11-26T110000.123Z_epic-20261126T110000Z-auto`). A name with
+ * characters Hive would escape (Step Functions allows `=`, `+`, `'`, …) is
+ * replaced by a hash of it.
+ */
+export function exportFolder(transactionTime: string, executionName?: string): string {
+  const partition = exportPartition(transactionTime);
+  if (executionName === undefined) return `export=${partition}`;
+  const label = PARTITION_SAFE.test(executionName)
+    ? executionName
+    : `x${createHash('sha256').update(executionName).digest('hex').slice(0, 16)}`;
+  return `export=${partition}_${label}`;
+}
+
+export function exportRoot({ prefix, sourceId, transactionTime, executionName }: ExportLocation): string {
+  return `${normalizePrefix(prefix)}source=${sourceId}/${exportFolder(transactionTime, executionName)}/`;
 }
 
 /** Key of the n-th file (1-based per kind and type) of an export. */
@@ -43,9 +96,11 @@ export function quarantineKey(dataKey: string): string {
   return at < 0 ? renamed : `${renamed.slice(0, at)}/_quarantine${renamed.slice(at)}`;
 }
 
-export const receiptKey = (location: ExportLocation) => `${exportRoot(location)}_receipt.json`;
+/** Keys inside an export folder, from its root (`exportRoot`, which ends in `/`). */
+export const claimKey = (root: string) => `${root}_claim.json`;
+export const receiptKey = (root: string) => `${root}_receipt.json`;
 /** The object downstream ETL triggers on. */
-export const completionMarkerKey = (location: ExportLocation) => `${exportRoot(location)}_SUCCESS.json`;
+export const completionMarkerKey = (root: string) => `${root}_SUCCESS.json`;
 
 /** Per-execution scratch space: manifest, file list, per-file results. Not data. */
 export function workPrefix(prefix: string, sourceId: string, executionName: string): string {

@@ -1,6 +1,6 @@
 import { InvalidManifestError } from '../errors.js';
 import { checkFetchableUrl } from './urls.js';
-import { isValidInstant } from './validate.js';
+import { formatSpan, isValidInstant } from './validate.js';
 
 export type FileKind = 'output' | 'error' | 'deleted';
 
@@ -21,6 +21,17 @@ export interface CompletionManifest {
   readonly files: readonly ManifestFile[];
   /** Absolute URL of the next manifest page, when the server pages its manifest. */
   readonly nextPageUrl?: string;
+  /** Files the server listed more than once (the same URL): each is in `files` once. */
+  readonly duplicateFiles?: readonly DuplicateFile[];
+}
+
+export interface DuplicateFile {
+  /** Where the file is in `files`. */
+  readonly index: number;
+  readonly kind: FileKind;
+  readonly type: string;
+  /** How many times the manifest lists its URL (2 or more). */
+  readonly timesListed: number;
 }
 
 /** Beyond this many files a manifest is treated as hostile (Oracle Health sends ~20,000; we allow 10×). */
@@ -96,20 +107,84 @@ export function parseCompletionManifest(body: unknown, allowInsecureHttp: boolea
   return { transactionTime, request, requiresAccessToken, files, ...(nextPageUrl ? { nextPageUrl } : {}) };
 }
 
-/** Joins the pages of a paged manifest; transactionTime and requiresAccessToken come from the first page. */
+/**
+ * Joins the pages of a paged manifest; transactionTime and requiresAccessToken
+ * come from the first page. A file URL listed more than once (on one page or
+ * across pages) is kept once, at its first place, and reported in
+ * `duplicateFiles`: landing it twice would double its resources downstream
+ * with nothing to tell the copies apart, while refusing the export would
+ * refuse good data over a listing slip. Listings that disagree about what the
+ * file is (kind, type or count) cannot both be right, so they fail.
+ */
 export function mergeManifestPages(pages: readonly CompletionManifest[]): CompletionManifest {
   const [first] = pages;
   if (!first) throw new InvalidManifestError('completion manifest has no pages');
-  const files = pages.flatMap((page) => page.files);
-  if (files.length > MAX_MANIFEST_FILES) {
+  const listed = pages.flatMap((page) => page.files);
+  if (listed.length > MAX_MANIFEST_FILES) {
     throw new InvalidManifestError(
       `completion manifest lists more than ${MAX_MANIFEST_FILES} files; refusing to process it`,
     );
   }
+  const files: ManifestFile[] = [];
+  const indexByUrl = new Map<string, number>();
+  const timesListed = new Map<number, number>();
+  for (const file of listed) {
+    const index = indexByUrl.get(file.url);
+    if (index === undefined) {
+      indexByUrl.set(file.url, files.length);
+      files.push(file);
+      continue;
+    }
+    files[index] = sameFile(files[index]!, file);
+    timesListed.set(index, (timesListed.get(index) ?? 1) + 1);
+  }
+  const duplicateFiles = [...timesListed].map(([index, times]) => ({
+    index,
+    kind: files[index]!.kind,
+    type: files[index]!.type,
+    timesListed: times,
+  }));
   return {
     transactionTime: first.transactionTime,
     request: first.request,
     requiresAccessToken: first.requiresAccessToken,
     files,
+    ...(duplicateFiles.length > 0 ? { duplicateFiles } : {}),
   };
+}
+
+/** Two listings of one URL, as one file; no URL in the message (presigned URLs are credentials). */
+function sameFile(kept: ManifestFile, again: ManifestFile): ManifestFile {
+  if (kept.kind !== again.kind || kept.type !== again.type) {
+    throw new InvalidManifestError(
+      `completion manifest lists one file URL as ${kept.kind} ${kept.type} and again as ${again.kind} ${again.type}`,
+    );
+  }
+  if (kept.count !== undefined && again.count !== undefined && kept.count !== again.count) {
+    throw new InvalidManifestError(
+      `completion manifest lists one ${kept.kind} ${kept.type} file URL twice with different counts (${kept.count} and ${again.count})`,
+    );
+  }
+  return kept.count === undefined && again.count !== undefined ? { ...kept, count: again.count } : kept;
+}
+
+/**
+ * A transactionTime ahead of our clock by more than the allowed skew cannot
+ * be right: the server has not run that query yet. It would become the next
+ * `_since`, and every later delta would ask for changes after it and get none,
+ * silently. It is refused rather than clamped: no clamped value is known to be
+ * safe as a `_since` (our clock may run ahead of the server's, and then a clamp
+ * skips changes), and files under a future `export=` folder mislead readers
+ * that partition by date. The previous watermark stays, so once the server is
+ * fixed the next run picks up from there. Compared with the clock when the
+ * manifest arrives, not at kick-off: a queued job may run its query later.
+ */
+export function checkTransactionTime(transactionTime: string, now: Date, maxClockSkewSeconds: number): void {
+  const ahead = Date.parse(transactionTime) - now.getTime();
+  if (ahead <= maxClockSkewSeconds * 1000) return;
+  throw new InvalidManifestError(
+    `completion manifest transactionTime ${transactionTime} is ${formatSpan(ahead)} ahead of this client's clock (${now.toISOString()}); ` +
+      `maxClockSkewSeconds allows ${maxClockSkewSeconds} s. The server's clock or manifest is wrong, and as the next _since it would ` +
+      'skip every change until then, so the export is refused and the watermark stays where it was',
+  );
 }

@@ -17,6 +17,14 @@ export interface ReceiptFile {
   readonly quarantineKey?: string;
 }
 
+/** A file the manifest listed more than once: it landed once, at `key`. */
+export interface DuplicateListing {
+  readonly kind: FileKind;
+  readonly type: string;
+  readonly key: string;
+  readonly timesListed: number;
+}
+
 export interface TypeTotals {
   files: number;
   resources: number;
@@ -44,6 +52,8 @@ export interface Receipt {
   readonly deleted: { readonly files: number; readonly lines: number };
   readonly invalidLinesQuarantined: number;
   readonly files: readonly ReceiptFile[];
+  /** Files the server listed more than once; each is in `files` once and counted once. */
+  readonly filesListedMoreThanOnce: readonly DuplicateListing[];
   readonly serverJobDeleted: boolean;
   readonly watermark: { readonly advanced: boolean; readonly reason: string };
 }

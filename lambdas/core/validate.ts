@@ -13,7 +13,12 @@ const configError: ErrorFactory = (message) => new ConfigurationError(message);
 export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  return typeof value === 'string' ? 'a string' : typeof value === 'object' ? 'an object' : `${typeof value}`;
+  if (typeof value === 'string') {
+    // "must be a non-empty string (got a string)" left people guessing what was wrong with it.
+    if (value === '') return 'an empty string';
+    return value.trim() === '' ? 'a string of only white space' : 'a string';
+  }
+  return typeof value === 'object' ? 'an object' : `${typeof value}`;
 }
 
 export function asObject(
@@ -172,3 +177,13 @@ export const RESOURCE_TYPE = {
   regex: /^[A-Z][A-Za-z]{1,63}$/,
   expected: 'a FHIR resource type such as Patient',
 };
+
+/** A span for people: `301 s`, `14 min`, `5 h`, `12 days`, `972 years` (whole units, rounded down). */
+export function formatSpan(ms: number): string {
+  const seconds = Math.floor(Math.abs(ms) / 1000);
+  if (seconds < 600) return `${seconds} s`;
+  if (seconds < 7200) return `${Math.floor(seconds / 60)} min`;
+  if (seconds < 172_800) return `${Math.floor(seconds / 3600)} h`;
+  if (seconds < 63_072_000) return `${Math.floor(seconds / 86_400)} days`;
+  return `${Math.floor(seconds / 31_557_600)} years`;
+}

@@ -1,6 +1,15 @@
 import { mapInOrder } from '../core/concurrency.js';
-import { completionMarkerKey, receiptKey, watermarkKey } from '../core/layout.js';
-import { type Receipt, type ReceiptFile, summarizeFiles } from '../core/receipt.js';
+import {
+  claimedBy,
+  claimKey,
+  completionMarkerKey,
+  describeClaim,
+  type ExportClaim,
+  receiptKey,
+  watermarkKey,
+} from '../core/layout.js';
+import { type DuplicateListing, type Receipt, type ReceiptFile, summarizeFiles } from '../core/receipt.js';
+import { decideWatermark } from '../core/watermark.js';
 import { VerificationError } from '../errors.js';
 import { type Runtime, sealContext } from '../runtime.js';
 import type { ExportContext, FileItem, FileResult, ManifestSummary } from '../state.js';
@@ -49,14 +58,17 @@ export function createFinalizeExportHandler(runtime: Runtime) {
     }
     const files = await mapInOrder(items, VERIFY_CONCURRENCY, (item) => verifyFile(runtime, context, item));
     await abortAbandonedUploads(runtime, context, manifest.exportRoot);
+    await verifyFolderClaim(runtime, context, manifest.exportRoot);
+    const duplicates = await readDuplicates(runtime, manifest);
 
-    const location = {
-      prefix: runtime.prefix,
-      sourceId: context.sourceId,
-      transactionTime: manifest.transactionTime,
-    };
     const summary = summarizeFiles(files);
-    const watermark = await decideWatermark(runtime, context, manifest.transactionTime);
+    const current = await runtime.store.getJson<Watermark>(watermarkKey(runtime.prefix, context.sourceId));
+    const watermark = decideWatermark({
+      advancesWatermark: context.advancesWatermark,
+      current: current?.transactionTime,
+      transactionTime: manifest.transactionTime,
+      now: runtime.now(),
+    });
     const receipt: Receipt = {
       receiptVersion: 1,
       status: 'succeeded',
@@ -74,11 +86,12 @@ export function createFinalizeExportHandler(runtime: Runtime) {
       finishedAt: runtime.now().toISOString(),
       ...summary,
       files,
+      filesListedMoreThanOnce: duplicates,
       serverJobDeleted,
       watermark: { advanced: watermark.advance, reason: watermark.reason },
     };
-    const receiptObjectKey = receiptKey(location);
-    const markerKey = completionMarkerKey(location);
+    const receiptObjectKey = receiptKey(manifest.exportRoot);
+    const markerKey = completionMarkerKey(manifest.exportRoot);
     await runtime.store.putJson(receiptObjectKey, receipt);
     await runtime.store.putJson(markerKey, {
       sourceId: context.sourceId,
@@ -90,7 +103,7 @@ export function createFinalizeExportHandler(runtime: Runtime) {
     if (watermark.advance) {
       const value: Watermark = {
         sourceId: context.sourceId,
-        transactionTime: manifest.transactionTime,
+        transactionTime: watermark.transactionTime,
         executionName: context.executionName,
         updatedAt: runtime.now().toISOString(),
       };
@@ -210,21 +223,29 @@ async function abortAbandonedUploads(runtime: Runtime, context: ExportContext, e
   }
 }
 
-async function decideWatermark(runtime: Runtime, context: ExportContext, transactionTime: string) {
-  if (!context.advancesWatermark) {
-    return {
-      advance: false,
-      reason: 'a window with until or a narrower scope does not move the daily delta',
-    };
+/**
+ * The folder must still be this execution's before its receipt and marker
+ * go there (Poll Export Status claimed it). No claim means an execution that
+ * started before folders were claimed.
+ */
+async function verifyFolderClaim(runtime: Runtime, context: ExportContext, exportRoot: string) {
+  const claim = await runtime.store.getJson<ExportClaim>(claimKey(exportRoot));
+  if (claim && !claimedBy(claim, context)) {
+    throw new VerificationError(
+      `${exportRoot} belongs to ${describeClaim(claim)}, not to this one (${context.executionName} started ${context.startedAt}); its receipt and marker are not overwritten`,
+    );
   }
-  const current = await runtime.store.getJson<Watermark>(watermarkKey(runtime.prefix, context.sourceId));
-  if (current && Date.parse(current.transactionTime) >= Date.parse(transactionTime)) {
-    return {
-      advance: false,
-      reason: `the stored watermark ${current.transactionTime} is not older; it never moves backwards`,
-    };
+}
+
+async function readDuplicates(runtime: Runtime, manifest: ManifestSummary): Promise<DuplicateListing[]> {
+  if (!manifest.duplicateFilesKey) return [];
+  const duplicates = await runtime.store.getJson<DuplicateListing[]>(manifest.duplicateFilesKey);
+  if (!Array.isArray(duplicates)) {
+    throw new VerificationError(
+      `the list of files listed more than once, ${manifest.duplicateFilesKey}, is missing`,
+    );
   }
-  return { advance: true, reason: 'fully verified export of the source default scope' };
+  return duplicates;
 }
 
 /** Lambda entry point (see infra/). */

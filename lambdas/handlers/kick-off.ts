@@ -43,6 +43,12 @@ export function createKickOffHandler(runtime: Runtime) {
     } catch (error) {
       // One re-mint and retry on 401; a second 401 in a row is a real refusal.
       if (error instanceof AccessTokenRejectedError && !event.forceTokenRefresh) {
+        runtime.logger.warn('kick-off refused the access token; minting a fresh one', {
+          sourceId: context.sourceId,
+          attempt,
+          reason: error.message,
+          waitSeconds: policy.floorSeconds,
+        });
         return {
           outcome: 'retry',
           attempt,
@@ -69,6 +75,14 @@ export function createKickOffHandler(runtime: Runtime) {
       );
     }
     const waitSeconds = nextWaitSeconds(outcome.retryAfterSeconds, attempt - 1, policy);
+    // A long 429 or 503 wait is otherwise invisible: the Wait state says how long, not why.
+    runtime.logger.warn('kick-off refused; waiting before the next attempt', {
+      sourceId: context.sourceId,
+      attempt,
+      reason: outcome.reason,
+      ...(outcome.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: outcome.retryAfterSeconds }),
+      waitSeconds,
+    });
     runtime.progress?.({
       kind: 'phase',
       phase: 'kick-off refused, waiting',

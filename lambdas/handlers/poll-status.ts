@@ -1,16 +1,29 @@
-import { exportRoot, fileKey } from '../core/layout.js';
+import {
+  claimedBy,
+  claimKey,
+  describeClaim,
+  type ExportClaim,
+  type ExportLocation,
+  exportRoot,
+  fileKey,
+  receiptKey,
+} from '../core/layout.js';
 import {
   type CompletionManifest,
+  checkTransactionTime,
   type FileKind,
   mergeManifestPages,
   parseCompletionManifest,
 } from '../core/manifest.js';
+import type { DuplicateListing } from '../core/receipt.js';
 import { DEFAULT_WAIT_POLICY, nextWaitSeconds } from '../core/retry-after.js';
 import { interpretStatusResponse } from '../core/status.js';
 import {
   AccessTokenRejectedError,
   ExportDeadlineExceededError,
+  ExportFolderTakenError,
   InvalidManifestError,
+  StorageError,
   TransientServerError,
 } from '../errors.js';
 import { type Runtime, sealContext, sourceSettings } from '../runtime.js';
@@ -62,6 +75,12 @@ export function createPollStatusHandler(runtime: Runtime) {
       outcome = interpretStatusResponse(response, now);
     } catch (error) {
       if (error instanceof AccessTokenRejectedError && !event.poll.forceTokenRefresh) {
+        runtime.logger.warn('status refused the access token; minting a fresh one', {
+          sourceId: context.sourceId,
+          attempt,
+          reason: error.message,
+          waitSeconds: policy.floorSeconds,
+        });
         return {
           ...base,
           outcome: 'in-progress',
@@ -72,6 +91,32 @@ export function createPollStatusHandler(runtime: Runtime) {
       }
       if (!(error instanceof TransientServerError)) throw error;
       outcome = { outcome: 'transient', reason: error.message };
+    }
+
+    /** 5xx, an OperationOutcome coded transient, a network error: counted, then waited out. */
+    function waitAfterTransientError(transient: { reason: string; retryAfterSeconds?: number }): PollState {
+      const consecutive = event.poll.consecutiveTransientErrors + 1;
+      if (consecutive > settings.maxConsecutiveTransientErrors) {
+        throw new TransientServerError(
+          `status failed ${consecutive} times in a row (limit maxConsecutiveTransientErrors ${settings.maxConsecutiveTransientErrors}); last: ${transient.reason}`,
+        );
+      }
+      const waitSeconds = nextWaitSeconds(transient.retryAfterSeconds, consecutive - 1, policy);
+      runtime.logger.warn('transient status error', {
+        sourceId: context.sourceId,
+        consecutive,
+        reason: transient.reason,
+        ...(transient.retryAfterSeconds === undefined
+          ? {}
+          : { retryAfterSeconds: transient.retryAfterSeconds }),
+        waitSeconds,
+      });
+      runtime.progress?.({
+        kind: 'phase',
+        phase: 'status failed, waiting',
+        detail: `${transient.reason}; next poll in ${waitSeconds}s (${consecutive} in a row)`,
+      });
+      return { ...base, outcome: 'in-progress', consecutiveTransientErrors: consecutive, waitSeconds };
     }
 
     switch (outcome.outcome) {
@@ -88,50 +133,56 @@ export function createPollStatusHandler(runtime: Runtime) {
           waitSeconds: nextWaitSeconds(outcome.retryAfterSeconds, attempt - 1, policy),
           ...(outcome.progress ? { progress: outcome.progress } : {}),
         };
-      case 'too-fast':
+      case 'too-fast': {
         // Some servers block a client for minutes after 429: back off harder than they ask.
-        return {
-          ...base,
-          outcome: 'in-progress',
-          consecutiveTransientErrors: event.poll.consecutiveTransientErrors,
-          waitSeconds: nextWaitSeconds(
-            Math.max(outcome.retryAfterSeconds ?? 0, event.poll.waitSeconds * 2),
-            attempt - 1,
-            policy,
-          ),
-        };
-      case 'transient': {
-        const consecutive = event.poll.consecutiveTransientErrors + 1;
-        if (consecutive > settings.maxConsecutiveTransientErrors) {
-          throw new TransientServerError(
-            `status failed ${consecutive} times in a row (limit maxConsecutiveTransientErrors ${settings.maxConsecutiveTransientErrors}); last: ${outcome.reason}`,
-          );
-        }
-        runtime.logger.warn('transient status error', {
+        const waitSeconds = nextWaitSeconds(
+          Math.max(outcome.retryAfterSeconds ?? 0, event.poll.waitSeconds * 2),
+          attempt - 1,
+          policy,
+        );
+        runtime.logger.warn('status polled too fast; backing off', {
           sourceId: context.sourceId,
-          consecutive,
+          attempt,
           reason: outcome.reason,
+          ...(outcome.retryAfterSeconds === undefined
+            ? {}
+            : { retryAfterSeconds: outcome.retryAfterSeconds }),
+          waitSeconds,
+        });
+        runtime.progress?.({
+          kind: 'phase',
+          phase: 'status refused, waiting',
+          detail: `${outcome.reason}; next poll in ${waitSeconds}s`,
         });
         return {
           ...base,
           outcome: 'in-progress',
-          consecutiveTransientErrors: consecutive,
-          waitSeconds: nextWaitSeconds(outcome.retryAfterSeconds, consecutive - 1, policy),
+          consecutiveTransientErrors: event.poll.consecutiveTransientErrors,
+          waitSeconds,
         };
       }
+      case 'transient':
+        return waitAfterTransientError(outcome);
       case 'complete': {
-        const manifest = await readManifestPages(
-          runtime,
-          outcome.manifestBody,
-          accessToken,
-          settings.allowInsecureHttp,
-          now,
-        );
-        const location = {
-          prefix: runtime.prefix,
-          sourceId: context.sourceId,
-          transactionTime: manifest.transactionTime,
-        };
+        let manifest: CompletionManifest;
+        try {
+          manifest = await readManifestPages(
+            runtime,
+            outcome.manifestBody,
+            accessToken,
+            settings.allowInsecureHttp,
+            now,
+          );
+        } catch (error) {
+          // A next page refused for now (429, 5xx): the job stays complete; read it all again next poll.
+          if (!(error instanceof TransientServerError)) throw error;
+          return waitAfterTransientError({
+            reason: error.message,
+            ...(error.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: error.retryAfterSeconds }),
+          });
+        }
+        checkTransactionTime(manifest.transactionTime, now, settings.maxClockSkewSeconds);
+        const location = await claimExportFolder(runtime, context, manifest.transactionTime);
         const ordinals = new Map<string, number>();
         const items: FileItem[] = manifest.files.map((file, index) => {
           const group = `${file.kind}/${file.type}`;
@@ -155,6 +206,7 @@ export function createPollStatusHandler(runtime: Runtime) {
           manifest.files.map((file) => file.url),
         );
         await runtime.store.putJson(filesKey, items);
+        const duplicateFilesKey = await recordDuplicates(runtime, context, manifest, items);
         const counts = countByKind(items);
         runtime.progress?.({
           kind: 'phase',
@@ -174,11 +226,102 @@ export function createPollStatusHandler(runtime: Runtime) {
             manifestKey,
             fileCount: items.length,
             exportRoot: exportRoot(location),
+            ...(duplicateFilesKey ? { duplicateFilesKey } : {}),
           },
         };
       }
     }
   };
+}
+
+/**
+ * The folder this execution's files, receipt and marker go to. A server may
+ * give two exports the same transactionTime (its clock or job cache repeats
+ * one); the second must not overwrite the first's files, receipt and marker.
+ * So the first execution to create `_claim.json` in `export=<transactionTime>/`
+ * (a conditional PUT) writes there, and any other lands beside it in the
+ * folder that also names the execution. Both candidates follow from the
+ * execution alone, so a retried or redriven poll lands where it started.
+ */
+async function claimExportFolder(
+  runtime: Runtime,
+  context: ExportContext,
+  transactionTime: string,
+): Promise<ExportLocation> {
+  const plain: ExportLocation = { prefix: runtime.prefix, sourceId: context.sourceId, transactionTime };
+  const candidates = [plain, { ...plain, executionName: context.executionName }];
+  const claim: ExportClaim = {
+    sourceId: context.sourceId,
+    executionName: context.executionName,
+    executionStartedAt: context.startedAt,
+    transactionTime,
+    claimedAt: runtime.now().toISOString(),
+  };
+  const holders: string[] = [];
+  for (const location of candidates) {
+    const root = exportRoot(location);
+    const holder = await claimFolder(runtime, root, claim);
+    if (holder === 'ours') return location;
+    holders.push(`${root} (${holder})`);
+    runtime.logger.warn('another export holds the folder of this transactionTime; landing beside it', {
+      sourceId: context.sourceId,
+      transactionTime,
+      folder: root,
+      heldBy: holder,
+    });
+  }
+  throw new ExportFolderTakenError(
+    `both folders for transactionTime ${transactionTime} belong to other runs: ${holders.join('; ')}. An export folder is never written twice; give this run an execution name of its own`,
+  );
+}
+
+/** Claims a folder unless it is taken: `ours`, or who holds it. */
+async function claimFolder(runtime: Runtime, root: string, claim: ExportClaim): Promise<'ours' | string> {
+  const key = claimKey(root);
+  const execution = { executionName: claim.executionName, startedAt: claim.executionStartedAt };
+  const held = await runtime.store.getJson<ExportClaim>(key);
+  if (held) return claimedBy(held, execution) ? 'ours' : describeClaim(held);
+  // Folders written before claims existed have no claim, but a receipt says they are taken.
+  if (await runtime.store.head(receiptKey(root))) return 'an export from before folder claims';
+  let failure: unknown;
+  try {
+    await runtime.store.putJson(key, claim, { ifNoneMatch: true });
+  } catch (error) {
+    failure = error;
+  }
+  // Read back: a lost race (412) names the winner; any other failure left no claim behind.
+  const winner = await runtime.store.getJson<ExportClaim>(key);
+  if (winner) return claimedBy(winner, execution) ? 'ours' : describeClaim(winner);
+  throw failure ?? new StorageError(`the claim ${key} was written but cannot be read back`);
+}
+
+/**
+ * A file URL the manifest lists more than once lands once (see
+ * mergeManifestPages). Said in the log now, and in the receipt by Finalize,
+ * which reads this list from the work area.
+ */
+async function recordDuplicates(
+  runtime: Runtime,
+  context: ExportContext,
+  manifest: CompletionManifest,
+  items: readonly FileItem[],
+): Promise<string | undefined> {
+  if (!manifest.duplicateFiles) return undefined;
+  const duplicates: DuplicateListing[] = manifest.duplicateFiles.map((duplicate) => ({
+    kind: duplicate.kind,
+    type: duplicate.type,
+    key: items[duplicate.index]!.key,
+    timesListed: duplicate.timesListed,
+  }));
+  runtime.logger.warn('the manifest lists the same file more than once; each lands once', {
+    sourceId: context.sourceId,
+    files: duplicates.length,
+    extraListings: duplicates.reduce((sum, duplicate) => sum + duplicate.timesListed - 1, 0),
+    landingAt: duplicates.slice(0, 10).map((duplicate) => duplicate.key),
+  });
+  const key = `${context.workPrefix}duplicate-files.json`;
+  await runtime.store.putJson(key, duplicates);
+  return key;
 }
 
 /** The completion manifest of a 200 status: its first page, then every `next` page, merged. */
@@ -198,8 +341,14 @@ export async function readManifestPages(
       accessToken,
     );
     const pageOutcome = interpretStatusResponse(page, now);
-    if (pageOutcome.outcome !== 'complete')
-      throw new TransientServerError(`manifest page answered HTTP ${page.status}`);
+    if (pageOutcome.outcome !== 'complete') {
+      const reason =
+        pageOutcome.outcome === 'in-progress' ? `answered HTTP ${page.status}` : pageOutcome.reason;
+      throw new TransientServerError(
+        `manifest page ${pages.length + 1}: ${reason}`,
+        pageOutcome.retryAfterSeconds,
+      );
+    }
     pages.push(parseCompletionManifest(pageOutcome.manifestBody, allowInsecureHttp));
   }
   return mergeManifestPages(pages);

@@ -1,5 +1,6 @@
 import { parseExecutionInput } from '../core/execution-input.js';
 import { lockKey, watermarkKey, workPrefix } from '../core/layout.js';
+import { checkStoredWatermark } from '../core/watermark.js';
 import { ExportAlreadyRunningError } from '../errors.js';
 import { type Runtime, sourceSettings } from '../runtime.js';
 import type { ExportContext } from '../state.js';
@@ -39,8 +40,15 @@ export function createPrepareExportHandler(runtime: Runtime) {
     let since: string | undefined;
     let sinceFrom: ExportContext['sinceFrom'] = 'none';
     if (input.since === 'auto') {
-      const watermark = await runtime.store.getJson<Watermark>(watermarkKey(runtime.prefix, settings.id));
+      const key = watermarkKey(runtime.prefix, settings.id);
+      const watermark = await runtime.store.getJson<Watermark>(key);
       if (watermark) {
+        checkStoredWatermark({
+          transactionTime: watermark.transactionTime,
+          where: `s3://${runtime.store.bucket}/${key}`,
+          now,
+          maxClockSkewSeconds: settings.maxClockSkewSeconds,
+        });
         since = watermark.transactionTime;
         sinceFrom = 'watermark';
       }

@@ -70,6 +70,13 @@ export interface FaultPlan {
   readonly jobExpiry?: boolean;
   /** The manifest's `error[]` lists an OperationOutcome file (a partial success). */
   readonly errorFile?: boolean;
+  /**
+   * The manifest carries this `transactionTime` (an ISO instant) whatever the clock says: a server
+   * whose clock or job cache repeats one, or one from the future. What is exported does not change.
+   */
+  readonly fixedTransactionTime?: string;
+  /** The manifest lists output file n (its index in `output`) twice: again at the end of `output`. */
+  readonly duplicateManifestEntry?: number;
 
   /** The first n GETs of each file get 401 even with a valid token. */
   readonly file401?: number;
@@ -107,6 +114,15 @@ const isPositive: Validator = (v) =>
   Number.isInteger(v) && (v as number) > 0 ? undefined : 'expected a positive integer';
 const isBoolean: Validator = (v) => (typeof v === 'boolean' ? undefined : 'expected true or false');
 const isString: Validator = (v) => (typeof v === 'string' ? undefined : 'expected a string');
+const isInstant: Validator = (v) =>
+  typeof v === 'string' &&
+  /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(v) &&
+  !Number.isNaN(Date.parse(v))
+    ? undefined
+    : 'expected an ISO 8601 instant with a timezone, e.g. 2026-01-01T00:00:00Z';
+/** Like isCount, but not a count fault: a bare name does not mean 1. */
+const isIndex: Validator = (v) =>
+  Number.isInteger(v) && (v as number) >= 0 ? undefined : 'expected a file index (a non-negative integer)';
 const isErrorStatus: Validator = (v) =>
   Number.isInteger(v) && (v as number) >= 400 && (v as number) <= 599
     ? undefined
@@ -161,6 +177,8 @@ const VALIDATORS: Record<FaultName, Validator> = {
   jobFailure: isBoolean,
   jobExpiry: isBoolean,
   errorFile: isBoolean,
+  fixedTransactionTime: isInstant,
+  duplicateManifestEntry: isIndex,
   file401: isCount,
   file404: isCount,
   file429: isCount,
@@ -253,7 +271,7 @@ export function parseFaultSpec(spec: string): FaultPlan {
     }
     const raw = item.slice(eq + 1);
     try {
-      plan[name] = name === 'statusRetryAfterRaw' ? raw : JSON.parse(raw);
+      plan[name] = name === 'statusRetryAfterRaw' || name === 'fixedTransactionTime' ? raw : JSON.parse(raw);
     } catch {
       plan[name] = raw;
     }

@@ -283,6 +283,42 @@ describe('fault injection', () => {
       });
     });
 
+    it('fixedTransactionTime: every manifest carries that transactionTime; what is exported does not change', async () => {
+      // Prepare
+      const fixed = '2025-06-01T00:00:00.000Z';
+      const { token } = await withFaults({ fixedTransactionTime: fixed });
+      const plain = await withFaults({});
+      // Act
+      const first = await exportAndWait(t, token, exportUrl());
+      const second = await exportAndWait(t, token, exportUrl());
+      const unfaulted = await exportAndWait(t, plain.token, exportUrl());
+      // Assess
+      expect([first.manifest.transactionTime, second.manifest.transactionTime]).toEqual([fixed, fixed]);
+      const realTimes = t.sandbox
+        .jobs()
+        .filter((job) => job.statusUrl === first.statusUrl || job.statusUrl === second.statusUrl)
+        .map((job) => job.transactionTime);
+      // The server's own clock moved on (a minute per export): only the manifest repeats itself.
+      expect(new Set(realTimes).size).toBe(2);
+      expect(realTimes).not.toContain(fixed);
+      expect(t.sandbox.fileContent(first.manifest.output[0]!.url)).toEqual(
+        t.sandbox.fileContent(unfaulted.manifest.output[0]!.url),
+      );
+      await t.sandbox.settled();
+      expect(t.sandbox.requestLog.filter((e) => e.fault === 'fixedTransactionTime')).toHaveLength(2);
+    });
+
+    it('duplicateManifestEntry: output file n is listed again at the end of output', async () => {
+      // Prepare
+      const { token } = await withFaults({ duplicateManifestEntry: 0, resourcesPerFile: 10 });
+      // Act
+      const { manifest } = await exportAndWait(t, token, exportUrl());
+      // Assess
+      expect(manifest.output.length).toBeGreaterThan(2);
+      expect(manifest.output.at(-1)).toEqual(manifest.output[0]);
+      expect(new Set(manifest.output.map((entry) => entry.url)).size).toBe(manifest.output.length - 1);
+    });
+
     it('countMismatch: the manifest count of the type’s first file is off by delta', async () => {
       const { token } = await withFaults({ countMismatch: { type: 'Patient', delta: 1 } });
       const { manifest } = await exportAndWait(t, token, exportUrl());
@@ -546,10 +582,28 @@ describe('fault injection', () => {
       expect(status.status).toBe(200);
     });
 
+    it('a fixedTransactionTime in a fault spec is read as the instant it spells', async () => {
+      const { token } = await withFaults({});
+      const { manifest } = await exportAndWait(t, token, exportUrl(), {
+        headers: { 'x-sandbox-fault': 'fixedTransactionTime=2999-01-01T00:00:00Z' },
+      });
+      expect(manifest.transactionTime).toBe('2999-01-01T00:00:00Z');
+    });
+
     it.each([
       ['an unknown fault', 'fileFiveHundred=1', /unknown fault "fileFiveHundred"/],
       ['a bad value', 'file5xx=-1', /faults.file5xx: expected a non-negative integer, got -1/],
       ['bad JSON', '{"file5xx":', /invalid JSON/],
+      [
+        'a fixedTransactionTime without a timezone',
+        'fixedTransactionTime=2999-01-01T00:00:00',
+        /faults.fixedTransactionTime: expected an ISO 8601 instant with a timezone/,
+      ],
+      [
+        'a bare duplicateManifestEntry',
+        'duplicateManifestEntry',
+        /faults.duplicateManifestEntry: expected a file index \(a non-negative integer\), got true/,
+      ],
     ])('answers 400 to a fault spec with %s', async (_name, spec, message) => {
       const { token } = await withFaults({});
       const response = await kickOff(exportUrl(), token, { headers: { 'x-sandbox-fault': spec } });

@@ -39,13 +39,14 @@ const DEFAULTS = {
   retryAfterCeilingSeconds: 300,
   deadlineHours: 72,
   maxConsecutiveTransientErrors: 10,
+  maxClockSkewSeconds: 300,
   allowInsecureHttp: false,
   invalidLinePolicy: 'fail',
   maxLineBytes: 64 * 1024 * 1024,
 };
 
 const SOURCE_KEYS =
-  'id, description, fhirBaseUrl, export, maxConcurrency, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, allowInsecureHttp, invalidLinePolicy, maxLineBytes, clientId, privateKeyFile, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes';
+  'id, description, fhirBaseUrl, export, maxConcurrency, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, clientId, privateKeyFile, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes';
 const EXPORT_KEYS = 'level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat';
 
 describe('parseSourceSettings', () => {
@@ -73,6 +74,7 @@ describe('parseSourceSettings', () => {
       retryAfterCeilingSeconds: 86_400,
       deadlineHours: 336,
       maxConsecutiveTransientErrors: 0,
+      maxClockSkewSeconds: 3600,
       allowInsecureHttp: false,
       invalidLinePolicy: 'quarantine',
       maxLineBytes: 1024,
@@ -95,6 +97,7 @@ describe('parseSourceSettings', () => {
       retryAfterCeilingSeconds: 86_400,
       deadlineHours: 336,
       maxConsecutiveTransientErrors: 0,
+      maxClockSkewSeconds: 3600,
       allowInsecureHttp: false,
       invalidLinePolicy: 'quarantine',
       maxLineBytes: 1024,
@@ -183,6 +186,16 @@ describe('parseSourceSettings', () => {
     ],
     ['no fhirBaseUrl', { id: 'epic' }, 'source.fhirBaseUrl is required: a non-empty string'],
     [
+      'an empty fhirBaseUrl',
+      { ...MINIMAL, fhirBaseUrl: '' },
+      'source.fhirBaseUrl must be a non-empty string (got an empty string)',
+    ],
+    [
+      'a fhirBaseUrl of spaces',
+      { ...MINIMAL, fhirBaseUrl: '  ' },
+      'source.fhirBaseUrl must be a non-empty string (got a string of only white space)',
+    ],
+    [
       'a relative fhirBaseUrl',
       { ...MINIMAL, fhirBaseUrl: 'ehr.example.org/fhir' },
       'source.fhirBaseUrl is not an absolute URL',
@@ -240,7 +253,7 @@ describe('parseSourceSettings', () => {
     [
       'an empty groupId',
       { ...MINIMAL, export: { groupId: '' } },
-      'source.export.groupId must be a non-empty string (got a string)',
+      'source.export.groupId must be a non-empty string (got an empty string)',
     ],
     [
       'a bad level',
@@ -285,12 +298,17 @@ describe('parseSourceSettings', () => {
     [
       'an empty element',
       { ...MINIMAL, export: { elements: ['id', ' '] } },
-      'source.export.elements[1] must be a non-empty string (got a string)',
+      'source.export.elements[1] must be a non-empty string (got a string of only white space)',
     ],
     [
       'an empty outputFormat',
       { ...MINIMAL, export: { outputFormat: '' } },
-      'source.export.outputFormat must be a non-empty string (got a string)',
+      'source.export.outputFormat must be a non-empty string (got an empty string)',
+    ],
+    [
+      'a negative maxClockSkewSeconds',
+      { ...MINIMAL, maxClockSkewSeconds: -1 },
+      'source.maxClockSkewSeconds must be an integer from 0 to 86400 (got -1)',
     ],
     [
       'maxConcurrency 0',

@@ -11,7 +11,7 @@ import {
   statusUrlOf,
   waitSecondsOf,
 } from './support/matrix.js';
-import { assertZeroLoss, type ZeroLossExpectation } from './support/zero-loss.js';
+import { assertZeroLoss, exportRootOf, type ZeroLossExpectation } from './support/zero-loss.js';
 
 /**
  * The fault matrix: the whole workflow (the real ASL and handlers, the
@@ -42,6 +42,12 @@ async function statuses(env: MatrixEnvironment, run: ScenarioRun, path: RegExp, 
     .filter((entry) => entry.method === method && path.test(entry.path))
     .map((entry) => entry.status);
 }
+/** The run's log lines at warn with this message, parsed. */
+function warnings(run: ScenarioRun, message: string): Record<string, unknown>[] {
+  return run.logLines
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+    .filter((line) => line.level === 'warn' && line.message === message);
+}
 const KICK_OFF = /\/\$export$/;
 const STATUS = /^\/export-status\//;
 const FILES = /^\/files\//;
@@ -71,6 +77,24 @@ const CASES: readonly MatrixCase[] = [
     async observe(env, run) {
       expect(await statuses(env, run, KICK_OFF)).toEqual([429, 429, 202]);
       expect(waitSecondsOf(run, 'Wait Before Retrying Kick-Off')).toEqual([5, 5]);
+      // Each 429 is logged with the wait chosen and why.
+      expect(
+        warnings(run, 'kick-off refused; waiting before the next attempt').map(
+          ({ attempt, reason, retryAfterSeconds, waitSeconds }) => ({
+            attempt,
+            reason,
+            retryAfterSeconds,
+            waitSeconds,
+          }),
+        ),
+      ).toEqual(
+        [1, 2].map((attempt) => ({
+          attempt,
+          reason: 'kick-off answered 429: error throttled Injected fault (kickoff429): too many requests',
+          retryAfterSeconds: 1,
+          waitSeconds: 5,
+        })),
+      );
     },
   },
   {
@@ -156,6 +180,17 @@ const CASES: readonly MatrixCase[] = [
     async observe(env, run) {
       expect((await statuses(env, run, STATUS)).slice(0, 3)).toEqual([429, 429, 200]);
       expect(waitSecondsOf(run, 'Wait For Export')).toEqual([5, 10, 20]);
+      expect(
+        warnings(run, 'status polled too fast; backing off').map(({ reason, waitSeconds }) => ({
+          reason,
+          waitSeconds,
+        })),
+      ).toEqual(
+        [10, 20].map((waitSeconds) => ({
+          reason: 'status answered 429: error throttled Injected fault (status429): polling too frequently',
+          waitSeconds,
+        })),
+      );
     },
   },
   {
@@ -241,6 +276,40 @@ const CASES: readonly MatrixCase[] = [
         cause: 'status answered 404: the export job expired or was cancelled',
       },
       serverJob: 'delete-attempted',
+    },
+  },
+  {
+    fault: 'fixedTransactionTime=2999-01-01T00:00:00Z',
+    behaviour: 'refuses a transactionTime from the future with InvalidManifestError; the watermark stays',
+    scenario: { faults: { fixedTransactionTime: '2999-01-01T00:00:00Z' } },
+    expect: {
+      outcome: {
+        error: 'InvalidManifestError',
+        cause:
+          /completion manifest transactionTime 2999-01-01T00:00:00Z is \d+ years ahead of this client's clock .*maxClockSkewSeconds allows 300 s/,
+      },
+    },
+  },
+  {
+    fault: 'duplicateManifestEntry=0',
+    behaviour: 'lands a file listed twice once, counts it once, warns, and says so in the receipt',
+    scenario: { faults: { duplicateManifestEntry: 0 } },
+    expect: { outcome: 'succeeded' },
+    async observe(env, run) {
+      const receipt = run.result.receipt!;
+      const [first] = receipt.files;
+      expect(receipt.files).toHaveLength(17);
+      expect(receipt.filesListedMoreThanOnce).toEqual([
+        { kind: 'output', type: first!.type, key: first!.key, timesListed: 2 },
+      ]);
+      expect(warnings(run, 'the manifest lists the same file more than once; each lands once')).toEqual([
+        expect.objectContaining({ files: 1, extraListings: 1, landingAt: [first!.key] }),
+      ]);
+      const path = `/${first!.type}.1.ndjson`;
+      const fetched = (await requestsOf(env, run.clientId)).filter(
+        (entry) => FILES.test(entry.path) && entry.path.endsWith(path),
+      );
+      expect(fetched.map((entry) => entry.status)).toEqual([200]);
     },
   },
   {
@@ -576,6 +645,107 @@ describe.concurrent('fault matrix: the whole workflow under every sandbox fault,
       await entry.observe?.(env, run);
     }, 120_000);
   }
+
+  it('fixedTransactionTime=<past instant> → two exports with the same transactionTime both land, in folders of their own', async () => {
+    // Prepare: a server that stamps every export with one transactionTime, inside the dataset's history,
+    // so the second export (since that instant) holds a different, smaller set of resources.
+    const transactionTime = '2025-07-01T00:00:00.000Z';
+    const { clientId } = await env.sandbox.registerClient({
+      jwks: { keys: [env.key.publicJwk] },
+      faults: { fixedTransactionTime: transactionTime },
+    });
+    const name = 'fixedTransactionTime';
+    // Act
+    const first = await runScenario(env, { name, clientId });
+    ran += 1;
+    const second = await runScenario(env, { name, clientId, sourceId: first.sourceId });
+    ran += 1;
+    // Assess: each lands whole, and the first is still whole after the second.
+    await assertZeroLoss(env, second, {
+      outcome: 'succeeded',
+      since: transactionTime,
+      watermarkAdvances: false,
+    });
+    // The first run again, against the bucket as it is now (the second's folder set aside).
+    const secondKeys = await env.listKeys(exportRootOf(second)!);
+    await assertZeroLoss(
+      env,
+      { ...first, keysBefore: [...first.keysBefore, ...secondKeys] },
+      { outcome: 'succeeded' },
+    );
+    expect(second.result.receipt!.request.since).toBe(transactionTime);
+    expect(second.result.receipt!.totals.resources).toBeGreaterThan(0);
+    expect(second.result.receipt!.totals.resources).toBeLessThan(first.result.receipt!.totals.resources);
+    const folder = `source=${first.sourceId}/export=2025-07-01T000000.000Z`;
+    expect([exportRootOf(first), exportRootOf(second)]).toEqual([
+      `${folder}/`,
+      `${folder}_${second.result.run.executionName}/`,
+    ]);
+    expect(
+      warnings(second, 'another export holds the folder of this transactionTime; landing beside it'),
+    ).toEqual([
+      expect.objectContaining({
+        folder: `${folder}/`,
+        heldBy: `execution ${first.result.run.executionName} started ${first.result.receipt!.startedAt}`,
+      }),
+    ]);
+    // Nothing unlisted: every object of the source is in one of the two receipts, or is a claim, receipt or marker.
+    const listed = new Set(
+      [first, second].flatMap((run) => {
+        const root = exportRootOf(run)!;
+        return [
+          ...run.result.receipt!.files.map((file) => file.key),
+          `${root}_claim.json`,
+          `${root}_receipt.json`,
+          `${root}_SUCCESS.json`,
+        ];
+      }),
+    );
+    expect(await env.listKeys(`source=${first.sourceId}/`)).toEqual([...listed].sort());
+
+    // A later run that reuses the second's execution name (a local run with a fixed name) is
+    // not a retry of it: both folders are taken, so it is refused and writes nothing there.
+    const snapshot = async () => {
+      const objects = new Map<string, string>();
+      for (const key of await env.listKeys(`source=${first.sourceId}/`))
+        objects.set(key, (await env.getText(key))!);
+      return objects;
+    };
+    const before = await snapshot();
+    const reused = await runScenario(env, {
+      name,
+      clientId,
+      sourceId: first.sourceId,
+      executionName: second.result.run.executionName,
+    });
+    ran += 1;
+    expect({ status: reused.result.run.status, error: reused.result.run.error }).toEqual({
+      status: 'FAILED',
+      error: 'ExportFolderTakenError',
+    });
+    expect(reused.result.run.cause).toContain(
+      `both folders for transactionTime ${transactionTime} belong to other runs: ${folder}/ (execution ${first.result.run.executionName} started `,
+    );
+    expect(await snapshot()).toEqual(before);
+  }, 120_000);
+
+  it('fixedTransactionTime=2999-01-01T00:00:00Z, then a healthy server → the next since=auto export is not poisoned', async () => {
+    // Prepare
+    const poisoned = await runScenario(env, {
+      name: 'future transactionTime',
+      faults: { fixedTransactionTime: '2999-01-01T00:00:00Z' },
+    });
+    ran += 1;
+    // Act
+    const next = await runScenario(env, { name: 'future transactionTime', sourceId: poisoned.sourceId });
+    ran += 1;
+    // Assess: the refused export moved nothing, so the next one is a full export, not a _since=2999 one.
+    expect(poisoned.result.run.error).toBe('InvalidManifestError');
+    await assertZeroLoss(env, next, { outcome: 'succeeded' });
+    const kickOff = (await requestsOf(env, next.clientId)).find((entry) => KICK_OFF.test(entry.path))!;
+    expect(new URLSearchParams(kickOff.query).get('_since')).toBeNull();
+    expect(Date.parse(next.result.receipt!.transactionTime)).toBeLessThanOrEqual(Date.now());
+  }, 120_000);
 
   it('oneExportUntilDelete → two exports in a row both succeed, because the first one DELETEs its job', async () => {
     const { clientId } = await env.sandbox.registerClient({

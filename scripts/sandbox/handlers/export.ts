@@ -341,14 +341,22 @@ export function handleStatus(state: SandboxState, routed: Routed, jobId: string)
     count: f.manifestCount,
   });
   if (faults.countMismatch) info.fault = 'countMismatch';
+  const output = files.filter((f) => f.kind === 'output').map(entry);
+  const repeated =
+    faults.duplicateManifestEntry === undefined ? undefined : output[faults.duplicateManifestEntry];
+  if (repeated) {
+    info.fault = 'duplicateManifestEntry';
+    output.push(repeated);
+  }
+  if (faults.fixedTransactionTime !== undefined) info.fault = 'fixedTransactionTime';
   sendJson(
     res,
     200,
     {
-      transactionTime: job.transactionTime,
+      transactionTime: faults.fixedTransactionTime ?? job.transactionTime,
       request: job.init.requestUrl,
       requiresAccessToken: job.init.requiresAccessToken,
-      output: files.filter((f) => f.kind === 'output').map(entry),
+      output,
       ...(job.init.since !== undefined
         ? { deleted: files.filter((f) => f.kind === 'deleted').map(entry) }
         : {}),

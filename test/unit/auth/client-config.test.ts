@@ -44,7 +44,7 @@ describe('parseClientSecret', () => {
     [
       'an empty clientId',
       { clientId: '', kmsKeyId: 'k' },
-      'secret.clientId must be a non-empty string (got a string)',
+      'secret.clientId must be a non-empty string (got an empty string)',
     ],
     [
       'a numeric clientId',

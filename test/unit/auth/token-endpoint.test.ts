@@ -6,6 +6,7 @@ import {
   requestAccessToken,
   resolveTokenUrl,
 } from '../../../lambdas/adapters/token-endpoint.js';
+import { createLogger } from '../../../lambdas/logger.js';
 import { type ScriptedResponse, startTokenServer, type TokenServer } from '../../support/token-server.js';
 
 const NOW = new Date('2026-03-01T12:00:00Z');
@@ -24,11 +25,14 @@ beforeEach(() => clearSmartConfigurationCache());
 
 function deps() {
   const sleeps: number[] = [];
+  const logLines: string[] = [];
   let assertions = 0;
   return {
     sleeps,
+    logLines,
     options: {
       allowInsecureHttp: true,
+      logger: createLogger({ level: 'debug', write: (line) => logLines.push(line), now: () => NOW }),
       sleep: async (ms: number) => {
         sleeps.push(ms);
       },
@@ -94,6 +98,43 @@ describe('requestAccessToken', () => {
     const { options, sleeps } = deps();
     await requestAccessToken({ ...options, tokenUrl: server.tokenUrl, scope: SCOPE });
     expect(sleeps).toStrictEqual([3000, 8000]);
+  });
+
+  it('logs each 429 it waits out, at warn, with the wait and the reason, and no assertion', async () => {
+    // Prepare
+    const script: ScriptedResponse[] = [
+      { status: 429, headers: { 'retry-after': '3' } },
+      { status: 429, headers: { 'retry-after': '120' } },
+      OK,
+    ];
+    server = await startTokenServer((_, index) => script[index]!);
+    const { options, logLines } = deps();
+    // Act
+    await requestAccessToken({ ...options, tokenUrl: server.tokenUrl, scope: SCOPE });
+    // Assess
+    expect(logLines.map((line) => JSON.parse(line))).toEqual([
+      {
+        level: 'warn',
+        time: NOW.toISOString(),
+        message: 'token request failed; retrying',
+        url: server.tokenUrl,
+        attempt: 1,
+        reason: 'HTTP 429',
+        retryAfterSeconds: 3,
+        waitMs: 3000,
+      },
+      {
+        level: 'warn',
+        time: NOW.toISOString(),
+        message: 'token request failed; retrying',
+        url: server.tokenUrl,
+        attempt: 2,
+        reason: 'HTTP 429',
+        retryAfterSeconds: 120,
+        waitMs: 8000,
+      },
+    ]);
+    expect(logLines.join('\n')).not.toContain('assertion-');
   });
 
   it('does not retry an OAuth error body, and reports its error and description', async () => {
@@ -263,11 +304,59 @@ describe('discovery', () => {
     );
   });
 
+  it('waits out a 429 during discovery for its Retry-After, and logs it at warn', async () => {
+    // Prepare
+    const script: ScriptedResponse[] = [
+      { status: 429, headers: { 'retry-after': '2' } },
+      { status: 200, body: { token_endpoint: 'https://ehr.example.org/t' } },
+    ];
+    server = await startTokenServer((_, index) => script[index]!);
+    const { options, sleeps, logLines } = deps();
+    // Act
+    const url = await resolveTokenUrl({ ...options, fhirBaseUrl: server.baseUrl });
+    // Assess
+    expect(url).toBe('https://ehr.example.org/t');
+    expect(sleeps).toStrictEqual([2000]);
+    expect(logLines.map((line) => JSON.parse(line))).toEqual([
+      {
+        level: 'warn',
+        time: NOW.toISOString(),
+        message: 'SMART discovery failed; retrying',
+        url: `${server.baseUrl}/.well-known/smart-configuration`,
+        attempt: 1,
+        reason: 'HTTP 429',
+        retryAfterSeconds: 2,
+        waitMs: 2000,
+      },
+    ]);
+  });
+
+  it.each([
+    ['/fhir', 'its path is /fhir'],
+    ['', 'it has no path'],
+  ])(
+    'on a 404 names both likely mistakes: a base URL missing its path, or no discovery (base path %j)',
+    async (path, pathNote) => {
+      // Prepare
+      server = await startTokenServer(() => ({ status: 404, body: 'Not Found' }));
+      const origin = new URL(server.baseUrl).origin;
+      const { options } = deps();
+      // Act + Assess
+      await expect(resolveTokenUrl({ ...options, fhirBaseUrl: `${origin}${path}` })).rejects.toMatchObject({
+        name: 'ConfigurationError',
+        message:
+          `${origin}${path}/.well-known/smart-configuration answered HTTP 404. Either fhirBaseUrl is not the server's FHIR base URL ` +
+          `(the one whose /metadata answers, usually with a path such as /fhir/r4; ${pathNote}), or the server does not offer SMART discovery: ` +
+          'then set tokenUrl for this source',
+      });
+    },
+  );
+
   it.each([
     [
-      { status: 404, body: 'Not Found' },
+      { status: 403, body: 'Forbidden' },
       (base: string) =>
-        `${base}/.well-known/smart-configuration answered HTTP 404; the server may not support SMART discovery: set tokenUrl for this source`,
+        `${base}/.well-known/smart-configuration answered HTTP 403; the server may not support SMART discovery: set tokenUrl for this source`,
     ],
     [
       { status: 200, body: '<html>' },

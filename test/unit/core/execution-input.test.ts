@@ -91,7 +91,11 @@ describe('parseExecutionInput', () => {
       'execution input has unknown key(s) a, b; expected only sourceId, since, until, types, typeFilters, groupId, level, scheduledTime',
     ],
     ['no sourceId', {}, 'input.sourceId is required: a non-empty string'],
-    ['an empty sourceId', { sourceId: ' ' }, 'input.sourceId must be a non-empty string (got a string)'],
+    [
+      'an empty sourceId',
+      { sourceId: ' ' },
+      'input.sourceId must be a non-empty string (got a string of only white space)',
+    ],
     ['a numeric sourceId', { sourceId: 7 }, 'input.sourceId must be a non-empty string (got number)'],
     [
       'since not an instant',
@@ -142,7 +146,7 @@ describe('parseExecutionInput', () => {
     [
       'an empty type',
       { sourceId: 'epic', types: [''] },
-      'input.types[0] must be a non-empty string (got a string)',
+      'input.types[0] must be a non-empty string (got an empty string)',
     ],
     [
       'a numeric type',
@@ -167,7 +171,7 @@ describe('parseExecutionInput', () => {
     [
       'an empty groupId',
       { sourceId: 'epic', groupId: '' },
-      'input.groupId must be a non-empty string (got a string)',
+      'input.groupId must be a non-empty string (got an empty string)',
     ],
     [
       'an unknown level',

@@ -1,8 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  claimedBy,
+  claimKey,
   completionMarkerKey,
+  describeClaim,
   type ExportLocation,
+  exportFolder,
   exportPartition,
   exportRoot,
   failureReceiptKey,
@@ -70,6 +74,63 @@ describe('exportRoot and prefixes', () => {
   });
 });
 
+describe('exportFolder: one folder per execution, even when two share a transactionTime', () => {
+  it.each([
+    [undefined, 'export=2026-11-26T110000.123Z'],
+    ['epic-prod-20261126T110000Z-auto', 'export=2026-11-26T110000.123Z_epic-prod-20261126T110000Z-auto'],
+    [
+      '0b5c1e3a-8a8e-4a4e-9f0e-3c1d2b7e6a51',
+      'export=2026-11-26T110000.123Z_0b5c1e3a-8a8e-4a4e-9f0e-3c1d2b7e6a51',
+    ],
+    ['run_1', 'export=2026-11-26T110000.123Z_run_1'],
+  ])('execution %j → %s', (executionName, folder) => {
+    expect(exportFolder(LOCATION.transactionTime, executionName)).toBe(folder);
+  });
+
+  it.each(['nightly=1', "o'brien", 'größe', 'a+b', 'x'.repeat(81)])(
+    'replaces an execution name Hive would escape (%j) by a stable hash of it',
+    (executionName) => {
+      // Act
+      const folder = exportFolder(LOCATION.transactionTime, executionName);
+      // Assess
+      expect(folder).toMatch(/^export=2026-11-26T110000\.123Z_x[0-9a-f]{16}$/);
+      expect(exportFolder(LOCATION.transactionTime, executionName)).toBe(folder);
+      expect(exportFolder(LOCATION.transactionTime, `${executionName}2`)).not.toBe(folder);
+    },
+  );
+
+  it('keeps the folder of an execution apart from the plain one: no prefix of one is the other', () => {
+    // S3 listings, upload aborts and Athena partitions work by prefix: `export=T/` must not cover `export=T_x/`.
+    const plain = exportRoot(LOCATION);
+    const named = exportRoot({ ...LOCATION, executionName: 'epic-prod-2' });
+    expect(named.startsWith(plain)).toBe(false);
+    expect(plain.startsWith(named)).toBe(false);
+  });
+});
+
+describe('claimedBy: a folder is written by one execution, its retries and redrives included', () => {
+  const claim = { executionName: 'epic-1', executionStartedAt: '2026-11-26T11:00:00.000Z' };
+  it.each([
+    [
+      'the same execution (a retry or redrive)',
+      { executionName: 'epic-1', startedAt: '2026-11-26T11:00:00.000Z' },
+      true,
+    ],
+    ['another execution', { executionName: 'epic-2', startedAt: '2026-11-26T11:00:00.000Z' }, false],
+    [
+      'a later run that reused the name',
+      { executionName: 'epic-1', startedAt: '2026-11-27T11:00:00.000Z' },
+      false,
+    ],
+  ])('%s → %s', (_, execution, ours) => {
+    expect(claimedBy(claim, execution)).toBe(ours);
+  });
+
+  it('describes the holder by name and start', () => {
+    expect(describeClaim(claim)).toBe('execution epic-1 started 2026-11-26T11:00:00.000Z');
+  });
+});
+
 describe('fileKey', () => {
   it.each([
     ['output', 'Patient', 1, `${ROOT}type=Patient/part-0001.ndjson`],
@@ -117,12 +178,18 @@ describe('quarantineKey', () => {
 
 describe('receipt, marker, work, watermark, lock and failure keys', () => {
   it.each([
-    ['receiptKey', () => receiptKey(LOCATION), `${ROOT}_receipt.json`],
-    ['completionMarkerKey', () => completionMarkerKey(LOCATION), `${ROOT}_SUCCESS.json`],
+    ['claimKey', () => claimKey(exportRoot(LOCATION)), `${ROOT}_claim.json`],
+    ['receiptKey', () => receiptKey(exportRoot(LOCATION)), `${ROOT}_receipt.json`],
+    ['completionMarkerKey', () => completionMarkerKey(exportRoot(LOCATION)), `${ROOT}_SUCCESS.json`],
     [
       'completionMarkerKey, empty prefix',
-      () => completionMarkerKey({ ...LOCATION, prefix: '' }),
+      () => completionMarkerKey(exportRoot({ ...LOCATION, prefix: '' })),
       'source=epic-prod/export=2026-11-26T110000.123Z/_SUCCESS.json',
+    ],
+    [
+      'completionMarkerKey of a folder that names its execution',
+      () => completionMarkerKey(exportRoot({ ...LOCATION, executionName: 'epic-prod-2' })),
+      'fhir/source=epic-prod/export=2026-11-26T110000.123Z_epic-prod-2/_SUCCESS.json',
     ],
     [
       'workPrefix',

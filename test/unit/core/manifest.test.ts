@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   type CompletionManifest,
+  checkTransactionTime,
   MAX_MANIFEST_FILES,
   type ManifestFile,
   mergeManifestPages,
@@ -533,7 +534,56 @@ describe('mergeManifestPages', () => {
     expect(merged).toStrictEqual(page({ files: [file('Patient', 1)] }));
   });
 
+  it('keeps a file URL listed twice (on one page or across pages) once, at its first place, and reports it', () => {
+    // Prepare
+    const pages = [
+      page({
+        files: [file('Patient', 1), file('Observation', 1), file('Patient', 1)],
+        nextPageUrl: 'https://ehr.example.org/status/42?page=2',
+      }),
+      page({ files: [{ ...file('Observation', 1), count: 7 }, file('Condition', 1), file('Patient', 1)] }),
+    ];
+    // Act
+    const merged = mergeManifestPages(pages);
+    // Assess
+    expect(merged.files).toStrictEqual([
+      file('Patient', 1),
+      // A count given only by the later listing is kept: it is the file's.
+      { ...file('Observation', 1), count: 7 },
+      file('Condition', 1),
+    ]);
+    expect(merged.duplicateFiles).toStrictEqual([
+      { index: 0, kind: 'output', type: 'Patient', timesListed: 3 },
+      { index: 1, kind: 'output', type: 'Observation', timesListed: 2 },
+    ]);
+  });
+
   it.each([
+    [
+      'a file URL listed as two types',
+      [
+        page({
+          files: [
+            file('Patient', 1),
+            { ...file('Patient', 1), type: 'Observation', resourceType: 'Observation' },
+          ],
+        }),
+      ],
+      'completion manifest lists one file URL as output Patient and again as output Observation',
+    ],
+    [
+      'a file URL listed as output and as an error file',
+      [page({ files: [file('OperationOutcome', 1), { ...file('OperationOutcome', 1), kind: 'error' }] })],
+      'completion manifest lists one file URL as output OperationOutcome and again as error OperationOutcome',
+    ],
+    [
+      'a file URL listed twice with different counts',
+      [
+        page({ files: [{ ...file('Patient', 1), count: 5 }] }),
+        page({ files: [{ ...file('Patient', 1), count: 6 }] }),
+      ],
+      'completion manifest lists one output Patient file URL twice with different counts (5 and 6)',
+    ],
     ['no pages', [] as CompletionManifest[], 'completion manifest has no pages'],
     [
       'more than MAX_MANIFEST_FILES files across pages',
@@ -565,4 +615,36 @@ describe('parseCompletionManifest: transactionTime must name a real instant', ()
       );
     },
   );
+});
+
+describe('checkTransactionTime: never a transactionTime from the future', () => {
+  const now = new Date('2026-12-06T12:00:00.000Z');
+
+  it.each([
+    '2026-12-06T11:00:00Z',
+    '2026-12-06T12:00:00Z',
+    '2026-12-06T12:05:00Z',
+    '2026-12-06T13:04:59+01:00',
+  ])('accepts %s (up to the allowed skew of 300 s ahead)', (transactionTime) => {
+    expect(() => checkTransactionTime(transactionTime, now, 300)).not.toThrow();
+  });
+
+  it.each([
+    ['2999-01-01T00:00:00Z', 300, '972 years', 300],
+    ['2026-12-06T12:05:01Z', 300, '301 s', 300],
+    ['2026-12-06T12:00:01Z', 0, '1 s', 0],
+    ['2026-12-06T14:30:00+01:00', 300, '90 min', 300],
+  ])('refuses %s with maxClockSkewSeconds %d', (transactionTime, skew, ahead, allowed) => {
+    // Act
+    const error = thrown(() => checkTransactionTime(transactionTime, now, skew));
+    // Assess
+    expect(errorShape(error)).toStrictEqual({
+      name: 'InvalidManifestError',
+      code: 'ERR_INVALID_MANIFEST',
+      message:
+        `completion manifest transactionTime ${transactionTime} is ${ahead} ahead of this client's clock (2026-12-06T12:00:00.000Z); ` +
+        `maxClockSkewSeconds allows ${allowed} s. The server's clock or manifest is wrong, and as the next _since it would ` +
+        'skip every change until then, so the export is refused and the watermark stays where it was',
+    });
+  });
 });

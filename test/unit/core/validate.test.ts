@@ -3,6 +3,7 @@ import {
   asObject,
   describe as describeValue,
   FHIR_INSTANT,
+  formatSpan,
   optionalEnum,
   optionalInteger,
   optionalStringArray,
@@ -24,6 +25,8 @@ describe('describe', () => {
     [undefined, 'undefined'],
     [[], 'an array'],
     ['secret', 'a string'],
+    ['', 'an empty string'],
+    [' \t\n', 'a string of only white space'],
     [{}, 'an object'],
     [1, 'number'],
     [true, 'boolean'],
@@ -85,5 +88,20 @@ describe('validators', () => {
   it('returns string arrays unchanged and undefined when absent', () => {
     expect(optionalStringArray({ a: ['x', 'y'] }, 'a', 'p')).toStrictEqual(['x', 'y']);
     expect(optionalStringArray({}, 'a', 'p')).toBeUndefined();
+  });
+});
+
+describe('formatSpan', () => {
+  it.each([
+    [0, '0 s'],
+    [599_999, '599 s'],
+    [600_000, '10 min'],
+    [7_199_000, '119 min'],
+    [7_200_000, '2 h'],
+    [172_800_000, '2 days'],
+    [-90_000, '90 s'],
+    [Date.parse('2999-01-01T00:00:00Z') - Date.parse('2026-12-06T12:00:00Z'), '972 years'],
+  ])('%d ms → %s', (ms, text) => {
+    expect(formatSpan(ms)).toBe(text);
   });
 });

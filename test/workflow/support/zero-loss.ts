@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { expect } from 'vitest';
-import { exportPartition } from '../../../lambdas/core/layout.js';
+import { type ExportClaim, exportPartition } from '../../../lambdas/core/layout.js';
 import type { Receipt } from '../../../lambdas/core/receipt.js';
 import type { Watermark } from '../../../lambdas/handlers/prepare-export.js';
-import type { FileItem } from '../../../lambdas/state.js';
+import type { FileItem, ManifestSummary } from '../../../lambdas/state.js';
 import { EXPORTABLE_TYPES, type ExportableType } from '../../../scripts/sandbox/data/types.js';
 import { type MatrixEnvironment, requestsOf, type ScenarioRun, statusUrlOf } from './matrix.js';
 
@@ -34,6 +34,16 @@ export interface ZeroLossExpectation {
 export interface StoredManifest {
   readonly transactionTime: string;
   readonly files: readonly { kind: string; type: string; url: string; count?: number }[];
+}
+
+/** The folder Poll Export Status claimed for the run, from its execution history. */
+export function exportRootOf(run: ScenarioRun): string | undefined {
+  for (const event of run.result.run.events) {
+    if (event.type !== 'StateExited' || event.state?.name !== 'Poll Export Status') continue;
+    const manifest = (event.state.output as { poll?: { manifest?: ManifestSummary } }).poll?.manifest;
+    if (manifest) return manifest.exportRoot;
+  }
+  return undefined;
 }
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
@@ -84,11 +94,25 @@ export async function assertZeroLoss(
     expect(Array.isArray(manifest?.files), `${label}: stored manifest with a file list`).toBe(true);
     const receipt = result.receipt as Receipt;
     expect(receipt?.status, `${label}: receipt`).toBe('succeeded');
-    const root = `source=${sourceId}/export=${exportPartition(manifest!.transactionTime)}/`;
+    // Its own folder: the transactionTime's, or, when another execution holds that, one naming this execution.
+    const partition = exportPartition(manifest!.transactionTime);
+    const root = exportRootOf(run)!;
+    expect(
+      [`source=${sourceId}/export=${partition}/`, `source=${sourceId}/export=${partition}_${executionName}/`],
+      `${label}: export folder`,
+    ).toContain(root);
+    expect(
+      await env.getJson<ExportClaim>(`${root}_claim.json`),
+      `${label}: the folder's claim`,
+    ).toMatchObject({
+      sourceId,
+      executionName,
+      transactionTime: manifest!.transactionTime,
+    });
     expect(items, `${label}: file list`).toHaveLength(manifest!.files.length);
 
     // Every data file byte-identical to the server's; the receipt says what S3 holds.
-    const expectedKeys = new Set([`${root}_receipt.json`, `${root}_SUCCESS.json`]);
+    const expectedKeys = new Set([`${root}_claim.json`, `${root}_receipt.json`, `${root}_SUCCESS.json`]);
     const landedPerType = new Map<string, number>();
     let quarantinedTotal = 0;
     for (const [index, file] of manifest!.files.entries()) {
@@ -144,6 +168,10 @@ export async function assertZeroLoss(
       newKeys.filter((key) => key.startsWith(root)),
       `${label}: nothing else under the export`,
     ).toEqual([...expectedKeys].sort());
+    expect(
+      newKeys.filter((key) => !key.startsWith(root)),
+      `${label}: nothing landed outside the export's folder`,
+    ).toEqual([]);
 
     // Per type, exactly the sandbox's resources of the selection (less what was quarantined).
     const types = expectation.types ?? EXPORTABLE_TYPES;
@@ -197,7 +225,17 @@ export async function assertZeroLoss(
       `${label}: no marker or receipt`,
     ).toEqual([]);
     const byKey = new Map(items.map((item) => [item.key, item.index]));
-    for (const key of newKeys.filter((candidate) => !SCRATCH.test(candidate))) {
+    const root = exportRootOf(run);
+    if (root) {
+      expect(
+        await env.getJson<ExportClaim>(`${root}_claim.json`),
+        `${label}: the folder's claim`,
+      ).toMatchObject({
+        executionName,
+      });
+    }
+    const claim = root ? `${root}_claim.json` : undefined;
+    for (const key of newKeys.filter((candidate) => !SCRATCH.test(candidate) && candidate !== claim)) {
       const index = byKey.get(key);
       expect(typeof index, `${label}: ${key} is a file of the manifest`).toBe('number');
       const landed = await env.getBytes(key);
