@@ -1,15 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AUTH_KEYS, parseSourceCatalog, parseSourceSettings, requireEnv } from '../../lambdas/config.js';
 import { ConfigurationError } from '../../lambdas/errors.js';
-
-function thrown(act: () => unknown): Error {
-  try {
-    act();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the call to throw');
-}
+import { thrown } from '../support/thrown.js';
 
 function errorShape(error: Error): { name: string; code: unknown; message: string } {
   return { name: error.name, code: (error as { code?: unknown }).code, message: error.message };

@@ -6,15 +6,7 @@ import {
   splitIntoWindows,
 } from '../../../lambdas/core/execution-input.js';
 import { InvalidExecutionInputError } from '../../../lambdas/errors.js';
-
-function thrown(act: () => unknown): Error {
-  try {
-    act();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the call to throw');
-}
+import { thrown } from '../../support/thrown.js';
 
 function errorShape(error: Error): { name: string; code: unknown; message: string } {
   return { name: error.name, code: (error as { code?: unknown }).code, message: error.message };

@@ -10,6 +10,7 @@ import {
   ConfigurationError,
   ExportRequestRejectedError,
 } from '../../../lambdas/errors.js';
+import { thrown } from '../../support/thrown.js';
 
 const NOW = new Date('2026-11-26T12:00:00Z');
 const BASE = 'https://ehr.example.org/fhir/r4';
@@ -18,15 +19,6 @@ const GET = { method: 'GET', outputFormat: 'application/fhir+ndjson', typeParame
 const POST = { ...GET, method: 'POST' } as const;
 const EMPTY: ExportRequest = { level: 'system', types: [], typeFilters: [], elements: [] };
 const KICK_OFF_HEADERS = { Accept: 'application/fhir+json', Prefer: 'respond-async' };
-
-function thrown(act: () => unknown): Error {
-  try {
-    act();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the call to throw');
-}
 
 function errorShape(error: Error): { name: string; code: unknown; message: string } {
   return { name: error.name, code: (error as { code?: unknown }).code, message: error.message };

@@ -9,20 +9,12 @@ import {
   parseCompletionManifest,
 } from '../../../lambdas/core/manifest.js';
 import { InvalidManifestError } from '../../../lambdas/errors.js';
+import { thrown } from '../../support/thrown.js';
 
 const FILES = 'https://files.ehr.example.org/exports/42';
 /** Looks like a presigned S3 URL: its query string is a credential and must never be echoed. */
 const SIGNATURE = 'X-Amz-Signature=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08';
 const PRESIGNED_QUERY = `X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE&${SIGNATURE}`;
-
-function thrown(act: () => unknown): Error {
-  try {
-    act();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the call to throw');
-}
 
 function errorShape(error: Error): { name: string; code: unknown; message: string } {
   return { name: error.name, code: (error as { code?: unknown }).code, message: error.message };

@@ -7,17 +7,9 @@ import {
   ExportJobGoneError,
   ExportRequestRejectedError,
 } from '../../../lambdas/errors.js';
+import { thrown } from '../../support/thrown.js';
 
 const NOW = new Date('2026-11-26T12:00:00Z');
-
-function thrown(act: () => unknown): Error {
-  try {
-    act();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the call to throw');
-}
 
 function errorShape(error: Error): { name: string; code: unknown; message: string } {
   return { name: error.name, code: (error as { code?: unknown }).code, message: error.message };

@@ -9,15 +9,7 @@ import {
   optionalStringArray,
 } from '../../../lambdas/core/validate.js';
 import { ConfigurationError, InvalidExecutionInputError } from '../../../lambdas/errors.js';
-
-function thrown(act: () => unknown): Error {
-  try {
-    act();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the call to throw');
-}
+import { thrown } from '../../support/thrown.js';
 
 describe('describe', () => {
   it.each([

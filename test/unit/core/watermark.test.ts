@@ -1,17 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { checkStoredWatermark, decideWatermark } from '../../../lambdas/core/watermark.js';
 import { ConfigurationError } from '../../../lambdas/errors.js';
+import { thrown } from '../../support/thrown.js';
 
 const NOW = new Date('2026-12-06T12:00:00.000Z');
-
-function thrown(act: () => unknown): Error {
-  try {
-    act();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the call to throw');
-}
 
 describe('decideWatermark', () => {
   it.each([

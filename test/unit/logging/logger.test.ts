@@ -1,15 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigurationError } from '../../../lambdas/errors.js';
 import { createLogger, type LogLevel, parseLogLevel } from '../../../lambdas/logger.js';
-
-function thrown(act: () => unknown): Error {
-  try {
-    act();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the call to throw');
-}
+import { thrown } from '../../support/thrown.js';
 
 describe('parseLogLevel', () => {
   it.each([
