@@ -208,9 +208,13 @@ export class SandboxState {
       return undefined;
     }
     const lookup = this.tokens.lookup(token, this.nowMs());
+    if ('grant' in lookup) info.presentedToken = lookup.grant.serial;
     if (!lookup.ok) {
-      const description =
-        lookup.reason === 'expired' ? 'the access token expired' : 'the access token is not valid';
+      const description = {
+        expired: 'the access token expired',
+        revoked: 'the access token was revoked',
+        unknown: 'the access token is not valid',
+      }[lookup.reason];
       sendOutcome(res, 401, 'login', description, {
         'www-authenticate': `Bearer realm="fhir-sandbox", error="invalid_token", error_description="${description}"`,
       });
