@@ -195,7 +195,7 @@ export class SandboxState {
   }
 
   /**
-   * The caller's grant, or undefined after answering 401 (no token, unknown or expired token).
+   * The caller's grant, or undefined after answering 401 (no token; an unknown, expired or revoked one).
    * RFC 6750: a bad token is `invalid_token` in WWW-Authenticate.
    */
   authenticate(routed: Routed): AccessGrant | undefined {
@@ -208,7 +208,11 @@ export class SandboxState {
       return undefined;
     }
     const lookup = this.tokens.lookup(token, this.nowMs());
-    if ('grant' in lookup) info.presentedToken = lookup.grant.serial;
+    if ('grant' in lookup) {
+      // A refused token still names its client, so its 401 shows in that client's requests.
+      info.clientId = lookup.grant.clientId;
+      info.presentedToken = lookup.grant.serial;
+    }
     if (!lookup.ok) {
       const description = {
         expired: 'the access token expired',
@@ -220,7 +224,6 @@ export class SandboxState {
       });
       return undefined;
     }
-    info.clientId = lookup.grant.clientId;
     return lookup.grant;
   }
 

@@ -139,6 +139,7 @@ export interface Scenario {
   readonly retryOverrideMs?: number;
   readonly invocationTimeoutMs?: LocalExportOptions['invocationTimeoutMs'];
   readonly killInvocation?: LocalExportOptions['killInvocation'];
+  readonly beforeInvocation?: LocalExportOptions['beforeInvocation'];
   readonly fileIdleTimeoutMs?: number;
   readonly transfer?: LocalExportOptions['transfer'];
   readonly onEvent?: (event: EventLog) => void;
@@ -209,6 +210,7 @@ export async function runScenario(env: MatrixEnvironment, scenario: Scenario): P
       ? {}
       : { invocationTimeoutMs: scenario.invocationTimeoutMs }),
     ...(scenario.killInvocation ? { killInvocation: scenario.killInvocation } : {}),
+    ...(scenario.beforeInvocation ? { beforeInvocation: scenario.beforeInvocation } : {}),
     ...(scenario.onEvent ? { onEvent: scenario.onEvent } : {}),
   });
   return { scenario, sourceId, clientId, result, logLines, watermarkBefore, keysBefore };
