@@ -24,6 +24,7 @@ export interface LocalExportOptions {
   readonly retryOverrideMs?: number;
   readonly invocationTimeoutMs?: number | ((functionName: string) => number);
   readonly killInvocation?: LocalRunOptions['killInvocation'];
+  readonly beforeInvocation?: LocalRunOptions['beforeInvocation'];
   readonly fileIdleTimeoutMs?: number;
   readonly transfer?: LocalRuntimeOptions['transfer'];
 }
@@ -60,6 +61,7 @@ export async function runLocalExport(options: LocalExportOptions): Promise<Local
         ? {}
         : { invocationTimeoutMs: options.invocationTimeoutMs }),
       ...(options.killInvocation ? { killInvocation: options.killInvocation } : {}),
+      ...(options.beforeInvocation ? { beforeInvocation: options.beforeInvocation } : {}),
     });
     let receipt: Receipt | undefined;
     const output = run.output as { receiptKey?: string } | undefined;

@@ -53,6 +53,12 @@ export interface LocalRunOptions {
    * HTTP, sleep) fails, so it never writes (see invocation-scope.ts).
    */
   readonly killInvocation?: (invocation: InvocationInfo) => SimulatedKill | undefined;
+  /**
+   * Called as each Task invocation is about to start; the handler starts once it has settled
+   * (and fails with its error if it throws). For tests that change the world at one exact step
+   * of the workflow: revoke a token just before the kick-off, take S3 away as downloads start.
+   */
+  readonly beforeInvocation?: (invocation: InvocationInfo) => void | Promise<void>;
   /** Every execution event, as it happens. */
   readonly onEvent?: (event: EventLog) => void;
   readonly definitionPath?: string;
@@ -118,9 +124,12 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
       built.set(functionName, handler);
     }
     const invoke = handler;
-    handlers[stateName] = (input) => {
+    handlers[stateName] = async (input) => {
       const invocation = (invocations[functionName] ?? 0) + 1;
       invocations[functionName] = invocation;
+      // A round trip through JSON, as Lambda does: no Dates or undefined sneak between states.
+      const event = JSON.parse(JSON.stringify(input)) as unknown;
+      await options.beforeInvocation?.({ stateName, functionName, invocation, input: event });
       const started = Date.now();
       const timeout =
         typeof options.invocationTimeoutMs === 'function'
@@ -130,8 +139,6 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
         awsRequestId: randomUUID(),
         getRemainingTimeInMillis: () => Math.max(0, timeout - (Date.now() - started)),
       };
-      // A round trip through JSON, as Lambda does: no Dates or undefined sneak between states.
-      const event = JSON.parse(JSON.stringify(input)) as unknown;
       const scope = new InvocationScope(`${stateName} (${functionName} invocation ${invocation})`);
       const running = runInScope(scope, () => invoke(event, context));
       const settled = running.then(

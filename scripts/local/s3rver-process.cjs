@@ -156,4 +156,11 @@ server.run().then(
     process.exit(1);
   },
 );
-process.on('SIGTERM', () => server.close().finally(() => process.exit(0)));
+// Stopping is an outage, not a drain: without closing the open connections, a client kept
+// alive would go on being served by a "stopped" S3, and the stop would not end until every
+// client had gone quiet.
+process.on('SIGTERM', () => {
+  const closing = server.close();
+  server.httpServer?.closeAllConnections();
+  closing.finally(() => process.exit(0));
+});

@@ -195,7 +195,7 @@ export class SandboxState {
   }
 
   /**
-   * The caller's grant, or undefined after answering 401 (no token, unknown or expired token).
+   * The caller's grant, or undefined after answering 401 (no token; an unknown, expired or revoked one).
    * RFC 6750: a bad token is `invalid_token` in WWW-Authenticate.
    */
   authenticate(routed: Routed): AccessGrant | undefined {
@@ -208,15 +208,22 @@ export class SandboxState {
       return undefined;
     }
     const lookup = this.tokens.lookup(token, this.nowMs());
+    if ('grant' in lookup) {
+      // A refused token still names its client, so its 401 shows in that client's requests.
+      info.clientId = lookup.grant.clientId;
+      info.presentedToken = lookup.grant.serial;
+    }
     if (!lookup.ok) {
-      const description =
-        lookup.reason === 'expired' ? 'the access token expired' : 'the access token is not valid';
+      const description = {
+        expired: 'the access token expired',
+        revoked: 'the access token was revoked',
+        unknown: 'the access token is not valid',
+      }[lookup.reason];
       sendOutcome(res, 401, 'login', description, {
         'www-authenticate': `Bearer realm="fhir-sandbox", error="invalid_token", error_description="${description}"`,
       });
       return undefined;
     }
-    info.clientId = lookup.grant.clientId;
     return lookup.grant;
   }
 

@@ -81,6 +81,12 @@ export interface Sandbox {
    * for tests that prove none of them leaks into logs, state or S3.
    */
   credentialsOf(clientId: string): readonly string[];
+  /**
+   * Revokes every access token issued to the client so far (an administrator revoking them, or
+   * a server restarting and forgetting them): each is answered 401 `invalid_token` from now on.
+   * Tokens issued afterwards work. Returns how many live tokens were revoked.
+   */
+  revokeAccessTokens(clientId: string): number;
   close(): Promise<void>;
 }
 
@@ -150,6 +156,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     fileContent: (fileUrl, contentOptions) => collect(fileFor(fileUrl, contentOptions)),
     fileContentStream: (fileUrl, contentOptions) => stream(fileFor(fileUrl, contentOptions)),
     credentialsOf: (clientId) => state.tokens.secretsOf(clientId),
+    revokeAccessTokens: (clientId) => state.tokens.revoke(clientId, state.nowMs()),
     jobs: () => {
       const now = state.nowMs();
       return [...state.jobs.values()].map((job) => ({

@@ -1,9 +1,17 @@
 /** Every request either origin served, so tests can assert what a client actually sent. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 
 export interface RequestLogEntry {
   /** When the request arrived (ISO instant, from the sandbox clock). */
   readonly time: string;
+  /**
+   * When the request arrived and when its response finished or its connection closed, in ms on
+   * the sandbox process's monotonic clock: compare them with each other only (which requests
+   * were in progress at once), never with wall time. A hand-moved sandbox clock leaves them be.
+   */
+  readonly startMs: number;
+  readonly endMs: number;
   /** `sandbox.origin` or `sandbox.secondOrigin`. */
   readonly origin: string;
   readonly method: string;
@@ -17,6 +25,13 @@ export interface RequestLogEntry {
   readonly hasAuthorization: boolean;
   /** The client, when the request identified one (token, assertion or job). */
   readonly clientId?: string;
+  /**
+   * Which of the client's access tokens the request carried (1 = the first issued to it), when
+   * the sandbox knew the token, even expired or revoked. The token itself is never logged.
+   */
+  readonly presentedToken?: number;
+  /** On a token response: which of the client's access tokens it issued. */
+  readonly issuedToken?: number;
   /** The injected fault that shaped this response, if any. */
   readonly fault?: string;
   /** False when the connection closed before the response was complete. */
@@ -26,6 +41,8 @@ export interface RequestLogEntry {
 /** Filled in by handlers while they work on a request. */
 export interface RequestInfo {
   clientId?: string;
+  presentedToken?: number;
+  issuedToken?: number;
   fault?: string;
 }
 
@@ -34,7 +51,11 @@ export class RequestLog {
   #inFlight = 0;
   #idle: (() => void)[] = [];
 
-  constructor(private readonly limit: number) {}
+  constructor(
+    private readonly limit: number,
+    /** The monotonic clock of `startMs`/`endMs`. */
+    private readonly monotonicMs: () => number = () => performance.now(),
+  ) {}
 
   get entries(): readonly RequestLogEntry[] {
     return this.#entries;
@@ -53,6 +74,7 @@ export class RequestLog {
   /** Records the request once its response is finished or its connection closed. */
   track(origin: string, req: IncomingMessage, res: ServerResponse, time: string): RequestInfo {
     const info: RequestInfo = {};
+    const startMs = this.monotonicMs();
     const target = req.url ?? '/';
     const q = target.indexOf('?');
     this.#inFlight++;
@@ -60,6 +82,8 @@ export class RequestLog {
       if (this.#entries.length >= this.limit) this.#entries.shift();
       this.#entries.push({
         time,
+        startMs,
+        endMs: this.monotonicMs(),
         origin,
         method: req.method ?? 'GET',
         path: q === -1 ? target : target.slice(0, q),
@@ -67,6 +91,8 @@ export class RequestLog {
         status: res.statusCode,
         hasAuthorization: req.headers.authorization !== undefined,
         ...(info.clientId !== undefined ? { clientId: info.clientId } : {}),
+        ...(info.presentedToken !== undefined ? { presentedToken: info.presentedToken } : {}),
+        ...(info.issuedToken !== undefined ? { issuedToken: info.issuedToken } : {}),
         ...(info.fault !== undefined ? { fault: info.fault } : {}),
         completed: res.writableFinished,
       });

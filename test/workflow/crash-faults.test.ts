@@ -6,6 +6,7 @@ import {
   type MatrixEnvironment,
   requestsOf,
   runScenario,
+  type S3Outage,
   type ScenarioRun,
   sourceIdFor,
   startMatrixEnvironment,
@@ -132,28 +133,53 @@ describe('the S3 endpoint unavailable mid-export', () => {
     await env?.close();
   }, 60_000);
 
-  it('stopped as the downloads start, back after the first Download File failure → succeeds with every line once', async () => {
+  // The outage is tied to the workflow's steps, not to the clock, so that a slow machine cannot
+  // let the downloads finish before S3 goes down, nor keep S3 down past the retries.
+  it('down as the downloads start, back once a download has failed on it → the Retry lands every line once', async () => {
     let outage: Promise<void> | undefined;
     let recovery: Promise<void> | undefined;
+    const attempts = new Set<string>();
     const run = await runScenario(env, {
       name: 'S3 outage',
-      // Files trickle out, so that no download can end before S3 is down (the stop is not awaited).
-      faults: { slowFile: { bytesPerSecond: 200_000 } },
-      retryOverrideMs: 400,
-      onEvent(event) {
-        if (!outage && event.type === 'StateEntered' && event.state?.name === 'Download Files') {
-          outage = env.stopS3();
+      // Each file's first attempt starts with S3 down; an attempt with an input seen before is
+      // the state's Retry of a failed one, and starts once S3 is back.
+      async beforeInvocation({ functionName, input }) {
+        if (functionName !== 'DownloadFile') return;
+        const attempt = JSON.stringify(input);
+        if (attempts.has(attempt)) {
+          recovery ??= outage!.then(() => env.startS3());
+          await recovery;
+          return;
         }
-        if (outage && !recovery && event.type === 'StateFailed' && event.state?.name === 'Download File') {
-          recovery = outage.then(() => env.startS3());
-        }
+        attempts.add(attempt);
+        if (recovery) return;
+        outage ??= env.stopS3();
+        await outage;
       },
     });
-    await recovery;
 
     await assertZeroLoss(env, run, { outcome: 'succeeded' });
     expect(failuresOf(run, 'Download File').length).toBeGreaterThan(0);
     expect(failuresOf(run, 'Download File').every((error) => error === 'StorageError')).toBe(true);
+    expect(run.result.run.cause).toBeUndefined();
+  }, 90_000);
+
+  it('down as Finalize starts, back a moment after it first tries S3 → Finalize rides it out in one attempt', async () => {
+    let outage: S3Outage | undefined;
+    const run = await runScenario(env, {
+      name: 'S3 outage at Finalize',
+      async beforeInvocation({ stateName }) {
+        if (stateName === 'Finalize Export') outage ??= await env.takeS3AwayUntilTried();
+      },
+    });
+
+    expect(outage?.tried).toBe(true);
+    await outage!.back;
+    await assertZeroLoss(env, run, { outcome: 'succeeded' });
+    // The store's own retries waited S3 out: no Finalize attempt failed (their pauses are
+    // shortened here, so the state's Retry alone could not have).
+    expect(failuresOf(run, 'Finalize Export')).toEqual([]);
+    expect(run.result.run.invocations.FinalizeExport).toBe(1);
   }, 90_000);
 });
 

@@ -96,12 +96,13 @@ export async function handleToken(state: SandboxState, routed: Routed): Promise<
     });
     state.tokens.remember(verified.client.clientId, form.get('client_assertion') ?? '');
     const lifetime = faults.tokenLifetimeSeconds ?? state.options.accessTokenLifetimeSeconds;
-    const accessToken = state.tokens.issue(
+    const { token: accessToken, grant } = state.tokens.issue(
       verified.client.clientId,
       verified.scopes,
       lifetime,
       state.nowMs(),
     );
+    info.issuedToken = grant.serial;
     if (faults.tokenLifetimeSeconds !== undefined) info.fault = 'tokenLifetimeSeconds';
     sendJson(
       res,

@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
@@ -43,7 +44,19 @@ export interface MatrixEnvironment {
   stopS3(): Promise<void>;
   /** Starts it again on the same port and folder. */
   startS3(): Promise<void>;
+  /**
+   * Stops the S3 server, then brings it back once someone has tried to reach it: the first
+   * connection to its port is reset, later ones are refused until it serves again. Resolves
+   * once S3 is down, with `back`: resolves once S3 serves again.
+   */
+  takeS3AwayUntilTried(): Promise<S3Outage>;
   close(): Promise<void>;
+}
+
+export interface S3Outage {
+  /** Whether anyone has tried to reach S3 since it went down. */
+  readonly tried: boolean;
+  readonly back: Promise<void>;
 }
 
 export const GROUP_ID = 'cohort';
@@ -84,6 +97,20 @@ export async function startMatrixEnvironment(options: SandboxOptions = {}): Prom
     }
   };
   let stopped = false;
+  const stopS3 = async () => {
+    stopped = true;
+    await s3.close();
+  };
+  const watchers = new Set<Server>();
+  const closeWatcher = (watcher: Server) =>
+    new Promise<void>((resolve) => {
+      watchers.delete(watcher);
+      watcher.close(() => resolve());
+    });
+  const startS3 = async () => {
+    s3 = await startEmbeddedS3({ directory, port });
+    stopped = false;
+  };
   return {
     sandbox,
     get s3() {
@@ -106,16 +133,34 @@ export async function startMatrixEnvironment(options: SandboxOptions = {}): Prom
       const page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }));
       return (page.Uploads ?? []).map((upload) => ({ key: upload.Key!, uploadId: upload.UploadId! }));
     },
-    async stopS3() {
-      stopped = true;
-      await s3.close();
-    },
-    async startS3() {
-      s3 = await startEmbeddedS3({ directory, port });
-      stopped = false;
+    stopS3,
+    startS3,
+    async takeS3AwayUntilTried() {
+      await stopS3();
+      const watcher = createServer((socket) => socket.destroy());
+      watchers.add(watcher);
+      let tried = false;
+      const firstTry = new Promise<void>((resolve) =>
+        watcher.once('connection', () => {
+          tried = true;
+          resolve();
+        }),
+      );
+      await new Promise<void>((resolve, reject) => {
+        watcher.once('error', reject);
+        watcher.listen(port, '127.0.0.1', () => resolve());
+      });
+      const back = firstTry.then(() => closeWatcher(watcher)).then(startS3);
+      return {
+        get tried() {
+          return tried;
+        },
+        back,
+      };
     },
     async close() {
       client.destroy();
+      await Promise.all([...watchers].map(closeWatcher));
       if (!stopped) await s3.close();
       await sandbox.close();
       await rm(directory, { recursive: true, force: true });
@@ -139,6 +184,7 @@ export interface Scenario {
   readonly retryOverrideMs?: number;
   readonly invocationTimeoutMs?: LocalExportOptions['invocationTimeoutMs'];
   readonly killInvocation?: LocalExportOptions['killInvocation'];
+  readonly beforeInvocation?: LocalExportOptions['beforeInvocation'];
   readonly fileIdleTimeoutMs?: number;
   readonly transfer?: LocalExportOptions['transfer'];
   readonly onEvent?: (event: EventLog) => void;
@@ -209,6 +255,7 @@ export async function runScenario(env: MatrixEnvironment, scenario: Scenario): P
       ? {}
       : { invocationTimeoutMs: scenario.invocationTimeoutMs }),
     ...(scenario.killInvocation ? { killInvocation: scenario.killInvocation } : {}),
+    ...(scenario.beforeInvocation ? { beforeInvocation: scenario.beforeInvocation } : {}),
     ...(scenario.onEvent ? { onEvent: scenario.onEvent } : {}),
   });
   return { scenario, sourceId, clientId, result, logLines, watermarkBefore, keysBefore };
