@@ -605,10 +605,12 @@ const CASES: readonly MatrixCase[] = [
     expect: { outcome: 'succeeded', types: ['Observation'] },
   },
   {
-    fault: 'fileLinkLifetimeMs=250 + file5xx=1',
+    fault: 'fileLinkLifetimeMs=800 + file5xx=1',
     behaviour: 'reads the manifest again for a fresh link after each 410 and lands every file',
-    // The 503's Retry-After (1 s) outlasts every link: each file meets a 410 mid-transfer.
-    scenario: { faults: { fileLinkLifetimeMs: 250, file5xx: 1 } },
+    // The 503's Retry-After (1 s) outlasts every link: each file meets a 410 mid-transfer. A fresh
+    // link must still be alive at the GET that follows the manifest read: at 250 ms it was not,
+    // under load (two busy cores), and the file failed as a link refused at once.
+    scenario: { faults: { fileLinkLifetimeMs: 800, file5xx: 1 } },
     expect: { outcome: 'succeeded' },
     async observe(env, run) {
       const requests = await requestsOf(env, run.clientId);
