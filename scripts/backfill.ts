@@ -9,6 +9,7 @@
  * window's execution name is derived from the source and the window, so
  * starting the same backfill twice never exports a window twice.
  */
+import './local/node-version.js';
 import { parseArgs } from 'node:util';
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { executionNameForWindow, splitIntoWindows } from '../lambdas/core/execution-input.js';

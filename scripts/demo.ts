@@ -4,6 +4,7 @@
  * is none, registers it, exports a Group of ~1,000 synthetic patients through
  * the real state machine and handlers, and prints what landed.
  */
+import './local/node-version.js';
 import { join, resolve } from 'node:path';
 import { startEmbeddedS3 } from './local/embedded-s3.js';
 import { runLocalExport } from './local/local-export.js';

@@ -6,6 +6,7 @@
  * scripts/local/cli.ts for where the data lands). Exits 0 only when every
  * file landed and was verified.
  */
+import './local/node-version.js';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openS3Target, readSourceFile, summarize } from './local/cli.js';

@@ -11,6 +11,7 @@
  * The JWKS goes to stdout so it can be piped or redirected; everything else
  * goes to stderr. Private key material is never printed.
  */
+import './local/node-version.js';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';

@@ -16,6 +16,7 @@
  *
  * MB = 10^6 bytes. One JSON line per measured case on stdout; progress on stderr.
  */
+import '../local/node-version.js';
 import { parseArgs } from 'node:util';
 import { startEmbeddedS3 } from '../local/embedded-s3.js';
 import { bundleTransferChild, progress, transferChildRunner } from './children.js';

@@ -2,6 +2,7 @@
  * Runs the sandbox until SIGINT/SIGTERM:
  *   npm run sandbox -- --port 8080 [--patients 1000] [--seed 42] [--job-seconds 2] [--host 127.0.0.1]
  */
+import '../local/node-version.js';
 import { parseArgs } from 'node:util';
 import { FAULT_NAMES, startSandbox } from './index.js';
 
