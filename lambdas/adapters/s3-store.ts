@@ -40,10 +40,14 @@ export function createS3Store({ s3, bucket, kmsKeyId }: S3StoreOptions): JsonSto
   const encryption = kmsKeyId
     ? { ServerSideEncryption: 'aws:kms' as const, SSEKMSKeyId: kmsKeyId, BucketKeyEnabled: true }
     : {};
-  const wrap = (action: string, key: string, error: unknown) =>
-    new StorageError(`S3 ${action} of s3://${bucket}/${key} failed: ${(error as Error).name ?? 'Error'}`, {
-      cause: error,
-    });
+  // The code alone says nothing when the SDK throws a plain Error (no region, connection refused).
+  const wrap = (action: string, key: string, error: unknown) => {
+    const { name = 'Error', message } = error as Partial<Error>;
+    return new StorageError(
+      `S3 ${action} of s3://${bucket}/${key} failed: ${name}${message && message !== name ? `: ${message}` : ''}`,
+      { cause: error },
+    );
+  };
   return {
     bucket,
     async getJson<T>(key: string) {
