@@ -23,7 +23,8 @@ const MAX_PATIENTS = 100_000;
 const USAGE = `usage: npm run demo [-- --patients N]
 
   --patients N   synthetic patients in the exported Group (${DEFAULT_PATIENTS} by default, at most ${MAX_PATIENTS})
-State (keys, the embedded S3's files, one log per run) lives in .local/ of the folder it runs in.`;
+Its state (keys, the embedded S3's files, one log per run) is kept in .local/ of the folder
+it runs in: the project folder under npm run.`;
 
 async function main(argv: readonly string[]): Promise<number> {
   const { values } = parseCommandLine(argv, { patients: { type: 'string' } });

@@ -24,14 +24,16 @@ const USAGE = `usage: npm run export -- --source <file.json> [--since ISO|auto] 
   --source FILE      the source settings (JSON); a relative path is read from the folder you run this in
   --since ISO|auto   only changes since then; auto (the default): since the last fully successful
                      export of this source (none yet: everything)
-  --until ISO        only changes until then (a window: the daily delta's watermark does not move)
+  --until ISO        only changes until then
   --types A,B        these resource types only; --group ID: this Group instead of the source's own
+                     (with --until, --types or --group the run does not move the watermark --since auto reads)
   --bucket B         the bucket (default ${DEFAULT_LOCAL_BUCKET}); without --s3-endpoint or --aws-s3 it lives in the
                      embedded S3 under .local/s3/B and is created if new
   --s3-endpoint URL  any S3-compatible endpoint (credentials from the environment); the bucket must exist
   --aws-s3           real S3 (the AWS SDK's default credentials and region); the bucket must exist
   --prefix P         a key prefix for everything written
-Logs: .local/logs/export-<execution>.ndjson, one file per run.`;
+Local state (.local/s3/<bucket>, one log per run in .local/logs/export-<execution>.ndjson) is kept
+in .local/ of the folder it runs in: the project folder under npm run.`;
 
 const OPTIONS = {
   source: { type: 'string' },
