@@ -14,7 +14,7 @@ import { resolve } from 'node:path';
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { executionNameForWindow, splitIntoWindows } from '../lambdas/core/execution-input.js';
 import { InvalidExecutionInputError } from '../lambdas/errors.js';
-import { openS3Target, parseWindow, readSourceFile } from './local/cli.js';
+import { openS3Target, parseWindow, readSourceFile, s3TargetOptions } from './local/cli.js';
 import { parseCommandLine, runCommand, UsageError } from './local/command.js';
 import { runLocalExport } from './local/local-export.js';
 
@@ -48,6 +48,8 @@ async function main(argv: readonly string[]): Promise<number> {
     throw new UsageError('give either --source <file.json> (locally) or --state-machine-arn ARN (on AWS)');
   }
   if (onAws && !values['source-id']) throw new UsageError('--source-id is required with --state-machine-arn');
+  const localDirectory = resolve('.local');
+  const targetOptions = s3TargetOptions(values, resolve(localDirectory, 's3'));
   const windows = windowsOf(values.from, values.to, parseWindow(values.window));
   const types = values.types
     ?.split(',')
@@ -58,13 +60,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (onAws) return backfillOnAws(values['state-machine-arn']!, values['source-id']!, windows, types);
 
   const source = await readSourceFile(values.source!);
-  const localDirectory = resolve('.local');
-  const target = await openS3Target({
-    ...(values.bucket ? { bucket: values.bucket } : {}),
-    ...(values['s3-endpoint'] ? { s3Endpoint: values['s3-endpoint'] } : {}),
-    ...(values['aws-s3'] ? { awsS3: true } : {}),
-    localDirectory: resolve(localDirectory, 's3'),
-  });
+  const target = await openS3Target(targetOptions);
   // A window's execution name is the same every time it runs; its log must not gather every run.
   const runId = randomUUID().slice(0, 8);
   try {

@@ -12,6 +12,7 @@ import {
   localExecutionName,
   openS3Target,
   readSourceFile,
+  s3TargetOptions,
   summarize,
 } from './local/cli.js';
 import { parseCommandLine, runCommand, UsageError } from './local/command.js';
@@ -50,6 +51,8 @@ const OPTIONS = {
 async function main(argv: readonly string[]): Promise<number> {
   const { values } = parseCommandLine(argv, OPTIONS);
   if (!values.source) throw new UsageError('--source <file.json> is required');
+  const localDirectory = resolve('.local');
+  const targetOptions = s3TargetOptions(values, resolve(localDirectory, 's3'));
   const source = await readSourceFile(values.source);
   const input: Record<string, unknown> = { sourceId: source.id, since: values.since ?? 'auto' };
   if (values.until) input.until = values.until;
@@ -60,13 +63,7 @@ async function main(argv: readonly string[]): Promise<number> {
       .filter(Boolean);
   if (values.group) input.groupId = values.group;
 
-  const localDirectory = resolve('.local');
-  const target = await openS3Target({
-    ...(values.bucket ? { bucket: values.bucket } : {}),
-    ...(values['s3-endpoint'] ? { s3Endpoint: values['s3-endpoint'] } : {}),
-    ...(values['aws-s3'] ? { awsS3: true } : {}),
-    localDirectory: resolve(localDirectory, 's3'),
-  });
+  const target = await openS3Target(targetOptions);
   try {
     const executionName = localExecutionName(source.id);
     const logFile = resolve(localDirectory, 'logs', `export-${executionName}.ndjson`);

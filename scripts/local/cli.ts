@@ -44,6 +44,24 @@ export interface S3TargetOptions {
   readonly localDirectory: string;
 }
 
+/** `--bucket`, `--s3-endpoint` and `--aws-s3` as export and backfill take them, checked before anything starts. */
+export function s3TargetOptions(
+  values: { readonly bucket?: string; readonly 's3-endpoint'?: string; readonly 'aws-s3'?: boolean },
+  localDirectory: string,
+): S3TargetOptions {
+  if (values['s3-endpoint'] && values['aws-s3']) {
+    throw new UsageError('--s3-endpoint and --aws-s3 name two different stores; give one of them');
+  }
+  if (values['aws-s3'] && !values.bucket)
+    throw new UsageError('--aws-s3 needs --bucket NAME (an existing bucket)');
+  return {
+    ...(values.bucket ? { bucket: values.bucket } : {}),
+    ...(values['s3-endpoint'] ? { s3Endpoint: values['s3-endpoint'] } : {}),
+    ...(values['aws-s3'] ? { awsS3: true } : {}),
+    localDirectory,
+  };
+}
+
 /**
  * By default the embedded S3 server, files under `<localDirectory>/<bucket>`,
  * the bucket created if new (a second run finds it there). `s3Endpoint`: any
@@ -51,11 +69,6 @@ export interface S3TargetOptions {
  * to create; a missing one is said before the export starts.
  */
 export async function openS3Target(options: S3TargetOptions): Promise<S3Target> {
-  if (options.s3Endpoint && options.awsS3) {
-    throw new UsageError('--s3-endpoint and --aws-s3 name two different stores; give one of them');
-  }
-  if (options.awsS3 && !options.bucket)
-    throw new UsageError('--aws-s3 needs --bucket NAME (an existing bucket)');
   const bucket = options.bucket ?? DEFAULT_LOCAL_BUCKET;
   if (options.s3Endpoint || options.awsS3) {
     let s3ClientConfig: S3ClientConfig = {};

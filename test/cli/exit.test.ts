@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startEmbeddedS3 } from '../../scripts/local/embedded-s3.js';
 import { type Sandbox, startSandbox } from '../../scripts/sandbox/index.js';
 import { processesMentioning, untilGone } from '../support/processes.js';
 import { plainEnv, runCommand, startCommand, writeSourceFile } from './support/command.js';
@@ -64,6 +65,31 @@ describe('a failing command exits with its status and leaves no process behind',
     },
     60_000,
   );
+
+  it('before: --s3-endpoint with a bucket that does not exist says so and how to create it, exit 1', async () => {
+    const s3 = await startEmbeddedS3();
+    try {
+      const source = await writeSourceFile(sandbox, dir, 'source.json', 'no-bucket');
+      const env = plainEnv({
+        AWS_ACCESS_KEY_ID: 'S3RVER',
+        AWS_SECRET_ACCESS_KEY: 'S3RVER',
+        AWS_REGION: 'us-east-1',
+      });
+
+      const result = await runCommand(
+        'export.ts',
+        ['--source', source, '--s3-endpoint', s3.endpoint, '--bucket', 'missing'],
+        { cwd: dir, env },
+      );
+
+      expect(result.code).toBe(1);
+      expect(result.stderr).toBe(
+        `export failed: bucket missing does not exist at ${s3.endpoint}: create it first (e.g. \`aws s3 mb s3://missing\`), or leave out --s3-endpoint and --aws-s3 to use the embedded S3, which creates it\n`,
+      );
+    } finally {
+      await s3.close();
+    }
+  });
 
   it('during: a server that fails the job gives exit 1 and "Export FAILED", the S3 server stopped', async () => {
     const source = await writeSourceFile(sandbox, dir, 'source.json', 'job-fails', { jobFailure: true });

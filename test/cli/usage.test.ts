@@ -67,6 +67,21 @@ describe('every command, as a process', () => {
     expect(await readdir(dir)).toStrictEqual([]);
   });
 
+  it.each([
+    [['--source', 'unread.json', '--aws-s3'], 'export: --aws-s3 needs --bucket NAME (an existing bucket)'],
+    [
+      ['--source', 'unread.json', '--aws-s3', '--s3-endpoint', 'http://127.0.0.1:9', '--bucket', 'b'],
+      'export: --s3-endpoint and --aws-s3 name two different stores; give one of them',
+    ],
+    [['--since', 'auto'], 'export: --source <file.json> is required'],
+  ])('export %j exits 2 before reading or starting anything: %s', async (args, line) => {
+    const result = await runCommand('export.ts', args, { cwd: dir, env: plainEnv() });
+
+    expect(result.code).toBe(2);
+    expect(result.stderr.split('\n')[0]).toBe(line);
+    expect(await readdir(dir)).toStrictEqual([]);
+  });
+
   it('export reads --source from the folder npm run was started in, not the project folder', async () => {
     // What `npm run` sets up: the script runs in the project folder, the caller's folder is in INIT_CWD.
     const project = join(dir, 'project');
