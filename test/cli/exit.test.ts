@@ -63,7 +63,7 @@ describe('a failing command exits with its status and leaves no process behind',
       );
       expect(await processesMentioning(dir)).toStrictEqual([]);
     },
-    60_000,
+    90_000,
   );
 
   it('before: --s3-endpoint with a bucket that does not exist says so and how to create it, exit 1', async () => {
@@ -99,7 +99,7 @@ describe('a failing command exits with its status and leaves no process behind',
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('Export FAILED: ExportRequestRejectedError: the export job failed');
     expect(await processesMentioning(dir)).toStrictEqual([]);
-  }, 60_000);
+  }, 90_000);
 
   it.each([
     ['export', 'export.ts', true],
@@ -118,7 +118,7 @@ describe('a failing command exits with its status and leaves no process behind',
       expect(result.stderr).not.toMatch(/^\s+at /m);
       expect(await processesMentioning(dir)).toStrictEqual([]);
     },
-    60_000,
+    90_000,
   );
 
   it('killed mid-run: the embedded S3 server it started stops too', async () => {
@@ -135,5 +135,5 @@ describe('a failing command exits with its status and leaves no process behind',
 
     expect(result.signal).toBe('SIGKILL');
     expect(await processesMentioning(dir)).toStrictEqual([]);
-  }, 60_000);
+  }, 90_000);
 });

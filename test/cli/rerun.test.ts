@@ -50,7 +50,7 @@ describe('every command, run twice in the same checkout', () => {
       runs.map((run) => `demo-${run.executionName}.ndjson`).sort(),
     );
     expect(await processesMentioning(cwd)).toStrictEqual([]);
-  }, 90_000);
+  }, 120_000);
 
   it('export: both runs succeed into the embedded S3; the second asks only for changes since the first', async () => {
     const cwd = join(dir, 'export');
@@ -89,7 +89,7 @@ describe('every command, run twice in the same checkout', () => {
       expect(log).not.toContain(runs[1 - index]!.executionName);
     }
     expect(await processesMentioning(cwd)).toStrictEqual([]);
-  }, 90_000);
+  }, 120_000);
 
   it('backfill: the same windows again succeed again', async () => {
     const cwd = join(dir, 'backfill');
@@ -119,5 +119,5 @@ describe('every command, run twice in the same checkout', () => {
       expect.stringMatching(/^backfill-history-20240101T000000Z-20240111T000000Z-[0-9a-f]{8}\.ndjson$/),
     ]);
     expect(await processesMentioning(cwd)).toStrictEqual([]);
-  }, 90_000);
+  }, 120_000);
 });

@@ -39,7 +39,7 @@ export interface RunningCommand {
 
 /**
  * Starts `scripts/<script>` as `npm run` would, but as one process: Node with
- * tsx's loader. A command that does not end within 45 s is killed, so a
+ * tsx's loader. A command that does not end within 55 s is killed, so a
  * hang fails the test (signal SIGKILL) instead of stalling the suite.
  */
 export function startCommand(
@@ -54,7 +54,7 @@ export function startCommand(
       cwd: options.cwd,
       env: options.env ?? process.env,
       stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 45_000,
+      timeout: 55_000,
       killSignal: 'SIGKILL',
     },
   );
