@@ -1,73 +1,85 @@
 /**
- * `npm run backfill -- --source <file.json> --from ISO --to ISO --window 30d [--types A,B]
- *   [--bucket B] [--s3-endpoint URL]`                       (locally, one export per window, in order)
- * `npm run backfill -- --state-machine-arn ARN --source-id ID --from … --to … --window 30d`
- *                                                           (on AWS: one execution per window)
+ * `npm run backfill -- --source <file.json> --from ISO --to ISO …` (locally, one export per window, in order)
+ * `npm run backfill -- --state-machine-arn ARN --source-id ID --from … --to …` (on AWS: one execution per window)
+ * (see USAGE)
  *
  * Windows run one after another: a source has one export at a time (the
  * per-source lock, and Epic and Oracle Health allow no more). On AWS each
  * window's execution name is derived from the source and the window, so
  * starting the same backfill twice never exports a window twice.
  */
-import { parseArgs } from 'node:util';
+import './local/node-version.js';
+import { randomUUID } from 'node:crypto';
+import { resolve } from 'node:path';
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { executionNameForWindow, splitIntoWindows } from '../lambdas/core/execution-input.js';
-import { openS3Target, parseWindow, readSourceFile } from './local/cli.js';
+import { InvalidExecutionInputError } from '../lambdas/errors.js';
+import { openS3Target, parseWindow, readSourceFile, s3TargetOptions } from './local/cli.js';
+import { parseCommandLine, runCommand, UsageError } from './local/command.js';
 import { runLocalExport } from './local/local-export.js';
 
-const USAGE = `usage: npm run backfill -- --source <file.json> --from ISO --to ISO --window 30d [--types A,B] [--bucket B] [--s3-endpoint URL]
-       npm run backfill -- --state-machine-arn ARN --source-id ID --from ISO --to ISO --window 30d [--types A,B]`;
+const USAGE = `usage: npm run backfill -- --source <file.json> --from ISO --to ISO [--window 30d] [--types A,B]
+                           [--bucket B] [--s3-endpoint URL | --aws-s3]
+       npm run backfill -- --state-machine-arn ARN --source-id ID --from ISO --to ISO [--window 30d] [--types A,B]
 
-async function main(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      source: { type: 'string' },
-      'source-id': { type: 'string' },
-      'state-machine-arn': { type: 'string' },
-      from: { type: 'string' },
-      to: { type: 'string' },
-      window: { type: 'string', default: '30d' },
-      types: { type: 'string' },
-      bucket: { type: 'string' },
-      's3-endpoint': { type: 'string' },
-      help: { type: 'boolean' },
-    },
-  });
-  if (values.help || !values.from || !values.to || (!values.source && !values['state-machine-arn'])) {
-    process.stderr.write(`${USAGE}\n`);
-    return values.help ? 0 : 2;
+  Locally (--source; a relative path is read from the folder you run this in): one export per window, in
+  order, into the embedded S3 (.local/s3/<bucket>) unless --s3-endpoint or --aws-s3 is given; logs in
+  .local/logs/backfill-<execution>-<run>.ndjson. On AWS (--state-machine-arn): one execution per window.
+  --window: 30d (the default), 12h, 1.5d, …`;
+
+const OPTIONS = {
+  source: { type: 'string' },
+  'source-id': { type: 'string' },
+  'state-machine-arn': { type: 'string' },
+  from: { type: 'string' },
+  to: { type: 'string' },
+  window: { type: 'string', default: '30d' },
+  types: { type: 'string' },
+  bucket: { type: 'string' },
+  's3-endpoint': { type: 'string' },
+  'aws-s3': { type: 'boolean' },
+} as const;
+
+async function main(argv: readonly string[]): Promise<number> {
+  const { values } = parseCommandLine(argv, OPTIONS);
+  if (!values.from || !values.to) throw new UsageError('--from ISO and --to ISO are required');
+  const onAws = values['state-machine-arn'] !== undefined;
+  if (onAws === (values.source !== undefined)) {
+    throw new UsageError('give either --source <file.json> (locally) or --state-machine-arn ARN (on AWS)');
   }
-  const windows = splitIntoWindows(values.from, values.to, parseWindow(values.window));
+  if (onAws && !values['source-id']) throw new UsageError('--source-id is required with --state-machine-arn');
+  const localDirectory = resolve('.local');
+  const targetOptions = s3TargetOptions(values, resolve(localDirectory, 's3'));
+  const windows = windowsOf(values.from, values.to, parseWindow(values.window));
   const types = values.types
     ?.split(',')
     .map((type) => type.trim())
     .filter(Boolean);
   process.stderr.write(`${windows.length} window(s) from ${values.from} to ${values.to}\n`);
 
-  if (values['state-machine-arn']) {
-    const sourceId = values['source-id'];
-    if (!sourceId) throw new Error('--source-id is required with --state-machine-arn');
-    return backfillOnAws(values['state-machine-arn'], sourceId, windows, types);
-  }
+  if (onAws) return backfillOnAws(values['state-machine-arn']!, values['source-id']!, windows, types);
 
   const source = await readSourceFile(values.source!);
-  const target = await openS3Target({
-    ...(values.bucket ? { bucket: values.bucket } : {}),
-    ...(values['s3-endpoint'] ? { s3Endpoint: values['s3-endpoint'] } : {}),
-  });
+  const target = await openS3Target(targetOptions);
+  // A window's execution name is the same every time it runs; its log must not gather every run.
+  const runId = randomUUID().slice(0, 8);
   try {
     for (const [index, window] of windows.entries()) {
+      const executionName = executionNameForWindow(source.id, window.since, window.until);
+      const logFile = resolve(localDirectory, 'logs', `backfill-${executionName}-${runId}.ndjson`);
       const { run, receipt } = await runLocalExport({
         sources: [source],
         input: { sourceId: source.id, ...window, ...(types ? { types } : {}) },
-        executionName: executionNameForWindow(source.id, window.since, window.until),
+        executionName,
         s3ClientConfig: target.s3ClientConfig,
         bucket: target.bucket,
+        logFile,
       });
       const label = `window ${index + 1}/${windows.length} ${window.since} → ${window.until}`;
       if (run.status !== 'SUCCEEDED' || !receipt) {
-        process.stderr.write(`${label}: FAILED: ${run.cause}\nLater windows were not started.\n`);
+        process.stderr.write(
+          `${label}: FAILED: ${run.cause}\nLogs: ${logFile}\nLater windows were not started.\n`,
+        );
         return 1;
       }
       process.stdout.write(
@@ -77,6 +89,15 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   } finally {
     await target.close();
+  }
+}
+
+function windowsOf(from: string, to: string, days: number) {
+  try {
+    return splitIntoWindows(from, to, days);
+  } catch (error) {
+    if (error instanceof InvalidExecutionInputError) throw new UsageError(error.message);
+    throw error;
   }
 }
 
@@ -121,12 +142,4 @@ async function backfillOnAws(
   return 0;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: Error) => {
-    process.stderr.write(`backfill failed: ${error.message}\n`);
-    process.exitCode = 1;
-  },
-);
+runCommand('backfill', USAGE, () => main(process.argv.slice(2)));

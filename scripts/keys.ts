@@ -9,17 +9,19 @@
  *       until EHRs stop caching it).
  *
  * The JWKS goes to stdout so it can be piped or redirected; everything else
- * goes to stderr. Private key material is never printed.
+ * goes to stderr. Private key material is never printed. Relative paths are
+ * read from the folder the command is run from.
  */
+import './local/node-version.js';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { getKmsPublicJwk, type KmsClientLike } from '../lambdas/adapters/kms-public-keys.js';
 import { createLocalSigner, createLocalSignerFromJwk } from '../lambdas/adapters/local-signer.js';
 import { buildJwks, jwkThumbprint, type PublishedJwk } from '../lambdas/core/auth/jwk.js';
+import { callerDirectory, HelpRequested, parseCommandLine, runCommand, UsageError } from './local/command.js';
 
 export const USAGE = `Usage:
   npm run keys -- generate --alg ES384|RS384 [--bits 2048|3072|4096] --out <dir>
@@ -27,26 +29,23 @@ export const USAGE = `Usage:
   npm run keys -- jwks --kms <keyId>... [--region <region>]
   (--private and --kms may be combined by repeating each flag per key)`;
 
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
-}
-
 export interface KeysIo {
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
   /** @default a KMSClient for the region (or the SDK's default region) */
   readonly kmsClient?: (region: string | undefined) => KmsClientLike;
+  /** Relative paths resolve against this folder. @default the folder the command was run from */
+  readonly cwd?: string;
 }
 
 const RSA_BITS = ['2048', '3072', '4096'];
 
 async function generate(args: string[], io: KeysIo): Promise<void> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseCommandLine(
     args,
-    options: { alg: { type: 'string' }, bits: { type: 'string' }, out: { type: 'string' } },
-    allowPositionals: true,
-    strict: true,
-  });
+    { alg: { type: 'string' }, bits: { type: 'string' }, out: { type: 'string' } },
+    { allowPositionals: true },
+  );
   if (positionals.length > 0)
     throw new UsageError(`generate takes no positional arguments (got ${positionals.join(' ')})`);
   const alg = values.alg;
@@ -56,7 +55,7 @@ async function generate(args: string[], io: KeysIo): Promise<void> {
     throw new UsageError(`--bits applies to RS384 only and must be one of ${RSA_BITS.join(', ')}`);
   }
   const { file, publicJwk } = await writeLocalKeyPair(
-    resolve(values.out),
+    resolve(io.cwd ?? callerDirectory(), values.out),
     alg,
     values.bits ? Number(values.bits) : undefined,
   );
@@ -83,16 +82,15 @@ export async function writeLocalKeyPair(dir: string, alg: 'ES384' | 'RS384', rsa
 }
 
 async function jwks(args: string[], io: KeysIo): Promise<void> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseCommandLine(
     args,
-    options: {
+    {
       private: { type: 'string', multiple: true },
       kms: { type: 'string', multiple: true },
       region: { type: 'string' },
     },
-    allowPositionals: true,
-    strict: true,
-  });
+    { allowPositionals: true },
+  );
   const privateFiles = [...(values.private ?? [])];
   const kmsKeyIds = [...(values.kms ?? [])];
   if (positionals.length > 0) {
@@ -110,7 +108,8 @@ async function jwks(args: string[], io: KeysIo): Promise<void> {
     throw new UsageError('--region applies to --kms only');
 
   const keys: PublishedJwk[] = [];
-  for (const file of privateFiles) keys.push((await createLocalSigner(resolve(file))).publicJwk);
+  const cwd = io.cwd ?? callerDirectory();
+  for (const file of privateFiles) keys.push((await createLocalSigner(resolve(cwd, file))).publicJwk);
   if (kmsKeyIds.length > 0) {
     const kms = io.kmsClient
       ? io.kmsClient(values.region)
@@ -126,24 +125,26 @@ export async function main(argv: string[], io: KeysIo): Promise<number> {
   try {
     if (command === 'generate') await generate(rest, io);
     else if (command === 'jwks') await jwks(rest, io);
-    else if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
-      io.stderr(`${USAGE}\n`);
-      return command === undefined ? 2 : 0;
-    } else throw new UsageError(`unknown command ${command}`);
+    else if (command === undefined) throw new UsageError('give a command: generate or jwks');
+    else if (command === 'help' || command === '--help' || command === '-h') throw new HelpRequested();
+    else throw new UsageError(`unknown command ${command}`);
     return 0;
   } catch (error) {
-    const usage =
-      error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    if (error instanceof HelpRequested) {
+      io.stdout(`${USAGE}\n`);
+      return 0;
+    }
+    const usage = error instanceof UsageError;
     io.stderr(`keys: ${(error as Error).message}\n${usage ? `${USAGE}\n` : ''}`);
     return usage ? 2 : 1;
   }
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  main(process.argv.slice(2), {
-    stdout: (text) => process.stdout.write(text),
-    stderr: (text) => process.stderr.write(text),
-  }).then((code) => {
-    process.exitCode = code;
-  });
+  runCommand('keys', USAGE, () =>
+    main(process.argv.slice(2), {
+      stdout: (text) => process.stdout.write(text),
+      stderr: (text) => process.stderr.write(text),
+    }),
+  );
 }

@@ -17,7 +17,8 @@
  *
  * MB = 10^6 bytes. One JSON line per measured case on stdout; progress on stderr.
  */
-import { parseArgs } from 'node:util';
+import '../local/node-version.js';
+import { parseCommandLine, parseOrExit, resolveFromCaller, UsageError } from '../local/command.js';
 import { startEmbeddedS3 } from '../local/embedded-s3.js';
 import { bundleTransferChild, progress, transferChildRunner } from './children.js';
 import { runLongLines } from './long-lines.js';
@@ -33,8 +34,38 @@ const SIZES = {
   full: { sizeMb: 1_000, files: 20_000, hugeFiles: 3, hugeMb: 1_000, longLinesMib: 600 },
 } as const;
 
-const { values } = parseArgs({
-  options: {
+const USAGE = `usage: npm run -s bench -- [--scenario name[,name]] [--full] [--size-mb N] [--files N]
+                           [--huge-files N] [--huge-mb N] [--map-concurrency N[,N]]
+                           [--source sandbox|local] [--concurrency N] [--cpu-prof-dir DIR]
+  scenarios: ${SCENARIOS.join(', ')} (default: all, at quick sizes; --full: the big sizes)
+  One JSON line per measured case on stdout; progress on stderr.`;
+
+function isBenchSource(source: string): source is 'sandbox' | 'local' {
+  return source === 'sandbox' || source === 'local';
+}
+
+function positive(name: string, raw: string | undefined, fallback: number, integer = true): number {
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
+    throw new UsageError(`--${name} must be a positive ${integer ? 'integer' : 'number'}, got ${raw}`);
+  }
+  return value;
+}
+
+const {
+  values,
+  scenarios,
+  sizeBytes,
+  files,
+  hugeFiles,
+  hugeBytes,
+  mapConcurrencies,
+  concurrency,
+  longLinesMib,
+  source,
+} = parseOrExit('bench', USAGE, () => {
+  const { values } = parseCommandLine(process.argv.slice(2), {
     scenario: { type: 'string' },
     full: { type: 'boolean', default: false },
     'size-mb': { type: 'string' },
@@ -48,38 +79,36 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '3' },
     /** Write V8 CPU profiles of the transfer and workflow children into this folder. */
     'cpu-prof-dir': { type: 'string' },
-  },
+  });
+  const sizes = values.full ? SIZES.full : SIZES.quick;
+  const source = values.source;
+  if (!isBenchSource(source)) throw new UsageError('--source must be sandbox or local');
+  return {
+    values: {
+      ...values,
+      ...(values['cpu-prof-dir'] ? { 'cpu-prof-dir': resolveFromCaller(values['cpu-prof-dir']) } : {}),
+    },
+    scenarios: (values.scenario
+      ? values.scenario.split(',').map((name) => {
+          const trimmed = name.trim();
+          if (!(SCENARIOS as readonly string[]).includes(trimmed)) {
+            throw new UsageError(`--scenario ${trimmed} is not one of ${SCENARIOS.join(', ')}`);
+          }
+          return trimmed as Scenario;
+        })
+      : SCENARIOS) as readonly Scenario[],
+    sizeBytes: positive('size-mb', values['size-mb'], sizes.sizeMb, false) * 1e6,
+    files: positive('files', values.files, sizes.files),
+    hugeFiles: positive('huge-files', values['huge-files'], sizes.hugeFiles),
+    hugeBytes: positive('huge-mb', values['huge-mb'], sizes.hugeMb, false) * 1e6,
+    mapConcurrencies: values['map-concurrency']
+      .split(',')
+      .map((value) => positive('map-concurrency', value.trim(), 4)),
+    concurrency: positive('concurrency', values.concurrency, 3),
+    longLinesMib: sizes.longLinesMib,
+    source,
+  };
 });
-
-function positive(name: string, raw: string | undefined, fallback: number, integer = true): number {
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
-    throw new Error(`--${name} must be a positive ${integer ? 'integer' : 'number'}, got ${raw}`);
-  }
-  return value;
-}
-
-const sizes = values.full ? SIZES.full : SIZES.quick;
-const scenarios: readonly Scenario[] = values.scenario
-  ? values.scenario.split(',').map((name) => {
-      const trimmed = name.trim();
-      if (!(SCENARIOS as readonly string[]).includes(trimmed)) {
-        throw new Error(`--scenario ${trimmed} is not one of ${SCENARIOS.join(', ')}`);
-      }
-      return trimmed as Scenario;
-    })
-  : SCENARIOS;
-const sizeBytes = positive('size-mb', values['size-mb'], sizes.sizeMb, false) * 1e6;
-const files = positive('files', values.files, sizes.files);
-const hugeFiles = positive('huge-files', values['huge-files'], sizes.hugeFiles);
-const hugeBytes = positive('huge-mb', values['huge-mb'], sizes.hugeMb, false) * 1e6;
-const mapConcurrencies = values['map-concurrency']
-  .split(',')
-  .map((value) => positive('map-concurrency', value.trim(), 4));
-const concurrency = positive('concurrency', values.concurrency, 3);
-const source = values.source;
-if (source !== 'sandbox' && source !== 'local') throw new Error('--source must be sandbox or local');
 
 const facts = machineFacts();
 progress(
@@ -124,7 +153,7 @@ try {
       s3Endpoint: s3.endpoint,
       bucket: 'bench-long-lines',
       lineMib: [15, 60],
-      fileMib: sizes.longLinesMib,
+      fileMib: longLinesMib,
       gzip: false,
     })) {
       emit(line);

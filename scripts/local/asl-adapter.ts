@@ -21,7 +21,7 @@ const LOCAL_ARN_PREFIX = 'arn:aws:lambda:local:000000000000:function:';
 const ITEMS_PATH = '$.__itemReader';
 
 type Json = Record<string, unknown>;
-interface StateMachineDefinition {
+export interface StateMachineDefinition {
   StartAt: string;
   States: Record<string, Json>;
   [key: string]: unknown;
@@ -124,6 +124,17 @@ function adaptMachine(
     state.Catch = (state.Catch as Json[]).map((c) => ({ ...c, Next: redirect(c.Next) }));
   }
   return { ...machine, StartAt: String(redirect(machine.StartAt)), States: states };
+}
+
+/** Every state by name, at any depth (state names are unique in a state machine). */
+export function statesByName(definition: StateMachineDefinition): Map<string, Json> {
+  const states = new Map<string, Json>();
+  for (const [name, state] of Object.entries(definition.States)) {
+    states.set(name, state);
+    const processor = (state.ItemProcessor ?? state.Iterator) as StateMachineDefinition | undefined;
+    if (processor) for (const [inner, innerState] of statesByName(processor)) states.set(inner, innerState);
+  }
+  return states;
 }
 
 /** The names of all Wait states, at any depth (for wait overrides in tests). */

@@ -1,7 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
-import type { S3ClientConfig } from '@aws-sdk/client-s3';
+import { dirname, join } from 'node:path';
+import { HeadBucketCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import type { Receipt } from '../../lambdas/core/receipt.js';
+import { resolveFromCaller, UsageError } from './command.js';
 import { type EmbeddedS3, embeddedS3ClientConfig, startEmbeddedS3 } from './embedded-s3.js';
 import { renderSummaryTable } from './progress.js';
 import type { LocalSource } from './runtime.js';
@@ -14,8 +16,12 @@ export interface S3Target {
   close(): Promise<void>;
 }
 
+/** The bucket in the embedded S3 when --bucket is not given. */
+export const DEFAULT_LOCAL_BUCKET = 'bulk-export';
+
+/** Reads `--source`, a path relative to the folder the command was run from. */
 export async function readSourceFile(path: string): Promise<LocalSource & { readonly id: string }> {
-  const sourcePath = resolve(path);
+  const sourcePath = resolveFromCaller(path);
   let raw: unknown;
   try {
     raw = JSON.parse(await readFile(sourcePath, 'utf8'));
@@ -27,44 +33,119 @@ export async function readSourceFile(path: string): Promise<LocalSource & { read
   return { raw, baseDir: dirname(sourcePath), origin: path, id };
 }
 
+export interface S3TargetOptions {
+  /** @default DEFAULT_LOCAL_BUCKET in the embedded S3; required with `awsS3` */
+  readonly bucket?: string;
+  /** Any S3-compatible endpoint (credentials from the environment); the bucket must exist. */
+  readonly s3Endpoint?: string;
+  /** Real S3 with the SDK's default credentials and region; the bucket must exist. */
+  readonly awsS3?: boolean;
+  /** Where the embedded S3 keeps its files (one folder per bucket). */
+  readonly localDirectory: string;
+}
+
+/** `--bucket`, `--s3-endpoint` and `--aws-s3` as export and backfill take them, checked before anything starts. */
+export function s3TargetOptions(
+  values: { readonly bucket?: string; readonly 's3-endpoint'?: string; readonly 'aws-s3'?: boolean },
+  localDirectory: string,
+): S3TargetOptions {
+  if (values['s3-endpoint'] && values['aws-s3']) {
+    throw new UsageError('--s3-endpoint and --aws-s3 name two different stores; give one of them');
+  }
+  if (values['aws-s3'] && !values.bucket)
+    throw new UsageError('--aws-s3 needs --bucket NAME (an existing bucket)');
+  return {
+    ...(values.bucket ? { bucket: values.bucket } : {}),
+    ...(values['s3-endpoint'] ? { s3Endpoint: values['s3-endpoint'] } : {}),
+    ...(values['aws-s3'] ? { awsS3: true } : {}),
+    localDirectory,
+  };
+}
+
 /**
- * No --bucket and no --s3-endpoint: the embedded S3 server, files under
- * .local/s3. --s3-endpoint: any S3-compatible endpoint (credentials from the
- * environment). --bucket alone: real S3 with the default credential chain.
+ * By default the embedded S3 server, files under `<localDirectory>/<bucket>`,
+ * the bucket created if new (a second run finds it there). `s3Endpoint`: any
+ * S3-compatible endpoint; `awsS3`: real S3. Those buckets are someone else's
+ * to create; a missing one is said before the export starts.
  */
-export async function openS3Target(options: { bucket?: string; s3Endpoint?: string }): Promise<S3Target> {
-  const bucket = options.bucket ?? 'bulk-export';
-  if (options.s3Endpoint) {
-    const { credentials: _credentials, ...config } = embeddedS3ClientConfig(options.s3Endpoint);
-    return {
-      s3ClientConfig: config,
-      bucket,
-      description: `s3://${bucket} at ${options.s3Endpoint}`,
-      close: async () => {},
-    };
+export async function openS3Target(options: S3TargetOptions): Promise<S3Target> {
+  const bucket = options.bucket ?? DEFAULT_LOCAL_BUCKET;
+  if (options.s3Endpoint || options.awsS3) {
+    let s3ClientConfig: S3ClientConfig = {};
+    let where = 'real S3';
+    if (options.s3Endpoint) {
+      const { credentials: _credentials, ...config } = embeddedS3ClientConfig(options.s3Endpoint);
+      s3ClientConfig = config;
+      where = options.s3Endpoint;
+    }
+    await assertBucketExists(s3ClientConfig, bucket, where);
+    return { s3ClientConfig, bucket, description: `s3://${bucket} at ${where}`, close: async () => {} };
   }
-  if (options.bucket) {
-    return { s3ClientConfig: {}, bucket, description: `s3://${bucket}`, close: async () => {} };
+  const embedded: EmbeddedS3 = await startEmbeddedS3({ directory: options.localDirectory });
+  try {
+    await embedded.createBucket(bucket);
+  } catch (error) {
+    await embedded.close();
+    throw new Error(`cannot create bucket ${bucket} in the embedded S3: ${describeS3Error(error)}`);
   }
-  const embedded: EmbeddedS3 = await startEmbeddedS3({ directory: resolve('.local', 's3') });
-  await embedded.createBucket(bucket);
   return {
     s3ClientConfig: embedded.clientConfig,
     bucket,
-    description: `embedded S3 (${embedded.endpoint}), files under .local/s3/${bucket}`,
+    description: `embedded S3 (${embedded.endpoint}), files under ${join(options.localDirectory, bucket)}`,
     close: () => embedded.close(),
   };
 }
 
+async function assertBucketExists(config: S3ClientConfig, bucket: string, where: string): Promise<void> {
+  const s3 = new S3Client(config);
+  try {
+    await s3.send(new HeadBucketCommand({ Bucket: bucket }));
+  } catch (error) {
+    if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) {
+      throw new Error(
+        `bucket ${bucket} does not exist at ${where}: create it first (e.g. \`aws s3 mb s3://${bucket}\`), or leave out --s3-endpoint and --aws-s3 to use the embedded S3, which creates it`,
+      );
+    }
+    throw new Error(`cannot use bucket ${bucket} at ${where}: ${describeS3Error(error)}`);
+  } finally {
+    s3.destroy();
+  }
+}
+
+/** An AWS SDK error as `Code: message (HTTP status)`: never a bare `Error`. */
+export function describeS3Error(error: unknown): string {
+  const { name, message, Code, $metadata } = error as {
+    name?: string;
+    message?: string;
+    Code?: string;
+    $metadata?: { httpStatusCode?: number };
+  };
+  const code = Code ?? name ?? 'Error';
+  const text = message && message !== code && message !== 'UnknownError' ? `${code}: ${message}` : code;
+  return $metadata?.httpStatusCode ? `${text} (HTTP ${$metadata.httpStatusCode})` : text;
+}
+
+/** A fresh execution name, the runner's own form, known before the run so its log file can carry it. */
+export function localExecutionName(sourceId: string): string {
+  return `${sourceId}-local-${randomUUID().slice(0, 8)}`;
+}
+
+/** What every export command prints once a run succeeded: per type, then what else landed and the next `_since`. */
 export function summarize(receipt: Receipt): string {
-  return renderSummaryTable(Object.entries(receipt.byType).map(([type, totals]) => ({ type, ...totals })));
+  return [
+    renderSummaryTable(Object.entries(receipt.byType).map(([type, totals]) => ({ type, ...totals }))),
+    '',
+    `Error files: ${receipt.errors.files} (${receipt.errors.lines} OperationOutcomes); deleted files: ${receipt.deleted.files} (${receipt.deleted.lines} deleted resources)`,
+    `Asked for: ${receipt.request.since ? `changes since ${receipt.request.since}` : 'everything (no _since)'}${receipt.request.until ? ` until ${receipt.request.until}` : ''}`,
+    `transactionTime (next _since): ${receipt.transactionTime}${receipt.watermark.advanced ? '' : ` (watermark not moved: ${receipt.watermark.reason})`}`,
+  ].join('\n');
 }
 
 /** `30d`, `12h`, `1.5d` → days. */
 export function parseWindow(text: string): number {
   const match = /^(\d+(?:\.\d+)?)([dh])$/.exec(text.trim());
-  if (!match)
-    throw new Error(`--window must look like 30d or 12h (got ${JSON.stringify(text.slice(0, 20))})`);
+  if (!match || Number(match[1]) <= 0)
+    throw new UsageError(`--window must look like 30d or 12h (got ${JSON.stringify(text.slice(0, 20))})`);
   const value = Number(match[1]);
   return match[2] === 'h' ? value / 24 : value;
 }

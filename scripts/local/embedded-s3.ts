@@ -11,6 +11,8 @@ export interface EmbeddedS3 {
   readonly endpoint: string;
   /** Folder the objects live in (deleted on close unless it was given). */
   readonly directory: string;
+  /** The S3 server's process. It ends when this process ends, however that happens. */
+  readonly pid: number;
   /** Client settings that make the AWS SDK talk to s3rver correctly. */
   readonly clientConfig: S3ClientConfig;
   createBucket(name: string): Promise<void>;
@@ -53,38 +55,62 @@ export async function startEmbeddedS3(options: EmbeddedS3Options = {}): Promise<
       '127.0.0.1',
       String(options.port ?? 0),
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    // Its stdin is a pipe we never write to: when this process ends, even killed, the pipe
+    // closes and the server stops (see s3rver-process.cjs), so it never outlives us.
+    { stdio: ['pipe', 'pipe', 'pipe'] },
   );
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
   });
-  const port = await new Promise<number>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout });
-    lines.once('line', (line) => resolve((JSON.parse(line) as { port: number }).port));
-    child.once('exit', (code) => reject(new Error(`embedded S3 exited with code ${code}: ${stderr.trim()}`)));
-  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.stdin.end();
+      await exited;
+    }
+  };
+  let port: number;
+  try {
+    port = await new Promise<number>((resolve, reject) => {
+      const lines = createInterface({ input: child.stdout });
+      lines.once('line', (line) => {
+        try {
+          resolve((JSON.parse(line) as { port: number }).port);
+        } catch {
+          reject(new Error(`embedded S3 did not say its port (said ${JSON.stringify(line.slice(0, 200))})`));
+        }
+      });
+      child.once('exit', (code) =>
+        reject(new Error(`embedded S3 exited with code ${code}: ${stderr.trim()}`)),
+      );
+      child.once('error', reject);
+    });
+  } catch (error) {
+    await stop();
+    throw error;
+  }
   const endpoint = `http://127.0.0.1:${port}`;
   const clientConfig = embeddedS3ClientConfig(endpoint);
   const admin = new S3Client(clientConfig);
   return {
     endpoint,
     directory,
+    pid: child.pid!,
     clientConfig,
     async createBucket(name) {
       try {
         await admin.send(new CreateBucketCommand({ Bucket: name }));
       } catch (error) {
-        if ((error as { name?: string }).name !== 'BucketAlreadyOwnedByYou') throw error;
+        // A bucket kept from an earlier run: s3rver says BucketAlreadyExists where S3 says
+        // BucketAlreadyOwnedByYou. Either way it is ours: the server is this checkout's alone.
+        const code = (error as { name?: string }).name;
+        if (code !== 'BucketAlreadyOwnedByYou' && code !== 'BucketAlreadyExists') throw error;
       }
     },
     async close() {
       admin.destroy();
-      if (child.exitCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGTERM');
-        await exited;
-      }
+      await stop();
       if (ownsDirectory) await rm(directory, { recursive: true, force: true });
     },
   };

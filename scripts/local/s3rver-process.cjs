@@ -156,11 +156,21 @@ server.run().then(
     process.exit(1);
   },
 );
-// Stopping is an outage, not a drain: without closing the open connections, a client kept
-// alive would go on being served by a "stopped" S3, and the stop would not end until every
-// client had gone quiet.
-process.on('SIGTERM', () => {
+
+// The parent keeps our stdin open and never writes to it: its end means the parent is done
+// with us or gone (killed, crashed). Either way nobody will use this server again, so it stops
+// rather than outliving the command that started it.
+let stopping = false;
+function stop() {
+  if (stopping) return;
+  stopping = true;
   const closing = server.close();
+  // Connections still open belong to a parent that has finished: close them, do not wait.
   server.httpServer?.closeAllConnections();
-  closing.finally(() => process.exit(0));
-});
+  const exit = () => process.exit(0);
+  closing.then(exit, exit);
+}
+process.stdin.on('end', stop);
+process.stdin.on('error', stop);
+process.stdin.resume();
+process.on('SIGTERM', stop);

@@ -2,54 +2,42 @@
  * Runs the sandbox until SIGINT/SIGTERM:
  *   npm run sandbox -- --port 8080 [--patients 1000] [--seed 42] [--job-seconds 2] [--host 127.0.0.1]
  */
-import { parseArgs } from 'node:util';
+import '../local/node-version.js';
+import { integerOption, parseCommandLine, parseOrExit, usageMessage } from '../local/command.js';
 import { FAULT_NAMES, startSandbox } from './index.js';
+import { SandboxOptionsError } from './options.js';
 
 const USAGE =
   'usage: npm run sandbox -- [--port N] [--second-port N] [--host H] [--patients N] [--seed N] [--job-seconds N] [--resources-per-file N]';
 
-function integer(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^-?\d+$/.test(value)) {
-    process.stderr.write(`--${name}: expected an integer, got ${JSON.stringify(value)}\n${USAGE}\n`);
-    process.exit(2);
-  }
-  return Number(value);
-}
+const options = parseOrExit('sandbox', USAGE, () => {
+  const { values } = parseCommandLine(process.argv.slice(2), {
+    port: { type: 'string' },
+    'second-port': { type: 'string' },
+    host: { type: 'string' },
+    patients: { type: 'string' },
+    seed: { type: 'string' },
+    'job-seconds': { type: 'string' },
+    'resources-per-file': { type: 'string' },
+  });
+  const jobSeconds = integerOption('job-seconds', values['job-seconds'], { min: 0 });
+  return {
+    port: integerOption('port', values.port, { min: 0, max: 65535 }),
+    secondPort: integerOption('second-port', values['second-port'], { min: 0, max: 65535 }),
+    host: values.host,
+    patientCount: integerOption('patients', values.patients),
+    seed: integerOption('seed', values.seed, { min: Number.MIN_SAFE_INTEGER }),
+    jobDurationMs: jobSeconds === undefined ? undefined : jobSeconds * 1000,
+    resourcesPerFile: integerOption('resources-per-file', values['resources-per-file']),
+  };
+});
 
-let values: Record<string, string | boolean | undefined>;
-try {
-  ({ values } = parseArgs({
-    options: {
-      port: { type: 'string' },
-      'second-port': { type: 'string' },
-      host: { type: 'string' },
-      patients: { type: 'string' },
-      seed: { type: 'string' },
-      'job-seconds': { type: 'string' },
-      'resources-per-file': { type: 'string' },
-      help: { type: 'boolean' },
-    },
-    strict: true,
-  }));
-} catch (error) {
-  process.stderr.write(`${(error as Error).message}\n${USAGE}\n`);
-  process.exit(2);
-}
-if (values.help) {
-  process.stdout.write(`${USAGE}\n`);
-  process.exit(0);
-}
-
-const jobSeconds = integer('job-seconds', values['job-seconds'] as string | undefined);
-const sandbox = await startSandbox({
-  port: integer('port', values.port as string | undefined),
-  secondPort: integer('second-port', values['second-port'] as string | undefined),
-  host: values.host as string | undefined,
-  patientCount: integer('patients', values.patients as string | undefined),
-  seed: integer('seed', values.seed as string | undefined),
-  jobDurationMs: jobSeconds === undefined ? undefined : jobSeconds * 1000,
-  resourcesPerFile: integer('resources-per-file', values['resources-per-file'] as string | undefined),
+const sandbox = await startSandbox(options).catch((error: Error) => {
+  const usage = error instanceof SandboxOptionsError;
+  process.stderr.write(
+    usage ? usageMessage('sandbox', error) : `sandbox failed: ${error.name}: ${error.message}\n`,
+  );
+  process.exit(usage ? 2 : 1);
 });
 
 process.stdout.write(`FHIR base URL:  ${sandbox.baseUrl}

@@ -9,6 +9,7 @@ import {
   retryingStateNames,
   waitStateNames,
 } from '../../scripts/local/asl-adapter.js';
+import { thrown } from '../support/thrown.js';
 
 type Json = Record<string, unknown>;
 type Definition = { StartAt: string; States: Record<string, Json>; [key: string]: unknown };
@@ -22,15 +23,6 @@ const READER = 'Download Files [ItemReader]';
 const substitution = (name: string) => `\${${name}}`;
 
 const loadDefinition = (): Definition => JSON.parse(readFileSync(DEFINITION_PATH, 'utf8')) as Definition;
-
-function thrown(act: () => unknown): Error {
-  try {
-    act();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the call to throw');
-}
 
 /** Every `[from, to]` transition of one level of a machine: Next, Default, Choices and Catch. */
 function transitions(machine: Definition): Array<[string, string]> {

@@ -1,8 +1,16 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
+import { pathToFileURL } from 'node:url';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedS3, startEmbeddedS3 } from '../../scripts/local/embedded-s3.js';
+import { isAlive, untilGone } from '../support/processes.js';
 
 describe('embedded S3', () => {
   let s3: EmbeddedS3;
@@ -51,5 +59,81 @@ describe('embedded S3', () => {
       }),
     );
     expect(second.Contents?.map((o) => o.Key)).toEqual(['p/2', 'p/3', 'p/4']);
+  });
+});
+
+describe('embedded S3 across runs', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'embedded-s3-runs-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('finds the bucket an earlier run made in the same folder, with its objects', async () => {
+    const first = await startEmbeddedS3({ directory: dir });
+    const firstClient = new S3Client(first.clientConfig);
+    try {
+      await first.createBucket('kept');
+      await firstClient.send(new PutObjectCommand({ Bucket: 'kept', Key: 'a.json', Body: '{"run":1}' }));
+    } finally {
+      firstClient.destroy();
+      await first.close();
+    }
+
+    const second = await startEmbeddedS3({ directory: dir });
+    const secondClient = new S3Client(second.clientConfig);
+    try {
+      // s3rver answers BucketAlreadyExists here; a second run must not fail on it.
+      await second.createBucket('kept');
+      const got = await secondClient.send(new GetObjectCommand({ Bucket: 'kept', Key: 'a.json' }));
+      expect(await got.Body!.transformToString()).toBe('{"run":1}');
+    } finally {
+      secondClient.destroy();
+      await second.close();
+    }
+  });
+
+  it('still refuses a bucket name S3 would refuse, with the code and message', async () => {
+    const s3 = await startEmbeddedS3({ directory: dir });
+    try {
+      await expect(s3.createBucket('Not_A_Bucket')).rejects.toMatchObject({
+        name: 'InvalidBucketName',
+        message: expect.stringContaining('Bucket names can contain lowercase letters'),
+      });
+    } finally {
+      await s3.close();
+    }
+  });
+
+  it('stops when the process that started it is killed, so it never outlives a command', async () => {
+    // A parent that starts the server, says the server's pid, and then hangs until killed.
+    const loader = pathToFileURL(join(process.cwd(), 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+    const module = pathToFileURL(join(process.cwd(), 'scripts', 'local', 'embedded-s3.ts')).href;
+    const parent = spawn(
+      process.execPath,
+      [
+        '--import',
+        loader,
+        '--input-type=module',
+        '-e',
+        `const { startEmbeddedS3 } = await import(${JSON.stringify(module)});
+         const s3 = await startEmbeddedS3({ directory: ${JSON.stringify(dir)} });
+         process.stdout.write(JSON.stringify({ pid: s3.pid }) + '\\n');
+         setInterval(() => {}, 60_000);`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const parentExited = new Promise((resolve) => parent.once('exit', resolve));
+    const [line] = (await once(createInterface({ input: parent.stdout! }), 'line')) as [string];
+    const serverPid = (JSON.parse(line) as { pid: number }).pid;
+    expect(isAlive(serverPid)).toBe(true);
+
+    parent.kill('SIGKILL');
+    await parentExited;
+
+    await untilGone(serverPid);
+    expect(isAlive(serverPid)).toBe(false);
   });
 });
