@@ -11,6 +11,7 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { StorageError } from '../errors.js';
+import { describeS3Error } from './s3-store.js';
 
 /**
  * Writes one S3 object as a multipart upload that can stop in one Lambda
@@ -65,9 +66,9 @@ export function encryptionParams(target: S3ObjectTarget) {
 
 function storageError(action: string, bucket: string, key: string, error: unknown): StorageError {
   if (error instanceof StorageError) return error;
-  const name = (error as { name?: unknown }).name;
-  const detail = typeof name === 'string' && name !== 'Error' ? name : (error as Error).message;
-  return new StorageError(`S3 ${action} of s3://${bucket}/${key} failed: ${detail}`, { cause: error });
+  return new StorageError(`S3 ${action} of s3://${bucket}/${key} failed: ${describeS3Error(error)}`, {
+    cause: error,
+  });
 }
 
 export class S3MultipartWriter {

@@ -125,7 +125,8 @@ export function createCleanUpHandler(runtime: Runtime) {
         error: (error as Error).name,
         message: (error as Error).message,
       });
-      problems.push(`${what} (${(error as Error).name})`);
+      // The name alone ("StorageError") does not say what to fix; the message names the object and S3's code.
+      problems.push(`${what} (${(error as Error).name}: ${oneLine((error as Error).message, 300)})`);
     }
   }
 }

@@ -20,24 +20,29 @@ describe('S3 errors, as the pipeline reports them', () => {
       await expect(store.putJson('_state/source=a/watermark.json', {})).rejects.toMatchObject({
         name: 'StorageError',
         message:
-          'S3 PutObject of s3://no-such-bucket/_state/source=a/watermark.json failed: NoSuchBucket: The specified bucket does not exist',
+          'S3 PutObject of s3://no-such-bucket/_state/source=a/watermark.json failed: NoSuchBucket (HTTP 404): The specified bucket does not exist',
       });
     } finally {
       client.destroy();
     }
   });
 
-  it('an endpoint nobody answers: the plain Error with its message', async () => {
+  it('an endpoint nobody answers: the network code and its message, after the store retries', async () => {
     // The embedded S3's port once it is closed: nothing listens there any more.
     const closed = await startEmbeddedS3();
     await closed.close();
     const client = new S3Client({ ...embeddedS3ClientConfig(closed.endpoint), maxAttempts: 1 });
-    const store = createS3Store({ s3: client, bucket: 'exports' });
+    // Two quick attempts: the store's retries (test/integration/s3-store.test.ts) are not what this is about.
+    const store = createS3Store({
+      s3: client,
+      bucket: 'exports',
+      retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 1 },
+    });
     try {
       await expect(store.putJson('a.json', {})).rejects.toMatchObject({
         name: 'StorageError',
         message: expect.stringMatching(
-          /^S3 PutObject of s3:\/\/exports\/a\.json failed: Error: connect ECONNREFUSED 127\.0\.0\.1:\d+$/,
+          /^S3 PutObject of s3:\/\/exports\/a\.json failed after 2 attempts: ECONNREFUSED: connect ECONNREFUSED 127\.0\.0\.1:\d+$/,
         ),
       });
     } finally {

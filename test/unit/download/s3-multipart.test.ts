@@ -118,7 +118,7 @@ describe('S3MultipartWriter', () => {
     failParts = false;
     expect(error).toBeInstanceOf(StorageError);
     expect((error as Error).message).toBe(
-      'S3 UploadPart 1 of s3://multipart/failed.ndjson failed: InternalError',
+      'S3 UploadPart 1 of s3://multipart/failed.ndjson failed: InternalError: We encountered an internal error.',
     );
     expect(((error as Error).cause as Error).name).toBe('InternalError');
     await expect(writer.uploadPart(Buffer.from('y\n'))).rejects.toBe(error);

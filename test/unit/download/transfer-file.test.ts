@@ -598,7 +598,9 @@ describe('transferFile', () => {
     const transfer = transferFile(request, deps({ s3: recording }));
     // Assess
     await expect(transfer).rejects.toThrow(
-      new StorageError(`S3 UploadPart 2 of s3://${BUCKET}/${request.key} failed: InternalError`),
+      new StorageError(
+        `S3 UploadPart 2 of s3://${BUCKET}/${request.key} failed: InternalError: We encountered an internal error.`,
+      ),
     );
     await expect(transfer).rejects.toBeInstanceOf(StorageError);
     const uploadId = calls.find((call) => call.name === 'UploadPartCommand')?.input.UploadId;
