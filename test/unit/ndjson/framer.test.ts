@@ -1,3 +1,5 @@
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -264,5 +266,34 @@ describe('NdjsonFramer', () => {
       blankLines: 0,
       invalidLines: 0,
     });
+  });
+});
+
+describe('NdjsonFramer memory', () => {
+  it('holds a long line as its own copy, not as views that keep whole network buffers alive', () => {
+    // Prepare: a 2 MB line arriving as 2,000 reads of 1 KB, each a view of its own 64 KiB
+    // buffer, as socket reads are. Held as views, the line would keep 128 MiB alive.
+    v8.setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const line = Buffer.from(`{"resourceType":"Binary","data":"${'A'.repeat(2_000 * 1024 - 36)}"}`);
+    const framer = new NdjsonFramer({ resourceType: 'Binary', maxLineBytes: 4 * 1024 * 1024 });
+    gc();
+    gc();
+    const before = process.memoryUsage().arrayBuffers;
+    // Act
+    for (let at = 0; at < line.length; at += 1024) {
+      const read = Buffer.alloc(64 * 1024);
+      line.copy(read, 0, at, at + 1024);
+      framer.push(read.subarray(0, Math.min(1024, line.length - at)));
+    }
+    // Twice: the first collection finds the reads, the second sees their memory freed.
+    gc();
+    gc();
+    const held = process.memoryUsage().arrayBuffers - before;
+    const framed = framer.push(Buffer.from('\n'));
+    // Assess: about the line itself (2 MB in 1 MiB blocks), not 128 MiB.
+    expect(framer.pendingBytes).toBe(0);
+    expect(held).toBeLessThan(8 * 1024 * 1024);
+    expect(Buffer.concat(framed.valid).equals(Buffer.concat([line, Buffer.from('\n')]))).toBe(true);
   });
 });
