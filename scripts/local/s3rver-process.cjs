@@ -103,20 +103,31 @@ async function multipartExtensions(ctx, next) {
     });
   }
   if (key !== '' && typeof query.uploadId === 'string') {
-    const owner = await uploadKey(bucket, query.uploadId);
-    if (owner !== key && (ctx.method === 'DELETE' || ctx.method === 'PUT' || ctx.method === 'POST')) {
-      throw new S3Error(
-        'NoSuchUpload',
-        'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.',
-        { UploadId: query.uploadId },
-      );
-    }
-    if (ctx.method === 'DELETE') {
-      return respond(async () => {
-        await fs.rm(path.join(uploadsRoot(bucket), query.uploadId), { recursive: true, force: true });
-        ctx.status = 204;
+    const uploadId = query.uploadId;
+    const checkOwner = async () => {
+      const owner = await uploadKey(bucket, uploadId);
+      if (owner !== key && (ctx.method === 'DELETE' || ctx.method === 'PUT' || ctx.method === 'POST')) {
+        throw new S3Error(
+          'NoSuchUpload',
+          'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.',
+          { UploadId: uploadId },
+        );
+      }
+    };
+    if (ctx.method === 'DELETE' || ctx.method === 'POST') {
+      // Completing and aborting one upload, one at a time: a Complete retried by the SDK (or
+      // racing an abort) otherwise read part files the other had just removed, and s3rver
+      // crashed on the unhandled stream error. S3 answers the second with NoSuchUpload.
+      return exclusively(`upload:${bucket}/${uploadId}`, async () => {
+        await checkOwner();
+        if (ctx.method === 'POST') return next();
+        return respond(async () => {
+          await fs.rm(path.join(uploadsRoot(bucket), uploadId), { recursive: true, force: true });
+          ctx.status = 204;
+        });
       });
     }
+    await checkOwner();
     return next();
   }
   if ((ctx.method === 'GET' || ctx.method === 'HEAD') && key !== '') {
@@ -143,6 +154,25 @@ async function multipartExtensions(ctx, next) {
   }
   return next();
 }
+
+// A Complete that names a part never uploaded (or removed meanwhile) made s3rver open a
+// missing file with no error listener: the whole server crashed. S3 answers InvalidPart.
+const completeUpload = server.store.putObjectMultipart.bind(server.store);
+server.store.putObjectMultipart = async (bucket, uploadId, parts) => {
+  for (const part of parts) {
+    try {
+      await fs.stat(path.join(uploadsRoot(bucket), uploadId, String(part.number)));
+    } catch (error) {
+      if (error.code !== 'ENOENT') throw error;
+      throw new S3Error(
+        'InvalidPart',
+        "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
+        { UploadId: uploadId, PartNumber: part.number },
+      );
+    }
+  }
+  return completeUpload(bucket, uploadId, parts);
+};
 
 // Koa composes `middleware` when the server starts: insert just before the router.
 server.middleware.splice(server.middleware.length - 1, 0, multipartExtensions);

@@ -6,7 +6,15 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedS3, startEmbeddedS3 } from '../../scripts/local/embedded-s3.js';
@@ -39,6 +47,62 @@ describe('embedded S3', () => {
     const got = await client.send(new GetObjectCommand({ Bucket: 'exports', Key: 'a/b.ndjson' }));
     const bytes = Buffer.from(await got.Body!.transformToByteArray());
     expect(bytes.equals(body)).toBe(true);
+  });
+
+  it('answers a second Complete of one upload with NoSuchUpload, and a missing part with InvalidPart, and lives on', async () => {
+    // Prepare: one upload of one part, completed twice at once (as an SDK retry can), and an
+    // upload completed with a part it never got. Either used to crash the whole server.
+    const key = 'race/complete.ndjson';
+    const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: 'exports', Key: key }));
+    const part = await client.send(
+      new UploadPartCommand({
+        Bucket: 'exports',
+        Key: key,
+        UploadId,
+        PartNumber: 1,
+        Body: Buffer.from('{"a":1}\n'),
+      }),
+    );
+    const complete = (parts: { PartNumber: number; ETag?: string }[], uploadId = UploadId) =>
+      client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: 'exports',
+          Key: key,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: parts },
+        }),
+      );
+    const other = await client.send(
+      new CreateMultipartUploadCommand({ Bucket: 'exports', Key: 'race/missing.ndjson' }),
+    );
+    // Act
+    const outcomes = await Promise.allSettled([
+      complete([{ PartNumber: 1, ETag: part.ETag }]),
+      complete([{ PartNumber: 1, ETag: part.ETag }]),
+    ]);
+    const missing = await client
+      .send(
+        new CompleteMultipartUploadCommand({
+          Bucket: 'exports',
+          Key: 'race/missing.ndjson',
+          UploadId: other.UploadId,
+          MultipartUpload: { Parts: [{ PartNumber: 1, ETag: '"0"' }] },
+        }),
+      )
+      .then(
+        () => 'completed',
+        (error: Error) => error.name,
+      );
+    // Assess
+    expect(
+      outcomes
+        .map((outcome) => (outcome.status === 'fulfilled' ? 'completed' : (outcome.reason as Error).name))
+        .sort(),
+    ).toEqual(['NoSuchUpload', 'completed']);
+    expect(missing).toBe('InvalidPart');
+    const got = await client.send(new GetObjectCommand({ Bucket: 'exports', Key: key }));
+    expect(await got.Body!.transformToString()).toBe('{"a":1}\n');
+    expect(isAlive(s3.pid)).toBe(true);
   });
 
   it('paginates ListObjectsV2 (continuation tokens need the legacy OpenSSL provider)', async () => {
