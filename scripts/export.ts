@@ -7,6 +7,8 @@
  */
 import './local/node-version.js';
 import { resolve } from 'node:path';
+import { parseExecutionInput } from '../lambdas/core/execution-input.js';
+import { InvalidExecutionInputError } from '../lambdas/errors.js';
 import {
   DEFAULT_LOCAL_BUCKET,
   localExecutionName,
@@ -53,15 +55,17 @@ async function main(argv: readonly string[]): Promise<number> {
   if (!values.source) throw new UsageError('--source <file.json> is required');
   const localDirectory = resolve('.local');
   const targetOptions = s3TargetOptions(values, resolve(localDirectory, 's3'));
-  const source = await readSourceFile(values.source);
-  const input: Record<string, unknown> = { sourceId: source.id, since: values.since ?? 'auto' };
-  if (values.until) input.until = values.until;
+  const request: Record<string, unknown> = { since: values.since ?? 'auto' };
+  if (values.until) request.until = values.until;
   if (values.types)
-    input.types = values.types
+    request.types = values.types
       .split(',')
       .map((type) => type.trim())
       .filter(Boolean);
-  if (values.group) input.groupId = values.group;
+  if (values.group) request.groupId = values.group;
+  checkRequest(request);
+  const source = await readSourceFile(values.source);
+  const input: Record<string, unknown> = { sourceId: source.id, ...request };
 
   const target = await openS3Target(targetOptions);
   try {
@@ -94,6 +98,25 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   } finally {
     await target.close();
+  }
+}
+
+/**
+ * The window and scope, checked by the same parser Prepare Export uses, before anything is read
+ * or started: a mistyped --since is a usage error, not a failed workflow.
+ */
+function checkRequest(request: Record<string, unknown>): void {
+  try {
+    parseExecutionInput({ sourceId: 'command-line', ...request });
+  } catch (error) {
+    if (!(error instanceof InvalidExecutionInputError)) throw error;
+    const option = { since: '--since', until: '--until', types: '--types', groupId: '--group' };
+    throw new UsageError(
+      error.message.replace(
+        /input\.(since|until|types|groupId)/g,
+        (_match, name: keyof typeof option) => option[name],
+      ),
+    );
   }
 }
 

@@ -74,6 +74,18 @@ describe('every command, as a process', () => {
       'export: --s3-endpoint and --aws-s3 name two different stores; give one of them',
     ],
     [['--since', 'auto'], 'export: --source <file.json> is required'],
+    [
+      ['--source', 'unread.json', '--since', 'yesterday'],
+      'export: --since must be an ISO 8601 instant with a timezone, e.g. 2026-01-31T00:00:00Z',
+    ],
+    [
+      ['--source', 'unread.json', '--since', '2026-02-01T00:00:00Z', '--until', '2026-01-01T00:00:00Z'],
+      'export: --since must be earlier than --until',
+    ],
+    [
+      ['--source', 'unread.json', '--types', 'Patient,observation'],
+      'export: --types[1] must be a FHIR resource type such as Patient',
+    ],
   ])('export %j exits 2 before reading or starting anything: %s', async (args, line) => {
     const result = await runCommand('export.ts', args, { cwd: dir, env: plainEnv() });
 
