@@ -43,7 +43,10 @@ describe('embedded S3 stopped', () => {
     const lastRequest = await busy;
     // Assess: the client was cut off soon after the stop; nothing was served once it had ended.
     expect(stopRequested).toBe(true);
-    expect(failure).toBeDefined();
+    // The connection was cut (mid-request) or refused (between requests): an outage, not an S3 error.
+    expect(['ECONNRESET', 'ECONNREFUSED', 'EPIPE']).toContain(
+      (failure as { code?: string } | undefined)?.code,
+    );
     expect(lastRequest).toBeLessThan(3000);
     expect(servedAfterStopped).toBe(0);
     s3 = undefined;
