@@ -19,7 +19,11 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { DEFAULT_MAX_LINE_BYTES, downloadFileMemoryMb } from '../lambdas/core/ndjson/line-limit.js';
+import {
+  DEFAULT_MAX_LINE_BYTES,
+  DOWNLOAD_FILE_MIN_MEMORY_MB,
+  downloadFileMemoryMb,
+} from '../lambdas/core/ndjson/line-limit.js';
 import { acknowledgeWildcards, type ExplainedStatement } from './nag-findings.js';
 import { checkEnvironmentSize, validatePipelineProps } from './validate-props.js';
 
@@ -253,7 +257,8 @@ const TASK_FUNCTIONS: readonly TaskFunctionSpec[] = [
     name: 'DownloadFile',
     file: 'download-file.ts',
     description: 'Streams one NDJSON file into S3 with validation, counting and hashing',
-    memorySize: 1024,
+    // The floor: raised for sources whose lines may be longer (downloadFileMemoryMb below).
+    memorySize: DOWNLOAD_FILE_MIN_MEMORY_MB,
     timeout: Duration.minutes(15),
   },
   {
@@ -653,10 +658,6 @@ export class BulkExportPipeline extends Construct {
     };
   }
 
-  /**
-   * Each source runs one export at a time (the per-source lock), so only the
-   * file downloads and their token mints scale with `maxConcurrency`.
-   */
   /** Enough memory for the longest line any source accepts (measured model in line-limit.ts). */
   private downloadFileMemoryMb(): number {
     const longest = Math.max(
@@ -665,6 +666,10 @@ export class BulkExportPipeline extends Construct {
     return downloadFileMemoryMb(longest);
   }
 
+  /**
+   * Each source runs one export at a time (the per-source lock), so only the
+   * file downloads and their token mints scale with `maxConcurrency`.
+   */
   private reservedConcurrency(): Partial<Record<TaskFunctionName | 'Jwks', number>> {
     if (this.props.reservedConcurrency === false) return {};
     const sources = this.props.sources.length;

@@ -14,7 +14,13 @@ import { resolve } from 'node:path';
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { executionNameForWindow, splitIntoWindows } from '../lambdas/core/execution-input.js';
 import { InvalidExecutionInputError } from '../lambdas/errors.js';
-import { openS3Target, parseWindow, readSourceFile, s3TargetOptions } from './local/cli.js';
+import {
+  checkExportRequest,
+  openS3Target,
+  parseWindow,
+  readSourceFile,
+  s3TargetOptions,
+} from './local/cli.js';
 import { parseCommandLine, runCommand, UsageError } from './local/command.js';
 import { runLocalExport } from './local/local-export.js';
 
@@ -55,6 +61,7 @@ async function main(argv: readonly string[]): Promise<number> {
     ?.split(',')
     .map((type) => type.trim())
     .filter(Boolean);
+  if (types) checkExportRequest({ types });
   process.stderr.write(`${windows.length} window(s) from ${values.from} to ${values.to}\n`);
 
   if (onAws) return backfillOnAws(values['state-machine-arn']!, values['source-id']!, windows, types);

@@ -7,9 +7,8 @@
  */
 import './local/node-version.js';
 import { resolve } from 'node:path';
-import { parseExecutionInput } from '../lambdas/core/execution-input.js';
-import { InvalidExecutionInputError } from '../lambdas/errors.js';
 import {
+  checkExportRequest,
   DEFAULT_LOCAL_BUCKET,
   localExecutionName,
   openS3Target,
@@ -63,7 +62,7 @@ async function main(argv: readonly string[]): Promise<number> {
       .map((type) => type.trim())
       .filter(Boolean);
   if (values.group) request.groupId = values.group;
-  checkRequest(request);
+  checkExportRequest(request);
   const source = await readSourceFile(values.source);
   const input: Record<string, unknown> = { sourceId: source.id, ...request };
 
@@ -98,25 +97,6 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   } finally {
     await target.close();
-  }
-}
-
-/**
- * The window and scope, checked by the same parser Prepare Export uses, before anything is read
- * or started: a mistyped --since is a usage error, not a failed workflow.
- */
-function checkRequest(request: Record<string, unknown>): void {
-  try {
-    parseExecutionInput({ sourceId: 'command-line', ...request });
-  } catch (error) {
-    if (!(error instanceof InvalidExecutionInputError)) throw error;
-    const option = { since: '--since', until: '--until', types: '--types', groupId: '--group' };
-    throw new UsageError(
-      error.message.replace(
-        /input\.(since|until|types|groupId)/g,
-        (_match, name: keyof typeof option) => option[name],
-      ),
-    );
   }
 }
 

@@ -23,7 +23,6 @@ import {
   ExportDeadlineExceededError,
   ExportFolderTakenError,
   InvalidManifestError,
-  StorageError,
   TransientServerError,
 } from '../errors.js';
 import { type Runtime, sealContext, sourceSettings } from '../runtime.js';
@@ -286,13 +285,15 @@ async function claimFolder(runtime: Runtime, root: string, claim: ExportClaim): 
   let failure: unknown;
   try {
     await runtime.store.putJson(key, claim, { ifNoneMatch: true });
+    return 'ours';
   } catch (error) {
     failure = error;
   }
-  // Read back: a lost race (412) names the winner; any other failure left no claim behind.
+  // Refused: a lost race (412) names the winner, which may be this execution's earlier attempt;
+  // any other failure left no claim behind.
   const winner = await runtime.store.getJson<ExportClaim>(key);
   if (winner) return claimedBy(winner, execution) ? 'ours' : describeClaim(winner);
-  throw failure ?? new StorageError(`the claim ${key} was written but cannot be read back`);
+  throw failure;
 }
 
 /**

@@ -22,7 +22,7 @@ import { parseCommandLine, parseOrExit, resolveFromCaller, UsageError } from '..
 import { startEmbeddedS3 } from '../local/embedded-s3.js';
 import { bundleTransferChild, progress, transferChildRunner } from './children.js';
 import { runLongLines } from './long-lines.js';
-import { findEmbeddedS3Pid, machineFacts } from './process-stats.js';
+import { machineFacts } from './process-stats.js';
 import { prepareSingleFile, type SingleFileBench } from './single-file.js';
 import { runHugeFiles, runManySmallFiles } from './workflow.js';
 
@@ -118,9 +118,14 @@ const profiling = values['cpu-prof-dir'] ? { cpuProfDir: values['cpu-prof-dir'] 
 const emit = (line: string) => process.stdout.write(`${line}\n`);
 
 const s3 = await startEmbeddedS3();
-const s3Pid = findEmbeddedS3Pid();
-if (s3Pid === undefined) progress('cannot see the S3 server process: its CPU is not reported');
+const s3Pid = s3.pid;
 let singleFile: SingleFileBench | undefined;
+// One esbuild bundle of the transfer child for every scenario that runs it.
+let transferChildCommand: Promise<string[]> | undefined;
+const transferChildren = async () => {
+  transferChildCommand ??= bundleTransferChild();
+  return transferChildRunner(await transferChildCommand, values['cpu-prof-dir']);
+};
 try {
   for (const scenario of scenarios.filter(
     (name) => name === 'single-file' || name === 'gzip' || name === 'resume',
@@ -131,7 +136,7 @@ try {
       concurrency,
       s3,
       s3Pid,
-      children: transferChildRunner(await bundleTransferChild(), values['cpu-prof-dir']),
+      children: await transferChildren(),
     });
     for (const line of await singleFile.run(scenario)) emit(line);
   }
@@ -149,7 +154,7 @@ try {
   if (scenarios.includes('long-lines')) {
     await s3.createBucket('bench-long-lines');
     for (const line of await runLongLines({
-      runner: transferChildRunner(await bundleTransferChild(), values['cpu-prof-dir']),
+      runner: await transferChildren(),
       s3Endpoint: s3.endpoint,
       bucket: 'bench-long-lines',
       lineMib: [15, 60],

@@ -3,7 +3,7 @@
  * process (the sandbox FHIR server lives here) and the embedded S3 server
  * (a child process of this one). Linux only; elsewhere the S3 share is unknown.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 
 /** USER_HZ: the unit of utime/stime in /proc/<pid>/stat; 100 on every Linux this runs on. */
@@ -21,28 +21,6 @@ export function processCpuSeconds(pid: number): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** The pid of our embedded S3 server (s3rver-process.cjs, a child of this process). */
-export function findEmbeddedS3Pid(): number | undefined {
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return undefined;
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const parentPid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (parentPid !== process.pid) continue;
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('s3rver-process')) return Number(entry);
-    } catch {
-      // The process went away while we looked.
-    }
-  }
-  return undefined;
 }
 
 export interface CpuMeter {

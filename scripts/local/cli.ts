@@ -1,11 +1,16 @@
-import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { HeadBucketCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { describeS3Error } from '../../lambdas/adapters/s3-store.js';
+import { parseExecutionInput } from '../../lambdas/core/execution-input.js';
 import type { Receipt } from '../../lambdas/core/receipt.js';
+import { InvalidExecutionInputError } from '../../lambdas/errors.js';
 import { resolveFromCaller, UsageError } from './command.js';
 import { type EmbeddedS3, embeddedS3ClientConfig, startEmbeddedS3 } from './embedded-s3.js';
 import { renderSummaryTable } from './progress.js';
+
+export { localExecutionName } from './runner.js';
+
 import type { LocalSource } from './runtime.js';
 
 /** What the export and backfill commands share: reading the source file and choosing where data lands. */
@@ -112,22 +117,24 @@ async function assertBucketExists(config: S3ClientConfig, bucket: string, where:
   }
 }
 
-/** An AWS SDK error as `Code: message (HTTP status)`: never a bare `Error`. */
-export function describeS3Error(error: unknown): string {
-  const { name, message, Code, $metadata } = error as {
-    name?: string;
-    message?: string;
-    Code?: string;
-    $metadata?: { httpStatusCode?: number };
-  };
-  const code = Code ?? name ?? 'Error';
-  const text = message && message !== code && message !== 'UnknownError' ? `${code}: ${message}` : code;
-  return $metadata?.httpStatusCode ? `${text} (HTTP ${$metadata.httpStatusCode})` : text;
-}
-
-/** A fresh execution name, the runner's own form, known before the run so its log file can carry it. */
-export function localExecutionName(sourceId: string): string {
-  return `${sourceId}-local-${randomUUID().slice(0, 8)}`;
+/**
+ * An export's window and scope from the command line, checked by the parser Prepare Export
+ * uses, before anything is read or started: a mistyped option is a usage error (exit 2), not a
+ * failed workflow. Messages name the option (`--since`), not the input field.
+ */
+export function checkExportRequest(request: Record<string, unknown>): void {
+  try {
+    parseExecutionInput({ sourceId: 'command-line', ...request });
+  } catch (error) {
+    if (!(error instanceof InvalidExecutionInputError)) throw error;
+    const option = { since: '--since', until: '--until', types: '--types', groupId: '--group' };
+    throw new UsageError(
+      error.message.replace(
+        /input\.(since|until|types|groupId)/g,
+        (_match, name: keyof typeof option) => option[name],
+      ),
+    );
+  }
 }
 
 /** What every export command prints once a run succeeded: per type, then what else landed and the next `_since`. */

@@ -101,13 +101,17 @@ export interface LocalRunResult {
  * once every invocation it started has settled (a failed Map leaves siblings
  * running, as on AWS), so the bucket is at rest when the caller looks.
  */
+/** A fresh execution name for a local run: known before the run, so a log file can carry it. */
+export function localExecutionName(sourceId: string): string {
+  return `${sourceId}-local-${randomUUID().slice(0, 8)}`;
+}
+
 export async function runExportLocally(options: LocalRunOptions): Promise<LocalRunResult> {
   const raw = JSON.parse(await readFile(options.definitionPath ?? DEFINITION_PATH, 'utf8')) as unknown;
   const { definition, taskFunctions } = adaptDefinitionForLocalRun(raw);
   const sourceId = (options.input as { sourceId?: unknown } | null)?.sourceId;
   const executionName =
-    options.executionName ??
-    `${typeof sourceId === 'string' ? sourceId : 'export'}-local-${randomUUID().slice(0, 8)}`;
+    options.executionName ?? localExecutionName(typeof sourceId === 'string' ? sourceId : 'export');
 
   const invocations: Record<string, number> = {};
   const killed: Omit<InvocationInfo, 'input'>[] = [];

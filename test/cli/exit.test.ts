@@ -57,7 +57,7 @@ describe('a failing command exits with its status and leaves no process behind',
       expect(result.code).toBe(1);
       expect(result.stderr).toMatch(
         new RegExp(
-          `^${name} failed: cannot create bucket Not_A_Bucket in the embedded S3: InvalidBucketName: Bucket names can contain lowercase letters[^\\n]*\\(HTTP 400\\)$`,
+          `^${name} failed: cannot create bucket Not_A_Bucket in the embedded S3: InvalidBucketName \\(HTTP 400\\): Bucket names can contain lowercase letters[^\\n]*$`,
           'm',
         ),
       );
