@@ -94,6 +94,27 @@ describe('every command, as a process', () => {
     expect(await readdir(dir)).toStrictEqual([]);
   });
 
+  it('backfill checks --types before reading or starting anything: exit 2 and one line', async () => {
+    const args = [
+      '--source',
+      'unread.json',
+      '--from',
+      '2026-01-01T00:00:00Z',
+      '--to',
+      '2026-02-01T00:00:00Z',
+    ];
+    const result = await runCommand('backfill.ts', [...args, '--types', 'Patient,observation'], {
+      cwd: dir,
+      env: plainEnv(),
+    });
+
+    expect(result.code).toBe(2);
+    expect(result.stderr.split('\n')[0]).toBe(
+      'backfill: --types[1] must be a FHIR resource type such as Patient',
+    );
+    expect(await readdir(dir)).toStrictEqual([]);
+  });
+
   it('export reads --source from the folder npm run was started in, not the project folder', async () => {
     // What `npm run` sets up: the script runs in the project folder, the caller's folder is in INIT_CWD.
     const project = join(dir, 'project');
