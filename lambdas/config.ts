@@ -44,6 +44,14 @@ export interface SourceSettings {
   readonly invalidLinePolicy: 'fail' | 'quarantine';
   /** Longest NDJSON line accepted, in bytes; Download File's memory follows it (core/ndjson/line-limit.ts). @default 64 MiB */
   readonly maxLineBytes: number;
+  /**
+   * How long a completed job's file links stay valid when the server sends no
+   * `Expires` header: how long a failed export stays resumable. The IG lets
+   * servers delete files at will; CMS keeps them 24 h. @default 24
+   */
+  readonly fileLinksValidHours: number;
+  /** The pause before the pass that retries the files the first pass could not land. @default 60 */
+  readonly retryPassDelaySeconds: number;
 }
 
 export interface ExportSettings {
@@ -77,6 +85,8 @@ const SOURCE_KEYS = [
   'allowInsecureHttp',
   'invalidLinePolicy',
   'maxLineBytes',
+  'fileLinksValidHours',
+  'retryPassDelaySeconds',
 ];
 const EXPORT_KEYS = [
   'level',
@@ -151,6 +161,9 @@ export function parseSourceSettings(raw: unknown, path = 'source'): SourceSettin
     maxLineBytes:
       optionalInteger(source, 'maxLineBytes', { min: MIN_MAX_LINE_BYTES, max: MAX_MAX_LINE_BYTES }, path) ??
       DEFAULT_MAX_LINE_BYTES,
+    fileLinksValidHours: optionalInteger(source, 'fileLinksValidHours', { min: 1, max: 24 * 30 }, path) ?? 24,
+    retryPassDelaySeconds:
+      optionalInteger(source, 'retryPassDelaySeconds', { min: 0, max: 3600 }, path) ?? 60,
   };
 }
 

@@ -135,3 +135,16 @@ export class FileLinkExpiredError extends PipelineError {
 export class FileDownloadError extends PipelineError {
   readonly code = 'ERR_FILE_DOWNLOAD';
 }
+
+/**
+ * The export no longer holds its source lock, or is being stopped (cancelled,
+ * failed, taken over): a download stops without landing anything.
+ */
+export class ExportStoppedError extends PipelineError {
+  readonly code = 'ERR_EXPORT_STOPPED';
+}
+
+/** A resume was asked for an export that cannot be resumed (links expired, given up, taken over). */
+export class ExportNotResumableError extends PipelineError {
+  readonly code = 'ERR_EXPORT_NOT_RESUMABLE';
+}

@@ -5,6 +5,7 @@ import type { JsonStore } from './adapters/s3-store.js';
 import type { SourceSettings } from './config.js';
 import { ConfigurationError } from './errors.js';
 import type { Logger } from './logger.js';
+import type { ExecutionLiveness } from './services/source-lock.js';
 import type { TransferSettings } from './services/transfer-file.js';
 
 /**
@@ -44,6 +45,10 @@ export interface Runtime {
   readonly accessTokens?: (sourceId: string) => Promise<AccessTokenSource>;
   /** Local mode: progress for the terminal. */
   readonly progress?: (event: ProgressEvent) => void;
+  /** Tells whether a lock holder's execution still runs (DescribeExecution on AWS). */
+  readonly executions?: ExecutionLiveness;
+  /** A local run: the process that holds its locks, so a later run can tell whether it is alive. */
+  readonly localProcess?: { readonly pid: number; readonly host: string };
 }
 
 export interface TokenSealer {

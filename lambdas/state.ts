@@ -19,6 +19,13 @@ export interface ExportContext {
   readonly startedAt: string;
   readonly deadline: string;
   readonly maxConcurrency: number;
+  /** The pause before the retry pass (the source's retryPassDelaySeconds). */
+  readonly retryPassDelaySeconds?: number;
+  /**
+   * A dead export whose lock this one took over: Kick Off DELETEs its server
+   * job first (Epic allows one export per client).
+   */
+  readonly supersedes?: { readonly executionName: string; readonly statusUrl?: string };
 }
 
 export interface SealedToken {

@@ -7,6 +7,8 @@
  */
 import './local/node-version.js';
 import { resolve } from 'node:path';
+import { DescribeExecutionCommand, RedriveExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { ExportNotResumableError } from '../lambdas/errors.js';
 import {
   checkExportRequest,
   DEFAULT_LOCAL_BUCKET,
@@ -16,12 +18,16 @@ import {
   s3TargetOptions,
   summarize,
 } from './local/cli.js';
-import { parseCommandLine, runCommand, UsageError } from './local/command.js';
+import { parseCommandLine, resolveFromCaller, runCommand, UsageError } from './local/command.js';
+import { type LocalExecutionRecord, readExecutionRecord, saveExecutionRecord } from './local/executions.js';
 import { runLocalExport } from './local/local-export.js';
 import { createProgressPrinter } from './local/progress.js';
+import type { RedrivePoint } from './local/runner.js';
 
 const USAGE = `usage: npm run export -- --source <file.json> [--since ISO|auto] [--until ISO] [--types A,B] [--group ID]
                          [--bucket B] [--s3-endpoint URL | --aws-s3] [--prefix P]
+       npm run export -- --resume <execution-name>
+       npm run export -- --resume <execution-name> --state-machine-arn ARN      (on AWS: RedriveExecution)
 
   --source FILE      the source settings (JSON); a relative path is read from the folder you run this in
   --since ISO|auto   only changes since then; auto (the default): since the last fully successful
@@ -34,6 +40,12 @@ const USAGE = `usage: npm run export -- --source <file.json> [--since ISO|auto] 
   --s3-endpoint URL  any S3-compatible endpoint (credentials from the environment); the bucket must exist
   --aws-s3           real S3 (the AWS SDK's default credentials and region); the bucket must exist
   --prefix P         a key prefix for everything written
+  --resume NAME      resume the failed export NAME (the execution a failed run printed) from where it failed:
+                     only files without a verified result are downloaded again, into the same bucket; it must
+                     be resumed before the server's file links expire (its failure receipt says until when)
+  --state-machine-arn ARN  with --resume: redrive that execution on AWS instead
+Ctrl-C cancels cleanly: running downloads stop, the server job is DELETEd, open uploads are aborted, a failure
+receipt says "cancelled" and the source lock is released. A second Ctrl-C exits at once and says what was left.
 Local state (.local/s3/<bucket>, one log per run in .local/logs/export-<execution>.ndjson) is kept
 in .local/ of the folder it runs in: the project folder under npm run.`;
 
@@ -47,12 +59,58 @@ const OPTIONS = {
   until: { type: 'string' },
   types: { type: 'string' },
   group: { type: 'string' },
+  resume: { type: 'string' },
+  'state-machine-arn': { type: 'string' },
 } as const;
 
 async function main(argv: readonly string[]): Promise<number> {
   const { values } = parseCommandLine(argv, OPTIONS);
-  if (!values.source) throw new UsageError('--source <file.json> is required');
   const localDirectory = resolve('.local');
+  if (values['state-machine-arn'] !== undefined) {
+    if (!values.resume)
+      throw new UsageError(
+        '--state-machine-arn is for --resume NAME (a new AWS export is started by the schedule or `npm run backfill`)',
+      );
+    return redriveOnAws(values['state-machine-arn'], values.resume);
+  }
+  if (values.resume !== undefined) {
+    const clashing = [
+      'source',
+      'since',
+      'until',
+      'types',
+      'group',
+      'bucket',
+      's3-endpoint',
+      'aws-s3',
+      'prefix',
+    ].filter((name) => values[name as keyof typeof values] !== undefined);
+    if (clashing.length > 0) {
+      throw new UsageError(
+        `--resume continues an export as it was started; --${clashing.join(', --')} cannot be changed (start a new export for that)`,
+      );
+    }
+    const record = await readExecutionRecord(localDirectory, values.resume);
+    if (record.status === 'SUCCEEDED') {
+      throw new UsageError(`export ${record.executionName} succeeded; there is nothing to resume`);
+    }
+    if (!record.redrivePoint) {
+      throw new ExportNotResumableError(
+        `export ${record.executionName} cannot be resumed: it ended ${record.status.toLowerCase()} (${record.error ?? 'no error'}) and was cleaned up for good; start a fresh export: npm run export -- --source ${record.sourceFile}`,
+      );
+    }
+    const source = await readSourceFile(record.sourceFile);
+    return runExport({
+      localDirectory,
+      source,
+      sourceFile: record.sourceFile,
+      input: record.input,
+      target: record.target,
+      executionName: record.executionName,
+      redrive: record.redrivePoint,
+    });
+  }
+  if (!values.source) throw new UsageError('--source <file.json> is required (or --resume NAME)');
   const targetOptions = s3TargetOptions(values, resolve(localDirectory, 's3'));
   const request: Record<string, unknown> = { since: values.since ?? 'auto' };
   if (values.until) request.until = values.until;
@@ -64,39 +122,149 @@ async function main(argv: readonly string[]): Promise<number> {
   if (values.group) request.groupId = values.group;
   checkExportRequest(request);
   const source = await readSourceFile(values.source);
-  const input: Record<string, unknown> = { sourceId: source.id, ...request };
+  return runExport({
+    localDirectory,
+    source,
+    sourceFile: resolveFromCaller(values.source),
+    input: { sourceId: source.id, ...request },
+    target: {
+      ...(targetOptions.bucket ? { bucket: targetOptions.bucket } : {}),
+      ...(targetOptions.s3Endpoint ? { s3Endpoint: targetOptions.s3Endpoint } : {}),
+      ...(targetOptions.awsS3 ? { awsS3: true } : {}),
+      ...(values.prefix ? { prefix: values.prefix } : {}),
+    },
+    executionName: localExecutionName(source.id),
+  });
+}
 
-  const target = await openS3Target(targetOptions);
+interface ExportRun {
+  readonly localDirectory: string;
+  readonly source: Awaited<ReturnType<typeof readSourceFile>>;
+  readonly sourceFile: string;
+  readonly input: Record<string, unknown>;
+  readonly target: LocalExecutionRecord['target'];
+  readonly executionName: string;
+  readonly redrive?: RedrivePoint;
+}
+
+async function runExport(options: ExportRun): Promise<number> {
+  const { localDirectory, source, executionName, target: where } = options;
+  const target = await openS3Target({
+    ...(where.bucket ? { bucket: where.bucket } : {}),
+    ...(where.s3Endpoint ? { s3Endpoint: where.s3Endpoint } : {}),
+    ...(where.awsS3 ? { awsS3: true } : {}),
+    localDirectory: resolve(localDirectory, 's3'),
+  });
+  const cancel = new AbortController();
+  let interrupts = 0;
+  const onInterrupt = (signal: NodeJS.Signals) => {
+    interrupts += 1;
+    if (interrupts === 1) {
+      process.stderr.write(
+        `\n${signal === 'SIGINT' ? 'Ctrl-C' : signal}: cancelling export ${executionName}: stopping downloads, DELETEing the server job, releasing the lock of source ${source.id} (Ctrl-C again to exit at once)\n`,
+      );
+      cancel.abort();
+      return;
+    }
+    process.stderr.write(
+      `Exiting at once. Left as it was: the lock of source ${source.id} (held by ${executionName}), its server job (not DELETEd) and any open uploads. \`npm run cancel -- --source-id ${source.id}\` finishes the clean-up; the next export of ${source.id} also takes the lock over.\n`,
+    );
+    process.exit(130);
+  };
+  process.on('SIGINT', onInterrupt);
+  process.on('SIGTERM', onInterrupt);
   try {
-    const executionName = localExecutionName(source.id);
     const logFile = resolve(localDirectory, 'logs', `export-${executionName}.ndjson`);
     process.stderr.write(
-      `Exporting source ${source.id} into ${target.description}\nExecution ${executionName}; logs: ${logFile}\n`,
+      `${options.redrive ? `Resuming export ${executionName} of source ${source.id} from "${options.redrive.stateName}"` : `Exporting source ${source.id}`} into ${target.description}\nExecution ${executionName}; logs: ${logFile}\n`,
     );
     const printer = createProgressPrinter();
-    const { run, receipt } = await runLocalExport({
+    const { run, receipt, endedCleanUp } = await runLocalExport({
       sources: [source],
-      input,
+      input: options.input,
       executionName,
       s3ClientConfig: target.s3ClientConfig,
       bucket: target.bucket,
-      ...(values.prefix ? { prefix: values.prefix } : {}),
+      ...(where.prefix ? { prefix: where.prefix } : {}),
       logFile,
       progress: (event) => printer.onProgress(event),
       onEvent: (event) => printer.onExecutionEvent(event),
+      signal: cancel.signal,
+      ...(options.redrive ? { redrive: options.redrive } : {}),
     });
     printer.finish();
+    await saveExecutionRecord(localDirectory, {
+      executionName,
+      status: run.status,
+      sourceFile: options.sourceFile,
+      input: options.input,
+      target: where,
+      ...(run.error ? { error: run.error } : {}),
+      ...(run.cause ? { cause: run.cause } : {}),
+      // A run that was resumable keeps its redrive point; one cleaned up for good has none.
+      ...(run.redrivePoint && endedCleanUp?.resumable ? { redrivePoint: run.redrivePoint } : {}),
+      endedAt: new Date().toISOString(),
+    });
+    if (run.status === 'ABORTED') {
+      process.stderr.write(
+        `Export CANCELLED: ${endedCleanUp ? endedCleanUp.reason : 'the clean-up did not run; see the log'}${endedCleanUp?.failureReceiptKey ? `\nFailure receipt: s3://${target.bucket}/${endedCleanUp.failureReceiptKey}` : ''}\nLogs: ${logFile}\n`,
+      );
+      return 130;
+    }
     if (run.status !== 'SUCCEEDED' || !receipt) {
-      process.stderr.write(`Export FAILED: ${run.cause}\nLogs: ${logFile}\n`);
+      const resumable = endedCleanUp?.resumable
+        ? `\nIt can be resumed (the server job and every landed file are kept): npm run export -- --resume ${executionName}`
+        : '';
+      process.stderr.write(`Export FAILED: ${run.cause}${resumable}\nLogs: ${logFile}\n`);
       return 1;
     }
-    const output = run.output as { receiptKey: string; completionMarkerKey: string };
+    const output = run.output as { receiptKey: string; completionMarkerKey: string; warnings?: string[] };
     process.stdout.write(
-      `\n${summarize(receipt)}\n\nReceipt: s3://${target.bucket}/${output.receiptKey}\nMarker:  s3://${target.bucket}/${output.completionMarkerKey}\nLogs:    ${logFile}\n`,
+      `\n${summarize(receipt)}\n${output.warnings?.length ? `\nWarnings (the export is complete and verified): ${output.warnings.join('; ')}\n` : ''}\nReceipt: s3://${target.bucket}/${output.receiptKey}\nMarker:  s3://${target.bucket}/${output.completionMarkerKey}\nLogs:    ${logFile}\n`,
     );
     return 0;
   } finally {
+    process.off('SIGINT', onInterrupt);
+    process.off('SIGTERM', onInterrupt);
     await target.close();
+  }
+}
+
+/**
+ * On AWS a resume is RedriveExecution: Step Functions runs the failed
+ * execution on from its failed state (the retry pass), re-running only the
+ * files that have no verified result.
+ */
+async function redriveOnAws(stateMachineArn: string, execution: string): Promise<number> {
+  const machine = /^arn:(aws[a-z-]*):states:([a-z0-9-]+):(\d{12}):stateMachine:([A-Za-z0-9_-]+)$/.exec(
+    stateMachineArn,
+  );
+  if (!machine)
+    throw new UsageError(
+      `--state-machine-arn must be a state machine ARN (got ${JSON.stringify(stateMachineArn.slice(0, 120))})`,
+    );
+  const executionArn = execution.startsWith('arn:')
+    ? execution
+    : `arn:${machine[1]}:states:${machine[2]}:${machine[3]}:execution:${machine[4]}:${execution}`;
+  const sfn = new SFNClient({ region: machine[2] });
+  try {
+    const described = await sfn.send(new DescribeExecutionCommand({ executionArn }));
+    if (described.status === 'RUNNING')
+      throw new ExportNotResumableError(`execution ${executionArn} is still running`);
+    if (described.status === 'SUCCEEDED')
+      throw new ExportNotResumableError(`execution ${executionArn} succeeded; there is nothing to resume`);
+    if (described.redriveStatus === 'NOT_REDRIVABLE') {
+      throw new ExportNotResumableError(
+        `execution ${executionArn} cannot be redriven: ${described.redriveStatusReason ?? 'Step Functions does not say why'}`,
+      );
+    }
+    const redriven = await sfn.send(new RedriveExecutionCommand({ executionArn }));
+    process.stdout.write(
+      `Redriven ${executionArn} at ${redriven.redriveDate?.toISOString() ?? 'now'}: it goes on from its failed state; files that landed are kept.\nWatch it: aws stepfunctions describe-execution --execution-arn ${executionArn}\n`,
+    );
+    return 0;
+  } finally {
+    sfn.destroy();
   }
 }
 

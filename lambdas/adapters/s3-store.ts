@@ -4,6 +4,7 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
@@ -28,6 +29,8 @@ export interface JsonStore {
   delete(key: string): Promise<void>;
   /** Aborts every open multipart upload under a prefix; returns how many it aborted. */
   abortUploads(prefix: string): Promise<number>;
+  /** Every key under a prefix, in key order. */
+  listKeys(prefix: string): Promise<string[]>;
 }
 
 /** How long an operation keeps trying through an S3 outage. */
@@ -272,6 +275,24 @@ export function createS3Store(options: S3StoreOptions): JsonStore {
       await attempt('DeleteObject', key, () =>
         s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })),
       );
+    },
+    async listKeys(prefix) {
+      const keys: string[] = [];
+      let token: string | undefined;
+      do {
+        const page = await attempt('ListObjectsV2', prefix, () =>
+          s3.send(
+            new ListObjectsV2Command({
+              Bucket: bucket,
+              Prefix: prefix,
+              ...(token ? { ContinuationToken: token } : {}),
+            }),
+          ),
+        );
+        for (const object of page.Contents ?? []) if (object.Key) keys.push(object.Key);
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+      return keys;
     },
     async abortUploads(prefix) {
       let aborted = 0;

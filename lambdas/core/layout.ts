@@ -115,3 +115,21 @@ export const lockKey = (prefix: string, sourceId: string) =>
 
 export const failureReceiptKey = (prefix: string, sourceId: string, executionName: string) =>
   `${normalizePrefix(prefix)}_failures/source=${sourceId}/${executionName}.json`;
+
+/**
+ * What an execution knows of its server job, written as soon as it knows it
+ * (status URL at kick-off, manifest at completion): whoever ends the export
+ * later (a clean-up after StopExecution, a run taking over a dead holder's
+ * lock) reads it, since it never sees the execution's state.
+ */
+export const jobRecordKey = (work: string) => `${work}job.json`;
+/** One object per running download (a lease), so whoever ends the export can wait for them. */
+export const inFlightPrefix = (work: string) => `${work}in-flight/`;
+/** The files the retry pass downloads again: those without a verified result after the first pass. */
+export const retryFilesKey = (work: string) => `${work}retry-files.json`;
+export const resultsPrefix = (work: string) => `${work}results/`;
+export const checkpointsPrefix = (work: string) => `${work}checkpoints/`;
+/** Why a file's last download attempt failed, for the failure receipt (the Map keeps only that it failed). */
+export const fileFailureKey = (work: string, index: number) =>
+  `${work}file-failures/${String(index).padStart(6, '0')}.json`;
+export const fileFailuresPrefix = (work: string) => `${work}file-failures/`;

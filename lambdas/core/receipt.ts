@@ -56,6 +56,11 @@ export interface Receipt {
   readonly filesListedMoreThanOnce: readonly DuplicateListing[];
   readonly serverJobDeleted: boolean;
   readonly watermark: { readonly advanced: boolean; readonly reason: string };
+  /** Set by Complete Export, after the marker: when it ran and what it could not do. */
+  readonly completedAt?: string;
+  readonly warnings?: readonly string[];
+  /** This execution failed before and was resumed (redriven) to success. */
+  readonly resumedAfter?: { readonly error: string; readonly failedAt: string };
 }
 
 export function summarizeFiles(files: readonly ReceiptFile[]) {

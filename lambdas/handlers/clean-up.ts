@@ -1,10 +1,10 @@
-import { failureReceiptKey } from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
-import { type Runtime, sealContext } from '../runtime.js';
+import type { InvocationContext } from '../middleware.js';
+import type { Runtime } from '../runtime.js';
+import { type EndExportResult, endExport } from '../services/export-lifecycle.js';
 import type { ExportContext, PollState, SealedToken } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
 import type { KickOffState } from './kick-off.js';
-import { releaseLock } from './prepare-export.js';
 
 /** Whatever part of the state existed when the failure was caught. */
 export interface CleanUpEvent {
@@ -28,107 +28,67 @@ export interface CleanUpResult {
 }
 
 /**
- * Runs on every failure: aborts open multipart uploads, DELETEs the server
- * job, records a failure receipt, releases the lock and announces the
- * failure. Each step is attempted even when an earlier one fails, and no
- * completion marker is ever written here.
+ * Runs on every failure the workflow catches (kick-off refused, polling gave
+ * up, verification failed): ends the export for good with endExport (fence
+ * the downloads, wait for running ones, abort uploads, DELETE the server job,
+ * failure receipt, release the lock, failure event). Never writes a marker. A
+ * failure while downloading is not caught here: it leaves the export
+ * resumable (see clean-up-ended-export.ts).
  */
 export function createCleanUpHandler(runtime: Runtime) {
-  return async (event: CleanUpEvent): Promise<CleanUpResult> => {
+  return async (event: CleanUpEvent, invocation?: InvocationContext): Promise<CleanUpResult> => {
     const { state } = event;
     const failure = describeFailure(state.failure);
     const context = state.export;
     const sourceId =
       context?.sourceId ??
       (typeof event.input.sourceId === 'string' ? event.input.sourceId.slice(0, 64) : undefined);
-    const actions: string[] = [];
-    const problems: string[] = [];
 
-    // A failure before Prepare finished (invalid input, lock held by another run) owns nothing to clean.
-    if (context) {
-      const exportRoot = state.poll?.manifest?.exportRoot;
-      if (exportRoot) {
-        await attempt(problems, 'abort uploads', async () => {
-          const aborted = await runtime.store.abortUploads(exportRoot);
-          actions.push(`aborted ${aborted} open upload(s)`);
-        });
-      }
-      const statusUrl = state.kickoff?.statusUrl;
-      if (statusUrl && state.auth?.sealedToken) {
-        await attempt(problems, 'DELETE the server job', async () => {
-          const token = await runtime.sealer.open(
-            state.auth!.sealedToken,
-            sealContext(context.sourceId, context.executionName),
-          );
-          const response = await runtime.fhir.send(
-            { method: 'DELETE', url: statusUrl, headers: { Accept: 'application/json' } },
-            token,
-          );
-          actions.push(`DELETE of the server job answered ${response.status}`);
-        });
-      } else if (statusUrl) {
-        problems.push('could not DELETE the server job: no access token');
-      }
-      await attempt(problems, 'release the lock', async () => {
-        if (await releaseLock(runtime, context.sourceId, context.executionName))
-          actions.push('released the source lock');
-      });
-    }
-
-    let receiptKey: string | undefined;
+    let ended: EndExportResult | undefined;
+    // Before Prepare finished (invalid input, lock held by another run) the export owns nothing
+    // (endExport touches only what this execution holds), but the failure is still recorded.
     if (sourceId && /^[a-z0-9][a-z0-9-]{0,62}$/.test(sourceId)) {
-      const key = failureReceiptKey(runtime.prefix, sourceId, event.executionName);
-      await attempt(problems, 'write the failure receipt', async () => {
-        await runtime.store.putJson(key, {
-          receiptVersion: 1,
-          status: 'failed',
-          sourceId,
-          executionName: event.executionName,
-          error: failure.error,
-          cause: failure.message,
-          failedAt: runtime.now().toISOString(),
-          request: context?.request,
-          statusUrlKnown: Boolean(state.kickoff?.statusUrl),
-          exportRoot: state.poll?.manifest?.exportRoot,
-          cleanup: { actions, problems },
-        });
-        receiptKey = key;
-      });
-    }
-    await attempt(problems, 'emit the failure event', () =>
-      runtime.events.emit('Bulk Export Failed', {
+      ended = await endExport(runtime, {
         sourceId,
         executionName: event.executionName,
-        error: failure.error,
-        cause: failure.message,
-        ...(receiptKey ? { failureReceiptKey: receiptKey } : {}),
-      }),
-    );
+        outcome: 'failed',
+        failure,
+        allowResume: false,
+        sealedToken: state.auth?.sealedToken ?? null,
+        waitForDownloads: true,
+        waitBudgetMs: Math.max(0, (invocation?.getRemainingTimeInMillis() ?? 60_000) - 30_000),
+        ...(context ? { context } : {}),
+        ...(state.kickoff?.statusUrl ? { statusUrl: state.kickoff.statusUrl } : {}),
+        ...(state.poll?.manifest?.exportRoot ? { exportRoot: state.poll.manifest.exportRoot } : {}),
+      });
+    } else {
+      await runtime.events
+        .emit('Bulk Export Failed', {
+          sourceId,
+          executionName: event.executionName,
+          outcome: 'failed',
+          error: failure.error,
+          cause: failure.message,
+          resumable: false,
+        })
+        .catch((error: unknown) =>
+          runtime.logger.error('could not emit the failure event', { error: (error as Error).name }),
+        );
+    }
     runtime.progress?.({ kind: 'phase', phase: 'failed', detail: failure.message });
 
-    const cleanup = [...actions, ...problems.map((problem) => `FAILED to ${problem}`)].join('; ');
+    const cleanup = ended
+      ? [...ended.actions, ...ended.problems.map((problem) => `FAILED to ${problem}`)].join('; ')
+      : '';
     return {
       error: failure.error,
       cause: oneLine(
         `${failure.message}${sourceId ? ` (source ${sourceId})` : ''}.${cleanup ? ` Cleanup: ${cleanup}.` : ''}`,
         1000,
       ),
-      ...(receiptKey ? { failureReceiptKey: receiptKey } : {}),
+      ...(ended?.failureReceiptKey ? { failureReceiptKey: ended.failureReceiptKey } : {}),
     };
   };
-
-  async function attempt(problems: string[], what: string, action: () => Promise<unknown>) {
-    try {
-      await action();
-    } catch (error) {
-      runtime.logger.error(`cleanup could not ${what}`, {
-        error: (error as Error).name,
-        message: (error as Error).message,
-      });
-      // The name alone ("StorageError") does not say what to fix; the message names the object and S3's code.
-      problems.push(`${what} (${(error as Error).name}: ${oneLine((error as Error).message, 300)})`);
-    }
-  }
 }
 
 /**

@@ -1,8 +1,11 @@
-import { quarantineKey } from '../core/layout.js';
+import { fileFailureKey, inFlightPrefix, quarantineKey } from '../core/layout.js';
+import { oneLine } from '../core/operation-outcome.js';
 import { interpretStatusResponse } from '../core/status.js';
-import { InvalidManifestError, StorageError, TransientServerError } from '../errors.js';
+import { ExportStoppedError, InvalidManifestError, StorageError, TransientServerError } from '../errors.js';
 import type { InvocationContext } from '../middleware.js';
 import { type Runtime, sealContext, sourceSettings } from '../runtime.js';
+import type { DownloadLease, FileFailure } from '../services/export-lifecycle.js';
+import { assertExportMayLand } from '../services/source-lock.js';
 import { type TransferCheckpoint, transferFile } from '../services/transfer-file.js';
 import type { ExportContext, FileItem, FileResult } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
@@ -54,6 +57,63 @@ export function createDownloadFileHandler(runtime: Runtime) {
   return async (event: DownloadFileEvent, context: InvocationContext): Promise<DownloadFileState> => {
     const { file, export: exportContext } = event;
     const settings = sourceSettings(runtime, exportContext.sourceId);
+    // A resume (or the retry pass) runs every file of its list again: one that landed stays as it is.
+    const landed = await runtime.store.getJson<FileResult>(resultKey(exportContext.workPrefix, file.index));
+    if (landed) {
+      runtime.logger.info('file already landed; kept as it is', { index: file.index, key: landed.key });
+      return {
+        status: 'complete',
+        checkpoint: null,
+        forceTokenRefresh: false,
+        invocations: event.transfer.invocations ?? 0,
+        lines: landed.lines,
+        bytes: landed.bytes,
+      };
+    }
+    const lease = leaseKey(exportContext.workPrefix, file.index, context.awsRequestId);
+    const startedAt = runtime.now();
+    const leaseRecord: DownloadLease = {
+      index: file.index,
+      startedAt: startedAt.toISOString(),
+      deadline: new Date(startedAt.getTime() + context.getRemainingTimeInMillis()).toISOString(),
+    };
+    // Lease first, then the fence: whoever ends the export fences first, then waits for the leases it sees.
+    await runtime.store.putJson(lease, leaseRecord);
+    try {
+      await assertExportMayLand(runtime, exportContext.sourceId, exportContext.executionName);
+      return await download(event, context, settings);
+    } catch (error) {
+      // The Map reports only that items failed: what failed, per file, is kept for the failure receipt.
+      if (!(error instanceof ExportStoppedError)) {
+        const failure: FileFailure = {
+          index: file.index,
+          kind: file.kind,
+          type: file.type,
+          error: (error as Error).name,
+          message: oneLine((error as Error).message, 500),
+          at: runtime.now().toISOString(),
+        };
+        await runtime.store
+          .putJson(fileFailureKey(exportContext.workPrefix, file.index), failure)
+          .catch(() => undefined);
+      }
+      throw error;
+    } finally {
+      await runtime.store.delete(lease).catch((error: unknown) =>
+        runtime.logger.warn('could not remove the download lease', {
+          key: lease,
+          error: (error as Error).name,
+        }),
+      );
+    }
+  };
+
+  async function download(
+    event: DownloadFileEvent,
+    context: InvocationContext,
+    settings: ReturnType<typeof sourceSettings>,
+  ): Promise<DownloadFileState> {
+    const { file, export: exportContext } = event;
     const url = await fileUrl(runtime, event.urlsKey, file.index);
     const accessToken = event.requiresAccessToken
       ? await runtime.sealer.open(
@@ -94,6 +154,8 @@ export function createDownloadFileHandler(runtime: Runtime) {
         ...(event.statusUrl
           ? { refreshUrl: () => refreshedFileUrl(runtime, event, settings.allowInsecureHttp) }
           : {}),
+        beforeLanding: () =>
+          assertExportMayLand(runtime, exportContext.sourceId, exportContext.executionName),
       },
     );
 
@@ -141,11 +203,14 @@ export function createDownloadFileHandler(runtime: Runtime) {
       lines: outcome.lines,
       bytes: outcome.bytes,
     };
-  };
+  }
 }
 
 export const resultKey = (workPrefix: string, index: number) =>
   `${workPrefix}results/${String(index).padStart(6, '0')}.json`;
+
+const leaseKey = (workPrefix: string, index: number, requestId: string) =>
+  `${inFlightPrefix(workPrefix)}${String(index).padStart(6, '0')}.${requestId}.json`;
 
 export const checkpointKey = (workPrefix: string, index: number, invocation: number) =>
   `${workPrefix}checkpoints/${String(index).padStart(6, '0')}.${invocation}.json`;

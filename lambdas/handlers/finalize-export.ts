@@ -5,23 +5,23 @@ import {
   completionMarkerKey,
   describeClaim,
   type ExportClaim,
+  failureReceiptKey,
   receiptKey,
   watermarkKey,
 } from '../core/layout.js';
 import { type DuplicateListing, type Receipt, type ReceiptFile, summarizeFiles } from '../core/receipt.js';
 import { decideWatermark } from '../core/watermark.js';
 import { VerificationError } from '../errors.js';
-import { type Runtime, sealContext } from '../runtime.js';
+import type { Runtime } from '../runtime.js';
+import type { FailureReceipt } from '../services/export-lifecycle.js';
 import type { ExportContext, FileItem, FileResult, ManifestSummary } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
 import { resultKey } from './download-file.js';
-import { releaseLock, type Watermark } from './prepare-export.js';
+import type { Watermark } from './prepare-export.js';
 
 export interface FinalizeExportEvent {
   readonly export: ExportContext;
-  readonly statusUrl: string;
   readonly manifest: ManifestSummary;
-  readonly sealedToken: string;
 }
 
 export interface FinalizeResult {
@@ -32,24 +32,23 @@ export interface FinalizeResult {
   readonly completionMarkerKey: string;
   readonly totals: Receipt['totals'];
   readonly watermarkAdvanced: boolean;
+  readonly watermarkTransactionTime?: string;
+  /** What could not be done after the marker: the export succeeded all the same. */
+  readonly warnings?: readonly string[];
 }
 
 /**
- * DELETEs the server job (every file is downloaded), verifies that every
- * manifest file landed and matches, then — in this order — writes the
- * receipt, writes the completion marker, advances the watermark, releases the
- * lock and announces success. The DELETE comes first because its token was
- * minted just before this task, and verifying thousands of files can outlast
- * a short-lived one (eClinicalWorks: 5 minutes); a job left undeleted blocks
- * the next export at Epic. The marker comes after the receipt so downstream
- * never sees a marker without one; the watermark after the marker so a crash
- * in between re-exports (duplicates downstream can dedupe) rather than skips
- * data.
+ * Verifies that every manifest file landed and matches, then writes the
+ * receipt and, after it, the completion marker: downstream never sees a
+ * marker without a receipt. Everything after the marker (watermark, the
+ * server job's DELETE, the lock, the success event) is Complete Export's, and
+ * can only add warnings: a verified export is never reported as failed. The
+ * server job is kept until the files are verified, so a failed verification
+ * can still be resumed.
  */
 export function createFinalizeExportHandler(runtime: Runtime) {
   return async (event: FinalizeExportEvent): Promise<FinalizeResult> => {
     const { export: context, manifest } = event;
-    const serverJobDeleted = await deleteServerJob(runtime, event);
     const items = (await runtime.store.getJson<FileItem[]>(manifest.filesKey)) ?? [];
     if (items.length !== manifest.fileCount) {
       throw new VerificationError(
@@ -63,6 +62,10 @@ export function createFinalizeExportHandler(runtime: Runtime) {
 
     const summary = summarizeFiles(files);
     const current = await runtime.store.getJson<Watermark>(watermarkKey(runtime.prefix, context.sourceId));
+    const failure = await runtime.store.getJson<FailureReceipt>(
+      failureReceiptKey(runtime.prefix, context.sourceId, context.executionName),
+    );
+    const resumed = failure ? { error: failure.error, failedAt: failure.failedAt } : undefined;
     const watermark = decideWatermark({
       advancesWatermark: context.advancesWatermark,
       current: current?.transactionTime,
@@ -87,8 +90,10 @@ export function createFinalizeExportHandler(runtime: Runtime) {
       ...summary,
       files,
       filesListedMoreThanOnce: duplicates,
-      serverJobDeleted,
+      // Complete Export does both after the marker, and corrects these when it could not.
+      serverJobDeleted: false,
       watermark: { advanced: watermark.advance, reason: watermark.reason },
+      ...(resumed ? { resumedAfter: resumed } : {}),
     };
     const receiptObjectKey = receiptKey(manifest.exportRoot);
     const markerKey = completionMarkerKey(manifest.exportRoot);
@@ -100,25 +105,6 @@ export function createFinalizeExportHandler(runtime: Runtime) {
       totals: summary.totals,
       byType: summary.byType,
     });
-    if (watermark.advance) {
-      const value: Watermark = {
-        sourceId: context.sourceId,
-        transactionTime: watermark.transactionTime,
-        executionName: context.executionName,
-        updatedAt: runtime.now().toISOString(),
-      };
-      await runtime.store.putJson(watermarkKey(runtime.prefix, context.sourceId), value);
-    }
-    await releaseLock(runtime, context.sourceId, context.executionName);
-    await runtime.events.emit('Bulk Export Succeeded', {
-      sourceId: context.sourceId,
-      executionName: context.executionName,
-      transactionTime: manifest.transactionTime,
-      bucket: context.bucket,
-      receiptKey: receiptObjectKey,
-      completionMarkerKey: markerKey,
-      totals: summary.totals,
-    });
     runtime.progress?.({ kind: 'phase', phase: 'finalized' });
     return {
       status: 'succeeded',
@@ -127,7 +113,9 @@ export function createFinalizeExportHandler(runtime: Runtime) {
       receiptKey: receiptObjectKey,
       completionMarkerKey: markerKey,
       totals: summary.totals,
+      // What Complete Export is to do; it reports what it did.
       watermarkAdvanced: watermark.advance,
+      ...(watermark.advance ? { watermarkTransactionTime: watermark.transactionTime } : {}),
     };
   };
 }
@@ -173,34 +161,6 @@ async function verifyFile(runtime: Runtime, context: ExportContext, item: FileIt
     invalidLines: result.invalidLines,
     ...(result.quarantineKey ? { quarantineKey: result.quarantineKey } : {}),
   };
-}
-
-/** The IG asks clients to DELETE a finished job; Epic allows one export per client and Group until we do. */
-async function deleteServerJob(runtime: Runtime, event: FinalizeExportEvent): Promise<boolean> {
-  try {
-    const accessToken = await runtime.sealer.open(
-      event.sealedToken,
-      sealContext(event.export.sourceId, event.export.executionName),
-    );
-    const response = await runtime.fhir.send(
-      { method: 'DELETE', url: event.statusUrl, headers: { Accept: 'application/json' } },
-      accessToken,
-    );
-    if (response.status >= 200 && response.status < 300) return true;
-    // A retried Finalize meets the job its first attempt deleted: gone is what we asked for.
-    if (response.status === 404 || response.status === 410) return true;
-    runtime.logger.warn('server did not accept DELETE of the export job', {
-      sourceId: event.export.sourceId,
-      status: response.status,
-    });
-  } catch (error) {
-    runtime.logger.warn('DELETE of the export job failed', {
-      sourceId: event.export.sourceId,
-      error: (error as Error).name,
-    });
-  }
-  // The data is verified and complete; a job the server keeps is its housekeeping, not our failure.
-  return false;
 }
 
 /**

@@ -1,7 +1,9 @@
 import { buildKickOffRequest, interpretKickOffResponse } from '../core/kickoff.js';
+import { jobRecordKey } from '../core/layout.js';
 import { DEFAULT_WAIT_POLICY, nextWaitSeconds } from '../core/retry-after.js';
 import { AccessTokenRejectedError, ExportRequestRejectedError } from '../errors.js';
 import { type Runtime, sealContext, sourceSettings } from '../runtime.js';
+import type { JobRecord } from '../services/export-lifecycle.js';
 import type { ExportContext } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
 
@@ -35,6 +37,9 @@ export function createKickOffHandler(runtime: Runtime) {
       sealContext(context.sourceId, context.executionName),
     );
     const attempt = event.attempt + 1;
+    if (event.attempt === 0 && context.supersedes?.statusUrl) {
+      await deleteSupersededJob(runtime, context, context.supersedes.statusUrl, accessToken);
+    }
 
     let outcome: ReturnType<typeof interpretKickOffResponse>;
     try {
@@ -60,6 +65,14 @@ export function createKickOffHandler(runtime: Runtime) {
       throw error;
     }
     if (outcome.outcome === 'accepted') {
+      // Whoever ends this export without its state (a StopExecution clean-up) finds the job here.
+      const job: JobRecord = {
+        sourceId: context.sourceId,
+        executionName: context.executionName,
+        export: context,
+        statusUrl: outcome.statusUrl,
+      };
+      await runtime.store.putJson(jobRecordKey(context.workPrefix), job);
       runtime.progress?.({ kind: 'phase', phase: 'kicked-off' });
       return {
         outcome: 'accepted',
@@ -90,6 +103,36 @@ export function createKickOffHandler(runtime: Runtime) {
     });
     return { outcome: 'retry', attempt, waitSeconds, forceTokenRefresh: false, reason: outcome.reason };
   };
+}
+
+/**
+ * The server job of the dead export this one took the lock from: DELETEd
+ * before this kick-off, since Epic refuses a second export per client while
+ * one exists. Best effort: a job already gone or expired answers 404 or 410.
+ */
+async function deleteSupersededJob(
+  runtime: Runtime,
+  context: ExportContext,
+  statusUrl: string,
+  accessToken: string,
+) {
+  try {
+    const response = await runtime.fhir.send(
+      { method: 'DELETE', url: statusUrl, headers: { Accept: 'application/json' } },
+      accessToken,
+    );
+    runtime.logger.info('DELETEd the server job of the export this one superseded', {
+      sourceId: context.sourceId,
+      supersededExecution: context.supersedes?.executionName,
+      status: response.status,
+    });
+  } catch (error) {
+    runtime.logger.warn('could not DELETE the server job of the export this one superseded', {
+      sourceId: context.sourceId,
+      supersededExecution: context.supersedes?.executionName,
+      error: (error as Error).name,
+    });
+  }
 }
 
 /** Lambda entry point (see infra/). */

@@ -6,6 +6,7 @@ import {
   type ExportLocation,
   exportRoot,
   fileKey,
+  jobRecordKey,
   receiptKey,
 } from '../core/layout.js';
 import {
@@ -26,7 +27,8 @@ import {
   TransientServerError,
 } from '../errors.js';
 import { type Runtime, sealContext, sourceSettings } from '../runtime.js';
-import type { ExportContext, FileItem, PollState } from '../state.js';
+import type { JobRecord } from '../services/export-lifecycle.js';
+import type { ExportContext, FileItem, ManifestSummary, PollState } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
 
 export interface PollStatusEvent {
@@ -206,6 +208,25 @@ export function createPollStatusHandler(runtime: Runtime) {
         );
         await runtime.store.putJson(filesKey, items);
         const duplicateFilesKey = await recordDuplicates(runtime, context, manifest, items);
+        const summary: ManifestSummary = {
+          transactionTime: manifest.transactionTime,
+          requiresAccessToken: manifest.requiresAccessToken,
+          filesKey,
+          urlsKey,
+          manifestKey,
+          fileCount: items.length,
+          exportRoot: exportRoot(location),
+          ...(duplicateFilesKey ? { duplicateFilesKey } : {}),
+        };
+        const job: JobRecord = {
+          sourceId: context.sourceId,
+          executionName: context.executionName,
+          export: context,
+          statusUrl: event.statusUrl,
+          manifest: summary,
+          linksExpireAt: linksExpireAt(outcome.expires, runtime.now(), settings.fileLinksValidHours),
+        };
+        await runtime.store.putJson(jobRecordKey(context.workPrefix), job);
         const counts = countByKind(items);
         runtime.progress?.({
           kind: 'phase',
@@ -217,20 +238,22 @@ export function createPollStatusHandler(runtime: Runtime) {
           outcome: 'complete',
           consecutiveTransientErrors: 0,
           waitSeconds: 0,
-          manifest: {
-            transactionTime: manifest.transactionTime,
-            requiresAccessToken: manifest.requiresAccessToken,
-            filesKey,
-            urlsKey,
-            manifestKey,
-            fileCount: items.length,
-            exportRoot: exportRoot(location),
-            ...(duplicateFilesKey ? { duplicateFilesKey } : {}),
-          },
+          manifest: summary,
         };
       }
     }
   };
+}
+
+/**
+ * Until when a failed export can be resumed: the status response's `Expires`
+ * (the IG's "when the files will be deleted"), when it is a valid date in the
+ * future, else the source's fileLinksValidHours from now.
+ */
+export function linksExpireAt(expires: string | undefined, now: Date, validHours: number): string {
+  const stated = expires === undefined ? Number.NaN : Date.parse(expires);
+  if (Number.isFinite(stated) && stated > now.getTime()) return new Date(stated).toISOString();
+  return new Date(now.getTime() + validHours * 3_600_000).toISOString();
 }
 
 /**

@@ -1,14 +1,17 @@
 import { parseExecutionInput } from '../core/execution-input.js';
-import { lockKey, watermarkKey, workPrefix } from '../core/layout.js';
+import { jobRecordKey, watermarkKey, workPrefix } from '../core/layout.js';
 import { checkStoredWatermark } from '../core/watermark.js';
-import { ExportAlreadyRunningError } from '../errors.js';
 import { type Runtime, sourceSettings } from '../runtime.js';
+import { endDeadHolder, type JobRecord } from '../services/export-lifecycle.js';
+import { acquireSourceLock, releaseSourceLock, type SourceLock } from '../services/source-lock.js';
 import type { ExportContext } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
 
 export interface PrepareExportEvent {
   readonly input: unknown;
   readonly executionName: string;
+  /** `$$.Execution.Id`: the lock names its holder so a later run can ask whether it still runs. */
+  readonly executionArn?: string;
   readonly startedAt: string;
 }
 
@@ -19,11 +22,7 @@ export interface Watermark {
   readonly updatedAt: string;
 }
 
-export interface SourceLock {
-  readonly executionName: string;
-  readonly acquiredAt: string;
-  readonly expiresAt: string;
-}
+export type { SourceLock };
 
 /**
  * Turns an execution input into a concrete export request: resolves
@@ -66,18 +65,36 @@ export function createPrepareExportHandler(runtime: Runtime) {
       input.level !== undefined;
     const deadline = new Date(now.getTime() + settings.deadlineHours * 3_600_000);
 
-    await acquireLock(runtime, settings.id, event.executionName, now, deadline);
+    const work = workPrefix(runtime.prefix, settings.id, event.executionName);
+    let supersedes: ExportContext['supersedes'];
+    await acquireSourceLock(
+      runtime,
+      {
+        sourceId: settings.id,
+        executionName: event.executionName,
+        ...(event.executionArn ? { executionArn: event.executionArn } : {}),
+        now,
+        expiresAt: deadline,
+      },
+      async (held) => {
+        const ended = await endDeadHolder(runtime, settings.id, held, event.executionName);
+        supersedes = {
+          executionName: held.executionName,
+          ...(ended.statusUrl ? { statusUrl: ended.statusUrl } : {}),
+        };
+      },
+    );
 
     runtime.progress?.({
       kind: 'phase',
       phase: 'prepared',
       detail: since ? `since ${since}` : 'full export',
     });
-    return {
+    const context: ExportContext = {
       sourceId: settings.id,
       executionName: event.executionName,
       bucket: runtime.store.bucket,
-      workPrefix: workPrefix(runtime.prefix, settings.id, event.executionName),
+      workPrefix: work,
       request: {
         ...(since ? { since } : {}),
         ...(input.until ? { until: input.until } : {}),
@@ -93,64 +110,17 @@ export function createPrepareExportHandler(runtime: Runtime) {
       startedAt: event.startedAt,
       deadline: deadline.toISOString(),
       maxConcurrency: settings.maxConcurrency,
+      retryPassDelaySeconds: settings.retryPassDelaySeconds,
+      ...(supersedes ? { supersedes } : {}),
     };
+    const job: JobRecord = { sourceId: settings.id, executionName: event.executionName, export: context };
+    await runtime.store.putJson(jobRecordKey(work), job);
+    return context;
   };
 }
 
-async function acquireLock(
-  runtime: Runtime,
-  sourceId: string,
-  executionName: string,
-  now: Date,
-  deadline: Date,
-) {
-  const key = lockKey(runtime.prefix, sourceId);
-  const held = await runtime.store.getJson<SourceLock>(key);
-  if (held && held.executionName !== executionName) {
-    if (Date.parse(held.expiresAt) > now.getTime()) {
-      throw new ExportAlreadyRunningError(
-        `another export of source ${sourceId} is running (execution ${held.executionName}, since ${held.acquiredAt}); this one was not started`,
-      );
-    }
-    // A lock past its deadline belongs to an execution that died without cleaning up.
-    runtime.logger.warn('taking over an expired source lock', {
-      sourceId,
-      previousExecution: held.executionName,
-    });
-    await runtime.store.delete(key);
-  }
-  const lock: SourceLock = {
-    executionName,
-    acquiredAt: now.toISOString(),
-    expiresAt: deadline.toISOString(),
-  };
-  try {
-    await runtime.store.putJson(key, lock, { ifNoneMatch: held?.executionName !== executionName });
-  } catch (error) {
-    throw new ExportAlreadyRunningError(`another export of source ${sourceId} took the lock first`, {
-      cause: error,
-    });
-  }
-  // Read back: a store without conditional writes (the embedded S3) still tells us who won.
-  const winner = await runtime.store.getJson<SourceLock>(key);
-  if (winner?.executionName !== executionName) {
-    throw new ExportAlreadyRunningError(
-      `another export of source ${sourceId} took the lock first (execution ${winner?.executionName ?? 'unknown'})`,
-    );
-  }
-}
-
-export async function releaseLock(
-  runtime: Runtime,
-  sourceId: string,
-  executionName: string,
-): Promise<boolean> {
-  const key = lockKey(runtime.prefix, sourceId);
-  const held = await runtime.store.getJson<SourceLock>(key);
-  if (held?.executionName !== executionName) return false;
-  await runtime.store.delete(key);
-  return true;
-}
+/** @deprecated kept for callers that release without the lock service; use releaseSourceLock. */
+export const releaseLock = releaseSourceLock;
 
 /** Lambda entry point (see infra/). */
 export const handler = awsTaskEntry('PrepareExport', createPrepareExportHandler);

@@ -1,6 +1,9 @@
 import type { InvocationContext } from '../middleware.js';
 import type { Runtime } from '../runtime.js';
+import { createCheckFilesHandler } from './check-files.js';
 import { createCleanUpHandler } from './clean-up.js';
+import { createCleanUpEndedExportHandler } from './clean-up-ended-export.js';
+import { createCompleteExportHandler } from './complete-export.js';
 import { createDownloadFileHandler } from './download-file.js';
 import { createFinalizeExportHandler } from './finalize-export.js';
 import { createKickOffHandler } from './kick-off.js';
@@ -23,6 +26,9 @@ export const TASK_HANDLER_FACTORIES: Record<
   KickOff: createKickOffHandler,
   PollStatus: createPollStatusHandler,
   DownloadFile: createDownloadFileHandler,
+  CheckFiles: createCheckFilesHandler,
   FinalizeExport: createFinalizeExportHandler,
+  CompleteExport: createCompleteExportHandler,
   CleanUp: createCleanUpHandler,
+  CleanUpEndedExport: createCleanUpEndedExportHandler,
 };

@@ -133,6 +133,12 @@ export interface TransferFileDeps {
    * fails the transfer with FileLinkExpiredError.
    */
   refreshUrl?(): Promise<string>;
+  /**
+   * Called just before the object lands (the upload is completed): throws
+   * when the export is being stopped, so that nothing lands after its
+   * failure is recorded. The upload is then aborted.
+   */
+  beforeLanding?(): Promise<void>;
 }
 
 export type TransferOutcome =
@@ -644,6 +650,7 @@ class FileTransfer {
           (invalidLines > 0 ? ` (${lines} valid, ${invalidLines} quarantined)` : ''),
       );
     }
+    await this.#deps.beforeLanding?.();
     // Ending here: no checkpoint will need the resumable hash.
     this.#sink.settleHashing('native');
     const { bytes, sha256 } = await this.#sink.finish(lines);

@@ -28,7 +28,7 @@ export interface WorkflowChildArgs {
 }
 
 export interface WorkflowChildResult {
-  readonly status: 'SUCCEEDED' | 'FAILED';
+  readonly status: 'SUCCEEDED' | 'FAILED' | 'ABORTED';
   readonly error?: string;
   /** Files that landed: output, error and deleted. */
   readonly files: number;
@@ -170,7 +170,7 @@ const mapExited = events.find((event) => isMapEvent(event, 'StateExited'))?.time
 
 const result: WorkflowChildResult = {
   status: run.status,
-  ...(run.status === 'FAILED' ? { error: `${run.error}: ${run.cause}` } : {}),
+  ...(run.status !== 'SUCCEEDED' ? { error: `${run.error}: ${run.cause}` } : {}),
   files: receipt ? receipt.totals.files + receipt.errors.files + receipt.deleted.files : filesDone,
   bytes: receipt?.totals.bytes ?? bytesDone,
   resources: receipt?.totals.resources ?? 0,

@@ -14,6 +14,11 @@
  *    read failure takes the same failure path as on AWS. One visible
  *    difference: the items stay in the local state after the Map (JSONPath
  *    cannot delete a key); on AWS they never enter it.
+ * 3. `ToleratedFailurePercentage` (unsupported on an inline Map): 0 is the
+ *    inline Map's own behaviour; 100 becomes a Catch of `States.ALL` on every
+ *    Task of the item processor that ends the item in a Succeed state named
+ *    `<Map> [tolerated failure]`. The Map then goes on past failed items, as
+ *    on AWS, where they are failed child executions instead.
  */
 
 export const LOCAL_ITEM_READER_FUNCTION = 'LocalItemReader';
@@ -69,11 +74,19 @@ function adaptMachine(
     }
     if (state.Type === 'Map') {
       const processor = (state.ItemProcessor ?? state.Iterator) as StateMachineDefinition | undefined;
+      const tolerated = state.ToleratedFailurePercentage ?? 0;
+      if (tolerated !== 0 && tolerated !== 100) {
+        throw new Error(
+          `Map state "${name}" tolerates ${String(tolerated)} % failures; the local runner bridges only 0 and 100`,
+        );
+      }
       if (processor) {
         const { ProcessorConfig: _config, ...rest } = processor as StateMachineDefinition & {
           ProcessorConfig?: unknown;
         };
-        state.ItemProcessor = adaptMachine(rest as StateMachineDefinition, taskFunctions);
+        const adapted = adaptMachine(rest as StateMachineDefinition, taskFunctions);
+        state.ItemProcessor =
+          tolerated === 100 ? tolerateFailures(adapted, `${name} [tolerated failure]`) : adapted;
         delete state.Iterator;
       }
       delete state.ToleratedFailurePercentage;
@@ -124,6 +137,25 @@ function adaptMachine(
     state.Catch = (state.Catch as Json[]).map((c) => ({ ...c, Next: redirect(c.Next) }));
   }
   return { ...machine, StartAt: String(redirect(machine.StartAt)), States: states };
+}
+
+/** Every Task of an item processor ends its item (as a success) instead of failing the Map. */
+function tolerateFailures(processor: StateMachineDefinition, endName: string): StateMachineDefinition {
+  const states: Record<string, Json> = {};
+  for (const [name, state] of Object.entries(processor.States)) {
+    states[name] =
+      state.Type === 'Task'
+        ? {
+            ...state,
+            Catch: [
+              ...((state.Catch as Json[] | undefined) ?? []),
+              { ErrorEquals: ['States.ALL'], ResultPath: '$.toleratedFailure', Next: endName },
+            ],
+          }
+        : state;
+  }
+  states[endName] = { Type: 'Succeed' };
+  return { ...processor, States: states };
 }
 
 /** Every state by name, at any depth (state names are unique in a state machine). */

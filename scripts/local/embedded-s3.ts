@@ -56,8 +56,10 @@ export async function startEmbeddedS3(options: EmbeddedS3Options = {}): Promise<
       String(options.port ?? 0),
     ],
     // Its stdin is a pipe we never write to: when this process ends, even killed, the pipe
-    // closes and the server stops (see s3rver-process.cjs), so it never outlives us.
-    { stdio: ['pipe', 'pipe', 'pipe'] },
+    // closes and the server stops (see s3rver-process.cjs), so it never outlives us. Its own
+    // process group: a Ctrl-C in the terminal reaches the command, which still needs S3 to
+    // clean up, and not the server.
+    { stdio: ['pipe', 'pipe', 'pipe'], detached: true },
   );
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => {

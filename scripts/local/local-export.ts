@@ -1,7 +1,18 @@
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
+import { inFlightPrefix, workPrefix } from '../../lambdas/core/layout.js';
 import type { Receipt } from '../../lambdas/core/receipt.js';
-import type { ProgressEvent } from '../../lambdas/runtime.js';
-import { type EventLog, type LocalRunOptions, type LocalRunResult, runExportLocally } from './runner.js';
+import { ExportNotResumableError } from '../../lambdas/errors.js';
+import type { CleanUpEndedExportResult } from '../../lambdas/handlers/clean-up-ended-export.js';
+import type { ProgressEvent, Runtime } from '../../lambdas/runtime.js';
+import { readLock, updateSourceLock } from '../../lambdas/services/source-lock.js';
+import {
+  CLEAN_UP_DEFINITION_PATH,
+  type EventLog,
+  type LocalRunOptions,
+  type LocalRunResult,
+  type RedrivePoint,
+  runExportLocally,
+} from './runner.js';
 import {
   createLocalRuntime,
   type LocalRuntime,
@@ -27,10 +38,19 @@ export interface LocalExportOptions {
   readonly beforeInvocation?: LocalRunOptions['beforeInvocation'];
   readonly fileIdleTimeoutMs?: number;
   readonly transfer?: LocalRuntimeOptions['transfer'];
+  /** Stops the export (Ctrl-C): the run ends ABORTED and is cleaned up as a cancel. */
+  readonly signal?: AbortSignal;
+  /** Resumes a failed run of `executionName` from where it failed (see RedrivePoint). */
+  readonly redrive?: RedrivePoint;
 }
 
 export interface LocalExportResult {
   readonly run: LocalRunResult;
+  /**
+   * What the clean-up started by the execution status change did, when the
+   * run did not succeed (on AWS: the EventBridge rule and its state machine).
+   */
+  readonly endedCleanUp?: CleanUpEndedExportResult;
   /** The run receipt, read back from S3, when the export succeeded. */
   readonly receipt?: Receipt;
   readonly emittedEvents: LocalRuntime['emittedEvents'];
@@ -50,9 +70,12 @@ export async function runLocalExport(options: LocalExportOptions): Promise<Local
     ...(options.transfer ? { transfer: options.transfer } : {}),
   });
   try {
+    if (options.redrive) await prepareResume(local.runtime, options);
     const run = await runExportLocally({
       runtime: local.runtime,
       input: options.input,
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.redrive ? { redrive: options.redrive } : {}),
       ...(options.executionName ? { executionName: options.executionName } : {}),
       ...(options.onEvent ? { onEvent: options.onEvent } : {}),
       ...(options.waitOverrideMs === undefined ? {} : { waitOverrideMs: options.waitOverrideMs }),
@@ -68,8 +91,90 @@ export async function runLocalExport(options: LocalExportOptions): Promise<Local
     if (run.status === 'SUCCEEDED' && output?.receiptKey) {
       receipt = await local.runtime.store.getJson<Receipt>(output.receiptKey);
     }
-    return { run, ...(receipt ? { receipt } : {}), emittedEvents: local.emittedEvents };
+    const endedCleanUp =
+      run.status === 'SUCCEEDED' ? undefined : await cleanUpEndedRun(local.runtime, options, run);
+    return {
+      run,
+      ...(receipt ? { receipt } : {}),
+      ...(endedCleanUp ? { endedCleanUp } : {}),
+      emittedEvents: local.emittedEvents,
+    };
   } finally {
     await local.close();
   }
+}
+
+/**
+ * What the EventBridge rule on the execution status change does on AWS: runs
+ * clean-up-ended-export.asl.json with the event. A run whose own Catch
+ * cleaned up released its lock, and the clean-up finds nothing to do.
+ */
+async function cleanUpEndedRun(
+  runtime: Runtime,
+  options: LocalExportOptions,
+  run: LocalRunResult,
+): Promise<CleanUpEndedExportResult | undefined> {
+  const sourceId = String(options.input.sourceId ?? '');
+  if (run.status === 'ABORTED' && /^[a-z0-9][a-z0-9-]{0,62}$/.test(sourceId)) {
+    // The runner killed and settled every invocation: their leases are void, as a stopped Lambda's are.
+    const work = workPrefix(runtime.prefix, sourceId, run.executionName);
+    for (const key of await runtime.store.listKeys(inFlightPrefix(work))) await runtime.store.delete(key);
+  }
+  const cleanUp = await runExportLocally({
+    runtime,
+    definitionPath: CLEAN_UP_DEFINITION_PATH,
+    executionName: `${run.executionName}-ended`,
+    input: {
+      source: 'aws.states',
+      'detail-type': 'Step Functions Execution Status Change',
+      detail: {
+        name: run.executionName,
+        status: run.status === 'ABORTED' ? 'ABORTED' : 'FAILED',
+        error: run.error ?? null,
+        cause: run.cause ?? null,
+        input: JSON.stringify(options.input),
+      },
+    },
+    ...(options.retryOverrideMs === undefined ? {} : { retryOverrideMs: options.retryOverrideMs }),
+  });
+  if (cleanUp.status !== 'SUCCEEDED') {
+    runtime.logger.error('the clean-up of the ended execution failed', {
+      executionName: run.executionName,
+      error: cleanUp.error,
+      cause: cleanUp.cause,
+    });
+    return undefined;
+  }
+  return cleanUp.output as CleanUpEndedExportResult;
+}
+
+/**
+ * A resume takes the export back: its lock must still be its own and
+ * resumable (not cancelled, not taken over by a later run), and the
+ * server's links still valid.
+ */
+async function prepareResume(runtime: Runtime, options: LocalExportOptions) {
+  const sourceId = String(options.input.sourceId);
+  const executionName = options.executionName!;
+  const lock = await readLock(runtime, sourceId);
+  const fresh = `start a fresh export instead: npm run export -- --source <file.json>`;
+  if (lock?.executionName !== executionName) {
+    throw new ExportNotResumableError(
+      `export ${executionName} cannot be resumed: ${lock ? `execution ${lock.executionName} holds the lock of source ${sourceId} now` : `it no longer holds the lock of source ${sourceId} (it was cancelled, given up, or taken over; its failure receipt says which)`}; ${fresh}`,
+    );
+  }
+  if (lock.state !== 'resumable') {
+    throw new ExportNotResumableError(
+      `export ${executionName} cannot be resumed: its lock is ${lock.state ?? 'running'}, not resumable${lock.state === 'running' || lock.state === undefined ? ` (is it still running? then cancel it first: npm run cancel -- --source-id ${sourceId})` : ''}`,
+    );
+  }
+  if (lock.resumableUntil && Date.parse(lock.resumableUntil) <= runtime.now().getTime()) {
+    throw new ExportNotResumableError(
+      `export ${executionName} cannot be resumed: the server's file links expired at ${lock.resumableUntil}; ${fresh} (it takes the lock over and DELETEs the old job)`,
+    );
+  }
+  await updateSourceLock(runtime, sourceId, executionName, {
+    state: 'running',
+    ...(runtime.localProcess ? { process: runtime.localProcess } : {}),
+  });
 }

@@ -33,6 +33,10 @@ export interface EventLog {
 export const DEFINITION_PATH = fileURLToPath(
   new URL('../../state-machines/bulk-export.asl.json', import.meta.url),
 );
+/** Started by the execution status change of a run that ended without succeeding. */
+export const CLEAN_UP_DEFINITION_PATH = fileURLToPath(
+  new URL('../../state-machines/clean-up-ended-export.asl.json', import.meta.url),
+);
 
 export interface LocalRunOptions {
   readonly runtime: Runtime;
@@ -62,6 +66,30 @@ export interface LocalRunOptions {
   /** Every execution event, as it happens. */
   readonly onEvent?: (event: EventLog) => void;
   readonly definitionPath?: string;
+  /**
+   * Stops the execution, as StopExecution does: no further state starts, and
+   * every invocation still running is killed (fenced: it can no longer write,
+   * as a frozen Lambda sandbox). The run ends ABORTED.
+   */
+  readonly signal?: AbortSignal;
+  /**
+   * Runs the execution again from the state where an earlier run of it
+   * failed, with the input that state had (see RedrivePoint): what
+   * RedriveExecution does on AWS, where the history keeps that input.
+   */
+  readonly redrive?: RedrivePoint;
+}
+
+/**
+ * Where a failed run can be redriven from: the top-level state that failed,
+ * and the input it was given. AWS re-runs a failed Distributed Map's failed
+ * children only; locally the whole Map runs again, and Download File skips
+ * every file that already has a verified result, so the same files are
+ * downloaded again: those without one.
+ */
+export interface RedrivePoint {
+  readonly stateName: string;
+  readonly input: unknown;
 }
 
 export interface InvocationInfo {
@@ -83,7 +111,9 @@ export interface SimulatedKill {
 }
 
 export interface LocalRunResult {
-  readonly status: 'SUCCEEDED' | 'FAILED';
+  readonly status: 'SUCCEEDED' | 'FAILED' | 'ABORTED';
+  /** A failed run: where a redrive would start. */
+  readonly redrivePoint?: RedrivePoint;
   readonly executionName: string;
   readonly output?: unknown;
   readonly error?: string;
@@ -107,7 +137,18 @@ export function localExecutionName(sourceId: string): string {
 }
 
 export async function runExportLocally(options: LocalRunOptions): Promise<LocalRunResult> {
-  const raw = JSON.parse(await readFile(options.definitionPath ?? DEFINITION_PATH, 'utf8')) as unknown;
+  const raw = JSON.parse(await readFile(options.definitionPath ?? DEFINITION_PATH, 'utf8')) as {
+    StartAt: string;
+    States: Record<string, unknown>;
+  };
+  if (options.redrive) {
+    if (!(options.redrive.stateName in raw.States)) {
+      throw new Error(
+        `cannot redrive from "${options.redrive.stateName}": the definition has no such top-level state`,
+      );
+    }
+    raw.StartAt = options.redrive.stateName;
+  }
   const { definition, taskFunctions } = adaptDefinitionForLocalRun(raw);
   const sourceId = (options.input as { sourceId?: unknown } | null)?.sourceId;
   const executionName =
@@ -116,6 +157,7 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
   const invocations: Record<string, number> = {};
   const killed: Omit<InvocationInfo, 'input'>[] = [];
   const inFlight = new Set<Promise<void>>();
+  const runningScopes = new Set<InvocationScope>();
   const timeouts = taskTimeouts(definition);
   const runtime = fenceRuntime(options.runtime);
   const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
@@ -144,13 +186,19 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
         getRemainingTimeInMillis: () => Math.max(0, timeout - (Date.now() - started)),
       };
       const scope = new InvocationScope(`${stateName} (${functionName} invocation ${invocation})`);
+      if (options.signal?.aborted)
+        throw Object.assign(new Error('the execution was stopped'), { name: 'States.Aborted' });
       const running = runInScope(scope, () => invoke(event, context));
+      runningScopes.add(scope);
       const settled = running.then(
         () => undefined,
         () => undefined,
       );
       inFlight.add(settled);
-      void settled.then(() => inFlight.delete(settled));
+      void settled.then(() => {
+        inFlight.delete(settled);
+        runningScopes.delete(scope);
+      });
 
       const plan = options.killInvocation?.({ stateName, functionName, invocation, input: event });
       const stateTimeoutMs = timeouts.get(stateName);
@@ -200,7 +248,7 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
     validationOptions: { checkArn: false },
   });
   const startTime = new Date().toISOString();
-  const execution = machine.run(options.input as never, {
+  const execution = machine.run((options.redrive ? options.redrive.input : options.input) as never, {
     overrides: overrides as never,
     context: {
       Execution: {
@@ -225,6 +273,14 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
   const atRest = async () => {
     while (inFlight.size > 0) await Promise.all(inFlight);
   };
+  let aborted = false;
+  const stop = () => {
+    aborted = true;
+    execution.abort();
+    for (const scope of runningScopes) scope.kill('the execution was stopped');
+  };
+  if (options.signal?.aborted) stop();
+  else options.signal?.addEventListener('abort', stop, { once: true });
   try {
     const output = await execution.result;
     await collecting;
@@ -233,7 +289,20 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
   } catch (error) {
     await collecting.catch(() => undefined);
     await atRest();
+    options.signal?.removeEventListener('abort', stop);
+    if (aborted) {
+      return {
+        status: 'ABORTED',
+        executionName,
+        error: 'States.Aborted',
+        cause: 'the execution was stopped',
+        events,
+        invocations,
+        killed,
+      };
+    }
     const failure = error as { name?: string; message?: string; cause?: unknown };
+    const redrivePoint = findRedrivePoint(events, raw.States);
     const failed = [...events].reverse().find((event) => event.type === 'ExecutionFailed') as
       | { Error?: string; Cause?: string }
       | undefined;
@@ -242,11 +311,42 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
       executionName,
       error: failed?.Error ?? failure.name ?? 'Error',
       cause: failed?.Cause ?? failure.message ?? String(error),
+      ...(redrivePoint ? { redrivePoint } : {}),
       events,
       invocations,
       killed,
     };
   }
+}
+
+/**
+ * The top-level state that failed last, and the input it was entered with.
+ * A Map bridged with an `[ItemReader]` Task is entered through that Task:
+ * its input is the Map's input as AWS records it.
+ */
+function findRedrivePoint(
+  events: readonly EventLog[],
+  topLevel: Record<string, unknown>,
+): RedrivePoint | undefined {
+  const failed = [...events]
+    .reverse()
+    .find(
+      (event) =>
+        event.type === 'StateFailed' &&
+        event.state?.name !== undefined &&
+        stateOf(event.state.name, topLevel),
+    );
+  if (!failed?.state) return undefined;
+  const stateName = stateOf(failed.state.name, topLevel)!;
+  const lastEntered = (name: string) =>
+    [...events].reverse().find((event) => event.type === 'StateEntered' && event.state?.name === name);
+  const entered = lastEntered(`${stateName} [ItemReader]`) ?? lastEntered(stateName);
+  return entered?.state ? { stateName, input: entered.state.input } : undefined;
+}
+
+function stateOf(name: string, topLevel: Record<string, unknown>): string | undefined {
+  const base = name.endsWith(' [ItemReader]') ? name.slice(0, -' [ItemReader]'.length) : name;
+  return base in topLevel ? base : undefined;
 }
 
 function buildTask(functionName: string, runtime: Runtime) {

@@ -1,4 +1,5 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
@@ -123,6 +124,8 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
     },
     ...(options.progress ? { progress: options.progress } : {}),
     ...(options.transfer ? { transfer: options.transfer } : {}),
+    // Locks name this process: a later run tells a killed export (dead process) from a running one.
+    localProcess: { pid: process.pid, host: hostname() },
   };
   return {
     runtime,

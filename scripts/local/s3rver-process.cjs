@@ -204,3 +204,6 @@ process.stdin.on('end', stop);
 process.stdin.on('error', stop);
 process.stdin.resume();
 process.on('SIGTERM', stop);
+// The command that started us decides when we stop (its stdin pipe closing): a Ctrl-C meant for it
+// must not take S3 away while it cleans up.
+process.on('SIGINT', () => {});

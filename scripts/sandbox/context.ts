@@ -49,6 +49,8 @@ export class SandboxState {
   #patientIds: Map<string, number> | undefined;
   mainOrigin = '';
   secondOrigin = '';
+  /** Files answered 403 while they match (a file the server cannot serve for now); see Sandbox.breakFiles. */
+  readonly brokenFiles = new Set<(file: { readonly name: string; readonly type: string }) => boolean>();
 
   constructor(
     readonly options: ResolvedOptions,

@@ -87,6 +87,12 @@ export interface Sandbox {
    * Tokens issued afterwards work. Returns how many live tokens were revoked.
    */
   revokeAccessTokens(clientId: string): number;
+  /**
+   * Every file that matches (by its URL name, e.g. `Patient.1.ndjson`, or its type) is answered
+   * 403 from now on, in every export, until the returned function repairs it: a file the server
+   * cannot serve for a while (a storage node down, a permission being fixed).
+   */
+  breakFiles(matches: (file: { readonly name: string; readonly type: string }) => boolean): () => void;
   close(): Promise<void>;
 }
 
@@ -157,6 +163,10 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     fileContentStream: (fileUrl, contentOptions) => stream(fileFor(fileUrl, contentOptions)),
     credentialsOf: (clientId) => state.tokens.secretsOf(clientId),
     revokeAccessTokens: (clientId) => state.tokens.revoke(clientId, state.nowMs()),
+    breakFiles: (matches) => {
+      state.brokenFiles.add(matches);
+      return () => state.brokenFiles.delete(matches);
+    },
     jobs: () => {
       const now = state.nowMs();
       return [...state.jobs.values()].map((job) => ({

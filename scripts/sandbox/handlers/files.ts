@@ -24,6 +24,14 @@ function lookup(
   return file ? { job, file } : undefined;
 }
 
+/** A file broken by the test (Sandbox.breakFiles): 403 until repaired. True when it is broken. */
+function brokenFile(state: SandboxState, routed: Routed, file: ExportFile): boolean {
+  if (![...state.brokenFiles].some((matches) => matches(file))) return false;
+  routed.info.fault = 'brokenFile';
+  sendOutcome(routed.res, 403, 'forbidden', 'Injected fault (brokenFile): this file cannot be served for now');
+  return true;
+}
+
 /** Count faults answered instead of the file (first n GETs of each file). True when one fired. */
 function statusFault(state: SandboxState, routed: Routed, job: ExportJob, file: ExportFile): boolean {
   const { res, info } = routed;
@@ -74,6 +82,7 @@ export async function handleMainFile(
   }
   const { job, file } = found;
   info.clientId = job.clientId;
+  if (brokenFile(state, routed, file)) return;
   const linkLifetimeMs = job.init.faults.fileLinkLifetimeMs ?? state.options.fileLinkLifetimeMs;
   if (linkLifetimeMs !== undefined) {
     const path = `/files/${job.id}/${encodeURIComponent(name)}`;
@@ -171,6 +180,7 @@ export async function handleSecondOriginFile(
   }
   const { job, file } = found;
   info.clientId = job.clientId;
+  if (brokenFile(state, routed, file)) return;
   // Files listed on this origin meet their count faults here; redirected ones met them on the main origin.
   if (req.method === 'GET' && job.init.faults.filesFromSecondOrigin && statusFault(state, routed, job, file))
     return;
