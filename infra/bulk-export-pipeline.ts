@@ -200,15 +200,18 @@ export interface BulkExportPipelineProps {
   readonly projectRoot?: string;
 }
 
-/** The Task functions of the state machine, by the name its `${<Name>FunctionArn}` placeholders use. */
+/** The Task functions of both state machines, by the name their `${<Name>FunctionArn}` placeholders use. */
 export type TaskFunctionName =
   | 'PrepareExport'
   | 'MintToken'
   | 'KickOff'
   | 'PollStatus'
   | 'DownloadFile'
+  | 'CheckFiles'
   | 'FinalizeExport'
-  | 'CleanUp';
+  | 'CompleteExport'
+  | 'CleanUp'
+  | 'CleanUpEndedExport';
 
 interface TaskFunctionSpec {
   readonly name: TaskFunctionName;
@@ -222,7 +225,10 @@ interface TaskFunctionSpec {
  * Memory and timeouts. Download File streams gigabytes and checkpoints before
  * 15 minutes; Finalize Export verifies every file one by one (Oracle Health
  * can list ~20,000), so it gets the same ceiling; Clean Up pages through open
- * uploads. Everything else is one HTTP or KMS call.
+ * uploads; Clean Up Ended Export also waits for downloads still in flight
+ * when their execution ended, which can take a download's whole 15 minutes.
+ * Check Files reads one result per file, like Poll Status's file list.
+ * Everything else is one HTTP or KMS call.
  */
 const TASK_FUNCTIONS: readonly TaskFunctionSpec[] = [
   {
@@ -262,11 +268,26 @@ const TASK_FUNCTIONS: readonly TaskFunctionSpec[] = [
     timeout: Duration.minutes(15),
   },
   {
+    name: 'CheckFiles',
+    file: 'check-files.ts',
+    description: 'Lists the files without a verified result: the retry pass downloads only those',
+    memorySize: 512,
+    timeout: Duration.minutes(1),
+  },
+  {
     name: 'FinalizeExport',
     file: 'finalize-export.ts',
     description: 'Verifies every file, writes the receipt and completion marker, advances the watermark',
     memorySize: 512,
     timeout: Duration.minutes(15),
+  },
+  {
+    name: 'CompleteExport',
+    file: 'complete-export.ts',
+    description:
+      'After the completion marker: advances the watermark, deletes the server job, releases the lock, announces success',
+    memorySize: 256,
+    timeout: Duration.minutes(5),
   },
   {
     name: 'CleanUp',
@@ -275,6 +296,30 @@ const TASK_FUNCTIONS: readonly TaskFunctionSpec[] = [
     memorySize: 256,
     timeout: Duration.minutes(5),
   },
+  {
+    name: 'CleanUpEndedExport',
+    file: 'clean-up-ended-export.ts',
+    description:
+      'Cleans up after an export execution that was stopped, timed out or failed without its own clean-up',
+    memorySize: 256,
+    timeout: Duration.minutes(15),
+  },
+];
+
+/**
+ * What the export state machine's ASL may name, and so all its role may
+ * invoke: Clean Up Ended Export belongs to another state machine.
+ */
+const EXPORT_MACHINE_FUNCTIONS: readonly TaskFunctionName[] = [
+  'PrepareExport',
+  'MintToken',
+  'KickOff',
+  'PollStatus',
+  'DownloadFile',
+  'CheckFiles',
+  'FinalizeExport',
+  'CompleteExport',
+  'CleanUp',
 ];
 
 /** How every function is bundled by esbuild (exported so a test can bundle a handler the same way). */
@@ -450,7 +495,7 @@ export class BulkExportPipeline extends Construct {
     for (const spec of TASK_FUNCTIONS)
       functions[spec.name].node.addDependency(this.node.findChild(`${spec.name}Policy`));
 
-    this.stateMachine = this.createStateMachine();
+    this.stateMachine = this.createExportStateMachine();
     const jwks = this.createJwksEndpoint();
     this.jwksFunction = jwks.fn;
     this.jwksUrl = jwks.url;
@@ -681,8 +726,11 @@ export class BulkExportPipeline extends Construct {
       KickOff: perExport,
       PollStatus: perExport,
       DownloadFile: files + sources,
+      CheckFiles: perExport,
       FinalizeExport: perExport,
+      CompleteExport: perExport,
       CleanUp: perExport,
+      CleanUpEndedExport: perExport,
       Jwks: 5,
     };
   }
@@ -812,6 +860,14 @@ export class BulkExportPipeline extends Construct {
     const s3Bucket = (...actions: string[]): ExplainedStatement => ({
       statement: new iam.PolicyStatement({ actions, resources: [this.bucket.bucketArn] }),
     });
+    const s3WorkObjects = (...actions: string[]): ExplainedStatement => ({
+      statement: new iam.PolicyStatement({
+        actions,
+        resources: [this.bucket.arnForObjects(`${this.exportPrefix}_work/*`)],
+      }),
+      wildcardReason:
+        'Work objects (file lists, per-file results, retry lists) are written per execution under _work/source=<id>/execution=<name>/, named at run time.',
+    });
     const dataKey = (...actions: string[]): ExplainedStatement | undefined =>
       this.dataKey
         ? {
@@ -927,6 +983,43 @@ export class BulkExportPipeline extends Construct {
     );
 
     this.attachPolicy(
+      'CheckFilesPolicy',
+      roles.CheckFiles,
+      'Reads the per-file results and writes the retry list, under _work/ only',
+      [
+        s3WorkObjects('s3:GetObject', 's3:PutObject'),
+        s3Bucket('s3:ListBucket'),
+        dataKey('kms:GenerateDataKey', 'kms:Decrypt'),
+      ],
+    );
+
+    this.attachPolicy(
+      'CompleteExportPolicy',
+      roles.CompleteExport,
+      'After the marker: advances the watermark, DELETEs the server job, releases the lock, announces success',
+      [
+        sealing('kms:Decrypt'),
+        s3Objects('s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'),
+        s3Bucket('s3:ListBucket', 's3:ListBucketMultipartUploads'),
+        dataKey('kms:GenerateDataKey', 'kms:Decrypt'),
+        putEvents,
+      ],
+    );
+
+    this.attachPolicy(
+      'CleanUpEndedExportPolicy',
+      roles.CleanUpEndedExport,
+      'Cleans up a stopped, timed-out or unhandled failed export: aborts uploads, records the failure, releases the lock',
+      [
+        sealing('kms:Decrypt'),
+        s3Objects('s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'),
+        s3Bucket('s3:ListBucket', 's3:ListBucketMultipartUploads'),
+        dataKey('kms:GenerateDataKey', 'kms:Decrypt'),
+        putEvents,
+      ],
+    );
+
+    this.attachPolicy(
       'CleanUpPolicy',
       roles.CleanUp,
       'Aborts uploads, records the failure, releases the lock',
@@ -951,43 +1044,132 @@ export class BulkExportPipeline extends Construct {
     });
   }
 
-  private createStateMachine(): sfn.StateMachine {
-    const definition = readFileSync(join(this.projectRoot, 'state-machines', 'bulk-export.asl.json'), 'utf8');
-    const substitutions = Object.fromEntries(
-      TASK_FUNCTIONS.map((spec) => [`${spec.name}FunctionArn`, this.functions[spec.name].functionArn]),
-    );
-    const placeholders = new Set(
-      [...definition.matchAll(/\$\{([A-Za-z0-9_]+)\}/g)].map((match) => match[1]!),
-    );
-    const unknown = [...placeholders].filter((name) => !(name in substitutions));
+  /**
+   * The `${<Name>FunctionArn}` substitutions of an ASL file, and the functions
+   * they name. Only the functions the machine may use are offered: a
+   * placeholder outside them (a typo, or a function of the other machine)
+   * fails the synth here rather than the deploy, or worse, widening the role.
+   */
+  private taskSubstitutions(
+    aslFile: string,
+    definition: string,
+    allowed: readonly TaskFunctionName[],
+  ): { substitutions: Record<string, string>; invoked: TaskFunctionName[] } {
+    const offered = new Map(allowed.map((name) => [`${name}FunctionArn`, name]));
+    const placeholders = [
+      ...new Set([...definition.matchAll(/\$\{([A-Za-z0-9_]+)\}/g)].map((match) => match[1]!)),
+    ];
+    const unknown = placeholders.filter((placeholder) => !offered.has(placeholder));
     if (unknown.length > 0) {
       throw new Error(
-        `BulkExportPipeline: state-machines/bulk-export.asl.json uses \${${unknown.join('}, ${')}} but the construct only provides ${Object.keys(substitutions).join(', ')}`,
+        `BulkExportPipeline: state-machines/${aslFile} uses \${${unknown.join('}, ${')}} but the construct only provides ${[...offered.keys()].join(', ')} to it`,
       );
     }
+    const invoked = placeholders.map((placeholder) => offered.get(placeholder)!);
+    return {
+      substitutions: Object.fromEntries(
+        invoked.map((name) => [`${name}FunctionArn`, this.functions[name].functionArn]),
+      ),
+      invoked,
+    };
+  }
 
-    const logGroup = new logs.LogGroup(this, 'StateMachineLogs', {
+  /**
+   * A Standard state machine from `state-machines/<aslFile>`, traced, logging
+   * every event (without execution data) to its own encrypted log group, with
+   * a role that may invoke exactly the Task functions its ASL names.
+   */
+  private createStateMachineFrom(options: {
+    /** Construct ids are `<idPrefix>StateMachine…`; the export machine keeps its first ids (a new id replaces a machine). */
+    idPrefix: string;
+    aslFile: string;
+    allowedFunctions: readonly TaskFunctionName[];
+    description: string;
+    policyDescription: string;
+    logGroupSuffix: string;
+    stateMachineName?: string;
+    extraStatements: readonly (ExplainedStatement | undefined)[];
+  }): { stateMachine: sfn.StateMachine; role: iam.Role } {
+    const { idPrefix, aslFile } = options;
+    const definition = readFileSync(join(this.projectRoot, 'state-machines', aslFile), 'utf8');
+    const { substitutions, invoked } = this.taskSubstitutions(aslFile, definition, options.allowedFunctions);
+
+    const logGroup = new logs.LogGroup(this, `${idPrefix}StateMachineLogs`, {
       // The vendedlogs prefix keeps Step Functions from growing the account's log resource policy.
-      logGroupName: `/aws/vendedlogs/states/${Names.uniqueResourceName(this, { maxLength: 200, separator: '-' })}`,
+      logGroupName: `/aws/vendedlogs/states/${Names.uniqueResourceName(this, { maxLength: 200, separator: '-' })}${options.logGroupSuffix}`,
       retention: this.props.logRetention ?? logs.RetentionDays.ONE_YEAR,
       encryptionKey: this.operationsKey,
       removalPolicy: this.removalPolicy,
     });
-    const role = new iam.Role(this, 'StateMachineRole', {
+    const role = new iam.Role(this, `${idPrefix}StateMachineRole`, {
       assumedBy: new iam.ServicePrincipal('states.amazonaws.com'),
-      description: 'FHIR bulk export state machine',
+      description: options.description,
     });
-    const policy = this.attachPolicy(
-      'StateMachinePolicy',
-      role,
-      'Invokes the Task functions, reads the file list',
-      [
-        {
-          statement: new iam.PolicyStatement({
-            actions: ['lambda:InvokeFunction'],
-            resources: TASK_FUNCTIONS.map((spec) => this.functions[spec.name].functionArn),
-          }),
-        },
+    const policy = this.attachPolicy(`${idPrefix}StateMachinePolicy`, role, options.policyDescription, [
+      {
+        statement: new iam.PolicyStatement({
+          actions: ['lambda:InvokeFunction'],
+          resources: invoked.map((name) => this.functions[name].functionArn),
+        }),
+      },
+      ...options.extraStatements,
+      {
+        statement: new iam.PolicyStatement({
+          actions: [
+            'logs:CreateLogDelivery',
+            'logs:GetLogDelivery',
+            'logs:UpdateLogDelivery',
+            'logs:DeleteLogDelivery',
+            'logs:ListLogDeliveries',
+            'logs:PutResourcePolicy',
+            'logs:DescribeResourcePolicies',
+            'logs:DescribeLogGroups',
+          ],
+          resources: ['*'],
+        }),
+        wildcardReason:
+          'CloudWatch Logs log-delivery actions used by Step Functions logging do not support resource-level permissions (AWS documents Resource "*").',
+      },
+      {
+        statement: new iam.PolicyStatement({
+          actions: [
+            'xray:PutTraceSegments',
+            'xray:PutTelemetryRecords',
+            'xray:GetSamplingRules',
+            'xray:GetSamplingTargets',
+          ],
+          resources: ['*'],
+        }),
+        wildcardReason:
+          'X-Ray tracing actions do not support resource-level permissions (AWS documents Resource "*").',
+      },
+    ]);
+
+    const stateMachine = new sfn.StateMachine(this, `${idPrefix}StateMachine`, {
+      stateMachineName: options.stateMachineName,
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      definitionBody: sfn.DefinitionBody.fromString(definition),
+      definitionSubstitutions: substitutions,
+      // Policies are ours (a managed policy, created first): Step Functions checks logging permissions on create.
+      role: role.withoutPolicyUpdates(),
+      tracingEnabled: true,
+      logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
+      removalPolicy: this.removalPolicy,
+    });
+    stateMachine.node.addDependency(role, policy);
+    return { stateMachine, role };
+  }
+
+  private createExportStateMachine(): sfn.StateMachine {
+    const { stateMachine, role } = this.createStateMachineFrom({
+      idPrefix: '',
+      aslFile: 'bulk-export.asl.json',
+      allowedFunctions: EXPORT_MACHINE_FUNCTIONS,
+      description: 'FHIR bulk export state machine',
+      policyDescription: 'Invokes the Task functions, reads the file list',
+      logGroupSuffix: '',
+      stateMachineName: this.props.stateMachineName,
+      extraStatements: [
         {
           statement: new iam.PolicyStatement({
             actions: ['s3:GetObject'],
@@ -1005,59 +1187,10 @@ export class BulkExportPipeline extends Construct {
               }),
             }
           : undefined,
-        {
-          statement: new iam.PolicyStatement({
-            actions: [
-              'logs:CreateLogDelivery',
-              'logs:GetLogDelivery',
-              'logs:UpdateLogDelivery',
-              'logs:DeleteLogDelivery',
-              'logs:ListLogDeliveries',
-              'logs:PutResourcePolicy',
-              'logs:DescribeResourcePolicies',
-              'logs:DescribeLogGroups',
-            ],
-            resources: ['*'],
-          }),
-          wildcardReason:
-            'CloudWatch Logs log-delivery actions used by Step Functions logging do not support resource-level permissions (AWS documents Resource "*").',
-        },
-        {
-          statement: new iam.PolicyStatement({
-            actions: [
-              'xray:PutTraceSegments',
-              'xray:PutTelemetryRecords',
-              'xray:GetSamplingRules',
-              'xray:GetSamplingTargets',
-            ],
-            resources: ['*'],
-          }),
-          wildcardReason:
-            'X-Ray tracing actions do not support resource-level permissions (AWS documents Resource "*").',
-        },
       ],
-    );
-
-    const stateMachine = new sfn.StateMachine(this, 'StateMachine', {
-      stateMachineName: this.props.stateMachineName,
-      stateMachineType: sfn.StateMachineType.STANDARD,
-      definitionBody: sfn.DefinitionBody.fromString(definition),
-      definitionSubstitutions: substitutions,
-      // Policies are ours (a managed policy, created first): Step Functions checks logging permissions on create.
-      role: role.withoutPolicyUpdates(),
-      tracingEnabled: true,
-      logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
-      removalPolicy: this.removalPolicy,
     });
-    stateMachine.node.addDependency(role, policy);
 
     // A separate policy created after the state machine: it names the state machine, which needs the role first.
-    const executionsOfThisMachine = this.stack.formatArn({
-      service: 'states',
-      resource: 'execution',
-      resourceName: `${stateMachine.stateMachineName}/*`,
-      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-    });
     this.attachPolicy(
       'DistributedMapPolicy',
       role,
@@ -1072,7 +1205,7 @@ export class BulkExportPipeline extends Construct {
         {
           statement: new iam.PolicyStatement({
             actions: ['states:DescribeExecution', 'states:StopExecution'],
-            resources: [executionsOfThisMachine],
+            resources: [this.mapChildExecutionsArn(stateMachine)],
           }),
           wildcardReason:
             'The Distributed Map describes and stops the child executions it starts; their names are generated at run time, under this state machine only.',
@@ -1080,6 +1213,16 @@ export class BulkExportPipeline extends Construct {
       ],
     );
     return stateMachine;
+  }
+
+  /** ARN pattern of the Distributed Maps' children (`execution:<name>/<map run label>:<child>`), whatever the Map. */
+  private mapChildExecutionsArn(stateMachine: sfn.StateMachine): string {
+    return this.stack.formatArn({
+      service: 'states',
+      resource: 'execution',
+      resourceName: `${stateMachine.stateMachineName}/*`,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
   }
 
   private createJwksEndpoint(): { fn: NodejsFunction; url: string } {

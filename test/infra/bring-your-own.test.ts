@@ -80,7 +80,7 @@ describe('a pipeline on your own bucket, VPC and alarm topic', () => {
 
   it('runs every function in the VPC, with the network-interface permissions Lambda checks on create', () => {
     const functions = template.findResources('AWS::Lambda::Function');
-    expect(Object.keys(functions)).toHaveLength(8);
+    expect(Object.keys(functions)).toHaveLength(11);
     for (const fn of Object.values(functions)) {
       expect(fn.Properties.VpcConfig.SubnetIds).toEqual([
         'subnet-0aaaaaaaaaaaaaaa1',

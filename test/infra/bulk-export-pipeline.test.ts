@@ -194,11 +194,23 @@ describe('IAM least privilege', () => {
     ]);
   });
 
-  it('lets only the mint-token role seal (kms:Encrypt) and five handlers open (kms:Decrypt) tokens', () => {
+  it('lets only the mint-token role seal (kms:Encrypt) and the handlers that call the server open (kms:Decrypt) tokens', () => {
     const sealingKey = arnOf(pipeline().sealingKey);
     expect(rolesGranting('kms:Encrypt', sealingKey)).toEqual([roleIdOf('MintToken')]);
     expect(rolesGranting('kms:Decrypt', sealingKey)).toEqual(
-      (['KickOff', 'PollStatus', 'DownloadFile', 'FinalizeExport', 'CleanUp'] as const).map(roleIdOf).sort(),
+      (
+        [
+          'KickOff',
+          'PollStatus',
+          'DownloadFile',
+          'FinalizeExport',
+          'CompleteExport',
+          'CleanUp',
+          'CleanUpEndedExport',
+        ] as const
+      )
+        .map(roleIdOf)
+        .sort(),
     );
   });
 
@@ -208,7 +220,7 @@ describe('IAM least privilege', () => {
       .filter(
         (statement) => JSON.stringify(statement.Resource) === JSON.stringify(arnOf(pipeline().sealingKey)),
       );
-    expect(sealing).toHaveLength(6);
+    expect(sealing).toHaveLength(8);
     for (const statement of sealing) {
       expect(statement.Condition).toEqual({
         'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': ['sourceId', 'executionId'] },
@@ -251,9 +263,9 @@ describe('IAM least privilege', () => {
     }
   });
 
-  it('lets only finalize-export and clean-up put fhir.bulk-export events', () => {
+  it('lets only the handlers that end an export put fhir.bulk-export events', () => {
     expect(rolesGranting('events:PutEvents')).toEqual(
-      [roleIdOf('FinalizeExport'), roleIdOf('CleanUp')].sort(),
+      (['FinalizeExport', 'CompleteExport', 'CleanUp', 'CleanUpEndedExport'] as const).map(roleIdOf).sort(),
     );
     const putEvents = identityPolicies(synth.template)
       .flatMap((policy) => policy.statements)
@@ -290,7 +302,9 @@ describe('state machine', () => {
       'KickOff',
       'PollStatus',
       'DownloadFile',
+      'CheckFiles',
       'FinalizeExport',
+      'CompleteExport',
       'CleanUp',
     ];
     for (const name of names)
@@ -327,7 +341,8 @@ describe('state machine', () => {
       }),
     );
     const invoke = statements.find((statement) => statement.Action === 'lambda:InvokeFunction');
-    expect(invoke?.Resource).toEqual(Object.values(pipeline().functions).map(arnOf));
+    const { CleanUpEndedExport: _otherMachine, ...own } = pipeline().functions;
+    expect(new Set(invoke?.Resource as unknown[])).toEqual(new Set(Object.values(own).map(arnOf)));
   });
 });
 
@@ -336,7 +351,8 @@ describe('functions', () => {
     const functions = Object.values(resources).filter(
       (resource) => resource.Type === 'AWS::Lambda::Function',
     );
-    expect(functions).toHaveLength(8);
+    // Ten Task functions and the JWKS function.
+    expect(functions).toHaveLength(11);
     for (const fn of functions) {
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs24.x',
@@ -406,8 +422,11 @@ describe('functions', () => {
       'KickOff',
       'PollStatus',
       'DownloadFile',
+      'CheckFiles',
       'FinalizeExport',
+      'CompleteExport',
       'CleanUp',
+      'CleanUpEndedExport',
     ] as const)
       expect(functionEnvironment(name)).not.toHaveProperty('SOURCE_SECRET_ARNS');
   });

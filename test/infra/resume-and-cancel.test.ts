@@ -1,0 +1,161 @@
+import { cpSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { BulkExportPipeline, type TaskFunctionName } from '../../infra/bulk-export-pipeline.js';
+import {
+  actionsOf,
+  identityPolicies,
+  SOURCES,
+  type SynthesizedPipeline,
+  synthesize,
+} from './pipeline-fixture.js';
+
+/**
+ * Resume (redrive), cancel (StopExecution) and the clean-up that runs when an
+ * export ends without its own: the new functions and what each state machine
+ * may invoke.
+ */
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+let synth: SynthesizedPipeline;
+let resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
+beforeAll(() => {
+  synth = synthesize();
+  resources = synth.template.toJSON().Resources;
+});
+
+type Construct = Parameters<SynthesizedPipeline['logicalId']>[0];
+const pipeline = () => synth.stack.pipeline;
+const arnOf = (construct: Construct) => ({ 'Fn::GetAtt': [synth.logicalId(construct), 'Arn'] });
+const propertiesOf = (construct: Construct) => resources[synth.logicalId(construct)]!.Properties;
+const roleIdOf = (name: TaskFunctionName) => synth.logicalId(pipeline().functions[name].role!);
+const statementsOfRole = (roleId: string) =>
+  identityPolicies(synth.template)
+    .filter((policy) => policy.roles.includes(roleId))
+    .flatMap((policy) => policy.statements);
+/** A function's statements without the logging ones every function has. */
+const taskStatementsOf = (name: TaskFunctionName) =>
+  statementsOfRole(roleIdOf(name)).filter((statement) => !actionsOf(statement)[0]!.startsWith('logs:'));
+const machineRoleId = (machine: Construct) =>
+  (propertiesOf(machine).RoleArn as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+
+describe('the new Task functions', () => {
+  it.each([
+    ['CheckFiles', 60, 512],
+    ['CompleteExport', 300, 256],
+    ['CleanUpEndedExport', 900, 256],
+  ] as const)(
+    '%s gets a %i s timeout, %i MB and reserved concurrency of one per source plus two',
+    (name, timeout, memory) => {
+      expect(propertiesOf(pipeline().functions[name])).toMatchObject({
+        Handler: 'index.handler',
+        Runtime: 'nodejs24.x',
+        Timeout: timeout,
+        MemorySize: memory,
+        ReservedConcurrentExecutions: SOURCES.length + 2,
+      });
+    },
+  );
+
+  it('give check-files S3 under _work/ only (reading results, writing the retry list), and no token, event or KMS signing', () => {
+    const workObjects = { 'Fn::Join': ['', [arnOf(pipeline().bucket), '/_work/*']] };
+    expect(taskStatementsOf('CheckFiles')).toEqual([
+      expect.objectContaining({ Action: ['s3:GetObject', 's3:PutObject'], Resource: workObjects }),
+      expect.objectContaining({ Action: 's3:ListBucket', Resource: arnOf(pipeline().bucket) }),
+      expect.objectContaining({
+        Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
+        Resource: arnOf(pipeline().dataKey!),
+        Condition: { StringEquals: { 'kms:ViaService': expect.anything() } },
+      }),
+    ]);
+  });
+
+  it('give complete-export exactly finalize-export’s S3, KMS and event permissions', () => {
+    expect(taskStatementsOf('CompleteExport')).toEqual(taskStatementsOf('FinalizeExport'));
+    expect(taskStatementsOf('CompleteExport').flatMap(actionsOf)).toEqual(
+      expect.arrayContaining(['kms:Decrypt', 's3:PutObject', 's3:DeleteObject', 'events:PutEvents']),
+    );
+  });
+
+  it('give clean-up-ended-export clean-up’s permissions', () => {
+    expect(taskStatementsOf('CleanUpEndedExport')).toEqual(taskStatementsOf('CleanUp'));
+  });
+});
+
+describe('the export state machine', () => {
+  it('may invoke its own Task functions, and not the clean-up of ended exports', () => {
+    const invoke = statementsOfRole(machineRoleId(pipeline().stateMachine)).find(
+      (statement) => statement.Action === 'lambda:InvokeFunction',
+    );
+    const names: TaskFunctionName[] = [
+      'PrepareExport',
+      'MintToken',
+      'KickOff',
+      'PollStatus',
+      'DownloadFile',
+      'CheckFiles',
+      'FinalizeExport',
+      'CompleteExport',
+      'CleanUp',
+    ];
+    expect(new Set(invoke?.Resource as unknown[])).toEqual(
+      new Set(names.map((name) => arnOf(pipeline().functions[name]))),
+    );
+  });
+
+  it('lets the Retry Failed Files reader read the retry list under _work/', () => {
+    const read = statementsOfRole(machineRoleId(pipeline().stateMachine)).find(
+      (statement) => statement.Action === 's3:GetObject',
+    );
+    expect(read?.Resource).toEqual({ 'Fn::Join': ['', [arnOf(pipeline().bucket), '/_work/*']] });
+  });
+});
+
+describe('placeholders a state machine may not use fail the synth', () => {
+  /** A project root whose ASL files differ from the repository's; everything else is the repository's. */
+  function projectWith(aslFile: string, edit: (definition: string) => string): string {
+    const root = mkdtempSync(join(tmpdir(), 'asl-'));
+    for (const entry of ['lambdas', 'infra', 'package-lock.json'])
+      symlinkSync(join(ROOT, entry), join(root, entry));
+    cpSync(join(ROOT, 'state-machines'), join(root, 'state-machines'), { recursive: true });
+    const file = join(root, 'state-machines', aslFile);
+    writeFileSync(file, edit(readFileSync(file, 'utf8')));
+    return root;
+  }
+  const EXPORT_PROVIDES =
+    'PrepareExportFunctionArn, MintTokenFunctionArn, KickOffFunctionArn, PollStatusFunctionArn, DownloadFileFunctionArn, CheckFilesFunctionArn, FinalizeExportFunctionArn, CompleteExportFunctionArn, CleanUpFunctionArn';
+
+  const placeholder = (name: string) => `\${${name}FunctionArn}`;
+
+  it.each([
+    [
+      'the export machine naming the clean-up of ended exports',
+      'bulk-export.asl.json',
+      'CleanUp',
+      'CleanUpEndedExport',
+      EXPORT_PROVIDES,
+    ],
+    ['a misspelt placeholder', 'bulk-export.asl.json', 'CheckFiles', 'CheckFile', EXPORT_PROVIDES],
+  ])('%s', (_, aslFile, used, replacement, provided) => {
+    const projectRoot = projectWith(aslFile, (definition) => {
+      expect(definition).toContain(placeholder(used));
+      return definition.replaceAll(placeholder(used), placeholder(replacement));
+    });
+    const stack = new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Edited');
+    expect(() => new BulkExportPipeline(stack, 'Pipeline', { sources: SOURCES, projectRoot })).toThrow(
+      `BulkExportPipeline: state-machines/${aslFile} uses ${placeholder(replacement)} but the construct only provides ${provided} to it`,
+    );
+  });
+
+  it('the repository’s own ASL files synthesize from a copied project root (the harness can pass)', () => {
+    const projectRoot = projectWith('bulk-export.asl.json', (definition) => definition);
+    const stack = new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Copied');
+    new BulkExportPipeline(stack, 'Pipeline', { sources: SOURCES, projectRoot });
+    Template.fromStack(stack).resourceCountIs('AWS::StepFunctions::StateMachine', 1);
+  });
+});
