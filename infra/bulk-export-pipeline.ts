@@ -1176,7 +1176,7 @@ export class BulkExportPipeline extends Construct {
             resources: [this.bucket.arnForObjects(`${this.exportPrefix}_work/*`)],
           }),
           wildcardReason:
-            'The Distributed Map ItemReader reads the file list written per execution under _work/source=<id>/execution=<name>/; the key is only known at run time.',
+            'The Distributed Maps’ ItemReaders read the file list and the retry list written per execution under _work/source=<id>/execution=<name>/; the keys are only known at run time.',
         },
         this.dataKey
           ? {
@@ -1194,7 +1194,7 @@ export class BulkExportPipeline extends Construct {
     this.attachPolicy(
       'DistributedMapPolicy',
       role,
-      'Lets the Distributed Map start and stop its child executions',
+      'Lets the Distributed Maps start, stop and redrive their child executions',
       [
         {
           statement: new iam.PolicyStatement({
@@ -1203,12 +1203,13 @@ export class BulkExportPipeline extends Construct {
           }),
         },
         {
+          // A redriven export redrives the Map Run that failed, which redrives its failed children.
           statement: new iam.PolicyStatement({
-            actions: ['states:DescribeExecution', 'states:StopExecution'],
+            actions: ['states:DescribeExecution', 'states:StopExecution', 'states:RedriveExecution'],
             resources: [this.mapChildExecutionsArn(stateMachine)],
           }),
           wildcardReason:
-            'The Distributed Map describes and stops the child executions it starts; their names are generated at run time, under this state machine only.',
+            'The Distributed Maps (Download Files, Retry Failed Files) describe, stop and redrive the child executions they start; their ARNs carry the Map Run label and a name generated at run time, under this state machine only.',
         },
       ],
     );

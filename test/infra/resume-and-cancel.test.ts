@@ -8,7 +8,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { BulkExportPipeline, type TaskFunctionName } from '../../infra/bulk-export-pipeline.js';
 import {
   actionsOf,
+  grants,
   identityPolicies,
+  type PolicyStatementJson,
   SOURCES,
   type SynthesizedPipeline,
   synthesize,
@@ -43,6 +45,41 @@ const taskStatementsOf = (name: TaskFunctionName) =>
   statementsOfRole(roleIdOf(name)).filter((statement) => !actionsOf(statement)[0]!.startsWith('logs:'));
 const machineRoleId = (machine: Construct) =>
   (propertiesOf(machine).RoleArn as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+
+/**
+ * An ARN as the template spells it, with the account's pseudo parameters and
+ * the export state machine's name filled in, so IAM's own wildcard matching
+ * can be tried on it against real ARNs.
+ */
+const EXPORT_MACHINE_NAME = 'FhirBulkExport-Prod';
+function render(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const object = value as Record<string, unknown>;
+  if (object['Fn::Join']) {
+    const [delimiter, parts] = object['Fn::Join'] as [string, unknown[]];
+    return parts.map(render).join(delimiter);
+  }
+  const pseudo: Record<string, string> = {
+    'AWS::Partition': 'aws',
+    'AWS::Region': 'us-east-1',
+    'AWS::AccountId': '123456789012',
+  };
+  if (typeof object.Ref === 'string' && pseudo[object.Ref]) return pseudo[object.Ref]!;
+  const getAtt = object['Fn::GetAtt'] as [string, string] | undefined;
+  if (getAtt && getAtt[0] === synth.logicalId(pipeline().stateMachine) && getAtt[1] === 'Name')
+    return EXPORT_MACHINE_NAME;
+  throw new Error(`cannot render ${JSON.stringify(value)}`);
+}
+const covers = (statement: PolicyStatementJson | undefined, arn: string) =>
+  [statement?.Resource ?? []].flat().some((resource) => grants(render(resource), arn));
+
+const EXECUTION = `arn:aws:states:us-east-1:123456789012:execution:${EXPORT_MACHINE_NAME}`;
+/** Children of the two Distributed Maps: the Map Run label (generated, or the Map's Label), then the child's name. */
+const DOWNLOAD_CHILD = `${EXECUTION}/DownloadFiles:0d9e6c1a-1c8d-4c36-9e4a-3b1f0f0f6a11`;
+const RETRY_CHILD = `${EXECUTION}/7b2f1e5d-aa22-4a5e-b5f1-2e0c3d4e5f60:c3f1a2b4-5d6e-4f70-8a9b-0c1d2e3f4a5b`;
+const TOP_LEVEL = `${EXECUTION}:epic-prod-20240101T000000Z`;
+const OTHER_MACHINE_CHILD =
+  'arn:aws:states:us-east-1:123456789012:execution:SomeOtherMachine/DownloadFiles:0d9e6c1a';
 
 describe('the new Task functions', () => {
   it.each([
@@ -106,6 +143,21 @@ describe('the export state machine', () => {
     expect(new Set(invoke?.Resource as unknown[])).toEqual(
       new Set(names.map((name) => arnOf(pipeline().functions[name]))),
     );
+  });
+
+  it('lets both Distributed Maps describe, stop and redrive their children, and nothing of other machines', () => {
+    const children = statementsOfRole(machineRoleId(pipeline().stateMachine)).find((statement) =>
+      actionsOf(statement).includes('states:RedriveExecution'),
+    );
+    expect(actionsOf(children!)).toEqual([
+      'states:DescribeExecution',
+      'states:StopExecution',
+      'states:RedriveExecution',
+    ]);
+    expect(covers(children, DOWNLOAD_CHILD)).toBe(true);
+    expect(covers(children, RETRY_CHILD)).toBe(true);
+    expect(covers(children, TOP_LEVEL)).toBe(false);
+    expect(covers(children, OTHER_MACHINE_CHILD)).toBe(false);
   });
 
   it('lets the Retry Failed Files reader read the retry list under _work/', () => {
