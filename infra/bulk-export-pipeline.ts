@@ -307,8 +307,9 @@ const TASK_FUNCTIONS: readonly TaskFunctionSpec[] = [
 ];
 
 /**
- * What the export state machine's ASL may name, and so all its role may
- * invoke: Clean Up Ended Export belongs to another state machine.
+ * What each state machine's ASL may name, and so all its role may invoke:
+ * the clean-up machine runs on every ended export, and has no business
+ * kicking off or downloading anything.
  */
 const EXPORT_MACHINE_FUNCTIONS: readonly TaskFunctionName[] = [
   'PrepareExport',
@@ -321,6 +322,15 @@ const EXPORT_MACHINE_FUNCTIONS: readonly TaskFunctionName[] = [
   'CompleteExport',
   'CleanUp',
 ];
+const CLEAN_UP_MACHINE_FUNCTIONS: readonly TaskFunctionName[] = ['MintToken', 'CleanUpEndedExport'];
+
+/**
+ * Ends of an export execution that start the clean-up machine. A stop or a
+ * time-out never reaches the Clean Up state, and a failure may not have (a
+ * Lambda timeout beyond its retries, the execution history limit); the
+ * clean-up handler tells a failure already cleaned up from one that was not.
+ */
+const CLEAN_UP_AFTER_STATUSES = ['ABORTED', 'TIMED_OUT', 'FAILED'];
 
 /** How every function is bundled by esbuild (exported so a test can bundle a handler the same way). */
 export const LAMBDA_BUNDLING = {
@@ -401,8 +411,22 @@ export class BulkExportPipeline extends Construct {
   public readonly signingKeyAliases: ReadonlyMap<string, kms.Alias>;
   /** The Task functions by ASL name. */
   public readonly functions: Readonly<Record<TaskFunctionName, NodejsFunction>>;
-  /** The state machine. */
+  /** The export state machine (state-machines/bulk-export.asl.json). */
   public readonly stateMachine: sfn.StateMachine;
+  /**
+   * Cleans up after an export execution that ended ABORTED, TIMED_OUT or
+   * FAILED (state-machines/clean-up-ended-export.asl.json): DELETEs the server
+   * job, aborts open uploads, writes the failure receipt, releases the lock.
+   */
+  public readonly cleanUpStateMachine: sfn.StateMachine;
+  /** Starts the clean-up state machine with each such Execution Status Change event. */
+  public readonly cleanUpRule: events.Rule;
+  /**
+   * Status change events the clean-up state machine could not be started for:
+   * each one is a source whose lock is held until it is cleaned up (start the
+   * clean-up state machine with the message body as input).
+   */
+  public readonly cleanUpDeadLetterQueue: sqs.Queue;
   /** Serves the JWKS. */
   public readonly jwksFunction: NodejsFunction;
   /** HTTPS URL of the JWKS, to register with the EHR. */
@@ -496,6 +520,11 @@ export class BulkExportPipeline extends Construct {
       functions[spec.name].node.addDependency(this.node.findChild(`${spec.name}Policy`));
 
     this.stateMachine = this.createExportStateMachine();
+    const livenessPolicies = this.grantLockLiveness(roles);
+    const cleanUp = this.createCleanUp(livenessPolicies.CleanUpEndedExport);
+    this.cleanUpStateMachine = cleanUp.stateMachine;
+    this.cleanUpRule = cleanUp.rule;
+    this.cleanUpDeadLetterQueue = cleanUp.deadLetterQueue;
     const jwks = this.createJwksEndpoint();
     this.jwksFunction = jwks.fn;
     this.jwksUrl = jwks.url;
@@ -508,7 +537,7 @@ export class BulkExportPipeline extends Construct {
       reason:
         'This queue is the dead-letter queue of the EventBridge Scheduler schedules (Target.DeadLetterConfig); cdk-nag only recognises DLQs named in an SQS redrive policy.',
     });
-    this.schedules = this.createSchedules();
+    this.schedules = this.createSchedules(livenessPolicies.PrepareExport);
 
     this.completionEventPattern = {
       source: ['aws.s3'],
@@ -713,7 +742,9 @@ export class BulkExportPipeline extends Construct {
 
   /**
    * Each source runs one export at a time (the per-source lock), so only the
-   * file downloads and their token mints scale with `maxConcurrency`.
+   * file downloads and their token mints scale with `maxConcurrency`. A
+   * clean-up of an ended export may overlap the source's next export, so the
+   * minter keeps room for one clean-up per source on top.
    */
   private reservedConcurrency(): Partial<Record<TaskFunctionName | 'Jwks', number>> {
     if (this.props.reservedConcurrency === false) return {};
@@ -722,7 +753,7 @@ export class BulkExportPipeline extends Construct {
     const perExport = sources + 2;
     return {
       PrepareExport: perExport,
-      MintToken: files + 2 * sources + 2,
+      MintToken: files + 3 * sources + 2,
       KickOff: perExport,
       PollStatus: perExport,
       DownloadFile: files + sources,
@@ -1216,6 +1247,20 @@ export class BulkExportPipeline extends Construct {
     return stateMachine;
   }
 
+  /**
+   * ARN pattern of the export executions themselves (`execution:<name>:<execution>`),
+   * what a lock holder is. The name is the state machine's attribute, so a
+   * policy that uses it must not be one the machine's functions wait for.
+   */
+  private exportExecutionsArn(): string {
+    return this.stack.formatArn({
+      service: 'states',
+      resource: 'execution',
+      resourceName: `${this.stateMachine.stateMachineName}:*`,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+  }
+
   /** ARN pattern of the Distributed Maps' children (`execution:<name>/<map run label>:<child>`), whatever the Map. */
   private mapChildExecutionsArn(stateMachine: sfn.StateMachine): string {
     return this.stack.formatArn({
@@ -1224,6 +1269,124 @@ export class BulkExportPipeline extends Construct {
       resourceName: `${stateMachine.stateMachineName}/*`,
       arnFormat: ArnFormat.COLON_RESOURCE_NAME,
     });
+  }
+
+  /**
+   * Prepare Export and Clean Up Ended Export find out whether a lock's holder
+   * (an export execution's ARN) still runs: a dead holder's lock is taken
+   * over instead of stranding the source until its deadline. Separate
+   * policies, after the export machine: Prepare Export is one of its Tasks.
+   */
+  private grantLockLiveness(
+    roles: Record<TaskFunctionName, iam.Role>,
+  ): Record<'PrepareExport' | 'CleanUpEndedExport', iam.ManagedPolicy> {
+    const describeHolder = (): ExplainedStatement => ({
+      statement: new iam.PolicyStatement({
+        actions: ['states:DescribeExecution'],
+        resources: [this.exportExecutionsArn()],
+      }),
+      wildcardReason:
+        'A lock holder is an execution of the export state machine, named at run time; DescribeExecution is granted on that state machine’s executions only.',
+    });
+    return {
+      PrepareExport: this.attachPolicy(
+        'PrepareExportLockLivenessPolicy',
+        roles.PrepareExport,
+        'Asks whether the holder of a source lock still runs',
+        [describeHolder()],
+      ),
+      CleanUpEndedExport: this.attachPolicy(
+        'CleanUpEndedExportLockLivenessPolicy',
+        roles.CleanUpEndedExport,
+        'Asks whether the holder of a source lock still runs',
+        [describeHolder()],
+      ),
+    };
+  }
+
+  /**
+   * What runs when an export ends without reaching its own Clean Up state:
+   * `StopExecution`, a time-out, a failure no Catch saw. Without it the
+   * server job stays open and the source stays locked until its deadline
+   * (72 hours by default), failing every scheduled run in between. So the
+   * start is retried for a day, what still fails lands in a dead-letter queue
+   * that alarms, and a failed clean-up alarms too.
+   */
+  private createCleanUp(livenessPolicy: iam.ManagedPolicy): {
+    stateMachine: sfn.StateMachine;
+    rule: events.Rule;
+    deadLetterQueue: sqs.Queue;
+  } {
+    const { stateMachine } = this.createStateMachineFrom({
+      idPrefix: 'CleanUp',
+      aslFile: 'clean-up-ended-export.asl.json',
+      allowedFunctions: CLEAN_UP_MACHINE_FUNCTIONS,
+      description: 'Cleans up after FHIR bulk export executions that ended without their own clean-up',
+      policyDescription: 'Invokes the token minter and the clean-up of ended exports',
+      logGroupSuffix: '-clean-up',
+      extraStatements: [],
+    });
+    stateMachine.node.addDependency(livenessPolicy);
+
+    const deadLetterQueue = this.encryptedQueue('CleanUpDeadLetterQueue', {
+      retentionPeriod: Duration.days(14),
+    });
+    Validations.of(deadLetterQueue).acknowledge({
+      id: 'AwsSolutions-SQS3',
+      reason:
+        'This queue is the dead-letter queue of the clean-up rule’s target (Target.DeadLetterConfig); cdk-nag only recognises DLQs named in an SQS redrive policy.',
+    });
+    // EventBridge writes the undelivered event into the queue, encrypted with the operations key.
+    this.operationsKey.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'EventBridgeWritesUndeliveredCleanUps',
+        principals: [new iam.ServicePrincipal('events.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        resources: ['*'],
+        conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
+      }),
+    );
+
+    const role = new iam.Role(this, 'CleanUpRuleRole', {
+      assumedBy: new iam.ServicePrincipal('events.amazonaws.com', {
+        conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
+      }),
+      description: 'Starts the clean-up of FHIR bulk export executions that ended without their own clean-up',
+    });
+    const policy = this.attachPolicy('CleanUpRulePolicy', role, 'Starts the clean-up state machine', [
+      {
+        statement: new iam.PolicyStatement({
+          actions: ['states:StartExecution'],
+          resources: [stateMachine.stateMachineArn],
+        }),
+      },
+    ]);
+    // On the default bus whatever `eventBus` says: Step Functions sends its status changes there only.
+    const rule = new events.Rule(this, 'CleanUpRule', {
+      description:
+        'A FHIR bulk export execution ended ABORTED, TIMED_OUT or FAILED: clean up its server job, uploads and lock',
+      eventPattern: {
+        source: ['aws.states'],
+        detailType: ['Step Functions Execution Status Change'],
+        detail: {
+          status: CLEAN_UP_AFTER_STATUSES,
+          // Exactly this machine: a Distributed Map's children carry `stateMachine:<name>/<label>`.
+          stateMachineArn: [this.stateMachine.stateMachineArn],
+        },
+      },
+      targets: [
+        // No input: the clean-up machine reads the whole event ($.detail.name, .status, .input …).
+        new eventsTargets.SfnStateMachine(stateMachine, {
+          role: role.withoutPolicyUpdates(),
+          deadLetterQueue,
+          // EventBridge's ceilings: a throttled or failing StartExecution is tried for a day before the DLQ.
+          retryAttempts: 185,
+          maxEventAge: Duration.hours(24),
+        }),
+      ],
+    });
+    rule.node.addDependency(policy);
+    return { stateMachine, rule, deadLetterQueue };
   }
 
   private createJwksEndpoint(): { fn: NodejsFunction; url: string } {
@@ -1275,7 +1438,8 @@ export class BulkExportPipeline extends Construct {
     });
   }
 
-  private createSchedules(): Map<string, scheduler.Schedule> {
+  /** `livenessPolicy`: a scheduled run's Prepare Export may find a lock whose holder it must ask about. */
+  private createSchedules(livenessPolicy: iam.ManagedPolicy): Map<string, scheduler.Schedule> {
     const schedules = new Map<string, scheduler.Schedule>();
     const scheduled = this.props.sources.filter((source) => source.schedule);
     if (scheduled.length === 0) return schedules;
@@ -1333,7 +1497,7 @@ export class BulkExportPipeline extends Construct {
           maxEventAge: schedule.maximumEventAge ?? Duration.hours(1),
         }),
       });
-      created.node.addDependency(policy);
+      created.node.addDependency(policy, livenessPolicy);
       schedules.set(source.id, created);
     }
     return schedules;
@@ -1453,7 +1617,7 @@ export class BulkExportPipeline extends Construct {
       }),
       alarm('ExecutionsAbortedAlarm', {
         alarmDescription:
-          'A FHIR bulk export execution was aborted (stopped by hand: its server job may still be open)',
+          'A FHIR bulk export execution was aborted (stopped by hand); the clean-up state machine closes its server job and lock',
         metric: this.stateMachine.metricAborted(fiveMinutes),
         threshold: 1,
         evaluationPeriods: 1,
@@ -1477,6 +1641,34 @@ export class BulkExportPipeline extends Construct {
           statistic: cloudwatch.Stats.SUM,
         }),
         threshold: this.props.downloadErrorThreshold ?? 5,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      }),
+      alarm('CleanUpFailedAlarm', {
+        alarmDescription:
+          'The clean-up of an ended FHIR bulk export did not succeed: its source may stay locked (and its server job open) until the lock deadline',
+        metric: new cloudwatch.MathExpression({
+          label: 'Clean-ups failed, timed out or aborted',
+          expression: 'failed + timedOut + aborted',
+          usingMetrics: {
+            failed: this.cleanUpStateMachine.metricFailed(fiveMinutes),
+            timedOut: this.cleanUpStateMachine.metricTimedOut(fiveMinutes),
+            aborted: this.cleanUpStateMachine.metricAborted(fiveMinutes),
+          },
+          period: Duration.minutes(5),
+        }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      }),
+      alarm('CleanUpDeadLetterAlarm', {
+        alarmDescription:
+          'The clean-up of an ended FHIR bulk export could not be started (event in the clean-up DLQ): start the clean-up state machine with it',
+        metric: this.cleanUpDeadLetterQueue.metricApproximateNumberOfMessagesVisible({
+          period: Duration.minutes(5),
+          statistic: cloudwatch.Stats.MAXIMUM,
+        }),
+        threshold: 1,
         evaluationPeriods: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       }),

@@ -33,6 +33,11 @@ export class BulkExportStack extends Stack {
       description: 'Start exports and backfills here (aws stepfunctions start-execution / npm run backfill)',
       value: pipeline.stateMachine.stateMachineArn,
     });
+    new CfnOutput(this, 'CleanUpStateMachineArn', {
+      description:
+        'Cleans up exports that were stopped, timed out or failed without their own clean-up (started by EventBridge)',
+      value: pipeline.cleanUpStateMachine.stateMachineArn,
+    });
     new CfnOutput(this, 'ExportBucketName', {
       description:
         'Where exports land: source=<id>/export=<transactionTime>/…, completion marker _SUCCESS.json',
@@ -47,6 +52,11 @@ export class BulkExportStack extends Stack {
     });
     new CfnOutput(this, 'AlarmTopicArn', { value: pipeline.alarmTopic.topicArn });
     new CfnOutput(this, 'ScheduleDeadLetterQueueUrl', { value: pipeline.scheduleDeadLetterQueue.queueUrl });
+    new CfnOutput(this, 'CleanUpDeadLetterQueueUrl', {
+      description:
+        'Ended exports whose clean-up could not be started: their sources stay locked until cleaned up',
+      value: pipeline.cleanUpDeadLetterQueue.queueUrl,
+    });
     if (pipeline.completionQueue) {
       new CfnOutput(this, 'CompletionQueueUrl', {
         description: 'Example downstream: one message per completion marker',

@@ -101,7 +101,11 @@ describe('a pipeline on your own bucket, VPC and alarm topic', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm'));
     expect(alarms.length).toBeGreaterThan(0);
     for (const alarm of alarms) expect(alarm.Properties.AlarmActions).toEqual([TOPIC]);
-    template.resourceCountIs('AWS::Events::Rule', 1);
+    // The per-source outcome metrics and the clean-up of ended exports; no completion-marker rule.
+    const ruleSources = Object.values(template.findResources('AWS::Events::Rule')).map(
+      (rule) => rule.Properties.EventPattern.source,
+    );
+    expect(ruleSources).toEqual([['aws.states'], ['fhir.bulk-export']]);
     expect(pipeline.completionQueue).toBeUndefined();
   });
 });

@@ -18,8 +18,8 @@ import {
 
 /**
  * Resume (redrive), cancel (StopExecution) and the clean-up that runs when an
- * export ends without its own: the new functions and what each state machine
- * may invoke.
+ * export ends without its own: the new functions, the clean-up state machine,
+ * and the EventBridge rule that starts it.
  */
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -33,6 +33,7 @@ beforeAll(() => {
 
 type Construct = Parameters<SynthesizedPipeline['logicalId']>[0];
 const pipeline = () => synth.stack.pipeline;
+const ref = (construct: Construct) => ({ Ref: synth.logicalId(construct) });
 const arnOf = (construct: Construct) => ({ 'Fn::GetAtt': [synth.logicalId(construct), 'Arn'] });
 const propertiesOf = (construct: Construct) => resources[synth.logicalId(construct)]!.Properties;
 const roleIdOf = (name: TaskFunctionName) => synth.logicalId(pipeline().functions[name].role!);
@@ -78,6 +79,7 @@ const EXECUTION = `arn:aws:states:us-east-1:123456789012:execution:${EXPORT_MACH
 const DOWNLOAD_CHILD = `${EXECUTION}/DownloadFiles:0d9e6c1a-1c8d-4c36-9e4a-3b1f0f0f6a11`;
 const RETRY_CHILD = `${EXECUTION}/7b2f1e5d-aa22-4a5e-b5f1-2e0c3d4e5f60:c3f1a2b4-5d6e-4f70-8a9b-0c1d2e3f4a5b`;
 const TOP_LEVEL = `${EXECUTION}:epic-prod-20240101T000000Z`;
+const OTHER_MACHINE = 'arn:aws:states:us-east-1:123456789012:execution:SomeOtherMachine:run-1';
 const OTHER_MACHINE_CHILD =
   'arn:aws:states:us-east-1:123456789012:execution:SomeOtherMachine/DownloadFiles:0d9e6c1a';
 
@@ -119,8 +121,40 @@ describe('the new Task functions', () => {
     );
   });
 
-  it('give clean-up-ended-export clean-up’s permissions', () => {
-    expect(taskStatementsOf('CleanUpEndedExport')).toEqual(taskStatementsOf('CleanUp'));
+  it('give clean-up-ended-export clean-up’s permissions, and DescribeExecution on export executions only', () => {
+    const statements = taskStatementsOf('CleanUpEndedExport');
+    const lockLiveness = statements.filter((statement) =>
+      actionsOf(statement).includes('states:DescribeExecution'),
+    );
+    expect(statements.filter((statement) => !lockLiveness.includes(statement))).toEqual(
+      taskStatementsOf('CleanUp'),
+    );
+    expect(lockLiveness.map(actionsOf)).toEqual([['states:DescribeExecution']]);
+  });
+
+  it('let prepare-export and clean-up-ended-export ask whether a lock holder still runs: export executions, not Map children', () => {
+    for (const name of ['PrepareExport', 'CleanUpEndedExport'] as const) {
+      const lockLiveness = statementsOfRole(roleIdOf(name)).find((statement) =>
+        actionsOf(statement).includes('states:DescribeExecution'),
+      );
+      expect(covers(lockLiveness, TOP_LEVEL)).toBe(true);
+      expect(covers(lockLiveness, DOWNLOAD_CHILD)).toBe(false);
+      expect(covers(lockLiveness, OTHER_MACHINE)).toBe(false);
+    }
+    const describers = identityPolicies(synth.template)
+      .filter((policy) =>
+        policy.statements.some((statement) =>
+          actionsOf(statement).some((action) => grants(action, 'states:DescribeExecution')),
+        ),
+      )
+      .flatMap((policy) => policy.roles);
+    expect(new Set(describers)).toEqual(
+      new Set([
+        roleIdOf('PrepareExport'),
+        roleIdOf('CleanUpEndedExport'),
+        machineRoleId(pipeline().stateMachine),
+      ]),
+    );
   });
 });
 
@@ -168,6 +202,167 @@ describe('the export state machine', () => {
   });
 });
 
+describe('the clean-up state machine', () => {
+  const machine = () => propertiesOf(pipeline().cleanUpStateMachine);
+
+  it('is state-machines/clean-up-ended-export.asl.json with the minter and the clean-up function substituted', () => {
+    expect(machine().DefinitionString).toBe(
+      readFileSync(join(ROOT, 'state-machines', 'clean-up-ended-export.asl.json'), 'utf8'),
+    );
+    expect(machine().DefinitionSubstitutions).toEqual({
+      MintTokenFunctionArn: arnOf(pipeline().functions.MintToken),
+      CleanUpEndedExportFunctionArn: arnOf(pipeline().functions.CleanUpEndedExport),
+    });
+  });
+
+  it('is STANDARD and traced, and logs every event without execution data to its own encrypted log group', () => {
+    expect(machine()).toMatchObject({
+      StateMachineType: 'STANDARD',
+      TracingConfiguration: { Enabled: true },
+      LoggingConfiguration: { Level: 'ALL', IncludeExecutionData: false },
+    });
+    const logGroupOf = (properties: Record<string, unknown>) =>
+      (
+        properties.LoggingConfiguration as {
+          Destinations: { CloudWatchLogsLogGroup: { LogGroupArn: { 'Fn::GetAtt': [string] } } }[];
+        }
+      ).Destinations[0]!.CloudWatchLogsLogGroup.LogGroupArn['Fn::GetAtt'][0];
+    const own = logGroupOf(machine());
+    expect(own).not.toBe(logGroupOf(propertiesOf(pipeline().stateMachine)));
+    expect(resources[own]!.Properties).toMatchObject({
+      KmsKeyId: arnOf(pipeline().operationsKey),
+      LogGroupName: expect.stringMatching(/^\/aws\/vendedlogs\/states\/.+-clean-up$/),
+    });
+  });
+
+  it('has a role of its own that invokes only the minter and the clean-up function, and touches no data', () => {
+    const roleId = machineRoleId(pipeline().cleanUpStateMachine);
+    expect(roleId).not.toBe(machineRoleId(pipeline().stateMachine));
+    const statements = statementsOfRole(roleId);
+    const invoke = statements.filter((statement) =>
+      actionsOf(statement).some((action) => grants(action, 'lambda:InvokeFunction')),
+    );
+    expect(invoke).toEqual([
+      expect.objectContaining({
+        Action: 'lambda:InvokeFunction',
+        Resource: [arnOf(pipeline().functions.MintToken), arnOf(pipeline().functions.CleanUpEndedExport)],
+      }),
+    ]);
+    const services = new Set(statements.flatMap(actionsOf).map((action) => action.split(':')[0]));
+    expect(services).toEqual(new Set(['lambda', 'logs', 'xray']));
+  });
+});
+
+describe('the clean-up rule', () => {
+  const rule = () => propertiesOf(pipeline().cleanUpRule);
+
+  it('matches the export machine’s executions that ended ABORTED, TIMED_OUT or FAILED', () => {
+    expect(rule().EventPattern).toEqual({
+      source: ['aws.states'],
+      'detail-type': ['Step Functions Execution Status Change'],
+      detail: {
+        status: ['ABORTED', 'TIMED_OUT', 'FAILED'],
+        stateMachineArn: [ref(pipeline().stateMachine)],
+      },
+    });
+    expect(rule()).not.toHaveProperty('EventBusName');
+  });
+
+  it('starts the clean-up machine with the whole event, retried for a day, then into an encrypted dead-letter queue', () => {
+    const targets = rule().Targets as Record<string, unknown>[];
+    expect(targets).toHaveLength(1);
+    const target = targets[0]!;
+    expect(target).toMatchObject({
+      Arn: ref(pipeline().cleanUpStateMachine),
+      DeadLetterConfig: { Arn: arnOf(pipeline().cleanUpDeadLetterQueue) },
+      RetryPolicy: { MaximumRetryAttempts: 185, MaximumEventAgeInSeconds: 24 * 3600 },
+    });
+    for (const reshaping of ['Input', 'InputPath', 'InputTransformer'])
+      expect(target).not.toHaveProperty(reshaping);
+    expect(propertiesOf(pipeline().cleanUpDeadLetterQueue)).toMatchObject({
+      KmsMasterKeyId: arnOf(pipeline().operationsKey),
+      MessageRetentionPeriod: 14 * 24 * 3600,
+    });
+  });
+
+  it('starts it through a role EventBridge assumes that may start only the clean-up machine', () => {
+    const target = (rule().Targets as { RoleArn: { 'Fn::GetAtt': [string, string] } }[])[0]!;
+    const roleId = target.RoleArn['Fn::GetAtt'][0];
+    expect(resources[roleId]!.Properties.AssumeRolePolicyDocument).toMatchObject({
+      Statement: [expect.objectContaining({ Principal: { Service: 'events.amazonaws.com' } })],
+    });
+    expect(statementsOfRole(roleId)).toEqual([
+      expect.objectContaining({
+        Action: 'states:StartExecution',
+        Resource: ref(pipeline().cleanUpStateMachine),
+      }),
+    ]);
+  });
+
+  it('lets EventBridge put undelivered events into the dead-letter queue: queue policy and key policy', () => {
+    const queuePolicy = Object.values(resources).find(
+      (resource) =>
+        resource.Type === 'AWS::SQS::QueuePolicy' &&
+        JSON.stringify(resource.Properties.Queues) ===
+          JSON.stringify([ref(pipeline().cleanUpDeadLetterQueue)]),
+    );
+    expect(queuePolicy).toBeDefined();
+    expect((queuePolicy!.Properties.PolicyDocument as { Statement: unknown[] }).Statement).toContainEqual(
+      expect.objectContaining({
+        Effect: 'Allow',
+        Action: 'sqs:SendMessage',
+        Principal: { Service: 'events.amazonaws.com' },
+        Condition: { ArnEquals: { 'aws:SourceArn': arnOf(pipeline().cleanUpRule) } },
+      }),
+    );
+    const keyPolicy = propertiesOf(pipeline().operationsKey).KeyPolicy as { Statement: { Sid?: string }[] };
+    expect(
+      keyPolicy.Statement.find((statement) => statement.Sid === 'EventBridgeWritesUndeliveredCleanUps'),
+    ).toEqual(
+      expect.objectContaining({
+        Effect: 'Allow',
+        Principal: { Service: 'events.amazonaws.com' },
+        Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
+      }),
+    );
+  });
+
+  it('alarms when a clean-up could not be started or did not succeed: a stranded source is never silent', () => {
+    synth.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [
+        {
+          Name: 'QueueName',
+          Value: { 'Fn::GetAtt': [synth.logicalId(pipeline().cleanUpDeadLetterQueue), 'QueueName'] },
+        },
+      ],
+      Threshold: 1,
+      AlarmActions: [ref(pipeline().alarmTopic)],
+    });
+    const cleanUpMetrics = Object.values(resources)
+      .filter((resource) => resource.Type === 'AWS::CloudWatch::Alarm' && resource.Properties.Metrics)
+      .flatMap(
+        (resource) =>
+          resource.Properties.Metrics as {
+            MetricStat?: { Metric: { MetricName: string; Dimensions: unknown[] } };
+          }[],
+      )
+      .filter((metric) =>
+        JSON.stringify(metric.MetricStat?.Metric.Dimensions ?? []).includes(
+          synth.logicalId(pipeline().cleanUpStateMachine),
+        ),
+      )
+      .map((metric) => metric.MetricStat!.Metric.MetricName);
+    expect(cleanUpMetrics.sort()).toEqual(['ExecutionsAborted', 'ExecutionsFailed', 'ExecutionsTimedOut']);
+  });
+
+  it('is in the stack outputs, with its dead-letter queue', () => {
+    synth.template.hasOutput('CleanUpStateMachineArn', { Value: ref(pipeline().cleanUpStateMachine) });
+    synth.template.hasOutput('CleanUpDeadLetterQueueUrl', { Value: ref(pipeline().cleanUpDeadLetterQueue) });
+  });
+});
+
 describe('placeholders a state machine may not use fail the synth', () => {
   /** A project root whose ASL files differ from the repository's; everything else is the repository's. */
   function projectWith(aslFile: string, edit: (definition: string) => string): string {
@@ -185,6 +380,13 @@ describe('placeholders a state machine may not use fail the synth', () => {
   const placeholder = (name: string) => `\${${name}FunctionArn}`;
 
   it.each([
+    [
+      'the clean-up machine naming an export Task (its role would have to invoke it)',
+      'clean-up-ended-export.asl.json',
+      'CleanUpEndedExport',
+      'KickOff',
+      'MintTokenFunctionArn, CleanUpEndedExportFunctionArn',
+    ],
     [
       'the export machine naming the clean-up of ended exports',
       'bulk-export.asl.json',
@@ -208,6 +410,6 @@ describe('placeholders a state machine may not use fail the synth', () => {
     const projectRoot = projectWith('bulk-export.asl.json', (definition) => definition);
     const stack = new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Copied');
     new BulkExportPipeline(stack, 'Pipeline', { sources: SOURCES, projectRoot });
-    Template.fromStack(stack).resourceCountIs('AWS::StepFunctions::StateMachine', 1);
+    Template.fromStack(stack).resourceCountIs('AWS::StepFunctions::StateMachine', 2);
   });
 });
