@@ -1389,6 +1389,65 @@ export class BulkExportPipeline extends Construct {
     return { stateMachine, rule, deadLetterQueue };
   }
 
+  /**
+   * Lets `grantee` resume a failed, timed-out or stopped export where it
+   * stopped: Step Functions redrive keeps every state that succeeded
+   * (landed files are not downloaded again) and redrives the failed Map Run,
+   * where a new StartExecution would be a fresh export. DescribeExecution
+   * lets the caller check `redriveStatus` first and follow the execution
+   * after. Redrive works for 14 days after the execution ended, on the
+   * definition it started with.
+   */
+  public grantRedrive(grantee: iam.IGrantable): iam.Grant {
+    return this.grantOnExportExecutions(grantee, ['states:RedriveExecution', 'states:DescribeExecution']);
+  }
+
+  /**
+   * Lets `grantee` cancel exports: StopExecution on an export execution
+   * (ListExecutions to find a source's running one, DescribeExecution to
+   * watch it end). Stopping is enough: the stop raises an ABORTED status
+   * change, and the clean-up state machine then DELETEs the server job,
+   * aborts open uploads, writes the failure receipt and releases the lock.
+   */
+  public grantCancel(grantee: iam.IGrantable): iam.Grant {
+    return this.grantOnExportExecutions(grantee, [
+      'states:StopExecution',
+      'states:DescribeExecution',
+    ]).combine(
+      iam.Grant.addToPrincipal({
+        grantee,
+        actions: ['states:ListExecutions'],
+        resourceArns: [this.stateMachine.stateMachineArn],
+      }),
+    );
+  }
+
+  /**
+   * A grant on the export machine's executions, whose names are only known at
+   * run time. The wildcard is the construct's to explain, so it is
+   * acknowledged for cdk-nag under the principal, where its policy lands.
+   */
+  private grantOnExportExecutions(grantee: iam.IGrantable, actions: string[]): iam.Grant {
+    const resourceArns = [this.exportExecutionsArn()];
+    const grant = iam.Grant.addToPrincipal({ grantee, actions, resourceArns });
+    const principal = grantee.grantPrincipal;
+    const scope = Construct.isConstruct(principal)
+      ? principal
+      : Construct.isConstruct(grantee)
+        ? grantee
+        : undefined;
+    if (scope) {
+      acknowledgeWildcards(scope, [
+        {
+          statement: new iam.PolicyStatement({ actions, resources: resourceArns }),
+          wildcardReason:
+            'Executions of the FHIR bulk export state machine are named per export at run time; the grant covers that state machine’s executions only.',
+        },
+      ]);
+    }
+    return grant;
+  }
+
   private createJwksEndpoint(): { fn: NodejsFunction; url: string } {
     const role = new iam.Role(this, 'JwksRole', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),

@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
-import { App, Stack } from 'aws-cdk-lib';
+import { App, Stack, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -42,7 +43,7 @@ const VARIANTS: readonly [string, (app: App) => void][] = [
     },
   ],
   [
-    'an existing bucket, a VPC, no reserved concurrency, no example queue, a prefix',
+    'an existing bucket, a VPC, no reserved concurrency, no example queue, a prefix, an operator who may redrive and cancel',
     (app) => {
       const stack = new Stack(app, 'Variant');
       const bucket = s3.Bucket.fromBucketAttributes(stack, 'Exports', {
@@ -58,13 +59,21 @@ const VARIANTS: readonly [string, (app: App) => void][] = [
         availabilityZones: ['us-east-1a', 'us-east-1b'],
         privateSubnetIds: ['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0bbbbbbbbbbbbbbb2'],
       });
-      new BulkExportPipeline(stack, 'Pipeline', {
+      const pipeline = new BulkExportPipeline(stack, 'Pipeline', {
         sources: SOURCES,
         bucket,
         vpc,
         reservedConcurrency: false,
         completionQueue: false,
         exportPrefix: 'fhir/',
+      });
+      // The grants acknowledge their own wildcard; the inline default policy is the deployer's to accept (docs/deploy.md).
+      const operator = new iam.Role(stack, 'Operator', { assumedBy: new iam.AccountRootPrincipal() });
+      pipeline.grantRedrive(operator);
+      pipeline.grantCancel(operator);
+      Validations.of(operator).acknowledge({
+        id: 'HIPAA.Security-IAMNoInlinePolicy',
+        reason: 'CDK grants land in the operator role’s default policy.',
       });
     },
   ],

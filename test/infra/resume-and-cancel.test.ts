@@ -4,8 +4,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BulkExportPipeline, type TaskFunctionName } from '../../infra/bulk-export-pipeline.js';
+import type { BulkExportStack } from '../../infra/bulk-export-stack.js';
 import {
   actionsOf,
   grants,
@@ -19,15 +21,33 @@ import {
 /**
  * Resume (redrive), cancel (StopExecution) and the clean-up that runs when an
  * export ends without its own: the new functions, the clean-up state machine,
- * and the EventBridge rule that starts it.
+ * the EventBridge rule that starts it, and the grants an operator needs.
  */
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 let synth: SynthesizedPipeline;
 let resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
+let operators: { redrive: iam.Role; cancel: iam.Role; grantsSucceeded: boolean[] };
 beforeAll(() => {
-  synth = synthesize();
+  synth = synthesize(
+    {},
+    {
+      configure: (app) => {
+        const stack = app.node.findChild('Test') as BulkExportStack;
+        const redrive = new iam.Role(stack, 'RedriveOperator', { assumedBy: new iam.AccountRootPrincipal() });
+        const cancel = new iam.Role(stack, 'CancelOperator', { assumedBy: new iam.AccountRootPrincipal() });
+        operators = {
+          redrive,
+          cancel,
+          grantsSucceeded: [
+            stack.pipeline.grantRedrive(redrive).success,
+            stack.pipeline.grantCancel(cancel).success,
+          ],
+        };
+      },
+    },
+  );
   resources = synth.template.toJSON().Resources;
 });
 
@@ -153,6 +173,8 @@ describe('the new Task functions', () => {
         roleIdOf('PrepareExport'),
         roleIdOf('CleanUpEndedExport'),
         machineRoleId(pipeline().stateMachine),
+        synth.logicalId(operators.redrive),
+        synth.logicalId(operators.cancel),
       ]),
     );
   });
@@ -360,6 +382,32 @@ describe('the clean-up rule', () => {
   it('is in the stack outputs, with its dead-letter queue', () => {
     synth.template.hasOutput('CleanUpStateMachineArn', { Value: ref(pipeline().cleanUpStateMachine) });
     synth.template.hasOutput('CleanUpDeadLetterQueueUrl', { Value: ref(pipeline().cleanUpDeadLetterQueue) });
+  });
+});
+
+describe('grantRedrive and grantCancel', () => {
+  const operatorStatements = (role: iam.Role) => statementsOfRole(synth.logicalId(role));
+
+  it('succeed on a role', () => {
+    expect(operators.grantsSucceeded).toEqual([true, true]);
+  });
+
+  it('grantRedrive: RedriveExecution and DescribeExecution on the export executions, nothing else', () => {
+    const statements = operatorStatements(operators.redrive);
+    expect(statements.map(actionsOf)).toEqual([['states:RedriveExecution', 'states:DescribeExecution']]);
+    expect(covers(statements[0], TOP_LEVEL)).toBe(true);
+    expect(covers(statements[0], OTHER_MACHINE)).toBe(false);
+  });
+
+  it('grantCancel: StopExecution and DescribeExecution on the export executions, ListExecutions on the machine', () => {
+    const statements = operatorStatements(operators.cancel);
+    expect(statements.map(actionsOf)).toEqual([
+      ['states:StopExecution', 'states:DescribeExecution'],
+      ['states:ListExecutions'],
+    ]);
+    expect(covers(statements[0], TOP_LEVEL)).toBe(true);
+    expect(covers(statements[0], OTHER_MACHINE)).toBe(false);
+    expect(statements[1]!.Resource).toEqual(ref(pipeline().stateMachine));
   });
 });
 
