@@ -74,6 +74,10 @@ export interface ExportSourceSettings {
   readonly invalidLinePolicy?: 'fail' | 'quarantine';
   /** Longest NDJSON line accepted; Download File's memory grows with the largest of the sources' (lambdas/core/ndjson/line-limit.ts). @default 64 MiB */
   readonly maxLineBytes?: number;
+  /** How long a failed export stays resumable when the server sends no `Expires`. @default 24 */
+  readonly fileLinksValidHours?: number;
+  /** The pause before the pass that retries the files the first pass could not land. @default 60 */
+  readonly retryPassDelaySeconds?: number;
 }
 
 /** When a source's daily delta runs: an EventBridge Scheduler schedule that starts `{ sourceId, since: "auto" }`. */
