@@ -458,6 +458,27 @@ describe('publishing an export', () => {
     expect(await removeObjects(client, BUCKET, [])).toBe(0);
   });
 
+  it('deletes a staging object by its version when it has one, so that no noncurrent copy is kept', async () => {
+    // The embedded S3 keeps no versions: this checks what is asked of S3, each key and version once.
+    const removed = await removeObjects(client, BUCKET, [
+      { key: 'v/a', versionId: '3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY' },
+      { key: 'v/a', versionId: '3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY' },
+      { key: 'v/b' },
+      'v/c',
+    ]);
+    expect(removed).toBe(3);
+    expect(commands('DeleteObjectsCommand').map(({ input }) => input.Delete)).toEqual([
+      {
+        Objects: [
+          { Key: 'v/a', VersionId: '3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY' },
+          { Key: 'v/b' },
+          { Key: 'v/c' },
+        ],
+        Quiet: true,
+      },
+    ]);
+  });
+
   it('names each key S3 refused to delete, after trying every batch', async () => {
     const keys = Array.from({ length: 1005 }, (_, i) => `${ROOT}refused/part-${i}`);
     refuseToDelete = new Set([keys[3]!, keys[1004]!]);
