@@ -6,14 +6,16 @@
  *   npm run bench -- [--scenario name[,name]] [--full] [--size-mb N] [--files N]
  *                    [--huge-files N] [--huge-mb N] [--map-concurrency N[,N]]
  *                    [--source sandbox|local] [--concurrency N] [--cpu-prof-dir DIR]
+ *                    [--staging-gib N] [--staging-files N] [--copy-part-mib N]
  *
- * Scenarios (default: all six at quick sizes, a few minutes; --full: the big sizes):
+ * Scenarios (default: all seven at quick sizes, a few minutes; --full: the big sizes):
  *   single-file       one file through transferFile vs raw download and raw upload (100 MB | 1 GB)
  *   gzip              the same transfer with gzip on and off, each vs its own raw download
  *   resume            the same file cut by a dropped connection and by a checkpoint, landed byte for byte
  *   many-small-files  an Oracle Health-like export through the whole local workflow (2,000 | 20,000 files)
  *   huge-files        a few huge files through the whole local workflow (3 × 300 MB | 3 × 1 GB)
  *   long-lines        peak memory of 15 MiB and 60 MiB lines against short lines (120 MiB | 600 MiB files)
+ *   staging-cost      publishing a staged export (copy, verify, remove staging) vs removing a given-up one (1 | 10 GiB, 40 files)
  *
  * MB = 10^6 bytes. One JSON line per measured case on stdout; progress on stderr.
  */
@@ -24,19 +26,29 @@ import { bundleTransferChild, progress, transferChildRunner } from './children.j
 import { runLongLines } from './long-lines.js';
 import { machineFacts } from './process-stats.js';
 import { prepareSingleFile, type SingleFileBench } from './single-file.js';
+import { runStagingCost } from './staging-cost.js';
 import { runHugeFiles, runManySmallFiles } from './workflow.js';
 
-const SCENARIOS = ['single-file', 'gzip', 'resume', 'many-small-files', 'huge-files', 'long-lines'] as const;
+const SCENARIOS = [
+  'single-file',
+  'gzip',
+  'resume',
+  'many-small-files',
+  'huge-files',
+  'long-lines',
+  'staging-cost',
+] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const SIZES = {
-  quick: { sizeMb: 100, files: 2_000, hugeFiles: 3, hugeMb: 300, longLinesMib: 120 },
-  full: { sizeMb: 1_000, files: 20_000, hugeFiles: 3, hugeMb: 1_000, longLinesMib: 600 },
+  quick: { sizeMb: 100, files: 2_000, hugeFiles: 3, hugeMb: 300, longLinesMib: 120, stagingGib: 1 },
+  full: { sizeMb: 1_000, files: 20_000, hugeFiles: 3, hugeMb: 1_000, longLinesMib: 600, stagingGib: 10 },
 } as const;
 
 const USAGE = `usage: npm run -s bench -- [--scenario name[,name]] [--full] [--size-mb N] [--files N]
                            [--huge-files N] [--huge-mb N] [--map-concurrency N[,N]]
                            [--source sandbox|local] [--concurrency N] [--cpu-prof-dir DIR]
+                           [--staging-gib N] [--staging-files N] [--copy-part-mib N]
   scenarios: ${SCENARIOS.join(', ')} (default: all, at quick sizes; --full: the big sizes)
   One JSON line per measured case on stdout; progress on stderr.`;
 
@@ -64,6 +76,7 @@ const {
   concurrency,
   longLinesMib,
   source,
+  staging,
 } = parseOrExit('bench', USAGE, () => {
   const { values } = parseCommandLine(process.argv.slice(2), {
     scenario: { type: 'string' },
@@ -79,6 +92,11 @@ const {
     concurrency: { type: 'string', default: '3' },
     /** Write V8 CPU profiles of the transfer and workflow children into this folder. */
     'cpu-prof-dir': { type: 'string' },
+    /** Size and file count of the staging-cost export (GiB = 2^30 bytes). */
+    'staging-gib': { type: 'string' },
+    'staging-files': { type: 'string', default: '40' },
+    /** staging-cost: copy every file part by part (UploadPartCopy), as files above 5 GiB are. */
+    'copy-part-mib': { type: 'string' },
   });
   const sizes = values.full ? SIZES.full : SIZES.quick;
   const source = values.source;
@@ -107,6 +125,15 @@ const {
     concurrency: positive('concurrency', values.concurrency, 3),
     longLinesMib: sizes.longLinesMib,
     source,
+    staging: {
+      totalBytes: Math.round(
+        positive('staging-gib', values['staging-gib'], sizes.stagingGib, false) * 1024 ** 3,
+      ),
+      files: positive('staging-files', values['staging-files'], 40),
+      ...(values['copy-part-mib']
+        ? { copyPartBytes: positive('copy-part-mib', values['copy-part-mib'], 512) * 1024 ** 2 }
+        : {}),
+    },
   };
 });
 
@@ -163,6 +190,9 @@ try {
     })) {
       emit(line);
     }
+  }
+  if (scenarios.includes('staging-cost')) {
+    for (const line of await runStagingCost({ s3, s3Pid, concurrency: 8, ...staging })) emit(line);
   }
   const after = machineFacts();
   progress(`done; load average ${after.loadAverage.join(' ')}`);
