@@ -1007,13 +1007,18 @@ export class BulkExportPipeline extends Construct {
     this.attachPolicy(
       'FinalizeExportPolicy',
       roles.FinalizeExport,
-      'Verifies, publishes, advances the watermark, aborts uploads a killed download left open',
+      'Verifies, publishes the staged files (server-side copies, tags included), writes receipt and marker',
       [
-        sealing('kms:Decrypt'),
-        s3Objects('s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'),
+        s3Objects(
+          's3:GetObject',
+          's3:GetObjectTagging',
+          's3:PutObject',
+          's3:PutObjectTagging',
+          's3:DeleteObject',
+          's3:AbortMultipartUpload',
+        ),
         s3Bucket('s3:ListBucket', 's3:ListBucketMultipartUploads'),
         dataKey('kms:GenerateDataKey', 'kms:Decrypt'),
-        putEvents,
       ],
     );
 

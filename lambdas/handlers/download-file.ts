@@ -5,6 +5,7 @@ import { ExportStoppedError, InvalidManifestError, StorageError, TransientServer
 import type { InvocationContext } from '../middleware.js';
 import { type Runtime, sealContext, sourceSettings } from '../runtime.js';
 import type { DownloadLease, FileFailure } from '../services/export-lifecycle.js';
+import { stagingKey } from '../services/publish-export.js';
 import { assertExportMayLand } from '../services/source-lock.js';
 import { type TransferCheckpoint, transferFile } from '../services/transfer-file.js';
 import type { ExportContext, FileItem, FileResult } from '../state.js';
@@ -134,7 +135,8 @@ export function createDownloadFileHandler(runtime: Runtime) {
         ...(accessToken === undefined ? {} : { accessToken }),
         allowInsecureHttp: settings.allowInsecureHttp,
         bucket: exportContext.bucket,
-        key: file.key,
+        key: landingKey(file),
+        // From the final key: under _staging/ it would land in _staging/_quarantine/.
         quarantineKey: quarantineKey(file.key),
         invalidLinePolicy: settings.invalidLinePolicy,
         maxLineBytes: settings.maxLineBytes,
@@ -176,7 +178,7 @@ export function createDownloadFileHandler(runtime: Runtime) {
       index: file.index,
       kind: file.kind,
       type: file.type,
-      key: file.key,
+      key: landingKey(file),
       bytes: outcome.bytes,
       lines: outcome.lines,
       blankLines: outcome.blankLines,
@@ -205,6 +207,14 @@ export function createDownloadFileHandler(runtime: Runtime) {
     };
   }
 }
+
+/**
+ * Where a file lands first: a data file under the export folder's `_staging/`
+ * (unseen by readers of the layout) until Finalize publishes the verified
+ * export; error and deleted files, hidden anyway, at their final keys.
+ */
+export const landingKey = (file: Pick<FileItem, 'kind' | 'key'>) =>
+  file.kind === 'output' ? stagingKey(file.key) : file.key;
 
 export const resultKey = (workPrefix: string, index: number) =>
   `${workPrefix}results/${String(index).padStart(6, '0')}.json`;

@@ -14,9 +14,10 @@ import { decideWatermark } from '../core/watermark.js';
 import { VerificationError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import type { FailureReceipt } from '../services/export-lifecycle.js';
+import { publishObjects, verifyPublished } from '../services/publish-export.js';
 import type { ExportContext, FileItem, FileResult, ManifestSummary } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
-import { resultKey } from './download-file.js';
+import { landingKey, resultKey } from './download-file.js';
 import type { Watermark } from './prepare-export.js';
 
 export interface FinalizeExportEvent {
@@ -58,6 +59,26 @@ export function createFinalizeExportHandler(runtime: Runtime) {
     const files = await mapInOrder(items, VERIFY_CONCURRENCY, (item) => verifyFile(runtime, context, item));
     await abortAbandonedUploads(runtime, context, manifest.exportRoot);
     await verifyFolderClaim(runtime, context, manifest.exportRoot);
+    // Verified: only now do the data files appear where readers of the layout look.
+    const toPublish = items
+      .map((item, at) => ({ item, file: files[at]! }))
+      .filter(({ item }) => item.kind === 'output')
+      .map(({ item, file }) => ({
+        from: landingKey(item),
+        to: item.key,
+        bytes: file.bytes,
+        sha256: file.sha256,
+      }));
+    const published = await publishObjects(
+      runtime.s3,
+      {
+        bucket: context.bucket,
+        objects: toPublish,
+        ...(runtime.sseKmsKeyId ? { sseKmsKeyId: runtime.sseKmsKeyId } : {}),
+      },
+      { logger: runtime.logger },
+    );
+    await verifyPublished(runtime.s3, { bucket: context.bucket, objects: published });
     const duplicates = await readDuplicates(runtime, manifest);
 
     const summary = summarizeFiles(files);
@@ -131,18 +152,22 @@ async function verifyFile(runtime: Runtime, context: ExportContext, item: FileIt
   const result = await runtime.store.getJson<FileResult>(resultKey(context.workPrefix, item.index));
   if (!result)
     throw new VerificationError(`file ${item.index} (${item.kind} ${item.type}) has no download result`);
-  if (result.key !== item.key)
-    throw new VerificationError(`file ${item.index} landed at ${result.key}, expected ${item.key}`);
-  const head = await runtime.store.head(item.key);
-  if (!head) throw new VerificationError(`s3://${context.bucket}/${item.key} is missing`);
+  const landed = landingKey(item);
+  if (result.key !== landed)
+    throw new VerificationError(`file ${item.index} landed at ${result.key}, expected ${landed}`);
+  // A retried Finalize may meet a file it published already (and a resumed one, its staged copy gone).
+  const head =
+    (await runtime.store.head(landed)) ??
+    (landed !== item.key ? await runtime.store.head(item.key) : undefined);
+  if (!head) throw new VerificationError(`s3://${context.bucket}/${landed} is missing`);
   if (head.size !== result.bytes) {
     throw new VerificationError(
-      `s3://${context.bucket}/${item.key} holds ${head.size} bytes, the download wrote ${result.bytes}`,
+      `s3://${context.bucket}/${landed} holds ${head.size} bytes, the download wrote ${result.bytes}`,
     );
   }
   if (head.metadata.sha256 !== undefined && head.metadata.sha256 !== result.sha256) {
     throw new VerificationError(
-      `s3://${context.bucket}/${item.key} sha256 metadata does not match the download's hash`,
+      `s3://${context.bucket}/${landed} sha256 metadata does not match the download's hash`,
     );
   }
   if (item.count !== undefined && item.count !== result.lines + result.invalidLines) {

@@ -1,15 +1,16 @@
 import {
   checkpointsPrefix,
   failureReceiptKey,
+  fileFailuresPrefix,
   inFlightPrefix,
   jobRecordKey,
-  fileFailuresPrefix,
   resultsPrefix,
   workPrefix as workPrefixOf,
 } from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
 import { type Runtime, sealContext } from '../runtime.js';
 import type { ExportContext, ManifestSummary } from '../state.js';
+import { removeObjects, stagingPrefix } from './publish-export.js';
 import { readLock, releaseSourceLock, type SourceLock, updateSourceLock } from './source-lock.js';
 
 /**
@@ -78,8 +79,6 @@ export interface EndExportRequest {
   readonly exportRoot?: string;
   /** The server job is DELETEd by this other execution (a run taking over), not here. */
   readonly jobDeletedBy?: string;
-  /** Removes the export's unpublished data; returns how many objects it removed. */
-  readonly removeUnpublished?: (exportRoot: string) => Promise<number>;
 }
 
 export interface EndExportResult {
@@ -246,10 +245,12 @@ export async function endExport(runtime: Runtime, request: EndExportRequest): Pr
     } else if (statusUrl) {
       problems.push('could not DELETE the server job: no access token');
     }
-    if (exportRoot && request.removeUnpublished) {
+    if (exportRoot) {
+      // Never published, and no resume will: readers never saw them, nobody ever will.
       await attempt('remove unpublished data', async () => {
-        const removed = await request.removeUnpublished!(exportRoot);
-        if (removed > 0) actions.push(`removed ${removed} unpublished data file(s)`);
+        const staged = await runtime.store.listKeys(stagingPrefix(exportRoot));
+        await removeObjects(runtime.s3, runtime.store.bucket, staged);
+        if (staged.length > 0) actions.push(`removed ${staged.length} unpublished data file(s)`);
       });
     }
   } else {

@@ -46,6 +46,9 @@ const PUBLISHED_KEY = /^((?:.*\/)?export=[^/]+\/)(type=[^/]+\/[^/]+)$/;
 const STAGED_KEY = /^((?:.*\/)?export=[^/]+\/)_staging\/(type=[^/]+\/[^/]+)$/;
 
 /** `…/export=T/type=Patient/part-0001.ndjson` → `…/export=T/_staging/type=Patient/part-0001.ndjson` */
+/** The staging folder of an export folder (`exportRoot`, ending in `/`). */
+export const stagingPrefix = (exportRoot: string) => `${exportRoot}_staging/`;
+
 export function stagingKey(publishedKey: string): string {
   const match = PUBLISHED_KEY.exec(publishedKey);
   if (!match) {

@@ -198,17 +198,7 @@ describe('IAM least privilege', () => {
     const sealingKey = arnOf(pipeline().sealingKey);
     expect(rolesGranting('kms:Encrypt', sealingKey)).toEqual([roleIdOf('MintToken')]);
     expect(rolesGranting('kms:Decrypt', sealingKey)).toEqual(
-      (
-        [
-          'KickOff',
-          'PollStatus',
-          'DownloadFile',
-          'FinalizeExport',
-          'CompleteExport',
-          'CleanUp',
-          'CleanUpEndedExport',
-        ] as const
-      )
+      (['KickOff', 'PollStatus', 'DownloadFile', 'CompleteExport', 'CleanUp', 'CleanUpEndedExport'] as const)
         .map(roleIdOf)
         .sort(),
     );
@@ -220,7 +210,7 @@ describe('IAM least privilege', () => {
       .filter(
         (statement) => JSON.stringify(statement.Resource) === JSON.stringify(arnOf(pipeline().sealingKey)),
       );
-    expect(sealing).toHaveLength(8);
+    expect(sealing).toHaveLength(7);
     for (const statement of sealing) {
       expect(statement.Condition).toEqual({
         'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': ['sourceId', 'executionId'] },
@@ -265,7 +255,7 @@ describe('IAM least privilege', () => {
 
   it('lets only the handlers that end an export put fhir.bulk-export events', () => {
     expect(rolesGranting('events:PutEvents')).toEqual(
-      (['FinalizeExport', 'CompleteExport', 'CleanUp', 'CleanUpEndedExport'] as const).map(roleIdOf).sort(),
+      (['CompleteExport', 'CleanUp', 'CleanUpEndedExport'] as const).map(roleIdOf).sort(),
     );
     const putEvents = identityPolicies(synth.template)
       .flatMap((policy) => policy.statements)

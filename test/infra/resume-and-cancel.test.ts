@@ -134,11 +134,17 @@ describe('the new Task functions', () => {
     ]);
   });
 
-  it('give complete-export exactly finalize-export’s S3, KMS and event permissions', () => {
-    expect(taskStatementsOf('CompleteExport')).toEqual(taskStatementsOf('FinalizeExport'));
-    expect(taskStatementsOf('CompleteExport').flatMap(actionsOf)).toEqual(
+  it('give complete-export what follows the marker (open the token, write, delete, announce), and finalize-export what publishing needs, no token and no events', () => {
+    const complete = taskStatementsOf('CompleteExport').flatMap(actionsOf);
+    expect(complete).toEqual(
       expect.arrayContaining(['kms:Decrypt', 's3:PutObject', 's3:DeleteObject', 'events:PutEvents']),
     );
+    const finalize = taskStatementsOf('FinalizeExport').flatMap(actionsOf);
+    expect(finalize).toEqual(
+      expect.arrayContaining(['s3:GetObject', 's3:GetObjectTagging', 's3:PutObject', 's3:PutObjectTagging']),
+    );
+    expect(finalize).not.toContain('events:PutEvents');
+    expect(finalize.filter((action) => action === 'kms:Decrypt')).toHaveLength(1); // the data key's, via S3
   });
 
   it('give clean-up-ended-export clean-up’s permissions, and DescribeExecution on export executions only', () => {

@@ -28,7 +28,12 @@ function lookup(
 function brokenFile(state: SandboxState, routed: Routed, file: ExportFile): boolean {
   if (![...state.brokenFiles].some((matches) => matches(file))) return false;
   routed.info.fault = 'brokenFile';
-  sendOutcome(routed.res, 403, 'forbidden', 'Injected fault (brokenFile): this file cannot be served for now');
+  sendOutcome(
+    routed.res,
+    403,
+    'forbidden',
+    'Injected fault (brokenFile): this file cannot be served for now',
+  );
   return true;
 }
 
