@@ -50,6 +50,8 @@ export const isLocalExecutionArn = (arn: string | undefined) => arn?.startsWith(
 
 export async function holderLiveness(runtime: Runtime, lock: SourceLock): Promise<HolderLiveness> {
   if (lock.process) {
+    // A local run marks its lock running again when it resumes: resumable means nobody runs it.
+    if (lock.state === 'resumable') return 'dead';
     if (lock.process.host !== hostname()) return 'unknown';
     return processIsAlive(lock.process.pid) ? 'alive' : 'dead';
   }

@@ -38,6 +38,7 @@ export interface LocalExportOptions {
   readonly beforeInvocation?: LocalRunOptions['beforeInvocation'];
   readonly fileIdleTimeoutMs?: number;
   readonly transfer?: LocalRuntimeOptions['transfer'];
+  readonly eventSink?: LocalRuntimeOptions['eventSink'];
   /** Stops the export (Ctrl-C): the run ends ABORTED and is cleaned up as a cancel. */
   readonly signal?: AbortSignal;
   /** Resumes a failed run of `executionName` from where it failed (see RedrivePoint). */
@@ -68,6 +69,7 @@ export async function runLocalExport(options: LocalExportOptions): Promise<Local
     ...(options.progress ? { progress: options.progress } : {}),
     ...(options.fileIdleTimeoutMs === undefined ? {} : { fileIdleTimeoutMs: options.fileIdleTimeoutMs }),
     ...(options.transfer ? { transfer: options.transfer } : {}),
+    ...(options.eventSink ? { eventSink: options.eventSink } : {}),
   });
   try {
     if (options.redrive) await prepareResume(local.runtime, options);

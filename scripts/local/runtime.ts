@@ -43,6 +43,11 @@ export interface LocalRuntimeOptions {
   readonly httpTimeouts?: Partial<HttpTimeouts>;
   /** Shorthand for `httpTimeouts.bodyIdleTimeoutMs`, which it overrides. */
   readonly fileIdleTimeoutMs?: number;
+  /**
+   * Where events go besides `emittedEvents` (EventBridge's stand-in): a test
+   * gives one that fails, as PutEvents can. @default records them only
+   */
+  readonly eventSink?: EventSink;
   /** Transfer tuning, e.g. small parts to exercise multipart uploads with small files (see Runtime.transfer). */
   readonly transfer?: Runtime['transfer'];
 }
@@ -88,6 +93,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
   const emittedEvents: LocalRuntime['emittedEvents'] = [];
   const events: EventSink = {
     async emit(detailType, detail) {
+      await options.eventSink?.emit(detailType, detail);
       emittedEvents.push({ detailType, detail });
       logger.info('event emitted', { detailType, detail });
     },

@@ -496,10 +496,11 @@ const CASES: readonly MatrixCase[] = [
   },
   {
     fault: 'malformedLine={type:Observation,line:150}',
-    behaviour: 'fails with InvalidNdjsonError under the default policy; nothing is presented complete',
+    behaviour:
+      'fails with InvalidNdjsonError under the default policy, after the retry pass; nothing is presented complete; resumable (e.g. after switching to quarantine)',
     scenario: { faults: { malformedLine: { type: 'Observation', line: 150 } } },
     expect: {
-      outcome: { error: 'InvalidNdjsonError', cause: 'NDJSON line 50 (byte offset' },
+      outcome: { error: 'InvalidNdjsonError', cause: 'NDJSON line 50 (byte offset', resumable: true },
     },
   },
   {
@@ -516,10 +517,15 @@ const CASES: readonly MatrixCase[] = [
   },
   {
     fault: 'countMismatch={type:Condition,delta:1}',
-    behaviour: 'fails with VerificationError: the manifest count is not what the file held',
+    behaviour:
+      'fails with VerificationError after the retry pass: the manifest count is not what the file held; resumable',
     scenario: { faults: { countMismatch: { type: 'Condition', delta: 1 } } },
     expect: {
-      outcome: { error: 'VerificationError', cause: 'the manifest says 101 resources, the file had 100' },
+      outcome: {
+        error: 'VerificationError',
+        cause: 'the manifest says 101 resources, the file had 100',
+        resumable: true,
+      },
     },
   },
   {

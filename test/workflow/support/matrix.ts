@@ -188,6 +188,9 @@ export interface Scenario {
   readonly fileIdleTimeoutMs?: number;
   readonly transfer?: LocalExportOptions['transfer'];
   readonly onEvent?: (event: EventLog) => void;
+  readonly signal?: AbortSignal;
+  readonly redrive?: LocalExportOptions['redrive'];
+  readonly eventSink?: LocalExportOptions['eventSink'];
 }
 
 export interface ScenarioRun {
@@ -257,6 +260,9 @@ export async function runScenario(env: MatrixEnvironment, scenario: Scenario): P
     ...(scenario.killInvocation ? { killInvocation: scenario.killInvocation } : {}),
     ...(scenario.beforeInvocation ? { beforeInvocation: scenario.beforeInvocation } : {}),
     ...(scenario.onEvent ? { onEvent: scenario.onEvent } : {}),
+    ...(scenario.signal ? { signal: scenario.signal } : {}),
+    ...(scenario.redrive ? { redrive: scenario.redrive } : {}),
+    ...(scenario.eventSink ? { eventSink: scenario.eventSink } : {}),
   });
   return { scenario, sourceId, clientId, result, logLines, watermarkBefore, keysBefore };
 }

@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import { expect } from 'vitest';
 import { type ExportClaim, exportPartition } from '../../../lambdas/core/layout.js';
 import type { Receipt } from '../../../lambdas/core/receipt.js';
+import { landingKey } from '../../../lambdas/handlers/download-file.js';
 import type { Watermark } from '../../../lambdas/handlers/prepare-export.js';
+import type { FailureReceipt } from '../../../lambdas/services/export-lifecycle.js';
 import type { FileItem, ManifestSummary } from '../../../lambdas/state.js';
 import { EXPORTABLE_TYPES, type ExportableType } from '../../../scripts/sandbox/data/types.js';
 import { type MatrixEnvironment, requestsOf, type ScenarioRun, statusUrlOf } from './matrix.js';
@@ -13,8 +15,15 @@ import { type MatrixEnvironment, requestsOf, type ScenarioRun, statusUrlOf } fro
  * dataset and `fileContent`), never our receipt.
  */
 export interface ZeroLossExpectation {
-  /** `succeeded`, or the execution's Error name and words its Cause must hold. */
-  readonly outcome: 'succeeded' | { readonly error: string; readonly cause: string | RegExp };
+  /**
+   * `succeeded`, or the execution's Error name and words its Cause must hold.
+   * A `resumable` failure (files that still failed after the retry pass) is
+   * the failing file's error and cause, as the failure receipt names them:
+   * the execution itself fails in the retry pass's Map.
+   */
+  readonly outcome:
+    | 'succeeded'
+    | { readonly error: string; readonly cause: string | RegExp; readonly resumable?: boolean };
   /** The selection's types. @default every exportable type */
   readonly types?: readonly ExportableType[];
   /** `_since` of the selection, for a delta export. */
@@ -26,7 +35,7 @@ export interface ZeroLossExpectation {
    * DELETE could only be attempted (`delete-attempted`); never kicked off
    * (`none`). @default 'deleted'
    */
-  readonly serverJob?: 'deleted' | 'delete-attempted' | 'none';
+  readonly serverJob?: 'deleted' | 'delete-attempted' | 'none' | 'kept';
   /** Whether a success moves the watermark (not for a window or a narrower scope). @default true */
   readonly watermarkAdvances?: boolean;
 }
@@ -81,10 +90,20 @@ export async function assertZeroLoss(
     `${label}: scratch objects left`,
   ).toEqual([]);
   expect(await env.openUploads(`source=${sourceId}/`), `${label}: open multipart uploads`).toEqual([]);
-  expect(
-    await env.getText(`_state/source=${sourceId}/lock.json`),
-    `${label}: lock left held`,
-  ).toBeUndefined();
+  expect(await env.listKeys(`${workPrefix}in-flight/`), `${label}: download leases left`).toEqual([]);
+  const resumable = expectation.outcome !== 'succeeded' && expectation.outcome.resumable === true;
+  if (resumable) {
+    // Kept for a resume: a later run finds its holder dead and takes it over.
+    expect(
+      await env.getJson<{ executionName: string; state: string }>(`_state/source=${sourceId}/lock.json`),
+      `${label}: lock kept resumable`,
+    ).toMatchObject({ executionName, state: 'resumable' });
+  } else {
+    expect(
+      await env.getText(`_state/source=${sourceId}/lock.json`),
+      `${label}: lock left held`,
+    ).toBeUndefined();
+  }
 
   if (expectation.outcome === 'succeeded') {
     expect(
@@ -212,19 +231,39 @@ export async function assertZeroLoss(
     expect(receipt.serverJobDeleted, `${label}: serverJobDeleted`).toBe(true);
   } else {
     const { error, cause } = expectation.outcome;
-    expect({ status: result.run.status, error: result.run.error }, `${label}: outcome`).toEqual({
-      status: 'FAILED',
-      error,
-    });
-    expect(result.run.cause, `${label}: cause`).toMatch(
-      typeof cause === 'string' ? new RegExp(cause.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) : cause,
-    );
+    const causePattern =
+      typeof cause === 'string' ? new RegExp(cause.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) : cause;
+    if (resumable) {
+      expect(result.run.status, `${label}: outcome`).toBe('FAILED');
+      const receipt = failureReceipt as unknown as FailureReceipt;
+      expect(receipt, `${label}: a resumable failure receipt`).toMatchObject({
+        status: 'failed',
+        resumable: true,
+        resumableUntil: expect.any(String),
+      });
+      expect(
+        receipt.files?.failed.map((file) => file.error),
+        `${label}: the failed files' error`,
+      ).toContain(error);
+      expect(receipt.cause, `${label}: cause`).toMatch(causePattern);
+      expect(result.endedCleanUp, `${label}: the ended-execution clean-up ran`).toMatchObject({
+        action: 'ended',
+        resumable: true,
+      });
+    } else {
+      expect({ status: result.run.status, error: result.run.error }, `${label}: outcome`).toEqual({
+        status: 'FAILED',
+        error,
+      });
+      expect(result.run.cause, `${label}: cause`).toMatch(causePattern);
+    }
     // Nothing presented complete; what did land is whole, never a torn object.
     expect(
       newKeys.filter((key) => /\/(_SUCCESS|_receipt)\.json$/.test(key)),
       `${label}: no marker or receipt`,
     ).toEqual([]);
-    const byKey = new Map(items.map((item) => [item.key, item.index]));
+    // A data file may have landed only staged (unseen by readers); never at its final key.
+    const byKey = new Map(items.map((item) => [landingKey(item), item.index]));
     const root = exportRootOf(run);
     if (root) {
       expect(
@@ -243,18 +282,27 @@ export async function assertZeroLoss(
       expect(landed?.equals(truth), `${label}: ${key} landed whole`).toBe(true);
     }
     expect(watermark, `${label}: watermark unchanged`).toEqual(run.watermarkBefore);
-    expect(failureReceipt, `${label}: failure receipt`).toMatchObject({ status: 'failed', error });
+    if (!resumable) {
+      expect(failureReceipt, `${label}: failure receipt`).toMatchObject({ status: 'failed', error });
+      // Given up: nothing staged is left for anyone.
+      expect(
+        newKeys.filter((key) => key.includes('/_staging/')),
+        `${label}: staged files of a given-up export`,
+      ).toEqual([]);
+    }
     expect(result.emittedEvents.map((event) => event.detailType)).toEqual(['Bulk Export Failed']);
   }
 
-  // The server's job: DELETEd (success and failure alike), or at least asked to be.
-  const job = expectation.serverJob ?? 'deleted';
+  // The server's job: DELETEd (success and failure alike), or at least asked to be; kept for a resume.
+  const job = expectation.serverJob ?? (resumable ? 'kept' : 'deleted');
   if (job === 'none') {
     expect(statusUrl, `${label}: no export was kicked off`).toBeUndefined();
   } else {
     expect(statusUrl, `${label}: the status URL`).toMatch(/^https?:\/\/[^/]+\/.*export-status\//);
     if (job === 'deleted') {
       expect(serverJob?.state, `${label}: server job state`).toBe('deleted');
+    } else if (job === 'kept') {
+      expect(serverJob?.state, `${label}: server job kept for a resume`).toBe('complete');
     } else {
       const path = new URL(statusUrl!).pathname;
       const deletes = (await requestsOf(env, run.clientId)).filter(
