@@ -24,6 +24,8 @@ export interface DownloadFileEvent {
     readonly checkpoint: CheckpointRef | null;
     readonly invocations?: number;
   };
+  /** `retry` in the retry pass (Retry Failed Files). */
+  readonly pass?: 'retry';
 }
 
 /**
@@ -58,8 +60,12 @@ export function createDownloadFileHandler(runtime: Runtime) {
   return async (event: DownloadFileEvent, context: InvocationContext): Promise<DownloadFileState> => {
     const { file, export: exportContext } = event;
     const settings = sourceSettings(runtime, exportContext.sourceId);
-    // A resume (or the retry pass) runs every file of its list again: one that landed stays as it is.
-    const landed = await runtime.store.getJson<FileResult>(resultKey(exportContext.workPrefix, file.index));
+    // The retry pass, run again by a redrive, meets files that landed meanwhile: they stay as they are.
+    // (The first pass never does: a file with a result is never downloaded twice in it.)
+    const landed =
+      event.pass === 'retry'
+        ? await runtime.store.getJson<FileResult>(resultKey(exportContext.workPrefix, file.index))
+        : undefined;
     if (landed) {
       runtime.logger.info('file already landed; kept as it is', { index: file.index, key: landed.key });
       return {

@@ -6,6 +6,7 @@ import {
   describeClaim,
   type ExportClaim,
   failureReceiptKey,
+  inFlightPrefix,
   receiptKey,
   watermarkKey,
 } from '../core/layout.js';
@@ -196,6 +197,10 @@ async function verifyFile(runtime: Runtime, context: ExportContext, item: FileIt
  */
 async function abortAbandonedUploads(runtime: Runtime, context: ExportContext, exportRoot: string) {
   try {
+    // Likewise the lease such an invocation could not remove on its way out.
+    for (const key of await runtime.store.listKeys(inFlightPrefix(context.workPrefix))) {
+      await runtime.store.delete(key);
+    }
     const aborted = await runtime.store.abortUploads(exportRoot);
     if (aborted > 0) {
       runtime.logger.info('aborted abandoned multipart uploads', { sourceId: context.sourceId, aborted });

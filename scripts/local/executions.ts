@@ -61,7 +61,7 @@ export async function readExecutionRecord(
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new UsageError(
-        `no local execution ${executionName} in ${join(localDirectory, 'executions')}: --resume takes the name a failed \`npm run export\` printed in this folder`,
+        `no local execution ${executionName} in .local/executions: --resume takes the name a failed \`npm run export\` printed in this folder`,
       );
     }
     throw new Error(`cannot read ${path}: ${(error as Error).message}`);

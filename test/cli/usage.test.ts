@@ -73,7 +73,23 @@ describe('every command, as a process', () => {
       ['--source', 'unread.json', '--aws-s3', '--s3-endpoint', 'http://127.0.0.1:9', '--bucket', 'b'],
       'export: --s3-endpoint and --aws-s3 name two different stores; give one of them',
     ],
-    [['--since', 'auto'], 'export: --source <file.json> is required'],
+    [['--since', 'auto'], 'export: --source <file.json> is required (or --resume NAME)'],
+    [
+      ['--resume', 'hapi-local-1234abcd', '--source', 'unread.json'],
+      'export: --resume continues an export as it was started; --source cannot be changed (start a new export for that)',
+    ],
+    [
+      ['--resume', 'hapi-local-1234abcd'],
+      `export: no local execution hapi-local-1234abcd in .local/executions: --resume takes the name a failed \`npm run export\` printed in this folder`,
+    ],
+    [
+      ['--resume', '../etc/passwd'],
+      'export: --resume takes the execution name an export printed (letters, digits, - and _), got "../etc/passwd"',
+    ],
+    [
+      ['--state-machine-arn', 'arn:aws:states:us-east-1:123456789012:stateMachine:bulk'],
+      'export: --state-machine-arn is for --resume NAME (a new AWS export is started by the schedule or `npm run backfill`)',
+    ],
     [
       ['--source', 'unread.json', '--since', 'yesterday'],
       'export: --since must be an ISO 8601 instant with a timezone, e.g. 2026-01-31T00:00:00Z',
