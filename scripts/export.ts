@@ -94,6 +94,11 @@ async function main(argv: readonly string[]): Promise<number> {
     if (record.status === 'SUCCEEDED') {
       throw new UsageError(`export ${record.executionName} succeeded; there is nothing to resume`);
     }
+    if (record.status === 'RUNNING' && !record.redrivePoint) {
+      throw new ExportNotResumableError(
+        `export ${record.executionName} never ended (it was killed, or it still runs): it has no failed state to resume from; \`npm run cancel -- --source-id ${String(record.input.sourceId)}\` cleans it up, and a fresh export (npm run export -- --source ${record.sourceFile}) takes its lock over`,
+      );
+    }
     if (!record.redrivePoint) {
       throw new ExportNotResumableError(
         `export ${record.executionName} cannot be resumed: it ended ${record.status.toLowerCase()} (${record.error ?? 'no error'}) and was cleaned up for good; start a fresh export: npm run export -- --source ${record.sourceFile}`,
@@ -173,7 +178,20 @@ async function runExport(options: ExportRun): Promise<number> {
   };
   process.on('SIGINT', onInterrupt);
   process.on('SIGTERM', onInterrupt);
+  const record = {
+    executionName,
+    sourceFile: options.sourceFile,
+    input: options.input,
+    target: where,
+  };
   try {
+    // Before the run: a cancel after a hard exit (a second Ctrl-C, a kill) finds the source here,
+    // and a resume killed midway can still be resumed.
+    await saveExecutionRecord(localDirectory, {
+      ...record,
+      status: 'RUNNING',
+      ...(options.redrive ? { redrivePoint: options.redrive } : {}),
+    });
     const logFile = resolve(localDirectory, 'logs', `export-${executionName}.ndjson`);
     process.stderr.write(
       `${options.redrive ? `Resuming export ${executionName} of source ${source.id} from "${options.redrive.stateName}"` : `Exporting source ${source.id}`} into ${target.description}\nExecution ${executionName}; logs: ${logFile}\n`,
@@ -194,11 +212,8 @@ async function runExport(options: ExportRun): Promise<number> {
     });
     printer.finish();
     await saveExecutionRecord(localDirectory, {
-      executionName,
+      ...record,
       status: run.status,
-      sourceFile: options.sourceFile,
-      input: options.input,
-      target: where,
       ...(run.error ? { error: run.error } : {}),
       ...(run.cause ? { cause: run.cause } : {}),
       // A run that was resumable keeps its redrive point; one cleaned up for good has none.

@@ -71,7 +71,7 @@ export function createCleanUpEndedExportHandler(runtime: Runtime) {
             error: outcome === 'cancelled' ? 'ExportCancelled' : 'States.Timeout',
             message:
               outcome === 'cancelled'
-                ? `cancelled: execution ${ended.executionName} was stopped${ended.cause ? ` (${oneLine(ended.cause, 300)})` : ''}`
+                ? `execution ${ended.executionName} was stopped${ended.cause ? `: ${oneLine(ended.cause, 300)}` : ''}`
                 : `timed out: execution ${ended.executionName} ran past the state machine's timeout`,
           };
     const result: EndExportResult = await endExport(runtime, {

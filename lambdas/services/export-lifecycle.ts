@@ -402,7 +402,8 @@ export async function endDeadHolder(
       message: `export ${held.executionName} was ${held.state === 'resumable' ? 'failed and resumable' : 'no longer running'} when ${takenBy} took its source lock over`,
     },
     allowResume: false,
-    waitForDownloads: true,
+    // A dead local process's downloads died with it; an AWS execution's Lambdas may outlive it.
+    waitForDownloads: held.process === undefined,
     waitBudgetMs: 20_000,
     jobDeletedBy: takenBy,
   });

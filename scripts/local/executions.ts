@@ -13,7 +13,8 @@ import type { LocalRunResult, RedrivePoint } from './runner.js';
 
 export interface LocalExecutionRecord {
   readonly executionName: string;
-  readonly status: LocalRunResult['status'];
+  /** `RUNNING` from the start, so that `npm run cancel` finds the source even after a hard exit. */
+  readonly status: LocalRunResult['status'] | 'RUNNING';
   /** The source file, absolute: a resume reads the same settings. */
   readonly sourceFile: string;
   readonly input: Record<string, unknown>;
@@ -27,7 +28,7 @@ export interface LocalExecutionRecord {
   readonly error?: string;
   readonly cause?: string;
   readonly redrivePoint?: RedrivePoint;
-  readonly endedAt: string;
+  readonly endedAt?: string;
 }
 
 const NAME = /^[A-Za-z0-9_-]{1,80}$/;

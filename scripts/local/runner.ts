@@ -300,7 +300,7 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
         status: 'ABORTED',
         executionName,
         error: 'States.Aborted',
-        cause: 'the execution was stopped',
+        cause: 'stopped locally (Ctrl-C, a signal, or npm run cancel)',
         events,
         invocations,
         killed,
