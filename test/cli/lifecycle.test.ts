@@ -181,7 +181,7 @@ describe('cancel, Ctrl-C, kill and resume of npm run export', () => {
       `Ctrl-C: cancelling export ${executionName}: stopping downloads, DELETEing the server job, releasing the lock of source ctrl-c`,
     );
     expect(result.stderr).toContain(
-      `Export CANCELLED: cancelled: execution ${executionName} was stopped (the execution was stopped)\nFailure receipt: s3://${BUCKET}/_failures/source=ctrl-c/${executionName}.json\n`,
+      `Export CANCELLED: execution ${executionName} was stopped: stopped locally (Ctrl-C, a signal, or npm run cancel)\nFailure receipt: s3://${BUCKET}/_failures/source=ctrl-c/${executionName}.json\n`,
     );
     expect(await processesMentioning(cwd)).toStrictEqual([]);
     expect((await jobsOf(large, clientId)).map(({ state, deletes }) => ({ state, deletes }))).toStrictEqual([
@@ -416,8 +416,8 @@ describe('cancel, Ctrl-C, kill and resume of npm run export', () => {
     [
       'an unknown name',
       ['--resume', 'no-such-export'],
-      (cwd: string) =>
-        `export: no local execution no-such-export in ${join(cwd, '.local', 'executions')}: --resume takes the name a failed \`npm run export\` printed in this folder`,
+      (_cwd: string) =>
+        `export: no local execution no-such-export in .local/executions: --resume takes the name a failed \`npm run export\` printed in this folder`,
     ],
     [
       'a name with --source',
