@@ -16,13 +16,26 @@ type Definition = { StartAt: string; States: Record<string, Json>; [key: string]
 type LibraryDefinition = ConstructorParameters<typeof StateMachine>[0];
 
 const DEFINITION_PATH = 'state-machines/bulk-export.asl.json';
+const CLEAN_UP_DEFINITION_PATH = 'state-machines/clean-up-ended-export.asl.json';
 const MAP = 'Download Files';
 const READER = 'Download Files [ItemReader]';
+const TOLERATED = 'Download Files [tolerated failure]';
+const RETRY_MAP = 'Retry Failed Files';
+const RETRY_READER = 'Retry Failed Files [ItemReader]';
+const READERS: Readonly<Record<string, string>> = { [MAP]: READER, [RETRY_MAP]: RETRY_READER };
 
 /** A CDK-style `${Name}` placeholder, as the ASL file spells it. */
 const substitution = (name: string) => `\${${name}}`;
 
-const loadDefinition = (): Definition => JSON.parse(readFileSync(DEFINITION_PATH, 'utf8')) as Definition;
+const loadDefinition = (path = DEFINITION_PATH): Definition =>
+  JSON.parse(readFileSync(path, 'utf8')) as Definition;
+
+/** What rule 3 appends to the Catch of every Task of a processor whose Map tolerates all failures. */
+const toleratedCatch = (endName: string): Json => ({
+  ErrorEquals: ['States.ALL'],
+  ResultPath: '$.toleratedFailure',
+  Next: endName,
+});
 
 /** Every `[from, to]` transition of one level of a machine: Next, Default, Choices and Catch. */
 function transitions(machine: Definition): Array<[string, string]> {
@@ -61,8 +74,13 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
       'Mint Token For File': 'MintToken',
       'Download File': 'DownloadFile',
       [READER]: LOCAL_ITEM_READER_FUNCTION,
-      'Mint Token For Finalize': 'MintToken',
+      'Check Files': 'CheckFiles',
+      'Mint Token For Retried File': 'MintToken',
+      'Download Retried File': 'DownloadFile',
+      [RETRY_READER]: LOCAL_ITEM_READER_FUNCTION,
       'Finalize Export': 'FinalizeExport',
+      'Mint Token For Completion': 'MintToken',
+      'Complete Export': 'CompleteExport',
       'Mint Token For Clean-Up': 'MintToken',
       'Clean Up Failed Export': 'CleanUp',
     });
@@ -71,8 +89,10 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
   it('points every Task at the local ARN of its function', () => {
     // Prepare
     const processor = map.ItemProcessor as Definition;
-    const tasks = { ...definition.States, ...processor.States };
+    const retryProcessor = (definition.States[RETRY_MAP] as Json).ItemProcessor as Definition;
+    const tasks = { ...definition.States, ...processor.States, ...retryProcessor.States };
     // Assess
+    expect(Object.keys(tasks)).toEqual(expect.arrayContaining([...taskFunctions.keys()]));
     for (const [name, functionName] of taskFunctions) {
       expect(tasks[name]?.Resource).toBe(localFunctionArn(functionName));
     }
@@ -96,19 +116,96 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
       'Key.$': '$.poll.manifest.filesKey',
       ReaderConfig: { InputType: 'JSON' },
     });
+    expect(originalMap.Catch).toStrictEqual([
+      { ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'Mint Token For Clean-Up' },
+    ]);
   });
 
-  it('turns the Distributed Map into an inline Map over the items the reader put at $.__itemReader', () => {
+  it('bridges the retry pass the same way: a reader of the retry list, with no Catch since its Map has none', () => {
+    // Prepare
+    const retryMap = original.States[RETRY_MAP] as Json;
+    const reader = retryMap.ItemReader as Json;
+    // Assess
+    expect(retryMap.Catch).toBeUndefined();
+    expect(definition.States[RETRY_READER]).toStrictEqual({
+      Type: 'Task',
+      Resource: localFunctionArn(LOCAL_ITEM_READER_FUNCTION),
+      Parameters: { ...(reader.Parameters as Json), ReaderConfig: reader.ReaderConfig },
+      ResultPath: '$.__itemReader',
+      Next: RETRY_MAP,
+    });
+    expect(definition.States[RETRY_READER]?.Parameters).toStrictEqual({
+      'Bucket.$': '$.export.bucket',
+      'Key.$': '$.check.retryFilesKey',
+      ReaderConfig: { InputType: 'JSON' },
+    });
+    expect(definition.States[RETRY_MAP]).not.toHaveProperty('ItemReader');
+    expect(definition.States[RETRY_MAP]?.ItemsPath).toBe('$.__itemReader');
+    // Only the retry pass tells Download File to keep a file that landed meanwhile (a redrive runs it again).
+    const bridged = definition.States[RETRY_MAP] as Json;
+    const download = (bridged.ItemProcessor as Definition).States['Download Retried File'] as Json;
+    expect((bridged.ItemSelector as Json).pass).toBe('retry');
+    expect((download.Parameters as Json)['pass.$']).toBe('$.pass');
+    expect(map.ItemSelector as Json).not.toHaveProperty('pass');
+  });
+
+  it('turns the first pass into an inline Map whose Tasks end a failed item in a Succeed state, as its 100 % tolerance does on AWS', () => {
     // Prepare
     const {
       ItemReader: _reader,
-      ToleratedFailurePercentage: _tolerated,
+      ToleratedFailurePercentage: tolerated,
       ItemProcessor: originalProcessor,
       ...kept
     } = originalMap;
     const { ProcessorConfig: _config, ...processor } = originalProcessor as Json;
     // Assess
+    expect(tolerated).toBe(100);
     expect(map).toStrictEqual({
+      ...kept,
+      ItemsPath: '$.__itemReader',
+      ItemProcessor: {
+        ...processor,
+        States: {
+          ...Object.fromEntries(
+            Object.entries((processor as Definition).States).map(([name, state]) => [
+              name,
+              typeof state.Resource === 'string'
+                ? {
+                    ...state,
+                    Resource: localFunctionArn(taskFunctions.get(name) ?? '?'),
+                    Catch: [toleratedCatch(TOLERATED)],
+                  }
+                : state,
+            ]),
+          ),
+          [TOLERATED]: { Type: 'Succeed' },
+        },
+      },
+    });
+    const states = (map.ItemProcessor as Definition).States;
+    expect(
+      Object.entries(states)
+        .filter(([, state]) => Array.isArray(state.Catch))
+        .map(([name]) => name),
+    ).toStrictEqual(['Mint Token For File', 'Download File']);
+    expect(states['Is File Complete?']).toStrictEqual(
+      (originalProcessor as Definition).States['Is File Complete?'],
+    );
+  });
+
+  it('turns the retry pass into a plain inline Map: with 0 % tolerated, a file that fails fails the Map', () => {
+    // Prepare
+    const retryMap = original.States[RETRY_MAP] as Json;
+    const {
+      ItemReader: _reader,
+      ToleratedFailurePercentage: tolerated,
+      ItemProcessor: originalProcessor,
+      ...kept
+    } = retryMap;
+    const { ProcessorConfig: _config, ...processor } = originalProcessor as Json;
+    // Assess
+    expect(tolerated).toBe(0);
+    expect(definition.States[RETRY_MAP]).toStrictEqual({
       ...kept,
       ItemsPath: '$.__itemReader',
       ItemProcessor: {
@@ -123,35 +220,45 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
         ),
       },
     });
+    expect(JSON.stringify(definition.States[RETRY_MAP])).not.toContain('tolerated failure');
   });
 
-  it('sends every transition that entered the Map to the reader instead', () => {
+  it.each([
+    [MAP, READER, ['Is Export Complete?']],
+    [RETRY_MAP, RETRY_READER, ['Wait Before Retrying Files']],
+  ])('sends every transition that entered %s to its reader instead', (mapName, readerName, entries) => {
     // Prepare
     const before = transitions(original)
-      .filter(([, to]) => to === MAP)
+      .filter(([, to]) => to === mapName)
       .map(([from]) => from);
     const after = transitions(definition);
     // Assess
-    expect(before).toStrictEqual(['Is Export Complete?']);
-    expect(after.filter(([, to]) => to === READER).map(([from]) => from)).toStrictEqual(before);
-    expect(after.filter(([, to]) => to === MAP)).toStrictEqual([[READER, MAP]]);
+    expect(before).toStrictEqual(entries);
+    expect(after.filter(([, to]) => to === readerName).map(([from]) => from)).toStrictEqual(before);
+    expect(after.filter(([, to]) => to === mapName)).toStrictEqual([[readerName, mapName]]);
   });
 
-  it('changes nothing else: every other state is the original with its ARN filled in and the Map redirected', () => {
+  it('changes nothing else: every other state is the original with its ARN filled in and the Maps redirected', () => {
     for (const [name, originalState] of Object.entries(original.States)) {
-      if (name === MAP) continue;
-      const state = JSON.parse(JSON.stringify(originalState).replaceAll(`"${MAP}"`, `"${READER}"`)) as Json;
+      if (name in READERS) continue;
+      let json = JSON.stringify(originalState);
+      for (const [mapName, readerName] of Object.entries(READERS)) {
+        json = json.replaceAll(`"${mapName}"`, `"${readerName}"`);
+      }
+      const state = JSON.parse(json) as Json;
       const expected =
         typeof state.Resource === 'string'
           ? { ...state, Resource: localFunctionArn(taskFunctions.get(name) ?? '?') }
           : state;
       expect(definition.States[name]).toStrictEqual(expected);
     }
-    expect(Object.keys(definition.States)).toStrictEqual([
-      ...Object.keys(original.States).slice(0, Object.keys(original.States).indexOf(MAP)),
-      READER,
-      ...Object.keys(original.States).slice(Object.keys(original.States).indexOf(MAP)),
-    ]);
+    expect(Object.keys(definition.States)).toStrictEqual(
+      Object.keys(original.States).flatMap((name) => {
+        const readerName = READERS[name];
+        return readerName ? [readerName, name] : [name];
+      }),
+    );
+    expect(Object.keys(definition.States)).toHaveLength(Object.keys(original.States).length + 2);
     expect(definition.StartAt).toBe('Prepare Export');
     expect(definition.Comment).toBe(original.Comment);
   });
@@ -170,20 +277,158 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
   });
 });
 
-describe('the ASL file itself', () => {
-  it('passes asl-validator', () => {
+describe('adaptDefinitionForLocalRun on state-machines/clean-up-ended-export.asl.json', () => {
+  const original = loadDefinition(CLEAN_UP_DEFINITION_PATH);
+  const { definition, taskFunctions } = adaptDefinitionForLocalRun(original);
+  /** The "Step Functions Execution Status Change" event EventBridge starts this machine with. */
+  const statusChange = (detail: Json): Json => ({
+    version: '0',
+    id: 'b3c1d7e4-0000-4000-8000-000000000000',
+    'detail-type': 'Step Functions Execution Status Change',
+    source: 'aws.states',
+    account: '123456789012',
+    time: '2026-12-06T19:00:00Z',
+    region: 'eu-west-1',
+    resources: ['arn:aws:states:eu-west-1:123456789012:execution:bulk-export:epic-nightly'],
+    detail: {
+      executionArn: 'arn:aws:states:eu-west-1:123456789012:execution:bulk-export:epic-nightly',
+      stateMachineArn: 'arn:aws:states:eu-west-1:123456789012:stateMachine:bulk-export',
+      name: 'epic-nightly',
+      startDate: 1_796_000_000_000,
+      stopDate: 1_796_000_600_000,
+      input: JSON.stringify({ sourceId: 'epic', since: 'auto' }),
+      output: null,
+      ...detail,
+    },
+  });
+
+  it('fills every substitution and maps its Tasks to the minter and the clean-up', () => {
+    // Assess
+    expect(JSON.stringify(original)).toContain(substitution('CleanUpEndedExportFunctionArn'));
+    expect(JSON.stringify(definition)).not.toContain('${');
+    expect(Object.fromEntries(taskFunctions)).toStrictEqual({
+      'Mint Token For Clean-Up': 'MintToken',
+      'Clean Up Ended Export': 'CleanUpEndedExport',
+    });
+  });
+
+  it('changes nothing but the ARNs: it has no Map to bridge', () => {
+    // Prepare
+    const expected = Object.fromEntries(
+      Object.entries(original.States).map(([name, state]) => [
+        name,
+        typeof state.Resource === 'string'
+          ? { ...state, Resource: localFunctionArn(taskFunctions.get(name) ?? '?') }
+          : state,
+      ]),
+    );
+    // Assess
+    expect(definition).toStrictEqual({ ...original, States: expected });
+    expect(definition.StartAt).toBe('Read Ended Execution');
+  });
+
+  it('runs in aws-local-stepfunctions: the minter gets the source from the ended input, the clean-up the ended execution and token', async () => {
+    // Prepare
+    const calls: Array<[string, unknown]> = [];
+    const machine = new StateMachine(definition as unknown as LibraryDefinition, {
+      validationOptions: { checkArn: false },
+    });
     // Act
-    const output = execFileSync('node_modules/.bin/asl-validator', ['--json-path', DEFINITION_PATH], {
+    const output = await machine.run(
+      statusChange({
+        status: 'FAILED',
+        error: 'States.ExceedToleratedFailureThreshold',
+        cause: 'The specified tolerated failure threshold was exceeded',
+      }) as never,
+      {
+        overrides: {
+          taskResourceLocalHandlers: {
+            'Mint Token For Clean-Up': (input) => {
+              calls.push(['MintToken', input]);
+              return { sealedToken: 'sealed-1' };
+            },
+            'Clean Up Ended Export': (input) => {
+              calls.push(['CleanUpEndedExport', input]);
+              return { outcome: 'resumable' };
+            },
+          },
+        },
+      },
+    ).result;
+    // Assess
+    expect(calls).toStrictEqual([
+      ['MintToken', { sourceId: 'epic', executionName: 'epic-nightly', minValiditySeconds: 60 }],
+      [
+        'CleanUpEndedExport',
+        {
+          ended: {
+            executionName: 'epic-nightly',
+            status: 'FAILED',
+            error: 'States.ExceedToleratedFailureThreshold',
+            cause: 'The specified tolerated failure threshold was exceeded',
+            input: { sourceId: 'epic', since: 'auto' },
+          },
+          sealedToken: 'sealed-1',
+        },
+      ],
+    ]);
+    expect(output).toStrictEqual({ outcome: 'resumable' });
+  });
+
+  it('still cleans up a stopped export when no token can be minted, with a null token', async () => {
+    // Prepare
+    const cleanUps: unknown[] = [];
+    const machine = new StateMachine(definition as unknown as LibraryDefinition, {
+      validationOptions: { checkArn: false },
+    });
+    // Act
+    const output = await machine.run(statusChange({ status: 'ABORTED', error: null, cause: null }) as never, {
+      overrides: {
+        taskResourceLocalHandlers: {
+          'Mint Token For Clean-Up': () => {
+            throw Object.assign(new Error('the token endpoint refused the client'), {
+              name: 'AuthorizationError',
+            });
+          },
+          'Clean Up Ended Export': (input) => {
+            cleanUps.push(input);
+            return { outcome: 'cancelled' };
+          },
+        },
+      },
+    }).result;
+    // Assess
+    expect(cleanUps).toStrictEqual([
+      {
+        ended: {
+          executionName: 'epic-nightly',
+          status: 'ABORTED',
+          error: null,
+          cause: null,
+          input: { sourceId: 'epic', since: 'auto' },
+        },
+        sealedToken: null,
+      },
+    ]);
+    expect(output).toStrictEqual({ outcome: 'cancelled' });
+  });
+});
+
+describe('the ASL file itself', () => {
+  it.each([DEFINITION_PATH, CLEAN_UP_DEFINITION_PATH])('%s passes asl-validator', (path) => {
+    // Act
+    const output = execFileSync('node_modules/.bin/asl-validator', ['--json-path', path], {
       encoding: 'utf8',
     });
     // Assess
-    expect(output.trim()).toBe(`✓ State machine definition "${DEFINITION_PATH}" is valid`);
+    expect(output.trim()).toBe(`✓ State machine definition "${path}" is valid`);
   });
 
   it('lists its Wait states', () => {
     expect(waitStateNames(loadDefinition())).toStrictEqual([
       'Wait Before Retrying Kick-Off',
       'Wait For Export',
+      'Wait Before Retrying Files',
     ]);
   });
 
@@ -196,8 +441,12 @@ describe('the ASL file itself', () => {
       'Poll Export Status',
       'Mint Token For File',
       'Download File',
-      'Mint Token For Finalize',
+      'Check Files',
+      'Mint Token For Retried File',
+      'Download Retried File',
       'Finalize Export',
+      'Mint Token For Completion',
+      'Complete Export',
       'Mint Token For Clean-Up',
       'Clean Up Failed Export',
     ]);
@@ -359,6 +608,152 @@ describe('adaptDefinitionForLocalRun on small definitions', () => {
     expect([...taskFunctions.keys()]).toStrictEqual(['Work', 'Inner [ItemReader]']);
   });
 
+  it('ends a failed item of a 100 % tolerant Map in a Succeed state: a Catch after its own on every Task of the processor', () => {
+    // Prepare
+    const machine = {
+      StartAt: 'Files',
+      States: {
+        Files: readerMap({
+          ToleratedFailurePercentage: 100,
+          ItemProcessor: {
+            ProcessorConfig: { Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' },
+            StartAt: 'Mint',
+            States: {
+              Mint: task('Mint', {
+                Catch: [{ ErrorEquals: ['TokenRefused'], ResultPath: '$.refused', Next: 'Note Refusal' }],
+                Next: 'Work',
+              }),
+              Work: task('Work', { ResultPath: '$.transfer', Next: 'Done?' }),
+              'Done?': {
+                Type: 'Choice',
+                Choices: [{ Variable: '$.transfer.status', StringEquals: 'complete', Next: 'Landed' }],
+                Default: 'Mint',
+              },
+              'Note Refusal': { Type: 'Pass', End: true },
+              Landed: { Type: 'Succeed' },
+            },
+          },
+          End: true,
+        }),
+      },
+    };
+    // Act
+    const { definition, taskFunctions } = adaptDefinitionForLocalRun(machine);
+    // Assess
+    expect(definition.States.Files).toStrictEqual({
+      Type: 'Map',
+      ItemProcessor: {
+        StartAt: 'Mint',
+        States: {
+          Mint: {
+            Type: 'Task',
+            Resource: localFunctionArn('Mint'),
+            Catch: [
+              { ErrorEquals: ['TokenRefused'], ResultPath: '$.refused', Next: 'Note Refusal' },
+              toleratedCatch('Files [tolerated failure]'),
+            ],
+            Next: 'Work',
+          },
+          Work: {
+            Type: 'Task',
+            Resource: localFunctionArn('Work'),
+            ResultPath: '$.transfer',
+            Next: 'Done?',
+            Catch: [toleratedCatch('Files [tolerated failure]')],
+          },
+          'Done?': {
+            Type: 'Choice',
+            Choices: [{ Variable: '$.transfer.status', StringEquals: 'complete', Next: 'Landed' }],
+            Default: 'Mint',
+          },
+          'Note Refusal': { Type: 'Pass', End: true },
+          Landed: { Type: 'Succeed' },
+          'Files [tolerated failure]': { Type: 'Succeed' },
+        },
+      },
+      End: true,
+      ItemsPath: '$.__itemReader',
+    });
+    expect(definition.States['Files [ItemReader]']?.Next).toBe('Files');
+    expect(Object.fromEntries(taskFunctions)).toStrictEqual({
+      Mint: 'Mint',
+      Work: 'Work',
+      'Files [ItemReader]': LOCAL_ITEM_READER_FUNCTION,
+    });
+  });
+
+  it('leaves the processor of a Map that tolerates 0 % as it is, and drops the setting', () => {
+    // Act
+    const { definition } = adaptDefinitionForLocalRun({
+      StartAt: 'Files',
+      States: { Files: readerMap({ ToleratedFailurePercentage: 0, End: true }) },
+    });
+    // Assess
+    expect(definition.States.Files).toStrictEqual({
+      Type: 'Map',
+      ItemProcessor: {
+        StartAt: 'Work',
+        States: { Work: { Type: 'Task', Resource: localFunctionArn('Work'), End: true } },
+      },
+      End: true,
+      ItemsPath: '$.__itemReader',
+    });
+  });
+
+  describe('run by aws-local-stepfunctions, a Map over three items whose second fails', () => {
+    const eachItem = (extra: Json): Json => ({
+      StartAt: 'Each',
+      States: {
+        Each: {
+          Type: 'Map',
+          ItemsPath: '$.items',
+          ItemProcessor: {
+            StartAt: 'Work',
+            States: { Work: task('Work', { ResultPath: '$.result', End: true }) },
+          },
+          End: true,
+          ...extra,
+        },
+      },
+    });
+    const run = (machine: Json) => {
+      const { definition } = adaptDefinitionForLocalRun(machine);
+      const library = new StateMachine(definition as unknown as LibraryDefinition, {
+        validationOptions: { checkArn: false },
+      });
+      return library.run({ items: [{ n: 1 }, { n: 2 }, { n: 3 }] } as never, {
+        overrides: {
+          taskResourceLocalHandlers: {
+            Work: (input) => {
+              const { n } = input as { n: number };
+              if (n === 2) throw Object.assign(new Error('the link has expired'), { name: 'FileGone' });
+              return { landed: n };
+            },
+          },
+        },
+      }).result;
+    };
+
+    it('goes on past the failed item when it tolerates 100 %, which ends with its error at $.toleratedFailure', async () => {
+      expect(await run(eachItem({ ToleratedFailurePercentage: 100 }))).toStrictEqual([
+        { n: 1, result: { landed: 1 } },
+        { n: 2, toleratedFailure: { Error: 'FileGone', Cause: 'the link has expired' } },
+        { n: 3, result: { landed: 3 } },
+      ]);
+    });
+
+    it('fails with the item when it tolerates 0 %', async () => {
+      // Act
+      const failure = await run(eachItem({ ToleratedFailurePercentage: 0 })).then(
+        () => undefined,
+        (error: unknown) => error as Error,
+      );
+      // Assess
+      expect(failure).toBeInstanceOf(Error);
+      expect(String((failure as Error & { cause?: unknown }).cause)).toBe('FileGone: the link has expired');
+    });
+  });
+
   it.each([
     [
       'an unknown substitution',
@@ -423,6 +818,33 @@ describe('adaptDefinitionForLocalRun on small definitions', () => {
         },
       },
       'Map state "Files" reads items with arn:aws:states:::s3:listObjectsV2; only s3:getObject is bridged locally',
+    ],
+    [
+      'a Map that tolerates 50 % failures',
+      { StartAt: 'Files', States: { Files: readerMap({ ToleratedFailurePercentage: 50, End: true }) } },
+      'Map state "Files" tolerates 50 % failures; the local runner bridges only 0 and 100',
+    ],
+    [
+      'a Map that tolerates 99.5 % failures',
+      { StartAt: 'Files', States: { Files: readerMap({ ToleratedFailurePercentage: 99.5, End: true }) } },
+      'Map state "Files" tolerates 99.5 % failures; the local runner bridges only 0 and 100',
+    ],
+    [
+      'a nested Map that tolerates 1 % failures',
+      {
+        StartAt: 'Outer',
+        States: {
+          Outer: {
+            Type: 'Map',
+            ItemProcessor: {
+              StartAt: 'Inner',
+              States: { Inner: readerMap({ ToleratedFailurePercentage: 1, End: true }) },
+            },
+            End: true,
+          },
+        },
+      },
+      'Map state "Inner" tolerates 1 % failures; the local runner bridges only 0 and 100',
     ],
   ])('refuses %s', (_, machine, message) => {
     // Act

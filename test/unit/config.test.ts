@@ -35,10 +35,12 @@ const DEFAULTS = {
   allowInsecureHttp: false,
   invalidLinePolicy: 'fail',
   maxLineBytes: 64 * 1024 * 1024,
+  fileLinksValidHours: 24,
+  retryPassDelaySeconds: 60,
 };
 
 const SOURCE_KEYS =
-  'id, description, fhirBaseUrl, export, maxConcurrency, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, clientId, privateKeyFile, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes';
+  'id, description, fhirBaseUrl, export, maxConcurrency, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, clientId, privateKeyFile, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes';
 const EXPORT_KEYS = 'level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat';
 
 describe('parseSourceSettings', () => {
@@ -70,6 +72,8 @@ describe('parseSourceSettings', () => {
       allowInsecureHttp: false,
       invalidLinePolicy: 'quarantine',
       maxLineBytes: 1024,
+      fileLinksValidHours: 720,
+      retryPassDelaySeconds: 0,
     });
     // Assess
     expect(settings).toStrictEqual({
@@ -93,7 +97,18 @@ describe('parseSourceSettings', () => {
       allowInsecureHttp: false,
       invalidLinePolicy: 'quarantine',
       maxLineBytes: 1024,
+      fileLinksValidHours: 720,
+      retryPassDelaySeconds: 0,
     });
+  });
+
+  it.each([
+    ['fileLinksValidHours', 1],
+    ['fileLinksValidHours', 720],
+    ['retryPassDelaySeconds', 0],
+    ['retryPassDelaySeconds', 3600],
+  ])('accepts %s %i, an end of its range', (key, value) => {
+    expect(parseSourceSettings({ ...MINIMAL, [key]: value })).toStrictEqual({ ...DEFAULTS, [key]: value });
   });
 
   it('infers the group level from a groupId', () => {
@@ -351,6 +366,41 @@ describe('parseSourceSettings', () => {
       'maxLineBytes above 256 MiB',
       { ...MINIMAL, maxLineBytes: 256 * 1024 * 1024 + 1 },
       'source.maxLineBytes must be an integer from 1024 to 268435456 (got 268435457)',
+    ],
+    [
+      'fileLinksValidHours 0',
+      { ...MINIMAL, fileLinksValidHours: 0 },
+      'source.fileLinksValidHours must be an integer from 1 to 720 (got 0)',
+    ],
+    [
+      'fileLinksValidHours above 30 days',
+      { ...MINIMAL, fileLinksValidHours: 721 },
+      'source.fileLinksValidHours must be an integer from 1 to 720 (got 721)',
+    ],
+    [
+      'fileLinksValidHours 1.5',
+      { ...MINIMAL, fileLinksValidHours: 1.5 },
+      'source.fileLinksValidHours must be an integer from 1 to 720 (got 1.5)',
+    ],
+    [
+      'fileLinksValidHours a string',
+      { ...MINIMAL, fileLinksValidHours: '24' },
+      'source.fileLinksValidHours must be an integer from 1 to 720 (got a string)',
+    ],
+    [
+      'retryPassDelaySeconds -1',
+      { ...MINIMAL, retryPassDelaySeconds: -1 },
+      'source.retryPassDelaySeconds must be an integer from 0 to 3600 (got -1)',
+    ],
+    [
+      'retryPassDelaySeconds above an hour',
+      { ...MINIMAL, retryPassDelaySeconds: 3601 },
+      'source.retryPassDelaySeconds must be an integer from 0 to 3600 (got 3601)',
+    ],
+    [
+      'retryPassDelaySeconds null',
+      { ...MINIMAL, retryPassDelaySeconds: null },
+      'source.retryPassDelaySeconds must be an integer from 0 to 3600 (got null)',
     ],
   ])('rejects %s', (_, raw, message) => {
     // Act

@@ -11,6 +11,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Receipt } from '../../lambdas/core/receipt.js';
+import type { DownloadLease } from '../../lambdas/services/export-lifecycle.js';
 import { type EmbeddedS3, startEmbeddedS3 } from '../../scripts/local/embedded-s3.js';
 import { DEFINITION_PATH, runExportLocally } from '../../scripts/local/runner.js';
 import { createLocalRuntime } from '../../scripts/local/runtime.js';
@@ -18,6 +19,7 @@ import {
   GROUP_ID,
   MATRIX_TRANSFER,
   type MatrixEnvironment,
+  requestsOf,
   startMatrixEnvironment,
 } from './support/matrix.js';
 import { assertZeroLoss } from './support/zero-loss.js';
@@ -135,6 +137,8 @@ describe('the local runner and a Task past its TimeoutSeconds', () => {
       onLogLine: (line) => logLines.push(line),
     });
 
+    const leasesAtFinalize = new Map<string, DownloadLease | undefined>();
+
     // Act
     let run: Awaited<ReturnType<typeof runExportLocally>>;
     try {
@@ -144,6 +148,13 @@ describe('the local runner and a Task past its TimeoutSeconds', () => {
         definitionPath,
         waitOverrideMs: 100,
         retryOverrideMs: 20,
+        beforeInvocation: async ({ functionName, input }) => {
+          if (functionName !== 'FinalizeExport') return;
+          const { workPrefix } = (input as { export: { workPrefix: string } }).export;
+          for (const key of await env.listKeys(`${workPrefix}in-flight/`)) {
+            leasesAtFinalize.set(key, await env.getJson<DownloadLease>(key));
+          }
+        },
       });
     } finally {
       await local.close();
@@ -156,6 +167,57 @@ describe('the local runner and a Task past its TimeoutSeconds', () => {
     const failures = run.events.filter((event) => event.type === 'StateFailed').map((event) => event.Error);
     expect(failures).toEqual(Array(run.killed.length).fill('States.Timeout'));
     expect(logLines.some((line) => line.includes('InvocationKilledError'))).toBe(true);
+    // The Task's own Retry landed each file in the first pass, one invocation after the killed one: the
+    // pass's tolerated-failure Catch never fired, and the retry pass had nothing to do.
+    expect(run.invocations.DownloadFile).toBe(2 * run.killed.length);
+    const entered = new Set(
+      run.events.filter((event) => event.type === 'StateEntered').map((event) => event.state?.name),
+    );
+    expect(
+      ['Check Files', 'Did Every File Land?', 'Finalize Export', 'Complete Export'].filter(
+        (name) => !entered.has(name),
+      ),
+    ).toEqual([]);
+    expect(
+      [
+        'Download Files [tolerated failure]',
+        'Wait Before Retrying Files',
+        'Retry Failed Files [ItemReader]',
+        'Retry Failed Files',
+      ].filter((name) => entered.has(name)),
+    ).toEqual([]);
+    const checked = run.events.find(
+      (event) => event.type === 'StateExited' && event.state?.name === 'Check Files',
+    );
+    expect((checked?.state?.output as { check?: unknown } | undefined)?.check).toMatchObject({
+      fileCount: 17,
+      landed: 17,
+      missing: 0,
+    });
+    // Fenced, a killed invocation sent nothing more once its Retry-After wait ended: each file was
+    // fetched twice, the 503 its killed invocation waited on, then the 200 the retry landed.
+    const fileGets = (await requestsOf(env, clientId)).filter(
+      (entry) => entry.method === 'GET' && entry.path.startsWith('/files/'),
+    );
+    const perFile = new Map<string, number[]>();
+    for (const entry of fileGets) perFile.set(entry.path, [...(perFile.get(entry.path) ?? []), entry.status]);
+    expect(perFile.size).toBe(17);
+    expect([...perFile.values()]).toEqual(Array(17).fill([503, 200]));
+    // Each landing invocation removed its download lease; a killed one could not (its S3 is fenced, as a
+    // dead Lambda's is gone): when Finalize Export starts, one lease per file is left, each with the
+    // invocation's own time limit (15 min here) as the deadline a clean-up would wait until, not the
+    // Task's TimeoutSeconds. Finalize removes them with the uploads such invocations abandoned.
+    const inFlight = `_work/source=${sourceId}/execution=${run.executionName}/in-flight/`;
+    expect([...leasesAtFinalize.keys()].map((key) => key.slice(inFlight.length).split('.')[0])).toEqual(
+      Array.from({ length: 17 }, (_, index) => String(index).padStart(6, '0')),
+    );
+    for (const [key, lease] of leasesAtFinalize) {
+      expect(lease?.index, key).toBe(Number(key.slice(inFlight.length).split('.')[0]));
+      const limitMs = Date.parse(lease!.deadline) - Date.parse(lease!.startedAt);
+      expect(limitMs, key).toBeGreaterThan(14 * 60_000);
+      expect(limitMs, key).toBeLessThanOrEqual(15 * 60_000);
+    }
+    expect(await env.listKeys(inFlight)).toEqual([]);
     await assertZeroLoss(
       env,
       {
