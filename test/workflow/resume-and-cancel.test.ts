@@ -248,4 +248,31 @@ describe('resume, cancel and never strand a source', () => {
     expect(await lockOf(run.sourceId)).toBeUndefined();
     expect(run.result.endedCleanUp).toBeUndefined();
   });
+
+  it('no token for the job after the marker: succeeded, the DELETE left to the server with a warning, never an old token', async () => {
+    const run = await runScenario(env, {
+      name: 'no completion token',
+      beforeInvocation(invocation) {
+        if (invocation.stateName === 'Mint Token For Completion') {
+          throw Object.assign(new Error('token endpoint down'), { name: 'TokenRequestError' });
+        }
+      },
+    });
+    expect(run.result.run.status).toBe('SUCCEEDED');
+    expect(run.result.receipt?.warnings).toEqual([
+      'could not DELETE the server job: no access token (the server removes it when it expires)',
+    ]);
+    expect(run.result.receipt?.serverJobDeleted).toBe(false);
+    expect(await deletesOf(run)).toHaveLength(0);
+    expect(await lockOf(run.sourceId)).toBeUndefined();
+  });
+
+  it('an execution without a sourceId fails in Prepare, and the clean-up of the ended execution finds nothing to do', async () => {
+    const run = await runScenario(env, { name: 'no source id', input: { sourceId: undefined } });
+    expect({ status: run.result.run.status, error: run.result.run.error }).toEqual({
+      status: 'FAILED',
+      error: 'InvalidExecutionInputError',
+    });
+    expect(run.result.endedCleanUp).toMatchObject({ action: 'nothing-to-do' });
+  });
 });
