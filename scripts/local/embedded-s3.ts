@@ -65,8 +65,17 @@ export async function startEmbeddedS3(options: EmbeddedS3Options = {}): Promise<
   child.stderr.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
   });
+  let closing = false;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.once('exit', (code, signal) => {
+    // Not asked to stop: every request from now on is refused; say why, once, where it is seen.
+    if (!closing)
+      process.stderr.write(
+        `embedded S3 (pid ${child.pid}) exited unexpectedly (${signal ?? `code ${code}`}): ${stderr.trim().slice(-2000)}\n`,
+      );
+  });
   const stop = async () => {
+    closing = true;
     if (child.exitCode === null && child.signalCode === null) {
       child.stdin.end();
       await exited;

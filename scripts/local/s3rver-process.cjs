@@ -442,3 +442,12 @@ process.on('SIGTERM', stop);
 // The command that started us decides when we stop (its stdin pipe closing): a Ctrl-C meant for it
 // must not take S3 away while it cleans up.
 process.on('SIGINT', () => {});
+
+// One request's stream failing where s3rver left no listener (a client that gave up mid-body)
+// must not take the whole server, and every export using it, down: it is reported, and that one
+// request fails.
+process.on('uncaughtException', (error) => {
+  process.stderr.write(
+    `embedded S3: one request failed outside any handler: ${error?.stack ?? error}\n`,
+  );
+});

@@ -23,7 +23,7 @@ import { assertZeroLoss } from './support/zero-loss.js';
  * handlers, the sandbox over HTTP, the embedded S3; each run is followed by
  * the zero-loss check where it applies.
  */
-describe('resume, cancel and never strand a source', () => {
+describe('resume, cancel and never strand a source', { timeout: 180_000 }, () => {
   let env: MatrixEnvironment;
   beforeAll(async () => {
     // ~50 files: 25 resources per file over the cohort's types.
