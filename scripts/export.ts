@@ -7,8 +7,8 @@
  */
 import './local/node-version.js';
 import { resolve } from 'node:path';
-import { DescribeExecutionCommand, RedriveExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { ExportNotResumableError } from '../lambdas/errors.js';
+import { redriveExecution } from './local/aws-redrive.js';
 import {
   checkExportRequest,
   DEFAULT_LOCAL_BUCKET,
@@ -245,42 +245,9 @@ async function runExport(options: ExportRun): Promise<number> {
   }
 }
 
-/**
- * On AWS a resume is RedriveExecution: Step Functions runs the failed
- * execution on from its failed state (the retry pass), re-running only the
- * files that have no verified result.
- */
 async function redriveOnAws(stateMachineArn: string, execution: string): Promise<number> {
-  const machine = /^arn:(aws[a-z-]*):states:([a-z0-9-]+):(\d{12}):stateMachine:([A-Za-z0-9_-]+)$/.exec(
-    stateMachineArn,
-  );
-  if (!machine)
-    throw new UsageError(
-      `--state-machine-arn must be a state machine ARN (got ${JSON.stringify(stateMachineArn.slice(0, 120))})`,
-    );
-  const executionArn = execution.startsWith('arn:')
-    ? execution
-    : `arn:${machine[1]}:states:${machine[2]}:${machine[3]}:execution:${machine[4]}:${execution}`;
-  const sfn = new SFNClient({ region: machine[2] });
-  try {
-    const described = await sfn.send(new DescribeExecutionCommand({ executionArn }));
-    if (described.status === 'RUNNING')
-      throw new ExportNotResumableError(`execution ${executionArn} is still running`);
-    if (described.status === 'SUCCEEDED')
-      throw new ExportNotResumableError(`execution ${executionArn} succeeded; there is nothing to resume`);
-    if (described.redriveStatus === 'NOT_REDRIVABLE') {
-      throw new ExportNotResumableError(
-        `execution ${executionArn} cannot be redriven: ${described.redriveStatusReason ?? 'Step Functions does not say why'}`,
-      );
-    }
-    const redriven = await sfn.send(new RedriveExecutionCommand({ executionArn }));
-    process.stdout.write(
-      `Redriven ${executionArn} at ${redriven.redriveDate?.toISOString() ?? 'now'}: it goes on from its failed state; files that landed are kept.\nWatch it: aws stepfunctions describe-execution --execution-arn ${executionArn}\n`,
-    );
-    return 0;
-  } finally {
-    sfn.destroy();
-  }
+  process.stdout.write(`${await redriveExecution(stateMachineArn, execution)}\n`);
+  return 0;
 }
 
 runCommand('export', USAGE, () => main(process.argv.slice(2)));

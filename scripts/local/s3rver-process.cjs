@@ -447,7 +447,5 @@ process.on('SIGINT', () => {});
 // must not take the whole server, and every export using it, down: it is reported, and that one
 // request fails.
 process.on('uncaughtException', (error) => {
-  process.stderr.write(
-    `embedded S3: one request failed outside any handler: ${error?.stack ?? error}\n`,
-  );
+  process.stderr.write(`embedded S3: one request failed outside any handler: ${error?.stack ?? error}\n`);
 });
