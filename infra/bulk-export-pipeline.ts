@@ -935,11 +935,25 @@ export class BulkExportPipeline extends Construct {
       }),
     };
 
-    this.attachPolicy('PrepareExportPolicy', roles.PrepareExport, 'Watermark read, per-source lock', [
-      s3Objects('s3:GetObject', 's3:PutObject', 's3:DeleteObject'),
-      s3Bucket('s3:ListBucket'),
-      dataKey('kms:GenerateDataKey', 'kms:Decrypt'),
-    ]);
+    this.attachPolicy(
+      'PrepareExportPolicy',
+      roles.PrepareExport,
+      'Watermark read, per-source lock; ends a dead holder it takes the lock from',
+      [
+        // Taking over a dead holder's lock ends its export: uploads aborted, staged copies removed
+        // for good, its failure receipt and event.
+        s3Objects(
+          's3:GetObject',
+          's3:PutObject',
+          's3:DeleteObject',
+          's3:DeleteObjectVersion',
+          's3:AbortMultipartUpload',
+        ),
+        s3Bucket('s3:ListBucket', 's3:ListBucketVersions', 's3:ListBucketMultipartUploads'),
+        dataKey('kms:GenerateDataKey', 'kms:Decrypt'),
+        putEvents,
+      ],
+    );
 
     const secretStatements = this.props.sources.flatMap((source): ExplainedStatement[] => {
       const statements: ExplainedStatement[] = [
@@ -1039,8 +1053,15 @@ export class BulkExportPipeline extends Construct {
       'After the marker: advances the watermark, DELETEs the server job, releases the lock, announces success',
       [
         sealing('kms:Decrypt'),
-        s3Objects('s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'),
-        s3Bucket('s3:ListBucket', 's3:ListBucketMultipartUploads'),
+        // DeleteObjectVersion and ListBucketVersions: staged copies are removed for good, versions included.
+        s3Objects(
+          's3:GetObject',
+          's3:PutObject',
+          's3:DeleteObject',
+          's3:DeleteObjectVersion',
+          's3:AbortMultipartUpload',
+        ),
+        s3Bucket('s3:ListBucket', 's3:ListBucketVersions', 's3:ListBucketMultipartUploads'),
         dataKey('kms:GenerateDataKey', 'kms:Decrypt'),
         putEvents,
       ],
@@ -1052,8 +1073,15 @@ export class BulkExportPipeline extends Construct {
       'Cleans up a stopped, timed-out or unhandled failed export: aborts uploads, records the failure, releases the lock',
       [
         sealing('kms:Decrypt'),
-        s3Objects('s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'),
-        s3Bucket('s3:ListBucket', 's3:ListBucketMultipartUploads'),
+        // DeleteObjectVersion and ListBucketVersions: staged copies are removed for good, versions included.
+        s3Objects(
+          's3:GetObject',
+          's3:PutObject',
+          's3:DeleteObject',
+          's3:DeleteObjectVersion',
+          's3:AbortMultipartUpload',
+        ),
+        s3Bucket('s3:ListBucket', 's3:ListBucketVersions', 's3:ListBucketMultipartUploads'),
         dataKey('kms:GenerateDataKey', 'kms:Decrypt'),
         putEvents,
       ],
@@ -1065,8 +1093,15 @@ export class BulkExportPipeline extends Construct {
       'Aborts uploads, records the failure, releases the lock',
       [
         sealing('kms:Decrypt'),
-        s3Objects('s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'),
-        s3Bucket('s3:ListBucket', 's3:ListBucketMultipartUploads'),
+        // DeleteObjectVersion and ListBucketVersions: staged copies are removed for good, versions included.
+        s3Objects(
+          's3:GetObject',
+          's3:PutObject',
+          's3:DeleteObject',
+          's3:DeleteObjectVersion',
+          's3:AbortMultipartUpload',
+        ),
+        s3Bucket('s3:ListBucket', 's3:ListBucketVersions', 's3:ListBucketMultipartUploads'),
         dataKey('kms:GenerateDataKey', 'kms:Decrypt'),
         putEvents,
       ],

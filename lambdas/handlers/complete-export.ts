@@ -2,7 +2,7 @@ import { failureReceiptKey, watermarkKey } from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
 import type { Receipt } from '../core/receipt.js';
 import { type Runtime, sealContext } from '../runtime.js';
-import { removeObjects, stagingPrefix } from '../services/publish-export.js';
+import { removePrefixForGood, stagingPrefix } from '../services/publish-export.js';
 import { releaseSourceLock } from '../services/source-lock.js';
 import type { ExportContext } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
@@ -72,8 +72,7 @@ export function createCompleteExportHandler(runtime: Runtime) {
     // Published and verified: the staged copies are no longer needed (nor a second copy of the data).
     await step('remove the staged copies of the published files', async () => {
       const root = result.completionMarkerKey.slice(0, -'_SUCCESS.json'.length);
-      const staged = await runtime.store.listKeys(stagingPrefix(root));
-      await removeObjects(runtime.s3, context.bucket, staged);
+      await removePrefixForGood(runtime.s3, context.bucket, stagingPrefix(root));
     });
     const serverJobDeleted = (await deleteServerJob(runtime, event, warnings)) ?? false;
     await step('release the source lock', () =>

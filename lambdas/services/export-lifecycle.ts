@@ -10,7 +10,7 @@ import {
 import { oneLine } from '../core/operation-outcome.js';
 import { type Runtime, sealContext } from '../runtime.js';
 import type { ExportContext, ManifestSummary } from '../state.js';
-import { removeObjects, stagingPrefix } from './publish-export.js';
+import { removePrefixForGood, stagingPrefix } from './publish-export.js';
 import { readLock, releaseSourceLock, type SourceLock, updateSourceLock } from './source-lock.js';
 
 /**
@@ -248,9 +248,12 @@ export async function endExport(runtime: Runtime, request: EndExportRequest): Pr
     if (exportRoot) {
       // Never published, and no resume will: readers never saw them, nobody ever will.
       await attempt('remove unpublished data', async () => {
-        const staged = await runtime.store.listKeys(stagingPrefix(exportRoot));
-        await removeObjects(runtime.s3, runtime.store.bucket, staged);
-        if (staged.length > 0) actions.push(`removed ${staged.length} unpublished data file(s)`);
+        const removed = await removePrefixForGood(
+          runtime.s3,
+          runtime.store.bucket,
+          stagingPrefix(exportRoot),
+        );
+        if (removed.objects > 0) actions.push(`removed ${removed.objects} unpublished data file(s)`);
       });
     }
   } else {

@@ -6,6 +6,8 @@ import {
   GetObjectTaggingCommand,
   HeadObjectCommand,
   type HeadObjectCommandOutput,
+  ListObjectsV2Command,
+  ListObjectVersionsCommand,
   type S3Client,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
@@ -250,6 +252,70 @@ export async function removeObjects(
     );
   }
   return all.length;
+}
+
+/**
+ * Removes everything under a prefix for good: the current objects, then, on
+ * a versioned bucket (the export bucket is), every version and delete marker
+ * under it. Staged copies are data: removed by key only, their bytes would
+ * stay as noncurrent versions until the lifecycle rule expires them, a
+ * second copy of patients' data for weeks. A store without versioning (the
+ * embedded S3 refuses ListObjectVersions) has nothing more to remove. Returns how many current objects and how many versions
+ * were removed.
+ */
+export async function removePrefixForGood(
+  s3: S3Client,
+  bucket: string,
+  prefix: string,
+): Promise<{ readonly objects: number; readonly versions: number }> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await s3.send(
+      new ListObjectsV2Command({
+        Bucket: bucket,
+        Prefix: prefix,
+        ...(token ? { ContinuationToken: token } : {}),
+      }),
+    );
+    for (const object of page.Contents ?? []) if (object.Key) keys.push(object.Key);
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  const objects = await removeObjects(s3, bucket, keys);
+
+  const versions: { key: string; versionId: string }[] = [];
+  let keyMarker: string | undefined;
+  let versionIdMarker: string | undefined;
+  try {
+    do {
+      const page = await s3.send(
+        new ListObjectVersionsCommand({
+          Bucket: bucket,
+          Prefix: prefix,
+          ...(keyMarker ? { KeyMarker: keyMarker } : {}),
+          ...(versionIdMarker ? { VersionIdMarker: versionIdMarker } : {}),
+        }),
+      );
+      for (const entry of [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])]) {
+        // An unversioned object is listed with the version id "null": deleting it by key did that already.
+        if (entry.Key && entry.VersionId && entry.VersionId !== 'null')
+          versions.push({ key: entry.Key, versionId: entry.VersionId });
+      }
+      keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+      versionIdMarker = page.IsTruncated ? page.NextVersionIdMarker : undefined;
+    } while (keyMarker);
+  } catch (error) {
+    // A store that keeps no versions (the embedded S3 answers MethodNotAllowed) has none to remove.
+    const name = (error as { name?: string }).name;
+    if (name === 'NotImplemented' || name === 'MethodNotAllowed') return { objects, versions: 0 };
+    throw new StorageError(
+      `cannot list the versions under s3://${bucket}/${prefix}: ${describeS3Error(error)}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  return { objects, versions: versions.length === 0 ? 0 : await removeObjects(s3, bucket, versions) };
 }
 
 interface PublishSettings {

@@ -253,9 +253,17 @@ describe('IAM least privilege', () => {
     }
   });
 
-  it('lets only the handlers that end an export put fhir.bulk-export events', () => {
+  it('lets only the handlers that remove staged copies delete object versions and list them', () => {
+    const removers = (['PrepareExport', 'CompleteExport', 'CleanUp', 'CleanUpEndedExport'] as const)
+      .map(roleIdOf)
+      .sort();
+    expect(rolesGranting('s3:DeleteObjectVersion')).toEqual(removers);
+    expect(rolesGranting('s3:ListBucketVersions')).toEqual(removers);
+  });
+
+  it('lets only the handlers that end an export put fhir.bulk-export events (Prepare: a dead holder it takes over)', () => {
     expect(rolesGranting('events:PutEvents')).toEqual(
-      (['CompleteExport', 'CleanUp', 'CleanUpEndedExport'] as const).map(roleIdOf).sort(),
+      (['PrepareExport', 'CompleteExport', 'CleanUp', 'CleanUpEndedExport'] as const).map(roleIdOf).sort(),
     );
     const putEvents = identityPolicies(synth.template)
       .flatMap((policy) => policy.statements)
