@@ -1047,64 +1047,42 @@ export class BulkExportPipeline extends Construct {
       ],
     );
 
+    // What ending an export takes, before or after its marker: open the sealed token for the job's
+    // DELETE, write receipts and the lock, abort uploads, remove staged copies for good (versions
+    // included), announce the outcome.
+    const endingAnExport = (): (ExplainedStatement | undefined)[] => [
+      sealing('kms:Decrypt'),
+      s3Objects(
+        's3:GetObject',
+        's3:PutObject',
+        's3:DeleteObject',
+        's3:DeleteObjectVersion',
+        's3:AbortMultipartUpload',
+      ),
+      s3Bucket('s3:ListBucket', 's3:ListBucketVersions', 's3:ListBucketMultipartUploads'),
+      dataKey('kms:GenerateDataKey', 'kms:Decrypt'),
+      putEvents,
+    ];
+
     this.attachPolicy(
       'CompleteExportPolicy',
       roles.CompleteExport,
       'After the marker: advances the watermark, DELETEs the server job, releases the lock, announces success',
-      [
-        sealing('kms:Decrypt'),
-        // DeleteObjectVersion and ListBucketVersions: staged copies are removed for good, versions included.
-        s3Objects(
-          's3:GetObject',
-          's3:PutObject',
-          's3:DeleteObject',
-          's3:DeleteObjectVersion',
-          's3:AbortMultipartUpload',
-        ),
-        s3Bucket('s3:ListBucket', 's3:ListBucketVersions', 's3:ListBucketMultipartUploads'),
-        dataKey('kms:GenerateDataKey', 'kms:Decrypt'),
-        putEvents,
-      ],
+      endingAnExport(),
     );
 
     this.attachPolicy(
       'CleanUpEndedExportPolicy',
       roles.CleanUpEndedExport,
       'Cleans up a stopped, timed-out or unhandled failed export: aborts uploads, records the failure, releases the lock',
-      [
-        sealing('kms:Decrypt'),
-        // DeleteObjectVersion and ListBucketVersions: staged copies are removed for good, versions included.
-        s3Objects(
-          's3:GetObject',
-          's3:PutObject',
-          's3:DeleteObject',
-          's3:DeleteObjectVersion',
-          's3:AbortMultipartUpload',
-        ),
-        s3Bucket('s3:ListBucket', 's3:ListBucketVersions', 's3:ListBucketMultipartUploads'),
-        dataKey('kms:GenerateDataKey', 'kms:Decrypt'),
-        putEvents,
-      ],
+      endingAnExport(),
     );
 
     this.attachPolicy(
       'CleanUpPolicy',
       roles.CleanUp,
       'Aborts uploads, records the failure, releases the lock',
-      [
-        sealing('kms:Decrypt'),
-        // DeleteObjectVersion and ListBucketVersions: staged copies are removed for good, versions included.
-        s3Objects(
-          's3:GetObject',
-          's3:PutObject',
-          's3:DeleteObject',
-          's3:DeleteObjectVersion',
-          's3:AbortMultipartUpload',
-        ),
-        s3Bucket('s3:ListBucket', 's3:ListBucketVersions', 's3:ListBucketMultipartUploads'),
-        dataKey('kms:GenerateDataKey', 'kms:Decrypt'),
-        putEvents,
-      ],
+      endingAnExport(),
     );
   }
 
