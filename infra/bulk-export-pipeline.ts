@@ -935,24 +935,29 @@ export class BulkExportPipeline extends Construct {
       }),
     };
 
+    // What ending an export takes, before or after its marker: write receipts and the lock, abort
+    // uploads, remove staged copies for good (versions included), announce the outcome; and, but for
+    // a run taking over a dead holder, open the sealed token for the job's DELETE.
+    const endingAnExportWithoutToken = (): (ExplainedStatement | undefined)[] => [
+      s3Objects(
+        's3:GetObject',
+        's3:PutObject',
+        's3:DeleteObject',
+        's3:DeleteObjectVersion',
+        's3:AbortMultipartUpload',
+      ),
+      s3Bucket('s3:ListBucket', 's3:ListBucketVersions', 's3:ListBucketMultipartUploads'),
+      dataKey('kms:GenerateDataKey', 'kms:Decrypt'),
+      putEvents,
+    ];
+    const endingAnExport = () => [sealing('kms:Decrypt'), ...endingAnExportWithoutToken()];
+
     this.attachPolicy(
       'PrepareExportPolicy',
       roles.PrepareExport,
       'Watermark read, per-source lock; ends a dead holder it takes the lock from',
-      [
-        // Taking over a dead holder's lock ends its export: uploads aborted, staged copies removed
-        // for good, its failure receipt and event.
-        s3Objects(
-          's3:GetObject',
-          's3:PutObject',
-          's3:DeleteObject',
-          's3:DeleteObjectVersion',
-          's3:AbortMultipartUpload',
-        ),
-        s3Bucket('s3:ListBucket', 's3:ListBucketVersions', 's3:ListBucketMultipartUploads'),
-        dataKey('kms:GenerateDataKey', 'kms:Decrypt'),
-        putEvents,
-      ],
+      // Taking over a dead holder's lock ends its export; its job's DELETE is the new run's Kick Off's.
+      endingAnExportWithoutToken(),
     );
 
     const secretStatements = this.props.sources.flatMap((source): ExplainedStatement[] => {
@@ -1046,23 +1051,6 @@ export class BulkExportPipeline extends Construct {
         dataKey('kms:GenerateDataKey', 'kms:Decrypt'),
       ],
     );
-
-    // What ending an export takes, before or after its marker: open the sealed token for the job's
-    // DELETE, write receipts and the lock, abort uploads, remove staged copies for good (versions
-    // included), announce the outcome.
-    const endingAnExport = (): (ExplainedStatement | undefined)[] => [
-      sealing('kms:Decrypt'),
-      s3Objects(
-        's3:GetObject',
-        's3:PutObject',
-        's3:DeleteObject',
-        's3:DeleteObjectVersion',
-        's3:AbortMultipartUpload',
-      ),
-      s3Bucket('s3:ListBucket', 's3:ListBucketVersions', 's3:ListBucketMultipartUploads'),
-      dataKey('kms:GenerateDataKey', 'kms:Decrypt'),
-      putEvents,
-    ];
 
     this.attachPolicy(
       'CompleteExportPolicy',

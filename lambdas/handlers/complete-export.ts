@@ -72,7 +72,9 @@ export function createCompleteExportHandler(runtime: Runtime) {
     // Published and verified: the staged copies are no longer needed (nor a second copy of the data).
     await step('remove the staged copies of the published files', async () => {
       const root = result.completionMarkerKey.slice(0, -'_SUCCESS.json'.length);
-      await removePrefixForGood(runtime.s3, context.bucket, stagingPrefix(root));
+      await removePrefixForGood(runtime.s3, context.bucket, stagingPrefix(root), (prefix) =>
+        runtime.store.listKeys(prefix),
+      );
     });
     const serverJobDeleted = (await deleteServerJob(runtime, event, warnings)) ?? false;
     await step('release the source lock', () =>

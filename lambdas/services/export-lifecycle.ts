@@ -252,6 +252,7 @@ export async function endExport(runtime: Runtime, request: EndExportRequest): Pr
           runtime.s3,
           runtime.store.bucket,
           stagingPrefix(exportRoot),
+          (prefix) => runtime.store.listKeys(prefix),
         );
         if (removed.objects > 0) actions.push(`removed ${removed.objects} unpublished data file(s)`);
       });

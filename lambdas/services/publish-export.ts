@@ -6,7 +6,6 @@ import {
   GetObjectTaggingCommand,
   HeadObjectCommand,
   type HeadObjectCommandOutput,
-  ListObjectsV2Command,
   ListObjectVersionsCommand,
   type S3Client,
   UploadPartCopyCommand,
@@ -267,20 +266,10 @@ export async function removePrefixForGood(
   s3: S3Client,
   bucket: string,
   prefix: string,
+  /** The store's listing (JsonStore.listKeys, with its retries). */
+  listKeys: (prefix: string) => Promise<string[]>,
 ): Promise<{ readonly objects: number; readonly versions: number }> {
-  const keys: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await s3.send(
-      new ListObjectsV2Command({
-        Bucket: bucket,
-        Prefix: prefix,
-        ...(token ? { ContinuationToken: token } : {}),
-      }),
-    );
-    for (const object of page.Contents ?? []) if (object.Key) keys.push(object.Key);
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
+  const keys = await listKeys(prefix);
   const objects = await removeObjects(s3, bucket, keys);
 
   const versions: { key: string; versionId: string }[] = [];

@@ -334,15 +334,21 @@ describe('the clean-up rule', () => {
         JSON.stringify(resource.Properties.Queues) ===
           JSON.stringify([ref(pipeline().cleanUpDeadLetterQueue)]),
     );
-    expect(queuePolicy).toBeDefined();
-    expect((queuePolicy!.Properties.PolicyDocument as { Statement: unknown[] }).Statement).toContainEqual(
-      expect.objectContaining({
-        Effect: 'Allow',
-        Action: 'sqs:SendMessage',
-        Principal: { Service: 'events.amazonaws.com' },
-        Condition: { ArnEquals: { 'aws:SourceArn': arnOf(pipeline().cleanUpRule) } },
-      }),
-    );
+    expect(queuePolicy).toMatchObject({
+      Properties: {
+        Queues: [ref(pipeline().cleanUpDeadLetterQueue)],
+        PolicyDocument: {
+          Statement: expect.arrayContaining([
+            expect.objectContaining({
+              Effect: 'Allow',
+              Action: 'sqs:SendMessage',
+              Principal: { Service: 'events.amazonaws.com' },
+              Condition: { ArnEquals: { 'aws:SourceArn': arnOf(pipeline().cleanUpRule) } },
+            }),
+          ]),
+        },
+      },
+    });
     const keyPolicy = propertiesOf(pipeline().operationsKey).KeyPolicy as { Statement: { Sid?: string }[] };
     expect(
       keyPolicy.Statement.find((statement) => statement.Sid === 'EventBridgeWritesUndeliveredCleanUps'),

@@ -44,6 +44,7 @@ describe('removePrefixForGood', () => {
     await s3?.close();
   });
 
+  const listed = (prefix: string) => listAllKeys(client, BUCKET, prefix);
   const stage = async (keys: string[]) => {
     for (const Key of keys)
       await client.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: `{"k":"${Key}"}\n` }));
@@ -60,7 +61,10 @@ describe('removePrefixForGood', () => {
       'a/type=Patient/part-0001.ndjson',
     ]);
 
-    expect(await removePrefixForGood(client, BUCKET, 'a/_staging/')).toEqual({ objects: 2, versions: 0 });
+    expect(await removePrefixForGood(client, BUCKET, 'a/_staging/', listed)).toEqual({
+      objects: 2,
+      versions: 0,
+    });
     expect(await listAllKeys(client, BUCKET, 'a/')).toEqual(['a/type=Patient/part-0001.ndjson']);
   });
 
@@ -89,7 +93,10 @@ describe('removePrefixForGood', () => {
       return pages[prefixes.length - 1]!;
     };
 
-    expect(await removePrefixForGood(client, BUCKET, 'b/_staging/')).toEqual({ objects: 1, versions: 2 });
+    expect(await removePrefixForGood(client, BUCKET, 'b/_staging/', listed)).toEqual({
+      objects: 1,
+      versions: 2,
+    });
     expect(prefixes).toEqual(['b/_staging/', 'b/_staging/']);
     expect(deletes).toEqual([
       [{ Key: 'b/_staging/type=Observation/part-0001.ndjson' }],
@@ -108,7 +115,7 @@ describe('removePrefixForGood', () => {
         $metadata: { httpStatusCode: 403 },
       });
     };
-    await expect(removePrefixForGood(client, BUCKET, 'c/_staging/')).rejects.toThrow(
+    await expect(removePrefixForGood(client, BUCKET, 'c/_staging/', listed)).rejects.toThrow(
       /cannot list the versions under s3:\/\/staging-removal\/c\/_staging\/: AccessDenied/,
     );
   });
