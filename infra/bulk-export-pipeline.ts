@@ -24,61 +24,20 @@ import {
   DOWNLOAD_FILE_MIN_MEMORY_MB,
   downloadFileMemoryMb,
 } from '../lambdas/core/ndjson/line-limit.js';
+import type { SourceSettingsInput } from '../lambdas/schema/source.js';
+import type { SIGNING_KEY_SPECS } from './config.js';
 import { acknowledgeWildcards, type ExplainedStatement } from './nag-findings.js';
 import { checkEnvironmentSize, validatePipelineProps } from './validate-props.js';
 
 /** KMS key specs that sign SMART client assertions: ES384 on P-384, RS384 on RSA. */
-export type SigningKeySpec = 'ECC_NIST_P384' | 'RSA_2048' | 'RSA_3072' | 'RSA_4096';
+export type SigningKeySpec = (typeof SIGNING_KEY_SPECS)[number];
 
 /**
- * The non-secret settings of a source, as the Lambdas read them from the
- * `SOURCES` environment variable (`SourceSettings` in lambdas/config.ts).
- * Credentials never go here: they live in the source's client secret.
+ * The non-secret settings of a source: the source schema's input
+ * (lambdas/schema/source.ts), defaults left out. Credentials never go here:
+ * they live in the source's client secret.
  */
-export interface ExportSourceSettings {
-  /** Optional repeat of the source id; must equal it when set. */
-  readonly id?: string;
-  readonly description?: string;
-  /** The FHIR base URL (https). */
-  readonly fhirBaseUrl: string;
-  readonly export?: {
-    /** @default 'group' when groupId is set, else 'system' */
-    readonly level?: 'system' | 'patient' | 'group';
-    readonly groupId?: string;
-    /** `_type`. @default all types the server offers */
-    readonly types?: readonly string[];
-    /** `_typeFilter` queries such as `Observation?category=laboratory`. */
-    readonly typeFilters?: readonly string[];
-    /** `_elements`. */
-    readonly elements?: readonly string[];
-    /** @default 'GET' */
-    readonly method?: 'GET' | 'POST';
-    /** Oracle Health rejects a repeated `_type`. @default 'comma' */
-    readonly typeParameterStyle?: 'comma' | 'repeat';
-    /** @default 'application/fhir+ndjson' */
-    readonly outputFormat?: string;
-  };
-  /** Files downloaded at once for this source (the Distributed Map's MaxConcurrency). @default 4 */
-  readonly maxConcurrency?: number;
-  /** Longest wait between polls a server may ask for. @default 300 */
-  readonly retryAfterCeilingSeconds?: number;
-  /** Give up on an export not complete after this long. @default 72 */
-  readonly deadlineHours?: number;
-  /** @default 10 */
-  readonly maxConsecutiveTransientErrors?: number;
-  /** How far a manifest's transactionTime may be ahead of our clock before the export is refused. @default 300 */
-  readonly maxClockSkewSeconds?: number;
-  /** Local mode only; rejected here. @default false */
-  readonly allowInsecureHttp?: boolean;
-  /** @default 'fail' */
-  readonly invalidLinePolicy?: 'fail' | 'quarantine';
-  /** Longest NDJSON line accepted; Download File's memory grows with the largest of the sources' (lambdas/core/ndjson/line-limit.ts). @default 64 MiB */
-  readonly maxLineBytes?: number;
-  /** How long a failed export stays resumable when the server sends no `Expires`. @default 24 */
-  readonly fileLinksValidHours?: number;
-  /** The pause before the pass that retries the files the first pass could not land. @default 60 */
-  readonly retryPassDelaySeconds?: number;
-}
+export type ExportSourceSettings = SourceSettingsInput;
 
 /** When a source's daily delta runs: an EventBridge Scheduler schedule that starts `{ sourceId, since: "auto" }`. */
 export interface ExportScheduleProps {

@@ -1,13 +1,14 @@
 import { Duration, Token } from 'aws-cdk-lib';
-import { parseSourceSettings } from '../lambdas/config.js';
+import { parseWith } from '../lambdas/schema/fields.js';
+import { CREDENTIAL_KEYS, SOURCE_ID_PATTERN, SourceSettingsSchema } from '../lambdas/schema/source.js';
 import type {
   BulkExportPipelineProps,
   BulkExportSourceProps,
   ExportBucketProps,
   ExportScheduleProps,
   ExportSourceSettings,
-  SigningKeySpec,
 } from './bulk-export-pipeline.js';
+import { SIGNING_KEY_SPECS } from './config.js';
 import { isKnownTimeZone, scheduleExpressionProblem } from './schedule-expression.js';
 
 /**
@@ -20,28 +21,6 @@ import { isKnownTimeZone, scheduleExpressionProblem } from './schedule-expressio
  * Source settings go through the Lambdas' own validation (`lambdas/config.ts`,
  * a pure module; infra imports no handler).
  */
-
-export const SIGNING_KEY_SPECS: readonly SigningKeySpec[] = [
-  'ECC_NIST_P384',
-  'RSA_2048',
-  'RSA_3072',
-  'RSA_4096',
-];
-
-/** Same rule as the Lambdas' `SOURCE_ID`: it ends up in S3 keys, execution names and alias names. */
-const SOURCE_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
-
-/** Keys of a local source file that belong in the client secret, never in `SOURCES`. */
-const AUTH_KEYS = [
-  'clientId',
-  'privateKeyFile',
-  'privateJwk',
-  'kmsKeyId',
-  'tokenUrl',
-  'scope',
-  'scopeSyntax',
-  'extraScopes',
-];
 
 /** The bucket props a caller may set; the security-relevant ones are fixed by the construct. */
 export const EXPORT_BUCKET_PROP_KEYS: readonly (keyof ExportBucketProps)[] = [
@@ -79,10 +58,10 @@ function checkSettings(settings: ExportSourceSettings, id: string, path: string)
   if (settings === null || typeof settings !== 'object' || Array.isArray(settings))
     fail(`${path} must be an object of source settings`);
   const keys = Object.keys(settings);
-  const auth = keys.filter((key) => AUTH_KEYS.includes(key));
+  const auth = keys.filter((key) => CREDENTIAL_KEYS.includes(key));
   if (auth.length > 0) {
     fail(
-      `${path}.${auth[0]} belongs in the source's client secret (Secrets Manager), not in its settings: settings end up in a Lambda environment variable`,
+      `${path}.${auth[0]} belongs in the source's client secret (Secrets Manager), not in its settings: settings are stored in the source registry, which every task function reads`,
     );
   }
   if (settings.id !== undefined && settings.id !== id) {
@@ -90,12 +69,8 @@ function checkSettings(settings: ExportSourceSettings, id: string, path: string)
   }
   if (settings.allowInsecureHttp === true)
     fail(`${path}.allowInsecureHttp is for local mode only; on AWS every FHIR URL must be https`);
-  // The Lambdas' own validation, run at synth: a bad setting fails here, not at a cold start.
-  try {
-    parseSourceSettings({ ...settings, id }, path);
-  } catch (error) {
-    fail((error as Error).message);
-  }
+  // The Lambdas' own schema, run at synth: a bad setting fails here, not when an export starts.
+  parseWith(SourceSettingsSchema, settings, path, (message) => new BulkExportPipelinePropsError(message));
 }
 
 function checkSchedule(schedule: ExportScheduleProps, path: string): void {
@@ -138,7 +113,7 @@ function checkClientSecret(source: BulkExportSourceProps, path: string): void {
 
 function checkSource(source: BulkExportSourceProps, path: string): void {
   if (source === null || typeof source !== 'object') fail(`${path} must be an object`);
-  if (typeof source.id !== 'string' || !SOURCE_ID.test(source.id)) {
+  if (typeof source.id !== 'string' || !SOURCE_ID_PATTERN.test(source.id)) {
     fail(
       `${path}.id ${JSON.stringify(source.id)} must be 1-63 lower-case letters, digits or dashes, starting with a letter or digit`,
     );

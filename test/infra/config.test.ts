@@ -77,53 +77,58 @@ describe('parsePipelineConfig', () => {
     [
       'a misspelled key',
       { sources: [SOURCE], stackname: 'x' },
-      'config.stackname is not a known key (expected one of',
+      'config has unknown key(s) stackname; expected only stackName, account, region,',
     ],
     ['no sources', { sources: [] }, 'config.sources must be a non-empty array of sources'],
     [
       'a source without a secret',
       { sources: [{ id: 'a', settings: SOURCE.settings }] },
-      "config.sources[0].clientSecret is required (the ARN or name of the source's secret)",
+      'config.sources[0].clientSecret is required: a non-empty string',
     ],
     [
       'a source without settings',
       { sources: [{ id: 'a', clientSecret: 's' }] },
-      'config.sources[0].settings must be an object with at least fhirBaseUrl',
+      'config.sources[0].settings is required: a JSON object',
     ],
     [
       'a window given as text',
       { sources: [{ ...SOURCE, schedule: { expression: 'rate(1 day)', flexibleWindowMinutes: '30' } }] },
-      'config.sources[0].schedule.flexibleWindowMinutes must be whole minutes, got a string',
+      'config.sources[0].schedule.flexibleWindowMinutes must be an integer from 0 to 1440 (got a string)',
     ],
     [
       'a schedule without an expression',
       { sources: [{ ...SOURCE, schedule: { timeZone: 'UTC' } }] },
-      'config.sources[0].schedule.expression is required',
+      'config.sources[0].schedule.expression is required: a non-empty string',
     ],
     [
       'a log retention CloudWatch does not offer',
       { sources: [SOURCE], logRetentionDays: 100 },
-      'config.logRetentionDays must be one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653, got a number',
+      'config.logRetentionDays must be one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653 (got 100)',
     ],
     [
       'a zero-day lifecycle',
       { sources: [SOURCE], lifecycle: { workExpirationDays: 0 } },
-      'config.lifecycle.workExpirationDays must be a positive whole number of days, got a number',
+      'config.lifecycle.workExpirationDays must be an integer from 1 to 36500 (got 0)',
     ],
     [
       'an unknown removal policy',
       { sources: [SOURCE], removalPolicy: 'delete' },
-      'config.removalPolicy must be retain or destroy, got a string',
+      'config.removalPolicy must be one of retain, destroy (got "delete")',
     ],
     [
       'an alarm address that is not an email',
       { sources: [SOURCE], alarmEmails: ['ops team'] },
-      'config.alarmEmails must be an array of email addresses, got an array',
+      'config.alarmEmails[0] must be an email address',
     ],
     [
       'a signing key spec SMART cannot use',
       { sources: [{ ...SOURCE, signingKeySpec: 'HMAC_256' }] },
-      'config.sources[0].signingKeySpec must be ECC_NIST_P384, RSA_2048, RSA_3072 or RSA_4096, got a string',
+      'config.sources[0].signingKeySpec must be one of ECC_NIST_P384, RSA_2048, RSA_3072, RSA_4096 (got "HMAC_256")',
+    ],
+    [
+      "a source setting out of range (the Lambdas' own source schema)",
+      { sources: [{ ...SOURCE, settings: { ...SOURCE.settings, maxConcurrency: 0 } }] },
+      'config.sources[0].settings.maxConcurrency must be an integer from 1 to 1000 (got 0)',
     ],
   ])('rejects %s, naming the key', (_, raw, message) => {
     expect(() => parsePipelineConfig(raw)).toThrow(PipelineConfigError);
@@ -149,7 +154,7 @@ describe('loadPipelineConfig', () => {
     const file = join(dir, 'bad.json');
     writeFileSync(file, JSON.stringify({ sources: [SOURCE], logLevel: 'verbose' }));
     expect(() => loadPipelineConfig(file)).toThrow(
-      `${file}.logLevel must be debug, info, warn or error, got a string`,
+      `${file}.logLevel must be one of debug, info, warn, error (got "verbose")`,
     );
   });
 });

@@ -92,12 +92,12 @@ const CASES: readonly [string, (stack: Stack) => BulkExportPipelineProps, string
   [
     'a credential in the settings',
     () => ({ sources: [withSettings({ clientId: 'abc' })] }),
-    "sources[0].settings.clientId belongs in the source's client secret (Secrets Manager), not in its settings: settings end up in a Lambda environment variable",
+    "sources[0].settings.clientId belongs in the source's client secret (Secrets Manager), not in its settings: settings are stored in the source registry, which every task function reads",
   ],
   [
     'a misspelled setting',
     () => ({ sources: [withSettings({ maxConcurency: 4 })] }),
-    'sources[0].settings has unknown key(s) maxConcurency; expected only id, description, fhirBaseUrl, export, maxConcurrency, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, clientId, privateKeyFile, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes',
+    'sources[0].settings has unknown key(s) maxConcurency; expected only id, description, fhirBaseUrl, export, maxConcurrency, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds',
   ],
   [
     'a settings id that disagrees with the source id',

@@ -40,7 +40,7 @@ const DEFAULTS = {
 };
 
 const SOURCE_KEYS =
-  'id, description, fhirBaseUrl, export, maxConcurrency, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, clientId, privateKeyFile, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes';
+  'id, description, fhirBaseUrl, export, maxConcurrency, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, clientId, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes, privateKeyFile';
 const EXPORT_KEYS = 'level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat';
 
 describe('parseSourceSettings', () => {
@@ -142,12 +142,12 @@ describe('parseSourceSettings', () => {
     // Prepare
     const auth = {
       clientId: 'client-1',
-      privateKeyFile: 'keys/epic.jwk.json',
       kmsKeyId: 'alias/epic',
       tokenUrl: 'https://ehr.example.org/oauth2/token',
       scope: 'system/*.rs',
       scopeSyntax: 'v2',
       extraScopes: ['system/Group.read'],
+      privateKeyFile: 'keys/epic.jwk.json',
     };
     // Act
     const settings = parseSourceSettings({ ...MINIMAL, ...auth });
@@ -170,7 +170,11 @@ describe('parseSourceSettings', () => {
       { ...MINIMAL, clientSecret: 's3cr3t' },
       `source has unknown key(s) clientSecret; expected only ${SOURCE_KEYS}`,
     ],
-    ['no id', { fhirBaseUrl: MINIMAL.fhirBaseUrl }, 'source.id is required: a non-empty string'],
+    [
+      'no id',
+      { fhirBaseUrl: MINIMAL.fhirBaseUrl },
+      'source.id is required: 1-63 lower-case letters, digits or dashes, starting with a letter or digit',
+    ],
     [
       'an upper-case id',
       { ...MINIMAL, id: 'Epic' },
@@ -245,17 +249,17 @@ describe('parseSourceSettings', () => {
     [
       'level group without groupId',
       { ...MINIMAL, export: { level: 'group' } },
-      'source.export.groupId is required when source.export.level is group',
+      'source.export.groupId is required when export.level is group',
     ],
     [
       'a groupId at the system level',
       { ...MINIMAL, export: { level: 'system', groupId: 'g1' } },
-      'source.export.groupId is set but source.export.level is system; use level group',
+      'source.export.groupId is set but export.level is system; use level group',
     ],
     [
       'a groupId at the patient level',
       { ...MINIMAL, export: { level: 'patient', groupId: 'g1' } },
-      'source.export.groupId is set but source.export.level is patient; use level group',
+      'source.export.groupId is set but export.level is patient; use level group',
     ],
     [
       'an empty groupId',

@@ -1,16 +1,9 @@
 import { isAbsolute, join } from 'node:path';
 import { ConfigurationError } from '../../errors.js';
+import { parseWith } from '../../schema/fields.js';
+import { ClientSecretSchema, SourceFileSchema } from '../../schema/source.js';
 import { checkFetchableUrl } from '../urls.js';
-import {
-  asObject,
-  describe,
-  optionalBoolean,
-  optionalEnum,
-  optionalString,
-  optionalStringArray,
-  rejectUnknownKeys,
-  requiredString,
-} from '../validate.js';
+import { asObject, describe } from '../validate.js';
 import { ASSERTION_ALGORITHMS, type AssertionAlgorithm } from './client-assertion.js';
 import type { ScopeSyntax } from './scopes.js';
 
@@ -55,17 +48,6 @@ export interface PrivateJwk {
   readonly [member: string]: unknown;
 }
 
-export const SECRET_KEYS = [
-  'clientId',
-  'kmsKeyId',
-  'privateJwk',
-  'scope',
-  'tokenUrl',
-  'scopeSyntax',
-  'extraScopes',
-];
-
-const SCOPE_TOKEN = { regex: /^[\x21\x23-\x5B\x5D-\x7E]+$/, expected: 'a scope token without spaces' };
 const B64U = /^[A-Za-z0-9_-]+$/;
 
 /**
@@ -110,47 +92,6 @@ export function validatePrivateJwk(raw: unknown, path = 'privateJwk'): PrivateJw
   return jwk as unknown as PrivateJwk;
 }
 
-function tokenUrlOf(
-  object: Record<string, unknown>,
-  path: string,
-  allowInsecureHttp: boolean,
-): string | undefined {
-  const tokenUrl = optionalString(object, 'tokenUrl', path);
-  if (tokenUrl === undefined) return undefined;
-  const check = checkFetchableUrl(tokenUrl, allowInsecureHttp);
-  if (!check.ok) throw new ConfigurationError(`${path}.tokenUrl ${check.reason}`);
-  return tokenUrl;
-}
-
-function commonAuth(
-  object: Record<string, unknown>,
-  path: string,
-  allowInsecureHttp: boolean,
-): Omit<AuthClientConfig, 'signingKey'> {
-  const clientId = requiredString(object, 'clientId', path);
-  if (clientId !== clientId.trim())
-    throw new ConfigurationError(`${path}.clientId must not start or end with whitespace`);
-  const scope = optionalString(object, 'scope', path);
-  const tokenUrl = tokenUrlOf(object, path, allowInsecureHttp);
-  return {
-    clientId,
-    ...(scope === undefined ? {} : { scope: scope.trim() }),
-    ...(tokenUrl === undefined ? {} : { tokenUrl }),
-    scopeSyntax: optionalEnum(object, 'scopeSyntax', ['v1', 'v2'], path) ?? 'v2',
-    extraScopes: optionalStringArray(object, 'extraScopes', path, undefined, SCOPE_TOKEN) ?? [],
-  };
-}
-
-function exactlyOne(object: Record<string, unknown>, keys: readonly [string, string], path: string): string {
-  const present = keys.filter((key) => object[key] !== undefined);
-  if (present.length === 1) return present[0]!;
-  throw new ConfigurationError(
-    present.length === 0
-      ? `${path} needs a signing key: set ${keys[0]} or ${keys[1]}`
-      : `${path} sets both ${keys[0]} and ${keys[1]}; set exactly one`,
-  );
-}
-
 /**
  * The Secrets Manager secret of a source: `{ clientId, kmsKeyId | privateJwk,
  * scope?, tokenUrl?, scopeSyntax?, extraScopes? }`. Unknown keys are rejected
@@ -171,44 +112,85 @@ export function parseClientSecret(
       );
     }
   }
-  const secret = asObject(value, path);
-  rejectUnknownKeys(secret, SECRET_KEYS, path);
-  const common = commonAuth(secret, path, options.allowInsecureHttp ?? false);
-  const keyField = exactlyOne(secret, ['kmsKeyId', 'privateJwk'], path);
+  const secret = parseWith(ClientSecretSchema, value, path);
   const signingKey: SigningKeySource =
-    keyField === 'kmsKeyId'
-      ? { kind: 'kms', keyId: requiredString(secret, 'kmsKeyId', path) }
+    oneSigningKey(secret, ['kmsKeyId', 'privateJwk'], path) === 'kmsKeyId'
+      ? { kind: 'kms', keyId: secret.kmsKeyId! }
       : { kind: 'jwk', privateJwk: validatePrivateJwk(secret.privateJwk, `${path}.privateJwk`) };
-  return { ...common, signingKey };
+  return { ...commonAuth(secret, path, options.allowInsecureHttp ?? false), signingKey };
 }
 
 /**
- * The auth subset of a local source file. Other keys belong to other parsers
- * and are ignored here; `privateKeyFile` is resolved against `baseDir` (the
- * source file's directory) when relative.
+ * The auth part of a local source file, read with the file's own schema
+ * (lambdas/schema/source.ts); `privateKeyFile` is resolved against `baseDir`
+ * (the source file's directory) when relative.
  */
 export function parseLocalSourceAuth(
   raw: unknown,
   options: { readonly path?: string; readonly baseDir?: string } = {},
 ): LocalSourceAuth {
   const path = options.path ?? 'source';
-  const source = asObject(raw, path);
-  const id = requiredString(source, 'id', path);
-  const allowInsecureHttp = optionalBoolean(source, 'allowInsecureHttp', path) ?? false;
-  const fhirBaseUrl = requiredString(source, 'fhirBaseUrl', path);
-  const check = checkFetchableUrl(fhirBaseUrl, allowInsecureHttp);
-  if (!check.ok) throw new ConfigurationError(`${path}.fhirBaseUrl ${check.reason}`);
-  const common = commonAuth(source, path, allowInsecureHttp);
-  const keyField = exactlyOne(source, ['privateKeyFile', 'kmsKeyId'], path);
+  const source = parseWith(SourceFileSchema, raw, path);
   let signingKey: SigningKeySource;
-  if (keyField === 'kmsKeyId') {
-    signingKey = { kind: 'kms', keyId: requiredString(source, 'kmsKeyId', path) };
+  if (oneSigningKey(source, ['privateKeyFile', 'kmsKeyId'], path) === 'kmsKeyId') {
+    signingKey = { kind: 'kms', keyId: source.kmsKeyId! };
   } else {
-    const file = requiredString(source, 'privateKeyFile', path);
+    const file = source.privateKeyFile!;
     signingKey = {
       kind: 'jwk-file',
       path: isAbsolute(file) || options.baseDir === undefined ? file : join(options.baseDir, file),
     };
   }
-  return { id, fhirBaseUrl: fhirBaseUrl.replace(/\/+$/, ''), allowInsecureHttp, ...common, signingKey };
+  return {
+    id: source.id,
+    fhirBaseUrl: source.fhirBaseUrl.replace(/\/+$/, ''),
+    allowInsecureHttp: source.allowInsecureHttp,
+    ...commonAuth(source, path, source.allowInsecureHttp),
+    signingKey,
+  };
+}
+
+type AuthFields = {
+  readonly clientId?: string | undefined;
+  readonly scope?: string | undefined;
+  readonly tokenUrl?: string | undefined;
+  readonly scopeSyntax?: ScopeSyntax | undefined;
+  readonly extraScopes?: readonly string[] | undefined;
+};
+
+function commonAuth(
+  fields: AuthFields,
+  path: string,
+  allowInsecureHttp: boolean,
+): Omit<AuthClientConfig, 'signingKey'> {
+  const { clientId, scope, tokenUrl } = fields;
+  if (clientId === undefined)
+    throw new ConfigurationError(`${path}.clientId is required: a non-empty string`);
+  if (clientId !== clientId.trim())
+    throw new ConfigurationError(`${path}.clientId must not start or end with whitespace`);
+  if (tokenUrl !== undefined) {
+    const check = checkFetchableUrl(tokenUrl, allowInsecureHttp);
+    if (!check.ok) throw new ConfigurationError(`${path}.tokenUrl ${check.reason}`);
+  }
+  return {
+    clientId,
+    ...(scope === undefined ? {} : { scope: scope.trim() }),
+    ...(tokenUrl === undefined ? {} : { tokenUrl }),
+    scopeSyntax: fields.scopeSyntax ?? 'v2',
+    extraScopes: fields.extraScopes ?? [],
+  };
+}
+
+function oneSigningKey<K extends string>(
+  object: Partial<Record<K, unknown>>,
+  keys: readonly [K, K],
+  path: string,
+): K {
+  const present = keys.filter((key) => object[key] !== undefined);
+  if (present.length === 1) return present[0]!;
+  throw new ConfigurationError(
+    present.length === 0
+      ? `${path} needs a signing key: set ${keys[0]} or ${keys[1]}`
+      : `${path} sets both ${keys[0]} and ${keys[1]}; set exactly one`,
+  );
 }

@@ -60,7 +60,7 @@ describe('parseClientSecret', () => {
     [
       'a misspelled key',
       { clientId: 'a', kmsKeyId: 'k', tokenURL: 'https://x' },
-      'secret has unknown key(s) tokenURL; expected only clientId, kmsKeyId, privateJwk, scope, tokenUrl, scopeSyntax, extraScopes',
+      'secret has unknown key(s) tokenURL; expected only clientId, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes, privateJwk',
     ],
     [
       'an http tokenUrl',
@@ -167,7 +167,11 @@ describe('parseLocalSourceAuth', () => {
   });
 
   it.each([
-    ['no id', { ...base, id: undefined, kmsKeyId: 'k' }, 'source.id is required: a non-empty string'],
+    [
+      'no id',
+      { ...base, id: undefined, kmsKeyId: 'k' },
+      'source.id is required: 1-63 lower-case letters, digits or dashes, starting with a letter or digit',
+    ],
     [
       'http without opting in',
       { ...base, allowInsecureHttp: undefined, kmsKeyId: 'k' },

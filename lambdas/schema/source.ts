@@ -1,0 +1,242 @@
+import { z } from 'zod';
+import { DEFAULT_MAX_LINE_BYTES, MAX_MAX_LINE_BYTES, MIN_MAX_LINE_BYTES } from '../core/ndjson/line-limit.js';
+import { checkFetchableUrl } from '../core/urls.js';
+import { flag, integer, oneOf, patterned, strictObject, text, textList } from './fields.js';
+
+/**
+ * The one definition of a source. Everything else derives from it: the
+ * Lambdas' parsed settings (`SourceSettings`), the CDK props' settings type
+ * (`SourceSettingsInput`), the local source file, the registry record and the
+ * JSON Schemas in `schemas/` (scripts/generate-schemas.ts). Defaults live
+ * here and nowhere else.
+ */
+
+/** It ends up in S3 keys, execution names, KMS aliases and tags. */
+export const SOURCE_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
+export const sourceId = () =>
+  patterned(
+    SOURCE_ID_PATTERN,
+    '1-63 lower-case letters, digits or dashes, starting with a letter or digit',
+    'Lower-case id used in S3 keys, execution names, schedules and tags.',
+  );
+
+const RESOURCE_TYPE = { regex: /^[A-Z][A-Za-z]{1,63}$/, expected: 'a FHIR resource type such as Patient' };
+const TYPE_FILTER = {
+  regex: /^[A-Z][A-Za-z]+\?.+$/,
+  expected: 'a query like Observation?category=laboratory',
+};
+
+const exportShape = {
+  level: oneOf(
+    ['system', 'patient', 'group'],
+    "Export level. Default: 'group' when groupId is set, else 'system'.",
+  ).optional(),
+  groupId: text('The Group to export (level group).').optional(),
+  types: textList(RESOURCE_TYPE, '`_type`; empty = every type the server offers.').default([]),
+  typeFilters: textList(
+    TYPE_FILTER,
+    '`_typeFilter` queries such as Observation?category=laboratory.',
+  ).default([]),
+  elements: textList(undefined, '`_elements`.').default([]),
+  method: oneOf(
+    ['GET', 'POST'],
+    'Kick-off method: newer IG versions prefer POST, some servers only have GET.',
+  ).default('GET'),
+  typeParameterStyle: oneOf(
+    ['comma', 'repeat'],
+    'Oracle Health rejects a repeated `_type`: join with commas.',
+  ).default('comma'),
+  outputFormat: text('`_outputFormat`.').default('application/fhir+ndjson'),
+};
+
+const exportSchema = strictObject(exportShape, 'What to export and how to ask for it.');
+
+/** A source's settings apart from its id and credentials. */
+const settingsShape = {
+  description: text('For people: what this source is.').optional(),
+  fhirBaseUrl: text('The FHIR base URL (https; http only for loopback hosts in local mode).'),
+  export: exportSchema.prefault({}),
+  maxConcurrency: integer(1, 1000, 'Files downloaded at once (the Map’s MaxConcurrency).').default(4),
+  retryAfterCeilingSeconds: integer(
+    5,
+    86_400,
+    'Longest wait between polls that a server may ask for (Oracle Health may need hours).',
+  ).default(300),
+  deadlineHours: integer(
+    1,
+    24 * 14,
+    'Give up on an export not complete after this long (Epic can take days).',
+  ).default(72),
+  maxConsecutiveTransientErrors: integer(0, 1000, 'Consecutive transient status errors tolerated.').default(
+    10,
+  ),
+  maxClockSkewSeconds: integer(
+    0,
+    86_400,
+    "How far a manifest's transactionTime may be ahead of our clock before the export is refused.",
+  ).default(300),
+  allowInsecureHttp: flag('Local mode only: allow http:// for loopback hosts.').default(false),
+  invalidLinePolicy: oneOf(
+    ['fail', 'quarantine'],
+    'What to do with a line that is not a valid resource.',
+  ).default('fail'),
+  maxLineBytes: integer(
+    MIN_MAX_LINE_BYTES,
+    MAX_MAX_LINE_BYTES,
+    'Longest NDJSON line accepted, in bytes; Download File’s memory follows it.',
+  ).default(DEFAULT_MAX_LINE_BYTES),
+  fileLinksValidHours: integer(
+    1,
+    24 * 30,
+    "How long a completed job's file links stay valid when the server sends no Expires: how long a failed export stays resumable.",
+  ).default(24),
+  retryPassDelaySeconds: integer(
+    0,
+    3600,
+    'The pause before the pass that retries the files the first pass could not land.',
+  ).default(60),
+};
+
+export const SCOPE_TOKEN = { regex: /^[\x21\x23-\x5B\x5D-\x7E]+$/, expected: 'a scope token without spaces' };
+
+/** How a source authenticates (SMART Backend Services), wherever its credentials are kept. */
+const credentialShape = {
+  clientId: text('The client id registered with the EHR.').optional(),
+  kmsKeyId: text('An asymmetric KMS key that signs (id, ARN or alias).').optional(),
+  tokenUrl: text('Token endpoint; otherwise discovered from .well-known/smart-configuration.').optional(),
+  scope: text('A complete scope string that replaces the computed one.').optional(),
+  scopeSyntax: oneOf(['v1', 'v2'], 'SMART scope syntax.').optional(),
+  extraScopes: textList(SCOPE_TOKEN, 'Scopes added to the computed ones.').optional(),
+};
+
+/** Credentials in a local source file: a private JWK file on disk, or a KMS key. */
+const localAuthShape = {
+  ...credentialShape,
+  privateKeyFile: text('Path of the private JWK file (relative to this file).').optional(),
+};
+
+/**
+ * A source's Secrets Manager secret on AWS: `{ clientId, kmsKeyId | privateJwk, … }`.
+ * The private JWK's members are checked by client-config.ts `validatePrivateJwk`,
+ * which checks key files too.
+ */
+export const ClientSecretSchema = strictObject({
+  ...credentialShape,
+  clientId: text('The client id registered with the EHR.'),
+  privateJwk: z.unknown().optional().meta({ description: 'A private JWK (kid, alg, d, …).' }),
+});
+
+/** The credential keys of a local source file. */
+export const AUTH_KEYS: readonly string[] = Object.keys(localAuthShape);
+/** Keys that hold or point at credentials: they never belong in settings, the registry or a Lambda's environment. */
+export const CREDENTIAL_KEYS: readonly string[] = [...AUTH_KEYS, 'privateJwk'];
+
+type ParsedSettings = z.output<z.ZodObject<typeof settingsShape>>;
+
+/** Cross-field rules: the URL policy needs allowInsecureHttp; a group export needs its Group. */
+function checkSettings(settings: ParsedSettings, context: z.core.$RefinementCtx): void {
+  const check = checkFetchableUrl(settings.fhirBaseUrl, settings.allowInsecureHttp);
+  if (!check.ok) context.addIssue({ code: 'custom', path: ['fhirBaseUrl'], message: check.reason });
+  const { level, groupId } = settings.export;
+  if (level === 'group' && groupId === undefined)
+    context.addIssue({
+      code: 'custom',
+      path: ['export', 'groupId'],
+      message: 'is required when export.level is group',
+    });
+  if (level !== undefined && level !== 'group' && groupId !== undefined)
+    context.addIssue({
+      code: 'custom',
+      path: ['export', 'groupId'],
+      message: `is set but export.level is ${level}; use level group`,
+    });
+}
+
+const SETTING_KEYS = Object.keys(settingsShape).filter(
+  (key) => key !== 'description' && key !== 'export',
+) as Exclude<keyof typeof settingsShape, 'description' | 'export'>[];
+
+/** Only the settings: a source file's credentials, `$schema` and `description` stay behind. */
+function toSourceSettings(id: string, settings: ParsedSettings) {
+  const picked = Object.fromEntries(SETTING_KEYS.map((key) => [key, settings[key]])) as Pick<
+    ParsedSettings,
+    (typeof SETTING_KEYS)[number]
+  >;
+  const { level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat } =
+    settings.export;
+  return {
+    id,
+    ...picked,
+    fhirBaseUrl: settings.fhirBaseUrl.replace(/\/+$/, ''),
+    export: {
+      level: level ?? (groupId === undefined ? 'system' : 'group'),
+      ...(groupId === undefined ? {} : { groupId }),
+      types,
+      typeFilters,
+      elements,
+      method,
+      typeParameterStyle,
+      outputFormat,
+    },
+  };
+}
+
+/** A source's settings without its id: the CDK props' `settings` and the registry record's. */
+export const SourceSettingsSchema = strictObject(
+  {
+    id: sourceId()
+      .optional()
+      .meta({ description: 'Set the id once, on the source; here it may only repeat it.' }),
+    ...settingsShape,
+  },
+  'A source’s non-secret settings.',
+).superRefine(checkSettings);
+
+/**
+ * A local source file: id, settings and the credentials used on a laptop
+ * (`npm run export -- --source <file>`). `schemas/source.schema.json`.
+ */
+export const SourceFileSchema = strictObject(
+  { id: sourceId(), ...settingsShape, ...localAuthShape },
+  'A FHIR Bulk Data source for a local run: settings and credentials.',
+).superRefine(checkSettings);
+
+/**
+ * A source in the registry (`<prefix>_registry/sources/<id>.json` in the
+ * export bucket): read by the Lambdas at run time, so adding or changing a
+ * source redeploys nothing. `schemas/registered-source.schema.json`.
+ */
+export const RegisteredSourceSchema = strictObject(
+  {
+    id: sourceId(),
+    clientSecret: text(
+      'ARN or name of the Secrets Manager secret holding the credentials, tagged fhir-bulk-export-source=<id>.',
+    ),
+    settings: SourceSettingsSchema,
+  },
+  'A source registered with a deployed pipeline.',
+).superRefine((source, context) => {
+  if (source.settings.id !== undefined && source.settings.id !== source.id)
+    context.addIssue({
+      code: 'custom',
+      path: ['settings', 'id'],
+      message: `is "${source.settings.id}" but the source id is "${source.id}"; set the id once, on the source`,
+    });
+});
+
+export type SourceSettings = ReturnType<typeof toSourceSettings> & {
+  readonly export: { readonly level: 'system' | 'patient' | 'group' };
+};
+export type ExportSettings = SourceSettings['export'];
+/** What a CDK app or config file writes for a source's settings: defaults may be left out. */
+export type SourceSettingsInput = z.input<typeof SourceSettingsSchema>;
+export type SourceFile = z.output<typeof SourceFileSchema>;
+
+export interface RegisteredSource {
+  readonly id: string;
+  readonly clientSecret: string;
+  readonly settings: SourceSettings;
+}
+
+export const settingsOf = (id: string, settings: ParsedSettings): SourceSettings =>
+  toSourceSettings(id, settings) as SourceSettings;
