@@ -46,26 +46,42 @@ const SECRET_KEY =
 const JWT_LIKE = /\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*/g;
 const BEARER = /\b(Bearer)\s+[A-Za-z0-9._~+/=-]+/gi;
 
+const maskString = (value: string) =>
+  value.replace(JWT_LIKE, '[redacted-jwt]').replace(BEARER, '$1 [redacted]');
+
+/** A value under an attribute name that usually holds a secret or resource content; numbers and flags are harmless. */
+const isSecretEntry = (key: string, value: unknown) =>
+  SECRET_KEY.test(key) && value !== undefined && typeof value !== 'number' && typeof value !== 'boolean';
+
+const describeError = (error: Error, mask: (value: unknown) => unknown) => ({
+  name: error.name,
+  message: mask(error.message),
+  code: (error as { code?: unknown }).code,
+});
+
 export function redact(value: unknown, depth = 0): unknown {
-  if (typeof value === 'string')
-    return value.replace(JWT_LIKE, '[redacted-jwt]').replace(BEARER, '$1 [redacted]');
-  if (value instanceof Error) {
-    return {
-      name: value.name,
-      message: redact(value.message, depth + 1),
-      code: (value as { code?: unknown }).code,
-    };
-  }
+  if (typeof value === 'string') return maskString(value);
+  if (value instanceof Error) return describeError(value, (inner) => redact(inner, depth + 1));
   if (depth > 6 || value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) return value.map((item) => redact(item, depth + 1));
   const out: Record<string, unknown> = {};
   for (const [key, inner] of Object.entries(value)) {
-    out[key] =
-      SECRET_KEY.test(key) && inner !== undefined && typeof inner !== 'number' && typeof inner !== 'boolean'
-        ? '[redacted]'
-        : redact(inner, depth + 1);
+    out[key] = isSecretEntry(key, inner) ? '[redacted]' : redact(inner, depth + 1);
   }
   return out;
+}
+
+/**
+ * The same rules as `redact`, as a `JSON.stringify` replacer: Powertools
+ * Logger runs it on every key and value of a line it prints (its own keys,
+ * persistent keys and each call's attributes), at any depth. An error keeps
+ * its name, message and code, as with `redact`: no stack, no properties.
+ */
+export function redactingReplacer(key: string, value: unknown): unknown {
+  if (key !== '' && isSecretEntry(key, value)) return '[redacted]';
+  if (typeof value === 'string') return maskString(value);
+  if (value instanceof Error) return describeError(value, (inner) => inner);
+  return value;
 }
 
 export interface LoggerOptions {

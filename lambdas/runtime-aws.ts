@@ -12,7 +12,7 @@ import { createSourceAccessTokens } from './adapters/source-access-tokens.js';
 import { parseSourceCatalog, requireEnv } from './config.js';
 import { parseClientSecret } from './core/auth/client-config.js';
 import { ConfigurationError, StorageError } from './errors.js';
-import { createLogger, parseLogLevel } from './logger.js';
+import { type AwsObservability, createAwsObservability } from './observability/aws-observability.js';
 import type { EventSink, Runtime } from './runtime.js';
 
 /**
@@ -24,21 +24,22 @@ import type { EventSink, Runtime } from './runtime.js';
  * - `SEALING_KMS_KEY_ID`: symmetric key that seals tokens in state
  * - `EVENT_BUS_NAME` (optional, default `default`)
  * - `SOURCE_SECRET_ARNS` (token minter only): JSON `{ "<sourceId>": "<secret ARN>" }`
- * - `LOG_LEVEL` (optional): debug, info (default), warn or error, in any case
+ * - `LOG_LEVEL`, `POWERTOOLS_*`: see createAwsObservability
  *
  * `options.httpTimeouts` shortens the HTTP timeouts (tests); the defaults are http-agent.ts's.
+ * `options.observability`: the container's, shared with the middy stack (aws-entry.ts).
  */
 export function createAwsRuntime(
   env: NodeJS.ProcessEnv = process.env,
-  options: { readonly httpTimeouts?: Partial<HttpTimeouts> } = {},
+  options: { readonly httpTimeouts?: Partial<HttpTimeouts>; readonly observability?: AwsObservability } = {},
 ): Runtime {
   const bucket = requireEnv(env, 'EXPORT_BUCKET', 'the export bucket name');
   const sources = parseSourceCatalog(env.SOURCES);
   const sealingKeyId = requireEnv(env, 'SEALING_KMS_KEY_ID', 'the symmetric KMS key that seals tokens');
-  const logger = createLogger({ level: parseLogLevel(env.LOG_LEVEL) });
-  const s3 = new S3Client({});
-  const kms = new KMSClient({});
-  const events = new EventBridgeClient({});
+  const { logger, metrics, traced } = options.observability ?? createAwsObservability(env);
+  const s3 = traced(new S3Client({}));
+  const kms = traced(new KMSClient({}));
+  const events = traced(new EventBridgeClient({}));
   const eventBus = env.EVENT_BUS_NAME ?? 'default';
   // One keep-alive pool per container, for the FHIR API and the files alike.
   const http = createHttpAgent(options.httpTimeouts);
@@ -64,7 +65,9 @@ export function createAwsRuntime(
     },
   };
   const secretArns = env.SOURCE_SECRET_ARNS ? parseSecretArns(env.SOURCE_SECRET_ARNS) : undefined;
-  const secrets = secretArns ? createSecretReader({ client: new SecretsManagerClient({}) }) : undefined;
+  const secrets = secretArns
+    ? createSecretReader({ client: traced(new SecretsManagerClient({})) })
+    : undefined;
   const providers = new Map<string, Promise<AccessTokenProvider>>();
 
   return {
@@ -72,6 +75,7 @@ export function createAwsRuntime(
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
     random: Math.random,
     logger,
+    metrics,
     s3,
     store: createS3Store({ s3, bucket, ...(env.DATA_KMS_KEY_ID ? { kmsKeyId: env.DATA_KMS_KEY_ID } : {}) }),
     prefix: env.EXPORT_PREFIX ?? '',

@@ -5,6 +5,7 @@ import type { JsonStore } from './adapters/s3-store.js';
 import type { SourceSettings } from './config.js';
 import { ConfigurationError } from './errors.js';
 import type { Logger } from './logger.js';
+import type { ExportMetrics } from './observability/metrics.js';
 import type { ExecutionLiveness } from './services/source-lock.js';
 import type { TransferSettings } from './services/transfer-file.js';
 
@@ -19,6 +20,8 @@ export interface Runtime {
   readonly sleep: (ms: number) => Promise<void>;
   readonly random: () => number;
   readonly logger: Logger;
+  /** Outcome metrics (EMF on AWS, recorded locally): lambdas/observability/metrics.ts. */
+  readonly metrics: ExportMetrics;
   /** The export bucket. */
   readonly s3: S3Client;
   readonly store: JsonStore;

@@ -1,5 +1,6 @@
 import { oneLine } from '../core/operation-outcome.js';
 import type { InvocationContext } from '../middleware.js';
+import { countExportFailure } from '../observability/export-failures.js';
 import type { Runtime } from '../runtime.js';
 import { type EndExportResult, endExport } from '../services/export-lifecycle.js';
 import type { ExportContext, PollState, SealedToken } from '../state.js';
@@ -74,6 +75,11 @@ export function createCleanUpHandler(runtime: Runtime) {
         .catch((error: unknown) =>
           runtime.logger.error('could not emit the failure event', { error: (error as Error).name }),
         );
+      await countExportFailure(runtime, {
+        sourceId,
+        executionName: event.executionName,
+        error: failure.error,
+      });
     }
     runtime.progress?.({ kind: 'phase', phase: 'failed', detail: failure.message });
 

@@ -95,6 +95,12 @@ export function createCompleteExportHandler(runtime: Runtime) {
         totals: result.totals,
       }),
     );
+    runtime.metrics.exportSucceeded({
+      sourceId: context.sourceId,
+      durationSeconds: (runtime.now().getTime() - Date.parse(context.startedAt)) / 1000,
+      resources: result.totals.resources,
+      bytes: result.totals.bytes,
+    });
 
     await step('record the completion on the receipt', async () => {
       const receipt = await runtime.store.getJson<Receipt>(result.receiptKey);

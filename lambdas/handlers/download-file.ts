@@ -203,6 +203,13 @@ export function createDownloadFileHandler(runtime: Runtime) {
       bytes: outcome.bytes,
       lines: outcome.lines,
     });
+    runtime.metrics.fileLanded({
+      sourceId: exportContext.sourceId,
+      bytes: outcome.bytes,
+      // The retry pass is an attempt beyond the first too (the first pass's failure is on record).
+      retries: (outcome.retries ?? 0) + (event.pass === 'retry' ? 1 : 0),
+      checkpoints: invocations - 1,
+    });
     return {
       status: 'complete',
       checkpoint: null,

@@ -8,6 +8,7 @@ import {
   workPrefix as workPrefixOf,
 } from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
+import { countExportFailure } from '../observability/export-failures.js';
 import { type Runtime, sealContext } from '../runtime.js';
 import type { ExportContext, ManifestSummary } from '../state.js';
 import { removePrefixForGood, stagingPrefix } from './publish-export.js';
@@ -343,6 +344,13 @@ export async function endExport(runtime: Runtime, request: EndExportRequest): Pr
       ...(receiptKey ? { failureReceiptKey: receiptKey } : {}),
     }),
   );
+  await countExportFailure(runtime, {
+    sourceId,
+    executionName,
+    error: request.failure.error,
+    outcome: request.outcome,
+    kickedOff: statusUrl !== undefined,
+  });
   return {
     outcome: request.outcome,
     cause,

@@ -153,6 +153,8 @@ export type TransferOutcome =
       readonly sha256: string;
       readonly quarantineKey?: string;
       readonly serverEtag?: string;
+      /** Failed attempts this invocation retried (absent: none); for the FileRetries metric. */
+      readonly retries?: number;
     }
   | {
       readonly status: 'checkpoint';
@@ -678,6 +680,7 @@ class FileTransfer {
       ...(this.#resumeValidator && isEtag(this.#resumeValidator)
         ? { serverEtag: this.#resumeValidator }
         : {}),
+      ...(this.#failedAttempts > 0 ? { retries: this.#failedAttempts } : {}),
     };
   }
 

@@ -55,6 +55,8 @@ export interface LocalExportResult {
   /** The run receipt, read back from S3, when the export succeeded. */
   readonly receipt?: Receipt;
   readonly emittedEvents: LocalRuntime['emittedEvents'];
+  /** The run's metric records (EMF on AWS). */
+  readonly metrics: LocalRuntime['metrics'];
 }
 
 /** One export, start to finish, with the real ASL and handlers: what `npm run export` and `npm run demo` do. */
@@ -100,6 +102,7 @@ export async function runLocalExport(options: LocalExportOptions): Promise<Local
       ...(receipt ? { receipt } : {}),
       ...(endedCleanUp ? { endedCleanUp } : {}),
       emittedEvents: local.emittedEvents,
+      metrics: local.metrics,
     };
   } finally {
     await local.close();

@@ -12,6 +12,7 @@ import { createSourceAccessTokens } from '../../lambdas/adapters/source-access-t
 import { parseSourceSettings, type SourceSettings } from '../../lambdas/config.js';
 import { parseLocalSourceAuth } from '../../lambdas/core/auth/client-config.js';
 import { createLogger, type Logger } from '../../lambdas/logger.js';
+import { createRecordingMetrics, type RecordingMetrics } from '../../lambdas/observability/metrics.js';
 import type { EventSink, ProgressEvent, Runtime } from '../../lambdas/runtime.js';
 
 export interface LocalSource {
@@ -55,6 +56,8 @@ export interface LocalRuntimeOptions {
 export interface LocalRuntime {
   readonly runtime: Runtime;
   readonly sources: ReadonlyMap<string, SourceSettings>;
+  /** Every metric record, in order (also written to the log as EMF lines). */
+  readonly metrics: RecordingMetrics;
   /** Every event emitted, in order (EventBridge stands in here). */
   readonly emittedEvents: { detailType: string; detail: Record<string, unknown> }[];
   close(): Promise<void>;
@@ -77,13 +80,13 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
     );
   }
   if (options.logFile) mkdirSync(dirname(options.logFile), { recursive: true });
-  const logger: Logger = createLogger({
-    level: 'debug',
-    write: (line) => {
-      if (options.logFile) appendFileSync(options.logFile, `${line}\n`);
-      options.onLogLine?.(line);
-    },
-  });
+  const write = (line: string) => {
+    if (options.logFile) appendFileSync(options.logFile, `${line}\n`);
+    options.onLogLine?.(line);
+  };
+  // Our own logger, not Powertools': no Lambda context here, and concurrent invocations share one process.
+  const logger: Logger = createLogger({ level: 'debug', write });
+  const metrics = createRecordingMetrics({ write, ...(options.now ? { now: options.now } : {}) });
   const s3 = new S3Client(options.s3ClientConfig);
   const store = createS3Store({ s3, bucket: options.bucket });
   const fileDispatcher = createHttpAgent({
@@ -106,6 +109,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
     random: Math.random,
     logger,
+    metrics,
     s3,
     store,
     prefix: options.prefix ?? '',
@@ -136,6 +140,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
   return {
     runtime,
     sources,
+    metrics,
     emittedEvents,
     async close() {
       s3.destroy();

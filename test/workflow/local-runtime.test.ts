@@ -228,6 +228,7 @@ describe('the local runner and a Task past its TimeoutSeconds', () => {
           run,
           receipt: (await env.getJson<Receipt>((run.output as { receiptKey: string }).receiptKey))!,
           emittedEvents: local.emittedEvents,
+          metrics: local.metrics,
         },
         logLines,
         watermarkBefore: undefined,
