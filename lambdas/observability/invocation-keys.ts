@@ -6,6 +6,8 @@
  * ended execution (Clean Up Ended Export). A source id that is not one (an
  * input that never validated) is left out rather than logged.
  */
+
+import { isSourceId } from '../schema/source.js';
 export function invocationKeys(event: unknown): { sourceId?: string; executionId?: string } {
   const at = (value: unknown, ...path: string[]): unknown => {
     let current = value;
@@ -36,9 +38,6 @@ export function invocationKeys(event: unknown): { sourceId?: string; executionId
     ...(executionId === undefined ? {} : { executionId }),
   };
 }
-
-const isSourceId = (value: unknown): value is string =>
-  typeof value === 'string' && /^[a-z0-9][a-z0-9-]{0,62}$/.test(value);
 
 /** Step Functions allows 80 characters; ours are [A-Za-z0-9_-] (executionNameForWindow), the console's others. */
 const isExecutionName = (value: unknown): value is string =>

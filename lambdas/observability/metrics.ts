@@ -6,6 +6,8 @@
  * same names (infra/).
  */
 
+import { isSourceId } from '../schema/source.js';
+
 export const METRICS_NAMESPACE = 'FhirBulkExport';
 
 export const ERROR_CATEGORIES = [
@@ -70,7 +72,7 @@ const PER_SOURCE_AND_CATEGORY = [[], ['SourceId'], ['ErrorCategory'], ['SourceId
  * start a metric of its own, nor write its text into the metrics.
  */
 export const sourceDimension = (sourceId: string | undefined) =>
-  sourceId !== undefined && /^[a-z0-9][a-z0-9-]{0,62}$/.test(sourceId) ? sourceId : 'unknown';
+  isSourceId(sourceId) ? sourceId : 'unknown';
 
 const count = (value: number) => (Number.isFinite(value) && value > 0 ? value : 0);
 

@@ -13,6 +13,10 @@ import { flag, integer, oneOf, patterned, strictObject, text, textList } from '.
 
 /** It ends up in S3 keys, execution names, KMS aliases and tags. */
 export const SOURCE_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** Whether a value can be a source id: checked before one is used in a key, a metric or a message. */
+export const isSourceId = (value: unknown): value is string =>
+  typeof value === 'string' && SOURCE_ID_PATTERN.test(value);
+
 export const sourceId = () =>
   patterned(
     SOURCE_ID_PATTERN,
