@@ -113,6 +113,11 @@ export const watermarkKey = (prefix: string, sourceId: string) =>
 export const lockKey = (prefix: string, sourceId: string) =>
   `${normalizePrefix(prefix)}_state/source=${sourceId}/lock.json`;
 
+/** A source's registration: its settings and which secret holds its credentials (adapters/source-registry.ts). */
+export const registrationKey = (prefix: string, sourceId: string) =>
+  `${registryPrefix(prefix)}${sourceId}.json`;
+export const registryPrefix = (prefix: string) => `${normalizePrefix(prefix)}_registry/sources/`;
+
 export const failureReceiptKey = (prefix: string, sourceId: string, executionName: string) =>
   `${normalizePrefix(prefix)}_failures/source=${sourceId}/${executionName}.json`;
 

@@ -1,3 +1,4 @@
+import { isSourceId } from '../adapters/source-registry.js';
 import { oneLine } from '../core/operation-outcome.js';
 import type { InvocationContext } from '../middleware.js';
 import type { Runtime } from '../runtime.js';
@@ -50,7 +51,9 @@ export function createCleanUpEndedExportHandler(runtime: Runtime) {
     const { ended } = event;
     const outcome = OUTCOMES[ended.status];
     const sourceId = typeof ended.input?.sourceId === 'string' ? ended.input.sourceId : undefined;
-    if (!outcome || !sourceId || !runtime.sources.has(sourceId)) {
+    // The lock answers whether there is anything to end: a source removed from the registry while it ran
+    // still has its export ended. Only a valid id goes into a key.
+    if (!outcome || !isSourceId(sourceId)) {
       return {
         action: 'nothing-to-do',
         reason: `status ${ended.status} of a run of source ${String(sourceId)}`,

@@ -1,3 +1,4 @@
+import { isSourceId } from '../adapters/source-registry.js';
 import { oneLine } from '../core/operation-outcome.js';
 import type { InvocationContext } from '../middleware.js';
 import type { Runtime } from '../runtime.js';
@@ -47,7 +48,7 @@ export function createCleanUpHandler(runtime: Runtime) {
     let ended: EndExportResult | undefined;
     // Before Prepare finished (invalid input, lock held by another run) the export owns nothing
     // (endExport touches only what this execution holds), but the failure is still recorded.
-    if (sourceId && /^[a-z0-9][a-z0-9-]{0,62}$/.test(sourceId)) {
+    if (isSourceId(sourceId)) {
       ended = await endExport(runtime, {
         sourceId,
         executionName: event.executionName,

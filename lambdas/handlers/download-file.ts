@@ -1,9 +1,16 @@
+import type { SourceSettings } from '../config.js';
 import { fileFailureKey, inFlightPrefix, quarantineKey } from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
 import { interpretStatusResponse } from '../core/status.js';
-import { ExportStoppedError, InvalidManifestError, StorageError, TransientServerError } from '../errors.js';
+import {
+  ConfigurationError,
+  ExportStoppedError,
+  InvalidManifestError,
+  StorageError,
+  TransientServerError,
+} from '../errors.js';
 import type { InvocationContext } from '../middleware.js';
-import { type Runtime, sealContext, sourceSettings } from '../runtime.js';
+import { type Runtime, sealContext } from '../runtime.js';
 import type { DownloadLease, FileFailure } from '../services/export-lifecycle.js';
 import { stagingKey } from '../services/publish-export.js';
 import { assertExportMayLand } from '../services/source-lock.js';
@@ -59,7 +66,12 @@ const urlLists = new Map<string, Promise<readonly string[]>>();
 export function createDownloadFileHandler(runtime: Runtime) {
   return async (event: DownloadFileEvent, context: InvocationContext): Promise<DownloadFileState> => {
     const { file, export: exportContext } = event;
-    const settings = sourceSettings(runtime, exportContext.sourceId);
+    const settings = await runtime.sources.get(exportContext.sourceId);
+    if (runtime.maxLineBytes !== undefined && settings.maxLineBytes > runtime.maxLineBytes) {
+      throw new ConfigurationError(
+        `source ${settings.id} allows lines of ${settings.maxLineBytes} bytes (its maxLineBytes) but Download File is sized for lines of at most ${runtime.maxLineBytes} bytes (the pipeline's maxLineBytes, MAX_LINE_BYTES): lower the source's maxLineBytes or raise the pipeline's`,
+      );
+    }
     // The retry pass, run again by a redrive, meets files that landed meanwhile: they stay as they are.
     // (The first pass never does: a file with a result is never downloaded twice in it.)
     const landed =
@@ -118,7 +130,7 @@ export function createDownloadFileHandler(runtime: Runtime) {
   async function download(
     event: DownloadFileEvent,
     context: InvocationContext,
-    settings: ReturnType<typeof sourceSettings>,
+    settings: SourceSettings,
   ): Promise<DownloadFileState> {
     const { file, export: exportContext } = event;
     const url = await fileUrl(runtime, event.urlsKey, file.index);

@@ -26,7 +26,7 @@ import {
   InvalidManifestError,
   TransientServerError,
 } from '../errors.js';
-import { type Runtime, sealContext, sourceSettings } from '../runtime.js';
+import { type Runtime, sealContext } from '../runtime.js';
 import type { JobRecord } from '../services/export-lifecycle.js';
 import type { ExportContext, FileItem, ManifestSummary, PollState } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
@@ -52,7 +52,7 @@ const MAX_MANIFEST_PAGES = 1000;
 export function createPollStatusHandler(runtime: Runtime) {
   return async (event: PollStatusEvent): Promise<PollState> => {
     const context = event.export;
-    const settings = sourceSettings(runtime, context.sourceId);
+    const settings = await runtime.sources.get(context.sourceId);
     const policy = { ...DEFAULT_WAIT_POLICY, ceilingSeconds: settings.retryAfterCeilingSeconds };
     const now = runtime.now();
     if (now.getTime() > Date.parse(context.deadline)) {

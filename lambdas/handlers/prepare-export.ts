@@ -1,7 +1,7 @@
 import { parseExecutionInput } from '../core/execution-input.js';
 import { jobRecordKey, watermarkKey, workPrefix } from '../core/layout.js';
 import { checkStoredWatermark } from '../core/watermark.js';
-import { type Runtime, sourceSettings } from '../runtime.js';
+import type { Runtime } from '../runtime.js';
 import { endDeadHolder, type JobRecord } from '../services/export-lifecycle.js';
 import { acquireSourceLock, releaseSourceLock, type SourceLock } from '../services/source-lock.js';
 import type { ExportContext } from '../state.js';
@@ -33,7 +33,7 @@ export type { SourceLock };
 export function createPrepareExportHandler(runtime: Runtime) {
   return async (event: PrepareExportEvent): Promise<ExportContext> => {
     const input = parseExecutionInput(event.input);
-    const settings = sourceSettings(runtime, input.sourceId);
+    const settings = await runtime.sources.get(input.sourceId);
     const now = runtime.now();
 
     let since: string | undefined;
