@@ -113,8 +113,9 @@ export function createAwsRuntime(
       const credentials = credentialsOf(sourceId);
       const secrets = createSecretReader({ client: clients.secretsManager(credentials), now });
       const kms = clients.kms(credentials);
-      const provider = secrets
-        .getSecretString(registration.clientSecret)
+      // The session first: STS refusing the role is said as such, not as an unreadable secret.
+      const provider = credentials()
+        .then(() => secrets.getSecretString(registration.clientSecret))
         .then((secret) =>
           parseClientSecret(secret, { path: `secret of source ${sourceId}`, allowInsecureHttp: false }),
         )
