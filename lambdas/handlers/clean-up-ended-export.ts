@@ -1,11 +1,11 @@
 import { isSourceId } from '../adapters/source-registry.js';
+import { describeFailure } from '../core/failure.js';
 import { oneLine } from '../core/operation-outcome.js';
 import type { InvocationContext } from '../middleware.js';
 import type { Runtime } from '../runtime.js';
 import { type EndExportResult, type EndOutcome, endExport } from '../services/export-lifecycle.js';
 import { readLock } from '../services/source-lock.js';
 import { awsTaskEntry } from './aws-entry.js';
-import { describeFailure } from './clean-up.js';
 
 /** From the export machine's "Step Functions Execution Status Change" event (clean-up-ended-export.asl.json). */
 export interface EndedExecution {

@@ -1,5 +1,5 @@
 import type { SourceSettings } from '../config.js';
-import { fileFailureKey, inFlightPrefix, quarantineKey } from '../core/layout.js';
+import { checkpointKey, fileFailureKey, leaseKey, quarantineKey, resultKey } from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
 import { interpretStatusResponse } from '../core/status.js';
 import {
@@ -12,12 +12,12 @@ import {
 import type { InvocationContext } from '../middleware.js';
 import { type Runtime, sealContext } from '../runtime.js';
 import type { DownloadLease, FileFailure } from '../services/export-lifecycle.js';
-import { stagingKey } from '../services/publish-export.js';
+import { readManifestPages } from '../services/manifest-pages.js';
+import { landingKey } from '../services/publish-export.js';
 import { assertExportMayLand } from '../services/source-lock.js';
 import { type TransferCheckpoint, transferFile } from '../services/transfer-file.js';
 import type { ExportContext, FileItem, FileResult } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
-import { readManifestPages } from './poll-status.js';
 
 export interface DownloadFileEvent {
   readonly file: FileItem;
@@ -225,23 +225,6 @@ export function createDownloadFileHandler(runtime: Runtime) {
     };
   }
 }
-
-/**
- * Where a file lands first: a data file under the export folder's `_staging/`
- * (unseen by readers of the layout) until Finalize publishes the verified
- * export; error and deleted files, hidden anyway, at their final keys.
- */
-export const landingKey = (file: Pick<FileItem, 'kind' | 'key'>) =>
-  file.kind === 'output' ? stagingKey(file.key) : file.key;
-
-export const resultKey = (workPrefix: string, index: number) =>
-  `${workPrefix}results/${String(index).padStart(6, '0')}.json`;
-
-const leaseKey = (workPrefix: string, index: number, requestId: string) =>
-  `${inFlightPrefix(workPrefix)}${String(index).padStart(6, '0')}.${requestId}.json`;
-
-export const checkpointKey = (workPrefix: string, index: number, invocation: number) =>
-  `${workPrefix}checkpoints/${String(index).padStart(6, '0')}.${invocation}.json`;
 
 async function readCheckpoint(
   runtime: Runtime,
