@@ -2,45 +2,77 @@ import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge
 import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { STSClient } from '@aws-sdk/client-sts';
 import type { AccessTokenProvider } from './adapters/access-token-provider.js';
 import { createFhirHttp } from './adapters/fhir-http.js';
 import { createHttpAgent, type HttpTimeouts } from './adapters/http-agent.js';
+import type { KmsClientLike } from './adapters/kms-public-keys.js';
 import { createKmsSealer } from './adapters/kms-sealer.js';
 import { createS3Store } from './adapters/s3-store.js';
-import { createSecretReader } from './adapters/secrets.js';
+import { createSecretReader, type SecretsClientLike } from './adapters/secrets.js';
+import {
+  type CredentialProvider,
+  createSourceRoleCredentials,
+  type StsClientLike,
+} from './adapters/source-access-role.js';
 import { createSourceAccessTokens } from './adapters/source-access-tokens.js';
-import { parseSourceCatalog, requireEnv } from './config.js';
+import { createSourceRegistry, DEFAULT_SOURCE_CACHE_SECONDS } from './adapters/source-registry.js';
+import { requireEnv } from './config.js';
 import { parseClientSecret } from './core/auth/client-config.js';
+import { MAX_MAX_LINE_BYTES, MIN_MAX_LINE_BYTES } from './core/ndjson/line-limit.js';
 import { ConfigurationError, StorageError } from './errors.js';
 import { type AwsObservability, createAwsObservability } from './observability/aws-observability.js';
-import type { EventSink, Runtime } from './runtime.js';
+import type { AccessTokenSource, EventSink, Runtime } from './runtime.js';
 
 /**
  * The Runtime of a Lambda container, built once from its environment:
  *
  * - `EXPORT_BUCKET`: the bucket; `EXPORT_PREFIX` (optional) its key prefix
  * - `DATA_KMS_KEY_ID` (optional): SSE-KMS key for objects we write
- * - `SOURCES`: JSON array of source settings (no secrets)
+ * - `SOURCE_CACHE_SECONDS` (optional, default 60): how long a source's registration is reused
  * - `SEALING_KMS_KEY_ID`: symmetric key that seals tokens in state
  * - `EVENT_BUS_NAME` (optional, default `default`)
- * - `SOURCE_SECRET_ARNS` (token minter only): JSON `{ "<sourceId>": "<secret ARN>" }`
+ * - `SOURCE_ACCESS_ROLE_ARN` (token minter only): the role assumed per source, with the
+ *   source's session tag, to read its client secret and sign with its key
+ * - `MAX_LINE_BYTES` (Download File only): the longest line its memory is sized for
  * - `LOG_LEVEL`, `POWERTOOLS_*`: see createAwsObservability
  *
+ * Sources are not in the environment: they are read from the registry in the bucket.
  * `options.httpTimeouts` shortens the HTTP timeouts (tests); the defaults are http-agent.ts's.
  * `options.observability`: the container's, shared with the middy stack (aws-entry.ts).
+ * `options.clients` replaces AWS clients that cannot run in a test (STS, Secrets Manager, KMS).
  */
 export function createAwsRuntime(
   env: NodeJS.ProcessEnv = process.env,
-  options: { readonly httpTimeouts?: Partial<HttpTimeouts>; readonly observability?: AwsObservability } = {},
+  options: {
+    readonly httpTimeouts?: Partial<HttpTimeouts>;
+    readonly clients?: Partial<AwsClients>;
+    readonly now?: () => Date;
+    readonly observability?: AwsObservability;
+  } = {},
 ): Runtime {
   const bucket = requireEnv(env, 'EXPORT_BUCKET', 'the export bucket name');
-  const sources = parseSourceCatalog(env.SOURCES);
   const sealingKeyId = requireEnv(env, 'SEALING_KMS_KEY_ID', 'the symmetric KMS key that seals tokens');
+  const cacheSeconds = optionalIntegerEnv(env, 'SOURCE_CACHE_SECONDS', 0, 86_400);
+  const maxLineBytes = optionalIntegerEnv(env, 'MAX_LINE_BYTES', MIN_MAX_LINE_BYTES, MAX_MAX_LINE_BYTES);
+  const now = options.now ?? (() => new Date());
+  const clients: AwsClients = { ...defaultClients(), ...options.clients };
   const { logger, metrics, traced } = options.observability ?? createAwsObservability(env);
-  const s3 = traced(new S3Client({}));
-  const kms = traced(new KMSClient({}));
+  const s3 = traced(clients.s3());
   const events = traced(new EventBridgeClient({}));
   const eventBus = env.EVENT_BUS_NAME ?? 'default';
+  const prefix = env.EXPORT_PREFIX ?? '';
+  const store = createS3Store({
+    s3,
+    bucket,
+    ...(env.DATA_KMS_KEY_ID ? { kmsKeyId: env.DATA_KMS_KEY_ID } : {}),
+  });
+  const sources = createSourceRegistry({
+    store,
+    prefix,
+    cacheSeconds: cacheSeconds ?? DEFAULT_SOURCE_CACHE_SECONDS,
+    now,
+  });
   // One keep-alive pool per container, for the FHIR API and the files alike.
   const http = createHttpAgent(options.httpTimeouts);
   const eventSink: EventSink = {
@@ -64,64 +96,90 @@ export function createAwsRuntime(
       }
     },
   };
-  const secretArns = env.SOURCE_SECRET_ARNS ? parseSecretArns(env.SOURCE_SECRET_ARNS) : undefined;
-  const secrets = secretArns
-    ? createSecretReader({ client: traced(new SecretsManagerClient({})) })
-    : undefined;
-  const providers = new Map<string, Promise<AccessTokenProvider>>();
+
+  const sourceAccessRole = env.SOURCE_ACCESS_ROLE_ARN;
+  let accessTokens: ((sourceId: string) => Promise<AccessTokenSource>) | undefined;
+  if (sourceAccessRole !== undefined && sourceAccessRole.trim() !== '') {
+    const credentialsOf = createSourceRoleCredentials({ sts: traced(clients.sts()), roleArn: sourceAccessRole, now });
+    const providers = new Map<
+      string,
+      { readonly registered: string; readonly provider: Promise<AccessTokenProvider> }
+    >();
+    accessTokens = async (sourceId) => {
+      const registration = await sources.registration(sourceId);
+      // Kept while the registration is the same: its token cache spares the EHR's token endpoint.
+      const registered = JSON.stringify(registration);
+      const held = providers.get(sourceId);
+      if (held?.registered === registered) return held.provider;
+      // Only the source's own session reads its secret and signs with its key.
+      const credentials = credentialsOf(sourceId);
+      const secrets = createSecretReader({ client: traced(clients.secretsManager(credentials)), now });
+      const kms = traced(clients.kms(credentials));
+      // The session first: STS refusing the role is said as such, not as an unreadable secret.
+      const provider = credentials()
+        .then(() => secrets.getSecretString(registration.clientSecret))
+        .then((secret) =>
+          parseClientSecret(secret, { path: `secret of source ${sourceId}`, allowInsecureHttp: false }),
+        )
+        .then((auth) => createSourceAccessTokens(auth, registration.settings, { kms, logger }));
+      providers.set(sourceId, { registered, provider });
+      provider.catch(() => {
+        if (providers.get(sourceId)?.provider === provider) providers.delete(sourceId);
+      });
+      return provider;
+    };
+  }
 
   return {
-    now: () => new Date(),
+    now,
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
     random: Math.random,
     logger,
     metrics,
     s3,
-    store: createS3Store({ s3, bucket, ...(env.DATA_KMS_KEY_ID ? { kmsKeyId: env.DATA_KMS_KEY_ID } : {}) }),
-    prefix: env.EXPORT_PREFIX ?? '',
+    store,
+    prefix,
     ...(env.DATA_KMS_KEY_ID ? { sseKmsKeyId: env.DATA_KMS_KEY_ID } : {}),
     sources,
-    sealer: createKmsSealer({ kms, keyId: sealingKeyId }),
+    sealer: createKmsSealer({ kms: traced(clients.kms()), keyId: sealingKeyId }),
     fhir: createFhirHttp({ dispatcher: http }),
     fileDispatcher: http,
     events: eventSink,
-    ...(secretArns && secrets
-      ? {
-          accessTokens: (sourceId: string) => {
-            let provider = providers.get(sourceId);
-            if (!provider) {
-              const arn = secretArns[sourceId];
-              const settings = sources.get(sourceId);
-              if (!arn || !settings)
-                throw new ConfigurationError(`SOURCE_SECRET_ARNS has no secret for source ${sourceId}`);
-              provider = secrets
-                .getSecretString(arn)
-                .then((secret) =>
-                  parseClientSecret(secret, {
-                    path: `secret of source ${sourceId}`,
-                    allowInsecureHttp: false,
-                  }),
-                )
-                .then((auth) => createSourceAccessTokens(auth, settings, { kms, logger }));
-              providers.set(sourceId, provider);
-              provider.catch(() => providers.delete(sourceId));
-            }
-            return provider;
-          },
-        }
-      : {}),
+    ...(maxLineBytes === undefined ? {} : { maxLineBytes }),
+    ...(accessTokens ? { accessTokens } : {}),
   };
 }
 
-function parseSecretArns(raw: string): Record<string, string> {
-  try {
-    const parsed = JSON.parse(raw) as unknown;
-    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed))
-      return parsed as Record<string, string>;
-  } catch {
-    // fall through to the error below
+/** The AWS clients the runtime makes; `credentials` absent means the function's own role. */
+export interface AwsClients {
+  readonly s3: () => S3Client;
+  readonly sts: () => StsClientLike;
+  readonly secretsManager: (credentials: CredentialProvider) => SecretsClientLike;
+  readonly kms: (credentials?: CredentialProvider) => KmsClientLike;
+}
+
+function defaultClients(): AwsClients {
+  return {
+    s3: () => new S3Client({}),
+    sts: () => new STSClient({}),
+    secretsManager: (credentials) => new SecretsManagerClient({ credentials }),
+    kms: (credentials) => new KMSClient(credentials ? { credentials } : {}),
+  };
+}
+
+function optionalIntegerEnv(
+  env: NodeJS.ProcessEnv,
+  name: string,
+  min: number,
+  max: number,
+): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigurationError(
+      `environment variable ${name} must be an integer from ${min} to ${max}, got "${raw.slice(0, 40)}"`,
+    );
   }
-  throw new ConfigurationError(
-    'environment variable SOURCE_SECRET_ARNS must be a JSON object of sourceId → secret ARN',
-  );
+  return value;
 }

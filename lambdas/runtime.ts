@@ -2,8 +2,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { Dispatcher } from 'undici';
 import type { FhirHttp } from './adapters/fhir-http.js';
 import type { JsonStore } from './adapters/s3-store.js';
-import type { SourceSettings } from './config.js';
-import { ConfigurationError } from './errors.js';
+import type { SourceRegistry } from './adapters/source-registry.js';
 import type { Logger } from './logger.js';
 import type { ExportMetrics } from './observability/metrics.js';
 import type { ExecutionLiveness } from './services/source-lock.js';
@@ -29,7 +28,8 @@ export interface Runtime {
   readonly prefix: string;
   /** SSE-KMS key for data objects, on AWS. */
   readonly sseKmsKeyId?: string;
-  readonly sources: ReadonlyMap<string, SourceSettings>;
+  /** Every source's settings, read from the registry in the bucket (adapters/source-registry.ts). */
+  readonly sources: SourceRegistry;
   readonly sealer: TokenSealer;
   readonly fhir: FhirHttp;
   /** Keep-alive pool for data files. */
@@ -44,6 +44,12 @@ export interface Runtime {
     readonly partSizeBytes?: number;
   };
   readonly events: EventSink;
+  /**
+   * Download File's line ceiling (`MAX_LINE_BYTES`): its memory is sized for
+   * lines this long, so a source allowing longer ones is refused rather than
+   * left to run out of memory. Absent locally (no memory limit to protect).
+   */
+  readonly maxLineBytes?: number;
   /** Only the token minter has one: only it may sign client assertions. */
   readonly accessTokens?: (sourceId: string) => Promise<AccessTokenSource>;
   /** Local mode: progress for the terminal. */
@@ -76,15 +82,6 @@ export type ProgressEvent =
   | { kind: 'phase'; phase: string; detail?: string }
   | { kind: 'file-progress'; index: number; type: string; bytes: number; lines: number }
   | { kind: 'file-done'; index: number; type: string; bytes: number; lines: number };
-
-export function sourceSettings(runtime: Pick<Runtime, 'sources'>, sourceId: string): SourceSettings {
-  const settings = runtime.sources.get(sourceId);
-  if (!settings) {
-    const known = [...runtime.sources.keys()].join(', ') || 'none';
-    throw new ConfigurationError(`unknown sourceId "${sourceId.slice(0, 64)}"; configured sources: ${known}`);
-  }
-  return settings;
-}
 
 /** The encryption context a sealed token is bound to: it opens only in the same execution for the same source. */
 export const sealContext = (sourceId: string, executionName: string) => ({

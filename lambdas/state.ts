@@ -1,5 +1,6 @@
 import type { ExportRequest } from './core/kickoff.js';
 import type { FileKind } from './core/manifest.js';
+import type { Receipt } from './core/receipt.js';
 
 /**
  * The shapes that travel in the state machine's JSON between Task states.
@@ -31,6 +32,30 @@ export interface ExportContext {
 export interface SealedToken {
   readonly sealedToken: string;
   readonly expiresAt: string;
+}
+
+/** Kick Off's answer: accepted with a status URL, or a refusal to wait out. */
+export interface KickOffState {
+  readonly outcome: 'accepted' | 'retry';
+  readonly attempt: number;
+  readonly waitSeconds: number;
+  readonly forceTokenRefresh: boolean;
+  readonly statusUrl?: string;
+  readonly reason?: string;
+}
+
+/** A verified export with its receipt and marker (Finalize), and what Complete Export did after them. */
+export interface FinalizeResult {
+  readonly status: 'succeeded';
+  readonly sourceId: string;
+  readonly transactionTime: string;
+  readonly receiptKey: string;
+  readonly completionMarkerKey: string;
+  readonly totals: Receipt['totals'];
+  readonly watermarkAdvanced: boolean;
+  readonly watermarkTransactionTime?: string;
+  /** What could not be done after the marker: the export succeeded all the same. */
+  readonly warnings?: readonly string[];
 }
 
 export interface PollState {

@@ -113,6 +113,11 @@ export const watermarkKey = (prefix: string, sourceId: string) =>
 export const lockKey = (prefix: string, sourceId: string) =>
   `${normalizePrefix(prefix)}_state/source=${sourceId}/lock.json`;
 
+/** A source's registration: its settings and which secret holds its credentials (adapters/source-registry.ts). */
+export const registrationKey = (prefix: string, sourceId: string) =>
+  `${registryPrefix(prefix)}${sourceId}.json`;
+export const registryPrefix = (prefix: string) => `${normalizePrefix(prefix)}_registry/sources/`;
+
 export const failureReceiptKey = (prefix: string, sourceId: string, executionName: string) =>
   `${normalizePrefix(prefix)}_failures/source=${sourceId}/${executionName}.json`;
 
@@ -133,3 +138,12 @@ export const checkpointsPrefix = (work: string) => `${work}checkpoints/`;
 export const fileFailureKey = (work: string, index: number) =>
   `${work}file-failures/${String(index).padStart(6, '0')}.json`;
 export const fileFailuresPrefix = (work: string) => `${work}file-failures/`;
+/** A file's verified download result: Check Files and Finalize read what Download File wrote. */
+export const resultKey = (work: string, index: number) =>
+  `${resultsPrefix(work)}${String(index).padStart(6, '0')}.json`;
+/** A download's lease, named by the invocation holding it. */
+export const leaseKey = (work: string, index: number, requestId: string) =>
+  `${inFlightPrefix(work)}${String(index).padStart(6, '0')}.${requestId}.json`;
+/** A transfer's checkpoint, named by invocation: a retry of the same input writes the same key. */
+export const checkpointKey = (work: string, index: number, invocation: number) =>
+  `${checkpointsPrefix(work)}${String(index).padStart(6, '0')}.${invocation}.json`;

@@ -1,9 +1,8 @@
-import { resultsPrefix, retryFilesKey } from '../core/layout.js';
+import { resultKey, resultsPrefix, retryFilesKey } from '../core/layout.js';
 import { VerificationError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import type { ExportContext, FileItem, ManifestSummary } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
-import { resultKey } from './download-file.js';
 
 export interface CheckFilesEvent {
   readonly export: ExportContext;

@@ -1,10 +1,11 @@
+import { isSourceId } from '../adapters/source-registry.js';
+import { describeFailure } from '../core/failure.js';
 import { oneLine } from '../core/operation-outcome.js';
 import type { InvocationContext } from '../middleware.js';
 import type { Runtime } from '../runtime.js';
 import { type EndExportResult, type EndOutcome, endExport } from '../services/export-lifecycle.js';
 import { readLock } from '../services/source-lock.js';
 import { awsTaskEntry } from './aws-entry.js';
-import { describeFailure } from './clean-up.js';
 
 /** From the export machine's "Step Functions Execution Status Change" event (clean-up-ended-export.asl.json). */
 export interface EndedExecution {
@@ -50,7 +51,9 @@ export function createCleanUpEndedExportHandler(runtime: Runtime) {
     const { ended } = event;
     const outcome = OUTCOMES[ended.status];
     const sourceId = typeof ended.input?.sourceId === 'string' ? ended.input.sourceId : undefined;
-    if (!outcome || !sourceId || !runtime.sources.has(sourceId)) {
+    // The lock answers whether there is anything to end: a source removed from the registry while it ran
+    // still has its export ended. Only a valid id goes into a key.
+    if (!outcome || !isSourceId(sourceId)) {
       return {
         action: 'nothing-to-do',
         reason: `status ${ended.status} of a run of source ${String(sourceId)}`,

@@ -1,11 +1,12 @@
+import { isSourceId } from '../adapters/source-registry.js';
+import { describeFailure } from '../core/failure.js';
 import { oneLine } from '../core/operation-outcome.js';
 import type { InvocationContext } from '../middleware.js';
 import { countExportFailure } from '../observability/export-failures.js';
 import type { Runtime } from '../runtime.js';
 import { type EndExportResult, endExport } from '../services/export-lifecycle.js';
-import type { ExportContext, PollState, SealedToken } from '../state.js';
+import type { ExportContext, KickOffState, PollState, SealedToken } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
-import type { KickOffState } from './kick-off.js';
 
 /** Whatever part of the state existed when the failure was caught. */
 export interface CleanUpEvent {
@@ -48,7 +49,7 @@ export function createCleanUpHandler(runtime: Runtime) {
     let ended: EndExportResult | undefined;
     // Before Prepare finished (invalid input, lock held by another run) the export owns nothing
     // (endExport touches only what this execution holds), but the failure is still recorded.
-    if (sourceId && /^[a-z0-9][a-z0-9-]{0,62}$/.test(sourceId)) {
+    if (isSourceId(sourceId)) {
       ended = await endExport(runtime, {
         sourceId,
         executionName: event.executionName,
@@ -95,26 +96,6 @@ export function createCleanUpHandler(runtime: Runtime) {
       ...(ended?.failureReceiptKey ? { failureReceiptKey: ended.failureReceiptKey } : {}),
     };
   };
-}
-
-/**
- * The Catch's `Cause` is the Lambda error as JSON (`errorType`, `errorMessage`)
- * on AWS, and may be a plain message elsewhere.
- */
-export function describeFailure(failure: { Error?: string; Cause?: string } | undefined): {
-  error: string;
-  message: string;
-} {
-  const error = failure?.Error ?? 'UnknownError';
-  const cause = failure?.Cause ?? '';
-  try {
-    const parsed = JSON.parse(cause) as { errorMessage?: unknown; errorType?: unknown };
-    if (typeof parsed.errorMessage === 'string')
-      return { error, message: oneLine(`${error}: ${parsed.errorMessage}`, 800) };
-  } catch {
-    // not JSON: a plain message
-  }
-  return { error, message: oneLine(cause ? `${error}: ${cause}` : error, 800) };
 }
 
 /** Lambda entry point (see infra/). */

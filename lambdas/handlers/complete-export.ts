@@ -1,13 +1,12 @@
-import { failureReceiptKey, watermarkKey } from '../core/layout.js';
+import { failureReceiptKey } from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
 import type { Receipt } from '../core/receipt.js';
 import { type Runtime, sealContext } from '../runtime.js';
 import { removePrefixForGood, stagingPrefix } from '../services/publish-export.js';
 import { releaseSourceLock } from '../services/source-lock.js';
-import type { ExportContext } from '../state.js';
+import { advanceWatermark } from '../services/watermark.js';
+import type { ExportContext, FinalizeResult } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
-import type { FinalizeResult } from './finalize-export.js';
-import type { Watermark } from './prepare-export.js';
 
 export interface CompleteExportEvent {
   readonly export: ExportContext;
@@ -50,16 +49,11 @@ export function createCompleteExportHandler(runtime: Runtime) {
     };
 
     let watermarkAdvanced = false;
-    if (result.watermarkAdvanced && result.watermarkTransactionTime) {
-      const value: Watermark = {
-        sourceId: context.sourceId,
-        transactionTime: result.watermarkTransactionTime,
-        executionName: context.executionName,
-        updatedAt: runtime.now().toISOString(),
-      };
+    const transactionTime = result.watermarkTransactionTime;
+    if (result.watermarkAdvanced && transactionTime) {
       watermarkAdvanced =
         (await step('advance the watermark', async () => {
-          await runtime.store.putJson(watermarkKey(runtime.prefix, context.sourceId), value);
+          await advanceWatermark(runtime, context, transactionTime);
           return true;
         })) ?? false;
       if (!watermarkAdvanced) {

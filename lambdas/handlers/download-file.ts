@@ -1,16 +1,23 @@
-import { fileFailureKey, inFlightPrefix, quarantineKey } from '../core/layout.js';
+import type { SourceSettings } from '../config.js';
+import { checkpointKey, fileFailureKey, leaseKey, quarantineKey, resultKey } from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
 import { interpretStatusResponse } from '../core/status.js';
-import { ExportStoppedError, InvalidManifestError, StorageError, TransientServerError } from '../errors.js';
+import {
+  ConfigurationError,
+  ExportStoppedError,
+  InvalidManifestError,
+  StorageError,
+  TransientServerError,
+} from '../errors.js';
 import type { InvocationContext } from '../middleware.js';
-import { type Runtime, sealContext, sourceSettings } from '../runtime.js';
+import { type Runtime, sealContext } from '../runtime.js';
 import type { DownloadLease, FileFailure } from '../services/export-lifecycle.js';
-import { stagingKey } from '../services/publish-export.js';
+import { readManifestPages } from '../services/manifest-pages.js';
+import { landingKey } from '../services/publish-export.js';
 import { assertExportMayLand } from '../services/source-lock.js';
 import { type TransferCheckpoint, transferFile } from '../services/transfer-file.js';
 import type { ExportContext, FileItem, FileResult } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
-import { readManifestPages } from './poll-status.js';
 
 export interface DownloadFileEvent {
   readonly file: FileItem;
@@ -59,7 +66,12 @@ const urlLists = new Map<string, Promise<readonly string[]>>();
 export function createDownloadFileHandler(runtime: Runtime) {
   return async (event: DownloadFileEvent, context: InvocationContext): Promise<DownloadFileState> => {
     const { file, export: exportContext } = event;
-    const settings = sourceSettings(runtime, exportContext.sourceId);
+    const settings = await runtime.sources.get(exportContext.sourceId);
+    if (runtime.maxLineBytes !== undefined && settings.maxLineBytes > runtime.maxLineBytes) {
+      throw new ConfigurationError(
+        `source ${settings.id} allows lines of ${settings.maxLineBytes} bytes (its maxLineBytes) but Download File is sized for lines of at most ${runtime.maxLineBytes} bytes (the pipeline's maxLineBytes, MAX_LINE_BYTES): lower the source's maxLineBytes or raise the pipeline's`,
+      );
+    }
     // The retry pass, run again by a redrive, meets files that landed meanwhile: they stay as they are.
     // (The first pass never does: a file with a result is never downloaded twice in it.)
     const landed =
@@ -118,7 +130,7 @@ export function createDownloadFileHandler(runtime: Runtime) {
   async function download(
     event: DownloadFileEvent,
     context: InvocationContext,
-    settings: ReturnType<typeof sourceSettings>,
+    settings: SourceSettings,
   ): Promise<DownloadFileState> {
     const { file, export: exportContext } = event;
     const url = await fileUrl(runtime, event.urlsKey, file.index);
@@ -220,23 +232,6 @@ export function createDownloadFileHandler(runtime: Runtime) {
     };
   }
 }
-
-/**
- * Where a file lands first: a data file under the export folder's `_staging/`
- * (unseen by readers of the layout) until Finalize publishes the verified
- * export; error and deleted files, hidden anyway, at their final keys.
- */
-export const landingKey = (file: Pick<FileItem, 'kind' | 'key'>) =>
-  file.kind === 'output' ? stagingKey(file.key) : file.key;
-
-export const resultKey = (workPrefix: string, index: number) =>
-  `${workPrefix}results/${String(index).padStart(6, '0')}.json`;
-
-const leaseKey = (workPrefix: string, index: number, requestId: string) =>
-  `${inFlightPrefix(workPrefix)}${String(index).padStart(6, '0')}.${requestId}.json`;
-
-export const checkpointKey = (workPrefix: string, index: number, invocation: number) =>
-  `${workPrefix}checkpoints/${String(index).padStart(6, '0')}.${invocation}.json`;
 
 async function readCheckpoint(
   runtime: Runtime,

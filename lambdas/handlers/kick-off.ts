@@ -2,9 +2,9 @@ import { buildKickOffRequest, interpretKickOffResponse } from '../core/kickoff.j
 import { jobRecordKey } from '../core/layout.js';
 import { DEFAULT_WAIT_POLICY, nextWaitSeconds } from '../core/retry-after.js';
 import { AccessTokenRejectedError, ExportRequestRejectedError } from '../errors.js';
-import { type Runtime, sealContext, sourceSettings } from '../runtime.js';
+import { type Runtime, sealContext } from '../runtime.js';
 import type { JobRecord } from '../services/export-lifecycle.js';
-import type { ExportContext } from '../state.js';
+import type { ExportContext, KickOffState } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
 
 export interface KickOffEvent {
@@ -14,14 +14,7 @@ export interface KickOffEvent {
   readonly forceTokenRefresh?: boolean;
 }
 
-export interface KickOffState {
-  readonly outcome: 'accepted' | 'retry';
-  readonly attempt: number;
-  readonly waitSeconds: number;
-  readonly forceTokenRefresh: boolean;
-  readonly statusUrl?: string;
-  readonly reason?: string;
-}
+export type { KickOffState };
 
 /** Kick-off refusals (429/503) we wait out before giving up: with a 300 s ceiling, over an hour. */
 export const MAX_KICK_OFF_ATTEMPTS = 15;
@@ -29,7 +22,7 @@ export const MAX_KICK_OFF_ATTEMPTS = 15;
 export function createKickOffHandler(runtime: Runtime) {
   return async (event: KickOffEvent): Promise<KickOffState> => {
     const context = event.export;
-    const settings = sourceSettings(runtime, context.sourceId);
+    const settings = await runtime.sources.get(context.sourceId);
     const policy = { ...DEFAULT_WAIT_POLICY, ceilingSeconds: settings.retryAfterCeilingSeconds };
     const spec = buildKickOffRequest(settings.fhirBaseUrl, settings.export, context.request);
     const accessToken = await runtime.sealer.open(

@@ -1,5 +1,5 @@
 import { ConfigurationError } from '../errors.js';
-import { type Runtime, sealContext, sourceSettings } from '../runtime.js';
+import { type Runtime, sealContext } from '../runtime.js';
 import type { SealedToken } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
 
@@ -20,7 +20,7 @@ export interface MintTokenEvent {
  */
 export function createMintTokenHandler(runtime: Runtime) {
   return async (event: MintTokenEvent): Promise<SealedToken> => {
-    const settings = sourceSettings(runtime, event.sourceId);
+    const settings = await runtime.sources.get(event.sourceId);
     if (!runtime.accessTokens)
       throw new ConfigurationError('this function has no access token source configured');
     const provider = await runtime.accessTokens(settings.id);

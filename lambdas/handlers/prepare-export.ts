@@ -1,9 +1,8 @@
 import { parseExecutionInput } from '../core/execution-input.js';
-import { jobRecordKey, watermarkKey, workPrefix } from '../core/layout.js';
-import { checkStoredWatermark } from '../core/watermark.js';
-import { type Runtime, sourceSettings } from '../runtime.js';
-import { endDeadHolder, type JobRecord } from '../services/export-lifecycle.js';
-import { acquireSourceLock, releaseSourceLock, type SourceLock } from '../services/source-lock.js';
+import { jobRecordKey, workPrefix } from '../core/layout.js';
+import type { Runtime } from '../runtime.js';
+import { type JobRecord, takeSourceLock } from '../services/export-lifecycle.js';
+import { sinceFromWatermark } from '../services/watermark.js';
 import type { ExportContext } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
 
@@ -15,15 +14,6 @@ export interface PrepareExportEvent {
   readonly startedAt: string;
 }
 
-export interface Watermark {
-  readonly sourceId: string;
-  readonly transactionTime: string;
-  readonly executionName: string;
-  readonly updatedAt: string;
-}
-
-export type { SourceLock };
-
 /**
  * Turns an execution input into a concrete export request: resolves
  * `since: "auto"` from the watermark, merges the source's defaults, and takes
@@ -33,24 +23,14 @@ export type { SourceLock };
 export function createPrepareExportHandler(runtime: Runtime) {
   return async (event: PrepareExportEvent): Promise<ExportContext> => {
     const input = parseExecutionInput(event.input);
-    const settings = sourceSettings(runtime, input.sourceId);
+    const settings = await runtime.sources.get(input.sourceId);
     const now = runtime.now();
 
     let since: string | undefined;
     let sinceFrom: ExportContext['sinceFrom'] = 'none';
     if (input.since === 'auto') {
-      const key = watermarkKey(runtime.prefix, settings.id);
-      const watermark = await runtime.store.getJson<Watermark>(key);
-      if (watermark) {
-        checkStoredWatermark({
-          transactionTime: watermark.transactionTime,
-          where: `s3://${runtime.store.bucket}/${key}`,
-          now,
-          maxClockSkewSeconds: settings.maxClockSkewSeconds,
-        });
-        since = watermark.transactionTime;
-        sinceFrom = 'watermark';
-      }
+      since = await sinceFromWatermark(runtime, settings, now);
+      if (since) sinceFrom = 'watermark';
     } else if (input.since) {
       since = input.since;
       sinceFrom = 'input';
@@ -66,24 +46,13 @@ export function createPrepareExportHandler(runtime: Runtime) {
     const deadline = new Date(now.getTime() + settings.deadlineHours * 3_600_000);
 
     const work = workPrefix(runtime.prefix, settings.id, event.executionName);
-    let supersedes: ExportContext['supersedes'];
-    await acquireSourceLock(
-      runtime,
-      {
-        sourceId: settings.id,
-        executionName: event.executionName,
-        ...(event.executionArn ? { executionArn: event.executionArn } : {}),
-        now,
-        expiresAt: deadline,
-      },
-      async (held) => {
-        const ended = await endDeadHolder(runtime, settings.id, held, event.executionName);
-        supersedes = {
-          executionName: held.executionName,
-          ...(ended.statusUrl ? { statusUrl: ended.statusUrl } : {}),
-        };
-      },
-    );
+    const supersedes = await takeSourceLock(runtime, {
+      sourceId: settings.id,
+      executionName: event.executionName,
+      ...(event.executionArn ? { executionArn: event.executionArn } : {}),
+      now,
+      expiresAt: deadline,
+    });
 
     runtime.progress?.({
       kind: 'phase',
@@ -118,9 +87,6 @@ export function createPrepareExportHandler(runtime: Runtime) {
     return context;
   };
 }
-
-/** @deprecated kept for callers that release without the lock service; use releaseSourceLock. */
-export const releaseLock = releaseSourceLock;
 
 /** Lambda entry point (see infra/). */
 export const handler = awsTaskEntry('PrepareExport', createPrepareExportHandler);

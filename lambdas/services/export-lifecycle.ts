@@ -12,7 +12,13 @@ import { countExportFailure } from '../observability/export-failures.js';
 import { type Runtime, sealContext } from '../runtime.js';
 import type { ExportContext, ManifestSummary } from '../state.js';
 import { removePrefixForGood, stagingPrefix } from './publish-export.js';
-import { readLock, releaseSourceLock, type SourceLock, updateSourceLock } from './source-lock.js';
+import {
+  acquireSourceLock,
+  readLock,
+  releaseSourceLock,
+  type SourceLock,
+  updateSourceLock,
+} from './source-lock.js';
 
 /**
  * What an execution knows of its server job (`_work/…/job.json`), for
@@ -420,4 +426,24 @@ export async function endDeadHolder(
     jobDeletedBy: takenBy,
   });
   return { ...ended, ...(job?.statusUrl ? { statusUrl: job.statusUrl } : {}) };
+}
+
+/**
+ * Prepare's lock: taken, or taken over from a dead holder after ending its
+ * export (endDeadHolder). Returns the export it superseded, whose server job
+ * this run's Kick Off DELETEs.
+ */
+export async function takeSourceLock(
+  runtime: Runtime,
+  claim: Parameters<typeof acquireSourceLock>[1],
+): Promise<ExportContext['supersedes']> {
+  let supersedes: ExportContext['supersedes'];
+  await acquireSourceLock(runtime, claim, async (held) => {
+    const ended = await endDeadHolder(runtime, claim.sourceId, held, claim.executionName);
+    supersedes = {
+      executionName: held.executionName,
+      ...(ended.statusUrl ? { statusUrl: ended.statusUrl } : {}),
+    };
+  });
+  return supersedes;
 }

@@ -60,6 +60,14 @@ export function stagingKey(publishedKey: string): string {
   return `${match[1]}${STAGING_FOLDER}/${match[2]}`;
 }
 
+/**
+ * Where a file lands first: a data file under the export folder's `_staging/`
+ * (unseen by readers of the layout) until Finalize publishes the verified
+ * export; error and deleted files, hidden anyway, at their final keys.
+ */
+export const landingKey = (file: { readonly kind: string; readonly key: string }) =>
+  file.kind === 'output' ? stagingKey(file.key) : file.key;
+
 /** The inverse of {@link stagingKey}. */
 export function publishedKey(stagedKey: string): string {
   const match = STAGED_KEY.exec(stagedKey);

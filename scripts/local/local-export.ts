@@ -74,6 +74,7 @@ export async function runLocalExport(options: LocalExportOptions): Promise<Local
     ...(options.eventSink ? { eventSink: options.eventSink } : {}),
   });
   try {
+    await local.publishSources();
     if (options.redrive) await prepareResume(local.runtime, options);
     const run = await runExportLocally({
       runtime: local.runtime,

@@ -9,8 +9,14 @@ import { createHttpAgent, type HttpTimeouts } from '../../lambdas/adapters/http-
 import { createLocalSealer, generateLocalSealingKey } from '../../lambdas/adapters/local-sealer.js';
 import { createS3Store } from '../../lambdas/adapters/s3-store.js';
 import { createSourceAccessTokens } from '../../lambdas/adapters/source-access-tokens.js';
-import { parseSourceSettings, type SourceSettings } from '../../lambdas/config.js';
+import {
+  createSourceRegistry,
+  registrationRecord,
+  type SourceRegistry,
+} from '../../lambdas/adapters/source-registry.js';
+import { AUTH_KEYS, parseSourceSettings, type SourceSettings } from '../../lambdas/config.js';
 import { parseLocalSourceAuth } from '../../lambdas/core/auth/client-config.js';
+import { registrationKey } from '../../lambdas/core/layout.js';
 import { createLogger, type Logger } from '../../lambdas/logger.js';
 import { createRecordingMetrics, type RecordingMetrics } from '../../lambdas/observability/metrics.js';
 import type { EventSink, ProgressEvent, Runtime } from '../../lambdas/runtime.js';
@@ -58,6 +64,13 @@ export interface LocalRuntime {
   readonly sources: ReadonlyMap<string, SourceSettings>;
   /** Every metric record, in order (also written to the log as EMF lines). */
   readonly metrics: RecordingMetrics;
+  /**
+   * Writes the source files' settings to the registry in the bucket, as
+   * `npm run sources -- put` does on AWS; the handlers read them from there
+   * through the same registry code. The runtime's first registry read waits
+   * for it; a run calls it first so that a failed write fails before the run.
+   */
+  publishSources(): Promise<void>;
   /** Every event emitted, in order (EventBridge stands in here). */
   readonly emittedEvents: { detailType: string; detail: Record<string, unknown> }[];
   close(): Promise<void>;
@@ -66,11 +79,20 @@ export interface LocalRuntime {
 /** A Runtime for running the real handlers on a laptop: local keys, a per-run sealing key, any S3 endpoint. */
 export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
   const sources = new Map<string, SourceSettings>();
+  const records: { id: string; clientSecret: string; settings: Record<string, unknown> }[] = [];
   const auth = new Map<string, ReturnType<typeof parseLocalSourceAuth>>();
   for (const [index, source] of options.sources.entries()) {
     const where = source.origin ?? `sources[${index}]`;
     const settings = parseSourceSettings(source.raw, where);
     sources.set(settings.id, settings);
+    records.push(
+      registrationRecord({
+        id: settings.id,
+        // Locally the credentials are the source file's keys, kept in this process; never in the bucket.
+        clientSecret: `local:${where}`,
+        settings: withoutAuthKeys(source.raw as Record<string, unknown>),
+      }),
+    );
     auth.set(
       settings.id,
       parseLocalSourceAuth(source.raw, {
@@ -93,6 +115,28 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
     ...options.httpTimeouts,
     ...(options.fileIdleTimeoutMs === undefined ? {} : { bodyIdleTimeoutMs: options.fileIdleTimeoutMs }),
   });
+  const prefix = options.prefix ?? '';
+  let published: Promise<void> | undefined;
+  const publishSources = () => {
+    published ??= Promise.all(
+      records.map((record) => store.putJson(registrationKey(prefix, record.id), record)),
+    ).then(() => undefined);
+    published.catch(() => {
+      published = undefined;
+    });
+    return published;
+  };
+  const registry = createSourceRegistry({ store, prefix, ...(options.now ? { now: options.now } : {}) });
+  const registryAfterPublishing: SourceRegistry = {
+    get: async (sourceId) => {
+      await publishSources();
+      return registry.get(sourceId);
+    },
+    registration: async (sourceId) => {
+      await publishSources();
+      return registry.registration(sourceId);
+    },
+  };
   const emittedEvents: LocalRuntime['emittedEvents'] = [];
   const events: EventSink = {
     async emit(detailType, detail) {
@@ -112,8 +156,8 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
     metrics,
     s3,
     store,
-    prefix: options.prefix ?? '',
-    sources,
+    prefix,
+    sources: registryAfterPublishing,
     // A fresh key per run: sealed tokens in the local history open nowhere else.
     sealer: createLocalSealer({ key: generateLocalSealingKey() }),
     fhir: createFhirHttp({ dispatcher: fileDispatcher }),
@@ -141,6 +185,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
     runtime,
     sources,
     metrics,
+    publishSources,
     emittedEvents,
     async close() {
       s3.destroy();
@@ -148,4 +193,9 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
       await fileDispatcher.close();
     },
   };
+}
+
+function withoutAuthKeys(raw: Record<string, unknown>): Record<string, unknown> {
+  const authKeys: readonly string[] = AUTH_KEYS;
+  return Object.fromEntries(Object.entries(raw).filter(([key]) => !authKeys.includes(key)));
 }

@@ -17,6 +17,7 @@ const COMMANDS = [
   ['keys', 'keys.ts', ['generate']],
   ['sandbox', 'sandbox/cli.ts', []],
   ['bench', 'bench/index.ts', []],
+  ['sources', 'sources.ts', []],
 ] as const;
 
 let dir: string;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SourceLock } from '../../lambdas/handlers/prepare-export.js';
+import type { SourceLock } from '../../lambdas/services/source-lock.js';
 import type { EventLog, InvocationInfo } from '../../scripts/local/runner.js';
 import {
   MATRIX_TRANSFER,

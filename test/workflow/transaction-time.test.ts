@@ -1,6 +1,6 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Watermark } from '../../lambdas/handlers/prepare-export.js';
+import type { Watermark } from '../../lambdas/services/watermark.js';
 import { type Harness, receiptOf, startHarness } from './support/harness.js';
 
 /**

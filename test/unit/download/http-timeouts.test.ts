@@ -270,7 +270,6 @@ describe.each([
       const runtime = createAwsRuntime(
         {
           EXPORT_BUCKET: BUCKET,
-          SOURCES: JSON.stringify([source('aws')]),
           SEALING_KMS_KEY_ID: 'alias/sealing',
           LOG_LEVEL: 'error',
         },

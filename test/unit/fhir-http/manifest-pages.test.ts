@@ -5,6 +5,7 @@ import { createPollStatusHandler } from '../../../lambdas/handlers/poll-status.j
 import { sealContext } from '../../../lambdas/runtime.js';
 import type { ExportContext } from '../../../lambdas/state.js';
 import { createLocalRuntime, type LocalRuntime } from '../../../scripts/local/runtime.js';
+import { registryOf } from '../../support/source-registry.js';
 
 /**
  * A paged manifest whose next page is refused for now (429) is a transient
@@ -53,30 +54,28 @@ describe('Poll Export Status with a paged manifest', () => {
     await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
     const logLines: string[] = [];
+    const source = {
+      id: 'paged',
+      fhirBaseUrl: `http://127.0.0.1:${port}/fhir`,
+      clientId: 'c',
+      privateKeyFile: 'unused.json',
+      allowInsecureHttp: true,
+    };
     local = createLocalRuntime({
-      sources: [
-        {
-          raw: {
-            id: 'paged',
-            fhirBaseUrl: `http://127.0.0.1:${port}/fhir`,
-            clientId: 'c',
-            privateKeyFile: 'unused.json',
-            allowInsecureHttp: true,
-          },
-        },
-      ],
+      sources: [{ raw: source }],
       s3ClientConfig: {},
       bucket: 'unused',
       onLogLine: (line) => logLines.push(line),
     });
+    const runtime = { ...local.runtime, sources: registryOf(source) };
     const context = {
       sourceId: 'paged',
       executionName: 'paged-1',
       deadline: '2999-01-01T00:00:00.000Z',
     } as Pick<ExportContext, 'sourceId' | 'executionName' | 'deadline'> as ExportContext;
-    const sealedToken = await local.runtime.sealer.seal('access-token', sealContext('paged', 'paged-1'));
+    const sealedToken = await runtime.sealer.seal('access-token', sealContext('paged', 'paged-1'));
     // Act
-    const state = await createPollStatusHandler(local.runtime)({
+    const state = await createPollStatusHandler(runtime)({
       export: context,
       statusUrl: `http://127.0.0.1:${port}/status`,
       sealedToken,

@@ -7,6 +7,7 @@ import { createPollStatusHandler } from '../../../lambdas/handlers/poll-status.j
 import { sealContext } from '../../../lambdas/runtime.js';
 import type { ExportContext } from '../../../lambdas/state.js';
 import { createLocalRuntime, type LocalRuntime } from '../../../scripts/local/runtime.js';
+import { registryOf } from '../../support/source-registry.js';
 
 /**
  * A status body is a manifest, never data: one over the limit is refused at
@@ -94,23 +95,20 @@ describe('FHIR HTTP response limit', () => {
   it('fails the poll at once: Poll Export Status does not count it as a transient error', async () => {
     // Prepare: the real handler, the local runtime, a status URL answering an oversized manifest.
     const server = await serveBody(4096, true);
-    const local = createLocalRuntime({
-      sources: [
-        {
-          raw: {
-            id: 'big',
-            fhirBaseUrl: 'http://127.0.0.1:1/fhir',
-            clientId: 'c',
-            privateKeyFile: 'unused.json',
-            allowInsecureHttp: true,
-          },
-        },
-      ],
-      s3ClientConfig: {},
-      bucket: 'unused',
-    });
+    const source = {
+      id: 'big',
+      fhirBaseUrl: 'http://127.0.0.1:1/fhir',
+      clientId: 'c',
+      privateKeyFile: 'unused.json',
+      allowInsecureHttp: true,
+    };
+    const local = createLocalRuntime({ sources: [{ raw: source }], s3ClientConfig: {}, bucket: 'unused' });
     locals.push(local);
-    const runtime = { ...local.runtime, fhir: createFhirHttp({ maxBodyBytes: LIMIT }) };
+    const runtime = {
+      ...local.runtime,
+      sources: registryOf(source),
+      fhir: createFhirHttp({ maxBodyBytes: LIMIT }),
+    };
     const context = {
       sourceId: 'big',
       executionName: 'big-1',

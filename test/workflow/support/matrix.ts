@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
-import type { Watermark } from '../../../lambdas/handlers/prepare-export.js';
+import type { Watermark } from '../../../lambdas/services/watermark.js';
 import { type EmbeddedS3, startEmbeddedS3 } from '../../../scripts/local/embedded-s3.js';
 import {
   type LocalExportOptions,

@@ -1,0 +1,341 @@
+import {
+  claimedBy,
+  claimKey,
+  describeClaim,
+  type ExportClaim,
+  type ExportLocation,
+  exportRoot,
+  fileKey,
+  jobRecordKey,
+  receiptKey,
+} from '../core/layout.js';
+import { type CompletionManifest, checkTransactionTime, type FileKind } from '../core/manifest.js';
+import type { DuplicateListing } from '../core/receipt.js';
+import { DEFAULT_WAIT_POLICY, nextWaitSeconds } from '../core/retry-after.js';
+import { interpretStatusResponse } from '../core/status.js';
+import {
+  AccessTokenRejectedError,
+  ExportDeadlineExceededError,
+  ExportFolderTakenError,
+  TransientServerError,
+} from '../errors.js';
+import { type Runtime, sealContext } from '../runtime.js';
+import type { ExportContext, FileItem, ManifestSummary, PollState } from '../state.js';
+import type { JobRecord } from './export-lifecycle.js';
+import { readManifestPages } from './manifest-pages.js';
+
+export interface PollStatusEvent {
+  readonly export: ExportContext;
+  readonly statusUrl: string;
+  readonly sealedToken: string;
+  readonly poll: Pick<
+    PollState,
+    'attempt' | 'consecutiveTransientErrors' | 'waitSeconds' | 'forceTokenRefresh'
+  >;
+}
+
+/**
+ * One status request; never a loop (waiting is the Wait state's job). On
+ * completion the manifest and the Map's file list go to S3 and only their
+ * keys travel on.
+ */
+export async function pollExportStatus(runtime: Runtime, event: PollStatusEvent): Promise<PollState> {
+  const context = event.export;
+  const settings = await runtime.sources.get(context.sourceId);
+  const policy = { ...DEFAULT_WAIT_POLICY, ceilingSeconds: settings.retryAfterCeilingSeconds };
+  const now = runtime.now();
+  if (now.getTime() > Date.parse(context.deadline)) {
+    throw new ExportDeadlineExceededError(
+      `the export of source ${context.sourceId} has not completed by its deadline ${context.deadline} (deadlineHours ${settings.deadlineHours})`,
+    );
+  }
+  const accessToken = await runtime.sealer.open(
+    event.sealedToken,
+    sealContext(context.sourceId, context.executionName),
+  );
+  const attempt = event.poll.attempt + 1;
+  const base = { attempt, forceTokenRefresh: false } as const;
+
+  let outcome: ReturnType<typeof interpretStatusResponse>;
+  try {
+    const response = await runtime.fhir.send(
+      { method: 'GET', url: event.statusUrl, headers: { Accept: 'application/json' } },
+      accessToken,
+    );
+    outcome = interpretStatusResponse(response, now);
+  } catch (error) {
+    if (error instanceof AccessTokenRejectedError && !event.poll.forceTokenRefresh) {
+      runtime.logger.warn('status refused the access token; minting a fresh one', {
+        sourceId: context.sourceId,
+        attempt,
+        reason: error.message,
+        waitSeconds: policy.floorSeconds,
+      });
+      return {
+        ...base,
+        outcome: 'in-progress',
+        consecutiveTransientErrors: event.poll.consecutiveTransientErrors,
+        waitSeconds: policy.floorSeconds,
+        forceTokenRefresh: true,
+      };
+    }
+    if (!(error instanceof TransientServerError)) throw error;
+    outcome = { outcome: 'transient', reason: error.message };
+  }
+
+  /** 5xx, an OperationOutcome coded transient, a network error: counted, then waited out. */
+  function waitAfterTransientError(transient: { reason: string; retryAfterSeconds?: number }): PollState {
+    const consecutive = event.poll.consecutiveTransientErrors + 1;
+    if (consecutive > settings.maxConsecutiveTransientErrors) {
+      throw new TransientServerError(
+        `status failed ${consecutive} times in a row (limit maxConsecutiveTransientErrors ${settings.maxConsecutiveTransientErrors}); last: ${transient.reason}`,
+      );
+    }
+    const waitSeconds = nextWaitSeconds(transient.retryAfterSeconds, consecutive - 1, policy);
+    runtime.logger.warn('transient status error', {
+      sourceId: context.sourceId,
+      consecutive,
+      reason: transient.reason,
+      ...(transient.retryAfterSeconds === undefined
+        ? {}
+        : { retryAfterSeconds: transient.retryAfterSeconds }),
+      waitSeconds,
+    });
+    runtime.progress?.({
+      kind: 'phase',
+      phase: 'status failed, waiting',
+      detail: `${transient.reason}; next poll in ${waitSeconds}s (${consecutive} in a row)`,
+    });
+    return { ...base, outcome: 'in-progress', consecutiveTransientErrors: consecutive, waitSeconds };
+  }
+
+  switch (outcome.outcome) {
+    case 'in-progress':
+      runtime.progress?.({
+        kind: 'phase',
+        phase: 'in progress',
+        ...(outcome.progress ? { detail: outcome.progress } : {}),
+      });
+      return {
+        ...base,
+        outcome: 'in-progress',
+        consecutiveTransientErrors: 0,
+        waitSeconds: nextWaitSeconds(outcome.retryAfterSeconds, attempt - 1, policy),
+        ...(outcome.progress ? { progress: outcome.progress } : {}),
+      };
+    case 'too-fast': {
+      // Some servers block a client for minutes after 429: back off harder than they ask.
+      const waitSeconds = nextWaitSeconds(
+        Math.max(outcome.retryAfterSeconds ?? 0, event.poll.waitSeconds * 2),
+        attempt - 1,
+        policy,
+      );
+      runtime.logger.warn('status polled too fast; backing off', {
+        sourceId: context.sourceId,
+        attempt,
+        reason: outcome.reason,
+        ...(outcome.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: outcome.retryAfterSeconds }),
+        waitSeconds,
+      });
+      runtime.progress?.({
+        kind: 'phase',
+        phase: 'status refused, waiting',
+        detail: `${outcome.reason}; next poll in ${waitSeconds}s`,
+      });
+      return {
+        ...base,
+        outcome: 'in-progress',
+        consecutiveTransientErrors: event.poll.consecutiveTransientErrors,
+        waitSeconds,
+      };
+    }
+    case 'transient':
+      return waitAfterTransientError(outcome);
+    case 'complete': {
+      let manifest: CompletionManifest;
+      try {
+        manifest = await readManifestPages(
+          runtime,
+          outcome.manifestBody,
+          accessToken,
+          settings.allowInsecureHttp,
+          now,
+        );
+      } catch (error) {
+        // A next page refused for now (429, 5xx): the job stays complete; read it all again next poll.
+        if (!(error instanceof TransientServerError)) throw error;
+        return waitAfterTransientError({
+          reason: error.message,
+          ...(error.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: error.retryAfterSeconds }),
+        });
+      }
+      checkTransactionTime(manifest.transactionTime, now, settings.maxClockSkewSeconds);
+      const location = await claimExportFolder(runtime, context, manifest.transactionTime);
+      const ordinals = new Map<string, number>();
+      const items: FileItem[] = manifest.files.map((file, index) => {
+        const group = `${file.kind}/${file.type}`;
+        const ordinal = (ordinals.get(group) ?? 0) + 1;
+        ordinals.set(group, ordinal);
+        return {
+          index,
+          kind: file.kind,
+          type: file.type,
+          resourceType: file.resourceType,
+          key: fileKey(location, file.kind, file.type, ordinal),
+          ...(file.count === undefined ? {} : { count: file.count }),
+        };
+      });
+      const manifestKey = `${context.workPrefix}manifest.json`;
+      const filesKey = `${context.workPrefix}files.json`;
+      const urlsKey = `${context.workPrefix}file-urls.json`;
+      await runtime.store.putJson(manifestKey, { ...manifest, expires: outcome.expires });
+      await runtime.store.putJson(
+        urlsKey,
+        manifest.files.map((file) => file.url),
+      );
+      await runtime.store.putJson(filesKey, items);
+      const duplicateFilesKey = await recordDuplicates(runtime, context, manifest, items);
+      const summary: ManifestSummary = {
+        transactionTime: manifest.transactionTime,
+        requiresAccessToken: manifest.requiresAccessToken,
+        filesKey,
+        urlsKey,
+        manifestKey,
+        fileCount: items.length,
+        exportRoot: exportRoot(location),
+        ...(duplicateFilesKey ? { duplicateFilesKey } : {}),
+      };
+      const job: JobRecord = {
+        sourceId: context.sourceId,
+        executionName: context.executionName,
+        export: context,
+        statusUrl: event.statusUrl,
+        manifest: summary,
+        linksExpireAt: linksExpireAt(outcome.expires, runtime.now(), settings.fileLinksValidHours),
+      };
+      await runtime.store.putJson(jobRecordKey(context.workPrefix), job);
+      const counts = countByKind(items);
+      runtime.progress?.({
+        kind: 'phase',
+        phase: 'manifest received',
+        detail: `${items.length} files (${counts.output} data, ${counts.error} error, ${counts.deleted} deleted)`,
+      });
+      return {
+        ...base,
+        outcome: 'complete',
+        consecutiveTransientErrors: 0,
+        waitSeconds: 0,
+        manifest: summary,
+      };
+    }
+  }
+}
+
+/**
+ * Until when a failed export can be resumed: the status response's `Expires`
+ * (the IG's "when the files will be deleted"), when it is a valid date in the
+ * future, else the source's fileLinksValidHours from now.
+ */
+export function linksExpireAt(expires: string | undefined, now: Date, validHours: number): string {
+  const stated = expires === undefined ? Number.NaN : Date.parse(expires);
+  if (Number.isFinite(stated) && stated > now.getTime()) return new Date(stated).toISOString();
+  return new Date(now.getTime() + validHours * 3_600_000).toISOString();
+}
+
+/**
+ * The folder this execution's files, receipt and marker go to. A server may
+ * give two exports the same transactionTime (its clock or job cache repeats
+ * one); the second must not overwrite the first's files, receipt and marker.
+ * So the first execution to create `_claim.json` in `export=<transactionTime>/`
+ * (a conditional PUT) writes there, and any other lands beside it in the
+ * folder that also names the execution. Both candidates follow from the
+ * execution alone, so a retried or redriven poll lands where it started.
+ */
+async function claimExportFolder(
+  runtime: Runtime,
+  context: ExportContext,
+  transactionTime: string,
+): Promise<ExportLocation> {
+  const plain: ExportLocation = { prefix: runtime.prefix, sourceId: context.sourceId, transactionTime };
+  const candidates = [plain, { ...plain, executionName: context.executionName }];
+  const claim: ExportClaim = {
+    sourceId: context.sourceId,
+    executionName: context.executionName,
+    executionStartedAt: context.startedAt,
+    transactionTime,
+    claimedAt: runtime.now().toISOString(),
+  };
+  const holders: string[] = [];
+  for (const location of candidates) {
+    const root = exportRoot(location);
+    const holder = await claimFolder(runtime, root, claim);
+    if (holder === 'ours') return location;
+    holders.push(`${root} (${holder})`);
+    runtime.logger.warn('another export holds the folder of this transactionTime; landing beside it', {
+      sourceId: context.sourceId,
+      transactionTime,
+      folder: root,
+      heldBy: holder,
+    });
+  }
+  throw new ExportFolderTakenError(
+    `both folders for transactionTime ${transactionTime} belong to other runs: ${holders.join('; ')}. An export folder is never written twice; give this run an execution name of its own`,
+  );
+}
+
+/** Claims a folder unless it is taken: `ours`, or who holds it. */
+async function claimFolder(runtime: Runtime, root: string, claim: ExportClaim): Promise<'ours' | string> {
+  const key = claimKey(root);
+  const execution = { executionName: claim.executionName, startedAt: claim.executionStartedAt };
+  const held = await runtime.store.getJson<ExportClaim>(key);
+  if (held) return claimedBy(held, execution) ? 'ours' : describeClaim(held);
+  // Folders written before claims existed have no claim, but a receipt says they are taken.
+  if (await runtime.store.head(receiptKey(root))) return 'an export from before folder claims';
+  let failure: unknown;
+  try {
+    await runtime.store.putJson(key, claim, { ifNoneMatch: true });
+    return 'ours';
+  } catch (error) {
+    failure = error;
+  }
+  // Refused: a lost race (412) names the winner, which may be this execution's earlier attempt;
+  // any other failure left no claim behind.
+  const winner = await runtime.store.getJson<ExportClaim>(key);
+  if (winner) return claimedBy(winner, execution) ? 'ours' : describeClaim(winner);
+  throw failure;
+}
+
+/**
+ * A file URL the manifest lists more than once lands once (see
+ * mergeManifestPages). Said in the log now, and in the receipt by Finalize,
+ * which reads this list from the work area.
+ */
+async function recordDuplicates(
+  runtime: Runtime,
+  context: ExportContext,
+  manifest: CompletionManifest,
+  items: readonly FileItem[],
+): Promise<string | undefined> {
+  if (!manifest.duplicateFiles) return undefined;
+  const duplicates: DuplicateListing[] = manifest.duplicateFiles.map((duplicate) => ({
+    kind: duplicate.kind,
+    type: duplicate.type,
+    key: items[duplicate.index]!.key,
+    timesListed: duplicate.timesListed,
+  }));
+  runtime.logger.warn('the manifest lists the same file more than once; each lands once', {
+    sourceId: context.sourceId,
+    files: duplicates.length,
+    extraListings: duplicates.reduce((sum, duplicate) => sum + duplicate.timesListed - 1, 0),
+    landingAt: duplicates.slice(0, 10).map((duplicate) => duplicate.key),
+  });
+  const key = `${context.workPrefix}duplicate-files.json`;
+  await runtime.store.putJson(key, duplicates);
+  return key;
+}
+
+function countByKind(items: readonly FileItem[]): Record<FileKind, number> {
+  const counts: Record<FileKind, number> = { output: 0, error: 0, deleted: 0 };
+  for (const item of items) counts[item.kind] += 1;
+  return counts;
+}
