@@ -100,7 +100,11 @@ export function createAwsRuntime(
   const sourceAccessRole = env.SOURCE_ACCESS_ROLE_ARN;
   let accessTokens: ((sourceId: string) => Promise<AccessTokenSource>) | undefined;
   if (sourceAccessRole !== undefined && sourceAccessRole.trim() !== '') {
-    const credentialsOf = createSourceRoleCredentials({ sts: traced(clients.sts()), roleArn: sourceAccessRole, now });
+    const credentialsOf = createSourceRoleCredentials({
+      sts: traced(clients.sts()),
+      roleArn: sourceAccessRole,
+      now,
+    });
     const providers = new Map<
       string,
       { readonly registered: string; readonly provider: Promise<AccessTokenProvider> }

@@ -13,6 +13,7 @@ import './local/node-version.js';
 import { resolve } from 'node:path';
 import { DescribeExecutionCommand, SFNClient, StopExecutionCommand } from '@aws-sdk/client-sfn';
 import { sealContext } from '../lambdas/runtime.js';
+import { isSourceId } from '../lambdas/schema/source.js';
 import { endExport } from '../lambdas/services/export-lifecycle.js';
 import { holderLiveness, isLocalExecutionArn, readLock } from '../lambdas/services/source-lock.js';
 import { openS3Target, readSourceFile, s3TargetOptions } from './local/cli.js';
@@ -45,9 +46,9 @@ async function main(argv: readonly string[]): Promise<number> {
   const { values } = parseCommandLine(argv, OPTIONS);
   const sourceId = values['source-id'];
   if (!sourceId) throw new UsageError('--source-id ID is required');
-  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(sourceId)) {
+  if (!isSourceId(sourceId)) {
     throw new UsageError(
-      `--source-id must be a source id (lower-case letters, digits and -), got ${JSON.stringify(sourceId.slice(0, 64))}`,
+      `--source-id must be a source id (lower-case letters, digits and -), got ${JSON.stringify(String(sourceId).slice(0, 64))}`,
     );
   }
   const localDirectory = resolve('.local');

@@ -10,9 +10,10 @@ import './local/node-version.js';
 import { readFile } from 'node:fs/promises';
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { createS3Store, type JsonStore } from '../lambdas/adapters/s3-store.js';
-import { isSourceId, parseRegistration } from '../lambdas/adapters/source-registry.js';
+import { parseRegisteredSource } from '../lambdas/config.js';
 import { registrationKey, registryPrefix } from '../lambdas/core/layout.js';
 import { PipelineError } from '../lambdas/errors.js';
+import { isSourceId } from '../lambdas/schema/source.js';
 import { parseCommandLine, resolveFromCaller, runCommand, UsageError } from './local/command.js';
 import { embeddedS3ClientConfig } from './local/embedded-s3.js';
 
@@ -136,7 +137,7 @@ async function readRegistration(file: string): Promise<{ id: string; record: unk
     throw new RegistrationError(`${file} is not valid JSON: ${(error as Error).message}`);
   }
   try {
-    return { id: parseRegistration(raw).id, record: raw };
+    return { id: parseRegisteredSource(raw).id, record: raw };
   } catch (error) {
     if (error instanceof PipelineError) throw new RegistrationError(`${file}: ${error.message}`);
     throw error;
@@ -154,7 +155,7 @@ async function list(store: JsonStore, prefix: string): Promise<number> {
   for (const key of keys) {
     const id = key.slice(registryPrefix(prefix).length, -'.json'.length);
     try {
-      const registered = parseRegistration(await store.getJson<unknown>(key), id);
+      const registered = parseRegisteredSource(await store.getJson<unknown>(key), id);
       process.stdout.write(`${id}\t${registered.settings.fhirBaseUrl}\n`);
     } catch (error) {
       invalid += 1;

@@ -1,7 +1,7 @@
-import { parseSourceSettings, type SourceSettings } from '../config.js';
+import { parseRegisteredSource, type RegisteredSource, type SourceSettings } from '../config.js';
 import { registrationKey } from '../core/layout.js';
-import { asObject, rejectUnknownKeys, requiredString } from '../core/validate.js';
 import { ConfigurationError } from '../errors.js';
+import { isSourceId } from '../schema/source.js';
 import type { JsonStore } from './s3-store.js';
 
 /**
@@ -13,24 +13,11 @@ import type { JsonStore } from './s3-store.js';
  * (SSM standard) limit and no per-account parameter quota, and `put` needs no
  * deployment (AppConfig would).
  */
-export interface RegisteredSource {
-  readonly id: string;
-  /** Name or ARN of the Secrets Manager secret with the client's credentials (only MintToken reads it). */
-  readonly clientSecret: string;
-  readonly settings: SourceSettings;
-}
-
 export interface SourceRegistry {
   /** The source's settings; a ConfigurationError names the registry object when there is none. */
   get(sourceId: string): Promise<SourceSettings>;
   registration(sourceId: string): Promise<RegisteredSource>;
 }
-
-/** Lower-case id used in S3 keys, execution names and schedules (checked before it goes into a key). */
-export const SOURCE_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
-
-export const isSourceId = (value: unknown): value is string =>
-  typeof value === 'string' && SOURCE_ID_PATTERN.test(value);
 
 /** How long a registration is reused per container. @default 60 (SOURCE_CACHE_SECONDS) */
 export const DEFAULT_SOURCE_CACHE_SECONDS = 60;
@@ -68,7 +55,7 @@ export function createSourceRegistry(options: SourceRegistryOptions): SourceRegi
     if (raw === undefined) {
       throw new ConfigurationError(`unknown sourceId "${sourceId}": no registration at ${where}`);
     }
-    const registered = parseRegistration(raw, where);
+    const registered = parseRegisteredSource(raw, where);
     if (registered.id !== sourceId) {
       throw new ConfigurationError(
         `${where}: id is "${registered.id}", expected "${sourceId}" (the key's id)`,
@@ -103,44 +90,7 @@ export function createSourceRegistry(options: SourceRegistryOptions): SourceRegi
   };
 }
 
-const REGISTRATION_KEYS = ['$schema', 'id', 'clientSecret', 'settings'];
-/** Keys of a source's settings that would be credentials or the id: they belong elsewhere in a registration. */
-const NOT_IN_SETTINGS: Record<string, string> = {
-  id: 'the id is the registration\'s top-level "id"',
-  clientId: 'credentials belong in the client secret',
-  privateKeyFile: 'credentials belong in the client secret',
-  kmsKeyId: 'credentials belong in the client secret',
-  tokenUrl: 'authorization settings belong in the client secret',
-  scope: 'authorization settings belong in the client secret',
-  scopeSyntax: 'authorization settings belong in the client secret',
-  extraScopes: 'authorization settings belong in the client secret',
-};
-
-/**
- * A registry object: `{ "$schema"?, "id", "clientSecret", "settings" }`, where
- * `settings` is a source's settings without its id and without credentials.
- * Errors name the field path (`<path>.settings.export.level`) and what was expected.
- */
-export function parseRegistration(raw: unknown, path = 'registration'): RegisteredSource {
-  const record = asObject(raw, path);
-  rejectUnknownKeys(record, REGISTRATION_KEYS, path);
-  const id = requiredString(record, 'id', path);
-  if (!SOURCE_ID_PATTERN.test(id)) {
-    throw new ConfigurationError(
-      `${path}.id must be 1-63 lower-case letters, digits or dashes, starting with a letter or digit`,
-    );
-  }
-  const clientSecret = requiredString(record, 'clientSecret', path);
-  const settingsPath = `${path}.settings`;
-  const settings = asObject(record.settings, settingsPath);
-  for (const key of Object.keys(settings)) {
-    const reason = NOT_IN_SETTINGS[key];
-    if (reason) throw new ConfigurationError(`${settingsPath}.${key} is not allowed: ${reason}`);
-  }
-  return { id, clientSecret, settings: parseSourceSettings({ ...settings, id }, settingsPath) };
-}
-
-/** The registry object for a source: the inverse of parseRegistration. */
+/** The registry object for a source: the inverse of parseRegisteredSource. */
 export function registrationRecord(registered: {
   readonly id: string;
   readonly clientSecret: string;

@@ -1,8 +1,8 @@
-import { isSourceId } from '../adapters/source-registry.js';
 import { describeFailure } from '../core/failure.js';
 import { oneLine } from '../core/operation-outcome.js';
 import type { InvocationContext } from '../middleware.js';
 import type { Runtime } from '../runtime.js';
+import { isSourceId } from '../schema/source.js';
 import { type EndExportResult, type EndOutcome, endExport } from '../services/export-lifecycle.js';
 import { readLock } from '../services/source-lock.js';
 import { awsTaskEntry } from './aws-entry.js';

@@ -1,9 +1,9 @@
-import { isSourceId } from '../adapters/source-registry.js';
 import { describeFailure } from '../core/failure.js';
 import { oneLine } from '../core/operation-outcome.js';
 import type { InvocationContext } from '../middleware.js';
 import { countExportFailure } from '../observability/export-failures.js';
 import type { Runtime } from '../runtime.js';
+import { isSourceId } from '../schema/source.js';
 import { type EndExportResult, endExport } from '../services/export-lifecycle.js';
 import type { ExportContext, KickOffState, PollState, SealedToken } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';

@@ -84,17 +84,25 @@ export const textList = (pattern?: { regex: RegExp; expected: string }, descript
  * fails loudly instead of being ignored. `$schema` (an editor's hint) and
  * `$comment` are always allowed.
  */
-export const strictObject = <S extends z.core.$ZodLooseShape>(shape: S, description?: string) => {
+export const strictObject = <S extends z.core.$ZodLooseShape>(
+  shape: S,
+  description?: string,
+  /** A sentence added when some unknown keys are known mistakes (credentials in settings). */
+  unknownKeyHint?: (keys: readonly string[]) => string | undefined,
+) => {
   const keys = Object.keys(shape);
   const schema = z.strictObject(
     { ...shape, $schema: z.string().optional(), $comment: z.string().optional() },
     {
-      error: (issue) =>
-        issue.code === 'unrecognized_keys'
-          ? `has unknown key(s) ${issue.keys.join(', ')}; expected only ${keys.join(', ')}`
-          : issue.input === undefined
-            ? 'is required: a JSON object'
-            : `must be a JSON object (got ${describe(issue.input)})`,
+      error: (issue) => {
+        if (issue.code === 'unrecognized_keys') {
+          const hint = unknownKeyHint?.(issue.keys);
+          return `has unknown key(s) ${issue.keys.join(', ')}; ${hint ? `${hint}; ` : ''}expected only ${keys.join(', ')}`;
+        }
+        return issue.input === undefined
+          ? 'is required: a JSON object'
+          : `must be a JSON object (got ${describe(issue.input)})`;
+      },
     },
   );
   return description ? schema.meta({ description }) : schema;

@@ -194,6 +194,10 @@ export const SourceSettingsSchema = strictObject(
     ...settingsShape,
   },
   'A source’s non-secret settings.',
+  (keys) =>
+    keys.some((key) => CREDENTIAL_KEYS.includes(key))
+      ? "credentials belong in the source's client secret, not in its settings"
+      : undefined,
 ).superRefine(checkSettings);
 
 /**

@@ -10,6 +10,7 @@ import {
 import { oneLine } from '../core/operation-outcome.js';
 import { countExportFailure } from '../observability/export-failures.js';
 import { type Runtime, sealContext } from '../runtime.js';
+import { isSourceId } from '../schema/source.js';
 import type { ExportContext, ManifestSummary } from '../state.js';
 import { removePrefixForGood, stagingPrefix } from './publish-export.js';
 import {
@@ -280,7 +281,7 @@ export async function endExport(runtime: Runtime, request: EndExportRequest): Pr
         )
       : request.failure.message;
   let receiptKey: string | undefined;
-  if (/^[a-z0-9][a-z0-9-]{0,62}$/.test(sourceId)) {
+  if (isSourceId(sourceId)) {
     const key = failureReceiptKey(runtime.prefix, sourceId, executionName);
     await attempt('write the failure receipt', async () => {
       const receipt: FailureReceipt = {

@@ -8,6 +8,7 @@ import {
   openFile,
 } from '../adapters/file-http.js';
 import { S3_MIN_PART_BYTES } from '../adapters/s3-multipart.js';
+import type { FileKind } from '../core/manifest.js';
 import {
   FRAMER_POSITION_ZERO,
   type FramedLines,
@@ -41,8 +42,6 @@ export type { TransferCheckpoint } from './transfer/checkpoint.js';
  * `Range` + `If-Range` against the same strong ETag; anything else (no range
  * support, a 200 to a range request, a changed file) starts the object over.
  */
-
-export type FileKind = 'output' | 'error' | 'deleted';
 
 export interface TransferFileInput {
   readonly url: string;

@@ -4,6 +4,7 @@ import type { Receipt } from '../../lambdas/core/receipt.js';
 import { ExportNotResumableError } from '../../lambdas/errors.js';
 import type { CleanUpEndedExportResult } from '../../lambdas/handlers/clean-up-ended-export.js';
 import type { ProgressEvent, Runtime } from '../../lambdas/runtime.js';
+import { isSourceId } from '../../lambdas/schema/source.js';
 import { readLock, updateSourceLock } from '../../lambdas/services/source-lock.js';
 import {
   CLEAN_UP_DEFINITION_PATH,
@@ -121,7 +122,7 @@ async function cleanUpEndedRun(
   run: LocalRunResult,
 ): Promise<CleanUpEndedExportResult | undefined> {
   const sourceId = String(options.input.sourceId ?? '');
-  if (run.status === 'ABORTED' && /^[a-z0-9][a-z0-9-]{0,62}$/.test(sourceId)) {
+  if (run.status === 'ABORTED' && isSourceId(sourceId)) {
     // The runner killed and settled every invocation: their leases are void, as a stopped Lambda's are.
     const work = workPrefix(runtime.prefix, sourceId, run.executionName);
     for (const key of await runtime.store.listKeys(inFlightPrefix(work))) await runtime.store.delete(key);

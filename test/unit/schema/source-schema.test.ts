@@ -112,7 +112,9 @@ describe('round trips', () => {
         clientSecret: 's',
         settings: { fhirBaseUrl: 'https://fhir.example.org', clientId: 'x' },
       }),
-    ).toThrow(/^source\.settings has unknown key\(s\) clientId; expected only id, description, fhirBaseUrl,/);
+    ).toThrow(
+      /^source\.settings has unknown key\(s\) clientId; credentials belong in the source.s client secret, not in its settings; expected only id, description, fhirBaseUrl,/,
+    );
   });
 
   it('refuses a registry record whose settings name another source', () => {

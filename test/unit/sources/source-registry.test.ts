@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { JsonStore } from '../../../lambdas/adapters/s3-store.js';
-import { createSourceRegistry, parseRegistration } from '../../../lambdas/adapters/source-registry.js';
+import { createSourceRegistry } from '../../../lambdas/adapters/source-registry.js';
+import { parseRegisteredSource } from '../../../lambdas/config.js';
 import { ConfigurationError } from '../../../lambdas/errors.js';
 import { createDownloadFileHandler } from '../../../lambdas/handlers/download-file.js';
 import type { InvocationContext } from '../../../lambdas/middleware.js';
@@ -112,21 +113,21 @@ describe('the source registry', () => {
   });
 });
 
-describe('parseRegistration', () => {
+describe('parseRegisteredSource (the registry record)', () => {
   it.each([
     [{ ...EPIC, clientSecret: undefined }, 'registration.clientSecret is required: a non-empty string'],
     [
       { ...EPIC, extra: 1 },
-      'registration has unknown key(s) extra; expected only $schema, id, clientSecret, settings',
+      'registration has unknown key(s) extra; expected only id, clientSecret, settings',
     ],
     [{ ...EPIC, settings: [] }, 'registration.settings must be a JSON object (got an array)'],
     [
       { ...EPIC, settings: { ...EPIC.settings, clientId: 'abc' } },
-      'registration.settings.clientId is not allowed: credentials belong in the client secret',
+      "registration.settings has unknown key(s) clientId; credentials belong in the source's client secret, not in its settings; expected only id, description, fhirBaseUrl, export, maxConcurrency, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds",
     ],
     [
-      { ...EPIC, settings: { ...EPIC.settings, id: 'epic' } },
-      'registration.settings.id is not allowed: the id is the registration\'s top-level "id"',
+      { ...EPIC, settings: { ...EPIC.settings, id: 'cerner' } },
+      'registration.settings.id is "cerner" but the source id is "epic"; set the id once, on the source',
     ],
     [
       { ...EPIC, settings: { ...EPIC.settings, export: { level: 'grp' } } },
@@ -137,11 +138,11 @@ describe('parseRegistration', () => {
       'registration.id must be 1-63 lower-case letters, digits or dashes, starting with a letter or digit',
     ],
   ])('names the field and what was expected: %#', (raw, message) => {
-    expect(() => parseRegistration(raw)).toThrow(new ConfigurationError(message));
+    expect(() => parseRegisteredSource(raw, 'registration')).toThrow(new ConfigurationError(message));
   });
 
   it('accepts a $schema reference for editors', () => {
-    expect(parseRegistration({ $schema: '../schemas/source.schema.json', ...EPIC }).id).toBe('epic');
+    expect(parseRegisteredSource({ $schema: '../schemas/source.schema.json', ...EPIC }).id).toBe('epic');
   });
 });
 
