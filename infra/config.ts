@@ -2,13 +2,8 @@ import { readFileSync } from 'node:fs';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
-import type {
-  BulkExportSourceProps,
-  ExportLifecycleProps,
-  ExportSourceSettings,
-  SigningKeySpec,
-} from './bulk-export-pipeline.js';
-import type { BulkExportStackProps } from './bulk-export-stack.js';
+import type { ExportLifecycleProps, ExportSourceSettings, SigningKeySpec } from './bulk-export-pipeline.js';
+import type { BulkExportStackProps, ConfiguredSourceProps } from './bulk-export-stack.js';
 
 /**
  * The deployment's configuration file (`infra/pipeline.config.json` unless
@@ -367,7 +362,8 @@ function lifecycleProps(config: LifecycleConfig | undefined): ExportLifecyclePro
   };
 }
 
-function sourceProps(source: SourceConfig): BulkExportSourceProps {
+/** The secret stays an ARN or name here: BulkExportStack imports it (an import needs a scope). */
+function sourceProps(source: SourceConfig): ConfiguredSourceProps {
   const schedule = source.schedule;
   return {
     id: source.id,
