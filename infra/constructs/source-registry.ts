@@ -187,7 +187,7 @@ export class SourceAccess extends PipelinePart {
         'ForAllValues:StringEquals': { 'aws:TagKeys': [SOURCE_TAG_KEY] },
       }).withSessionTags(),
       description:
-        'Assumed by the token minter per source (session tag): reads that source's secret and signs with its key',
+        "Assumed by the token minter per source (session tag): reads that source's secret and signs with its key",
     });
     const arnIn = (service: string, resource: string) =>
       `arn:${Aws.PARTITION}:${service}:${Aws.REGION}:${Aws.ACCOUNT_ID}:${resource}`;

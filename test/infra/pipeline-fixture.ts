@@ -4,7 +4,11 @@ import type { CfnRole } from 'aws-cdk-lib/aws-iam';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct, IConstruct } from 'constructs';
 import type { BulkExportSourceProps } from '../../infra/bulk-export-pipeline.js';
-import { BulkExportStack, type BulkExportStackProps, type ConfiguredSourceProps } from '../../infra/bulk-export-stack.js';
+import {
+  BulkExportStack,
+  type BulkExportStackProps,
+  type ConfiguredSourceProps,
+} from '../../infra/bulk-export-stack.js';
 
 /**
  * A scheduled ES384 source and an unscheduled RS384 one whose secret is named,
@@ -42,7 +46,11 @@ export function importedSources(scope: Construct): BulkExportSourceProps[] {
   return SOURCES.map((source) => ({
     ...source,
     clientSecret: (source.clientSecret as string).startsWith('arn:')
-      ? secretsmanager.Secret.fromSecretCompleteArn(scope, `Secret-${source.id}`, source.clientSecret as string)
+      ? secretsmanager.Secret.fromSecretCompleteArn(
+          scope,
+          `Secret-${source.id}`,
+          source.clientSecret as string,
+        )
       : secretsmanager.Secret.fromSecretNameV2(scope, `Secret-${source.id}`, source.clientSecret as string),
   }));
 }
