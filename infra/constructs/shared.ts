@@ -7,7 +7,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, type IConstruct } from 'constructs';
-import { acknowledgeWildcards, type ExplainedStatement } from '../nag-findings.js';
+import { acknowledgeWildcards, type ExplainedStatement, reacknowledgeWildcards } from '../nag-findings.js';
 
 /** What every part of the pipeline shares: where logs go, how long they stay, what is retained. */
 export interface PipelineContext {
@@ -251,4 +251,5 @@ export function keepFlatLogicalIds(root: Construct): void {
     seen.set(id, element.node.path);
     element.overrideLogicalId(id);
   }
+  reacknowledgeWildcards(root);
 }
