@@ -76,6 +76,7 @@ describe('a pipeline on your own bucket, VPC and alarm topic', () => {
               'arn:',
               { Ref: 'AWS::Partition' },
               ':s3:::',
+              // biome-ignore lint/suspicious/noTemplateCurlyInString: CloudFormation's Fn::Sub syntax
               { 'Fn::Sub': 'cdk-hnb659fds-assets-${AWS::AccountId}-${AWS::Region}' },
               '/*',
             ],
