@@ -71,6 +71,9 @@ const VARIANTS: readonly [string, (app: App) => void][] = [
       const operator = new iam.Role(stack, 'Operator', { assumedBy: new iam.AccountRootPrincipal() });
       pipeline.grantRedrive(operator);
       pipeline.grantCancel(operator);
+      pipeline.grantStartExport(operator);
+      pipeline.grantReadExports(operator);
+      pipeline.grantReadExports(operator, 'cerner-test');
       Validations.of(operator).acknowledge({
         id: 'HIPAA.Security-IAMNoInlinePolicy',
         reason: 'CDK grants land in the operator role’s default policy.',
