@@ -125,8 +125,7 @@ export class BulkExportPipeline extends Construct {
   constructor(scope: Construct, id: string, props: BulkExportPipelineProps) {
     super(scope, id);
     validatePipelineProps(props);
-    // Set before any child exists: the access log bucket gets a bucket policy, not ACLs.
-    this.node.setContext('@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy', true);
+    // Set before any child exists (the bucket part sets its own): SQS targets get queue policies.
     this.node.setContext('@aws-cdk/aws-events:eventsTargetQueueSameAccount', true);
 
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;

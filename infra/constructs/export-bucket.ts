@@ -28,6 +28,8 @@ export class ExportBucket extends PipelinePart {
 
   constructor(scope: Construct, id: string, props: ExportBucketPartProps) {
     super(scope, id);
+    // Set before any child exists: the access log bucket gets a bucket policy, not ACLs.
+    this.node.setContext('@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy', true);
     if (props.bucket) {
       this.bucket = props.bucket;
       this.dataKey = props.bucket.encryptionKey;
