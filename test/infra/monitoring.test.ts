@@ -14,7 +14,9 @@ describe('Monitoring', () => {
   });
 
   it('graphs failures of every error category, one line each', () => {
-    const body = JSON.stringify(template.toJSON().Resources[logicalId(part.dashboard)].Properties.DashboardBody);
+    const body = JSON.stringify(
+      template.toJSON().Resources[logicalId(part.dashboard)].Properties.DashboardBody,
+    );
     for (const category of EXPORT_ERROR_CATEGORIES)
       expect(body).toContain(String.raw`\"ErrorCategory\",\"${category}\"`);
   });
