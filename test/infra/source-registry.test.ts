@@ -170,6 +170,7 @@ describe('per-source isolation (ABAC)', () => {
       .flatMap((policy) => policy.statements);
   const granting = (statements: PolicyStatementJson[], action: string) =>
     statements.filter((statement) => actionsOf(statement).some((pattern) => grants(pattern, action)));
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: an IAM policy variable, not a template
   const PRINCIPAL_TAG = '${aws:PrincipalTag/fhir-bulk-export-source}';
 
   it('lets the source access role read a secret only when the secret’s source tag equals the session’s', () => {
