@@ -36,7 +36,7 @@ describe('prebundled functions', () => {
       expect(existsSync(`${file}.map`)).toBe(true);
       // No import of anything but Node built-ins: the AWS SDK and every dependency are inside.
       const imports = [
-        ...readFileSync(file, 'utf8').matchAll(/(?:^|;)import\s*[^;"'`]*?from\s*"([^"]+)"/g),
+        ...readFileSync(file, 'utf8').matchAll(/(?:^|;)import\s*[^;"'`]*?from\s*["']([^"']+)["']/g),
       ].map((match) => match[1]);
       expect(imports).toContain('node:module');
       expect(imports.filter((specifier) => !specifier!.startsWith('node:'))).toEqual([]);
