@@ -1,21 +1,56 @@
 import { Aws, CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as snsSubscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { Construct } from 'constructs';
-import { BulkExportPipeline, type BulkExportPipelineProps } from './bulk-export-pipeline.js';
+import {
+  BulkExportPipeline,
+  type BulkExportPipelineProps,
+  type BulkExportSourceProps,
+} from './bulk-export-pipeline.js';
+
+/**
+ * A source as the config file names it: its secret by ARN or name, its CMK
+ * by ARN. The stack imports them (an import needs a scope, which the config
+ * file cannot give).
+ */
+export interface ConfiguredSourceProps
+  extends Omit<BulkExportSourceProps, 'clientSecret' | 'clientSecretEncryptionKey'> {
+  /** The secret itself, or its complete ARN (with the 6-character suffix), partial ARN or name. */
+  readonly clientSecret: secretsmanager.ISecret | string;
+  readonly clientSecretEncryptionKeyArn?: string;
+}
 
 export interface BulkExportStackProps extends StackProps {
-  /** The pipeline's props. */
-  readonly pipeline: BulkExportPipelineProps;
+  /** The pipeline's props, with sources as the config file names them. */
+  readonly pipeline: Omit<BulkExportPipelineProps, 'sources'> & {
+    readonly sources: readonly ConfiguredSourceProps[];
+  };
   /** Email addresses subscribed to the alarm topic (each must confirm). @default none */
   readonly alarmEmails?: readonly string[];
 }
 
-/** `epic-prod` → `EpicProd`, for output ids (alphanumeric only). */
-const pascal = (id: string) =>
-  id
-    .split('-')
-    .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
-    .join('');
+/** A complete secret ARN ends in `-` and the 6 characters Secrets Manager appends. */
+const COMPLETE_SECRET_ARN = /^arn:[^:]+:secretsmanager:.*-[A-Za-z0-9]{6}$/;
+
+function importSource(scope: Construct, source: ConfiguredSourceProps): BulkExportSourceProps {
+  const { clientSecret, clientSecretEncryptionKeyArn, ...rest } = source;
+  const encryptionKey = clientSecretEncryptionKeyArn
+    ? kms.Key.fromKeyArn(scope, `SecretKey-${source.id}`, clientSecretEncryptionKeyArn)
+    : undefined;
+  if (typeof clientSecret !== 'string')
+    return { ...rest, clientSecret, clientSecretEncryptionKey: encryptionKey };
+  const id = `Secret-${source.id}`;
+  const imported = clientSecret.startsWith('arn:')
+    ? secretsmanager.Secret.fromSecretAttributes(scope, id, {
+        ...(COMPLETE_SECRET_ARN.test(clientSecret)
+          ? { secretCompleteArn: clientSecret }
+          : { secretPartialArn: clientSecret }),
+        encryptionKey,
+      })
+    : secretsmanager.Secret.fromSecretNameV2(scope, id, clientSecret);
+  return { ...rest, clientSecret: imported, clientSecretEncryptionKey: encryptionKey };
+}
 
 /** The deployable stack: one pipeline and the outputs an operator needs. */
 export class BulkExportStack extends Stack {
@@ -23,7 +58,10 @@ export class BulkExportStack extends Stack {
 
   constructor(scope: Construct, id: string, props: BulkExportStackProps) {
     super(scope, id, props);
-    const pipeline = new BulkExportPipeline(this, 'Pipeline', props.pipeline);
+    const pipeline = new BulkExportPipeline(this, 'Pipeline', {
+      ...props.pipeline,
+      sources: props.pipeline.sources.map((source) => importSource(this, source)),
+    });
     this.pipeline = pipeline;
     for (const email of props.alarmEmails ?? []) {
       pipeline.alarmTopic.addSubscription(new snsSubscriptions.EmailSubscription(email));
@@ -63,15 +101,20 @@ export class BulkExportStack extends Stack {
         value: pipeline.completionQueue.queueUrl,
       });
     }
-    for (const [sourceId, key] of pipeline.signingKeys) {
-      new CfnOutput(this, `SigningKeyArn${pascal(sourceId)}`, {
-        description: `Signing key of source ${sourceId}: put it (or the alias) in the source's secret as kmsKeyId`,
-        value: key.keyArn,
-      });
-      new CfnOutput(this, `SigningKeyAlias${pascal(sourceId)}`, {
-        description: `Alias of the signing key of source ${sourceId}`,
-        value: pipeline.signingKeyAliases.get(sourceId)!.aliasName,
-      });
-    }
+    // One output for all keys: outputs per source would hit CloudFormation's 200-output limit.
+    new CfnOutput(this, 'SigningKeyAliasPrefix', {
+      description:
+        "Signing keys are alias/<prefix>/<sourceId>: put the alias in the source's secret as kmsKeyId; the JWKS publishes every key under this prefix",
+      value: pipeline.signingKeyAliasPrefix,
+    });
+    new CfnOutput(this, 'SourceRegistry', {
+      description: 'Where sources are registered (npm run sources -- put|list|show|remove)',
+      value: `s3://${pipeline.bucket.bucketName}/${pipeline.sourceRegistryPrefix}`,
+    });
+    new CfnOutput(this, 'SourceAccessRoleArn', {
+      description:
+        'Assumed by the token minter per source; its secret and key must carry the tag fhir-bulk-export-source=<id>',
+      value: pipeline.sourceAccessRole.roleArn,
+    });
   }
 }

@@ -3,6 +3,7 @@ import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { z } from 'zod';
+import { MAX_MAX_LINE_BYTES, MIN_MAX_LINE_BYTES } from '../lambdas/core/ndjson/line-limit.js';
 import { describe } from '../lambdas/core/validate.js';
 import {
   flag,
@@ -15,8 +16,9 @@ import {
   textList,
 } from '../lambdas/schema/fields.js';
 import { SourceSettingsSchema, sourceId } from '../lambdas/schema/source.js';
-import type { BulkExportSourceProps, ExportLifecycleProps } from './bulk-export-pipeline.js';
-import type { BulkExportStackProps } from './bulk-export-stack.js';
+import type { ExportLifecycleProps } from './bulk-export-pipeline.js';
+import type { BulkExportStackProps, ConfiguredSourceProps } from './bulk-export-stack.js';
+import { SIGNING_KEY_SPECS } from './pipeline-props.js';
 
 /**
  * The deployment's configuration file (`infra/pipeline.config.json` unless
@@ -26,9 +28,6 @@ import type { BulkExportStackProps } from './bulk-export-stack.js';
  * source's settings with the Lambdas' own source schema; the construct checks
  * what needs CDK (cron expressions, time zones, duplicate ids).
  */
-
-/** Asymmetric key specs that can sign a SMART client assertion (ES384, RS384). */
-export const SIGNING_KEY_SPECS = ['ECC_NIST_P384', 'RSA_2048', 'RSA_3072', 'RSA_4096'] as const;
 
 /** CloudWatch Logs' retention values (CDK's RetentionDays, without "never expire"). */
 const RETENTION_DAYS = Object.values(logs.RetentionDays).filter(
@@ -123,6 +122,21 @@ export const PipelineConfigSchema = strictObject(
     ).optional(),
     downloadErrorThreshold: integer(1, 1_000_000, 'Default 5.').optional(),
     reservedConcurrency: flag('Default true.').optional(),
+    maxConcurrentExports: integer(
+      1,
+      1000,
+      'Exports expected at once across sources; sizes reserved concurrency. Default 5.',
+    ).optional(),
+    maxConcurrentDownloads: integer(
+      1,
+      10_000,
+      'File downloads expected at once across exports; sizes Download File concurrency. Default 20.',
+    ).optional(),
+    maxLineBytes: integer(
+      MIN_MAX_LINE_BYTES,
+      MAX_MAX_LINE_BYTES,
+      "Longest NDJSON line any source may accept: Download File's memory. Default 64 MiB.",
+    ).optional(),
     removalPolicy: oneOf(['retain', 'destroy'], 'Default retain.').optional(),
     completionQueue: flag('Default true.').optional(),
     keyAliasPrefix: patterned(
@@ -197,7 +211,8 @@ function lifecycleProps(config: LifecycleConfig | undefined): ExportLifecyclePro
   };
 }
 
-function sourceProps(source: SourceConfig): BulkExportSourceProps {
+/** The secret stays an ARN or name here: BulkExportStack imports it (an import needs a scope). */
+function sourceProps(source: SourceConfig): ConfiguredSourceProps {
   const schedule = source.schedule;
   return {
     id: source.id,
@@ -241,6 +256,9 @@ export function stackPropsFromConfig(config: PipelineConfig): BulkExportStackPro
           : Duration.hours(config.longExportThresholdHours),
       downloadErrorThreshold: config.downloadErrorThreshold,
       reservedConcurrency: config.reservedConcurrency,
+      maxConcurrentExports: config.maxConcurrentExports,
+      maxConcurrentDownloads: config.maxConcurrentDownloads,
+      maxLineBytes: config.maxLineBytes,
       removalPolicy: config.removalPolicy === 'destroy' ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
       completionQueue: config.completionQueue,
       keyAliasPrefix: config.keyAliasPrefix,

@@ -63,6 +63,7 @@ export interface ExplainedStatement {
  * a wildcard and no reason: that is a bug in this construct, not a user error.
  */
 export function acknowledgeWildcards(scope: IConstruct, statements: readonly ExplainedStatement[]): void {
+  acknowledged.set(scope, [...(acknowledged.get(scope) ?? []), ...statements]);
   for (const { statement, wildcardReason } of statements) {
     const ids = wildcardFindingIds(scope, statement);
     if (ids.length === 0) continue;
@@ -70,5 +71,24 @@ export function acknowledgeWildcards(scope: IConstruct, statements: readonly Exp
       throw new Error(`${scope.node.path}: statement with ${ids.join(', ')} needs a wildcardReason`);
     }
     Validations.of(scope).acknowledge(...ids.map((id) => ({ id, reason: wildcardReason })));
+  }
+}
+
+/** What each scope was told to accept, so the ids can be computed again once logical ids change. */
+const acknowledged = new WeakMap<IConstruct, readonly ExplainedStatement[]>();
+
+/**
+ * Finding ids embed logical ids (`<ExportBucket1234.Arn>/*`). After logical
+ * ids are overridden (BulkExportPipeline keeps its flat ones), the ids
+ * computed at construction no longer match: acknowledge again under `root`.
+ */
+export function reacknowledgeWildcards(root: IConstruct): void {
+  for (const scope of root.node.findAll()) {
+    const statements = acknowledged.get(scope);
+    if (!statements) continue;
+    const ids = statements.flatMap(({ statement, wildcardReason }) =>
+      wildcardFindingIds(scope, statement).map((id) => ({ id, reason: wildcardReason! })),
+    );
+    if (ids.length > 0) Validations.of(scope).acknowledge(...ids);
   }
 }

@@ -1,4 +1,9 @@
 import { Duration, Token } from 'aws-cdk-lib';
+import {
+  DEFAULT_MAX_LINE_BYTES,
+  MAX_MAX_LINE_BYTES,
+  MIN_MAX_LINE_BYTES,
+} from '../lambdas/core/ndjson/line-limit.js';
 import { parseWith } from '../lambdas/schema/fields.js';
 import { CREDENTIAL_KEYS, SOURCE_ID_PATTERN, SourceSettingsSchema } from '../lambdas/schema/source.js';
 import type {
@@ -7,14 +12,14 @@ import type {
   ExportBucketProps,
   ExportScheduleProps,
   ExportSourceSettings,
-} from './bulk-export-pipeline.js';
-import { SIGNING_KEY_SPECS } from './config.js';
+} from './pipeline-props.js';
+import { SIGNING_KEY_SPECS } from './pipeline-props.js';
 import { isKnownTimeZone, scheduleExpressionProblem } from './schedule-expression.js';
 
 /**
  * Synth-time checks of BulkExportPipelineProps. Everything here would
- * otherwise fail later and further away: at deploy (CloudFormation), at a
- * Lambda's cold start (`SOURCES` is parsed there), or silently (a schedule
+ * otherwise fail later and further away: at deploy (CloudFormation), when a
+ * Lambda reads a source's registration, or silently (a schedule
  * that fires at the wrong hour). Messages name the prop path and what was
  * expected; the construct throws them as they are.
  *
@@ -36,12 +41,7 @@ export const EXPORT_BUCKET_PROP_KEYS: readonly (keyof ExportBucketProps)[] = [
 ];
 
 const SECRET_ARN = /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$/;
-const SECRET_NAME = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
-const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
 const ALIAS_PREFIX = /^[A-Za-z0-9/_-]{1,200}$/;
-
-/** Lambda's limit on all environment variables of one function together. */
-export const LAMBDA_ENVIRONMENT_LIMIT_BYTES = 4096;
 
 export class BulkExportPipelinePropsError extends Error {
   constructor(message: string) {
@@ -96,19 +96,12 @@ function checkSchedule(schedule: ExportScheduleProps, path: string): void {
 }
 
 function checkClientSecret(source: BulkExportSourceProps, path: string): void {
-  const secret = source.clientSecret;
-  if (typeof secret !== 'string' || secret.trim() === '')
-    fail(`${path}.clientSecret is required: the ARN or name of the source's Secrets Manager secret`);
-  if (Token.isUnresolved(secret)) return;
-  if (secret.startsWith('arn:')) {
-    if (!SECRET_ARN.test(secret))
-      fail(`${path}.clientSecret "${secret}" is not a Secrets Manager secret ARN`);
-  } else if (!SECRET_NAME.test(secret)) {
-    fail(`${path}.clientSecret "${secret}" is neither a secret ARN nor a valid secret name`);
-  }
-  const keyArn = source.clientSecretEncryptionKeyArn;
-  if (keyArn !== undefined && !Token.isUnresolved(keyArn) && !KMS_KEY_ARN.test(keyArn))
-    fail(`${path}.clientSecretEncryptionKeyArn "${keyArn}" is not a KMS key ARN`);
+  const secret = source.clientSecret as Partial<BulkExportSourceProps['clientSecret']> | undefined;
+  if (secret === null || typeof secret !== 'object' || typeof secret.secretArn !== 'string')
+    fail(`${path}.clientSecret is required: the source's Secrets Manager secret (secretsmanager.ISecret)`);
+  const arn = secret!.secretArn!;
+  if (!Token.isUnresolved(arn) && !SECRET_ARN.test(arn))
+    fail(`${path}.clientSecret "${arn}" is not a Secrets Manager secret ARN`);
 }
 
 function checkSource(source: BulkExportSourceProps, path: string): void {
@@ -166,19 +159,27 @@ export function validatePipelineProps(props: BulkExportPipelineProps): void {
     threshold.toSeconds() < Duration.minutes(5).toSeconds()
   )
     fail('longExportThreshold must be at least 5 minutes');
+  for (const key of ['maxConcurrentExports', 'maxConcurrentDownloads'] as const) {
+    const value = props[key];
+    if (value !== undefined && (!Number.isInteger(value) || value < 1))
+      fail(`${key} must be a positive integer`);
+  }
+  const maxLineBytes = props.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
+  if (
+    !Number.isInteger(maxLineBytes) ||
+    maxLineBytes < MIN_MAX_LINE_BYTES ||
+    maxLineBytes > MAX_MAX_LINE_BYTES
+  )
+    fail(`maxLineBytes must be an integer from ${MIN_MAX_LINE_BYTES} to ${MAX_MAX_LINE_BYTES}`);
+  // Download File's memory is sized for the pipeline's ceiling; a source above it would fail at run time.
+  props.sources.forEach((source, index) => {
+    const own = source.settings.maxLineBytes;
+    if (own !== undefined && own > maxLineBytes)
+      fail(
+        `sources[${index}].settings.maxLineBytes ${own} is above the pipeline's maxLineBytes ${maxLineBytes}; raise maxLineBytes (Download File's memory follows it)`,
+      );
+  });
   const errors = props.downloadErrorThreshold;
   if (errors !== undefined && (!Number.isInteger(errors) || errors < 1))
     fail('downloadErrorThreshold must be a positive integer');
-}
-
-/** Throws when a function's environment would exceed Lambda's 4 KB limit (many sources in `SOURCES`). */
-export function checkEnvironmentSize(functionName: string, environment: Record<string, string>): void {
-  // An unresolved token (an ARN, a bucket name) is counted as 100 bytes: ARNs are shorter than that.
-  const size = (value: string) => Buffer.byteLength(value.replace(/\$\{Token\[[^\]]+\]\}/g, 'x'.repeat(100)));
-  const bytes = Object.entries(environment).reduce((sum, [key, value]) => sum + size(key) + size(value), 0);
-  if (bytes > LAMBDA_ENVIRONMENT_LIMIT_BYTES) {
-    fail(
-      `the ${functionName} function's environment would be about ${bytes} bytes, over Lambda's ${LAMBDA_ENVIRONMENT_LIMIT_BYTES}; split the sources across pipelines or shorten their settings`,
-    );
-  }
 }

@@ -31,38 +31,6 @@ export function parseRegisteredSource(raw: unknown, path = 'source'): Registered
   };
 }
 
-/**
- * The settings of every source, keyed by id, from a JSON array (the `SOURCES`
- * environment variable of deployments before the registry).
- */
-export function parseSourceCatalog(
-  raw: string | undefined,
-  variable = 'SOURCES',
-): Map<string, SourceSettings> {
-  if (raw === undefined || raw.trim() === '') {
-    throw new ConfigurationError(
-      `environment variable ${variable} is missing: expected a JSON array of sources`,
-    );
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    throw new ConfigurationError(
-      `environment variable ${variable} is not valid JSON: expected an array of sources`,
-    );
-  }
-  if (!Array.isArray(parsed)) throw new ConfigurationError(`${variable} must be a JSON array of sources`);
-  const catalog = new Map<string, SourceSettings>();
-  parsed.forEach((entry, index) => {
-    const settings = parseSourceSettings(entry, `${variable}[${index}]`);
-    if (catalog.has(settings.id))
-      throw new ConfigurationError(`${variable}[${index}].id ${settings.id} is a duplicate`);
-    catalog.set(settings.id, settings);
-  });
-  return catalog;
-}
-
 /** Reads a required environment variable, naming it when it is missing. */
 export function requireEnv(env: NodeJS.ProcessEnv, name: string, expected: string): string {
   const value = env[name];

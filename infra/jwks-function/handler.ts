@@ -1,4 +1,4 @@
-import { KMSClient } from '@aws-sdk/client-kms';
+import { KMSClient, ListAliasesCommand, type ListAliasesCommandOutput } from '@aws-sdk/client-kms';
 import { getKmsJwks, type KmsClientLike } from '../../lambdas/adapters/kms-public-keys.js';
 import { requireEnv } from '../../lambdas/config.js';
 import { ConfigurationError } from '../../lambdas/errors.js';
@@ -11,6 +11,10 @@ import { lazily } from '../../lambdas/middleware.js';
  * keys never leave KMS. Served from a Lambda Function URL; the EHR caches it
  * for `Cache-Control` max-age, so a key added for rotation shows up within
  * that time.
+ *
+ * The keys are the targets of the aliases under `JWKS_KEY_ALIAS_PREFIX`
+ * (`alias/fhir-bulk-export/`), listed per request: a source's key created
+ * outside CDK is published as soon as its alias exists, without a deploy.
  *
  * Bundled by esbuild from infra/ (the construct names this file by path and
  * never imports it).
@@ -30,8 +34,8 @@ export interface FunctionUrlResult {
 
 export interface JwksHandlerOptions {
   readonly kms: KmsClientLike;
-  /** Key ids or ARNs of the asymmetric signing keys to publish. */
-  readonly keyIds: readonly string[];
+  /** Key ids or ARNs of the asymmetric signing keys to publish, or how to find them per request. */
+  readonly keyIds: readonly string[] | (() => Promise<readonly string[]>);
   /** `Cache-Control: max-age` of a successful answer. */
   readonly maxAgeSeconds: number;
   readonly logger: Logger;
@@ -61,7 +65,7 @@ export function createJwksHandler(options: JwksHandlerOptions) {
       );
     }
     try {
-      const jwks = await getKmsJwks(kms, keyIds);
+      const jwks = await getKmsJwks(kms, typeof keyIds === 'function' ? await keyIds() : keyIds);
       const response = json(200, jwks, { 'cache-control': `public, max-age=${maxAgeSeconds}` });
       return method === 'HEAD' ? { ...response, body: '' } : response;
     } catch (error) {
@@ -76,21 +80,19 @@ export function createJwksHandler(options: JwksHandlerOptions) {
   };
 }
 
-function keyIdsFrom(raw: string): string[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    parsed = undefined;
-  }
-  if (
-    !Array.isArray(parsed) ||
-    parsed.length === 0 ||
-    !parsed.every((id) => typeof id === 'string' && id !== '')
-  ) {
-    throw new ConfigurationError('environment variable JWKS_KEY_IDS must be a JSON array of KMS key ARNs');
-  }
-  return parsed;
+/** The keys behind the aliases under `aliasPrefix` (`alias/<prefix>/`), all pages. */
+export async function keyIdsUnderAliases(kms: KmsClientLike, aliasPrefix: string): Promise<string[]> {
+  const keyIds = new Set<string>();
+  let marker: string | undefined;
+  do {
+    const page = (await kms.send(
+      new ListAliasesCommand({ Marker: marker, Limit: 100 }),
+    )) as ListAliasesCommandOutput;
+    for (const alias of page.Aliases ?? [])
+      if (alias.AliasName?.startsWith(aliasPrefix) && alias.TargetKeyId) keyIds.add(alias.TargetKeyId);
+    marker = page.Truncated ? page.NextMarker : undefined;
+  } while (marker);
+  return [...keyIds];
 }
 
 const jwksHandler = lazily(() => {
@@ -99,9 +101,20 @@ const jwksHandler = lazily(() => {
   if (!Number.isInteger(maxAgeSeconds) || maxAgeSeconds < 0) {
     throw new ConfigurationError('environment variable JWKS_MAX_AGE_SECONDS must be a non-negative integer');
   }
+  const aliasPrefix = requireEnv(
+    env,
+    'JWKS_KEY_ALIAS_PREFIX',
+    'the signing key alias prefix, such as alias/fhir-bulk-export/',
+  );
+  if (!/^alias\/.+\/$/.test(aliasPrefix)) {
+    throw new ConfigurationError(
+      'environment variable JWKS_KEY_ALIAS_PREFIX must look like alias/<prefix>/ (starting with alias/, ending with /)',
+    );
+  }
+  const kms = new KMSClient({});
   return createJwksHandler({
-    kms: new KMSClient({}),
-    keyIds: keyIdsFrom(requireEnv(env, 'JWKS_KEY_IDS', 'a JSON array of KMS key ARNs')),
+    kms,
+    keyIds: () => keyIdsUnderAliases(kms, aliasPrefix),
     maxAgeSeconds,
     logger: createLogger({ level: parseLogLevel(env.LOG_LEVEL) }),
   });

@@ -6,7 +6,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BulkExportPipeline } from '../../infra/bulk-export-pipeline.js';
-import { actionsOf, identityPolicies, SOURCES } from './pipeline-fixture.js';
+import { actionsOf, identityPolicies, importedSources } from './pipeline-fixture.js';
 
 const BUCKET_KEY = 'arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
 const TOPIC = 'arn:aws:sns:us-east-1:123456789012:ops-alarms';
@@ -14,10 +14,10 @@ const TOPIC = 'arn:aws:sns:us-east-1:123456789012:ops-alarms';
 let template: Template;
 let pipeline: BulkExportPipeline;
 beforeAll(() => {
-  const stack = new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Own');
+  const stack = new Stack(new App(), 'Own');
   pipeline = new BulkExportPipeline(stack, 'Pipeline', {
     // The unscheduled source only: no schedule, so no scheduler role either.
-    sources: [SOURCES[1]!],
+    sources: [importedSources(stack)[1]!],
     bucket: s3.Bucket.fromBucketAttributes(stack, 'Exports', {
       bucketName: 'hospital-fhir-exports',
       encryptionKey: kms.Key.fromKeyArn(stack, 'ExportsKey', BUCKET_KEY),
@@ -56,7 +56,7 @@ describe('a pipeline on your own bucket, VPC and alarm topic', () => {
     });
   });
 
-  it('scopes object access to the export prefix and the Distributed Map reader to its _work/', () => {
+  it('scopes object access to the export prefix, the Distributed Map reader to its _work/, registry readers to _registry/sources/', () => {
     const statements = identityPolicies(template).flatMap((policy) => policy.statements);
     const s3Resources = statements
       .filter((statement) =>
@@ -67,6 +67,21 @@ describe('a pipeline on your own bucket, VPC and alarm topic', () => {
       new Set([
         JSON.stringify(objectsUnder('fhir/*')),
         JSON.stringify(objectsUnder('fhir/_work/*')),
+        JSON.stringify(objectsUnder('fhir/_registry/sources/*')),
+        // the registry publisher reads the registry objects from the CDK asset bucket
+        JSON.stringify({
+          'Fn::Join': [
+            '',
+            [
+              'arn:',
+              { Ref: 'AWS::Partition' },
+              ':s3:::',
+              // biome-ignore lint/suspicious/noTemplateCurlyInString: CloudFormation's Fn::Sub syntax
+              { 'Fn::Sub': 'cdk-hnb659fds-assets-${AWS::AccountId}-${AWS::Region}' },
+              '/*',
+            ],
+          ],
+        }),
         // clean-up lists open multipart uploads on the bucket itself
         JSON.stringify({
           'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':s3:::hospital-fhir-exports']],
@@ -79,9 +94,12 @@ describe('a pipeline on your own bucket, VPC and alarm topic', () => {
   });
 
   it('runs every function in the VPC, with the network-interface permissions Lambda checks on create', () => {
-    const functions = template.findResources('AWS::Lambda::Function');
-    expect(Object.keys(functions)).toHaveLength(11);
-    for (const fn of Object.values(functions)) {
+    const functions = Object.entries(template.findResources('AWS::Lambda::Function'))
+      // CDK's registry publisher reaches only S3 during a deploy (source-registry.test.ts)
+      .filter(([id]) => !id.startsWith('CustomCDKBucketDeployment'))
+      .map(([, fn]) => fn);
+    expect(functions).toHaveLength(11);
+    for (const fn of functions) {
       expect(fn.Properties.VpcConfig.SubnetIds).toEqual([
         'subnet-0aaaaaaaaaaaaaaa1',
         'subnet-0bbbbbbbbbbbbbbb2',
@@ -101,11 +119,11 @@ describe('a pipeline on your own bucket, VPC and alarm topic', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm'));
     expect(alarms.length).toBeGreaterThan(0);
     for (const alarm of alarms) expect(alarm.Properties.AlarmActions).toEqual([TOPIC]);
-    // The per-source outcome metrics and the clean-up of ended exports; no completion-marker rule.
+    // The clean-up of ended exports only; no completion-marker rule (and outcome metrics are EMF now).
     const ruleSources = Object.values(template.findResources('AWS::Events::Rule')).map(
       (rule) => rule.Properties.EventPattern.source,
     );
-    expect(ruleSources).toEqual([['aws.states'], ['fhir.bulk-export']]);
+    expect(ruleSources).toEqual([['aws.states']]);
     expect(pipeline.completionQueue).toBeUndefined();
   });
 });

@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { TaskFunctionName } from '../../infra/bulk-export-pipeline.js';
-import { parseSourceCatalog } from '../../lambdas/config.js';
 import {
   actionsOf,
   grants,
@@ -140,7 +139,7 @@ describe('KMS keys', () => {
     });
   });
 
-  it('denies kms:Sign on every signing key to every principal but the token minter', () => {
+  it('denies kms:Sign on every signing key to every principal but the role the token minter assumes per source', () => {
     for (const key of pipeline().signingKeys.values()) {
       const policy = resources[synth.logicalId(key)]!.Properties.KeyPolicy as { Statement: unknown[] };
       expect(policy.Statement).toContainEqual(
@@ -148,11 +147,18 @@ describe('KMS keys', () => {
           Effect: 'Deny',
           Action: 'kms:Sign',
           Principal: { AWS: '*' },
-          Condition: {
-            ArnNotEquals: { 'aws:PrincipalArn': { 'Fn::GetAtt': [roleIdOf('MintToken'), 'Arn'] } },
-          },
+          Condition: { ArnNotEquals: { 'aws:PrincipalArn': arnOf(pipeline().sourceAccessRole) } },
         }),
       );
+    }
+  });
+
+  it('tags every signing key it creates with its source id, which the source access role matches on', () => {
+    for (const [sourceId, key] of pipeline().signingKeys) {
+      expect(resources[synth.logicalId(key)]!.Properties.Tags).toContainEqual({
+        Key: 'fhir-bulk-export-source',
+        Value: sourceId,
+      });
     }
   });
 
@@ -169,28 +175,13 @@ describe('IAM least privilege', () => {
     for (const policy of identityPolicies(synth.template)) expect(policy.roles).toHaveLength(1);
   });
 
-  it('grants kms:Sign and kms:GetPublicKey on the signing keys to the mint-token role', () => {
-    expect(statementsOfRole(roleIdOf('MintToken'))).toContainEqual(
-      expect.objectContaining({
-        Effect: 'Allow',
-        Action: ['kms:Sign', 'kms:GetPublicKey'],
-        Resource: [...pipeline().signingKeys.values()].map(arnOf),
-      }),
-    );
+  it('grants kms:Sign to no role but the source access role, through any policy or wildcard', () => {
+    expect(rolesGranting('kms:Sign')).toEqual([synth.logicalId(pipeline().sourceAccessRole)]);
   });
 
-  it('grants kms:Sign to no other role, through any policy or wildcard', () => {
-    expect(rolesGranting('kms:Sign')).toEqual([roleIdOf('MintToken')]);
-  });
-
-  it('lets only the mint-token role read the client secrets (a complete ARN exactly, a name with its suffix)', () => {
-    expect(rolesGranting('secretsmanager:GetSecretValue')).toEqual([roleIdOf('MintToken')]);
-    const resourcesRead = statementsOfRole(roleIdOf('MintToken'))
-      .filter((statement) => actionsOf(statement).includes('secretsmanager:GetSecretValue'))
-      .map((statement) => JSON.stringify(statement.Resource));
-    expect(resourcesRead).toEqual([
-      JSON.stringify(SOURCES[0]!.clientSecret),
-      expect.stringContaining(':secret:fhir-bulk-export/cerner-test-??????'),
+  it('lets no role but the source access role read client secrets', () => {
+    expect(rolesGranting('secretsmanager:GetSecretValue')).toEqual([
+      synth.logicalId(pipeline().sourceAccessRole),
     ]);
   });
 
@@ -204,7 +195,7 @@ describe('IAM least privilege', () => {
     );
   });
 
-  it('binds sealing to the encryption context keys the sealer uses', () => {
+  it('binds sealing to the encryption context keys the sealer uses, with a condition that does not list sources', () => {
     const sealing = identityPolicies(synth.template)
       .flatMap((policy) => policy.statements)
       .filter(
@@ -214,9 +205,9 @@ describe('IAM least privilege', () => {
     for (const statement of sealing) {
       expect(statement.Condition).toEqual({
         'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': ['sourceId', 'executionId'] },
-        Null: { 'kms:EncryptionContextKeys': 'false' },
-        StringEquals: { 'kms:EncryptionContext:sourceId': ['epic-prod', 'cerner-test'] },
+        Null: { 'kms:EncryptionContextKeys': 'false', 'kms:EncryptionContext:sourceId': 'false' },
       });
+      expect(JSON.stringify(statement)).not.toMatch(/epic-prod|cerner-test/);
     }
   });
 
@@ -244,12 +235,17 @@ describe('IAM least privilege', () => {
     );
   });
 
-  it('gives kick-off no S3 access at all, and mint-token none either', () => {
+  it('gives kick-off and mint-token no S3 access but reading source registrations', () => {
     for (const name of ['KickOff', 'MintToken'] as const) {
-      const s3Actions = statementsOfRole(roleIdOf(name))
-        .flatMap(actionsOf)
-        .filter((action) => action.startsWith('s3:'));
-      expect(s3Actions).toEqual([]);
+      const s3Statements = statementsOfRole(roleIdOf(name)).filter((statement) =>
+        actionsOf(statement).some((action) => action.startsWith('s3:')),
+      );
+      expect(s3Statements).toEqual([
+        expect.objectContaining({
+          Action: 's3:GetObject',
+          Resource: { 'Fn::Join': ['', [arnOf(pipeline().bucket), '/_registry/sources/*']] },
+        }),
+      ]);
     }
   });
 
@@ -349,9 +345,15 @@ describe('functions', () => {
     const functions = Object.values(resources).filter(
       (resource) => resource.Type === 'AWS::Lambda::Function',
     );
-    // Ten Task functions and the JWKS function.
-    expect(functions).toHaveLength(11);
-    for (const fn of functions) {
+    // Ten Task functions and the JWKS function; and CDK's registry publisher (Python), checked in source-registry.test.ts.
+    expect(functions).toHaveLength(12);
+    const ours = new Set(
+      [...Object.values(pipeline().functions), pipeline().jwksFunction].map(synth.logicalId),
+    );
+    expect(ours.size).toBe(11);
+    for (const fn of Object.entries(resources)
+      .filter(([id]) => ours.has(id))
+      .map(([, resource]) => resource)) {
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs24.x',
         Architectures: ['arm64'],
@@ -368,53 +370,68 @@ describe('functions', () => {
       });
   });
 
-  it('give download-file 15 minutes and 1024 MB, and reserve its concurrency from the sources', () => {
+  it('give download-file 15 minutes and 1024 MB, and reserve its concurrency from maxConcurrentDownloads', () => {
     expect(resources[synth.logicalId(pipeline().functions.DownloadFile)]!.Properties).toMatchObject({
       Timeout: 900,
       MemorySize: 1024,
-      // maxConcurrency 6 + 4 (default) files, plus one per source of headroom
+      // the fixture's maxConcurrentDownloads
       ReservedConcurrentExecutions: 12,
+    });
+    // Every download mints a token; each export mints for its kick-off and its clean-up.
+    expect(resources[synth.logicalId(pipeline().functions.MintToken)]!.Properties).toMatchObject({
+      ReservedConcurrentExecutions: 12 + 2 * 2 + 2,
     });
     expect(resources[synth.logicalId(pipeline().functions.KickOff)]!.Properties).toMatchObject({
       Timeout: 60,
     });
   });
 
-  it('give download-file the memory its longest line needs: one source raising maxLineBytes to 256 MiB gets 1920 MB', () => {
-    const raised = synthesize({
-      sources: [
-        SOURCES[0]!,
-        { ...SOURCES[1]!, settings: { ...SOURCES[1]!.settings, maxLineBytes: 256 * 1024 * 1024 } },
-      ],
-    });
+  it("give download-file the memory the pipeline's maxLineBytes needs, and tell it the ceiling: 256 MiB gets 1920 MB", () => {
+    expect(functionEnvironment('DownloadFile').MAX_LINE_BYTES).toBe(String(64 * 1024 * 1024));
+    const raised = synthesize({ maxLineBytes: 256 * 1024 * 1024 });
     const fn =
       raised.template.toJSON().Resources[raised.logicalId(raised.stack.pipeline.functions.DownloadFile)];
     expect(fn.Properties.MemorySize).toBe(1920);
+    expect(fn.Properties.Environment.Variables.MAX_LINE_BYTES).toBe(String(256 * 1024 * 1024));
   });
 
-  it('get the runtime environment, with SOURCES the Lambdas can parse and no credentials in it', () => {
+  it('get the runtime environment and Powertools settings, and no sources at all', () => {
     const env = functionEnvironment('PrepareExport');
-    expect(env).toMatchObject({
+    expect(env).toEqual({
       EXPORT_BUCKET: ref(pipeline().bucket),
       EXPORT_PREFIX: '',
       DATA_KMS_KEY_ID: arnOf(pipeline().dataKey!),
       SEALING_KMS_KEY_ID: arnOf(pipeline().sealingKey),
       EVENT_BUS_NAME: 'default',
+      LOG_LEVEL: 'info',
+      POWERTOOLS_SERVICE_NAME: 'fhir-bulk-export',
+      POWERTOOLS_METRICS_NAMESPACE: 'FhirBulkExport',
+      NODE_OPTIONS: '--enable-source-maps',
     });
-    const catalog = parseSourceCatalog(env.SOURCES as string);
-    expect([...catalog.keys()]).toEqual(['epic-prod', 'cerner-test']);
-    expect(catalog.get('epic-prod')).toMatchObject({
-      maxConcurrency: 6,
-      export: { level: 'group', groupId: 'cohort-1' },
-    });
-    expect(env.SOURCES).not.toMatch(/clientId|kmsKeyId|privateJwk|secret/i);
+    for (const fn of [...Object.values(pipeline().functions), pipeline().jwksFunction]) {
+      const variables = environmentOf(fn);
+      expect(variables).not.toHaveProperty('SOURCES');
+      expect(variables).not.toHaveProperty('SOURCE_SECRET_ARNS');
+      expect(JSON.stringify(variables)).not.toMatch(/epic-prod|cerner-test|fhir\.epic|secret/i);
+    }
   });
 
-  it('tell only mint-token where the client secrets are', () => {
-    expect(JSON.parse(functionEnvironment('MintToken').SOURCE_SECRET_ARNS as string)).toEqual({
-      'epic-prod': SOURCES[0]!.clientSecret,
-      'cerner-test': 'fhir-bulk-export/cerner-test',
-    });
+  it('are traced (X-Ray active), with the tracing permissions in their managed runtime policy', () => {
+    for (const [name, fn] of [
+      ...Object.entries(pipeline().functions),
+      ['Jwks', pipeline().jwksFunction] as const,
+    ]) {
+      expect(resources[synth.logicalId(fn)]!.Properties.TracingConfig).toEqual({ Mode: 'Active' });
+      expect(statementsOfRole(synth.logicalId(fn.role!)).flatMap(actionsOf), name).toEqual(
+        expect.arrayContaining(['xray:PutTraceSegments', 'xray:PutTelemetryRecords']),
+      );
+    }
+  });
+
+  it('tell only mint-token which role to assume per source', () => {
+    expect(functionEnvironment('MintToken').SOURCE_ACCESS_ROLE_ARN).toEqual(
+      arnOf(pipeline().sourceAccessRole),
+    );
     for (const name of [
       'PrepareExport',
       'KickOff',
@@ -426,7 +443,7 @@ describe('functions', () => {
       'CleanUp',
       'CleanUpEndedExport',
     ] as const)
-      expect(functionEnvironment(name)).not.toHaveProperty('SOURCE_SECRET_ARNS');
+      expect(functionEnvironment(name)).not.toHaveProperty('SOURCE_ACCESS_ROLE_ARN');
   });
 });
 
@@ -459,18 +476,21 @@ describe('JWKS, alarms, downstream', () => {
       AuthType: 'NONE',
       TargetFunctionArn: arnOf(pipeline().jwksFunction),
     });
-    expect(environmentOf(pipeline().jwksFunction).JWKS_KEY_IDS).toEqual({
-      'Fn::Join': [
-        '',
-        [
-          '["',
-          arnOf(pipeline().signingKeys.get('epic-prod')!),
-          '","',
-          arnOf(pipeline().signingKeys.get('cerner-test')!),
-          '"]',
-        ],
-      ],
-    });
+    // Found by alias at request time: a key created outside CDK is published without a deploy.
+    expect(environmentOf(pipeline().jwksFunction).JWKS_KEY_ALIAS_PREFIX).toBe('alias/fhir-bulk-export/');
+    const jwksStatements = statementsOfRole(synth.logicalId(pipeline().jwksFunction.role!));
+    expect(jwksStatements).toContainEqual(
+      expect.objectContaining({
+        Action: 'kms:GetPublicKey',
+        Condition: { Null: { 'aws:ResourceTag/fhir-bulk-export-source': 'false' } },
+      }),
+    );
+    expect(
+      jwksStatements
+        .flatMap(actionsOf)
+        .filter((action) => action.startsWith('kms:'))
+        .sort(),
+    ).toEqual(['kms:GetPublicKey', 'kms:ListAliases']);
     synth.template.hasOutput('JwksUrl', {
       Value: {
         'Fn::Join': [
@@ -511,23 +531,33 @@ describe('JWKS, alarms, downstream', () => {
     });
   });
 
-  it('counts outcomes per source from the pipeline events, for the dashboard', () => {
-    synth.template.hasResourceProperties('AWS::Events::Rule', {
-      EventPattern: {
-        source: ['fhir.bulk-export'],
-        'detail-type': ['Bulk Export Succeeded', 'Bulk Export Failed'],
-      },
-    });
-    synth.template.hasResourceProperties('AWS::Logs::MetricFilter', {
-      MetricTransformations: [
-        Match.objectLike({
-          MetricName: 'ExportsSucceeded',
-          Dimensions: [{ Key: 'SourceId', Value: '$.detail.sourceId' }],
-        }),
+  it("alarms on auth failures from the functions' ExportsFailed metric (dimension set [service, ErrorCategory])", () => {
+    synth.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'FhirBulkExport',
+      MetricName: 'ExportsFailed',
+      Dimensions: [
+        { Name: 'ErrorCategory', Value: 'auth' },
+        { Name: 'service', Value: 'fhir-bulk-export' },
       ],
+      Statistic: 'Sum',
+      Threshold: 1,
+      AlarmActions: [ref(pipeline().alarmTopic)],
     });
+  });
+
+  it("counts outcomes from the functions' metrics (EMF), no longer from log metric filters", () => {
+    synth.template.resourceCountIs('AWS::Logs::MetricFilter', 0);
     const body = JSON.stringify(resources[synth.logicalId(pipeline().dashboard)]!.Properties.DashboardBody);
-    for (const source of SOURCES) expect(body).toContain(`Source ${source.id}`);
+    for (const title of [
+      'Export success rate',
+      'Average export duration (seconds)',
+      'File size trend (bytes)',
+      'Failed exports by error category',
+    ])
+      expect(body).toContain(title);
+    for (const statistic of ['p50', 'p90', 'Maximum']) expect(body).toContain(`"stat\\":\\"${statistic}`);
+    // Nothing per source: the dashboard does not change as sources are added.
+    for (const source of SOURCES) expect(body).not.toContain(source.id);
   });
 
   it('feeds completion markers (Object Created, key suffix _SUCCESS.json) into an encrypted example queue', () => {

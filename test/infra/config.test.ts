@@ -72,6 +72,32 @@ describe('stackPropsFromConfig', () => {
   });
 });
 
+describe('pipeline sizing keys', () => {
+  it('carry the expected concurrency and the line ceiling into the pipeline props', () => {
+    // Prepare
+    const config = parsePipelineConfig({
+      sources: [SOURCE],
+      maxConcurrentExports: 12,
+      maxConcurrentDownloads: 48,
+      maxLineBytes: 128 * 1024 * 1024,
+    });
+    // Act
+    const { pipeline } = stackPropsFromConfig(config);
+    // Assess
+    expect([
+      pipeline.maxConcurrentExports,
+      pipeline.maxConcurrentDownloads,
+      pipeline.maxLineBytes,
+    ]).toStrictEqual([12, 48, 128 * 1024 * 1024]);
+  });
+
+  it('refuses a line ceiling above what Download File can hold', () => {
+    expect(() => parsePipelineConfig({ sources: [SOURCE], maxLineBytes: 512 * 1024 * 1024 })).toThrow(
+      'config.maxLineBytes must be an integer from 1024 to 268435456 (got 536870912)',
+    );
+  });
+});
+
 describe('parsePipelineConfig', () => {
   it.each([
     [

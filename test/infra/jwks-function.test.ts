@@ -1,7 +1,12 @@
 import { createPublicKey, verify } from 'node:crypto';
-import { KMSServiceException, SignCommand } from '@aws-sdk/client-kms';
+import { KMSServiceException, ListAliasesCommand, SignCommand } from '@aws-sdk/client-kms';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createJwksHandler, type FunctionUrlEvent, handler } from '../../infra/jwks-function/handler.js';
+import {
+  createJwksHandler,
+  type FunctionUrlEvent,
+  handler,
+  keyIdsUnderAliases,
+} from '../../infra/jwks-function/handler.js';
 import { createLogger } from '../../lambdas/logger.js';
 import { KmsStandIn } from '../support/kms-stand-in.js';
 
@@ -112,6 +117,57 @@ describe('JWKS function', () => {
   });
 });
 
+describe('the keys the JWKS publishes', () => {
+  /** ListAliases as KMS answers it: pages of `limit`, every alias of the account, ours among them. */
+  const listingKms = (aliases: { AliasName: string; TargetKeyId?: string }[], limit = 2) => {
+    const calls: (string | undefined)[] = [];
+    return {
+      calls,
+      send: async (command: unknown) => {
+        expect(command).toBeInstanceOf(ListAliasesCommand);
+        const marker = (command as ListAliasesCommand).input.Marker;
+        calls.push(marker);
+        const start = marker === undefined ? 0 : Number(marker);
+        const end = start + limit;
+        return {
+          Aliases: aliases.slice(start, end),
+          Truncated: end < aliases.length,
+          NextMarker: end < aliases.length ? String(end) : undefined,
+        };
+      },
+    };
+  };
+
+  it('are the targets of the aliases under the prefix, across every page, each once', async () => {
+    const kms = listingKms([
+      { AliasName: 'alias/aws/s3', TargetKeyId: 'aws-managed' },
+      { AliasName: 'alias/fhir-bulk-export/epic-prod', TargetKeyId: 'key-epic' },
+      { AliasName: 'alias/fhir-bulk-export-other/x', TargetKeyId: 'key-other-pipeline' },
+      { AliasName: 'alias/fhir-bulk-export/cerner-test', TargetKeyId: 'key-cerner' },
+      { AliasName: 'alias/fhir-bulk-export/cerner-test-old-name', TargetKeyId: 'key-cerner' },
+      { AliasName: 'alias/fhir-bulk-export/unassigned' },
+    ]);
+    expect(await keyIdsUnderAliases(kms, 'alias/fhir-bulk-export/')).toEqual(['key-epic', 'key-cerner']);
+    expect(kms.calls).toEqual([undefined, '2', '4']);
+  });
+
+  it('serve a key added after the handler started, without a deploy', async () => {
+    const kmsKeys = new KmsStandIn();
+    const first = kmsKeys.createKey({ KeySpec: 'ECC_NIST_P384', KeyUsage: 'SIGN_VERIFY' });
+    const current = [first.Arn];
+    const jwks = createJwksHandler({
+      kms: kmsKeys,
+      keyIds: async () => current,
+      maxAgeSeconds: 60,
+      logger: createLogger({ write: () => {} }),
+    });
+    const count = async () => (JSON.parse((await jwks(get('/'))).body) as { keys: unknown[] }).keys.length;
+    expect(await count()).toBe(1);
+    current.push(kmsKeys.createKey({ KeySpec: 'RSA_2048', KeyUsage: 'SIGN_VERIFY' }).Arn);
+    expect(await count()).toBe(2);
+  });
+});
+
 describe('JWKS function entry point', () => {
   const saved = { ...process.env };
   afterEach(() => {
@@ -119,15 +175,21 @@ describe('JWKS function entry point', () => {
   });
 
   it.each([
-    [undefined, 'environment variable JWKS_KEY_IDS is missing: expected a JSON array of KMS key ARNs'],
-    ['[]', 'environment variable JWKS_KEY_IDS must be a JSON array of KMS key ARNs'],
     [
-      'arn:aws:kms:us-east-1:111122223333:key/x',
-      'environment variable JWKS_KEY_IDS must be a JSON array of KMS key ARNs',
+      undefined,
+      'environment variable JWKS_KEY_ALIAS_PREFIX is missing: expected the signing key alias prefix, such as alias/fhir-bulk-export/',
     ],
-  ])('refuses JWKS_KEY_IDS=%s, naming the variable', async (value, message) => {
-    if (value === undefined) delete process.env.JWKS_KEY_IDS;
-    else process.env.JWKS_KEY_IDS = value;
+    [
+      'fhir-bulk-export/',
+      'environment variable JWKS_KEY_ALIAS_PREFIX must look like alias/<prefix>/ (starting with alias/, ending with /)',
+    ],
+    [
+      'alias/fhir-bulk-export',
+      'environment variable JWKS_KEY_ALIAS_PREFIX must look like alias/<prefix>/ (starting with alias/, ending with /)',
+    ],
+  ])('refuses JWKS_KEY_ALIAS_PREFIX=%s, naming the variable', async (value, message) => {
+    if (value === undefined) delete process.env.JWKS_KEY_ALIAS_PREFIX;
+    else process.env.JWKS_KEY_ALIAS_PREFIX = value;
     await expect(handler(get('/'))).rejects.toMatchObject({ name: 'ConfigurationError', message });
   });
 });

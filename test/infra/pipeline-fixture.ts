@@ -1,12 +1,20 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import type { CfnRole } from 'aws-cdk-lib/aws-iam';
-import type { IConstruct } from 'constructs';
-import type { BulkExportPipelineProps, BulkExportSourceProps } from '../../infra/bulk-export-pipeline.js';
-import { BulkExportStack } from '../../infra/bulk-export-stack.js';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import type { Construct, IConstruct } from 'constructs';
+import type { BulkExportSourceProps } from '../../infra/bulk-export-pipeline.js';
+import {
+  BulkExportStack,
+  type BulkExportStackProps,
+  type ConfiguredSourceProps,
+} from '../../infra/bulk-export-stack.js';
 
-/** A scheduled ES384 source and an unscheduled RS384 one whose secret is named, not an ARN. */
-export const SOURCES: readonly BulkExportSourceProps[] = [
+/**
+ * A scheduled ES384 source and an unscheduled RS384 one whose secret is named,
+ * not an ARN: as a config file names them (BulkExportStack imports the secrets).
+ */
+export const SOURCES: readonly ConfiguredSourceProps[] = [
   {
     id: 'epic-prod',
     clientSecret: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:fhir-bulk-export/epic-prod-AbC123',
@@ -33,6 +41,20 @@ export const SOURCES: readonly BulkExportSourceProps[] = [
   },
 ];
 
+/** SOURCES with their secrets imported into `scope`, for a BulkExportPipeline built without the stack. */
+export function importedSources(scope: Construct): BulkExportSourceProps[] {
+  return SOURCES.map((source) => ({
+    ...source,
+    clientSecret: (source.clientSecret as string).startsWith('arn:')
+      ? secretsmanager.Secret.fromSecretCompleteArn(
+          scope,
+          `Secret-${source.id}`,
+          source.clientSecret as string,
+        )
+      : secretsmanager.Secret.fromSecretNameV2(scope, `Secret-${source.id}`, source.clientSecret as string),
+  }));
+}
+
 export interface SynthesizedPipeline {
   readonly app: App;
   readonly stack: BulkExportStack;
@@ -41,13 +63,19 @@ export interface SynthesizedPipeline {
   readonly logicalId: (construct: IConstruct) => string;
 }
 
-/** Bundling is skipped: NodejsFunction still checks that each entry file exists. */
+/**
+ * The functions come prebundled from dist/lambdas (the global setup builds
+ * them). Concurrency is sized for the two sources: two exports at once, the
+ * sum of their maxConcurrency (6 + 4) plus one per source for downloads.
+ */
 export function synthesize(
-  pipeline: Partial<BulkExportPipelineProps> = {},
+  pipeline: Partial<BulkExportStackProps['pipeline']> = {},
   options: { readonly configure?: (app: App) => void } = {},
 ): SynthesizedPipeline {
   const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
-  const stack = new BulkExportStack(app, 'Test', { pipeline: { sources: SOURCES, ...pipeline } });
+  const stack = new BulkExportStack(app, 'Test', {
+    pipeline: { sources: SOURCES, maxConcurrentExports: 2, maxConcurrentDownloads: 12, ...pipeline },
+  });
   options.configure?.(app);
   const template = Template.fromStack(stack);
   const logicalId = (construct: IConstruct) => {

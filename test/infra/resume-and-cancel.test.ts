@@ -1,4 +1,4 @@
-import { cpSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,8 +12,8 @@ import {
   actionsOf,
   grants,
   identityPolicies,
+  importedSources,
   type PolicyStatementJson,
-  SOURCES,
   type SynthesizedPipeline,
   synthesize,
 } from './pipeline-fixture.js';
@@ -61,9 +61,9 @@ const statementsOfRole = (roleId: string) =>
   identityPolicies(synth.template)
     .filter((policy) => policy.roles.includes(roleId))
     .flatMap((policy) => policy.statements);
-/** A function's statements without the logging ones every function has. */
+/** A function's statements without the logging and tracing ones every function has. */
 const taskStatementsOf = (name: TaskFunctionName) =>
-  statementsOfRole(roleIdOf(name)).filter((statement) => !actionsOf(statement)[0]!.startsWith('logs:'));
+  statementsOfRole(roleIdOf(name)).filter((statement) => !/^(logs|xray):/.test(actionsOf(statement)[0]!));
 const machineRoleId = (machine: Construct) =>
   (propertiesOf(machine).RoleArn as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
 
@@ -109,14 +109,15 @@ describe('the new Task functions', () => {
     ['CompleteExport', 300, 256],
     ['CleanUpEndedExport', 900, 256],
   ] as const)(
-    '%s gets a %i s timeout, %i MB and reserved concurrency of one per source plus two',
+    '%s gets a %i s timeout, %i MB and reserved concurrency of one per concurrent export plus two',
     (name, timeout, memory) => {
       expect(propertiesOf(pipeline().functions[name])).toMatchObject({
         Handler: 'index.handler',
         Runtime: 'nodejs24.x',
         Timeout: timeout,
         MemorySize: memory,
-        ReservedConcurrentExecutions: SOURCES.length + 2,
+        // the fixture's maxConcurrentExports (2), plus two
+        ReservedConcurrentExecutions: 2 + 2,
       });
     },
   );
@@ -424,15 +425,13 @@ describe('grantRedrive and grantCancel', () => {
 });
 
 describe('placeholders a state machine may not use fail the synth', () => {
-  /** A project root whose ASL files differ from the repository's; everything else is the repository's. */
+  /** A state machine directory whose ASL files differ from the repository's. */
   function projectWith(aslFile: string, edit: (definition: string) => string): string {
-    const root = mkdtempSync(join(tmpdir(), 'asl-'));
-    for (const entry of ['lambdas', 'infra', 'package-lock.json'])
-      symlinkSync(join(ROOT, entry), join(root, entry));
-    cpSync(join(ROOT, 'state-machines'), join(root, 'state-machines'), { recursive: true });
-    const file = join(root, 'state-machines', aslFile);
+    const directory = join(mkdtempSync(join(tmpdir(), 'asl-')), 'state-machines');
+    cpSync(join(ROOT, 'state-machines'), directory, { recursive: true });
+    const file = join(directory, aslFile);
     writeFileSync(file, edit(readFileSync(file, 'utf8')));
-    return root;
+    return directory;
   }
   const EXPORT_PROVIDES =
     'PrepareExportFunctionArn, MintTokenFunctionArn, KickOffFunctionArn, PollStatusFunctionArn, DownloadFileFunctionArn, CheckFilesFunctionArn, FinalizeExportFunctionArn, CompleteExportFunctionArn, CleanUpFunctionArn';
@@ -456,20 +455,23 @@ describe('placeholders a state machine may not use fail the synth', () => {
     ],
     ['a misspelt placeholder', 'bulk-export.asl.json', 'CheckFiles', 'CheckFile', EXPORT_PROVIDES],
   ])('%s', (_, aslFile, used, replacement, provided) => {
-    const projectRoot = projectWith(aslFile, (definition) => {
+    const stateMachineDirectory = projectWith(aslFile, (definition) => {
       expect(definition).toContain(placeholder(used));
       return definition.replaceAll(placeholder(used), placeholder(replacement));
     });
-    const stack = new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Edited');
-    expect(() => new BulkExportPipeline(stack, 'Pipeline', { sources: SOURCES, projectRoot })).toThrow(
+    const stack = new Stack(new App(), 'Edited');
+    expect(
+      () =>
+        new BulkExportPipeline(stack, 'Pipeline', { sources: importedSources(stack), stateMachineDirectory }),
+    ).toThrow(
       `BulkExportPipeline: state-machines/${aslFile} uses ${placeholder(replacement)} but the construct only provides ${provided} to it`,
     );
   });
 
-  it('the repository’s own ASL files synthesize from a copied project root (the harness can pass)', () => {
-    const projectRoot = projectWith('bulk-export.asl.json', (definition) => definition);
-    const stack = new Stack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Copied');
-    new BulkExportPipeline(stack, 'Pipeline', { sources: SOURCES, projectRoot });
+  it('the repository’s own ASL files synthesize from a copied directory (the harness can pass)', () => {
+    const stateMachineDirectory = projectWith('bulk-export.asl.json', (definition) => definition);
+    const stack = new Stack(new App(), 'Copied');
+    new BulkExportPipeline(stack, 'Pipeline', { sources: importedSources(stack), stateMachineDirectory });
     Template.fromStack(stack).resourceCountIs('AWS::StepFunctions::StateMachine', 2);
   });
 });

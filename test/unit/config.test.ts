@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AUTH_KEYS, parseSourceCatalog, parseSourceSettings, requireEnv } from '../../lambdas/config.js';
+import { AUTH_KEYS, parseSourceSettings, requireEnv } from '../../lambdas/config.js';
 import { ConfigurationError } from '../../lambdas/errors.js';
 import { thrown } from '../support/thrown.js';
 
@@ -419,64 +419,6 @@ describe('parseSourceSettings', () => {
     const error = thrown(() => parseSourceSettings({ ...MINIMAL, export: { level: 'grp' } }, 'sources.epic'));
     // Assess
     expect(error.message).toBe('sources.epic.export.level must be one of system, patient, group (got "grp")');
-  });
-});
-
-describe('parseSourceCatalog', () => {
-  it('keys the sources by id, in order', () => {
-    // Act
-    const catalog = parseSourceCatalog(
-      JSON.stringify([MINIMAL, { id: 'cerner', fhirBaseUrl: 'https://fhir.cerner.example/r4' }]),
-    );
-    // Assess
-    expect([...catalog.keys()]).toStrictEqual(['epic', 'cerner']);
-    expect(catalog.get('epic')).toStrictEqual(DEFAULTS);
-    expect(catalog.get('cerner')?.fhirBaseUrl).toBe('https://fhir.cerner.example/r4');
-  });
-
-  it('accepts an empty array', () => {
-    expect(parseSourceCatalog('[]').size).toBe(0);
-  });
-
-  it.each([
-    [
-      'missing',
-      undefined,
-      'SOURCES',
-      'environment variable SOURCES is missing: expected a JSON array of sources',
-    ],
-    ['blank', '  ', 'SOURCES', 'environment variable SOURCES is missing: expected a JSON array of sources'],
-    [
-      'not JSON',
-      '[{"id":',
-      'SOURCES',
-      'environment variable SOURCES is not valid JSON: expected an array of sources',
-    ],
-    ['an object', JSON.stringify(MINIMAL), 'SOURCES', 'SOURCES must be a JSON array of sources'],
-    [
-      'renamed and missing',
-      undefined,
-      'EXPORT_SOURCES',
-      'environment variable EXPORT_SOURCES is missing: expected a JSON array of sources',
-    ],
-    [
-      'a duplicate id',
-      JSON.stringify([MINIMAL, { ...MINIMAL }]),
-      'SOURCES',
-      'SOURCES[1].id epic is a duplicate',
-    ],
-    [
-      'a bad entry',
-      JSON.stringify([MINIMAL, { id: 'x', fhirBaseUrl: 'http://ehr.example.org' }]),
-      'SOURCES',
-      'SOURCES[1].fhirBaseUrl uses http: on a non-loopback host; only https is allowed',
-    ],
-  ])('rejects %s', (_, raw, variable, message) => {
-    // Act
-    const error = thrown(() => parseSourceCatalog(raw, variable));
-    // Assess
-    expect(error).toBeInstanceOf(ConfigurationError);
-    expect(errorShape(error)).toStrictEqual(configurationError(message));
   });
 });
 

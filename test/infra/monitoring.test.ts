@@ -1,0 +1,34 @@
+import { Duration, Stack } from 'aws-cdk-lib';
+import { describe, expect, it } from 'vitest';
+import { EXPORT_ERROR_CATEGORIES, Monitoring, PipelineMetrics } from '../../infra/constructs/monitoring.js';
+import { synthesize } from './pipeline-fixture.js';
+
+describe('Monitoring', () => {
+  const { stack, template, logicalId } = synthesize();
+  const part = stack.pipeline.node.findChild('Monitoring') as Monitoring;
+
+  it('is the part with the topic, the alarms (auth failures among them) and the dashboard', () => {
+    expect(part).toBeInstanceOf(Monitoring);
+    expect(part.alarms.map((alarm) => alarm.node.id)).toContain('AuthFailuresAlarm');
+    expect(part.alarms).toHaveLength(Object.keys(template.findResources('AWS::CloudWatch::Alarm')).length);
+  });
+
+  it('graphs failures of every error category, one line each', () => {
+    const body = JSON.stringify(
+      template.toJSON().Resources[logicalId(part.dashboard)].Properties.DashboardBody,
+    );
+    for (const category of EXPORT_ERROR_CATEGORIES)
+      expect(body).toContain(String.raw`\"ErrorCategory\",\"${category}\"`);
+  });
+});
+
+describe('PipelineMetrics', () => {
+  it('uses the namespace it is given and the service dimension always', () => {
+    const metric = new PipelineMetrics('Team/Fhir').exportsFailed({ period: Duration.hours(1) });
+    const config = Stack.prototype.resolve.call(new Stack(), metric.toMetricConfig()) as {
+      metricStat: { namespace: string; period: Duration; dimensions: unknown[] };
+    };
+    expect(config.metricStat.namespace).toBe('Team/Fhir');
+    expect(config.metricStat.dimensions).toEqual([{ name: 'service', value: 'fhir-bulk-export' }]);
+  });
+});

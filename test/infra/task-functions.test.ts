@@ -1,0 +1,63 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  REGISTRY_READERS,
+  reservedConcurrency,
+  TaskFunctions,
+} from '../../infra/constructs/task-functions.js';
+import {
+  actionsOf,
+  grants,
+  identityPolicies,
+  type SynthesizedPipeline,
+  synthesize,
+} from './pipeline-fixture.js';
+
+let synth: SynthesizedPipeline;
+beforeAll(() => {
+  synth = synthesize();
+});
+
+describe('TaskFunctions', () => {
+  it('is the part that holds the ten Task functions and the source access role', () => {
+    const part = synth.stack.pipeline.node.findChild('TaskFunctions');
+    expect(part).toBeInstanceOf(TaskFunctions);
+    expect(Object.keys((part as TaskFunctions).functions)).toHaveLength(10);
+    expect((part as TaskFunctions).sourceAccessRole).toBe(synth.stack.pipeline.sourceAccessRole);
+  });
+
+  it('lets every registry reader get a source registration, and only those and the ending functions', () => {
+    const registration = 'arn:aws:s3:::bucket/_registry/sources/epic-prod.json';
+    const readers = Object.entries(synth.stack.pipeline.functions)
+      .filter(([, fn]) =>
+        identityPolicies(synth.template)
+          .filter((policy) => policy.roles.includes(synth.logicalId(fn.role!)))
+          .flatMap((policy) => policy.statements)
+          .some(
+            (statement) =>
+              actionsOf(statement).some((action) => grants(action, 's3:GetObject')) &&
+              [statement.Resource]
+                .flat()
+                .some((resource) =>
+                  grants(
+                    JSON.stringify(resource).replace(/.*"\/(.*)"\]\]\}$/, 'arn:aws:s3:::bucket/$1'),
+                    registration,
+                  ),
+                ),
+          ),
+      )
+      .map(([name]) => name)
+      .sort();
+    // Finalize and Complete read everything under the prefix for their own reasons; CheckFiles and CleanUp only _work/ or nothing.
+    expect(readers).toEqual([...REGISTRY_READERS, 'CleanUp', 'CompleteExport', 'FinalizeExport'].sort());
+  });
+
+  it('sizes reserved concurrency from the pipeline’s exports and downloads, never from the sources', () => {
+    expect(reservedConcurrency({ exports: 5, downloads: 20 })).toMatchObject({
+      PrepareExport: 7,
+      DownloadFile: 20,
+      MintToken: 32,
+      Jwks: 5,
+    });
+    expect(reservedConcurrency(undefined)).toEqual({});
+  });
+});
