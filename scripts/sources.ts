@@ -137,7 +137,7 @@ async function readRegistration(file: string): Promise<{ id: string; record: unk
     throw new RegistrationError(`${file} is not valid JSON: ${(error as Error).message}`);
   }
   try {
-    return { id: parseRegisteredSource(raw).id, record: raw };
+    return { id: parseRegisteredSource(raw, 'registration').id, record: raw };
   } catch (error) {
     if (error instanceof PipelineError) throw new RegistrationError(`${file}: ${error.message}`);
     throw error;
