@@ -6,33 +6,12 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
+import { ERROR_CATEGORIES, type ErrorCategory } from '../../lambdas/observability/metrics.js';
 import { type PipelineContext, PipelinePart, POWERTOOLS_SERVICE_NAME } from './shared.js';
 
-/** Why an export failed, as the functions' `ExportsFailed` metric names it (ErrorCategory dimension). */
-export type ExportErrorCategory =
-  | 'auth'
-  | 'kick-off-refused'
-  | 'server-job-failed'
-  | 'timeout'
-  | 'file-download'
-  | 'validation'
-  | 'storage'
-  | 'cancelled'
-  | 'configuration'
-  | 'other';
-
-export const EXPORT_ERROR_CATEGORIES: readonly ExportErrorCategory[] = [
-  'auth',
-  'kick-off-refused',
-  'server-job-failed',
-  'timeout',
-  'file-download',
-  'validation',
-  'storage',
-  'cancelled',
-  'configuration',
-  'other',
-];
+/** Why an export failed, as the functions' `ExportsFailed` metric names it (ErrorCategory dimension): one list, the functions'. */
+export type ExportErrorCategory = ErrorCategory;
+export const EXPORT_ERROR_CATEGORIES: readonly ExportErrorCategory[] = ERROR_CATEGORIES;
 
 /** Options of the pipeline's metric helpers: CloudWatch's, plus the dimensions the functions emit. */
 export interface PipelineMetricOptions extends cloudwatch.MetricOptions {

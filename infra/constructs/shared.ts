@@ -7,6 +7,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, type IConstruct } from 'constructs';
+import { METRICS_NAMESPACE, SERVICE_NAME } from '../../lambdas/observability/metrics.js';
 import { acknowledgeWildcards, type ExplainedStatement, reacknowledgeWildcards } from '../nag-findings.js';
 
 /** What every part of the pipeline shares: where logs go, how long they stay, what is retained. */
@@ -23,8 +24,8 @@ export interface PipelineContext {
 }
 
 /** Powertools reads these (lambdas/observability): one service name and namespace for every function. */
-export const POWERTOOLS_SERVICE_NAME = 'fhir-bulk-export';
-export const DEFAULT_METRIC_NAMESPACE = 'FhirBulkExport';
+export const POWERTOOLS_SERVICE_NAME = SERVICE_NAME;
+export const DEFAULT_METRIC_NAMESPACE = METRICS_NAMESPACE;
 
 /** Attaches statements as one customer managed policy, acknowledging each wildcard with its reason. */
 export function attachPolicy(

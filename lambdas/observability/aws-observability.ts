@@ -6,8 +6,14 @@ import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import type middy from '@middy/core';
 import { type Logger, parseLogLevel } from '../logger.js';
 import { invocationKeys } from './invocation-keys.js';
-import { type ExportMetrics, METRICS_NAMESPACE, type MetricRecord, metricsPublishingTo } from './metrics.js';
-import { createPowertoolsLogger, overPowertools, SERVICE_NAME } from './powertools-logger.js';
+import {
+  type ExportMetrics,
+  METRICS_NAMESPACE,
+  type MetricRecord,
+  metricsPublishingTo,
+  SERVICE_NAME,
+} from './metrics.js';
+import { createPowertoolsLogger, overPowertools } from './powertools-logger.js';
 
 type Middleware = middy.MiddlewareObj<unknown, unknown, Error, unknown>;
 

@@ -9,6 +9,8 @@
 import { isSourceId } from '../schema/source.js';
 
 export const METRICS_NAMESPACE = 'FhirBulkExport';
+/** `POWERTOOLS_SERVICE_NAME` when a function's environment does not set it: every record's `service` dimension. */
+export const SERVICE_NAME = 'fhir-bulk-export';
 
 export const ERROR_CATEGORIES = [
   'auth',

@@ -1,13 +1,11 @@
 import { Logger as PowertoolsLogger } from '@aws-lambda-powertools/logger';
 import { type LogAttributes, type Logger, type LogLevel, redactingReplacer } from '../logger.js';
+import { SERVICE_NAME } from './metrics.js';
 
 /** Attribute names Powertools keeps for itself and drops (with a warning line) from a call's attributes. */
 const RESERVED = new Set(['level', 'message', 'sampling_rate', 'service', 'timestamp']);
 
 const POWERTOOLS_LEVELS = { debug: 'DEBUG', info: 'INFO', warn: 'WARN', error: 'ERROR' } as const;
-
-/** `POWERTOOLS_SERVICE_NAME` when the function's environment does not set it. */
-export const SERVICE_NAME = 'fhir-bulk-export';
 
 /**
  * One Powertools Logger per container, with our redaction as its JSON
