@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { BulkExportPipeline, type BulkExportSourceProps } from '../../infra/bulk-export-pipeline.js';
 import { registration } from '../../infra/constructs/source-registry.js';
 import { addNagChecks, nagPacks } from '../../infra/nag.js';
+import { parseRegisteredSource } from '../../lambdas/config.js';
 import { actionsOf, grants, identityPolicies, type PolicyStatementJson } from './pipeline-fixture.js';
 
 /**
@@ -128,11 +129,16 @@ describe('the registry', () => {
 
   it('holds { id, clientSecret, settings } per source: the secret by ARN, settings without credentials or the id', () => {
     const [first] = generatedSources(new Stack(new App(), 'Shape'), 1);
-    expect(registration({ ...first!, settings: { ...first!.settings, id: first!.id } })).toEqual({
+    const record = registration({ ...first!, settings: { ...first!.settings, id: first!.id } });
+    expect(record).toEqual({
       id: 'practice-0000',
       clientSecret: `arn:aws:secretsmanager:us-east-1:${ACCOUNT}:secret:fhir-bulk-export/practice-0000-AbC123`,
       settings: first!.settings,
     });
+    // What the construct writes is what the functions read: the same schema accepts it.
+    expect(parseRegisteredSource(JSON.parse(JSON.stringify(record))).settings.fhirBaseUrl).toBe(
+      first!.settings.fhirBaseUrl.replace(/\/+$/, ''),
+    );
   });
 
   it('is published by a role that may write only the registry prefix, not read or delete exported data', () => {
