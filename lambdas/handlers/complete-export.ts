@@ -1,6 +1,7 @@
 import { failureReceiptKey } from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
 import type { Receipt } from '../core/receipt.js';
+import { countExportSuccess } from '../observability/export-failures.js';
 import { type Runtime, sealContext } from '../runtime.js';
 import { removePrefixForGood, stagingPrefix } from '../services/publish-export.js';
 import { releaseSourceLock } from '../services/source-lock.js';
@@ -89,8 +90,9 @@ export function createCompleteExportHandler(runtime: Runtime) {
         totals: result.totals,
       }),
     );
-    runtime.metrics.exportSucceeded({
+    await countExportSuccess(runtime, {
       sourceId: context.sourceId,
+      executionName: context.executionName,
       durationSeconds: (runtime.now().getTime() - Date.parse(context.startedAt)) / 1000,
       resources: result.totals.resources,
       bytes: result.totals.bytes,

@@ -2,7 +2,12 @@ import { describe, expect, it } from 'vitest';
 import type { JsonStore } from '../../../lambdas/adapters/s3-store.js';
 import { StorageError } from '../../../lambdas/errors.js';
 import { createLogger } from '../../../lambdas/logger.js';
-import { countExportFailure, failureCountedKey } from '../../../lambdas/observability/export-failures.js';
+import {
+  countExportFailure,
+  countExportSuccess,
+  failureCountedKey,
+  successCountedKey,
+} from '../../../lambdas/observability/export-failures.js';
 import { createRecordingMetrics } from '../../../lambdas/observability/metrics.js';
 
 /** S3 as the store sees it: a conditional PUT of an existing key is refused (412). */
@@ -87,7 +92,7 @@ describe('countExportFailure', () => {
       { SourceId: 'epic-prod', ErrorCategory: 'storage' },
     ]);
     expect(lines.map((line) => JSON.parse(line).message)).toEqual([
-      'could not tell whether the failed export was counted; counting it',
+      'could not tell whether the export was counted; counting it',
     ]);
   });
 
@@ -108,5 +113,47 @@ describe('countExportFailure', () => {
       { SourceId: 'unknown', ErrorCategory: 'other' },
     ]);
     expect(objects.size).toBe(0);
+  });
+});
+
+describe('countExportSuccess', () => {
+  const SUCCESS = {
+    sourceId: 'epic-prod',
+    executionName: 'epic-prod-20260301',
+    durationSeconds: 42,
+    resources: 1_000,
+    bytes: 2_048,
+  };
+
+  it('counts a completed export once, however often Complete Export runs for it', async () => {
+    // Prepare
+    const { store, objects } = memoryStore();
+    const { runtime, metrics } = runtimeWith(store);
+    // Act
+    await countExportSuccess(runtime, SUCCESS);
+    await countExportSuccess(runtime, SUCCESS);
+    // Assess
+    expect(
+      metrics.records.flatMap((record) => record.metrics.map((metric) => [metric.name, metric.value])),
+    ).toEqual([
+      ['ExportsSucceeded', 1],
+      ['ExportDuration', 42],
+      ['ResourcesExported', 1_000],
+      ['BytesExported', 2_048],
+    ]);
+    expect([...objects.keys()]).toEqual([successCountedKey('exports/', 'epic-prod', 'epic-prod-20260301')]);
+  });
+
+  it('counts when S3 cannot tell whether it was counted, and says so', async () => {
+    // Prepare
+    const { store } = memoryStore({ failWrites: true, failReads: true });
+    const { runtime, metrics, lines } = runtimeWith(store);
+    // Act
+    await countExportSuccess(runtime, SUCCESS);
+    // Assess
+    expect(metrics.records).toHaveLength(1);
+    expect(lines.map((line) => JSON.parse(line).message)).toEqual([
+      'could not tell whether the export was counted; counting it',
+    ]);
   });
 });
