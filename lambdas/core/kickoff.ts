@@ -32,8 +32,10 @@ export interface HttpRequestSpec {
  */
 export function buildKickOffRequest(
   fhirBaseUrl: string,
-  settings: Pick<ExportSettings, 'method' | 'outputFormat' | 'typeParameterStyle'> &
-    Partial<Pick<ExportSettings, 'includeAssociatedData' | 'patient'>>,
+  settings: Pick<ExportSettings, 'method' | 'outputFormat' | 'typeParameterStyle'> & {
+    readonly includeAssociatedData?: readonly string[];
+    readonly patient?: readonly string[];
+  },
   request: ExportRequest,
 ): HttpRequestSpec {
   // An execution's own list (a backfill, a chunk) replaces the source's; an empty one clears it.
