@@ -103,10 +103,16 @@ export function parseExecutionInput(raw: unknown): ExecutionInput {
  */
 export function checkInputAgainstSource(
   input: ExecutionInput,
-  settings: Pick<ExportSettings, 'level' | 'groupId' | 'method'>,
+  settings: Pick<ExportSettings, 'level' | 'groupId' | 'method'> & { readonly patient?: readonly string[] },
 ): void {
-  if (input.patient === undefined) return;
   const level = input.level ?? (input.groupId ? 'group' : settings.level);
+  if (input.patient === undefined) {
+    // The source's own list rides along unless the input replaces it: a system-level override cannot carry it.
+    const inherited = settings.patient ?? [];
+    if (inherited.length > 0 && level === 'system')
+      throw fail('input.level system cannot carry the source’s export.patient; also pass "patient": []');
+    return;
+  }
   const problem = patientParameterProblem({ level, method: settings.method, patient: input.patient });
   if (problem !== undefined)
     throw fail(`input.patient ${problem.replace('set export.level', 'set input.level')}`);

@@ -207,27 +207,39 @@ describe('parseExecutionInput', () => {
 describe('checkInputAgainstSource', () => {
   const GROUP_POST = { level: 'group', groupId: 'cohort', method: 'POST' } as const;
 
-  it('accepts a patient override for a POST group source', () => {
+  it.each([
+    ['a patient override for a POST group source', { sourceId: 'epic', patient: ['Patient/1'] }],
+    [
+      'a system-level override that drops the source’s list',
+      { sourceId: 'epic', level: 'system', patient: [] },
+    ],
+  ] as const)('accepts %s', (_, input) => {
     // Act
-    const act = () => checkInputAgainstSource({ sourceId: 'epic', patient: ['Patient/1'] }, GROUP_POST);
+    const act = () => checkInputAgainstSource(input, { ...GROUP_POST, patient: ['Patient/9'] });
     // Assess
     expect(act).not.toThrow();
   });
 
   it.each([
     [
-      'a GET source',
+      'a patient override for a GET source',
       { sourceId: 'epic', patient: ['Patient/1'] },
       { ...GROUP_POST, method: 'GET' },
       'input.patient needs export.method POST (the IG defines patient for POST kick-offs only)',
     ],
     [
-      'a system-level source',
+      'a patient override for a system-level source',
       { sourceId: 'epic', patient: ['Patient/1'] },
       { level: 'system', method: 'POST' },
       'input.patient applies to patient or group level exports only; set input.level to patient or group',
     ],
-  ] as const)('refuses a patient override for %s, naming the fix', (_, input, settings, message) => {
+    [
+      'a system-level override of a source with a patient list',
+      { sourceId: 'epic', level: 'system' },
+      { ...GROUP_POST, patient: ['Patient/1'] },
+      'input.level system cannot carry the source’s export.patient; also pass "patient": []',
+    ],
+  ] as const)('refuses %s, naming the fix', (_, input, settings, message) => {
     // Act
     const error = thrown(() => checkInputAgainstSource(input, settings));
     // Assess
