@@ -1,6 +1,12 @@
 import { createHash } from 'node:crypto';
 import { InvalidExecutionInputError } from '../errors.js';
 import {
+  type ExportSettings,
+  INCLUDE_ASSOCIATED_DATA,
+  PATIENT_REFERENCE,
+  patientParameterProblem,
+} from '../schema/source.js';
+import {
   asObject,
   type ErrorFactory,
   isValidInstant,
@@ -16,7 +22,8 @@ import {
 /**
  * What starts an execution: an EventBridge Scheduler schedule
  * (`{ "sourceId": "epic", "since": "auto" }`) or an operator's backfill
- * (`{ "sourceId", "since", "until", "types", "typeFilters", "groupId" }`).
+ * (`{ "sourceId", "since", "until", "types", "typeFilters", "groupId", "patient",
+ * "includeAssociatedData" }`).
  */
 export interface ExecutionInput {
   readonly sourceId: string;
@@ -27,10 +34,25 @@ export interface ExecutionInput {
   readonly typeFilters?: readonly string[];
   readonly groupId?: string;
   readonly level?: 'system' | 'patient' | 'group';
+  /** Replaces the source's `export.patient` for this execution ([] = no patient parameter). */
+  readonly patient?: readonly string[];
+  /** Replaces the source's `export.includeAssociatedData` for this execution. */
+  readonly includeAssociatedData?: readonly string[];
 }
 
 const fail: ErrorFactory = (message) => new InvalidExecutionInputError(message);
-const KEYS = ['sourceId', 'since', 'until', 'types', 'typeFilters', 'groupId', 'level', 'scheduledTime'];
+const KEYS = [
+  'sourceId',
+  'since',
+  'until',
+  'types',
+  'typeFilters',
+  'groupId',
+  'level',
+  'patient',
+  'includeAssociatedData',
+  'scheduledTime',
+];
 
 export function parseExecutionInput(raw: unknown): ExecutionInput {
   const input = asObject(raw, 'execution input', fail);
@@ -48,6 +70,19 @@ export function parseExecutionInput(raw: unknown): ExecutionInput {
   });
   const groupId = optionalString(input, 'groupId', 'input', fail);
   const level = optionalEnum(input, 'level', ['system', 'patient', 'group'], 'input', fail);
+  const patient = optionalStringArray(input, 'patient', 'input', fail, PATIENT_REFERENCE);
+  const includeAssociatedData = optionalStringArray(
+    input,
+    'includeAssociatedData',
+    'input',
+    fail,
+    INCLUDE_ASSOCIATED_DATA,
+  );
+  if (patient !== undefined && patient.length > 0 && level === 'system') {
+    throw fail(
+      'input.patient applies to patient or group level exports only; set input.level to patient or group',
+    );
+  }
   return {
     sourceId,
     ...(since === undefined ? {} : { since }),
@@ -56,7 +91,31 @@ export function parseExecutionInput(raw: unknown): ExecutionInput {
     ...(typeFilters === undefined ? {} : { typeFilters }),
     ...(groupId === undefined ? {} : { groupId }),
     ...(level === undefined ? {} : { level }),
+    ...(patient === undefined ? {} : { patient }),
+    ...(includeAssociatedData === undefined ? {} : { includeAssociatedData }),
   };
+}
+
+/**
+ * Checks an input's `patient` against the source it runs for, as the schema checks a source's own:
+ * the level the execution will have, and the source's kick-off method (GET cannot carry `patient`).
+ * Throws an InvalidExecutionInputError naming the fix, so a backfill fails before it takes the lock.
+ */
+export function checkInputAgainstSource(
+  input: ExecutionInput,
+  settings: Pick<ExportSettings, 'level' | 'groupId' | 'method'> & { readonly patient?: readonly string[] },
+): void {
+  const level = input.level ?? (input.groupId ? 'group' : settings.level);
+  if (input.patient === undefined) {
+    // The source's own list rides along unless the input replaces it: a system-level override cannot carry it.
+    const inherited = settings.patient ?? [];
+    if (inherited.length > 0 && level === 'system')
+      throw fail('input.level system cannot carry the source’s export.patient; also pass "patient": []');
+    return;
+  }
+  const problem = patientParameterProblem({ level, method: settings.method, patient: input.patient });
+  if (problem !== undefined)
+    throw fail(`input.patient ${problem.replace('set export.level', 'set input.level')}`);
 }
 
 /**

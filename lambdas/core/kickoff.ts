@@ -13,8 +13,10 @@ export interface ExportRequest {
   readonly elements: readonly string[];
   readonly level: 'system' | 'patient' | 'group';
   readonly groupId?: string;
-  /** `patient` references (POST only, per the IG). */
+  /** `patient` references (POST only, per the IG); absent = the source's `export.patient`. */
   readonly patients?: readonly string[];
+  /** `includeAssociatedData` values; absent = the source's `export.includeAssociatedData`. */
+  readonly includeAssociatedData?: readonly string[];
 }
 
 export interface HttpRequestSpec {
@@ -30,9 +32,15 @@ export interface HttpRequestSpec {
  */
 export function buildKickOffRequest(
   fhirBaseUrl: string,
-  settings: Pick<ExportSettings, 'method' | 'outputFormat' | 'typeParameterStyle'>,
+  settings: Pick<ExportSettings, 'method' | 'outputFormat' | 'typeParameterStyle'> & {
+    readonly includeAssociatedData?: readonly string[];
+    readonly patient?: readonly string[];
+  },
   request: ExportRequest,
 ): HttpRequestSpec {
+  // An execution's own list (a backfill, a chunk) replaces the source's; an empty one clears it.
+  const patients = request.patients ?? settings.patient ?? [];
+  const associatedData = request.includeAssociatedData ?? settings.includeAssociatedData ?? [];
   const base = fhirBaseUrl.replace(/\/+$/, '');
   const path =
     request.level === 'group'
@@ -41,12 +49,12 @@ export function buildKickOffRequest(
         ? '/Patient/$export'
         : '/$export';
   const headers = { Accept: 'application/fhir+json', Prefer: 'respond-async' };
-  if (request.patients && request.patients.length > 0 && settings.method !== 'POST') {
+  if (patients.length > 0 && settings.method !== 'POST') {
     throw new ConfigurationError(
       'the patient parameter needs export.method POST (the IG defines it for POST only)',
     );
   }
-  if (request.patients && request.patients.length > 0 && request.level === 'system') {
+  if (patients.length > 0 && request.level === 'system') {
     throw new ConfigurationError(
       'the patient parameter applies to Patient or Group level exports, not system level',
     );
@@ -61,9 +69,11 @@ export function buildKickOffRequest(
     for (const type of request.types) parameter.push({ name: '_type', valueString: type });
     for (const element of request.elements) parameter.push({ name: '_elements', valueString: element });
     for (const filter of request.typeFilters) parameter.push({ name: '_typeFilter', valueString: filter });
-    for (const patient of request.patients ?? []) {
+    for (const patient of patients) {
       parameter.push({ name: 'patient', valueReference: { reference: patient } });
     }
+    // The IG's OperationDefinition types includeAssociatedData as code: one parameter per value.
+    for (const value of associatedData) parameter.push({ name: 'includeAssociatedData', valueCode: value });
     return {
       method: 'POST',
       url: `${base}${path}`,
@@ -84,6 +94,7 @@ export function buildKickOffRequest(
   if (request.elements.length > 0) query.append('_elements', request.elements.join(','));
   // Repeated _typeFilter means OR (IG v2); each value keeps its own commas.
   for (const filter of request.typeFilters) query.append('_typeFilter', filter);
+  if (associatedData.length > 0) query.append('includeAssociatedData', associatedData.join(','));
   return { method: 'GET', url: `${base}${path}?${query.toString()}`, headers };
 }
 

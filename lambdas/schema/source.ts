@@ -30,6 +30,22 @@ const TYPE_FILTER = {
   expected: 'a query like Observation?category=laboratory',
 };
 
+/**
+ * IG v2 `includeAssociatedData` (https://hl7.org/fhir/uv/bulkdata/export.html#query-parameters and
+ * CodeSystem include-associated-data): the two codes the IG defines, or a server's own preset, which
+ * the IG requires to start with an underscore.
+ */
+export const INCLUDE_ASSOCIATED_DATA = {
+  regex: /^(LatestProvenanceResources|RelevantProvenanceResources|_[A-Za-z0-9][A-Za-z0-9_.-]*)$/,
+  expected:
+    'LatestProvenanceResources, RelevantProvenanceResources or a server-defined value starting with _',
+};
+/** A relative Patient reference with a FHIR id: what the IG's `patient` parameter carries. */
+export const PATIENT_REFERENCE = {
+  regex: /^Patient\/[A-Za-z0-9\-.]{1,64}$/,
+  expected: 'a Patient reference such as Patient/123',
+};
+
 const exportShape = {
   level: oneOf(
     ['system', 'patient', 'group'],
@@ -51,6 +67,14 @@ const exportShape = {
     'Oracle Health rejects a repeated `_type`: join with commas.',
   ).default('comma'),
   outputFormat: text('`_outputFormat`.').default('application/fhir+ndjson'),
+  includeAssociatedData: textList(
+    INCLUDE_ASSOCIATED_DATA,
+    '`includeAssociatedData`: Provenance the server adds to the export; empty = not sent.',
+  ).default([]),
+  patient: textList(
+    PATIENT_REFERENCE,
+    '`patient`: restrict a patient or group level export to these patients (method POST only, per the IG).',
+  ).default([]),
 };
 
 const exportSchema = strictObject(exportShape, 'What to export and how to ask for it.');
@@ -154,6 +178,28 @@ function checkSettings(settings: ParsedSettings, context: z.core.$RefinementCtx)
       path: ['export', 'groupId'],
       message: `is set but export.level is ${level}; use level group`,
     });
+  const problem = patientParameterProblem(settings.export);
+  if (problem !== undefined)
+    context.addIssue({ code: 'custom', path: ['export', 'patient'], message: problem });
+}
+
+/**
+ * The IG defines `patient` for POST kick-offs of patient or group level only: refused when the
+ * source is configured, not at kick-off time days later. Also used for an execution input's override.
+ */
+export function patientParameterProblem(settings: {
+  readonly level?: 'system' | 'patient' | 'group' | undefined;
+  readonly groupId?: string | undefined;
+  readonly method: 'GET' | 'POST';
+  readonly patient: readonly string[];
+}): string | undefined {
+  if (settings.patient.length === 0) return undefined;
+  const level = settings.level ?? (settings.groupId === undefined ? 'system' : 'group');
+  if (level === 'system')
+    return 'applies to patient or group level exports only; set export.level to patient or group';
+  if (settings.method !== 'POST')
+    return 'needs export.method POST (the IG defines patient for POST kick-offs only)';
+  return undefined;
 }
 
 const SETTING_KEYS = Object.keys(settingsShape).filter(
@@ -166,8 +212,18 @@ function toSourceSettings(id: string, settings: ParsedSettings) {
     ParsedSettings,
     (typeof SETTING_KEYS)[number]
   >;
-  const { level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat } =
-    settings.export;
+  const {
+    level,
+    groupId,
+    types,
+    typeFilters,
+    elements,
+    method,
+    typeParameterStyle,
+    outputFormat,
+    includeAssociatedData,
+    patient,
+  } = settings.export;
   return {
     id,
     ...picked,
@@ -181,6 +237,8 @@ function toSourceSettings(id: string, settings: ParsedSettings) {
       method,
       typeParameterStyle,
       outputFormat,
+      includeAssociatedData,
+      patient,
     },
   };
 }

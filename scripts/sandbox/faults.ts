@@ -51,6 +51,13 @@ export interface FaultPlan {
   readonly requireGroupScope?: boolean;
   /** How long the export stays in progress (Epic exports can take days). */
   readonly jobDurationMs?: number;
+  /**
+   * A Group export whose cohort (the Group's members, or the `patient` list when given) has more
+   * than this many patients is accepted and then stays in progress forever (202 + X-Progress, never
+   * a manifest) until it is DELETEd: the EHR whose backend times out on a large cohort. Smaller
+   * cohorts complete as usual, which is what chunking by patients relies on.
+   */
+  readonly neverCompleteAboveMembers?: number;
 
   /** The first n status polls of each export get 503 with a non-FHIR body (an infrastructure layer). */
   readonly status5xx?: number;
@@ -168,6 +175,7 @@ const VALIDATORS: Record<FaultName, Validator> = {
   oneExportUntilDelete: isBoolean,
   requireGroupScope: isBoolean,
   jobDurationMs: isCount,
+  neverCompleteAboveMembers: isIndex,
   status5xx: isCount,
   statusTransient: isCount,
   status429: isCount,

@@ -41,6 +41,17 @@ export interface SandboxJob {
   readonly request: string;
   readonly transactionTime: string;
   readonly faults: FaultPlan;
+  /** What the server understood of the kick-off's parameters, so a test can assert what a client sent. */
+  readonly received: {
+    readonly types: readonly string[];
+    readonly since?: string;
+    readonly until?: string;
+    /** `_typeFilter` queries per resource type. */
+    readonly typeFilters: Readonly<Record<string, readonly string[]>>;
+    /** Patient ids of the `patient` parameter, when given. */
+    readonly patients?: readonly string[];
+    readonly includeAssociatedData: readonly string[];
+  };
 }
 
 export interface FileContentOptions {
@@ -177,6 +188,14 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
         request: job.init.requestUrl,
         transactionTime: job.transactionTime,
         faults: job.init.faults,
+        received: {
+          types: job.init.types,
+          ...(job.init.since !== undefined ? { since: job.init.since } : {}),
+          ...(job.init.until !== undefined ? { until: job.init.until } : {}),
+          typeFilters: Object.fromEntries(job.init.typeFilters),
+          ...(job.init.patientIds !== undefined ? { patients: job.init.patientIds } : {}),
+          includeAssociatedData: job.init.includeAssociatedData,
+        },
       }));
     },
     close: async () => {

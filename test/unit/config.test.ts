@@ -26,6 +26,8 @@ const DEFAULTS = {
     method: 'GET',
     typeParameterStyle: 'comma',
     outputFormat: 'application/fhir+ndjson',
+    includeAssociatedData: [],
+    patient: [],
   },
   maxConcurrency: 4,
   retryAfterCeilingSeconds: 300,
@@ -41,7 +43,8 @@ const DEFAULTS = {
 
 const SOURCE_KEYS =
   'id, description, fhirBaseUrl, export, maxConcurrency, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, clientId, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes, privateKeyFile';
-const EXPORT_KEYS = 'level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat';
+const EXPORT_KEYS =
+  'level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat, includeAssociatedData, patient';
 
 describe('parseSourceSettings', () => {
   it('fills every default and drops the trailing slash of the base URL', () => {
@@ -63,6 +66,8 @@ describe('parseSourceSettings', () => {
         method: 'POST',
         typeParameterStyle: 'repeat',
         outputFormat: 'ndjson',
+        includeAssociatedData: ['LatestProvenanceResources'],
+        patient: ['Patient/p-1'],
       },
       maxConcurrency: 1000,
       retryAfterCeilingSeconds: 86_400,
@@ -88,6 +93,8 @@ describe('parseSourceSettings', () => {
         method: 'POST',
         typeParameterStyle: 'repeat',
         outputFormat: 'ndjson',
+        includeAssociatedData: ['LatestProvenanceResources'],
+        patient: ['Patient/p-1'],
       },
       maxConcurrency: 1000,
       retryAfterCeilingSeconds: 86_400,

@@ -69,11 +69,12 @@ export function createDataset(options: DatasetOptions = {}): Dataset {
 
   return {
     options: resolved,
-    groups: groups.map((group) => ({
+    groups: groups.map((group, index) => ({
       id: group.id,
       get patientIndexes() {
         return group.members();
       },
+      resource: () => models.Group.render(index, 0),
     })),
     checkTypeFilter(type, query) {
       if (!EXPORTABLE_TYPES.includes(type)) return `resource type ${String(type)} is not exportable`;

@@ -43,6 +43,14 @@ export function patientId(patient: number): string {
   return `pt-${patient}`;
 }
 
+/**
+ * The patient's id in the EHR's own database (its MRN identifier's value), which some EHRs put in
+ * Group member references instead of the FHIR logical id: reading `Patient/<it>` finds nothing.
+ */
+export function technicalPatientId(patient: number): string {
+  return `M${10_000_000 + patient}`;
+}
+
 export function practitionerId(practitioner: number): string {
   return `pract-${practitioner}`;
 }

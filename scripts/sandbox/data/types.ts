@@ -50,7 +50,12 @@ export interface DatasetOptions {
 export interface Dataset {
   readonly options: Required<DatasetOptions>;
   /** Group ids that exist (at least one whole-cohort Group and a couple of smaller ones). */
-  readonly groups: readonly { id: string; patientIndexes: readonly number[] }[];
+  readonly groups: readonly {
+    id: string;
+    patientIndexes: readonly number[];
+    /** The Group resource as exported and read (`GET Group/[id]`), members included. */
+    resource(): string;
+  }[];
   /** Returns an error message when a `_typeFilter` query is not supported, else undefined. */
   checkTypeFilter(type: ExportableType, query: string): string | undefined;
   /** Number of resources the selection yields (must equal the number of lines `lines()` yields). */

@@ -44,6 +44,8 @@ export interface JobInit {
   readonly since?: string;
   readonly until?: string;
   readonly patientIndexes?: readonly number[];
+  /** The `patient` parameter's Patient ids, when given (patientIndexes then holds their indexes). */
+  readonly patientIds?: readonly string[];
   readonly elements: ReadonlyMap<ExportableType, readonly string[]>;
   readonly typeFilters: ReadonlyMap<ExportableType, readonly string[]>;
   /** Parameters ignored under `Prefer: handling=lenient`, reported in `error[]`. */
@@ -51,6 +53,10 @@ export interface JobInit {
   readonly requiresAccessToken: boolean;
   readonly resourcesPerFile: number;
   readonly groupId?: string;
+  /** `includeAssociatedData` values the server accepted. */
+  readonly includeAssociatedData: readonly string[];
+  /** Stays in progress until deleted (fault neverCompleteAboveMembers). */
+  readonly neverCompletes?: boolean;
 }
 
 /** Deleted resources per `Bundle` line of a `deleted[]` file. */
@@ -82,12 +88,15 @@ export class ExportJob {
   state(nowMs: number): JobState {
     if (this.#deleted) return 'deleted';
     if (this.init.faults.jobExpiry) return 'expired';
+    if (this.init.neverCompletes) return 'in-progress';
     if (nowMs - this.init.createdAtMs < this.init.durationMs) return 'in-progress';
     return this.init.faults.jobFailure ? 'failed' : 'complete';
   }
 
   /** Percent done, for X-Progress. */
   progress(nowMs: number): number {
+    // A stuck export looks like a slow one: its progress creeps up and stops short of the end.
+    if (this.init.neverCompletes && this.init.durationMs === 0) return 99;
     if (this.init.durationMs === 0) return 100;
     return Math.min(99, Math.floor(((nowMs - this.init.createdAtMs) / this.init.durationMs) * 100));
   }

@@ -42,6 +42,8 @@ export interface ExportSpec {
   readonly typeFilters: ReadonlyMap<ExportableType, readonly string[]>;
   /** Patient compartment restriction from the `patient` parameter (Patient resource ids). */
   readonly patientIds?: readonly string[];
+  /** `includeAssociatedData` values accepted, in order. */
+  readonly includeAssociatedData: readonly string[];
 }
 
 export interface KickoffInput {
@@ -325,11 +327,18 @@ export function parseKickoff(input: KickoffInput): KickoffParse {
     }
   }
 
+  const includeAssociatedData: string[] = [];
   for (const value of strings('includeAssociatedData').flatMap(splitList)) {
-    // Accepted and ignored: the sandbox holds no Provenance.
+    // IG: the two codes, or a server-defined value starting with _. Accepted, and nothing is added:
+    // the dataset holds no Provenance, so there is no latest or relevant one to include.
     if (!INCLUDE_ASSOCIATED_DATA.includes(value) && !value.startsWith('_')) {
-      soft.push(issue('not-supported', `includeAssociatedData value ${value} is not supported`));
-    }
+      soft.push(
+        issue(
+          'not-supported',
+          `includeAssociatedData value ${value} is not supported; use ${INCLUDE_ASSOCIATED_DATA.join(', ')} or a server-defined value starting with _`,
+        ),
+      );
+    } else if (!includeAssociatedData.includes(value)) includeAssociatedData.push(value);
   }
 
   if (hard.length > 0 || (soft.length > 0 && !input.lenient))
@@ -341,6 +350,7 @@ export function parseKickoff(input: KickoffInput): KickoffParse {
     elements,
     typeFilters,
     ...(patientIds ? { patientIds } : {}),
+    includeAssociatedData,
   };
   return {
     ok: true,

@@ -122,5 +122,6 @@ export function groupRead(state: SandboxState, routed: Routed, id?: string): voi
     sendOutcome(routed.res, 404, 'not-found', `Group/${id} does not exist`);
     return;
   }
-  sendJson(routed.res, 200, groupResource(group), {}, FHIR_JSON);
+  // The whole resource, members included: a client resolves a Group's cohort from member[].entity.
+  sendJson(routed.res, 200, JSON.parse(group.resource()), {}, FHIR_JSON);
 }

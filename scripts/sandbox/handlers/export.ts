@@ -181,6 +181,7 @@ export async function handleKickoff(
 
   const now = state.nowMs();
   const blocking = [...state.jobs.values()].filter((job) => {
+    // A stuck export blocks the next kick-off like any running one, until it is DELETEd.
     if (job.clientId !== grant.clientId) return false;
     const jobState = job.state(now);
     return (
@@ -188,8 +189,14 @@ export async function handleKickoff(
     );
   });
   if (blocking.length > 0) {
-    const remainingMs = Math.max(...blocking.map((j) => j.init.createdAtMs + j.init.durationMs - now));
-    const seconds = Math.max(state.options.retryAfterSeconds, Math.ceil(remainingMs / 1000));
+    const remainingMs = Math.max(
+      ...blocking.map((j) =>
+        j.init.neverCompletes ? Number.POSITIVE_INFINITY : j.init.createdAtMs + j.init.durationMs - now,
+      ),
+    );
+    const seconds = Number.isFinite(remainingMs)
+      ? Math.max(state.options.retryAfterSeconds, Math.ceil(remainingMs / 1000))
+      : state.options.retryAfterSeconds;
     sendOutcome(
       res,
       429,
@@ -202,6 +209,11 @@ export async function handleKickoff(
 
   let patientIndexes: readonly number[] | undefined = group?.patientIndexes;
   if (spec.patientIds) patientIndexes = spec.patientIds.map((id) => state.patientIndex(id)!);
+  const neverCompletes =
+    level === 'group' &&
+    faults.neverCompleteAboveMembers !== undefined &&
+    (patientIndexes?.length ?? 0) > faults.neverCompleteAboveMembers;
+  if (neverCompletes) info.fault = 'neverCompleteAboveMembers';
 
   const id = randomBytes(12).toString('hex');
   const statusUrl = `${state.mainOrigin}/export-status/${id}`;
@@ -220,17 +232,20 @@ export async function handleKickoff(
       ...(spec.since !== undefined ? { since: spec.since } : {}),
       ...(spec.until !== undefined ? { until: spec.until } : {}),
       ...(patientIndexes !== undefined ? { patientIndexes } : {}),
+      ...(spec.patientIds !== undefined ? { patientIds: spec.patientIds } : {}),
       elements: spec.elements,
       typeFilters: spec.typeFilters,
       ignored: parsed.ignored,
       requiresAccessToken: faults.filesFromSecondOrigin ? false : state.options.requiresAccessToken,
       resourcesPerFile: faults.resourcesPerFile ?? state.options.resourcesPerFile,
       ...(groupId !== undefined ? { groupId } : {}),
+      includeAssociatedData: spec.includeAssociatedData,
+      ...(neverCompletes ? { neverCompletes } : {}),
     },
     state.dataset,
   );
   state.jobs.set(id, job);
-  if (!faults.jobExpiry && !faults.jobFailure) state.prepare(job);
+  if (!faults.jobExpiry && !faults.jobFailure && !neverCompletes) state.prepare(job);
   const issues = parsed.ignored.length > 0 ? parsed.ignored : [];
   sendJson(
     res,

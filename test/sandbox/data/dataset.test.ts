@@ -389,12 +389,13 @@ describe('groups', () => {
   const dataset = createDataset({ patientCount: 400 });
   const group = (id: string) => dataset.groups.find((candidate) => candidate.id === id)!;
 
-  it('offers the whole cohort, a diabetes registry and the first ten patients', () => {
+  it('offers the whole cohort, a diabetes registry, the first ten patients and a technical-id Group', () => {
     // Act
     const ids = dataset.groups.map((candidate) => candidate.id);
 
     // Assess
-    expect(ids).toEqual(['cohort', 'diabetes', 'small']);
+    expect(ids).toEqual(['cohort', 'diabetes', 'small', 'cohort-technical-ids']);
+    expect(group('cohort-technical-ids').patientIndexes).toEqual(Array.from({ length: 25 }, (_, i) => i));
     expect(group('cohort').patientIndexes).toEqual(Array.from({ length: 400 }, (_, i) => i));
     expect(group('small').patientIndexes).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(group('diabetes').patientIndexes.length).toBeGreaterThan(20);
@@ -421,12 +422,15 @@ describe('groups', () => {
     const groups = resourcesOf(dataset, { type: 'Group' });
 
     // Assess
-    expect(idsOf(groups)).toEqual(['cohort', 'diabetes', 'small']);
+    expect(idsOf(groups)).toEqual(['cohort', 'diabetes', 'small', 'cohort-technical-ids']);
     for (const resource of groups) {
       const members = (resource.member as { entity: { reference: string } }[]).map(
         (member) => member.entity.reference,
       );
-      expect(members).toEqual(group(resource.id).patientIndexes.map((p) => `Patient/${patientId(p)}`));
+      // The technical-id Group names its members by their MRN, as some EHRs do.
+      const memberId =
+        resource.id === 'cohort-technical-ids' ? (p: number) => `M${10_000_000 + p}` : patientId;
+      expect(members).toEqual(group(resource.id).patientIndexes.map((p) => `Patient/${memberId(p)}`));
       expect(resource.quantity).toBe(members.length);
       expect(resource).toMatchObject({ type: 'person', actual: true });
     }

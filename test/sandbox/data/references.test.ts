@@ -28,18 +28,45 @@ const subjectOf = (resource: Resource): string =>
   ((resource.subject ?? resource.patient) as { reference: string }).reference;
 
 describe('references', () => {
-  it('resolve to resources of the same system-level export', () => {
+  it('resolve to resources of the same system-level export, but for the technical-id Group', () => {
     // Prepare
     const selections = EXPORTABLE_TYPES.map((type) => ({ type }));
     const existing = keysOf(selections);
 
     // Act
-    const references = [...byKey(selections).values()].flatMap(referencesIn);
+    const resources = [...byKey(selections).values()];
+    const references = resources
+      .filter((resource) => resource.id !== 'cohort-technical-ids')
+      .flatMap(referencesIn);
 
     // Assess
     expect(references.length).toBeGreaterThan(1000);
     const dangling = references.filter((reference) => !existing.has(reference));
     expect(dangling).toEqual([]);
+  });
+
+  it('give the technical-id Group members that no Patient id resolves but a Patient identifier does', () => {
+    // Prepare
+    const patients = resourcesOf(dataset, { type: 'Patient' });
+    const byIdentifier = new Map(
+      patients.flatMap((patient) =>
+        (patient.identifier as { value: string }[]).map(
+          (identifier) => [identifier.value, patient.id] as const,
+        ),
+      ),
+    );
+    const group = resourcesOf(dataset, { type: 'Group' }).find((g) => g.id === 'cohort-technical-ids')!;
+
+    // Act
+    const members = (group.member as { entity: { reference: string } }[]).map((m) => m.entity.reference);
+
+    // Assess
+    expect(members).toHaveLength(25);
+    const ids = new Set(patients.map((patient) => `Patient/${patient.id}`));
+    expect(members.filter((reference) => ids.has(reference))).toEqual([]);
+    expect(members.map((reference) => byIdentifier.get(reference.replace('Patient/', '')))).toEqual(
+      Array.from({ length: 25 }, (_, i) => `pt-${i}`),
+    );
   });
 
   it.each([

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  checkInputAgainstSource,
   executionNameForWindow,
   parseExecutionInput,
   splitIntoWindows,
@@ -44,6 +45,8 @@ describe('parseExecutionInput', () => {
       typeFilters: ['Observation?category=laboratory,vital-signs'],
       groupId: 'g-1',
       level: 'group',
+      patient: ['Patient/p1'],
+      includeAssociatedData: ['LatestProvenanceResources', '_history'],
     });
     // Assess
     expect(input).toStrictEqual({
@@ -54,6 +57,8 @@ describe('parseExecutionInput', () => {
       typeFilters: ['Observation?category=laboratory,vital-signs'],
       groupId: 'g-1',
       level: 'group',
+      patient: ['Patient/p1'],
+      includeAssociatedData: ['LatestProvenanceResources', '_history'],
     });
   });
 
@@ -75,12 +80,12 @@ describe('parseExecutionInput', () => {
     [
       'an unknown key',
       { sourceId: 'epic', sinse: 'auto' },
-      'execution input has unknown key(s) sinse; expected only sourceId, since, until, types, typeFilters, groupId, level, scheduledTime',
+      'execution input has unknown key(s) sinse; expected only sourceId, since, until, types, typeFilters, groupId, level, patient, includeAssociatedData, scheduledTime',
     ],
     [
       'two unknown keys',
       { sourceId: 'epic', a: 1, b: 2 },
-      'execution input has unknown key(s) a, b; expected only sourceId, since, until, types, typeFilters, groupId, level, scheduledTime',
+      'execution input has unknown key(s) a, b; expected only sourceId, since, until, types, typeFilters, groupId, level, patient, includeAssociatedData, scheduledTime',
     ],
     ['no sourceId', {}, 'input.sourceId is required: a non-empty string'],
     [
@@ -175,11 +180,69 @@ describe('parseExecutionInput', () => {
       { sourceId: 'epic', level: 1 },
       'input.level must be one of system, patient, group (got number)',
     ],
+    [
+      'a patient that is a bare id',
+      { sourceId: 'epic', patient: ['123'] },
+      'input.patient[0] must be a Patient reference such as Patient/123',
+    ],
+    [
+      'patient at the system level',
+      { sourceId: 'epic', level: 'system', patient: ['Patient/1'] },
+      'input.patient applies to patient or group level exports only; set input.level to patient or group',
+    ],
+    [
+      'an includeAssociatedData value the IG does not define and without _',
+      { sourceId: 'epic', includeAssociatedData: ['Provenance'] },
+      'input.includeAssociatedData[0] must be LatestProvenanceResources, RelevantProvenanceResources or a server-defined value starting with _',
+    ],
   ])('rejects %s', (_, raw, message) => {
     // Act
     const error = thrown(() => parseExecutionInput(raw));
     // Assess
     expect(error).toBeInstanceOf(InvalidExecutionInputError);
+    expect(errorShape(error)).toStrictEqual(invalidInput(message));
+  });
+});
+
+describe('checkInputAgainstSource', () => {
+  const GROUP_POST = { level: 'group', groupId: 'cohort', method: 'POST' } as const;
+
+  it.each([
+    ['a patient override for a POST group source', { sourceId: 'epic', patient: ['Patient/1'] }],
+    [
+      'a system-level override that drops the source’s list',
+      { sourceId: 'epic', level: 'system', patient: [] },
+    ],
+  ] as const)('accepts %s', (_, input) => {
+    // Act
+    const act = () => checkInputAgainstSource(input, { ...GROUP_POST, patient: ['Patient/9'] });
+    // Assess
+    expect(act).not.toThrow();
+  });
+
+  it.each([
+    [
+      'a patient override for a GET source',
+      { sourceId: 'epic', patient: ['Patient/1'] },
+      { ...GROUP_POST, method: 'GET' },
+      'input.patient needs export.method POST (the IG defines patient for POST kick-offs only)',
+    ],
+    [
+      'a patient override for a system-level source',
+      { sourceId: 'epic', patient: ['Patient/1'] },
+      { level: 'system', method: 'POST' },
+      'input.patient applies to patient or group level exports only; set input.level to patient or group',
+    ],
+    [
+      'a system-level override of a source with a patient list',
+      { sourceId: 'epic', level: 'system' },
+      { ...GROUP_POST, patient: ['Patient/1'] },
+      'input.level system cannot carry the source’s export.patient; also pass "patient": []',
+    ],
+  ] as const)('refuses %s, naming the fix', (_, input, settings, message) => {
+    // Act
+    const error = thrown(() => checkInputAgainstSource(input, settings));
+    // Assess
     expect(errorShape(error)).toStrictEqual(invalidInput(message));
   });
 });

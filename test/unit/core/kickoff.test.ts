@@ -175,6 +175,80 @@ describe('buildKickOffRequest (POST)', () => {
   });
 });
 
+describe('buildKickOffRequest: includeAssociatedData, patient and per-type _typeFilter', () => {
+  const PER_TYPE_FILTERS = [
+    'Observation?category=laboratory',
+    'Observation?category=vital-signs',
+    'MedicationRequest?status=active,completed',
+  ];
+  const parametersOf = (body: string | undefined) =>
+    (JSON.parse(body ?? '{}') as { parameter: { name: string }[] }).parameter;
+
+  it('sends includeAssociatedData comma-joined on GET and each _typeFilter as its own parameter', () => {
+    // Act
+    const spec = buildKickOffRequest(
+      BASE,
+      { ...GET, includeAssociatedData: ['LatestProvenanceResources', '_history'], patient: [] },
+      { ...EMPTY, typeFilters: PER_TYPE_FILTERS },
+    );
+    // Assess
+    const query = new URL(spec.url).searchParams;
+    expect(query.getAll('_typeFilter')).toEqual(PER_TYPE_FILTERS);
+    expect(query.getAll('includeAssociatedData')).toEqual(['LatestProvenanceResources,_history']);
+    expect(query.has('patient')).toBe(false);
+  });
+
+  it('sends includeAssociatedData as valueCode, patients as valueReference and one _typeFilter per filter on POST', () => {
+    // Act
+    const spec = buildKickOffRequest(
+      BASE,
+      {
+        ...POST,
+        includeAssociatedData: ['RelevantProvenanceResources'],
+        patient: ['Patient/p1', 'Patient/p2'],
+      },
+      { ...EMPTY, level: 'group', groupId: 'g1', typeFilters: PER_TYPE_FILTERS },
+    );
+    // Assess
+    expect(parametersOf(spec.body)).toStrictEqual([
+      { name: '_outputFormat', valueString: 'application/fhir+ndjson' },
+      { name: '_typeFilter', valueString: 'Observation?category=laboratory' },
+      { name: '_typeFilter', valueString: 'Observation?category=vital-signs' },
+      { name: '_typeFilter', valueString: 'MedicationRequest?status=active,completed' },
+      { name: 'patient', valueReference: { reference: 'Patient/p1' } },
+      { name: 'patient', valueReference: { reference: 'Patient/p2' } },
+      { name: 'includeAssociatedData', valueCode: 'RelevantProvenanceResources' },
+    ]);
+  });
+
+  it("uses the execution's lists instead of the source's, an empty list clearing them", () => {
+    // Act
+    const spec = buildKickOffRequest(
+      BASE,
+      { ...POST, includeAssociatedData: ['LatestProvenanceResources'], patient: ['Patient/source-1'] },
+      { ...EMPTY, level: 'patient', patients: ['Patient/chunk-7'], includeAssociatedData: [] },
+    );
+    // Assess
+    expect(parametersOf(spec.body)).toStrictEqual([
+      { name: '_outputFormat', valueString: 'application/fhir+ndjson' },
+      { name: 'patient', valueReference: { reference: 'Patient/chunk-7' } },
+    ]);
+  });
+
+  it("refuses the source's patient list on a GET kick-off", () => {
+    // Act
+    const error = thrown(() =>
+      buildKickOffRequest(BASE, { ...GET, patient: ['Patient/p1'] }, { ...EMPTY, level: 'patient' }),
+    );
+    // Assess
+    expect(errorShape(error)).toStrictEqual({
+      name: 'ConfigurationError',
+      code: 'ERR_CONFIGURATION',
+      message: 'the patient parameter needs export.method POST (the IG defines it for POST only)',
+    });
+  });
+});
+
 describe('buildKickOffRequest rejections', () => {
   it.each([
     [

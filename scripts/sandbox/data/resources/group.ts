@@ -1,6 +1,6 @@
 import { DAY_MS, formatInstant, YEAR_MS } from '../clock.js';
 import type { Cohort } from '../cohort.js';
-import { conceptJson, patientId, type TypeModel } from '../model.js';
+import { conceptJson, patientId, type TypeModel, technicalPatientId } from '../model.js';
 import { CONDITION_KINDS, type Code } from '../vocabulary.js';
 
 /** A Group the sandbox can export (`Group/<id>/$export`) and lists as a Group resource. */
@@ -13,9 +13,12 @@ export interface GroupDefinition {
   contains(patient: number): boolean;
   /** Member patient indexes, ascending (computed on first use: `cohort` may have millions). */
   members(): readonly number[];
+  /** The id in a member's `entity.reference` (`Patient/<it>`). */
+  memberId(patient: number): string;
 }
 
 const SMALL_GROUP_SIZE = 10;
+const TECHNICAL_ID_GROUP_SIZE = 25;
 const DIABETES = CONDITION_KINDS[0]!;
 
 function definition(
@@ -25,6 +28,7 @@ function definition(
   lastUpdatedMs: number,
   contains: (patient: number) => boolean,
   patientCount: number,
+  memberId: (patient: number) => string = patientId,
 ): GroupDefinition {
   let members: readonly number[] | undefined;
   return {
@@ -33,6 +37,7 @@ function definition(
     condition,
     lastUpdatedMs,
     contains,
+    memberId,
     members() {
       if (members === undefined) {
         const found: number[] = [];
@@ -44,7 +49,11 @@ function definition(
   };
 }
 
-/** `cohort` (everyone), `diabetes` (the type 2 diabetes registry) and `small` (the first 10). */
+/**
+ * `cohort` (everyone), `diabetes` (the type 2 diabetes registry), `small` (the first 10) and
+ * `cohort-technical-ids` (the first 25, its members referenced by their technical id, not their
+ * logical id, as some EHRs' Groups do: a client resolving members must search by identifier).
+ */
 export function defineGroups(cohort: Cohort): readonly GroupDefinition[] {
   const n = cohort.patientCount;
   return [
@@ -65,6 +74,15 @@ export function defineGroups(cohort: Cohort): readonly GroupDefinition[] {
       (patient) => patient < SMALL_GROUP_SIZE,
       n,
     ),
+    definition(
+      'cohort-technical-ids',
+      `First ${TECHNICAL_ID_GROUP_SIZE} patients, referenced by technical id`,
+      undefined,
+      cohort.epochMs - 2 * YEAR_MS,
+      (patient) => patient < TECHNICAL_ID_GROUP_SIZE,
+      n,
+      technicalPatientId,
+    ),
   ];
 }
 
@@ -74,7 +92,7 @@ export function groupModel(groups: readonly GroupDefinition[]): TypeModel {
     const members = group.members();
     const parts = new Array<string>(members.length);
     for (let i = 0; i < members.length; i++) {
-      parts[i] = `{"entity":{"reference":"Patient/${patientId(members[i]!)}"}}`;
+      parts[i] = `{"entity":{"reference":"Patient/${group.memberId(members[i]!)}"}}`;
     }
     const code = group.condition === undefined ? '' : `,"code":${conceptJson([group.condition])}`;
     return `{"resourceType":"Group","id":"${group.id}","meta":{"versionId":"1","lastUpdated":"${formatInstant(group.lastUpdatedMs)}"},"identifier":[{"system":"urn:oid:2.16.840.1.113883.3.7418.1.3","value":"${group.id}"}],"active":true,"type":"person","actual":true${code},"name":"${group.name}","quantity":${members.length},"member":[${parts.join(',')}]}`;
