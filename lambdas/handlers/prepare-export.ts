@@ -1,4 +1,4 @@
-import { parseExecutionInput } from '../core/execution-input.js';
+import { checkInputAgainstSource, parseExecutionInput } from '../core/execution-input.js';
 import { jobRecordKey, workPrefix } from '../core/layout.js';
 import type { Runtime } from '../runtime.js';
 import { type JobRecord, takeSourceLock } from '../services/export-lifecycle.js';
@@ -24,6 +24,7 @@ export function createPrepareExportHandler(runtime: Runtime) {
   return async (event: PrepareExportEvent): Promise<ExportContext> => {
     const input = parseExecutionInput(event.input);
     const settings = await runtime.sources.get(input.sourceId);
+    checkInputAgainstSource(input, settings.export);
     const now = runtime.now();
 
     let since: string | undefined;
@@ -42,7 +43,8 @@ export function createPrepareExportHandler(runtime: Runtime) {
       input.types !== undefined ||
       input.typeFilters !== undefined ||
       input.groupId !== undefined ||
-      input.level !== undefined;
+      input.level !== undefined ||
+      input.patient !== undefined;
     const deadline = new Date(now.getTime() + settings.deadlineHours * 3_600_000);
 
     const work = workPrefix(runtime.prefix, settings.id, event.executionName);
@@ -72,6 +74,11 @@ export function createPrepareExportHandler(runtime: Runtime) {
         elements: settings.export.elements,
         level,
         ...(groupId ? { groupId } : {}),
+        // Absent: the source's own lists go with the kick-off (core/kickoff.ts).
+        ...(input.patient === undefined ? {} : { patients: input.patient }),
+        ...(input.includeAssociatedData === undefined
+          ? {}
+          : { includeAssociatedData: input.includeAssociatedData }),
       },
       sinceFrom,
       // A window that stops early, or a narrower scope, must not move the daily delta's starting point.
