@@ -6,6 +6,7 @@ import { handleRegister, handleToken } from './handlers/auth.js';
 import { capabilityStatement, groupRead, smartConfiguration } from './handlers/discovery.js';
 import { handleKickoff, handleStatus } from './handlers/export.js';
 import { handleMainFile, handleSecondOriginFile } from './handlers/files.js';
+import { patientRead } from './handlers/patient-read.js';
 import { sendOutcome } from './http.js';
 import type { RequestInfo } from './request-log.js';
 
@@ -19,7 +20,7 @@ type Route = (state: SandboxState, routed: Routed) => void | Promise<void>;
  *   [/fault/<spec>]/auth/token                  token endpoint
  *   [/fault/<spec>]/fhir/.well-known/smart-configuration, /fhir/metadata
  *   [/fault/<spec>]/fhir/$export, /fhir/Patient/$export, /fhir/Group/<id>/$export
- *   [/fault/<spec>]/fhir/Group[/<id>]
+ *   [/fault/<spec>]/fhir/Group[/<id>], /fhir/Patient/<id>, /fhir/Patient?identifier=…
  *   /export-status/<job>                        status (GET) and cancel (DELETE)
  *   /files/<job>/<name>                         output, error and deleted files
  */
@@ -39,6 +40,8 @@ function mainRoute(segments: readonly string[]): Route | undefined {
   if (second === 'Group' && n === 4 && fourth === '$export')
     return (s, r) => handleKickoff(s, r, 'group', third!);
   if (second === 'Group' && n === 2) return getOnly((s, r) => groupRead(s, r));
+  if (second === 'Patient' && n === 2) return getOnly((s, r) => patientRead(s, r));
+  if (second === 'Patient' && n === 3) return getOnly((s, r) => patientRead(s, r, third!));
   if (second === 'Group' && n === 3) return getOnly((s, r) => groupRead(s, r, third!));
   return undefined;
 }
