@@ -1,0 +1,491 @@
+/**
+ * `npm run status [-- --source-id ID] [--json] [--bucket B] [--s3-endpoint URL | --aws-s3] [--prefix P]
+ *  [--state-machine-arn ARN]` (see USAGE)
+ *
+ * What every source is doing and last did, read from where the pipeline
+ * keeps it: the lock (`_state/source=<id>/lock.json`) names the running
+ * export and its holder; that export's job record (`_work/…/job.json`) says
+ * how far it got (status URL, last poll and X-Progress, manifest), its
+ * results how many files landed; the newest export folder with a completion
+ * marker is the last success; the newest failure receipt the last failure.
+ * Nothing is written: it can run beside a running export.
+ */
+import './local/node-version.js';
+import { resolve } from 'node:path';
+import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import {
+  DescribeExecutionCommand,
+  ExecutionDoesNotExist,
+  ListExecutionsCommand,
+  SFNClient,
+} from '@aws-sdk/client-sfn';
+import { createS3Store, type JsonStore } from '../lambdas/adapters/s3-store.js';
+import {
+  completionMarkerKey,
+  jobRecordKey,
+  lockKey,
+  receiptKey,
+  registryPrefix,
+  resultsPrefix,
+  watermarkKey,
+  workPrefix,
+} from '../lambdas/core/layout.js';
+import type { Receipt } from '../lambdas/core/receipt.js';
+import type { Runtime } from '../lambdas/runtime.js';
+import { isSourceId } from '../lambdas/schema/source.js';
+import type { FailureReceipt, JobRecord } from '../lambdas/services/export-lifecycle.js';
+import { type HolderLiveness, holderLiveness, type SourceLock } from '../lambdas/services/source-lock.js';
+import type { Watermark } from '../lambdas/services/watermark.js';
+import { openS3Target, s3TargetOptions } from './local/cli.js';
+import { parseCommandLine, runCommand, UsageError } from './local/command.js';
+import { formatBytes, formatCount, formatSeconds } from './local/progress.js';
+
+const USAGE = `usage: npm run status -- [--source-id ID] [--json] [--bucket B] [--s3-endpoint URL | --aws-s3] [--prefix P]
+                         [--state-machine-arn ARN]
+
+  Shows, per source (every registered source, and any with a lock, an export or a failure receipt; or only ID):
+  - the running export: execution, phase (kicking off, waiting for the server, downloading, finalizing; stopping
+    or failed-and-resumable), the server's last X-Progress, files landed of total, chunks done of total, age, and
+    the lock holder (execution ARN or pid@host) and whether it is alive;
+  - the last success: when, resources, files, bytes, and the watermark (the next since=auto _since);
+  - the last failure: cause, and whether it can be resumed and until when.
+  --json                     the same as one JSON document on stdout
+  --bucket, --s3-endpoint, --aws-s3, --prefix: where the state is, as for npm run export (default: the embedded S3
+                             in .local/s3, bucket bulk-export)
+  --state-machine-arn ARN    on AWS: also the RUNNING executions of this state machine (ListExecutions), and
+                             whether each lock's holder still runs (DescribeExecution); credentials and region
+                             from the AWS SDK's defaults
+  Reads only; exit 0 when it could read the state, 2 for a wrong command line, 1 otherwise.`;
+
+const OPTIONS = {
+  'source-id': { type: 'string' },
+  json: { type: 'boolean' },
+  bucket: { type: 'string' },
+  's3-endpoint': { type: 'string' },
+  'aws-s3': { type: 'boolean' },
+  prefix: { type: 'string' },
+  'state-machine-arn': { type: 'string' },
+} as const;
+
+const STATE_MACHINE_ARN = /^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$/;
+/** How many export folders, newest first, are searched for the last completion marker. */
+const SUCCESS_SEARCH_DEPTH = 20;
+
+export type Phase =
+  | 'kicking off'
+  | 'waiting for the server'
+  | 'downloading'
+  | 'finalizing'
+  | 'stopping'
+  | 'failed, resumable';
+
+export interface RunningExport {
+  readonly executionName: string;
+  readonly phase: Phase;
+  readonly startedAt: string;
+  readonly ageSeconds: number;
+  readonly serverProgress?: string;
+  readonly lastPollAt?: string;
+  readonly files?: { readonly landed: number; readonly total: number };
+  readonly chunks?: { readonly done: number; readonly total: number };
+  readonly lock: {
+    readonly holder: string;
+    readonly state: NonNullable<SourceLock['state']>;
+    readonly liveness: HolderLiveness;
+    readonly acquiredAt: string;
+    readonly resumableUntil?: string;
+    readonly reason?: string;
+  };
+}
+
+export interface SourceStatus {
+  readonly sourceId: string;
+  readonly registered: boolean;
+  readonly running?: RunningExport;
+  /** RUNNING executions of the state machine for this source (with --state-machine-arn). */
+  readonly executions?: readonly string[];
+  readonly lastSuccess?: {
+    readonly executionName: string;
+    readonly at: string;
+    readonly transactionTime: string;
+    readonly resources: number;
+    readonly files: number;
+    readonly bytes: number;
+    readonly receiptKey: string;
+  };
+  readonly watermark?: {
+    readonly transactionTime: string;
+    readonly executionName: string;
+    readonly updatedAt: string;
+  };
+  readonly lastFailure?: {
+    readonly executionName: string;
+    readonly at: string;
+    readonly outcome: FailureReceipt['status'];
+    readonly error: string;
+    readonly cause: string;
+    readonly resumable: boolean;
+    readonly resumableUntil?: string;
+    readonly receiptKey: string;
+  };
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const { values } = parseCommandLine(argv, OPTIONS);
+  const only = values['source-id'];
+  if (only !== undefined && !isSourceId(only)) {
+    throw new UsageError(
+      `--source-id must be a source id (lower-case letters, digits and -), got ${JSON.stringify(String(only).slice(0, 64))}`,
+    );
+  }
+  const stateMachineArn = values['state-machine-arn'];
+  if (stateMachineArn !== undefined && !STATE_MACHINE_ARN.test(stateMachineArn)) {
+    throw new UsageError(
+      `--state-machine-arn must be a state machine ARN (arn:aws:states:REGION:ACCOUNT:stateMachine:NAME), got ${JSON.stringify(stateMachineArn.slice(0, 120))}`,
+    );
+  }
+  const target = await openS3Target(s3TargetOptions(values, resolve('.local', 's3')));
+  const s3 = new S3Client(target.s3ClientConfig);
+  const sfn = stateMachineArn ? new SFNClient({ region: stateMachineArn.split(':')[3]! }) : undefined;
+  try {
+    const state: StateReader = {
+      s3,
+      store: createS3Store({ s3, bucket: target.bucket }),
+      bucket: target.bucket,
+      prefix: normalizePrefix(values.prefix ?? ''),
+      now: new Date(),
+      ...(sfn ? { sfn } : {}),
+    };
+    const executions = sfn && stateMachineArn ? await runningExecutions(sfn, stateMachineArn) : undefined;
+    const registered = await registeredSources(state);
+    const sourceIds = only
+      ? [only]
+      : [
+          ...new Set([...registered, ...(await sourcesWithState(state)), ...(executions?.keys() ?? [])]),
+        ].sort();
+    const statuses: SourceStatus[] = [];
+    for (const sourceId of sourceIds) {
+      statuses.push(await sourceStatus(state, sourceId, registered.has(sourceId), executions?.get(sourceId)));
+    }
+    if (values.json) {
+      process.stdout.write(
+        `${JSON.stringify({ target: target.description, at: state.now.toISOString(), sources: statuses }, null, 2)}\n`,
+      );
+    } else {
+      process.stdout.write(`${render(target.description, statuses, only)}\n`);
+    }
+    return 0;
+  } finally {
+    s3.destroy();
+    sfn?.destroy();
+    await target.close();
+  }
+}
+
+interface StateReader {
+  readonly s3: S3Client;
+  readonly store: JsonStore;
+  readonly bucket: string;
+  /** Empty, or ending in `/`. */
+  readonly prefix: string;
+  readonly now: Date;
+  readonly sfn?: SFNClient;
+}
+
+const normalizePrefix = (prefix: string) => (prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`);
+
+/** One level of "folders" under a prefix, and the objects at that level with their times. */
+async function listLevel(state: StateReader, prefix: string) {
+  const folders: string[] = [];
+  const objects: { key: string; lastModified: number }[] = [];
+  let token: string | undefined;
+  do {
+    const page = await state.s3.send(
+      new ListObjectsV2Command({
+        Bucket: state.bucket,
+        Prefix: prefix,
+        Delimiter: '/',
+        ...(token ? { ContinuationToken: token } : {}),
+      }),
+    );
+    for (const folder of page.CommonPrefixes ?? []) if (folder.Prefix) folders.push(folder.Prefix);
+    for (const object of page.Contents ?? []) {
+      if (object.Key) objects.push({ key: object.Key, lastModified: object.LastModified?.getTime() ?? 0 });
+    }
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return { folders, objects };
+}
+
+/** `…/source=<id>/` → id, when it is one. */
+const sourceOfFolder = (folder: string) => {
+  const id = /source=([^/]+)\/$/.exec(folder)?.[1];
+  return isSourceId(id) ? id : undefined;
+};
+
+async function registeredSources(state: StateReader): Promise<Set<string>> {
+  const { objects } = await listLevel(state, registryPrefix(state.prefix));
+  return new Set(
+    objects.map(({ key }) => /([^/]+)\.json$/.exec(key)?.[1]).filter((id): id is string => isSourceId(id)),
+  );
+}
+
+/** Sources with a lock or watermark, an export folder, or a failure receipt, registered or not. */
+async function sourcesWithState(state: StateReader): Promise<Set<string>> {
+  const found = new Set<string>();
+  for (const prefix of [state.prefix, `${state.prefix}_state/`, `${state.prefix}_failures/`]) {
+    for (const folder of (await listLevel(state, prefix)).folders) {
+      const id = sourceOfFolder(folder);
+      if (id) found.add(id);
+    }
+  }
+  return found;
+}
+
+async function sourceStatus(
+  state: StateReader,
+  sourceId: string,
+  registered: boolean,
+  executions: readonly string[] | undefined,
+): Promise<SourceStatus> {
+  const [running, lastSuccess, watermark, lastFailure] = await Promise.all([
+    runningExport(state, sourceId),
+    lastSuccessOf(state, sourceId),
+    state.store.getJson<Watermark>(watermarkKey(state.prefix, sourceId)),
+    lastFailureOf(state, sourceId),
+  ]);
+  return {
+    sourceId,
+    registered,
+    ...(running ? { running } : {}),
+    ...(executions ? { executions } : {}),
+    ...(lastSuccess ? { lastSuccess } : {}),
+    ...(watermark
+      ? {
+          watermark: {
+            transactionTime: watermark.transactionTime,
+            executionName: watermark.executionName,
+            updatedAt: watermark.updatedAt,
+          },
+        }
+      : {}),
+    ...(lastFailure ? { lastFailure } : {}),
+  };
+}
+
+async function runningExport(state: StateReader, sourceId: string): Promise<RunningExport | undefined> {
+  const lock = await state.store.getJson<SourceLock>(lockKey(state.prefix, sourceId));
+  if (!lock) return undefined;
+  const work = workPrefix(state.prefix, sourceId, lock.executionName);
+  const job = await state.store.getJson<JobRecord>(jobRecordKey(work));
+  const landed = job?.manifest ? (await state.store.listKeys(resultsPrefix(work))).length : 0;
+  const startedAt = job?.export?.startedAt ?? lock.acquiredAt;
+  const lockState = lock.state ?? 'running';
+  // holderLiveness asks only `executions`: DescribeExecution here, with --state-machine-arn.
+  const liveness = await holderLiveness(
+    (state.sfn ? { executions: executionLiveness(state.sfn) } : {}) as Runtime,
+    lock,
+  );
+  return {
+    executionName: lock.executionName,
+    phase: phaseOf(lockState, job, landed),
+    startedAt,
+    ageSeconds: Math.max(0, Math.round((state.now.getTime() - Date.parse(startedAt)) / 1000)),
+    ...(job?.lastPoll?.progress ? { serverProgress: job.lastPoll.progress } : {}),
+    ...(job?.lastPoll ? { lastPollAt: job.lastPoll.at } : {}),
+    ...(job?.manifest ? { files: { landed, total: job.manifest.fileCount } } : {}),
+    ...(job?.chunks ? { chunks: { done: job.chunks.done, total: job.chunks.total } } : {}),
+    lock: {
+      holder: lock.process
+        ? `pid ${lock.process.pid}@${lock.process.host}`
+        : (lock.executionArn ?? `execution ${lock.executionName}`),
+      state: lockState,
+      liveness,
+      acquiredAt: lock.acquiredAt,
+      ...(lock.resumableUntil ? { resumableUntil: lock.resumableUntil } : {}),
+      ...(lock.reason ? { reason: lock.reason } : {}),
+    },
+  };
+}
+
+/** How far the export got, from what it has written: lock state, then status URL, manifest, landed files. */
+export function phaseOf(
+  lockState: NonNullable<SourceLock['state']>,
+  job: JobRecord | undefined,
+  landed: number,
+): Phase {
+  if (lockState === 'stopping') return 'stopping';
+  if (lockState === 'resumable') return 'failed, resumable';
+  if (!job?.statusUrl) return 'kicking off';
+  if (!job.manifest) return 'waiting for the server';
+  return landed < job.manifest.fileCount ? 'downloading' : 'finalizing';
+}
+
+/**
+ * The newest export folder with a completion marker. Folders are named by
+ * transactionTime (UTC, sortable), so newest first is reverse key order; a
+ * folder without a marker is an export still landing, or one that failed.
+ */
+async function lastSuccessOf(state: StateReader, sourceId: string): Promise<SourceStatus['lastSuccess']> {
+  const { folders } = await listLevel(state, `${state.prefix}source=${sourceId}/`);
+  const exports = folders
+    .filter((folder) => /\/export=[^/]+\/$/.test(folder))
+    .sort()
+    .reverse();
+  for (const root of exports.slice(0, SUCCESS_SEARCH_DEPTH)) {
+    if (!(await state.store.head(completionMarkerKey(root)))) continue;
+    const receipt = await state.store.getJson<Receipt>(receiptKey(root));
+    if (!receipt) continue;
+    return {
+      executionName: receipt.executionName,
+      at: receipt.completedAt ?? receipt.finishedAt,
+      transactionTime: receipt.transactionTime,
+      resources: receipt.totals.resources,
+      files: receipt.totals.files,
+      bytes: receipt.totals.bytes,
+      receiptKey: receiptKey(root),
+    };
+  }
+  return undefined;
+}
+
+/** The newest failure receipt, by when it was written. */
+async function lastFailureOf(state: StateReader, sourceId: string): Promise<SourceStatus['lastFailure']> {
+  const { objects } = await listLevel(state, `${state.prefix}_failures/source=${sourceId}/`);
+  const newest = objects
+    .filter(({ key }) => key.endsWith('.json'))
+    .sort((a, b) => b.lastModified - a.lastModified)[0];
+  if (!newest) return undefined;
+  const receipt = await state.store.getJson<FailureReceipt>(newest.key);
+  if (!receipt) return undefined;
+  return {
+    executionName: receipt.executionName,
+    at: receipt.failedAt,
+    outcome: receipt.status,
+    error: receipt.error,
+    cause: receipt.cause,
+    resumable: receipt.resumable,
+    ...(receipt.resumableUntil ? { resumableUntil: receipt.resumableUntil } : {}),
+    receiptKey: newest.key,
+  };
+}
+
+function executionLiveness(sfn: SFNClient): NonNullable<Runtime['executions']> {
+  return {
+    async isRunning(executionArn) {
+      try {
+        const described = await sfn.send(new DescribeExecutionCommand({ executionArn }));
+        return described.status === 'RUNNING';
+      } catch (error) {
+        if (error instanceof ExecutionDoesNotExist) return false;
+        return undefined;
+      }
+    },
+  };
+}
+
+/** The state machine's RUNNING executions, by the source their input names. */
+async function runningExecutions(sfn: SFNClient, stateMachineArn: string): Promise<Map<string, string[]>> {
+  const bySource = new Map<string, string[]>();
+  let nextToken: string | undefined;
+  do {
+    const page = await sfn.send(
+      new ListExecutionsCommand({
+        stateMachineArn,
+        statusFilter: 'RUNNING',
+        ...(nextToken ? { nextToken } : {}),
+      }),
+    );
+    for (const execution of page.executions ?? []) {
+      if (!execution.executionArn) continue;
+      const described = await sfn.send(
+        new DescribeExecutionCommand({ executionArn: execution.executionArn }),
+      );
+      let sourceId: unknown;
+      try {
+        sourceId = (JSON.parse(described.input ?? '{}') as { sourceId?: unknown }).sourceId;
+      } catch {
+        sourceId = undefined;
+      }
+      const key = isSourceId(sourceId) ? sourceId : 'unknown';
+      bySource.set(key, [...(bySource.get(key) ?? []), execution.executionArn]);
+    }
+    nextToken = page.nextToken;
+  } while (nextToken);
+  return bySource;
+}
+
+const since = (at: string, now: number) =>
+  `${formatSeconds(Math.max(0, Math.round((now - Date.parse(at)) / 1000)))} ago`;
+
+export function render(where: string, statuses: readonly SourceStatus[], only: string | undefined): string {
+  const now = Date.now();
+  const lines = [`State in ${where}`];
+  if (statuses.length === 0)
+    lines.push('', 'No sources: nothing is registered, locked, exported or failed here.');
+  for (const status of statuses) {
+    lines.push('', `Source ${status.sourceId}${status.registered ? '' : ' (not registered)'}`);
+    const { running } = status;
+    if (running) {
+      const files = running.files
+        ? `${running.files.landed} of ${running.files.total} files landed`
+        : 'files: —';
+      const chunks = running.chunks
+        ? `chunks: ${running.chunks.done} of ${running.chunks.total}`
+        : 'chunks: —';
+      lines.push(
+        `  Running:       ${running.executionName}: ${running.phase}, age ${formatSeconds(running.ageSeconds)} (started ${running.startedAt})`,
+        `                 ${files}; ${chunks}`,
+        `                 server progress: ${running.serverProgress ? JSON.stringify(running.serverProgress) : '—'}${running.lastPollAt ? ` (polled ${since(running.lastPollAt, now)})` : ''}`,
+        `                 lock: ${running.lock.holder}, ${running.lock.liveness}, ${running.lock.state} since ${running.lock.acquiredAt}${running.lock.resumableUntil ? `, resumable until ${running.lock.resumableUntil}` : ''}${running.lock.reason ? ` (${running.lock.reason})` : ''}`,
+      );
+    } else {
+      lines.push('  Running:       none');
+    }
+    if (status.executions) {
+      lines.push(
+        `  Executions:    ${status.executions.length > 0 ? status.executions.join(', ') : 'none RUNNING'}`,
+      );
+    }
+    const success = status.lastSuccess;
+    lines.push(
+      success
+        ? `  Last success:  ${success.at} (${since(success.at, now)}), ${success.executionName}: ${formatCount(success.resources)} resources in ${success.files} files, ${formatBytes(success.bytes)}; transactionTime ${success.transactionTime}`
+        : '  Last success:  none',
+      status.watermark
+        ? `  Watermark:     ${status.watermark.transactionTime} (next since=auto; set by ${status.watermark.executionName} at ${status.watermark.updatedAt})`
+        : '  Watermark:     none (the next since=auto export is a full one)',
+    );
+    const failure = status.lastFailure;
+    if (failure) {
+      const resumable = failure.resumable
+        ? `resumable until ${failure.resumableUntil ?? 'unknown'}${failure.resumableUntil && Date.parse(failure.resumableUntil) <= now ? ' (expired)' : ''}`
+        : 'not resumable';
+      lines.push(
+        `  Last failure:  ${failure.at} (${since(failure.at, now)}), ${failure.executionName} ${failure.outcome}: ${failure.error}: ${failure.cause}`,
+        `                 ${resumable}`,
+      );
+    } else {
+      lines.push('  Last failure:  none');
+    }
+  }
+  if (
+    only &&
+    statuses.every(
+      (status) =>
+        !status.registered &&
+        !status.running &&
+        !status.lastSuccess &&
+        !status.lastFailure &&
+        !status.watermark,
+    )
+  ) {
+    lines.push(
+      '',
+      `Nothing is known of source ${only} here: not registered, no lock, no export, no failure receipt.`,
+    );
+  }
+  return lines.join('\n');
+}
+
+runCommand('status', USAGE, () => main(process.argv.slice(2)));
