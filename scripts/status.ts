@@ -462,7 +462,7 @@ export function render(where: string, statuses: readonly SourceStatus[], only: s
         ? `resumable until ${failure.resumableUntil ?? 'unknown'}${failure.resumableUntil && Date.parse(failure.resumableUntil) <= now ? ' (expired)' : ''}`
         : 'not resumable';
       lines.push(
-        `  Last failure:  ${failure.at} (${since(failure.at, now)}), ${failure.executionName} ${failure.outcome}: ${failure.error}: ${failure.cause}`,
+        `  Last failure:  ${failure.at} (${since(failure.at, now)}), ${failure.executionName} ${failure.outcome}: ${failure.cause.startsWith(`${failure.error}:`) ? failure.cause : `${failure.error}: ${failure.cause}`}`,
         `                 ${resumable}`,
       );
     } else {
