@@ -5,9 +5,9 @@ import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/clien
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Receipt } from '../../lambdas/core/receipt.js';
 import { startEmbeddedS3 } from '../../scripts/local/embedded-s3.js';
+import type { SourceStatus } from '../../scripts/local/job-status.js';
 import type { FaultPlan, Sandbox } from '../../scripts/sandbox/index.js';
 import { startSandbox } from '../../scripts/sandbox/index.js';
-import type { SourceStatus } from '../../scripts/status.js';
 import { processesMentioning } from '../support/processes.js';
 import { plainEnv, runCommand, startCommand, writeSourceFile } from './support/command.js';
 
