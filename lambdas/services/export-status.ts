@@ -78,7 +78,7 @@ export async function pollExportStatus(runtime: Runtime, event: PollStatusEvent)
       runtime.logger.warn('could not record the poll in the job record', {
         sourceId: context.sourceId,
         error: (error as Error).name,
-        message: (error as Error).message,
+        reason: (error as Error).message,
       });
     }
     runtime.metrics.exportInProgress({
