@@ -143,6 +143,31 @@ describe('npm run status', () => {
     expect(await processesMentioning(cwd)).toStrictEqual([]);
   }, 90_000);
 
+  it('shows files landed of total while the export downloads', async () => {
+    const cwd = await folder('downloading');
+    // Every file trickles in at 3 kB/s: the small ones land while the large ones are on their way.
+    await sourceIn(cwd, 'trickle', { slowFile: { bytesPerSecond: 3_000 } });
+    const command = startCommand('export.ts', ['--source', 'source.json'], { cwd, env: plainEnv() });
+    const executionName = executionOf(await command.stderrMatching(/Execution \S+; logs:/));
+
+    // Read as a person reads it, until a file has landed and another has not.
+    const seen: string[] = [];
+    let landedOfTotal: RegExpExecArray | null = null;
+    for (let tries = 0; tries < 20 && !landedOfTotal; tries += 1) {
+      const text = await status(cwd, ['--source-id', 'trickle']);
+      seen.push(/Running: +(.*)/.exec(text)?.[1] ?? text);
+      landedOfTotal = new RegExp(
+        `Running: +${executionName}: downloading, age [\\d.]+ s \\(started [^)]+\\)\\n +([1-9]\\d*) of (\\d+) files landed; chunks: —\\n`,
+      ).exec(text);
+      if (!landedOfTotal) await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(landedOfTotal, seen.join('\n')).not.toBeNull();
+    expect(Number(landedOfTotal![1])).toBeLessThan(Number(landedOfTotal![2]));
+
+    const run = await command.result;
+    expect({ code: run.code, stderr: run.stderr }).toMatchObject({ code: 0 });
+  }, 90_000);
+
   it('shows a failed run as the last failure, with its cause and that it cannot be resumed', async () => {
     const cwd = await folder('failed');
     await sourceIn(cwd, 'refused', { kickoffErrorStatus: 400 });
