@@ -13,6 +13,10 @@ import { type PipelineContext, PipelinePart, POWERTOOLS_SERVICE_NAME } from './s
 export type ExportErrorCategory = ErrorCategory;
 export const EXPORT_ERROR_CATEGORIES: readonly ExportErrorCategory[] = ERROR_CATEGORIES;
 
+/** CloudWatch's dynamic label: each line a SEARCH finds is named by its source. */
+// biome-ignore lint/suspicious/noTemplateCurlyInString: CloudWatch fills it in, not JavaScript
+const SOURCE_LABEL = "${PROP('Dim.SourceId')}";
+
 /** Options of the pipeline's metric helpers: CloudWatch's, plus the dimensions the functions emit. */
 export interface PipelineMetricOptions extends cloudwatch.MetricOptions {
   /** One source's figures (dimension set `[service, SourceId]`). @default all sources (`[service]`) */
@@ -348,14 +352,14 @@ export class Monitoring extends PipelinePart {
     dashboard.addWidgets(
       new cloudwatch.GraphWidget({
         title: 'Running export age per source (seconds, at each status poll)',
-        left: [metrics.perSource('ExportAge', { label: '' })],
+        left: [metrics.perSource('ExportAge')],
         width: 12,
       }),
       new cloudwatch.GraphWidget({
         title: 'Chunks done / total per source (chunked exports)',
         left: [
-          metrics.perSource('ChunksDone', { label: '' }),
-          metrics.perSource('ChunksTotal', { label: '' }),
+          metrics.perSource('ChunksDone', { label: `${SOURCE_LABEL} done` }),
+          metrics.perSource('ChunksTotal', { label: `${SOURCE_LABEL} total` }),
         ],
         width: 12,
       }),

@@ -30,6 +30,8 @@ describe('Monitoring', () => {
         String.raw`SEARCH('{\\\"FhirBulkExport\\\",service,SourceId} service=\\\"fhir-bulk-export\\\" MetricName=\\\"${metricName}\\\"', 'Maximum', 300)`,
       );
     }
+    // Each chunk line is named by its source, by CloudWatch's dynamic label.
+    expect(body).toContain(`${'$'}{PROP('Dim.SourceId')} done`);
     // No source is named in the dashboard: a source added later appears without a deploy.
     expect(body).not.toMatch(/SourceId\\",\\"/);
   });
