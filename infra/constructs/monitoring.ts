@@ -13,6 +13,10 @@ import { type PipelineContext, PipelinePart, POWERTOOLS_SERVICE_NAME } from './s
 export type ExportErrorCategory = ErrorCategory;
 export const EXPORT_ERROR_CATEGORIES: readonly ExportErrorCategory[] = ERROR_CATEGORIES;
 
+/** CloudWatch's dynamic label: each line a SEARCH finds is named by its source. */
+// biome-ignore lint/suspicious/noTemplateCurlyInString: CloudWatch fills it in, not JavaScript
+const SOURCE_LABEL = "${PROP('Dim.SourceId')}";
+
 /** Options of the pipeline's metric helpers: CloudWatch's, plus the dimensions the functions emit. */
 export interface PipelineMetricOptions extends cloudwatch.MetricOptions {
   /** One source's figures (dimension set `[service, SourceId]`). @default all sources (`[service]`) */
@@ -108,6 +112,58 @@ export class PipelineMetrics {
   /** Checkpoints written per landed file. Sum. */
   checkpoints(options: PipelineMetricOptions = {}): cloudwatch.Metric {
     return this.metric('Checkpoints', PipelineMetrics.COUNT, options);
+  }
+
+  /**
+   * Seconds since a running export of the source started, at each status
+   * poll (`[service, SourceId]` only). Maximum by default: a job the server
+   * accepted and never completes is a line that keeps rising.
+   */
+  exportAge(options: PipelineMetricOptions & { readonly sourceId: string }): cloudwatch.Metric {
+    return this.metric(
+      'ExportAge',
+      { statistic: cloudwatch.Stats.MAXIMUM, unit: cloudwatch.Unit.SECONDS },
+      options,
+    );
+  }
+
+  /** Chunks verified of a chunked export, at each status poll. Maximum. */
+  chunksDone(options: PipelineMetricOptions & { readonly sourceId: string }): cloudwatch.Metric {
+    return this.metric(
+      'ChunksDone',
+      { statistic: cloudwatch.Stats.MAXIMUM, unit: cloudwatch.Unit.COUNT },
+      options,
+    );
+  }
+
+  /** Chunks planned for a chunked export, at each status poll. Maximum. */
+  chunksTotal(options: PipelineMetricOptions & { readonly sourceId: string }): cloudwatch.Metric {
+    return this.metric(
+      'ChunksTotal',
+      { statistic: cloudwatch.Stats.MAXIMUM, unit: cloudwatch.Unit.COUNT },
+      options,
+    );
+  }
+
+  /**
+   * One line per source of a per-source metric, found by a SEARCH expression:
+   * the dashboard's definition stays the same as sources come and go.
+   */
+  perSource(
+    metricName: 'ExportAge' | 'ChunksDone' | 'ChunksTotal',
+    {
+      statistic = 'Maximum',
+      period = Duration.minutes(5),
+      label,
+    }: { statistic?: string; period?: Duration; label?: string } = {},
+  ): cloudwatch.MathExpression {
+    const search = `{${JSON.stringify(this.namespace)},service,SourceId} service=${JSON.stringify(POWERTOOLS_SERVICE_NAME)} MetricName=${JSON.stringify(metricName)}`;
+    return new cloudwatch.MathExpression({
+      expression: `SEARCH('${search}', '${statistic}', ${period.toSeconds()})`,
+      usingMetrics: {},
+      period,
+      ...(label ? { label } : {}),
+    });
   }
 }
 
@@ -244,10 +300,11 @@ export class Monitoring extends PipelinePart {
 
   /**
    * Success rate, average duration, file-size trend and failures by error
-   * category from the functions' metrics; the state machine's executions and
-   * the functions' errors and throttles below. Nothing per source: the
-   * dashboard must not change (or outgrow its size limit) as sources are
-   * added; per-source figures are one `SourceId` dimension away.
+   * category from the functions' metrics; the running exports' age and
+   * chunk progress per source; the state machine's executions and the
+   * functions' errors and throttles below. The dashboard must not change (or
+   * outgrow its size limit) as sources are added: per-source lines come from
+   * SEARCH expressions, never from one widget line per source.
    */
   private createDashboard(props: MonitoringProps): cloudwatch.Dashboard {
     const { metrics, stateMachine: machine } = props;
@@ -290,6 +347,21 @@ export class Monitoring extends PipelinePart {
         ),
         stacked: true,
         width: 6,
+      }),
+    );
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Running export age per source (seconds, at each status poll)',
+        left: [metrics.perSource('ExportAge')],
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Chunks done / total per source (chunked exports)',
+        left: [
+          metrics.perSource('ChunksDone', { label: `${SOURCE_LABEL} done` }),
+          metrics.perSource('ChunksTotal', { label: `${SOURCE_LABEL} total` }),
+        ],
+        width: 12,
       }),
     );
     dashboard.addWidgets(

@@ -87,7 +87,7 @@ export function storeRecord(metrics: Metrics, record: MetricRecord): void {
 /**
  * Publishes what the invocation recorded, and nothing when it recorded
  * nothing: Powertools' own `logMetrics` would log a warning for every
- * invocation of the Tasks that never report (Kick Off, Poll Status…).
+ * invocation of the Tasks that never report (Prepare, Kick Off…).
  */
 export function flushMetrics(metrics: Metrics): Middleware {
   const flush = () => {

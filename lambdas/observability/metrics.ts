@@ -48,11 +48,24 @@ export interface FileLanded {
   readonly checkpoints: number;
 }
 
+/**
+ * A running export's gauge, once per status poll: how old it is, so a job the
+ * server accepted and never completes shows as a line that keeps rising.
+ */
+export interface ExportInProgress {
+  readonly sourceId: string;
+  /** Since the execution started. */
+  readonly ageSeconds: number;
+  /** Only when the export runs in chunks. */
+  readonly chunks?: { readonly total: number; readonly done: number };
+}
+
 /** What the handlers report; `Runtime.metrics`. Never throws: a metric is not worth a failed task. */
 export interface ExportMetrics {
   exportSucceeded(event: ExportSucceeded): void;
   exportFailed(event: ExportFailed): void;
   fileLanded(event: FileLanded): void;
+  exportInProgress(event: ExportInProgress): void;
 }
 
 export type MetricUnit = 'Count' | 'Seconds' | 'Bytes';
@@ -66,6 +79,8 @@ export interface MetricRecord {
 }
 
 const PER_SOURCE = [[], ['SourceId']] as const;
+/** A gauge means something per source only: the age of all exports together is no one's. */
+const ONLY_PER_SOURCE = [['SourceId']] as const;
 const PER_SOURCE_AND_CATEGORY = [[], ['SourceId'], ['ErrorCategory'], ['SourceId', 'ErrorCategory']] as const;
 
 /**
@@ -82,7 +97,8 @@ export function metricRecord(
   event:
     | ({ readonly kind: 'export-succeeded' } & ExportSucceeded)
     | ({ readonly kind: 'export-failed' } & ExportFailed)
-    | ({ readonly kind: 'file-landed' } & FileLanded),
+    | ({ readonly kind: 'file-landed' } & FileLanded)
+    | ({ readonly kind: 'export-in-progress' } & ExportInProgress),
 ): MetricRecord {
   const SourceId = sourceDimension(event.sourceId);
   switch (event.kind) {
@@ -113,6 +129,20 @@ export function metricRecord(
           { name: 'Checkpoints', unit: 'Count', value: count(event.checkpoints) },
         ],
       };
+    case 'export-in-progress':
+      return {
+        dimensions: { SourceId },
+        dimensionSets: ONLY_PER_SOURCE,
+        metrics: [
+          { name: 'ExportAge', unit: 'Seconds', value: count(event.ageSeconds) },
+          ...(event.chunks
+            ? ([
+                { name: 'ChunksDone', unit: 'Count', value: count(event.chunks.done) },
+                { name: 'ChunksTotal', unit: 'Count', value: count(event.chunks.total) },
+              ] as const)
+            : []),
+        ],
+      };
   }
 }
 
@@ -122,6 +152,7 @@ export function metricsPublishingTo(publish: (record: MetricRecord) => void): Ex
     exportSucceeded: (event) => publish(metricRecord({ kind: 'export-succeeded', ...event })),
     exportFailed: (event) => publish(metricRecord({ kind: 'export-failed', ...event })),
     fileLanded: (event) => publish(metricRecord({ kind: 'file-landed', ...event })),
+    exportInProgress: (event) => publish(metricRecord({ kind: 'export-in-progress', ...event })),
   };
 }
 

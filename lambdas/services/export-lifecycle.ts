@@ -33,6 +33,10 @@ export interface JobRecord {
   readonly manifest?: ManifestSummary;
   /** Until when the server keeps the files: its `Expires` header, or the source's fileLinksValidHours. */
   readonly linksExpireAt?: string;
+  /** The last status poll, for `npm run status`: when, and the server's `X-Progress` then, if it sent one. */
+  readonly lastPoll?: { readonly at: string; readonly progress?: string };
+  /** A chunked export's progress: chunks verified of all planned. Absent for an export in one piece. */
+  readonly chunks?: { readonly total: number; readonly done: number };
 }
 
 /** Why a file's last download attempt failed (`_work/…/file-failures/<file>.json`). */

@@ -56,6 +56,39 @@ export async function pollExportStatus(runtime: Runtime, event: PollStatusEvent)
   const attempt = event.poll.attempt + 1;
   const base = { attempt, forceTokenRefresh: false } as const;
 
+  /**
+   * Once per answered poll: the export's age gauge, and in the job record
+   * when it was polled and what the server said of its progress, which
+   * `npm run status` reads (it never sees the execution's state). Neither is
+   * worth a failed poll: a store error here is logged and the poll goes on.
+   */
+  async function recordPoll(progress: string | undefined): Promise<JobRecord | undefined> {
+    let job: JobRecord | undefined;
+    try {
+      job = await runtime.store.getJson<JobRecord>(jobRecordKey(context.workPrefix));
+      await runtime.store.putJson(jobRecordKey(context.workPrefix), {
+        ...job,
+        sourceId: context.sourceId,
+        executionName: context.executionName,
+        export: context,
+        statusUrl: event.statusUrl,
+        lastPoll: { at: now.toISOString(), ...(progress ? { progress } : {}) },
+      } satisfies JobRecord);
+    } catch (error) {
+      runtime.logger.warn('could not record the poll in the job record', {
+        sourceId: context.sourceId,
+        error: (error as Error).name,
+        reason: (error as Error).message,
+      });
+    }
+    runtime.metrics.exportInProgress({
+      sourceId: context.sourceId,
+      ageSeconds: Math.max(0, (now.getTime() - Date.parse(context.startedAt)) / 1000),
+      ...(job?.chunks ? { chunks: job.chunks } : {}),
+    });
+    return job;
+  }
+
   let outcome: ReturnType<typeof interpretStatusResponse>;
   try {
     const response = await runtime.fhir.send(
@@ -111,6 +144,7 @@ export async function pollExportStatus(runtime: Runtime, event: PollStatusEvent)
 
   switch (outcome.outcome) {
     case 'in-progress':
+      await recordPoll(outcome.progress);
       runtime.progress?.({
         kind: 'phase',
         phase: 'in progress',
@@ -169,6 +203,7 @@ export async function pollExportStatus(runtime: Runtime, event: PollStatusEvent)
           ...(error.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: error.retryAfterSeconds }),
         });
       }
+      const job = await recordPoll(undefined);
       checkTransactionTime(manifest.transactionTime, now, settings.maxClockSkewSeconds);
       const location = await claimExportFolder(runtime, context, manifest.transactionTime);
       const ordinals = new Map<string, number>();
@@ -205,15 +240,17 @@ export async function pollExportStatus(runtime: Runtime, event: PollStatusEvent)
         exportRoot: exportRoot(location),
         ...(duplicateFilesKey ? { duplicateFilesKey } : {}),
       };
-      const job: JobRecord = {
+      const completed: JobRecord = {
         sourceId: context.sourceId,
         executionName: context.executionName,
         export: context,
         statusUrl: event.statusUrl,
+        ...(job?.chunks ? { chunks: job.chunks } : {}),
+        lastPoll: { at: now.toISOString() },
         manifest: summary,
         linksExpireAt: linksExpireAt(outcome.expires, runtime.now(), settings.fileLinksValidHours),
       };
-      await runtime.store.putJson(jobRecordKey(context.workPrefix), job);
+      await runtime.store.putJson(jobRecordKey(context.workPrefix), completed);
       const counts = countByKind(items);
       runtime.progress?.({
         kind: 'phase',

@@ -18,6 +18,7 @@ const COMMANDS = [
   ['sandbox', 'sandbox/cli.ts', []],
   ['bench', 'bench/index.ts', []],
   ['sources', 'sources.ts', []],
+  ['status', 'status.ts', []],
 ] as const;
 
 let dir: string;

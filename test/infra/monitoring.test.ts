@@ -20,6 +20,21 @@ describe('Monitoring', () => {
     for (const category of EXPORT_ERROR_CATEGORIES)
       expect(body).toContain(String.raw`\"ErrorCategory\",\"${category}\"`);
   });
+
+  it("graphs the running exports' age and chunk progress per source by SEARCH, so it does not grow with sources", () => {
+    const body = JSON.stringify(
+      template.toJSON().Resources[logicalId(part.dashboard)].Properties.DashboardBody,
+    );
+    for (const metricName of ['ExportAge', 'ChunksDone', 'ChunksTotal']) {
+      expect(body).toContain(
+        String.raw`SEARCH('{\\\"FhirBulkExport\\\",service,SourceId} service=\\\"fhir-bulk-export\\\" MetricName=\\\"${metricName}\\\"', 'Maximum', 300)`,
+      );
+    }
+    // Each chunk line is named by its source, by CloudWatch's dynamic label.
+    expect(body).toContain(`${'$'}{PROP('Dim.SourceId')} done`);
+    // No source is named in the dashboard: a source added later appears without a deploy.
+    expect(body).not.toMatch(/SourceId\\",\\"/);
+  });
 });
 
 describe('PipelineMetrics', () => {
@@ -30,5 +45,19 @@ describe('PipelineMetrics', () => {
     };
     expect(config.metricStat.namespace).toBe('Team/Fhir');
     expect(config.metricStat.dimensions).toEqual([{ name: 'service', value: 'fhir-bulk-export' }]);
+  });
+
+  it("reads a running export's age in the one dimension set Poll Status emits it in, [service, SourceId]", () => {
+    const metric = new PipelineMetrics('FhirBulkExport').exportAge({ sourceId: 'epic-prod' });
+    const config = Stack.prototype.resolve.call(new Stack(), metric.toMetricConfig()) as {
+      metricStat: { metricName: string; statistic: string; dimensions: unknown[] };
+    };
+    expect(config.metricStat).toMatchObject({ metricName: 'ExportAge', statistic: 'Maximum' });
+    expect(
+      [...(config.metricStat.dimensions as { name: string }[])].sort((a, b) => a.name.localeCompare(b.name)),
+    ).toEqual([
+      { name: 'service', value: 'fhir-bulk-export' },
+      { name: 'SourceId', value: 'epic-prod' },
+    ]);
   });
 });

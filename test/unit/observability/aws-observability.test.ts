@@ -167,6 +167,49 @@ describe('the AWS observability stack (Powertools)', () => {
     ]);
   });
 
+  it("publishes a running export's age per source only, and chunk progress only when it runs in chunks", async () => {
+    // Act
+    await task(({ metrics }) => {
+      metrics.exportInProgress({ sourceId: 'epic-prod', ageSeconds: 5400 });
+      metrics.exportInProgress({ sourceId: 'cerner', ageSeconds: 90, chunks: { total: 40, done: 7 } });
+    })({ export: EXPORT }, lambdaContext('r-3b'));
+    // Assess
+    const documents = printed.emf();
+    expect(
+      documents.map((document) => (document._aws as { CloudWatchMetrics: unknown }).CloudWatchMetrics),
+    ).toEqual([
+      [
+        {
+          Namespace: 'FhirBulkExport',
+          Dimensions: [['service', 'SourceId']],
+          Metrics: [{ Name: 'ExportAge', Unit: 'Seconds' }],
+        },
+      ],
+      [
+        {
+          Namespace: 'FhirBulkExport',
+          Dimensions: [['service', 'SourceId']],
+          Metrics: [
+            { Name: 'ExportAge', Unit: 'Seconds' },
+            { Name: 'ChunksDone', Unit: 'Count' },
+            { Name: 'ChunksTotal', Unit: 'Count' },
+          ],
+        },
+      ],
+    ]);
+    expect(
+      documents.map(({ SourceId, ExportAge, ChunksDone, ChunksTotal }) => ({
+        SourceId,
+        ExportAge,
+        ChunksDone,
+        ChunksTotal,
+      })),
+    ).toEqual([
+      { SourceId: 'epic-prod', ExportAge: 5400, ChunksDone: undefined, ChunksTotal: undefined },
+      { SourceId: 'cerner', ExportAge: 90, ChunksDone: 7, ChunksTotal: 40 },
+    ]);
+  });
+
   it('publishes nothing, not even a warning, for an invocation that reported nothing', async () => {
     await task(() => undefined)({ export: EXPORT }, lambdaContext('r-4'));
     expect(printed.emf()).toEqual([]);
