@@ -300,12 +300,18 @@ export class TaskFunctions extends PipelinePart {
         registryRead(),
         dataKeyFor('kms:Decrypt'),
       ]),
-      PollStatus: policy('PollStatus', 'Opens sealed tokens, reads the registry, stores the manifest', [
-        sealing('kms:Decrypt'),
-        s3Objects('s3:PutObject'),
-        registryRead(),
-        dataKeyFor('kms:GenerateDataKey', 'kms:Decrypt'),
-      ]),
+      PollStatus: policy(
+        'PollStatus',
+        'Opens sealed tokens, claims the export folder, stores the manifest and its last poll',
+        [
+          sealing('kms:Decrypt'),
+          // Claiming the folder reads back a claim that exists (and looks for a receipt, a 404 only with
+          // ListBucket); recording the last poll reads the job record first.
+          s3Objects('s3:GetObject', 's3:PutObject'),
+          s3Bucket('s3:ListBucket'),
+          dataKeyFor('kms:GenerateDataKey', 'kms:Decrypt'),
+        ],
+      ),
       DownloadFile: policy('DownloadFile', 'Streams files into S3 with multipart uploads', [
         sealing('kms:Decrypt'),
         s3Objects(

@@ -51,6 +51,26 @@ describe('TaskFunctions', () => {
     expect(readers).toEqual([...REGISTRY_READERS, 'CleanUp', 'CompleteExport', 'FinalizeExport'].sort());
   });
 
+  it('lets Poll Status read back the folder claim and the job record it writes, and see a missing receipt as 404', () => {
+    // A conditional PUT of _claim.json that finds one reads it back; recording the last poll reads job.json first.
+    const statements = identityPolicies(synth.template)
+      .filter((policy) =>
+        policy.roles.includes(synth.logicalId(synth.stack.pipeline.functions.PollStatus.role!)),
+      )
+      .flatMap((policy) => policy.statements);
+    const actions = statements.flatMap(actionsOf);
+    expect(actions).toEqual(expect.arrayContaining(['s3:GetObject', 's3:PutObject', 's3:ListBucket']));
+    const readsWork = statements.some(
+      (statement) =>
+        actionsOf(statement).includes('s3:GetObject') &&
+        grants(
+          JSON.stringify(statement.Resource).replace(/.*"\/(.*)"\]\]\}$/, 'arn:aws:s3:::bucket/$1'),
+          'arn:aws:s3:::bucket/_work/source=epic-prod/execution=x/job.json',
+        ),
+    );
+    expect(readsWork).toBe(true);
+  });
+
   it('sizes reserved concurrency from the pipeline’s exports and downloads, never from the sources', () => {
     expect(reservedConcurrency({ exports: 5, downloads: 20 })).toMatchObject({
       PrepareExport: 7,
