@@ -212,18 +212,8 @@ function toSourceSettings(id: string, settings: ParsedSettings) {
     ParsedSettings,
     (typeof SETTING_KEYS)[number]
   >;
-  const {
-    level,
-    groupId,
-    types,
-    typeFilters,
-    elements,
-    method,
-    typeParameterStyle,
-    outputFormat,
-    includeAssociatedData,
-    patient,
-  } = settings.export;
+  // An editor's `$schema` or `$comment` in the export object is no setting.
+  const { level, groupId, $schema: _schema, $comment: _comment, ...exportSettings } = settings.export;
   return {
     id,
     ...picked,
@@ -231,14 +221,7 @@ function toSourceSettings(id: string, settings: ParsedSettings) {
     export: {
       level: level ?? (groupId === undefined ? 'system' : 'group'),
       ...(groupId === undefined ? {} : { groupId }),
-      types,
-      typeFilters,
-      elements,
-      method,
-      typeParameterStyle,
-      outputFormat,
-      includeAssociatedData,
-      patient,
+      ...exportSettings,
     },
   };
 }
