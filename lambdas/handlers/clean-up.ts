@@ -1,7 +1,7 @@
 import { describeFailure } from '../core/failure.js';
 import { oneLine } from '../core/operation-outcome.js';
 import type { InvocationContext } from '../middleware.js';
-import { countExportFailure } from '../observability/export-failures.js';
+import { countExportFailure } from '../observability/export-outcomes.js';
 import type { Runtime } from '../runtime.js';
 import { isSourceId } from '../schema/source.js';
 import { type EndExportResult, endExport } from '../services/export-lifecycle.js';

@@ -1,7 +1,7 @@
 import { failureReceiptKey } from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
 import type { Receipt } from '../core/receipt.js';
-import { countExportSuccess } from '../observability/export-failures.js';
+import { countExportSuccess } from '../observability/export-outcomes.js';
 import { type Runtime, sealContext } from '../runtime.js';
 import { removePrefixForGood, stagingPrefix } from '../services/publish-export.js';
 import { releaseSourceLock } from '../services/source-lock.js';

@@ -8,7 +8,7 @@ import {
   workPrefix as workPrefixOf,
 } from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
-import { countExportFailure } from '../observability/export-failures.js';
+import { countExportFailure } from '../observability/export-outcomes.js';
 import { type Runtime, sealContext } from '../runtime.js';
 import { isSourceId } from '../schema/source.js';
 import type { ExportContext, ManifestSummary } from '../state.js';

@@ -56,16 +56,42 @@ export async function pollExportStatus(runtime: Runtime, event: PollStatusEvent)
   const attempt = event.poll.attempt + 1;
   const base = { attempt, forceTokenRefresh: false } as const;
 
-  /**
-   * Once per answered poll: the export's age gauge, and in the job record
-   * when it was polled and what the server said of its progress, which
-   * `npm run status` reads (it never sees the execution's state). Neither is
-   * worth a failed poll: a store error here is logged and the poll goes on.
-   */
-  async function recordPoll(progress: string | undefined): Promise<JobRecord | undefined> {
-    let job: JobRecord | undefined;
+  /** The job record as Kick Off (or the last poll) left it; a store error is only logged: no poll fails for it. */
+  async function readJob(): Promise<JobRecord | undefined> {
     try {
-      job = await runtime.store.getJson<JobRecord>(jobRecordKey(context.workPrefix));
+      return await runtime.store.getJson<JobRecord>(jobRecordKey(context.workPrefix));
+    } catch (error) {
+      warnJobRecord(error);
+      return undefined;
+    }
+  }
+
+  function warnJobRecord(error: unknown): void {
+    runtime.logger.warn('could not record the poll in the job record', {
+      sourceId: context.sourceId,
+      error: (error as Error).name,
+      reason: (error as Error).message,
+    });
+  }
+
+  /** The export's age gauge, once per answered poll (with its chunks, when it has some). */
+  function gaugeAge(job: JobRecord | undefined): void {
+    runtime.metrics.exportInProgress({
+      sourceId: context.sourceId,
+      ageSeconds: Math.max(0, (now.getTime() - Date.parse(context.startedAt)) / 1000),
+      ...(job?.chunks ? { chunks: job.chunks } : {}),
+    });
+  }
+
+  /**
+   * An in-progress poll: when it was polled and what the server said of its
+   * progress go into the job record, which `npm run status` reads (it never
+   * sees the execution's state). Not worth a failed poll: a store error here
+   * is logged and the poll goes on.
+   */
+  async function recordPoll(progress: string | undefined): Promise<void> {
+    const job = await readJob();
+    try {
       await runtime.store.putJson(jobRecordKey(context.workPrefix), {
         ...job,
         sourceId: context.sourceId,
@@ -75,18 +101,9 @@ export async function pollExportStatus(runtime: Runtime, event: PollStatusEvent)
         lastPoll: { at: now.toISOString(), ...(progress ? { progress } : {}) },
       } satisfies JobRecord);
     } catch (error) {
-      runtime.logger.warn('could not record the poll in the job record', {
-        sourceId: context.sourceId,
-        error: (error as Error).name,
-        reason: (error as Error).message,
-      });
+      warnJobRecord(error);
     }
-    runtime.metrics.exportInProgress({
-      sourceId: context.sourceId,
-      ageSeconds: Math.max(0, (now.getTime() - Date.parse(context.startedAt)) / 1000),
-      ...(job?.chunks ? { chunks: job.chunks } : {}),
-    });
-    return job;
+    gaugeAge(job);
   }
 
   let outcome: ReturnType<typeof interpretStatusResponse>;
@@ -203,7 +220,9 @@ export async function pollExportStatus(runtime: Runtime, event: PollStatusEvent)
           ...(error.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: error.retryAfterSeconds }),
         });
       }
-      const job = await recordPoll(undefined);
+      // The completed record below is this poll's one write of the job record.
+      const job = await readJob();
+      gaugeAge(job);
       checkTransactionTime(manifest.transactionTime, now, settings.maxClockSkewSeconds);
       const location = await claimExportFolder(runtime, context, manifest.transactionTime);
       const ordinals = new Map<string, number>();

@@ -14,7 +14,7 @@ import {
   registrationRecord,
   type SourceRegistry,
 } from '../../lambdas/adapters/source-registry.js';
-import { AUTH_KEYS, parseSourceSettings, type SourceSettings } from '../../lambdas/config.js';
+import { parseSourceSettings, type SourceSettings } from '../../lambdas/config.js';
 import { parseLocalSourceAuth } from '../../lambdas/core/auth/client-config.js';
 import { registrationKey } from '../../lambdas/core/layout.js';
 import { createLogger, type Logger } from '../../lambdas/logger.js';
@@ -90,7 +90,8 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
         id: settings.id,
         // Locally the credentials are the source file's keys, kept in this process; never in the bucket.
         clientSecret: `local:${where}`,
-        settings: withoutAuthKeys(source.raw as Record<string, unknown>),
+        // Parsed settings are valid settings again (the schema's round trip): no credentials, defaults filled.
+        settings: { ...settings },
       }),
     );
     auth.set(
@@ -193,9 +194,4 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
       await fileDispatcher.close();
     },
   };
-}
-
-function withoutAuthKeys(raw: Record<string, unknown>): Record<string, unknown> {
-  const authKeys: readonly string[] = AUTH_KEYS;
-  return Object.fromEntries(Object.entries(raw).filter(([key]) => !authKeys.includes(key)));
 }

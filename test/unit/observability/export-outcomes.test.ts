@@ -7,7 +7,7 @@ import {
   countExportSuccess,
   failureCountedKey,
   successCountedKey,
-} from '../../../lambdas/observability/export-failures.js';
+} from '../../../lambdas/observability/export-outcomes.js';
 import { createRecordingMetrics } from '../../../lambdas/observability/metrics.js';
 
 /** S3 as the store sees it: a conditional PUT of an existing key is refused (412). */
