@@ -27,6 +27,28 @@ export interface ExportContext {
    * job first (Epic allows one export per client).
    */
   readonly supersedes?: { readonly executionName: string; readonly statusUrl?: string };
+  /** A chunked export: the cohort goes to the server as several jobs (see lambdas/core/chunks.ts). */
+  readonly chunking?: ChunkingContext;
+  /**
+   * An export in one piece that turns into chunks when it has not completed
+   * this long after the execution started: its job is DELETEd and the cohort re-planned.
+   */
+  readonly chunkOnTimeout?: { readonly afterSeconds: number; readonly chunking: ChunkingContext };
+}
+
+/** How a chunked export splits its cohort, and how hard it drives the server. */
+export interface ChunkingContext {
+  readonly by: 'patients' | 'time';
+  /** Patients per chunk (`by: patients`). */
+  readonly size?: number;
+  /** The length of each `_since`/`_until` window, such as `30d` (`by: time`). */
+  readonly window?: string;
+  /** `s3://bucket/key` of the patient references, one per line; else the Group's members. */
+  readonly patientsFrom?: string;
+  /** Server jobs running at once (Epic: 1). */
+  readonly maxConcurrentJobs: number;
+  /** Kick-offs per chunk before the export fails: a failed chunk is retried alone. */
+  readonly maxAttempts: number;
 }
 
 export interface SealedToken {
@@ -92,6 +114,11 @@ export interface FileItem {
   readonly resourceType: string;
   readonly key: string;
   readonly count?: number;
+  /** Chunked exports: the chunk whose manifest listed the file, and its index in that manifest. */
+  readonly chunk?: number;
+  readonly chunkFileIndex?: number;
+  /** Chunked exports: the chunk's own `requiresAccessToken` (chunks may differ). */
+  readonly requiresAccessToken?: boolean;
 }
 
 export interface FileResult {
@@ -107,4 +134,7 @@ export interface FileResult {
   readonly serverCount?: number;
   readonly quarantineKey?: string;
   readonly invocations: number;
+  /** Chunked exports: the file's chunk, and where the ids of its resources are (for duplicate counting). */
+  readonly chunk?: number;
+  readonly resourceIdsKey?: string;
 }
