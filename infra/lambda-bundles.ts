@@ -19,6 +19,8 @@ export type TaskFunctionName =
   | 'MintToken'
   | 'KickOff'
   | 'PollStatus'
+  | 'PlanChunks'
+  | 'MergeChunks'
   | 'DownloadFile'
   | 'CheckFiles'
   | 'FinalizeExport'
@@ -34,6 +36,8 @@ export const LAMBDA_ENTRIES: Readonly<Record<BundledFunctionName, string>> = {
   MintToken: 'lambdas/handlers/mint-token.ts',
   KickOff: 'lambdas/handlers/kick-off.ts',
   PollStatus: 'lambdas/handlers/poll-status.ts',
+  PlanChunks: 'lambdas/handlers/plan-chunks.ts',
+  MergeChunks: 'lambdas/handlers/merge-chunks.ts',
   DownloadFile: 'lambdas/handlers/download-file.ts',
   CheckFiles: 'lambdas/handlers/check-files.ts',
   FinalizeExport: 'lambdas/handlers/finalize-export.ts',

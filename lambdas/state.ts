@@ -26,7 +26,12 @@ export interface ExportContext {
    * A dead export whose lock this one took over: Kick Off DELETEs its server
    * job first (Epic allows one export per client).
    */
-  readonly supersedes?: { readonly executionName: string; readonly statusUrl?: string };
+  readonly supersedes?: {
+    readonly executionName: string;
+    readonly statusUrl?: string;
+    /** A chunked export superseded: a job per chunk. */
+    readonly chunkStatusUrls?: readonly string[];
+  };
   /** A chunked export: the cohort goes to the server as several jobs (see lambdas/core/chunks.ts). */
   readonly chunking?: ChunkingContext;
   /**
@@ -58,7 +63,8 @@ export interface SealedToken {
 
 /** Kick Off's answer: accepted with a status URL, or a refusal to wait out. */
 export interface KickOffState {
-  readonly outcome: 'accepted' | 'retry';
+  /** `complete`: a chunk whose export a previous run already has (a resumed chunked export). */
+  readonly outcome: 'accepted' | 'retry' | 'complete';
   readonly attempt: number;
   readonly waitSeconds: number;
   readonly forceTokenRefresh: boolean;
@@ -81,7 +87,8 @@ export interface FinalizeResult {
 }
 
 export interface PollState {
-  readonly outcome: 'in-progress' | 'complete';
+  /** `rechunk`: the export in one piece passed its chunkOnTimeout; its job is DELETEd, the cohort goes as chunks. */
+  readonly outcome: 'in-progress' | 'complete' | 'rechunk';
   readonly attempt: number;
   readonly consecutiveTransientErrors: number;
   readonly waitSeconds: number;

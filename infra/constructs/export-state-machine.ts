@@ -31,6 +31,8 @@ const EXPORT_MACHINE_FUNCTIONS: readonly TaskFunctionName[] = [
   'MintToken',
   'KickOff',
   'PollStatus',
+  'PlanChunks',
+  'MergeChunks',
   'DownloadFile',
   'CheckFiles',
   'FinalizeExport',

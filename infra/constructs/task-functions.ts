@@ -67,6 +67,19 @@ const TASK_FUNCTIONS: readonly TaskFunctionSpec[] = [
     timeout: Duration.minutes(1),
   },
   {
+    name: 'PlanChunks',
+    description:
+      'Splits a chunked export’s cohort (Group members, a patient list, or time windows) into chunks',
+    memorySize: 512,
+    timeout: Duration.minutes(5),
+  },
+  {
+    name: 'MergeChunks',
+    description: 'Merges every chunk’s manifest into one export: one folder, one file list',
+    memorySize: 1024,
+    timeout: Duration.minutes(5),
+  },
+  {
     name: 'DownloadFile',
     description: 'Streams one NDJSON file into S3 with validation, counting and hashing',
     // The floor: raised for the pipeline's maxLineBytes (downloadFileMemoryMb).
@@ -113,6 +126,7 @@ export const REGISTRY_READERS: readonly TaskFunctionName[] = [
   'MintToken',
   'KickOff',
   'PollStatus',
+  'PlanChunks',
   'DownloadFile',
   'CleanUpEndedExport',
 ];
@@ -295,10 +309,14 @@ export class TaskFunctions extends PipelinePart {
         registryRead(),
         dataKeyFor('kms:Decrypt'),
       ]),
-      KickOff: policy('KickOff', 'Opens sealed tokens, reads the registry', [
+      // The job record and a chunk's record and patient list are work objects; a chunk not yet on
+      // record is a 404 only with ListBucket.
+      KickOff: policy('KickOff', 'Opens sealed tokens, reads the registry, records the job', [
         sealing('kms:Decrypt'),
         registryRead(),
-        dataKeyFor('kms:Decrypt'),
+        s3WorkObjects('s3:GetObject', 's3:PutObject'),
+        s3Bucket('s3:ListBucket'),
+        dataKeyFor('kms:GenerateDataKey', 'kms:Decrypt'),
       ]),
       PollStatus: policy(
         'PollStatus',
@@ -307,6 +325,26 @@ export class TaskFunctions extends PipelinePart {
           sealing('kms:Decrypt'),
           // Claiming the folder reads back a claim that exists (and looks for a receipt, a 404 only with
           // ListBucket); recording the last poll reads the job record first.
+          s3Objects('s3:GetObject', 's3:PutObject'),
+          s3Bucket('s3:ListBucket'),
+          dataKeyFor('kms:GenerateDataKey', 'kms:Decrypt'),
+        ],
+      ),
+      PlanChunks: policy(
+        'PlanChunks',
+        'Opens sealed tokens, reads the Group or the patient list, writes the chunk plan under _work/',
+        [
+          sealing('kms:Decrypt'),
+          // A patient list (chunk.patientsFrom) lives in the export bucket, e.g. under _cohorts/.
+          s3Objects('s3:GetObject', 's3:PutObject'),
+          s3Bucket('s3:ListBucket'),
+          dataKeyFor('kms:GenerateDataKey', 'kms:Decrypt'),
+        ],
+      ),
+      MergeChunks: policy(
+        'MergeChunks',
+        'Reads the chunk manifests, claims the export folder, writes the merged file list under _work/',
+        [
           s3Objects('s3:GetObject', 's3:PutObject'),
           s3Bucket('s3:ListBucket'),
           dataKeyFor('kms:GenerateDataKey', 'kms:Decrypt'),
@@ -383,6 +421,8 @@ export function reservedConcurrency(
     MintToken: downloads + 2 * exports + 2,
     KickOff: perExport,
     PollStatus: perExport,
+    PlanChunks: perExport,
+    MergeChunks: perExport,
     DownloadFile: downloads,
     CheckFiles: perExport,
     FinalizeExport: perExport,

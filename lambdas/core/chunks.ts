@@ -1,4 +1,5 @@
 import { ConfigurationError, InvalidExecutionInputError } from '../errors.js';
+import { DURATION, MAX_PATIENTS_PER_CHUNK, SPAN } from '../schema/source.js';
 import { isValidInstant } from './validate.js';
 
 /**
@@ -25,8 +26,7 @@ export interface TimeChunk {
 
 export type Chunk = PatientChunk | TimeChunk;
 
-/** Servers cap the `patient` parameter's size in practice; a chunk this large is not a chunk. */
-export const MAX_PATIENTS_PER_CHUNK = 10_000;
+export { MAX_PATIENTS_PER_CHUNK };
 
 /** Slices the members into chunks of `size`, in order; the last one may be smaller. */
 export function planPatientChunks(members: readonly string[], size: number): PatientChunk[] {
@@ -45,16 +45,18 @@ export function planPatientChunks(members: readonly string[], size: number): Pat
   return chunks;
 }
 
-const SPAN = /^(\d{1,5})([dh])$/;
-
 /** `30d` or `12h` as milliseconds; anything else is refused with what was expected. */
 export function parseChunkWindow(text: string, path = 'chunk.window'): number {
-  const match = SPAN.exec(text);
-  const amount = match ? Number(match[1]) : 0;
-  if (!match || amount < 1) {
-    throw new ConfigurationError(`${path} must be a whole number of days or hours such as 30d or 12h`);
-  }
-  return amount * (match[2] === 'd' ? 86_400_000 : 3_600_000);
+  if (!SPAN.regex.test(text)) throw new ConfigurationError(`${path} must be ${SPAN.expected}`);
+  return Number(text.slice(0, -1)) * (text.endsWith('d') ? 86_400_000 : 3_600_000);
+}
+
+const UNIT_MS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `45m`, `12h` or `2d` as milliseconds (chunkOnTimeout). */
+export function parseDuration(text: string, path: string): number {
+  if (!DURATION.regex.test(text)) throw new ConfigurationError(`${path} must be ${DURATION.expected}`);
+  return Number(text.slice(0, -1)) * UNIT_MS[text.slice(-1)]!;
 }
 
 /**

@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto';
 import { InvalidExecutionInputError } from '../errors.js';
+import { parseWith } from '../schema/fields.js';
 import {
+  chunkingProblem,
+  chunkSchema,
   type ExportSettings,
   INCLUDE_ASSOCIATED_DATA,
   PATIENT_REFERENCE,
@@ -38,6 +41,8 @@ export interface ExecutionInput {
   readonly patient?: readonly string[];
   /** Replaces the source's `export.includeAssociatedData` for this execution. */
   readonly includeAssociatedData?: readonly string[];
+  /** Replaces the source's `export.chunk` for this execution; `false` exports in one piece. */
+  readonly chunk?: ExportSettings['chunk'] | false;
 }
 
 const fail: ErrorFactory = (message) => new InvalidExecutionInputError(message);
@@ -51,6 +56,7 @@ const KEYS = [
   'level',
   'patient',
   'includeAssociatedData',
+  'chunk',
   'scheduledTime',
 ];
 
@@ -78,6 +84,10 @@ export function parseExecutionInput(raw: unknown): ExecutionInput {
     fail,
     INCLUDE_ASSOCIATED_DATA,
   );
+  const chunk =
+    input.chunk === undefined || input.chunk === false
+      ? input.chunk
+      : parseWith(chunkSchema, input.chunk, 'input.chunk', fail);
   if (patient !== undefined && patient.length > 0 && level === 'system') {
     throw fail(
       'input.patient applies to patient or group level exports only; set input.level to patient or group',
@@ -93,6 +103,7 @@ export function parseExecutionInput(raw: unknown): ExecutionInput {
     ...(level === undefined ? {} : { level }),
     ...(patient === undefined ? {} : { patient }),
     ...(includeAssociatedData === undefined ? {} : { includeAssociatedData }),
+    ...(chunk === undefined ? {} : { chunk }),
   };
 }
 
@@ -103,9 +114,25 @@ export function parseExecutionInput(raw: unknown): ExecutionInput {
  */
 export function checkInputAgainstSource(
   input: ExecutionInput,
-  settings: Pick<ExportSettings, 'level' | 'groupId' | 'method'> & { readonly patient?: readonly string[] },
+  settings: Pick<ExportSettings, 'level' | 'groupId' | 'method'> & {
+    readonly patient?: readonly string[];
+    readonly chunk?: ExportSettings['chunk'];
+  },
 ): void {
   const level = input.level ?? (input.groupId ? 'group' : settings.level);
+  if (input.chunk !== undefined && input.chunk !== false) {
+    const problem = chunkingProblem({
+      level,
+      groupId: input.groupId ?? settings.groupId,
+      method: settings.method,
+      patient: input.patient ?? settings.patient ?? [],
+      chunk: input.chunk,
+    });
+    if (problem !== undefined)
+      throw fail(
+        `input.${problem.path.join('.')} ${problem.message.replace('set export.level', 'set input.level')}`,
+      );
+  }
   if (input.patient === undefined) {
     // The source's own list rides along unless the input replaces it: a system-level override cannot carry it.
     const inherited = settings.patient ?? [];

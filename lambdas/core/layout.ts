@@ -147,3 +147,18 @@ export const leaseKey = (work: string, index: number, requestId: string) =>
 /** A transfer's checkpoint, named by invocation: a retry of the same input writes the same key. */
 export const checkpointKey = (work: string, index: number, invocation: number) =>
   `${checkpointsPrefix(work)}${String(index).padStart(6, '0')}.${invocation}.json`;
+
+/**
+ * A chunked export's plan and per-chunk records (`chunks/`): the chunks to run
+ * (the Map's items), each chunk's patient list, its server job and its
+ * manifest. Patient lists and manifests stay out of the state (256 KiB).
+ */
+export const chunksPrefix = (work: string) => `${work}chunks/`;
+export const chunkItemsKey = (work: string) => `${chunksPrefix(work)}items.json`;
+const chunkName = (index: number) => String(index).padStart(5, '0');
+export const chunkRecordKey = (work: string, index: number) =>
+  `${chunksPrefix(work)}${chunkName(index)}.json`;
+export const chunkPatientsKey = (work: string, index: number) =>
+  `${chunksPrefix(work)}${chunkName(index)}.patients.json`;
+export const chunkManifestKey = (work: string, index: number) =>
+  `${chunksPrefix(work)}${chunkName(index)}.manifest.json`;

@@ -25,6 +25,44 @@ export interface DuplicateListing {
   readonly timesListed: number;
 }
 
+/** One chunk of a chunked export, as the receipt lists it. */
+export interface ReceiptChunk {
+  readonly index: number;
+  readonly kind: 'patients' | 'time';
+  /** How many patients it asked for (`kind: patients`); the list itself is in the work area. */
+  readonly patients?: number;
+  readonly since?: string;
+  readonly until?: string;
+  readonly transactionTime: string;
+  readonly files: number;
+  /** Kick-offs it took: more than 1 when a failed job was replaced. */
+  readonly attempts: number;
+  /** The attempts that failed, and why (an error name). */
+  readonly failures?: readonly { readonly attempt: number; readonly error: string; readonly at: string }[];
+}
+
+/** A chunked export: how it was split, why, and each chunk. */
+export interface ReceiptChunking {
+  readonly by: 'patients' | 'time';
+  /** `planned`: asked for; `timeout`: the export in one piece passed chunkOnTimeout and was DELETEd. */
+  readonly reason: 'planned' | 'timeout';
+  readonly chunks: readonly ReceiptChunk[];
+}
+
+/**
+ * Resources that landed more than once (by resourceType/id): in a chunked
+ * export, a Practitioner or Organization shared by patients of two chunks is
+ * in both chunks' files. Every copy is kept; downstream keeps one per
+ * resourceType/id (docs/layout.md).
+ */
+export interface ReceiptDuplicateResources {
+  /** Distinct resourceType/id that landed more than once. */
+  readonly resources: number;
+  /** Lines beyond the first copy of each: landed lines minus this = distinct resources. */
+  readonly extraCopies: number;
+  readonly byType: Readonly<Record<string, { readonly resources: number; readonly extraCopies: number }>>;
+}
+
 export interface TypeTotals {
   files: number;
   resources: number;
@@ -59,6 +97,10 @@ export interface Receipt {
   /** Set by Complete Export, after the marker: when it ran and what it could not do. */
   readonly completedAt?: string;
   readonly warnings?: readonly string[];
+  /** A chunked export's chunks; absent for an export in one piece. */
+  readonly chunking?: ReceiptChunking;
+  /** A chunked export's resources that landed more than once; absent for an export in one piece. */
+  readonly duplicateResources?: ReceiptDuplicateResources;
   /** This execution failed before and was resumed (redriven) to success. */
   readonly resumedAfter?: { readonly error: string; readonly failedAt: string };
 }

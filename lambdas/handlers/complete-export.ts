@@ -3,6 +3,7 @@ import { oneLine } from '../core/operation-outcome.js';
 import type { Receipt } from '../core/receipt.js';
 import { countExportSuccess } from '../observability/export-outcomes.js';
 import { type Runtime, sealContext } from '../runtime.js';
+import { chunkStatusUrls, readChunkRecords } from '../services/chunk-records.js';
 import { removePrefixForGood, stagingPrefix } from '../services/publish-export.js';
 import { releaseSourceLock } from '../services/source-lock.js';
 import { advanceWatermark } from '../services/watermark.js';
@@ -11,7 +12,8 @@ import { awsTaskEntry } from './aws-entry.js';
 
 export interface CompleteExportEvent {
   readonly export: ExportContext;
-  readonly statusUrl: string;
+  /** Null for a chunked export: each chunk's job is on its record. */
+  readonly statusUrl: string | null;
   readonly result: FinalizeResult;
   /** Minted just before this task; null when minting failed (the job is then left to expire). */
   readonly sealedToken: string | null;
@@ -138,31 +140,49 @@ export function createCompleteExportHandler(runtime: Runtime) {
       );
       return false;
     }
+    let accessToken: string;
+    let urls: string[];
     try {
-      const accessToken = await runtime.sealer.open(
+      accessToken = await runtime.sealer.open(
         event.sealedToken,
         sealContext(context.sourceId, context.executionName),
       );
-      const response = await runtime.fhir.send(
-        { method: 'DELETE', url: event.statusUrl, headers: { Accept: 'application/json' } },
-        accessToken,
-      );
-      // A retried task meets the job its first attempt deleted: gone is what we asked for.
-      if (
-        (response.status >= 200 && response.status < 300) ||
-        response.status === 404 ||
-        response.status === 410
-      )
-        return true;
-      warnings.push(
-        `the server answered the job's DELETE with ${response.status}; it removes the job when it expires`,
-      );
+      urls = event.statusUrl
+        ? [event.statusUrl]
+        : chunkStatusUrls(await readChunkRecords(runtime, context.workPrefix));
     } catch (error) {
       warnings.push(
         `could not DELETE the server job (${(error as Error).name}); the server removes it when it expires`,
       );
+      return false;
     }
-    return false;
+    let deleted = 0;
+    for (const url of urls) {
+      const which = event.statusUrl ? "the job's DELETE" : `a chunk's job's DELETE`;
+      try {
+        const response = await runtime.fhir.send(
+          { method: 'DELETE', url, headers: { Accept: 'application/json' } },
+          accessToken,
+        );
+        // A retried task meets the job its first attempt deleted: gone is what we asked for.
+        if (
+          (response.status >= 200 && response.status < 300) ||
+          response.status === 404 ||
+          response.status === 410
+        ) {
+          deleted += 1;
+          continue;
+        }
+        warnings.push(
+          `the server answered ${which} with ${response.status}; it removes the job when it expires`,
+        );
+      } catch (error) {
+        warnings.push(
+          `could not DELETE the server job (${(error as Error).name}); the server removes it when it expires`,
+        );
+      }
+    }
+    return urls.length > 0 && deleted === urls.length;
   }
 }
 

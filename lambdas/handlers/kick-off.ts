@@ -1,9 +1,17 @@
-import { buildKickOffRequest, interpretKickOffResponse } from '../core/kickoff.js';
-import { jobRecordKey } from '../core/layout.js';
+import { buildKickOffRequest, type ExportRequest, interpretKickOffResponse } from '../core/kickoff.js';
+import { chunkPatientsKey, jobRecordKey } from '../core/layout.js';
+import { oneLine } from '../core/operation-outcome.js';
 import { DEFAULT_WAIT_POLICY, nextWaitSeconds } from '../core/retry-after.js';
-import { AccessTokenRejectedError, ExportRequestRejectedError } from '../errors.js';
+import { AccessTokenRejectedError, ExportRequestRejectedError, StorageError } from '../errors.js';
 import { type Runtime, sealContext } from '../runtime.js';
+import {
+  type ChunkItem,
+  type ChunkRecord,
+  readChunkRecord,
+  writeChunkRecord,
+} from '../services/chunk-records.js';
 import type { JobRecord } from '../services/export-lifecycle.js';
+import { deleteSupersededJobs } from '../services/server-jobs.js';
 import type { ExportContext, KickOffState } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
 
@@ -12,6 +20,12 @@ export interface KickOffEvent {
   readonly sealedToken: string;
   readonly attempt: number;
   readonly forceTokenRefresh?: boolean;
+  /** A chunk of a chunked export: its own kick-off, job and record. */
+  readonly chunk?: ChunkItem;
+  /** Which kick-off of the chunk this is (1 for the first); a higher one replaces a failed job. */
+  readonly chunkAttempt?: number;
+  /** Why the chunk's previous attempt failed (the chunk Map's Catch), for its record. */
+  readonly chunkFailure?: { readonly Error?: string; readonly Cause?: string } | null;
 }
 
 export type { KickOffState };
@@ -24,21 +38,48 @@ export function createKickOffHandler(runtime: Runtime) {
     const context = event.export;
     const settings = await runtime.sources.get(context.sourceId);
     const policy = { ...DEFAULT_WAIT_POLICY, ceilingSeconds: settings.retryAfterCeilingSeconds };
-    const spec = buildKickOffRequest(settings.fhirBaseUrl, settings.export, context.request);
     const accessToken = await runtime.sealer.open(
       event.sealedToken,
       sealContext(context.sourceId, context.executionName),
     );
     const attempt = event.attempt + 1;
-    if (event.attempt === 0 && context.supersedes?.statusUrl) {
-      await deleteSupersededJob(runtime, context, context.supersedes.statusUrl, accessToken);
+    const chunk = event.chunk ? await chunkBeforeKickOff(runtime, event, accessToken) : undefined;
+    if (chunk?.state === 'complete') {
+      return { outcome: 'complete', attempt, waitSeconds: 0, forceTokenRefresh: false };
     }
+    if (chunk?.state === 'running' && chunk.statusUrl) {
+      // A resumed (redriven) export: this attempt's job is on record; poll it rather than ask again.
+      return {
+        outcome: 'accepted',
+        attempt,
+        statusUrl: chunk.statusUrl,
+        waitSeconds: policy.floorSeconds,
+        forceTokenRefresh: false,
+      };
+    }
+    const request = chunk ? await chunkRequest(runtime, context, chunk) : context.request;
+    const built = buildKickOffRequest(settings.fhirBaseUrl, settings.export, request);
+    // A server that does not know _until must refuse it, not ignore it: every window would be the whole span.
+    const spec =
+      chunk?.kind === 'time'
+        ? { ...built, headers: { ...built.headers, Prefer: 'respond-async, handling=strict' } }
+        : built;
+    // A chunked export's Plan Chunks did this before its first chunk.
+    if (event.attempt === 0 && !event.chunk) await deleteSupersededJobs(runtime, context, accessToken);
 
     let outcome: ReturnType<typeof interpretKickOffResponse>;
     try {
       const response = await runtime.fhir.send(spec, accessToken);
       outcome = interpretKickOffResponse(response, spec.url, settings.allowInsecureHttp, runtime.now());
     } catch (error) {
+      if (chunk?.kind === 'time' && error instanceof ExportRequestRejectedError) {
+        throw new ExportRequestRejectedError(
+          oneLine(
+            `time chunk ${chunk.index} (${chunk.since} to ${chunk.until}) was refused: ${error.message}${/_until/.test(error.message) ? '. Time chunks need a server that supports _until; chunk by patients instead' : ''}`,
+            1000,
+          ),
+        );
+      }
       // One re-mint and retry on 401; a second 401 in a row is a real refusal.
       if (error instanceof AccessTokenRejectedError && !event.forceTokenRefresh) {
         runtime.logger.warn('kick-off refused the access token; minting a fresh one', {
@@ -56,6 +97,24 @@ export function createKickOffHandler(runtime: Runtime) {
         };
       }
       throw error;
+    }
+    if (outcome.outcome === 'accepted' && chunk) {
+      // The chunk's record is its job record: clean-up, cancel and completion DELETE every chunk's job.
+      await writeChunkRecord(runtime, context.workPrefix, {
+        ...chunk,
+        state: 'running',
+        attempt: event.chunkAttempt ?? 1,
+        statusUrl: outcome.statusUrl,
+        kickedOffAt: runtime.now().toISOString(),
+      });
+      runtime.progress?.({ kind: 'phase', phase: `chunk ${chunk.index} kicked-off` });
+      return {
+        outcome: 'accepted',
+        attempt,
+        statusUrl: outcome.statusUrl,
+        waitSeconds: policy.floorSeconds,
+        forceTokenRefresh: false,
+      };
     }
     if (outcome.outcome === 'accepted') {
       // Whoever ends this export without its state (a StopExecution clean-up) finds the job here.
@@ -99,33 +158,86 @@ export function createKickOffHandler(runtime: Runtime) {
 }
 
 /**
- * The server job of the dead export this one took the lock from: DELETEd
- * before this kick-off, since Epic refuses a second export per client while
- * one exists. Best effort: a job already gone or expired answers 404 or 410.
+ * A chunk's record before its kick-off. A chunk already exported, or kicked
+ * off by this very attempt, is not asked for again (a resumed export). A
+ * higher attempt replaces a failed job: that job is DELETEd first (Epic
+ * allows one export per client) and the failure goes on the record.
  */
-async function deleteSupersededJob(
+async function chunkBeforeKickOff(
+  runtime: Runtime,
+  event: KickOffEvent,
+  accessToken: string,
+): Promise<ChunkRecord> {
+  const context = event.export;
+  const item = event.chunk!;
+  const chunkAttempt = event.chunkAttempt ?? 1;
+  const record = (await readChunkRecord(runtime, context.workPrefix, item.index)) ?? {
+    ...item,
+    state: 'planned' as const,
+    attempt: 0,
+  };
+  if (record.state === 'complete') return record;
+  if (record.state === 'running' && record.attempt >= chunkAttempt) return record;
+  if (record.state === 'running' && record.statusUrl) {
+    try {
+      const response = await runtime.fhir.send(
+        { method: 'DELETE', url: record.statusUrl, headers: { Accept: 'application/json' } },
+        accessToken,
+      );
+      runtime.logger.info('DELETEd the failed job of a chunk before kicking it off again', {
+        sourceId: context.sourceId,
+        chunk: item.index,
+        attempt: chunkAttempt,
+        status: response.status,
+      });
+    } catch (error) {
+      runtime.logger.warn('could not DELETE the failed job of a chunk', {
+        sourceId: context.sourceId,
+        chunk: item.index,
+        error: (error as Error).name,
+      });
+    }
+  }
+  const failure = event.chunkFailure;
+  const retried: ChunkRecord = {
+    ...item,
+    state: 'planned',
+    attempt: record.attempt,
+    ...(record.failures ? { failures: record.failures } : {}),
+  };
+  if (!failure?.Error || record.attempt === 0) return retried;
+  runtime.logger.warn('a chunk failed; kicking it off again, alone', {
+    sourceId: context.sourceId,
+    chunk: item.index,
+    attempt: chunkAttempt,
+    error: failure.Error,
+  });
+  const failed: ChunkRecord = {
+    ...retried,
+    failures: [
+      ...(record.failures ?? []),
+      { attempt: record.attempt, error: failure.Error, at: runtime.now().toISOString() },
+    ],
+  };
+  await writeChunkRecord(runtime, context.workPrefix, failed);
+  return failed;
+}
+
+/** The export's request narrowed to the chunk: its patients (from S3) or its window. */
+async function chunkRequest(
   runtime: Runtime,
   context: ExportContext,
-  statusUrl: string,
-  accessToken: string,
-) {
-  try {
-    const response = await runtime.fhir.send(
-      { method: 'DELETE', url: statusUrl, headers: { Accept: 'application/json' } },
-      accessToken,
+  chunk: ChunkItem,
+): Promise<ExportRequest> {
+  if (chunk.kind === 'time') return { ...context.request, since: chunk.since!, until: chunk.until! };
+  const key = chunkPatientsKey(context.workPrefix, chunk.index);
+  const patients = await runtime.store.getJson<string[]>(key);
+  if (!Array.isArray(patients) || patients.length === 0) {
+    throw new StorageError(
+      `the patient list of chunk ${chunk.index} (s3://${runtime.store.bucket}/${key}) is gone`,
     );
-    runtime.logger.info('DELETEd the server job of the export this one superseded', {
-      sourceId: context.sourceId,
-      supersededExecution: context.supersedes?.executionName,
-      status: response.status,
-    });
-  } catch (error) {
-    runtime.logger.warn('could not DELETE the server job of the export this one superseded', {
-      sourceId: context.sourceId,
-      supersededExecution: context.supersedes?.executionName,
-      error: (error as Error).name,
-    });
   }
+  return { ...context.request, patients };
 }
 
 /** Lambda entry point (see infra/). */

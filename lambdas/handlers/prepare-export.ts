@@ -1,9 +1,11 @@
+import { parseDuration } from '../core/chunks.js';
 import { checkInputAgainstSource, parseExecutionInput } from '../core/execution-input.js';
 import { jobRecordKey, workPrefix } from '../core/layout.js';
 import type { Runtime } from '../runtime.js';
+import type { SourceSettings } from '../schema/source.js';
 import { type JobRecord, takeSourceLock } from '../services/export-lifecycle.js';
 import { sinceFromWatermark } from '../services/watermark.js';
-import type { ExportContext } from '../state.js';
+import type { ChunkingContext, ExportContext } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
 
 export interface PrepareExportEvent {
@@ -88,11 +90,39 @@ export function createPrepareExportHandler(runtime: Runtime) {
       maxConcurrency: settings.maxConcurrency,
       retryPassDelaySeconds: settings.retryPassDelaySeconds,
       ...(supersedes ? { supersedes } : {}),
+      ...chunkingOf(input.chunk, settings),
     };
     const job: JobRecord = { sourceId: settings.id, executionName: event.executionName, export: context };
     await runtime.store.putJson(jobRecordKey(work), job);
     return context;
   };
+}
+
+/**
+ * The execution's chunking: the input's `chunk` (a backfill's), else the
+ * source's; `chunk: false` exports in one piece, without chunkOnTimeout too.
+ * chunkOnTimeout applies only to an export that starts in one piece.
+ */
+function chunkingOf(
+  inputChunk: SourceSettings['export']['chunk'] | false | undefined,
+  settings: SourceSettings,
+): Pick<ExportContext, 'chunking' | 'chunkOnTimeout'> {
+  if (inputChunk === false) return {};
+  const chunk = inputChunk ?? settings.export.chunk;
+  if (!chunk) return {};
+  const chunking: ChunkingContext = {
+    by: chunk.by,
+    ...(chunk.size === undefined ? {} : { size: chunk.size }),
+    ...(chunk.window === undefined ? {} : { window: chunk.window }),
+    ...(chunk.patientsFrom === undefined ? {} : { patientsFrom: chunk.patientsFrom }),
+    maxConcurrentJobs: settings.export.maxConcurrentJobs,
+    maxAttempts: settings.export.maxChunkAttempts,
+  };
+  if (inputChunk === undefined && settings.export.chunkOnTimeout !== undefined) {
+    const afterSeconds = parseDuration(settings.export.chunkOnTimeout, 'export.chunkOnTimeout') / 1000;
+    return { chunkOnTimeout: { afterSeconds, chunking } };
+  }
+  return { chunking };
 }
 
 /** Lambda entry point (see infra/). */

@@ -7,7 +7,9 @@ import { createCompleteExportHandler } from './complete-export.js';
 import { createDownloadFileHandler } from './download-file.js';
 import { createFinalizeExportHandler } from './finalize-export.js';
 import { createKickOffHandler } from './kick-off.js';
+import { createMergeChunksHandler } from './merge-chunks.js';
 import { createMintTokenHandler } from './mint-token.js';
+import { createPlanChunksHandler } from './plan-chunks.js';
 import { createPollStatusHandler } from './poll-status.js';
 import { createPrepareExportHandler } from './prepare-export.js';
 
@@ -25,6 +27,8 @@ export const TASK_HANDLER_FACTORIES: Record<
   MintToken: createMintTokenHandler,
   KickOff: createKickOffHandler,
   PollStatus: createPollStatusHandler,
+  PlanChunks: createPlanChunksHandler,
+  MergeChunks: createMergeChunksHandler,
   DownloadFile: createDownloadFileHandler,
   CheckFiles: createCheckFilesHandler,
   FinalizeExport: createFinalizeExportHandler,

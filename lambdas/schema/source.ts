@@ -46,6 +46,71 @@ export const PATIENT_REFERENCE = {
   expected: 'a Patient reference such as Patient/123',
 };
 
+/** `30d` or `12h`: a `_since`/`_until` window, or how long before an export is chunked. */
+export const SPAN = {
+  regex: /^[1-9]\d{0,4}[dh]$/,
+  expected: 'a whole number of days or hours such as 30d or 12h',
+};
+/** How long to wait before chunking: `45m`, `12h`, `2d` (seconds too, for tests and impatient sandboxes). */
+export const DURATION = {
+  regex: /^[1-9]\d{0,5}[smhd]$/,
+  expected: 'a whole number of seconds, minutes, hours or days such as 45m, 12h or 2d',
+};
+/** Where a chunked export's patient list is: an object in S3, one `Patient/<id>` per line. */
+export const S3_OBJECT_URL = {
+  regex: /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/.+$/,
+  expected: 's3://<bucket>/<key>',
+};
+
+/** Patients per chunk beyond which a `patient` parameter is no longer a chunk (servers cap its size). */
+export const MAX_PATIENTS_PER_CHUNK = 10_000;
+
+/**
+ * How a chunked export splits its cohort. One object rather than a union so that a
+ * mistake gets one message naming the field, not a union's "no option matched".
+ */
+export const chunkShape = {
+  by: oneOf(
+    ['patients', 'time'],
+    'patients: slices of the cohort sent as the `patient` parameter (POST); time: `_since`/`_until` windows.',
+  ),
+  size: integer(1, MAX_PATIENTS_PER_CHUNK, 'Patients per chunk (by patients).').optional(),
+  window: patterned(
+    SPAN.regex,
+    SPAN.expected,
+    'The length of each window, such as 30d (by time).',
+  ).optional(),
+  patientsFrom: patterned(
+    S3_OBJECT_URL.regex,
+    S3_OBJECT_URL.expected,
+    "The cohort's patients as an S3 object, one Patient/<id> per line (by patients); default: the Group's members.",
+  ).optional(),
+};
+
+export const chunkSchema = strictObject(chunkShape, 'A chunked export: its cohort as several server jobs.');
+
+/** A chunk setting's own rules: what each `by` needs. */
+export function chunkProblem(chunk: {
+  readonly by: 'patients' | 'time';
+  readonly size?: number | undefined;
+  readonly window?: string | undefined;
+  readonly patientsFrom?: string | undefined;
+}): { readonly field: string; readonly message: string } | undefined {
+  if (chunk.by === 'patients') {
+    if (chunk.size === undefined) return { field: 'size', message: 'is required when chunk.by is patients' };
+    if (chunk.window !== undefined)
+      return { field: 'window', message: 'applies to chunk.by time only; remove it or use by time' };
+    return undefined;
+  }
+  if (chunk.window === undefined) return { field: 'window', message: 'is required when chunk.by is time' };
+  if (chunk.size !== undefined || chunk.patientsFrom !== undefined)
+    return {
+      field: chunk.size !== undefined ? 'size' : 'patientsFrom',
+      message: 'applies to chunk.by patients only; remove it or use by patients',
+    };
+  return undefined;
+}
+
 const exportShape = {
   level: oneOf(
     ['system', 'patient', 'group'],
@@ -75,6 +140,24 @@ const exportShape = {
     PATIENT_REFERENCE,
     '`patient`: restrict a patient or group level export to these patients (method POST only, per the IG).',
   ).default([]),
+  chunk: chunkSchema
+    .optional()
+    .meta({ description: 'Export the cohort in chunks from the start (see docs/chunking.md).' }),
+  chunkOnTimeout: patterned(
+    DURATION.regex,
+    DURATION.expected,
+    'An export in one piece not complete this long after it started is DELETEd and run again as `chunk` says.',
+  ).optional(),
+  maxConcurrentJobs: integer(
+    1,
+    50,
+    'Server jobs of one chunked export running at once (Epic and Oracle Health allow 1 per client).',
+  ).default(1),
+  maxChunkAttempts: integer(
+    1,
+    10,
+    'Kick-offs per chunk before the export fails; a failed chunk is retried alone.',
+  ).default(3),
 };
 
 const exportSchema = strictObject(exportShape, 'What to export and how to ask for it.');
@@ -181,6 +264,61 @@ function checkSettings(settings: ParsedSettings, context: z.core.$RefinementCtx)
   const problem = patientParameterProblem(settings.export);
   if (problem !== undefined)
     context.addIssue({ code: 'custom', path: ['export', 'patient'], message: problem });
+  const chunking = chunkingProblem(settings.export);
+  if (chunking !== undefined)
+    context.addIssue({ code: 'custom', path: ['export', ...chunking.path], message: chunking.message });
+}
+
+/**
+ * What a chunk setting needs of the rest of the export: patient chunks travel as the
+ * `patient` parameter, which the IG defines for POST kick-offs of patient or group level,
+ * and replace any fixed `patient` list; `chunkOnTimeout` needs to know how to chunk.
+ * Also used for an execution input's `chunk`.
+ */
+export function chunkingProblem(settings: {
+  readonly level?: 'system' | 'patient' | 'group' | undefined;
+  readonly groupId?: string | undefined;
+  readonly method: 'GET' | 'POST';
+  readonly patient: readonly string[];
+  readonly chunk?: Parameters<typeof chunkProblem>[0] | undefined;
+  readonly chunkOnTimeout?: string | undefined;
+}): { readonly path: readonly string[]; readonly message: string } | undefined {
+  const { chunk } = settings;
+  if (chunk === undefined) {
+    return settings.chunkOnTimeout === undefined
+      ? undefined
+      : {
+          path: ['chunkOnTimeout'],
+          message: 'needs export.chunk: how to split the export when it times out',
+        };
+  }
+  const own = chunkProblem(chunk);
+  if (own) return { path: ['chunk', own.field], message: own.message };
+  if (chunk.by !== 'patients') return undefined;
+  const level = settings.level ?? (settings.groupId === undefined ? 'system' : 'group');
+  if (level === 'system')
+    return {
+      path: ['chunk', 'by'],
+      message:
+        'patients applies to patient or group level exports only; set export.level to patient or group, or chunk by time',
+    };
+  if (settings.method !== 'POST')
+    return {
+      path: ['chunk', 'by'],
+      message: 'patients sends the patient parameter, which needs export.method POST (GET cannot carry it)',
+    };
+  if (level === 'patient' && chunk.patientsFrom === undefined)
+    return {
+      path: ['chunk', 'patientsFrom'],
+      message:
+        'is required to chunk a patient level export by patients (a group level export reads its Group)',
+    };
+  if (settings.patient.length > 0)
+    return {
+      path: ['patient'],
+      message: 'cannot be combined with chunk.by patients, which sets patient per chunk',
+    };
+  return undefined;
 }
 
 /**

@@ -12,6 +12,7 @@ import { countExportFailure } from '../observability/export-outcomes.js';
 import { type Runtime, sealContext } from '../runtime.js';
 import { isSourceId } from '../schema/source.js';
 import type { ExportContext, ManifestSummary } from '../state.js';
+import { chunkStatusUrls, readChunkRecords } from './chunk-records.js';
 import { removePrefixForGood, stagingPrefix } from './publish-export.js';
 import {
   acquireSourceLock,
@@ -34,9 +35,11 @@ export interface JobRecord {
   /** Until when the server keeps the files: its `Expires` header, or the source's fileLinksValidHours. */
   readonly linksExpireAt?: string;
   /** The last status poll, for `npm run status`: when, and the server's `X-Progress` then, if it sent one. */
-  readonly lastPoll?: { readonly at: string; readonly progress?: string };
-  /** A chunked export's progress: chunks verified of all planned. Absent for an export in one piece. */
+  readonly lastPoll?: { readonly at: string; readonly progress?: string; readonly chunk?: number };
+  /** A chunked export's progress: chunks whose manifest is in, of all planned. Absent for an export in one piece. */
   readonly chunks?: { readonly total: number; readonly done: number };
+  /** chunkOnTimeout gave up the export in one piece (its job DELETEd) to run it as chunks. */
+  readonly abandonedForChunks?: { readonly at: string; readonly deleteAnswered: string };
 }
 
 /** Why a file's last download attempt failed (`_work/…/file-failures/<file>.json`). */
@@ -206,6 +209,15 @@ export async function endExport(runtime: Runtime, request: EndExportRequest): Pr
   const context = request.context ?? job?.export;
   const statusUrl = request.statusUrl ?? job?.statusUrl;
   const exportRoot = request.exportRoot ?? job?.manifest?.exportRoot;
+  // A chunked export has a server job per chunk, on the chunk records.
+  let chunkUrls: string[] = [];
+  const chunkOf = new Map<string, number>();
+  await attempt('read the chunk records', async () => {
+    const records = await readChunkRecords(runtime, work);
+    for (const record of records) if (record.statusUrl) chunkOf.set(record.statusUrl, record.index);
+    chunkUrls = chunkStatusUrls(records);
+  });
+  const jobUrls = [...(statusUrl && !chunkUrls.includes(statusUrl) ? [statusUrl] : []), ...chunkUrls];
   const now = runtime.now();
   const linksExpireAt = job?.linksExpireAt;
   const resumable =
@@ -243,19 +255,26 @@ export async function endExport(runtime: Runtime, request: EndExportRequest): Pr
   });
 
   if (!resumable) {
-    if (statusUrl && request.jobDeletedBy) {
-      actions.push(`left the server job for ${request.jobDeletedBy} to DELETE before its kick-off`);
-    } else if (statusUrl && request.sealedToken) {
-      await attempt('DELETE the server job', async () => {
-        const token = await runtime.sealer.open(request.sealedToken!, sealContext(sourceId, executionName));
-        const response = await runtime.fhir.send(
-          { method: 'DELETE', url: statusUrl, headers: { Accept: 'application/json' } },
-          token,
-        );
-        actions.push(`DELETE of the server job answered ${response.status}`);
-      });
-    } else if (statusUrl) {
-      problems.push('could not DELETE the server job: no access token');
+    if (jobUrls.length > 0 && request.jobDeletedBy) {
+      actions.push(
+        `left the server job${jobUrls.length > 1 ? `s (${jobUrls.length})` : ''} for ${request.jobDeletedBy} to DELETE before its kick-off`,
+      );
+    } else if (jobUrls.length > 0 && request.sealedToken) {
+      for (const url of jobUrls) {
+        const which = chunkUrls.includes(url)
+          ? `the server job of chunk ${chunkOf.get(url)}`
+          : 'the server job';
+        await attempt(`DELETE ${which}`, async () => {
+          const token = await runtime.sealer.open(request.sealedToken!, sealContext(sourceId, executionName));
+          const response = await runtime.fhir.send(
+            { method: 'DELETE', url, headers: { Accept: 'application/json' } },
+            token,
+          );
+          actions.push(`DELETE of ${which} answered ${response.status}`);
+        });
+      }
+    } else if (jobUrls.length > 0) {
+      problems.push(`could not DELETE the server job${jobUrls.length > 1 ? 's' : ''}: no access token`);
     }
     if (exportRoot) {
       // Never published, and no resume will: readers never saw them, nobody ever will.
@@ -297,7 +316,7 @@ export async function endExport(runtime: Runtime, request: EndExportRequest): Pr
         cause,
         failedAt: now.toISOString(),
         ...(context?.request ? { request: context.request } : {}),
-        statusUrlKnown: Boolean(statusUrl),
+        statusUrlKnown: jobUrls.length > 0,
         ...(exportRoot ? { exportRoot } : {}),
         resumable,
         ...(resumable
@@ -360,7 +379,7 @@ export async function endExport(runtime: Runtime, request: EndExportRequest): Pr
     executionName,
     error: request.failure.error,
     outcome: request.outcome,
-    kickedOff: statusUrl !== undefined,
+    kickedOff: jobUrls.length > 0,
   });
   return {
     outcome: request.outcome,
@@ -413,9 +432,10 @@ export async function endDeadHolder(
   sourceId: string,
   held: SourceLock,
   takenBy: string,
-): Promise<EndExportResult & { readonly statusUrl?: string }> {
+): Promise<EndExportResult & { readonly statusUrl?: string; readonly chunkStatusUrls?: string[] }> {
   const work = workPrefixOf(runtime.prefix, sourceId, held.executionName);
   const job = await runtime.store.getJson<JobRecord>(jobRecordKey(work));
+  const chunkUrls = chunkStatusUrls(await readChunkRecords(runtime, work));
   const ended = await endExport(runtime, {
     sourceId,
     executionName: held.executionName,
@@ -430,7 +450,11 @@ export async function endDeadHolder(
     waitBudgetMs: 20_000,
     jobDeletedBy: takenBy,
   });
-  return { ...ended, ...(job?.statusUrl ? { statusUrl: job.statusUrl } : {}) };
+  return {
+    ...ended,
+    ...(job?.statusUrl ? { statusUrl: job.statusUrl } : {}),
+    ...(chunkUrls.length > 0 ? { chunkStatusUrls: chunkUrls } : {}),
+  };
 }
 
 /**
@@ -448,6 +472,7 @@ export async function takeSourceLock(
     supersedes = {
       executionName: held.executionName,
       ...(ended.statusUrl ? { statusUrl: ended.statusUrl } : {}),
+      ...(ended.chunkStatusUrls ? { chunkStatusUrls: ended.chunkStatusUrls } : {}),
     };
   });
   return supersedes;

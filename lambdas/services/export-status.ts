@@ -1,4 +1,6 @@
 import {
+  chunkManifestKey,
+  chunksPrefix,
   claimedBy,
   claimKey,
   describeClaim,
@@ -21,6 +23,7 @@ import {
 } from '../errors.js';
 import { type Runtime, sealContext } from '../runtime.js';
 import type { ExportContext, FileItem, ManifestSummary, PollState } from '../state.js';
+import { type ChunkItem, readChunkRecord, writeChunkRecord } from './chunk-records.js';
 import type { JobRecord } from './export-lifecycle.js';
 import { readManifestPages } from './manifest-pages.js';
 
@@ -32,6 +35,8 @@ export interface PollStatusEvent {
     PollState,
     'attempt' | 'consecutiveTransientErrors' | 'waitSeconds' | 'forceTokenRefresh'
   >;
+  /** A chunk of a chunked export: its manifest is kept for Merge Chunks, not landed yet. */
+  readonly chunk?: ChunkItem;
 }
 
 /**
@@ -91,14 +96,20 @@ export async function pollExportStatus(runtime: Runtime, event: PollStatusEvent)
    */
   async function recordPoll(progress: string | undefined): Promise<void> {
     const job = await readJob();
+    const lastPoll = { at: now.toISOString(), ...(progress ? { progress } : {}) };
     try {
+      if (event.chunk) {
+        const record = await readChunkRecord(runtime, context.workPrefix, event.chunk.index);
+        if (record) await writeChunkRecord(runtime, context.workPrefix, { ...record, lastPoll });
+      }
       await runtime.store.putJson(jobRecordKey(context.workPrefix), {
         ...job,
         sourceId: context.sourceId,
         executionName: context.executionName,
         export: context,
-        statusUrl: event.statusUrl,
-        lastPoll: { at: now.toISOString(), ...(progress ? { progress } : {}) },
+        // A chunked export has a job per chunk, in the chunk records; none of them is the export's.
+        ...(event.chunk ? {} : { statusUrl: event.statusUrl }),
+        lastPoll: { ...lastPoll, ...(event.chunk ? { chunk: event.chunk.index } : {}) },
       } satisfies JobRecord);
     } catch (error) {
       warnJobRecord(error);
@@ -161,6 +172,7 @@ export async function pollExportStatus(runtime: Runtime, event: PollStatusEvent)
 
   switch (outcome.outcome) {
     case 'in-progress':
+      if (shouldChunkOnTimeout(context, event, now)) return abandonForChunks(runtime, event, accessToken);
       await recordPoll(outcome.progress);
       runtime.progress?.({
         kind: 'phase',
@@ -224,57 +236,19 @@ export async function pollExportStatus(runtime: Runtime, event: PollStatusEvent)
       const job = await readJob();
       gaugeAge(job);
       checkTransactionTime(manifest.transactionTime, now, settings.maxClockSkewSeconds);
-      const location = await claimExportFolder(runtime, context, manifest.transactionTime);
-      const ordinals = new Map<string, number>();
-      const items: FileItem[] = manifest.files.map((file, index) => {
-        const group = `${file.kind}/${file.type}`;
-        const ordinal = (ordinals.get(group) ?? 0) + 1;
-        ordinals.set(group, ordinal);
-        return {
-          index,
-          kind: file.kind,
-          type: file.type,
-          resourceType: file.resourceType,
-          key: fileKey(location, file.kind, file.type, ordinal),
-          ...(file.count === undefined ? {} : { count: file.count }),
-        };
-      });
-      const manifestKey = `${context.workPrefix}manifest.json`;
-      const filesKey = `${context.workPrefix}files.json`;
-      const urlsKey = `${context.workPrefix}file-urls.json`;
-      await runtime.store.putJson(manifestKey, { ...manifest, expires: outcome.expires });
-      await runtime.store.putJson(
-        urlsKey,
-        manifest.files.map((file) => file.url),
-      );
-      await runtime.store.putJson(filesKey, items);
-      const duplicateFilesKey = await recordDuplicates(runtime, context, manifest, items);
-      const summary: ManifestSummary = {
-        transactionTime: manifest.transactionTime,
-        requiresAccessToken: manifest.requiresAccessToken,
-        filesKey,
-        urlsKey,
-        manifestKey,
-        fileCount: items.length,
-        exportRoot: exportRoot(location),
-        ...(duplicateFilesKey ? { duplicateFilesKey } : {}),
-      };
-      const completed: JobRecord = {
-        sourceId: context.sourceId,
-        executionName: context.executionName,
-        export: context,
-        statusUrl: event.statusUrl,
-        ...(job?.chunks ? { chunks: job.chunks } : {}),
-        lastPoll: { at: now.toISOString() },
-        manifest: summary,
+      if (event.chunk) {
+        await keepChunkManifest(runtime, event, event.chunk, manifest, {
+          ...(outcome.expires ? { expires: outcome.expires } : {}),
+          linksExpireAt: linksExpireAt(outcome.expires, runtime.now(), settings.fileLinksValidHours),
+          job,
+        });
+        return { ...base, outcome: 'complete', consecutiveTransientErrors: 0, waitSeconds: 0 };
+      }
+      const summary = await landManifest(runtime, context, manifest, {
+        ...(outcome.expires ? { expires: outcome.expires } : {}),
         linksExpireAt: linksExpireAt(outcome.expires, runtime.now(), settings.fileLinksValidHours),
-      };
-      await runtime.store.putJson(jobRecordKey(context.workPrefix), completed);
-      const counts = countByKind(items);
-      runtime.progress?.({
-        kind: 'phase',
-        phase: 'manifest received',
-        detail: `${items.length} files (${counts.output} data, ${counts.error} error, ${counts.deleted} deleted)`,
+        statusUrl: event.statusUrl,
+        job,
       });
       return {
         ...base,
@@ -285,6 +259,201 @@ export async function pollExportStatus(runtime: Runtime, event: PollStatusEvent)
       };
     }
   }
+}
+
+/** A manifest file, and for a chunked export where it came from. */
+export type LandingFile = CompletionManifest['files'][number] &
+  Pick<FileItem, 'chunk' | 'chunkFileIndex' | 'requiresAccessToken'>;
+
+/**
+ * A complete manifest (one job's, or the chunks' merged) made ready to land:
+ * the export folder claimed, each file given its key, the manifest, the file
+ * list (the Map's items) and the URL list (the downloader's only) written to
+ * the work area, and the job record completed. Only the summary travels on.
+ */
+export async function landManifest(
+  runtime: Runtime,
+  context: ExportContext,
+  manifest: Omit<CompletionManifest, 'files'> & { readonly files: readonly LandingFile[] },
+  options: {
+    readonly expires?: string | undefined;
+    readonly linksExpireAt: string;
+    readonly statusUrl?: string;
+    readonly job: JobRecord | undefined;
+    /** Written into the stored manifest beside the server's (a chunked export's chunks). */
+    readonly annotations?: Record<string, unknown>;
+  },
+): Promise<ManifestSummary> {
+  const location = await claimExportFolder(runtime, context, manifest.transactionTime);
+  const ordinals = new Map<string, number>();
+  const items: FileItem[] = manifest.files.map((file, index) => {
+    const group = `${file.kind}/${file.type}`;
+    const ordinal = (ordinals.get(group) ?? 0) + 1;
+    ordinals.set(group, ordinal);
+    return {
+      index,
+      kind: file.kind,
+      type: file.type,
+      resourceType: file.resourceType,
+      key: fileKey(location, file.kind, file.type, ordinal),
+      ...(file.count === undefined ? {} : { count: file.count }),
+      ...(file.chunk === undefined
+        ? {}
+        : {
+            chunk: file.chunk,
+            chunkFileIndex: file.chunkFileIndex!,
+            requiresAccessToken: file.requiresAccessToken!,
+          }),
+    };
+  });
+  const manifestKey = `${context.workPrefix}manifest.json`;
+  const filesKey = `${context.workPrefix}files.json`;
+  const urlsKey = `${context.workPrefix}file-urls.json`;
+  await runtime.store.putJson(manifestKey, {
+    ...manifest,
+    expires: options.expires,
+    ...options.annotations,
+  });
+  await runtime.store.putJson(
+    urlsKey,
+    manifest.files.map((file) => file.url),
+  );
+  await runtime.store.putJson(filesKey, items);
+  const duplicateFilesKey = await recordDuplicates(runtime, context, manifest, items);
+  const summary: ManifestSummary = {
+    transactionTime: manifest.transactionTime,
+    requiresAccessToken: manifest.requiresAccessToken,
+    filesKey,
+    urlsKey,
+    manifestKey,
+    fileCount: items.length,
+    exportRoot: exportRoot(location),
+    ...(duplicateFilesKey ? { duplicateFilesKey } : {}),
+  };
+  const completed: JobRecord = {
+    sourceId: context.sourceId,
+    executionName: context.executionName,
+    export: context,
+    ...(options.statusUrl ? { statusUrl: options.statusUrl } : {}),
+    ...(options.job?.chunks ? { chunks: options.job.chunks } : {}),
+    lastPoll: { at: runtime.now().toISOString() },
+    manifest: summary,
+    linksExpireAt: options.linksExpireAt,
+  };
+  await runtime.store.putJson(jobRecordKey(context.workPrefix), completed);
+  const counts = countByKind(items);
+  runtime.progress?.({
+    kind: 'phase',
+    phase: 'manifest received',
+    detail: `${items.length} files (${counts.output} data, ${counts.error} error, ${counts.deleted} deleted)`,
+  });
+  return summary;
+}
+
+/** An export in one piece past its chunkOnTimeout: still in progress, so given up and chunked. */
+function shouldChunkOnTimeout(context: ExportContext, event: PollStatusEvent, now: Date): boolean {
+  if (event.chunk || !context.chunkOnTimeout) return false;
+  return now.getTime() - Date.parse(context.startedAt) > context.chunkOnTimeout.afterSeconds * 1000;
+}
+
+/**
+ * chunkOnTimeout: the job is DELETEd (Epic allows one per client, and it would
+ * never finish) and the state machine plans chunks instead. A DELETE that
+ * fails is logged: the server drops the job when it expires.
+ */
+async function abandonForChunks(
+  runtime: Runtime,
+  event: PollStatusEvent,
+  accessToken: string,
+): Promise<PollState> {
+  const context = event.export;
+  let deleted: number | string;
+  try {
+    const response = await runtime.fhir.send(
+      { method: 'DELETE', url: event.statusUrl, headers: { Accept: 'application/json' } },
+      accessToken,
+    );
+    deleted = response.status;
+  } catch (error) {
+    deleted = (error as Error).name;
+  }
+  const afterSeconds = context.chunkOnTimeout!.afterSeconds;
+  runtime.logger.warn(
+    'the export has not completed within chunkOnTimeout; cancelled it to run it as chunks',
+    {
+      sourceId: context.sourceId,
+      chunkOnTimeoutSeconds: afterSeconds,
+      by: context.chunkOnTimeout!.chunking.by,
+      deleteAnswered: deleted,
+    },
+  );
+  runtime.progress?.({
+    kind: 'phase',
+    phase: 'chunking after timeout',
+    detail: `not complete after ${afterSeconds}s: DELETEd the job (${deleted}), exporting in chunks by ${context.chunkOnTimeout!.chunking.by}`,
+  });
+  const job = await runtime.store.getJson<JobRecord>(jobRecordKey(context.workPrefix));
+  if (job) {
+    const { statusUrl: _abandoned, ...rest } = job;
+    await runtime.store.putJson(jobRecordKey(context.workPrefix), {
+      ...rest,
+      abandonedForChunks: { at: runtime.now().toISOString(), deleteAnswered: String(deleted) },
+    } satisfies JobRecord);
+  }
+  return {
+    outcome: 'rechunk',
+    attempt: event.poll.attempt + 1,
+    consecutiveTransientErrors: 0,
+    waitSeconds: 0,
+    forceTokenRefresh: false,
+  };
+}
+
+/**
+ * A chunk's completed manifest, kept whole (file URLs included: they are read
+ * by the downloader only) until every chunk has one and Merge Chunks lands them
+ * as one export. The job record's chunk count is recounted from the stored
+ * manifests, so chunks completing at once cannot undercount each other.
+ */
+async function keepChunkManifest(
+  runtime: Runtime,
+  event: PollStatusEvent,
+  chunk: ChunkItem,
+  manifest: CompletionManifest,
+  extra: { readonly expires?: string; readonly linksExpireAt: string; readonly job: JobRecord | undefined },
+): Promise<void> {
+  const context = event.export;
+  const work = context.workPrefix;
+  const now = runtime.now().toISOString();
+  await runtime.store.putJson(chunkManifestKey(work, chunk.index), {
+    ...manifest,
+    ...(extra.expires ? { expires: extra.expires } : {}),
+  });
+  const record = (await readChunkRecord(runtime, work, chunk.index)) ?? { ...chunk, attempt: 1 };
+  await writeChunkRecord(runtime, work, {
+    ...record,
+    state: 'complete',
+    statusUrl: event.statusUrl,
+    completedAt: now,
+    transactionTime: manifest.transactionTime,
+    requiresAccessToken: manifest.requiresAccessToken,
+    fileCount: manifest.files.length,
+    linksExpireAt: extra.linksExpireAt,
+  });
+  const done = (await runtime.store.listKeys(chunksPrefix(work))).filter((key) =>
+    key.endsWith('.manifest.json'),
+  ).length;
+  const total = extra.job?.chunks?.total ?? done;
+  await runtime.store.putJson(jobRecordKey(work), {
+    ...(extra.job ?? { sourceId: context.sourceId, executionName: context.executionName, export: context }),
+    lastPoll: { at: now, chunk: chunk.index },
+    chunks: { total, done },
+  } satisfies JobRecord);
+  runtime.progress?.({
+    kind: 'phase',
+    phase: `chunk ${chunk.index} complete`,
+    detail: `${manifest.files.length} file(s); ${done} of ${total} chunk(s) done`,
+  });
 }
 
 /**
@@ -369,7 +538,7 @@ async function claimFolder(runtime: Runtime, root: string, claim: ExportClaim): 
 async function recordDuplicates(
   runtime: Runtime,
   context: ExportContext,
-  manifest: CompletionManifest,
+  manifest: Pick<CompletionManifest, 'duplicateFiles'>,
   items: readonly FileItem[],
 ): Promise<string | undefined> {
   if (!manifest.duplicateFiles) return undefined;

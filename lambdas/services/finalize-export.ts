@@ -10,7 +10,13 @@ import {
   receiptKey,
   resultKey,
 } from '../core/layout.js';
-import { type DuplicateListing, type Receipt, type ReceiptFile, summarizeFiles } from '../core/receipt.js';
+import {
+  type DuplicateListing,
+  type Receipt,
+  type ReceiptChunking,
+  type ReceiptFile,
+  summarizeFiles,
+} from '../core/receipt.js';
 import { decideWatermark } from '../core/watermark.js';
 import { VerificationError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
@@ -65,6 +71,8 @@ export async function finalizeExport(runtime: Runtime, event: FinalizeExportEven
   );
   await verifyPublished(runtime.s3, { bucket: context.bucket, objects: published });
   const duplicates = await readDuplicates(runtime, manifest);
+  const chunking = (await runtime.store.getJson<{ chunking?: ReceiptChunking }>(manifest.manifestKey))
+    ?.chunking;
 
   const summary = summarizeFiles(files);
   const current = await readWatermark(runtime, context.sourceId);
@@ -99,6 +107,7 @@ export async function finalizeExport(runtime: Runtime, event: FinalizeExportEven
     // Complete Export does both after the marker, and corrects these when it could not.
     serverJobDeleted: false,
     watermark: { advanced: watermark.advance, reason: watermark.reason },
+    ...(chunking ? { chunking } : {}),
     ...(resumed ? { resumedAfter: resumed } : {}),
   };
   const receiptObjectKey = receiptKey(manifest.exportRoot);

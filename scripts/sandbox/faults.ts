@@ -73,6 +73,10 @@ export interface FaultPlan {
   readonly statusErrorStatus?: number;
   /** The export fails: once its duration has passed, status answers 500 + OperationOutcome code `exception`. */
   readonly jobFailure?: boolean;
+  /** The first n exports of the client fail as jobFailure does; later ones complete (a flaky backend). */
+  readonly jobFailures?: number;
+  /** The server does not know `_until` (IG v2 has none): a kick-off with it is refused unless lenient. */
+  readonly untilUnsupported?: boolean;
   /** The export is forgotten right after kick-off: status, DELETE and files answer 404. */
   readonly jobExpiry?: boolean;
   /** The manifest's `error[]` lists an OperationOutcome file (a partial success). */
@@ -183,6 +187,8 @@ const VALIDATORS: Record<FaultName, Validator> = {
   statusRetryAfterRaw: isString,
   statusErrorStatus: isErrorStatus,
   jobFailure: isBoolean,
+  jobFailures: isCount,
+  untilUnsupported: isBoolean,
   jobExpiry: isBoolean,
   errorFile: isBoolean,
   fixedTransactionTime: isInstant,

@@ -189,7 +189,17 @@ describe('IAM least privilege', () => {
     const sealingKey = arnOf(pipeline().sealingKey);
     expect(rolesGranting('kms:Encrypt', sealingKey)).toEqual([roleIdOf('MintToken')]);
     expect(rolesGranting('kms:Decrypt', sealingKey)).toEqual(
-      (['KickOff', 'PollStatus', 'DownloadFile', 'CompleteExport', 'CleanUp', 'CleanUpEndedExport'] as const)
+      (
+        [
+          'KickOff',
+          'PollStatus',
+          'PlanChunks',
+          'DownloadFile',
+          'CompleteExport',
+          'CleanUp',
+          'CleanUpEndedExport',
+        ] as const
+      )
         .map(roleIdOf)
         .sort(),
     );
@@ -201,7 +211,7 @@ describe('IAM least privilege', () => {
       .filter(
         (statement) => JSON.stringify(statement.Resource) === JSON.stringify(arnOf(pipeline().sealingKey)),
       );
-    expect(sealing).toHaveLength(7);
+    expect(sealing).toHaveLength(8);
     for (const statement of sealing) {
       expect(statement.Condition).toEqual({
         'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': ['sourceId', 'executionId'] },
@@ -235,18 +245,25 @@ describe('IAM least privilege', () => {
     );
   });
 
-  it('gives kick-off and mint-token no S3 access but reading source registrations', () => {
-    for (const name of ['KickOff', 'MintToken'] as const) {
-      const s3Statements = statementsOfRole(roleIdOf(name)).filter((statement) =>
+  it('gives mint-token no S3 access but reading source registrations, and kick-off only that and the work area', () => {
+    const s3StatementsOf = (name: 'KickOff' | 'MintToken') =>
+      statementsOfRole(roleIdOf(name)).filter((statement) =>
         actionsOf(statement).some((action) => action.startsWith('s3:')),
       );
-      expect(s3Statements).toEqual([
-        expect.objectContaining({
-          Action: 's3:GetObject',
-          Resource: { 'Fn::Join': ['', [arnOf(pipeline().bucket), '/_registry/sources/*']] },
-        }),
-      ]);
-    }
+    const registryRead = expect.objectContaining({
+      Action: 's3:GetObject',
+      Resource: { 'Fn::Join': ['', [arnOf(pipeline().bucket), '/_registry/sources/*']] },
+    });
+    expect(s3StatementsOf('MintToken')).toEqual([registryRead]);
+    // The job record, and a chunk's record and patient list: work objects only.
+    expect(s3StatementsOf('KickOff')).toEqual([
+      registryRead,
+      expect.objectContaining({
+        Action: ['s3:GetObject', 's3:PutObject'],
+        Resource: { 'Fn::Join': ['', [arnOf(pipeline().bucket), '/_work/*']] },
+      }),
+      expect.objectContaining({ Action: 's3:ListBucket', Resource: arnOf(pipeline().bucket) }),
+    ]);
   });
 
   it('lets only the handlers that remove staged copies delete object versions and list them', () => {
@@ -345,12 +362,12 @@ describe('functions', () => {
     const functions = Object.values(resources).filter(
       (resource) => resource.Type === 'AWS::Lambda::Function',
     );
-    // Ten Task functions and the JWKS function; and CDK's registry publisher (Python), checked in source-registry.test.ts.
-    expect(functions).toHaveLength(12);
+    // Twelve Task functions and the JWKS function; and CDK's registry publisher (Python), checked in source-registry.test.ts.
+    expect(functions).toHaveLength(14);
     const ours = new Set(
       [...Object.values(pipeline().functions), pipeline().jwksFunction].map(synth.logicalId),
     );
-    expect(ours.size).toBe(11);
+    expect(ours.size).toBe(13);
     for (const fn of Object.entries(resources)
       .filter(([id]) => ours.has(id))
       .map(([, resource]) => resource)) {

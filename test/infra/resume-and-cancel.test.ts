@@ -197,6 +197,8 @@ describe('the export state machine', () => {
       'MintToken',
       'KickOff',
       'PollStatus',
+      'PlanChunks',
+      'MergeChunks',
       'DownloadFile',
       'CheckFiles',
       'FinalizeExport',
@@ -434,7 +436,7 @@ describe('placeholders a state machine may not use fail the synth', () => {
     return directory;
   }
   const EXPORT_PROVIDES =
-    'PrepareExportFunctionArn, MintTokenFunctionArn, KickOffFunctionArn, PollStatusFunctionArn, DownloadFileFunctionArn, CheckFilesFunctionArn, FinalizeExportFunctionArn, CompleteExportFunctionArn, CleanUpFunctionArn';
+    'PrepareExportFunctionArn, MintTokenFunctionArn, KickOffFunctionArn, PollStatusFunctionArn, PlanChunksFunctionArn, MergeChunksFunctionArn, DownloadFileFunctionArn, CheckFilesFunctionArn, FinalizeExportFunctionArn, CompleteExportFunctionArn, CleanUpFunctionArn';
 
   const placeholder = (name: string) => `\${${name}FunctionArn}`;
 

@@ -22,7 +22,13 @@ const READER = 'Download Files [ItemReader]';
 const TOLERATED = 'Download Files [tolerated failure]';
 const RETRY_MAP = 'Retry Failed Files';
 const RETRY_READER = 'Retry Failed Files [ItemReader]';
-const READERS: Readonly<Record<string, string>> = { [MAP]: READER, [RETRY_MAP]: RETRY_READER };
+const CHUNK_MAP = 'Export Chunks';
+const CHUNK_READER = 'Export Chunks [ItemReader]';
+const READERS: Readonly<Record<string, string>> = {
+  [MAP]: READER,
+  [RETRY_MAP]: RETRY_READER,
+  [CHUNK_MAP]: CHUNK_READER,
+};
 
 /** A CDK-style `${Name}` placeholder, as the ASL file spells it. */
 const substitution = (name: string) => `\${${name}}`;
@@ -67,6 +73,14 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
   it('maps every Task state, nested ones included, to its function', () => {
     expect(Object.fromEntries(taskFunctions)).toStrictEqual({
       'Prepare Export': 'PrepareExport',
+      'Mint Token For Plan': 'MintToken',
+      'Plan Chunks': 'PlanChunks',
+      [CHUNK_READER]: LOCAL_ITEM_READER_FUNCTION,
+      'Mint Token For Chunk': 'MintToken',
+      'Kick Off Chunk': 'KickOff',
+      'Mint Token For Chunk Status': 'MintToken',
+      'Poll Chunk Status': 'PollStatus',
+      'Merge Chunks': 'MergeChunks',
       'Mint Token For Kick-Off': 'MintToken',
       'Kick Off Export': 'KickOff',
       'Mint Token For Status': 'MintToken',
@@ -90,7 +104,13 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
     // Prepare
     const processor = map.ItemProcessor as Definition;
     const retryProcessor = (definition.States[RETRY_MAP] as Json).ItemProcessor as Definition;
-    const tasks = { ...definition.States, ...processor.States, ...retryProcessor.States };
+    const chunkProcessor = (definition.States[CHUNK_MAP] as Json).ItemProcessor as Definition;
+    const tasks = {
+      ...definition.States,
+      ...processor.States,
+      ...retryProcessor.States,
+      ...chunkProcessor.States,
+    };
     // Assess
     expect(Object.keys(tasks)).toEqual(expect.arrayContaining([...taskFunctions.keys()]));
     for (const [name, functionName] of taskFunctions) {
@@ -224,8 +244,9 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
   });
 
   it.each([
-    [MAP, READER, ['Is Export Complete?']],
+    [MAP, READER, ['Chunks Merged', 'Is Export Complete?']],
     [RETRY_MAP, RETRY_READER, ['Wait Before Retrying Files']],
+    [CHUNK_MAP, CHUNK_READER, ['Plan Chunks']],
   ])('sends every transition that entered %s to its reader instead', (mapName, readerName, entries) => {
     // Prepare
     const before = transitions(original)
@@ -258,7 +279,9 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
         return readerName ? [readerName, name] : [name];
       }),
     );
-    expect(Object.keys(definition.States)).toHaveLength(Object.keys(original.States).length + 2);
+    expect(Object.keys(definition.States)).toHaveLength(
+      Object.keys(original.States).length + Object.keys(READERS).length,
+    );
     expect(definition.StartAt).toBe('Prepare Export');
     expect(definition.Comment).toBe(original.Comment);
   });
@@ -426,6 +449,8 @@ describe('the ASL file itself', () => {
 
   it('lists its Wait states', () => {
     expect(waitStateNames(loadDefinition())).toStrictEqual([
+      'Wait Before Retrying Chunk Kick-Off',
+      'Wait For Chunk',
       'Wait Before Retrying Kick-Off',
       'Wait For Export',
       'Wait Before Retrying Files',
@@ -435,6 +460,13 @@ describe('the ASL file itself', () => {
   it('lists its retrying states, nested ones included', () => {
     expect(retryingStateNames(loadDefinition())).toStrictEqual([
       'Prepare Export',
+      'Mint Token For Plan',
+      'Plan Chunks',
+      'Mint Token For Chunk',
+      'Kick Off Chunk',
+      'Mint Token For Chunk Status',
+      'Poll Chunk Status',
+      'Merge Chunks',
       'Mint Token For Kick-Off',
       'Kick Off Export',
       'Mint Token For Status',

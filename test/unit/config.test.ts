@@ -28,6 +28,8 @@ const DEFAULTS = {
     outputFormat: 'application/fhir+ndjson',
     includeAssociatedData: [],
     patient: [],
+    maxConcurrentJobs: 1,
+    maxChunkAttempts: 3,
   },
   maxConcurrency: 4,
   retryAfterCeilingSeconds: 300,
@@ -44,7 +46,7 @@ const DEFAULTS = {
 const SOURCE_KEYS =
   'id, description, fhirBaseUrl, export, maxConcurrency, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, clientId, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes, privateKeyFile';
 const EXPORT_KEYS =
-  'level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat, includeAssociatedData, patient';
+  'level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat, includeAssociatedData, patient, chunk, chunkOnTimeout, maxConcurrentJobs, maxChunkAttempts';
 
 describe('parseSourceSettings', () => {
   it('fills every default and drops the trailing slash of the base URL', () => {
@@ -68,6 +70,10 @@ describe('parseSourceSettings', () => {
         outputFormat: 'ndjson',
         includeAssociatedData: ['LatestProvenanceResources'],
         patient: ['Patient/p-1'],
+        chunk: { by: 'time', window: '30d' },
+        chunkOnTimeout: '12h',
+        maxConcurrentJobs: 2,
+        maxChunkAttempts: 5,
       },
       maxConcurrency: 1000,
       retryAfterCeilingSeconds: 86_400,
@@ -95,6 +101,10 @@ describe('parseSourceSettings', () => {
         outputFormat: 'ndjson',
         includeAssociatedData: ['LatestProvenanceResources'],
         patient: ['Patient/p-1'],
+        chunk: { by: 'time', window: '30d' },
+        chunkOnTimeout: '12h',
+        maxConcurrentJobs: 2,
+        maxChunkAttempts: 5,
       },
       maxConcurrency: 1000,
       retryAfterCeilingSeconds: 86_400,

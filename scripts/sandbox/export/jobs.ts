@@ -57,6 +57,8 @@ export interface JobInit {
   readonly includeAssociatedData: readonly string[];
   /** Stays in progress until deleted (fault neverCompleteAboveMembers). */
   readonly neverCompletes?: boolean;
+  /** Fails once its duration has passed (faults jobFailure, jobFailures). */
+  readonly fails?: boolean;
 }
 
 /** Deleted resources per `Bundle` line of a `deleted[]` file. */
@@ -90,7 +92,7 @@ export class ExportJob {
     if (this.init.faults.jobExpiry) return 'expired';
     if (this.init.neverCompletes) return 'in-progress';
     if (nowMs - this.init.createdAtMs < this.init.durationMs) return 'in-progress';
-    return this.init.faults.jobFailure ? 'failed' : 'complete';
+    return this.init.fails ? 'failed' : 'complete';
   }
 
   /** Percent done, for X-Progress. */

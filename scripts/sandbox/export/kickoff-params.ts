@@ -175,6 +175,7 @@ export function parseKickoff(input: KickoffInput): KickoffParse {
     'patient',
     'includeAssociatedData',
   ]);
+  if (input.faults.untilUnsupported) known.delete('_until');
   for (const name of byName.keys()) {
     if (!known.has(name)) soft.push({ ...issue('not-supported', `parameter ${name} is not supported`) });
   }
@@ -190,7 +191,7 @@ export function parseKickoff(input: KickoffInput): KickoffParse {
   }
 
   const since = instant('_since');
-  let until = instant('_until');
+  let until = known.has('_until') ? instant('_until') : undefined;
   if (since !== undefined && until !== undefined && Date.parse(until) <= Date.parse(since)) {
     soft.push(issue('invalid', '_until must be later than _since'));
     until = undefined;

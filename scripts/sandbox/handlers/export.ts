@@ -214,6 +214,10 @@ export async function handleKickoff(
     faults.neverCompleteAboveMembers !== undefined &&
     (patientIndexes?.length ?? 0) > faults.neverCompleteAboveMembers;
   if (neverCompletes) info.fault = 'neverCompleteAboveMembers';
+  const fails =
+    faults.jobFailure === true ||
+    state.counterFor(grant.clientId, 'jobFailures').take('jobFailures', faults.jobFailures);
+  if (fails) info.fault = 'jobFailure';
 
   const id = randomBytes(12).toString('hex');
   const statusUrl = `${state.mainOrigin}/export-status/${id}`;
@@ -241,11 +245,12 @@ export async function handleKickoff(
       ...(groupId !== undefined ? { groupId } : {}),
       includeAssociatedData: spec.includeAssociatedData,
       ...(neverCompletes ? { neverCompletes } : {}),
+      ...(fails ? { fails } : {}),
     },
     state.dataset,
   );
   state.jobs.set(id, job);
-  if (!faults.jobExpiry && !faults.jobFailure && !neverCompletes) state.prepare(job);
+  if (!faults.jobExpiry && !fails && !neverCompletes) state.prepare(job);
   const issues = parsed.ignored.length > 0 ? parsed.ignored : [];
   sendJson(
     res,

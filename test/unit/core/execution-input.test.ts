@@ -80,12 +80,12 @@ describe('parseExecutionInput', () => {
     [
       'an unknown key',
       { sourceId: 'epic', sinse: 'auto' },
-      'execution input has unknown key(s) sinse; expected only sourceId, since, until, types, typeFilters, groupId, level, patient, includeAssociatedData, scheduledTime',
+      'execution input has unknown key(s) sinse; expected only sourceId, since, until, types, typeFilters, groupId, level, patient, includeAssociatedData, chunk, scheduledTime',
     ],
     [
       'two unknown keys',
       { sourceId: 'epic', a: 1, b: 2 },
-      'execution input has unknown key(s) a, b; expected only sourceId, since, until, types, typeFilters, groupId, level, patient, includeAssociatedData, scheduledTime',
+      'execution input has unknown key(s) a, b; expected only sourceId, since, until, types, typeFilters, groupId, level, patient, includeAssociatedData, chunk, scheduledTime',
     ],
     ['no sourceId', {}, 'input.sourceId is required: a non-empty string'],
     [
