@@ -39,6 +39,13 @@ const ZERO = 0x30;
 const NINE = 0x39;
 
 const RESOURCE_TYPE = Buffer.from('resourceType', 'latin1');
+const LOWER_I = 0x69;
+const LOWER_D = 0x64;
+
+/** What the value after the current key is to the check: nothing, the resourceType, or the id. */
+const PLAIN_VALUE = 0;
+const TYPE_VALUE = 1;
+const ID_VALUE = 2;
 
 /** 1 for the bytes allowed after a backslash (other than `u`). */
 const SIMPLE_ESCAPE = new Uint8Array(256);
@@ -145,6 +152,35 @@ function decodeJsonString(b: Uint8Array, openQuote: number, closeQuoteEnd: numbe
   );
 }
 
+/**
+ * Where the top-level `id` string of the line just checked is, filled in
+ * only for callers that ask (the default check skips the bookkeeping
+ * entirely). `start` is -1 when the line has no string id: none at all, or
+ * the last `id` key holds another kind of value (as JSON.parse would keep it).
+ */
+export interface IdSpan {
+  start: number;
+  /** Index of the closing quote. */
+  end: number;
+  /** The raw bytes hold a backslash escape: decode them before use. */
+  escaped: boolean;
+}
+
+export function emptyIdSpan(): IdSpan {
+  return { start: -1, end: -1, escaped: false };
+}
+
+/**
+ * The UTF-8 bytes of the id a span points at: a view of `b` when the id is
+ * written plainly (the framer has checked the line is UTF-8), else the
+ * decoded id re-encoded. Undefined when the line had no string id.
+ */
+export function idBytes(b: Uint8Array, span: IdSpan): Uint8Array | undefined {
+  if (span.start < 0) return undefined;
+  if (!span.escaped) return b.subarray(span.start, span.end);
+  return Buffer.from(decodeJsonString(b, span.start - 1, span.end + 1), 'utf8');
+}
+
 /** A compiled expectation, so the per-line check compares bytes instead of strings. */
 export interface ResourceTypeExpectation {
   readonly name: string;
@@ -160,14 +196,19 @@ const TYPE_NAME = /^[A-Z][A-Za-z0-9]{0,63}$/;
 
 /**
  * Returns undefined when `b[start, end)` is exactly one JSON object with
- * `"resourceType": expected.name` at its top level, else the problem.
+ * `"resourceType": expected.name` at its top level, else the problem. With
+ * `id`, also says where the line's top-level `id` string is (see IdSpan).
  */
 export function checkResourceLine(
   b: Uint8Array,
   start: number,
   end: number,
   expected: ResourceTypeExpectation,
+  id?: IdSpan,
 ): LineProblem | undefined {
+  wantId = id !== undefined;
+  // Where the last top-level "id" value is: -1 none or not a string.
+  idStart = -1;
   let p = start;
   let depth = 0;
   let firstKind = 0;
@@ -175,7 +216,7 @@ export function checkResourceLine(
   let typeStart = -1;
   let typeEnd = -1;
   let typeEscaped = false;
-  let valueIsResourceType = false;
+  let valueRole = PLAIN_VALUE;
 
   // The scanner alternates between two states: expecting a value, and having
   // just finished one (expecting a separator, a closer, or the end).
@@ -189,14 +230,24 @@ export function checkResourceLine(
       if (c === QUOTE) {
         const after = scanString(b, p + 1, end);
         if (after < 0) return syntaxOrEnd(~after, start, end);
-        if (valueIsResourceType) {
-          typeStart = p + 1;
-          typeEnd = after - 1;
-          typeEscaped = sawEscape;
+        if (valueRole !== PLAIN_VALUE) {
+          if (valueRole === TYPE_VALUE) {
+            typeStart = p + 1;
+            typeEnd = after - 1;
+            typeEscaped = sawEscape;
+          } else {
+            idStart = p + 1;
+            idEnd = after - 1;
+            idEscaped = sawEscape;
+          }
         }
         p = after;
       } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
-        if (valueIsResourceType) typeStart = -2;
+        if (valueRole !== PLAIN_VALUE) {
+          // Not a string: JSON.parse would keep it, so there is no type, or no id.
+          if (valueRole === TYPE_VALUE) typeStart = -2;
+          else idStart = -1;
+        }
         if (depth === stack.length) {
           const grown = new Uint8Array(stack.length * 2);
           grown.set(stack);
@@ -212,14 +263,18 @@ export function checkResourceLine(
             const next = scanKey(b, p, end, depth === 1);
             if (next < 0) return syntaxOrEnd(~next, start, end);
             p = next;
-            valueIsResourceType = keyIsResourceType;
+            valueRole = keyRole;
           } else {
-            valueIsResourceType = false;
+            valueRole = PLAIN_VALUE;
           }
           continue;
         }
       } else {
-        if (valueIsResourceType) typeStart = -2;
+        if (valueRole !== PLAIN_VALUE) {
+          // Not a string: JSON.parse would keep it, so there is no type, or no id.
+          if (valueRole === TYPE_VALUE) typeStart = -2;
+          else idStart = -1;
+        }
         let after: number;
         if (c === MINUS || (c >= ZERO && c <= NINE)) after = scanNumber(b, p, end);
         else if (c === 0x74) after = scanLiteral(b, p, end, 'true');
@@ -229,7 +284,7 @@ export function checkResourceLine(
         if (after < 0) return syntaxOrEnd(~after, start, end);
         p = after;
       }
-      valueIsResourceType = false;
+      valueRole = PLAIN_VALUE;
       expectValue = false;
       continue;
     }
@@ -247,7 +302,7 @@ export function checkResourceLine(
         const next = scanKey(b, p, end, depth === 1);
         if (next < 0) return syntaxOrEnd(~next, start, end);
         p = next;
-        valueIsResourceType = keyIsResourceType;
+        valueRole = keyRole;
       }
       expectValue = true;
     } else if (
@@ -276,6 +331,11 @@ export function checkResourceLine(
                 : 'number',
     };
   }
+  if (id !== undefined) {
+    id.start = idStart;
+    id.end = idEnd;
+    id.escaped = idEscaped;
+  }
   if (typeStart === -1) return { kind: 'no-resource-type' };
   if (typeStart === -2) return { kind: 'resource-type-not-a-string' };
   if (!typeEscaped && equalsBytes(b, typeStart, typeEnd, expected.bytes)) return undefined;
@@ -286,31 +346,44 @@ export function checkResourceLine(
   return { kind: 'wrong-resource-type', found: TYPE_NAME.test(found) ? found : '(not a FHIR type name)' };
 }
 
-/** Set by scanKey: whether the key just scanned is `resourceType` at the top level. */
-let keyIsResourceType = false;
+/** Set by scanKey: what the value of the key just scanned is to the check. */
+let keyRole = PLAIN_VALUE;
+/** Whether the caller asked for the id: only then does scanKey look for it. */
+let wantId = false;
+let idStart = -1;
+let idEnd = -1;
+let idEscaped = false;
 
 /**
  * Scans `"key" :` (with surrounding whitespace) and leaves `p` on the value.
  * Returns `~index` of the offending byte on error.
  */
 function scanKey(b: Uint8Array, p: number, end: number, topLevel: boolean): number {
-  keyIsResourceType = false;
+  keyRole = PLAIN_VALUE;
   while (p < end && isSpace(b[p]!)) p++;
   if (p >= end) return ~end;
   if (b[p] !== QUOTE) return ~p;
   const keyStart = p + 1;
   const after = scanString(b, keyStart, end);
   if (after < 0) return after;
-  if (topLevel) {
-    keyIsResourceType = sawEscape
-      ? decodeJsonString(b, p, after) === 'resourceType'
-      : equalsBytes(b, keyStart, after - 1, RESOURCE_TYPE);
-  }
+  if (topLevel) keyRole = topLevelKeyRole(b, keyStart, after);
   p = after;
   while (p < end && isSpace(b[p]!)) p++;
   if (p >= end) return ~end;
   if (b[p] !== COLON) return ~p;
   return p + 1;
+}
+
+/** What the value of the top-level key `b[keyStart, after - 1)` is to the check. */
+function topLevelKeyRole(b: Uint8Array, keyStart: number, after: number): number {
+  if (sawEscape) {
+    const key = decodeJsonString(b, keyStart - 1, after);
+    if (key === 'resourceType') return TYPE_VALUE;
+    return wantId && key === 'id' ? ID_VALUE : PLAIN_VALUE;
+  }
+  if (equalsBytes(b, keyStart, after - 1, RESOURCE_TYPE)) return TYPE_VALUE;
+  const isId = wantId && after - keyStart === 3 && b[keyStart] === LOWER_I && b[keyStart + 1] === LOWER_D;
+  return isId ? ID_VALUE : PLAIN_VALUE;
 }
 
 function syntaxOrEnd(at: number, start: number, end: number): LineProblem {
