@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
-import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
+import { StorageError } from '../../../lambdas/errors.js';
 import { createLogger } from '../../../lambdas/logger.js';
 import { ResourceIdSink } from '../../../lambdas/services/transfer/resource-ids.js';
 import {
@@ -225,5 +226,29 @@ describe('transferFile collecting resource ids', () => {
     expect(all.equals(idHashes(['a', 'b', 'c', 'd']))).toBe(true);
     await second.deleteSegments();
     expect(await keysBeside(target.key)).toEqual([]);
+  });
+
+  it.each([
+    ['has disappeared', undefined],
+    ['holds fewer ids than the checkpoint counts', Buffer.alloc(8)],
+  ])('fails rather than hand back a short list when a segment %s', async (_name, replacement) => {
+    // Prepare
+    const target = { bucket: BUCKET, key: `source=test/export=ids/lost-${replacement === undefined ? 'gone' : 'short'}/part-0001.ndjson` };
+    const first = new ResourceIdSink(bed.client, target);
+    for (const id of ['a', 'b']) first.add(Buffer.from(id));
+    first.commit();
+    const state = await first.checkpoint();
+    const segmentKey = target.key.replace('part-0001.ndjson', '_part-0001.ndjson.resource-ids-1');
+    await bed.client.send(
+      replacement === undefined
+        ? new DeleteObjectCommand({ Bucket: BUCKET, Key: segmentKey })
+        : new PutObjectCommand({ Bucket: BUCKET, Key: segmentKey, Body: replacement }),
+    );
+    // Act
+    const failure = await new ResourceIdSink(bed.client, target, state)
+      .finish()
+      .catch((error: unknown) => error);
+    // Assess
+    expect(failure).toBeInstanceOf(StorageError);
   });
 });
