@@ -233,7 +233,10 @@ describe('transferFile collecting resource ids', () => {
     ['holds fewer ids than the checkpoint counts', Buffer.alloc(8)],
   ])('fails rather than hand back a short list when a segment %s', async (_name, replacement) => {
     // Prepare
-    const target = { bucket: BUCKET, key: `source=test/export=ids/lost-${replacement === undefined ? 'gone' : 'short'}/part-0001.ndjson` };
+    const target = {
+      bucket: BUCKET,
+      key: `source=test/export=ids/lost-${replacement === undefined ? 'gone' : 'short'}/part-0001.ndjson`,
+    };
     const first = new ResourceIdSink(bed.client, target);
     for (const id of ['a', 'b']) first.add(Buffer.from(id));
     first.commit();
