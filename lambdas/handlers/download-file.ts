@@ -1,3 +1,4 @@
+import { putObjectBytes } from '../adapters/s3-multipart.js';
 import type { SourceSettings } from '../config.js';
 import { checkpointKey, fileFailureKey, leaseKey, quarantineKey, resultKey } from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
@@ -11,6 +12,7 @@ import {
 } from '../errors.js';
 import type { InvocationContext } from '../middleware.js';
 import { type Runtime, sealContext } from '../runtime.js';
+import { resourceIdsKey } from '../services/duplicate-resources.js';
 import type { DownloadLease, FileFailure } from '../services/export-lifecycle.js';
 import { readManifestPages } from '../services/manifest-pages.js';
 import { landingKey } from '../services/publish-export.js';
@@ -134,7 +136,11 @@ export function createDownloadFileHandler(runtime: Runtime) {
   ): Promise<DownloadFileState> {
     const { file, export: exportContext } = event;
     const url = await fileUrl(runtime, event.urlsKey, file.index);
-    const accessToken = event.requiresAccessToken
+    // A chunked export's chunks are separate server jobs, and their manifests may differ on this.
+    const requiresAccessToken = file.requiresAccessToken ?? event.requiresAccessToken;
+    // Resources shared by chunks land once per chunk; their ids let Finalize count the copies.
+    const collectResourceIds = file.chunk !== undefined;
+    const accessToken = requiresAccessToken
       ? await runtime.sealer.open(
           event.sealedToken,
           sealContext(exportContext.sourceId, exportContext.executionName),
@@ -149,7 +155,7 @@ export function createDownloadFileHandler(runtime: Runtime) {
         resourceType: file.resourceType,
         kind: file.kind,
         ...(file.count === undefined ? {} : { expectedCount: file.count }),
-        requiresAccessToken: event.requiresAccessToken,
+        requiresAccessToken,
         ...(accessToken === undefined ? {} : { accessToken }),
         allowInsecureHttp: settings.allowInsecureHttp,
         bucket: exportContext.bucket,
@@ -161,6 +167,7 @@ export function createDownloadFileHandler(runtime: Runtime) {
         ...(runtime.transfer?.partSizeBytes ? { partSizeBytes: runtime.transfer.partSizeBytes } : {}),
         ...(runtime.sseKmsKeyId ? { sseKmsKeyId: runtime.sseKmsKeyId } : {}),
         ...(inputCheckpoint ? { checkpoint: inputCheckpoint } : {}),
+        ...(collectResourceIds ? { collectResourceIds } : {}),
       },
       {
         s3: runtime.s3,
@@ -192,6 +199,21 @@ export function createDownloadFileHandler(runtime: Runtime) {
         invocations,
       };
     }
+    let idsKey: string | undefined;
+    if (collectResourceIds) {
+      // Before the result: a result that names the ids object is never written without it.
+      idsKey = resourceIdsKey(exportContext.workPrefix, file.index);
+      await putObjectBytes(
+        runtime.s3,
+        {
+          bucket: runtime.store.bucket,
+          key: idsKey,
+          ...(runtime.sseKmsKeyId ? { sseKmsKeyId: runtime.sseKmsKeyId } : {}),
+        },
+        outcome.resourceIds ?? Buffer.alloc(0),
+        { contentType: 'application/octet-stream' },
+      );
+    }
     const result: FileResult = {
       index: file.index,
       kind: file.kind,
@@ -205,6 +227,8 @@ export function createDownloadFileHandler(runtime: Runtime) {
       ...(file.count === undefined ? {} : { serverCount: file.count }),
       ...(outcome.quarantineKey ? { quarantineKey: outcome.quarantineKey } : {}),
       invocations,
+      ...(file.chunk === undefined ? {} : { chunk: file.chunk }),
+      ...(idsKey === undefined ? {} : { resourceIdsKey: idsKey }),
     };
     await runtime.store.putJson(resultKey(exportContext.workPrefix, file.index), result);
     await forgetCheckpoint(runtime, event.transfer.checkpoint);

@@ -29,6 +29,7 @@ import type { Logger } from '../logger.js';
 import { parseCheckpoint, type TransferCheckpoint } from './transfer/checkpoint.js';
 import { ObjectSink, type ObjectSinkOptions } from './transfer/object-sink.js';
 import { QuarantineSink } from './transfer/quarantine-sink.js';
+import { ResourceIdSink } from './transfer/resource-ids.js';
 
 export type { TransferCheckpoint } from './transfer/checkpoint.js';
 
@@ -68,6 +69,13 @@ export interface TransferFileInput {
   readonly sseKmsKeyId?: string;
   /** From the previous invocation's `checkpoint` outcome. */
   readonly checkpoint?: TransferCheckpoint;
+  /**
+   * Collect a hash of each landed line's top-level `id` (see ResourceIdSink),
+   * for counting resources that land more than once (chunked exports). Lines
+   * without a string id contribute none. The checkpoints of one transfer must
+   * all be made with the same setting.
+   */
+  readonly collectResourceIds?: boolean;
 }
 
 export interface TransferSettings {
@@ -154,6 +162,11 @@ export type TransferOutcome =
       readonly serverEtag?: string;
       /** Failed attempts this invocation retried (absent: none); for the FileRetries metric. */
       readonly retries?: number;
+      /**
+       * With `collectResourceIds`: 8 bytes per landed line that has a string id, in file
+       * order, each the first 8 bytes of the SHA-256 of the id's UTF-8 bytes.
+       */
+      readonly resourceIds?: Buffer;
     }
   | {
       readonly status: 'checkpoint';
@@ -249,6 +262,7 @@ class FileTransfer {
   readonly #expectedType: string;
   readonly #sink: ObjectSink;
   readonly #quarantine: QuarantineSink;
+  readonly #resourceIds: ResourceIdSink | undefined;
   readonly #resumedFrom: TransferCheckpoint | undefined;
   /** The file's URL: the input's, until an expired link is replaced by a fresh one. */
   #url: string;
@@ -277,6 +291,7 @@ class FileTransfer {
     settings: TransferSettings,
     sink: ObjectSink,
     quarantine: QuarantineSink,
+    resourceIds: ResourceIdSink | undefined,
   ) {
     this.#input = input;
     this.#url = input.url;
@@ -291,6 +306,7 @@ class FileTransfer {
     });
     this.#sink = sink;
     this.#quarantine = quarantine;
+    this.#resourceIds = resourceIds;
     this.#resumedFrom = checkpoint;
     this.#position = checkpoint
       ? {
@@ -338,7 +354,10 @@ class FileTransfer {
       settings.maxQuarantineBytes,
       checkpoint?.quarantine,
     );
-    return new FileTransfer(input, checkpoint, deps, settings, sink, quarantine);
+    const resourceIds = input.collectResourceIds
+      ? new ResourceIdSink(deps.s3, target, checkpoint?.resourceIds)
+      : undefined;
+    return new FileTransfer(input, checkpoint, deps, settings, sink, quarantine, resourceIds);
   }
 
   async run(): Promise<TransferOutcome> {
@@ -350,6 +369,10 @@ class FileTransfer {
     if (this.#sink.staleHash !== undefined) {
       // Deployed between two invocations of this file: the new build cannot continue the old hash.
       await this.#restart(this.#sink.staleHash);
+    }
+    if (this.#resourceIds !== undefined && this.#position.byteOffset > 0 && !this.#resumedFrom?.resourceIds) {
+      // The ids of the lines before the checkpoint were never collected: only a fresh start has them all.
+      await this.#restart('the checkpoint was made without collecting resource ids');
     }
     for (;;) {
       let response: FileResponse;
@@ -449,11 +472,15 @@ class FileTransfer {
 
   /** Feeds the body through the framer into the sinks. Returns 'time' when the invocation must stop. */
   async #stream(response: FileResponse): Promise<'end' | 'time'> {
+    const resourceIds = this.#resourceIds;
+    // A previous stream may have failed after framing lines it never handed over: they come again.
+    resourceIds?.rollback();
     const framer = new NdjsonFramer({
       resourceType: this.#expectedType,
       maxLineBytes: this.#input.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
       invalidLinePolicy: this.#input.invalidLinePolicy ?? 'fail',
       start: this.#position,
+      ...(resourceIds ? { onResourceId: (id: Uint8Array) => resourceIds.add(id) } : {}),
     });
     const chunks = response.body[Symbol.asyncIterator]();
     const openedAtMs = this.#deps.now().getTime();
@@ -520,6 +547,7 @@ class FileTransfer {
     if (framed.invalidBytes > 0) this.#quarantine.add(framed.invalid, framed.invalidBytes);
     if (framed.validBytes > 0) await this.#sink.write(framed.valid, framed.validBytes);
     this.#position = position;
+    this.#resourceIds?.commit();
   }
 
   /** Decides between retrying (after a backoff), checkpointing, or giving up (rethrow). */
@@ -593,6 +621,7 @@ class FileTransfer {
     this.#log.warn('restarting the file from byte 0', { reason, restarts: this.#restarts });
     await this.#sink.reset(hashing);
     await this.#quarantine.reset();
+    await this.#resourceIds?.reset();
     this.#position = FRAMER_POSITION_ZERO;
     this.#offsetAtLastFailure = 0;
     this.#resumeValidator = undefined;
@@ -617,6 +646,7 @@ class FileTransfer {
     }
     const sink = await this.#sink.checkpoint(this.#position.byteOffset);
     const quarantine = await this.#quarantine.checkpoint();
+    const resourceIds = await this.#resourceIds?.checkpoint();
     const checkpoint: TransferCheckpoint = {
       version: 2,
       ...sink,
@@ -629,6 +659,7 @@ class FileTransfer {
       tokenRejections: this.#tokenRejections,
       ...(this.#acceptGzip ? {} : { avoidGzip: true }),
       ...(quarantine.segments > 0 ? { quarantine } : {}),
+      ...(resourceIds ? { resourceIds } : {}),
     };
     this.#log.info('file transfer checkpoint', {
       reason,
@@ -651,11 +682,14 @@ class FileTransfer {
           (invalidLines > 0 ? ` (${lines} valid, ${invalidLines} quarantined)` : ''),
       );
     }
+    // Read back before landing: an object must not land without the ids it was asked for.
+    const resourceIds = await this.#resourceIds?.finish();
     await this.#deps.beforeLanding?.();
     // Ending here: no checkpoint will need the resumable hash.
     this.#sink.settleHashing('native');
     const { bytes, sha256 } = await this.#sink.finish(lines);
     const quarantineKey = await this.#quarantine.finish();
+    await this.#resourceIds?.deleteSegments();
     const seconds = (this.#deps.now().getTime() - this.#startedAt) / 1000;
     this.#log.info('file transferred', {
       bytes,
@@ -680,6 +714,7 @@ class FileTransfer {
         ? { serverEtag: this.#resumeValidator }
         : {}),
       ...(this.#failedAttempts > 0 ? { retries: this.#failedAttempts } : {}),
+      ...(resourceIds ? { resourceIds } : {}),
     };
   }
 
@@ -700,6 +735,7 @@ class FileTransfer {
     try {
       await this.#sink.deleteScratch();
       await this.#quarantine.deleteSegments();
+      await this.#resourceIds?.deleteSegments();
     } catch (cleanupError) {
       // The original error matters more; leftover scratch objects are named to be ignored.
       this.#log.error('could not delete scratch objects', { error: cleanupError });

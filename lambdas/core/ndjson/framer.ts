@@ -3,7 +3,10 @@ import { InvalidNdjsonError } from '../../errors.js';
 import {
   checkResourceLine,
   describeLineProblem,
+  emptyIdSpan,
   expectResourceType,
+  type IdSpan,
+  idBytes,
   type ResourceTypeExpectation,
 } from './check-line.js';
 
@@ -41,6 +44,14 @@ export interface NdjsonFramerOptions {
   readonly invalidLinePolicy?: InvalidLinePolicy;
   /** Continue from here (a resumed download starts at this byte offset, which is a line boundary). */
   readonly start?: FramerPosition;
+  /**
+   * Called with the UTF-8 bytes of each valid line's top-level `id` string
+   * (the one JSON.parse would keep), in file order, during the push that
+   * completes the line. The bytes may be a view of the chunk: use them
+   * before returning. Lines without a string id are not reported (an
+   * OperationOutcome may have none). Without it, ids are not looked for.
+   */
+  readonly onResourceId?: (id: Uint8Array) => void;
 }
 
 /** What one push produced. Every slice ends with `\n`; the arrays are empty when nothing completed. */
@@ -75,6 +86,8 @@ export class NdjsonFramer {
   readonly #expected: ResourceTypeExpectation;
   readonly #maxLineBytes: number;
   readonly #quarantine: boolean;
+  readonly #onResourceId: ((id: Uint8Array) => void) | undefined;
+  readonly #idSpan: IdSpan | undefined;
 
   #byteOffset: number;
   #lines: number;
@@ -116,6 +129,8 @@ export class NdjsonFramer {
     this.#expected = expectResourceType(options.resourceType);
     this.#maxLineBytes = options.maxLineBytes;
     this.#quarantine = (options.invalidLinePolicy ?? 'fail') === 'quarantine';
+    this.#onResourceId = options.onResourceId;
+    this.#idSpan = options.onResourceId ? emptyIdSpan() : undefined;
     this.#byteOffset = start.byteOffset;
     this.#lines = start.lines;
     this.#blankLines = start.blankLines;
@@ -228,7 +243,7 @@ export class NdjsonFramer {
     if (!utf8Checked && !isUtf8(b.subarray(contentStart, contentEnd))) {
       reason = 'not valid UTF-8';
     } else {
-      const problem = checkResourceLine(b, contentStart, contentEnd, this.#expected);
+      const problem = checkResourceLine(b, contentStart, contentEnd, this.#expected, this.#idSpan);
       if (problem !== undefined) reason = describeLineProblem(problem, this.#expected.name);
     }
     if (reason !== undefined) {
@@ -241,6 +256,10 @@ export class NdjsonFramer {
     }
     this.#byteOffset += consumed;
     this.#lines++;
+    if (this.#idSpan !== undefined) {
+      const id = idBytes(b, this.#idSpan);
+      if (id !== undefined) this.#onResourceId!(id);
+    }
     // A line without its newline (the file's last) or with BOM/CR removed is
     // emitted on its own, normalised to end in exactly one `\n`.
     if (touched || consumed === end - start) {

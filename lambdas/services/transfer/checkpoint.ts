@@ -1,6 +1,7 @@
 import type { CompletedPart } from '../../adapters/s3-multipart.js';
 import { ConfigurationError } from '../../errors.js';
 import type { SavedHashState } from './file-hash.js';
+import type { ResourceIdsState } from './resource-ids.js';
 
 /**
  * Everything one invocation hands the next so that a file too big for one
@@ -50,6 +51,8 @@ export interface TransferCheckpoint {
   readonly tokenRejections: number;
   /** Quarantined lines so far: `segments` scratch objects holding `bytes` bytes. */
   readonly quarantine?: { readonly segments: number; readonly bytes: number };
+  /** With `collectResourceIds`: the id hashes of the lines through byteOffset, in scratch objects. */
+  readonly resourceIds?: ResourceIdsState;
 }
 
 /** `a/b/part-0001.ndjson` + `carry-5` → `a/b/_part-0001.ndjson.carry-5`. */
@@ -128,6 +131,13 @@ export function parseCheckpoint(value: unknown): TransferCheckpoint {
     if (q === null || typeof q !== 'object' || !isCount(q.segments) || !isCount(q.bytes)) {
       fail('quarantine', '{ segments, bytes } with non-negative integers');
     }
+  }
+  if (c.resourceIds !== undefined) {
+    const ids = c.resourceIds as Record<string, unknown>;
+    if (ids === null || typeof ids !== 'object' || !isCount(ids.segments) || !isCount(ids.count)) {
+      fail('resourceIds', '{ segments, count } with non-negative integers');
+    }
+    if ((ids.count as number) > (c.lines as number)) fail('resourceIds.count', 'at most lines');
   }
   return c as unknown as TransferCheckpoint;
 }

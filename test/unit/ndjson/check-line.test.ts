@@ -3,7 +3,9 @@ import { describe, expect, it } from 'vitest';
 import {
   checkResourceLine,
   describeLineProblem,
+  emptyIdSpan,
   expectResourceType,
+  idBytes,
   type LineProblem,
 } from '../../../lambdas/core/ndjson/check-line.js';
 
@@ -142,6 +144,89 @@ describe('checkResourceLine', () => {
         expect(verdict).toBe(reference(line));
       }),
       { numRuns: 3000 },
+    );
+  });
+});
+
+/** The top-level id the scanner found in a line it accepted, as a string; null when it found none. */
+function scannedId(line: string): string | null {
+  const bytes = Buffer.from(line, 'utf8');
+  const span = emptyIdSpan();
+  const problem = checkResourceLine(bytes, 0, bytes.length, PATIENT, span);
+  if (problem !== undefined) throw new Error(`line rejected: ${problem.kind}`);
+  const id = idBytes(bytes, span);
+  return id === undefined ? null : Buffer.from(id).toString('utf8');
+}
+
+describe('checkResourceLine with the id asked for', () => {
+  it.each<[string, string, string | null]>([
+    ['a plain id', '{"resourceType":"Patient","id":"p-1"}', 'p-1'],
+    ['the id before the type', '{"id":"p-1","resourceType":"Patient"}', 'p-1'],
+    ['the last of duplicate ids, as JSON.parse keeps', '{"resourceType":"Patient","id":"a","id":"b"}', 'b'],
+    [
+      'no id after a string id was overwritten by a number',
+      '{"resourceType":"Patient","id":"a","id":7}',
+      null,
+    ],
+    ['a string id that overwrote an object id', '{"resourceType":"Patient","id":{"x":1},"id":"c"}', 'c'],
+    ['an escaped id, decoded', '{"resourceType":"Patient","id":"a\\u0062\\"c\\\\"}', 'ab"c\\'],
+    ['an escaped key spelling id', '{"resourceType":"Patient","\\u0069d":"k"}', 'k'],
+    ['a non-ASCII id, as its UTF-8', '{"resourceType":"Patient","id":"müller-😀"}', 'müller-😀'],
+    ['no id at all', '{"resourceType":"Patient","active":true}', null],
+    ['an empty object id', '{"resourceType":"Patient","id":{}}', null],
+    ['null', '{"resourceType":"Patient","id":null}', null],
+    ['only nested ids', '{"resourceType":"Patient","meta":{"id":"m"},"contained":[{"id":"c1"}]}', null],
+    [
+      'the top-level id among nested ones',
+      '{"contained":[{"id":"c1"}],"id":"top","meta":{"id":"m"},"resourceType":"Patient"}',
+      'top',
+    ],
+    ['a key that only starts with id', '{"resourceType":"Patient","idx":"no","identifier":[]}', null],
+    ['an id-like value of another key', '{"resourceType":"Patient","name":"id","x":"id"}', null],
+  ])('%s', (_name, line, expected) => {
+    // Act
+    const id = scannedId(line);
+    // Assess
+    expect(id).toBe(expected);
+    const parsed = (JSON.parse(line) as { id?: unknown }).id;
+    expect(id).toBe(typeof parsed === 'string' ? parsed : null);
+  });
+
+  it('forgets the previous line’s id', () => {
+    // Prepare
+    const span = emptyIdSpan();
+    const first = Buffer.from('{"resourceType":"Patient","id":"one"}');
+    const second = Buffer.from('{"resourceType":"Patient"}');
+    checkResourceLine(first, 0, first.length, PATIENT, span);
+    // Act
+    checkResourceLine(second, 0, second.length, PATIENT, span);
+    // Assess
+    expect(idBytes(second, span)).toBeUndefined();
+  });
+
+  it('agrees with JSON.parse on the id of arbitrary JSON objects', () => {
+    const resource = fc.tuple(
+      fc.dictionary(
+        fc.constantFrom('id', 'ids', 'meta', 'i', 'd', 'resourceType'),
+        fc.jsonValue({ maxDepth: 2 }),
+      ),
+      fc.oneof(fc.string({ unit: 'binary' }), fc.jsonValue({ maxDepth: 1 })),
+      fc.boolean(),
+    );
+    fc.assert(
+      fc.property(resource, ([fields, id, idFirst]) => {
+        // Prepare
+        const rest = { ...fields, resourceType: 'Patient' };
+        const line = JSON.stringify(idFirst ? { id, ...rest } : { ...rest, id });
+        const expected = (JSON.parse(line) as { id?: unknown }).id;
+        // Act
+        const found = scannedId(line);
+        // Assess
+        expect(found).toBe(
+          typeof expected === 'string' ? Buffer.from(expected, 'utf8').toString('utf8') : null,
+        );
+      }),
+      { numRuns: 500 },
     );
   });
 });

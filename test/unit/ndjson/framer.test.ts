@@ -244,6 +244,30 @@ describe('NdjsonFramer', () => {
     );
   });
 
+  it('reports the top-level id of each valid line, in order, however the input is chunked', () => {
+    // Prepare
+    const lines = [
+      `${BOM}{"resourceType":"Patient","id":"a"}`,
+      '{"resourceType":"Observation","id":"quarantined"}',
+      '   ',
+      '{"resourceType":"Patient","contained":[{"id":"nested"}]}\r',
+      '{"resourceType":"Patient","id":"b","meta":{"id":"m"}}\r',
+      '{"resourceType":"Patient","id":"c\\u00fc"}',
+    ];
+    const input = Buffer.from(lines.join('\n'), 'utf8');
+    for (const chunkSizes of [[], [1], [3, 7], [17]]) {
+      const ids: string[] = [];
+      // Act
+      const framed = frameBytes(input, chunkSizes, {
+        invalidLinePolicy: 'quarantine',
+        onResourceId: (id) => ids.push(Buffer.from(id).toString('utf8')),
+      });
+      // Assess
+      expect(ids).toEqual(['a', 'b', 'cü']);
+      expect(framed.position.lines).toBe(4);
+    }
+  });
+
   it('frames an async source in batches with frameNdjson', async () => {
     // Prepare
     async function* source() {
