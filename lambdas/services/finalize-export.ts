@@ -14,6 +14,7 @@ import {
   type DuplicateListing,
   type Receipt,
   type ReceiptChunking,
+  type ReceiptDuplicateResources,
   type ReceiptFile,
   summarizeFiles,
 } from '../core/receipt.js';
@@ -21,6 +22,7 @@ import { decideWatermark } from '../core/watermark.js';
 import { VerificationError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import type { ExportContext, FileItem, FileResult, FinalizeResult, ManifestSummary } from '../state.js';
+import { countDuplicateResources } from './duplicate-resources.js';
 import type { FailureReceipt } from './export-lifecycle.js';
 import { landingKey, publishObjects, verifyPublished } from './publish-export.js';
 import { readWatermark } from './watermark.js';
@@ -73,6 +75,7 @@ export async function finalizeExport(runtime: Runtime, event: FinalizeExportEven
   const duplicates = await readDuplicates(runtime, manifest);
   const chunking = (await runtime.store.getJson<{ chunking?: ReceiptChunking }>(manifest.manifestKey))
     ?.chunking;
+  const duplicateResources = chunking ? await countChunkDuplicates(runtime, context, items) : undefined;
 
   const summary = summarizeFiles(files);
   const current = await readWatermark(runtime, context.sourceId);
@@ -108,6 +111,7 @@ export async function finalizeExport(runtime: Runtime, event: FinalizeExportEven
     serverJobDeleted: false,
     watermark: { advanced: watermark.advance, reason: watermark.reason },
     ...(chunking ? { chunking } : {}),
+    ...(duplicateResources ? { duplicateResources } : {}),
     ...(resumed ? { resumedAfter: resumed } : {}),
   };
   const receiptObjectKey = receiptKey(manifest.exportRoot);
@@ -140,6 +144,35 @@ export async function finalizeExport(runtime: Runtime, event: FinalizeExportEven
  * against Finalize's 15-minute limit.
  */
 const VERIFY_CONCURRENCY = 16;
+
+/**
+ * A chunked export's resources that landed more than once (a Practitioner
+ * shared by patients of two chunks): counted from the ids each download
+ * kept, and said in the log and on the receipt. Every copy stays: which one
+ * a reader keeps is downstream's rule (docs/layout.md).
+ */
+async function countChunkDuplicates(
+  runtime: Runtime,
+  context: ExportContext,
+  items: readonly FileItem[],
+): Promise<ReceiptDuplicateResources> {
+  const results = await mapInOrder(items, VERIFY_CONCURRENCY, async (item) => {
+    const result = await runtime.store.getJson<FileResult>(resultKey(context.workPrefix, item.index));
+    if (!result)
+      throw new VerificationError(`file ${item.index} (${item.kind} ${item.type}) has no download result`);
+    return result;
+  });
+  const counted = await countDuplicateResources(runtime, results);
+  if (counted.extraCopies > 0) {
+    runtime.logger.info('resources landed in more than one chunk; every copy is kept', {
+      sourceId: context.sourceId,
+      resources: counted.resources,
+      extraCopies: counted.extraCopies,
+      types: Object.keys(counted.byType),
+    });
+  }
+  return counted;
+}
 
 async function verifyFile(runtime: Runtime, context: ExportContext, item: FileItem): Promise<ReceiptFile> {
   const result = await runtime.store.getJson<FileResult>(resultKey(context.workPrefix, item.index));

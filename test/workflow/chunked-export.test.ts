@@ -79,6 +79,16 @@ describe('chunked exports (local)', () => {
       landed.filter((id, at) => landed.indexOf(id) !== at).map((id) => id.split('/')[0]),
     );
     expect([...duplicated].sort()).toStrictEqual(['Group', 'Organization', 'Practitioner']);
+    // The receipt counts exactly those, by resourceType/id.
+    expect(receipt.duplicateResources?.extraCopies).toBe(extraCopies);
+    expect(receipt.duplicateResources?.resources).toBe(
+      new Set(landed.filter((id, at) => landed.indexOf(id) !== at)).size,
+    );
+    expect(Object.keys(receipt.duplicateResources!.byType).sort()).toStrictEqual([
+      'Group',
+      'Organization',
+      'Practitioner',
+    ]);
     // The whole cohort's watermark moves, to the earliest chunk's transactionTime.
     const earliest = receipt.chunking!.chunks.map((chunk) => chunk.transactionTime).sort()[0];
     expect(receipt.transactionTime).toBe(earliest);
@@ -116,6 +126,8 @@ describe('chunked exports (local)', () => {
     );
     const landed = await landedResources(receipt);
     expect(landed.sort()).toStrictEqual((await landedResources(receiptOf(whole))).sort());
+    // Disjoint windows: nothing landed twice, and the receipt says so.
+    expect(receipt.duplicateResources).toStrictEqual({ resources: 0, extraCopies: 0, byType: {} });
     // A backfill window never moves the daily delta's starting point.
     expect(await harness.getText('_state/source=window-chunked/watermark.json')).toBeUndefined();
   });
