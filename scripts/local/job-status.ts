@@ -34,6 +34,7 @@ const SUCCESS_SEARCH_DEPTH = 20;
 export type Phase =
   | 'kicking off'
   | 'waiting for the server'
+  | 'exporting chunks'
   | 'downloading'
   | 'finalizing'
   | 'stopping'
@@ -48,6 +49,8 @@ export interface RunningExport {
   readonly lastPollAt?: string;
   readonly files?: { readonly landed: number; readonly total: number };
   readonly chunks?: { readonly done: number; readonly total: number };
+  /** The chunk whose job was polled last (a chunked export): the server progress is that job's. */
+  readonly lastPolledChunk?: number;
   readonly lock: {
     readonly holder: string;
     readonly state: NonNullable<SourceLock['state']>;
@@ -202,6 +205,7 @@ async function runningExport(state: StateReader, sourceId: string): Promise<Runn
     ageSeconds: Math.max(0, Math.round((state.now.getTime() - Date.parse(startedAt)) / 1000)),
     ...(job?.lastPoll?.progress ? { serverProgress: job.lastPoll.progress } : {}),
     ...(job?.lastPoll ? { lastPollAt: job.lastPoll.at } : {}),
+    ...(job?.lastPoll?.chunk === undefined ? {} : { lastPolledChunk: job.lastPoll.chunk }),
     ...(job?.manifest ? { files: { landed, total: job.manifest.fileCount } } : {}),
     ...(job?.chunks ? { chunks: { done: job.chunks.done, total: job.chunks.total } } : {}),
     lock: {
@@ -225,7 +229,9 @@ export function phaseOf(
 ): Phase {
   if (lockState === 'stopping') return 'stopping';
   if (lockState === 'resumable') return 'failed, resumable';
-  if (!job?.statusUrl) return 'kicking off';
+  // A chunked export has a job per chunk (on the chunk records), none of its own.
+  if (job?.chunks && !job.manifest) return 'exporting chunks';
+  if (!job?.statusUrl && !job?.manifest) return 'kicking off';
   if (!job.manifest) return 'waiting for the server';
   return landed < job.manifest.fileCount ? 'downloading' : 'finalizing';
 }
@@ -352,7 +358,7 @@ export function render(
       lines.push(
         `  Running:       ${running.executionName}: ${running.phase}, age ${formatSeconds(running.ageSeconds)} (started ${running.startedAt})`,
         `                 ${files}; ${chunks}`,
-        `                 server progress: ${running.serverProgress ? JSON.stringify(running.serverProgress) : '—'}${running.lastPollAt ? ` (polled ${since(running.lastPollAt, now)})` : ''}`,
+        `                 server progress: ${running.serverProgress ? JSON.stringify(running.serverProgress) : '—'}${running.lastPollAt ? ` (${running.lastPolledChunk === undefined ? '' : `chunk ${running.lastPolledChunk}, `}polled ${since(running.lastPollAt, now)})` : ''}`,
         `                 lock: ${running.lock.holder}, ${running.lock.liveness}, ${running.lock.state} since ${running.lock.acquiredAt}${running.lock.resumableUntil ? `, resumable until ${running.lock.resumableUntil}` : ''}${running.lock.reason ? ` (${running.lock.reason})` : ''}`,
       );
     } else {

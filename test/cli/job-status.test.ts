@@ -99,6 +99,8 @@ describe('how far an export got', () => {
     ['running', undefined, 0, 'kicking off'],
     ['running', job(), 0, 'kicking off'],
     ['running', job({ statusUrl: 'https://ehr/status/1' }), 0, 'waiting for the server'],
+    ['running', job({ chunks: { total: 3, done: 1 } }), 0, 'exporting chunks'],
+    ['running', job({ chunks: { total: 3, done: 3 }, manifest: MANIFEST }), 1, 'downloading'],
     ['running', job({ statusUrl: 'https://ehr/status/1', manifest: MANIFEST }), 2, 'downloading'],
     ['running', job({ statusUrl: 'https://ehr/status/1', manifest: MANIFEST }), 3, 'finalizing'],
     ['stopping', job({ statusUrl: 'https://ehr/status/1', manifest: MANIFEST }), 1, 'stopping'],
