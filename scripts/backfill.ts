@@ -16,6 +16,7 @@ import { executionNameForWindow, splitIntoWindows } from '../lambdas/core/execut
 import { InvalidExecutionInputError } from '../lambdas/errors.js';
 import {
   checkExportRequest,
+  chunkOption,
   openS3Target,
   parseWindow,
   readSourceFile,
@@ -24,14 +25,15 @@ import {
 import { parseCommandLine, runCommand, UsageError } from './local/command.js';
 import { runLocalExport } from './local/local-export.js';
 
-const USAGE = `usage: npm run backfill -- --source <file.json> --from ISO --to ISO [--window 30d] [--types A,B]
+const USAGE = `usage: npm run backfill -- --source <file.json> --from ISO --to ISO [--window 30d] [--types A,B] [--chunk C]
                            [--bucket B] [--s3-endpoint URL | --aws-s3]
        npm run backfill -- --state-machine-arn ARN --source-id ID --from ISO --to ISO [--window 30d] [--types A,B]
 
   Locally (--source; a relative path is read from the folder you run this in): one export per window, in
   order, into the embedded S3 (.local/s3/<bucket>) unless --s3-endpoint or --aws-s3 is given; logs in
   .local/logs/backfill-<execution>-<run>.ndjson. On AWS (--state-machine-arn): one execution per window.
-  --window: 30d (the default), 12h, 1.5d, …`;
+  --window: 30d (the default), 12h, 1.5d, …
+  --chunk patients:N|time:7d|none: each window's export as several server jobs (docs/chunking.md).`;
 
 const OPTIONS = {
   source: { type: 'string' },
@@ -41,6 +43,7 @@ const OPTIONS = {
   to: { type: 'string' },
   window: { type: 'string', default: '30d' },
   types: { type: 'string' },
+  chunk: { type: 'string' },
   bucket: { type: 'string' },
   's3-endpoint': { type: 'string' },
   'aws-s3': { type: 'boolean' },
@@ -62,9 +65,13 @@ async function main(argv: readonly string[]): Promise<number> {
     .map((type) => type.trim())
     .filter(Boolean);
   if (types) checkExportRequest({ types });
+  // Each window in chunks of its own (a window of a 200,000-patient Group is still too big for Epic).
+  const chunk = values.chunk === undefined ? undefined : chunkOption(values.chunk);
+  if (chunk !== undefined) checkExportRequest({ chunk });
+  const extra = { ...(types ? { types } : {}), ...(chunk === undefined ? {} : { chunk }) };
   process.stderr.write(`${windows.length} window(s) from ${values.from} to ${values.to}\n`);
 
-  if (onAws) return backfillOnAws(values['state-machine-arn']!, values['source-id']!, windows, types);
+  if (onAws) return backfillOnAws(values['state-machine-arn']!, values['source-id']!, windows, extra);
 
   const source = await readSourceFile(values.source!);
   const target = await openS3Target(targetOptions);
@@ -76,7 +83,7 @@ async function main(argv: readonly string[]): Promise<number> {
       const logFile = resolve(localDirectory, 'logs', `backfill-${executionName}-${runId}.ndjson`);
       const { run, receipt } = await runLocalExport({
         sources: [source],
-        input: { sourceId: source.id, ...window, ...(types ? { types } : {}) },
+        input: { sourceId: source.id, ...window, ...extra },
         executionName,
         s3ClientConfig: target.s3ClientConfig,
         bucket: target.bucket,
@@ -112,7 +119,7 @@ async function backfillOnAws(
   stateMachineArn: string,
   sourceId: string,
   windows: readonly { since: string; until: string }[],
-  types: readonly string[] | undefined,
+  extra: { readonly types?: readonly string[]; readonly chunk?: unknown },
 ): Promise<number> {
   const sfn = new SFNClient({});
   for (const [index, window] of windows.entries()) {
@@ -123,7 +130,7 @@ async function backfillOnAws(
         new StartExecutionCommand({
           stateMachineArn,
           name,
-          input: JSON.stringify({ sourceId, ...window, ...(types ? { types } : {}) }),
+          input: JSON.stringify({ sourceId, ...window, ...extra }),
         }),
       );
       executionArn = started.executionArn!;

@@ -11,6 +11,7 @@ import { ExportNotResumableError } from '../lambdas/errors.js';
 import { redriveExecution } from './local/aws-redrive.js';
 import {
   checkExportRequest,
+  chunkOption,
   DEFAULT_LOCAL_BUCKET,
   localExecutionName,
   openS3Target,
@@ -24,7 +25,7 @@ import { runLocalExport } from './local/local-export.js';
 import { createProgressPrinter } from './local/progress.js';
 import type { RedrivePoint } from './local/runner.js';
 
-const USAGE = `usage: npm run export -- --source <file.json> [--since ISO|auto] [--until ISO] [--types A,B] [--group ID]
+const USAGE = `usage: npm run export -- --source <file.json> [--since ISO|auto] [--until ISO] [--types A,B] [--group ID] [--chunk C]
                          [--bucket B] [--s3-endpoint URL | --aws-s3] [--prefix P]
        npm run export -- --resume <execution-name>
        npm run export -- --resume <execution-name> --state-machine-arn ARN      (on AWS: RedriveExecution)
@@ -35,6 +36,9 @@ const USAGE = `usage: npm run export -- --source <file.json> [--since ISO|auto] 
   --until ISO        only changes until then
   --types A,B        these resource types only; --group ID: this Group instead of the source's own
                      (with --until, --types or --group the run does not move the watermark --since auto reads)
+  --chunk patients:N|time:30d|none
+                     export the cohort as several server jobs: N patients each (POST, group level), or
+                     _since/_until windows; none: in one piece whatever the source says (docs/chunking.md)
   --bucket B         the bucket (default ${DEFAULT_LOCAL_BUCKET}); without --s3-endpoint or --aws-s3 it lives in the
                      embedded S3 under .local/s3/B and is created if new
   --s3-endpoint URL  any S3-compatible endpoint (credentials from the environment); the bucket must exist
@@ -59,6 +63,7 @@ const OPTIONS = {
   until: { type: 'string' },
   types: { type: 'string' },
   group: { type: 'string' },
+  chunk: { type: 'string' },
   resume: { type: 'string' },
   'state-machine-arn': { type: 'string' },
 } as const;
@@ -80,6 +85,7 @@ async function main(argv: readonly string[]): Promise<number> {
       'until',
       'types',
       'group',
+      'chunk',
       'bucket',
       's3-endpoint',
       'aws-s3',
@@ -125,6 +131,7 @@ async function main(argv: readonly string[]): Promise<number> {
       .map((type) => type.trim())
       .filter(Boolean);
   if (values.group) request.groupId = values.group;
+  if (values.chunk !== undefined) request.chunk = chunkOption(values.chunk);
   checkExportRequest(request);
   const source = await readSourceFile(values.source);
   return runExport({

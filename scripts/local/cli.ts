@@ -122,15 +122,38 @@ async function assertBucketExists(config: S3ClientConfig, bucket: string, where:
  * uses, before anything is read or started: a mistyped option is a usage error (exit 2), not a
  * failed workflow. Messages name the option (`--since`), not the input field.
  */
+/**
+ * `--chunk patients:500`, `--chunk time:30d` or `--chunk none`: the execution input's `chunk`
+ * (none: in one piece, whatever the source says). Anything else is a usage error naming the forms.
+ */
+export function chunkOption(
+  text: string,
+): { by: 'patients'; size: number } | { by: 'time'; window: string } | false {
+  if (text === 'none') return false;
+  const patients = /^patients:(\d+)$/.exec(text);
+  if (patients) return { by: 'patients', size: Number(patients[1]) };
+  const time = /^time:(.+)$/.exec(text);
+  if (time) return { by: 'time', window: time[1]! };
+  throw new UsageError(
+    `--chunk must be patients:<size>, time:<window such as 30d> or none (got ${JSON.stringify(text)})`,
+  );
+}
+
 export function checkExportRequest(request: Record<string, unknown>): void {
   try {
     parseExecutionInput({ sourceId: 'command-line', ...request });
   } catch (error) {
     if (!(error instanceof InvalidExecutionInputError)) throw error;
-    const option = { since: '--since', until: '--until', types: '--types', groupId: '--group' };
+    const option = {
+      since: '--since',
+      until: '--until',
+      types: '--types',
+      groupId: '--group',
+      chunk: '--chunk',
+    };
     throw new UsageError(
       error.message.replace(
-        /input\.(since|until|types|groupId)/g,
+        /input\.(since|until|types|groupId|chunk)/g,
         (_match, name: keyof typeof option) => option[name],
       ),
     );

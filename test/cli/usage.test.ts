@@ -104,6 +104,18 @@ describe('every command, as a process', () => {
       ['--source', 'unread.json', '--types', 'Patient,observation'],
       'export: --types[1] must be a FHIR resource type such as Patient',
     ],
+    [
+      ['--source', 'unread.json', '--chunk', 'patients'],
+      'export: --chunk must be patients:<size>, time:<window such as 30d> or none (got "patients")',
+    ],
+    [
+      ['--source', 'unread.json', '--chunk', 'time:30'],
+      'export: --chunk.window must be a whole number of days or hours such as 30d or 12h',
+    ],
+    [
+      ['--source', 'unread.json', '--chunk', 'patients:20000'],
+      'export: --chunk.size must be an integer from 1 to 10000 (got 20000)',
+    ],
   ])('export %j exits 2 before reading or starting anything: %s', async (args, line) => {
     const result = await runCommand('export.ts', args, { cwd: dir, env: plainEnv() });
 
