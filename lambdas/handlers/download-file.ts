@@ -12,6 +12,7 @@ import {
 } from '../errors.js';
 import type { InvocationContext } from '../middleware.js';
 import { type Runtime, sealContext } from '../runtime.js';
+import { readChunkRecord } from '../services/chunk-records.js';
 import { resourceIdsKey } from '../services/duplicate-resources.js';
 import type { DownloadLease, FileFailure } from '../services/export-lifecycle.js';
 import { readManifestPages } from '../services/manifest-pages.js';
@@ -26,8 +27,8 @@ export interface DownloadFileEvent {
   readonly export: ExportContext;
   readonly requiresAccessToken: boolean;
   readonly urlsKey: string;
-  /** Where the manifest can be read again when a file link has expired. */
-  readonly statusUrl?: string;
+  /** Where the manifest can be read again when a file link has expired; null for a chunked export (the file's chunk says). */
+  readonly statusUrl?: string | null;
   readonly sealedToken: string;
   readonly transfer: {
     readonly checkpoint: CheckpointRef | null;
@@ -178,7 +179,7 @@ export function createDownloadFileHandler(runtime: Runtime) {
         random: runtime.random,
         logger: runtime.logger,
         ...(runtime.transfer?.settings ? { settings: runtime.transfer.settings } : {}),
-        ...(event.statusUrl
+        ...(event.statusUrl || file.chunk !== undefined
           ? { refreshUrl: () => refreshedFileUrl(runtime, event, settings.allowInsecureHttp) }
           : {}),
         beforeLanding: () =>
@@ -317,8 +318,18 @@ async function refreshedFileUrl(
     sealContext(context.sourceId, context.executionName),
   );
   const now = runtime.now();
+  // A chunked export's file comes from its chunk's job: that job's status URL, its place in that manifest.
+  const chunk =
+    file.chunk === undefined ? undefined : await readChunkRecord(runtime, context.workPrefix, file.chunk);
+  const statusUrl = file.chunk === undefined ? event.statusUrl : chunk?.statusUrl;
+  if (!statusUrl) {
+    throw new InvalidManifestError(
+      `file ${file.index}'s link expired and chunk ${file.chunk} has no job on record to read the manifest again from`,
+    );
+  }
+  const position = file.chunkFileIndex ?? file.index;
   const response = await runtime.fhir.send(
-    { method: 'GET', url: event.statusUrl!, headers: { Accept: 'application/json' } },
+    { method: 'GET', url: statusUrl, headers: { Accept: 'application/json' } },
     accessToken,
   );
   const status = interpretStatusResponse(response, now);
@@ -329,18 +340,26 @@ async function refreshedFileUrl(
   }
   const manifest = await readManifestPages(runtime, status.manifestBody, accessToken, allowInsecureHttp, now);
   const previous = await urlLists.get(event.urlsKey);
-  const entry = manifest.files[file.index];
-  if (
-    entry === undefined ||
-    entry.kind !== file.kind ||
-    entry.type !== file.type ||
-    (previous !== undefined && previous.length !== manifest.files.length)
-  ) {
+  const entry = manifest.files[position];
+  const sameLength =
+    file.chunk !== undefined || previous === undefined || previous.length === manifest.files.length;
+  if (entry === undefined || entry.kind !== file.kind || entry.type !== file.type || !sameLength) {
     throw new InvalidManifestError(
       `the manifest read again for a fresh link no longer lists file ${file.index} (${file.kind} ${file.type}) where it was`,
     );
   }
-  urlLists.set(event.urlsKey, Promise.resolve(manifest.files.map((listed) => listed.url)));
+  if (file.chunk === undefined) {
+    urlLists.set(event.urlsKey, Promise.resolve(manifest.files.map((listed) => listed.url)));
+  } else if (previous !== undefined) {
+    // One chunk's manifest refreshes only that chunk's files: the others keep theirs.
+    const fresh = [...previous];
+    // Merge Chunks lists a chunk's files together, in its manifest's order.
+    const start = file.index - position;
+    manifest.files.forEach((listed, at) => {
+      if (start + at < fresh.length) fresh[start + at] = listed.url;
+    });
+    urlLists.set(event.urlsKey, Promise.resolve(fresh));
+  }
   return entry.url;
 }
 

@@ -178,4 +178,29 @@ describe('chunked exports (local)', () => {
     expect(jobs[0]!.received.patients).toStrictEqual(jobs[1]!.received.patients);
     expect(receiptOf(result).byType.Patient?.resources).toBe(cohortPatients().length);
   });
+
+  it("a chunk's expired file links are refreshed from that chunk's own job, and every file lands", async () => {
+    // Act: every link lives 800 ms and each file's first GET waits out a 503 (Retry-After 1 s).
+    const result = await harness.exportWith({
+      sourceId: 'chunk-links',
+      faults: { fileLinkLifetimeMs: 800, file5xx: 1 },
+      source: { export: { ...GROUP_EXPORT, chunk: { by: 'patients', size: 30 } } },
+    });
+    // Assess
+    expect(result.run.status, result.run.cause).toBe('SUCCEEDED');
+    await harness.sandbox.settled();
+    const requests = harness.sandbox.requestLog.filter((entry) => entry.clientId === result.clientId);
+    expect(requests.some((entry) => entry.status === 410)).toBe(true);
+    const jobs = harness.sandbox.jobs().filter((job) => job.clientId === result.clientId);
+    expect(jobs).toHaveLength(2);
+    // Each chunk's manifest was read again at its own status URL, beyond the poll that completed it.
+    for (const job of jobs) {
+      const path = new URL(job.statusUrl).pathname;
+      const reads = requests.filter(
+        (entry) => entry.method === 'GET' && entry.path === path && entry.status === 200,
+      );
+      expect(reads.length, path).toBeGreaterThan(1);
+    }
+    expect(receiptOf(result).byType.Patient?.resources).toBe(cohortPatients().length);
+  }, 60_000);
 });
