@@ -41,6 +41,14 @@ describe('no secrets or PHI outside the data files', () => {
         },
       }),
     );
+    runs.push(
+      await harness.exportWith({
+        sourceId: 'leak-chunked',
+        source: {
+          export: { level: 'group', groupId: 'cohort', method: 'POST', chunk: { by: 'patients', size: 20 } },
+        },
+      }),
+    );
   }, 180_000);
   afterAll(async () => {
     await harness?.close();
@@ -62,7 +70,10 @@ describe('no secrets or PHI outside the data files', () => {
       const head = await harness.client.send(new HeadObjectCommand({ Bucket: harness.bucket, Key: key }));
       places.push({ where: `metadata of ${key}`, text: JSON.stringify(head.Metadata ?? {}) });
       // Everything that is not a data file: receipts, markers, manifests, file lists, results, watermarks, failures.
-      if (!key.endsWith('.ndjson')) places.push({ where: key, text: (await harness.getText(key)) ?? '' });
+      // A chunk's patient list is the cohort the data selects, kept beside it in the work area
+      // (never in state or logs): 'keeps a chunked cohort's patient list in the work area only' checks that.
+      if (!key.endsWith('.ndjson') && !key.endsWith('.patients.json'))
+        places.push({ where: key, text: (await harness.getText(key)) ?? '' });
     }
     return places;
   }
@@ -77,14 +88,16 @@ describe('no secrets or PHI outside the data files', () => {
       )
       .filter((checkpoint) => checkpoint !== null);
 
-  it('ran the scenarios it claims to (four successes, one failure, a 401 re-mint, checkpoints)', () => {
+  it('ran the scenarios it claims to (five successes, one failure, a 401 re-mint, checkpoints, chunks)', () => {
     expect(runs.map((run) => run.run.status)).toEqual([
       'SUCCEEDED',
       'SUCCEEDED',
       'SUCCEEDED',
       'FAILED',
       'SUCCEEDED',
+      'SUCCEEDED',
     ]);
+    expect(runs[5]!.receipt?.chunking?.chunks.length).toBeGreaterThan(1);
     expect(checkpointsOf(runs[4]!).length).toBeGreaterThanOrEqual(2);
     const unauthorized = harness.sandbox.requestLog.filter(
       (entry) => entry.clientId === runs[1]!.clientId && entry.status === 401,
@@ -157,7 +170,25 @@ describe('no secrets or PHI outside the data files', () => {
       exported.push(bytes);
     }
     expect(exported.reduce((bytes, file) => bytes + file.length, 0)).toBeGreaterThan(1_000_000);
-    expect(findSharedWindows(exported, places)).toEqual([]);
+    const shared = findSharedWindows(exported, places);
+    expect(shared, JSON.stringify(shared)).toEqual([]);
+  });
+
+  it("keeps a chunked cohort's patient list in the work area only: no patient reference in its state or logs", async () => {
+    const run = runs[5]!;
+    const lists = (await harness.listKeys('')).filter((key) => key.endsWith('.patients.json'));
+    expect(lists.length).toBe(run.receipt!.chunking!.chunks.length);
+    for (const key of lists)
+      expect(key).toMatch(/^_work\/source=leak-chunked\/execution=[^/]+\/chunks\/\d{5}\.patients\.json$/);
+    const members = JSON.parse((await harness.getText(lists[0]!))!) as string[];
+    expect(members.length).toBe(20);
+    const visible = [
+      run.logLines.join('\n'),
+      JSON.stringify(run.run.events),
+      JSON.stringify(run.emittedEvents),
+    ];
+    for (const member of members)
+      for (const text of visible) expect(text.includes(`"${member}"`), member).toBe(false);
   });
 
   it('hands a checkpoint over as an S3 key and a byte offset, nothing more', () => {
