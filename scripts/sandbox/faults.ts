@@ -49,6 +49,8 @@ export interface FaultPlan {
   readonly oneExportUntilDelete?: boolean;
   /** A Group export needs a `system/Group.read|rs` scope on top of the exported types (eClinicalWorks). */
   readonly requireGroupScope?: boolean;
+  /** Exports one client may have in progress at once (default 1, as Epic and Oracle Health allow); more get 429. */
+  readonly concurrentExports?: number;
   /** How long the export stays in progress (Epic exports can take days). */
   readonly jobDurationMs?: number;
   /**
@@ -188,6 +190,7 @@ const VALIDATORS: Record<FaultName, Validator> = {
   statusErrorStatus: isErrorStatus,
   jobFailure: isBoolean,
   jobFailures: isCount,
+  concurrentExports: isCount,
   untilUnsupported: isBoolean,
   jobExpiry: isBoolean,
   errorFile: isBoolean,

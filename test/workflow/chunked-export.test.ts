@@ -45,6 +45,8 @@ describe('chunked exports (local)', () => {
     const whole = await harness.exportWith({ sourceId: 'cohort-whole', source: { export: GROUP_EXPORT } });
     const chunked = await harness.exportWith({
       sourceId: 'cohort-chunked',
+      // The server lets this client run two jobs at once, and the source asks for two.
+      faults: { concurrentExports: 2 },
       source: { export: { ...GROUP_EXPORT, chunk: { by: 'patients', size }, maxConcurrentJobs: 2 } },
     });
     // Assess
@@ -203,4 +205,46 @@ describe('chunked exports (local)', () => {
     }
     expect(receiptOf(result).byType.Patient?.resources).toBe(cohortPatients().length);
   }, 60_000);
+
+  it('time chunks on a server without _until fail at the first kick-off, saying so, and leave no job', async () => {
+    // Act
+    const result = await harness.exportWith({
+      sourceId: 'no-until',
+      faults: { untilUnsupported: true },
+      source: { export: GROUP_EXPORT },
+      input: {
+        since: '2024-01-01T00:00:00Z',
+        until: '2025-01-01T00:00:00Z',
+        chunk: { by: 'time', window: '90d' },
+      },
+    });
+    // Assess
+    expect(result.run.status).toBe('FAILED');
+    expect(result.run.error).toBe('ExportRequestRejectedError');
+    expect(result.run.cause).toContain(
+      'time chunk 0 (2024-01-01T00:00:00.000Z to 2024-03-31T00:00:00.000Z) was refused',
+    );
+    expect(result.run.cause).toContain('parameter _until is not supported');
+    expect(result.run.cause).toContain(
+      'Time chunks need a server that supports _until; chunk by patients instead',
+    );
+    expect(harness.sandbox.jobs().filter((job) => job.clientId === result.clientId)).toHaveLength(0);
+  });
+
+  it('a Group that lists its patients by a technical id fails the plan, naming what it searched, before any kick-off', async () => {
+    // Act
+    const result = await harness.exportWith({
+      sourceId: 'technical-ids',
+      source: {
+        export: { ...GROUP_EXPORT, groupId: 'cohort-technical-ids', chunk: { by: 'patients', size: 10 } },
+      },
+    });
+    // Assess
+    expect(result.run.status).toBe('FAILED');
+    expect(result.run.error).toBe('ConfigurationError');
+    expect(result.run.cause).toMatch(
+      /Group\/cohort-technical-ids lists Patient\/M\d+, but GET Patient\/M\d+ answered 404 and Patient\?identifier=M\d+ found Patient\/pt-\d+: the Group references its patients by a technical id/,
+    );
+    expect(harness.sandbox.jobs().filter((job) => job.clientId === result.clientId)).toHaveLength(0);
+  });
 });

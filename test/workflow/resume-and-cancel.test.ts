@@ -206,6 +206,49 @@ describe('resume, cancel and never strand a source', { timeout: 180_000 }, () =>
     },
   );
 
+  it('a cancel while chunks run DELETEs every chunk job it kicked off, and lands nothing', async () => {
+    // Prepare: two chunks at once, each job in progress for a while; cancel at the third chunk poll.
+    const cancel = new AbortController();
+    let polls = 0;
+    // Act
+    const run = await runScenario(env, {
+      name: 'cancel-chunks',
+      faults: { jobDurationMs: 5_000, concurrentExports: 2 },
+      source: {
+        export: {
+          level: 'group',
+          groupId: 'cohort',
+          method: 'POST',
+          chunk: { by: 'patients', size: 25 },
+          maxConcurrentJobs: 2,
+        },
+      },
+      beforeInvocation(invocation) {
+        if (invocation.functionName === 'PollStatus' && ++polls === 3) cancel.abort();
+      },
+      signal: cancel.signal,
+    });
+    // Assess
+    expect(run.result.run.status).toBe('ABORTED');
+    const jobs = env.sandbox.jobs().filter((job) => job.clientId === run.clientId);
+    expect(jobs).toHaveLength(2);
+    expect(jobs.map((job) => job.state)).toStrictEqual(['deleted', 'deleted']);
+    expect(await failureReceiptOf(run)).toMatchObject({
+      status: 'cancelled',
+      resumable: false,
+      statusUrlKnown: true,
+    });
+    const receipt = await failureReceiptOf(run);
+    expect(
+      receipt?.cleanup.actions.filter((action) =>
+        /^DELETE of the server job of chunk \d+ answered 202$/.test(action),
+      ),
+    ).toHaveLength(2);
+    expect(await lockOf(run.sourceId)).toBeUndefined();
+    const keys = await env.listKeys(`source=${run.sourceId}/`);
+    expect(keys.filter((key) => /(_SUCCESS|_receipt)\.json$|\/type=/.test(key))).toEqual([]);
+  });
+
   it('a live holder keeps its lock: a second export of the source is refused and told how to cancel', async () => {
     const sourceId = sourceIdFor('live holder');
     const first = runScenario(env, { name: 'live holder', sourceId, waitOverrideMs: 400 });

@@ -188,7 +188,7 @@ export async function handleKickoff(
       jobState === 'in-progress' || (jobState === 'complete' && job.init.faults.oneExportUntilDelete === true)
     );
   });
-  if (blocking.length > 0) {
+  if (blocking.length >= (faults.concurrentExports ?? 1)) {
     const remainingMs = Math.max(
       ...blocking.map((j) =>
         j.init.neverCompletes ? Number.POSITIVE_INFINITY : j.init.createdAtMs + j.init.durationMs - now,
