@@ -65,8 +65,13 @@ describe('npm run status', () => {
     await mkdir(cwd);
     return cwd;
   };
-  const sourceIn = async (cwd: string, id: string, faults?: FaultPlan) => {
-    await writeSourceFile(sandbox, cwd, 'source.json', id, faults);
+  const sourceIn = async (
+    cwd: string,
+    id: string,
+    faults?: FaultPlan,
+    exportSettings?: Record<string, unknown>,
+  ) => {
+    await writeSourceFile(sandbox, cwd, 'source.json', id, faults, exportSettings);
   };
   const status = async (cwd: string, args: readonly string[] = []) => {
     const result = await runCommand('status.ts', args, { cwd, env: plainEnv() });
@@ -166,6 +171,77 @@ describe('npm run status', () => {
 
     const run = await command.result;
     expect({ code: run.code, stderr: run.stderr }).toMatchObject({ code: 0 });
+  }, 90_000);
+
+  it("shows a chunked export's chunks done of total while it runs, then its success", async () => {
+    const cwd = await folder('chunked');
+    // 20 patients in slices of 7 are 3 chunks, one server job at a time (maxConcurrentJobs defaults
+    // to 1); each job stays in progress 2.5 s, so there is a while with some chunks done and some not.
+    await sourceIn(
+      cwd,
+      'sliced',
+      { jobDurationMs: 2_500 },
+      { level: 'group', groupId: 'cohort', method: 'POST', chunk: { by: 'patients', size: 7 } },
+    );
+    const command = startCommand('export.ts', ['--source', 'source.json'], { cwd, env: plainEnv() });
+    const executionName = executionOf(await command.stderrMatching(/Execution \S+; logs:/));
+
+    // Read both forms as a person would, until one chunk is done and another is not. The text is read
+    // after the JSON and the export moves on meanwhile, so each is checked on its own.
+    const seen: string[] = [];
+    let during: SourceStatus | undefined;
+    let text: string | undefined;
+    for (let tries = 0; tries < 60 && !(during && text); tries += 1) {
+      const [source] = (await statusJson(cwd, 'sliced')).sources;
+      const chunks = source?.running?.chunks;
+      if (chunks && chunks.done >= 1 && chunks.done < chunks.total) during ??= source;
+      const read = await status(cwd, ['--source-id', 'sliced']);
+      seen.push(/Running: +[\s\S]*?(?=\n {2}Last success)/.exec(read)?.[0] ?? read);
+      if (/chunks: [12] of 3\n/.test(read)) text ??= read;
+      if (!(during && text)) await new Promise((resolve) => setTimeout(resolve, 150));
+    }
+    expect(during?.running, seen.join('\n---\n')).toMatchObject({
+      executionName,
+      phase: 'exporting chunks',
+      chunks: { total: 3 },
+      lastPolledChunk: expect.any(Number),
+      lock: { holder: `pid ${command.pid}@${hostname()}`, liveness: 'alive', state: 'running' },
+    });
+    expect(during!.running!.chunks!.done).toBeGreaterThanOrEqual(1);
+    expect(during!.running!.chunks!.done).toBeLessThan(3);
+    // A chunked export has no manifest of its own while its chunks run: no files to count yet.
+    expect(during!.running!.files).toBeUndefined();
+    expect(text, seen.join('\n---\n')).toMatch(
+      new RegExp(
+        `Source sliced\\n  Running: +${executionName}: exporting chunks, age [\\d.]+ s \\(started [^)]+\\)\\n` +
+          ' +files: —; chunks: [12] of 3\\n' +
+          ' +server progress: ("[^"\\n]*"|—) \\(chunk \\d+, polled [\\d.]+ s ago\\)\\n',
+      ),
+    );
+
+    const run = await command.result;
+    expect({ code: run.code, stderr: run.stderr }).toMatchObject({ code: 0 });
+    const receipt = await receiptIn(cwd, 'sliced');
+    expect(receipt.chunking).toMatchObject({ by: 'patients', reason: 'planned' });
+    expect(receipt.chunking!.chunks.map((chunk) => chunk.patients)).toStrictEqual([7, 7, 6]);
+    const [after] = (await statusJson(cwd, 'sliced')).sources;
+    expect(after!.running).toBeUndefined();
+    expect(after!.lastSuccess).toStrictEqual({
+      executionName,
+      at: receipt.completedAt ?? receipt.finishedAt,
+      transactionTime: receipt.transactionTime,
+      resources: receipt.totals.resources,
+      files: receipt.totals.files,
+      bytes: receipt.totals.bytes,
+      receiptKey: expect.stringMatching(/^source=sliced\/export=[^/]+\/_receipt\.json$/),
+    });
+    expect(receipt.totals.resources).toBeGreaterThan(0);
+    const afterText = await status(cwd, ['--source-id', 'sliced']);
+    expect(afterText).toContain('  Running:       none\n');
+    expect(afterText).toContain(`, ${executionName}: `);
+    expect(afterText).toContain(`resources in ${receipt.totals.files} files`);
+    expect(afterText).toContain('  Last failure:  none');
+    expect(await processesMentioning(cwd)).toStrictEqual([]);
   }, 90_000);
 
   it('shows a failed run as the last failure, with its cause and that it cannot be resumed', async () => {

@@ -102,13 +102,18 @@ export function plainEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-/** Registers a client with the sandbox (a key under `dir/keys`) and writes `dir/<file>` for `--source`. */
+/**
+ * Registers a client with the sandbox (a key under `dir/keys`) and writes `dir/<file>` for `--source`.
+ * `exportSettings` replaces the default group export (e.g. a chunked one), as a source file's
+ * `export` would; without it every caller gets the same plain group export as before.
+ */
 export async function writeSourceFile(
   sandbox: Sandbox,
   dir: string,
   file: string,
   id: string,
   faults?: FaultPlan,
+  exportSettings: Record<string, unknown> = { level: 'group', groupId: 'cohort' },
 ): Promise<string> {
   const key = await ensureLocalKeyPair(join(dir, 'keys'));
   const { clientId } = await sandbox.registerClient({
@@ -124,7 +129,7 @@ export async function writeSourceFile(
       clientId,
       privateKeyFile: key.privateKeyFile,
       allowInsecureHttp: true,
-      export: { level: 'group', groupId: 'cohort' },
+      export: exportSettings,
     }),
   );
   return path;
