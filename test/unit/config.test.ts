@@ -289,6 +289,81 @@ describe('parseSourceSettings', () => {
       'source.export.level must be one of system, patient, group (got "grp")',
     ],
     [
+      'chunks by patients over GET',
+      { ...MINIMAL, export: { groupId: 'g1', chunk: { by: 'patients', size: 500 } } },
+      'source.export.chunk.by patients sends the patient parameter, which needs export.method POST (GET cannot carry it)',
+    ],
+    [
+      'chunks by patients at the system level',
+      { ...MINIMAL, export: { method: 'POST', chunk: { by: 'patients', size: 500 } } },
+      'source.export.chunk.by patients applies to patient or group level exports only; set export.level to patient or group, or chunk by time',
+    ],
+    [
+      'chunks by patients of a patient-level export without a list',
+      { ...MINIMAL, export: { level: 'patient', method: 'POST', chunk: { by: 'patients', size: 500 } } },
+      'source.export.chunk.patientsFrom is required to chunk a patient level export by patients (a group level export reads its Group)',
+    ],
+    [
+      'chunks by patients beside a fixed patient list',
+      {
+        ...MINIMAL,
+        export: { groupId: 'g1', method: 'POST', patient: ['Patient/1'], chunk: { by: 'patients', size: 5 } },
+      },
+      'source.export.patient cannot be combined with chunk.by patients, which sets patient per chunk',
+    ],
+    [
+      'chunks by patients without a size',
+      { ...MINIMAL, export: { groupId: 'g1', method: 'POST', chunk: { by: 'patients' } } },
+      'source.export.chunk.size is required when chunk.by is patients',
+    ],
+    [
+      'a chunk size beyond what a patient parameter carries',
+      { ...MINIMAL, export: { groupId: 'g1', method: 'POST', chunk: { by: 'patients', size: 20_000 } } },
+      'source.export.chunk.size must be an integer from 1 to 10000 (got 20000)',
+    ],
+    [
+      'time chunks without a window',
+      { ...MINIMAL, export: { chunk: { by: 'time' } } },
+      'source.export.chunk.window is required when chunk.by is time',
+    ],
+    [
+      'a time window in weeks',
+      { ...MINIMAL, export: { chunk: { by: 'time', window: '2w' } } },
+      'source.export.chunk.window must be a whole number of days or hours such as 30d or 12h',
+    ],
+    [
+      'a patient list for time chunks',
+      { ...MINIMAL, export: { chunk: { by: 'time', window: '30d', patientsFrom: 's3://bucket/k' } } },
+      'source.export.chunk.patientsFrom applies to chunk.by patients only; remove it or use by patients',
+    ],
+    [
+      'a patient list that is not in S3',
+      {
+        ...MINIMAL,
+        export: {
+          groupId: 'g1',
+          method: 'POST',
+          chunk: { by: 'patients', size: 5, patientsFrom: '/tmp/cohort.txt' },
+        },
+      },
+      'source.export.chunk.patientsFrom must be s3://<bucket>/<key>',
+    ],
+    [
+      'chunkOnTimeout without chunk',
+      { ...MINIMAL, export: { chunkOnTimeout: '6h' } },
+      'source.export.chunkOnTimeout needs export.chunk: how to split the export when it times out',
+    ],
+    [
+      'a chunkOnTimeout in weeks',
+      { ...MINIMAL, export: { chunk: { by: 'time', window: '30d' }, chunkOnTimeout: '1w' } },
+      'source.export.chunkOnTimeout must be a whole number of seconds, minutes, hours or days such as 45m, 12h or 2d',
+    ],
+    [
+      'an unknown chunk key',
+      { ...MINIMAL, export: { chunk: { by: 'time', window: '30d', parallel: 2 } } },
+      'source.export.chunk has unknown key(s) parallel; expected only by, size, window, patientsFrom',
+    ],
+    [
       'a bad method',
       { ...MINIMAL, export: { method: 'get' } },
       'source.export.method must be one of GET, POST (got "get")',

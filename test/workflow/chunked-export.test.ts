@@ -1,3 +1,4 @@
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Receipt } from '../../lambdas/core/receipt.js';
 import { patientId } from '../../scripts/sandbox/data/model.js';
@@ -245,6 +246,77 @@ describe('chunked exports (local)', () => {
     expect(result.run.cause).toMatch(
       /Group\/cohort-technical-ids lists Patient\/M\d+, but GET Patient\/M\d+ answered 404 and Patient\?identifier=M\d+ found Patient\/pt-\d+: the Group references its patients by a technical id/,
     );
+    expect(harness.sandbox.jobs().filter((job) => job.clientId === result.clientId)).toHaveLength(0);
+  });
+
+  it('chunks a patient-level export by a patient list in S3, once per patient, comments and blank lines skipped', async () => {
+    // Prepare
+    const chosen = cohortPatients().slice(0, 10);
+    const list = [
+      '# cohort of the quarter',
+      ...chosen.map((id) => `Patient/${id}`),
+      '',
+      `Patient/${chosen[0]}`,
+    ];
+    await harness.client.send(
+      new PutObjectCommand({
+        Bucket: harness.bucket,
+        Key: '_cohorts/list.txt',
+        Body: `${list.join('\n')}\n`,
+      }),
+    );
+    // Act
+    const result = await harness.exportWith({
+      sourceId: 'listed',
+      source: {
+        export: {
+          level: 'patient',
+          method: 'POST',
+          chunk: { by: 'patients', size: 4, patientsFrom: `s3://${harness.bucket}/_cohorts/list.txt` },
+        },
+      },
+    });
+    // Assess
+    expect(result.run.status, result.run.cause).toBe('SUCCEEDED');
+    expect(receiptOf(result).chunking?.chunks.map((chunk) => chunk.patients)).toStrictEqual([4, 4, 2]);
+    const jobs = harness.sandbox.jobs().filter((job) => job.clientId === result.clientId);
+    expect(jobs.map((job) => job.received.patients)).toStrictEqual([
+      chosen.slice(0, 4),
+      chosen.slice(4, 8),
+      chosen.slice(8),
+    ]);
+    expect(jobs.every((job) => new URL(job.request).pathname.endsWith('/Patient/$export'))).toBe(true);
+    expect(receiptOf(result).byType.Patient?.resources).toBe(10);
+  });
+
+  it('refuses a patient list with a line that is not a reference, by its line number, before any kick-off', async () => {
+    // Prepare
+    await harness.client.send(
+      new PutObjectCommand({
+        Bucket: harness.bucket,
+        Key: '_cohorts/bad.txt',
+        Body: 'Patient/a\nDoe, Jane\n',
+      }),
+    );
+    // Act
+    const result = await harness.exportWith({
+      sourceId: 'listed-badly',
+      source: {
+        export: {
+          level: 'patient',
+          method: 'POST',
+          chunk: { by: 'patients', size: 4, patientsFrom: `s3://${harness.bucket}/_cohorts/bad.txt` },
+        },
+      },
+    });
+    // Assess
+    expect(result.run.status).toBe('FAILED');
+    expect(result.run.error).toBe('ConfigurationError');
+    expect(result.run.cause).toContain(
+      `chunk.patientsFrom s3://${harness.bucket}/_cohorts/bad.txt line 2 is not a Patient reference such as Patient/123`,
+    );
+    expect(result.run.cause).not.toContain('Jane');
+    expect(result.logLines.some((line) => line.includes('Jane'))).toBe(false);
     expect(harness.sandbox.jobs().filter((job) => job.clientId === result.clientId)).toHaveLength(0);
   });
 });

@@ -204,6 +204,32 @@ describe('parseExecutionInput', () => {
   });
 });
 
+describe('parseExecutionInput: chunk', () => {
+  it('reads a chunk, and false for a run in one piece', () => {
+    expect(
+      parseExecutionInput({ sourceId: 'epic', chunk: { by: 'time', window: '30d' } }).chunk,
+    ).toStrictEqual({
+      by: 'time',
+      window: '30d',
+    });
+    expect(parseExecutionInput({ sourceId: 'epic', chunk: false }).chunk).toBe(false);
+  });
+
+  it.each([
+    [{ by: 'week' }, 'input.chunk.by must be one of patients, time (got "week")'],
+    [
+      { by: 'time', window: '30' },
+      'input.chunk.window must be a whole number of days or hours such as 30d or 12h',
+    ],
+    ['patients', 'input.chunk must be a JSON object (got a string)'],
+  ])('refuses %j, naming what it expected', (chunk, message) => {
+    // Act
+    const error = thrown(() => parseExecutionInput({ sourceId: 'epic', chunk }));
+    // Assess
+    expect(errorShape(error)).toStrictEqual(invalidInput(message));
+  });
+});
+
 describe('checkInputAgainstSource', () => {
   const GROUP_POST = { level: 'group', groupId: 'cohort', method: 'POST' } as const;
 
@@ -213,6 +239,12 @@ describe('checkInputAgainstSource', () => {
       'a system-level override that drops the source’s list',
       { sourceId: 'epic', level: 'system', patient: [] },
     ],
+    [
+      'patient chunks for a POST group source',
+      { sourceId: 'epic', chunk: { by: 'patients', size: 100 }, patient: [] },
+    ],
+    ['time chunks for any source', { sourceId: 'epic', chunk: { by: 'time', window: '7d' } }],
+    ['no chunks, whatever the source says', { sourceId: 'epic', chunk: false }],
   ] as const)('accepts %s', (_, input) => {
     // Act
     const act = () => checkInputAgainstSource(input, { ...GROUP_POST, patient: ['Patient/9'] });
@@ -232,6 +264,18 @@ describe('checkInputAgainstSource', () => {
       { sourceId: 'epic', patient: ['Patient/1'] },
       { level: 'system', method: 'POST' },
       'input.patient applies to patient or group level exports only; set input.level to patient or group',
+    ],
+    [
+      'patient chunks for a GET source',
+      { sourceId: 'epic', chunk: { by: 'patients', size: 100 } },
+      { ...GROUP_POST, method: 'GET' },
+      'input.chunk.by patients sends the patient parameter, which needs export.method POST (GET cannot carry it)',
+    ],
+    [
+      'patient chunks of a system-level run',
+      { sourceId: 'epic', level: 'system', patient: [], chunk: { by: 'patients', size: 100 } },
+      GROUP_POST,
+      'input.chunk.by patients applies to patient or group level exports only; set input.level to patient or group, or chunk by time',
     ],
     [
       'a system-level override of a source with a patient list',
