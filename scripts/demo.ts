@@ -7,7 +7,7 @@
  */
 import './local/node-version.js';
 import { join, resolve } from 'node:path';
-import { localExecutionName, summarize } from './local/cli.js';
+import { checkExportRequest, chunkOption, localExecutionName, summarize } from './local/cli.js';
 import { integerOption, parseCommandLine, runCommand } from './local/command.js';
 import { startEmbeddedS3 } from './local/embedded-s3.js';
 import { runLocalExport } from './local/local-export.js';
@@ -20,16 +20,24 @@ const DEFAULT_PATIENTS = 1000;
 /** The sandbox builds its whole dataset in memory before it serves it. */
 const MAX_PATIENTS = 100_000;
 
-const USAGE = `usage: npm run demo [-- --patients N]
+const USAGE = `usage: npm run demo [-- --patients N] [--chunk patients:N|time:30d]
 
   --patients N   synthetic patients in the exported Group (${DEFAULT_PATIENTS} by default, at most ${MAX_PATIENTS})
+  --chunk C      export the Group as several server jobs: N patients each, or time windows (docs/chunking.md)
 Its state (keys, the embedded S3's files, one log per run) is kept in .local/ of the folder
 it runs in: the project folder under npm run.`;
 
 async function main(argv: readonly string[]): Promise<number> {
-  const { values } = parseCommandLine(argv, { patients: { type: 'string' } });
+  const { values } = parseCommandLine(argv, { patients: { type: 'string' }, chunk: { type: 'string' } });
   const patients =
     integerOption('patients', values.patients, { min: 1, max: MAX_PATIENTS }) ?? DEFAULT_PATIENTS;
+  const chunk = values.chunk === undefined ? undefined : chunkOption(values.chunk);
+  // Time windows need a start: the sandbox's history goes back five years.
+  const window =
+    chunk && chunk.by === 'time'
+      ? { since: new Date(Date.now() - 5 * 365.25 * 86_400_000).toISOString() }
+      : {};
+  if (chunk !== undefined) checkExportRequest({ chunk, ...window });
   const started = Date.now();
   const localDir = resolve('.local');
   const sandbox = await startSandbox({ patientCount: patients });
@@ -51,14 +59,15 @@ async function main(argv: readonly string[]): Promise<number> {
         clientId,
         privateKeyFile: key.privateKeyFile,
         allowInsecureHttp: true,
-        export: { level: 'group', groupId: 'cohort' },
+        // POST: patient chunks travel as the patient parameter, which GET cannot carry.
+        export: { level: 'group', groupId: 'cohort', ...(chunk ? { method: 'POST' } : {}) },
         maxConcurrency: 4,
       };
       const printer = createProgressPrinter();
       const { run, receipt } = await runLocalExport({
         sources: [{ raw: source, origin: 'demo source' }],
         // A full export every time: each run's sandbox is a new server with a new cohort.
-        input: { sourceId: 'sandbox' },
+        input: { sourceId: 'sandbox', ...(chunk === undefined ? {} : { chunk, ...window }) },
         executionName,
         s3ClientConfig: s3.clientConfig,
         bucket: BUCKET,

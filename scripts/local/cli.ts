@@ -168,7 +168,28 @@ export function summarize(receipt: Receipt): string {
     `Error files: ${receipt.errors.files} (${receipt.errors.lines} OperationOutcomes); deleted files: ${receipt.deleted.files} (${receipt.deleted.lines} deleted resources)`,
     `Asked for: ${receipt.request.since ? `changes since ${receipt.request.since}` : 'everything (no _since)'}${receipt.request.until ? ` until ${receipt.request.until}` : ''}`,
     `transactionTime (next _since): ${receipt.transactionTime}${receipt.watermark.advanced ? '' : ` (watermark not moved: ${receipt.watermark.reason})`}`,
+    ...chunkSummary(receipt),
   ].join('\n');
+}
+
+/** A chunked export: how it was split, which chunks needed more than one job, what two chunks both carried. */
+function chunkSummary(receipt: Receipt): string[] {
+  const { chunking, duplicateResources } = receipt;
+  if (!chunking) return [];
+  const retried = chunking.chunks.filter((chunk) => chunk.attempts > 1);
+  const lines = [
+    `Chunks: ${chunking.chunks.length} by ${chunking.by}${chunking.reason === 'timeout' ? ' (the export in one piece timed out: chunkOnTimeout)' : ''}${retried.length > 0 ? `; kicked off again: ${retried.map((chunk) => `chunk ${chunk.index} (${chunk.attempts} attempts)`).join(', ')}` : ''}`,
+  ];
+  if (duplicateResources && duplicateResources.extraCopies > 0) {
+    lines.push(
+      `In more than one chunk: ${duplicateResources.resources} resources, ${duplicateResources.extraCopies} extra copies kept (${Object.entries(
+        duplicateResources.byType,
+      )
+        .map(([type, count]) => `${type} ${count.extraCopies}`)
+        .join(', ')}); downstream keeps one per resourceType/id`,
+    );
+  }
+  return lines;
 }
 
 /** `30d`, `12h`, `1.5d` → days. */

@@ -150,8 +150,9 @@ describe('npm run status', () => {
 
   it('shows files landed of total while the export downloads', async () => {
     const cwd = await folder('downloading');
-    // Every file trickles in at 3 kB/s: the small ones land while the large ones are on their way.
-    await sourceIn(cwd, 'trickle', { slowFile: { bytesPerSecond: 3_000 } });
+    // Every file trickles in at 1 kB/s: the small ones land while the large ones are on their way,
+    // for long enough that a status process started under load (each takes seconds) sees it.
+    await sourceIn(cwd, 'trickle', { slowFile: { bytesPerSecond: 1_000 } });
     const command = startCommand('export.ts', ['--source', 'source.json'], { cwd, env: plainEnv() });
     const executionName = executionOf(await command.stderrMatching(/Execution \S+; logs:/));
 
