@@ -98,34 +98,27 @@ export function createKickOffHandler(runtime: Runtime) {
       }
       throw error;
     }
-    if (outcome.outcome === 'accepted' && chunk) {
-      // The chunk's record is its job record: clean-up, cancel and completion DELETE every chunk's job.
-      await writeChunkRecord(runtime, context.workPrefix, {
-        ...chunk,
-        state: 'running',
-        attempt: event.chunkAttempt ?? 1,
-        statusUrl: outcome.statusUrl,
-        kickedOffAt: runtime.now().toISOString(),
-      });
-      runtime.progress?.({ kind: 'phase', phase: `chunk ${chunk.index} kicked-off` });
-      return {
-        outcome: 'accepted',
-        attempt,
-        statusUrl: outcome.statusUrl,
-        waitSeconds: policy.floorSeconds,
-        forceTokenRefresh: false,
-      };
-    }
     if (outcome.outcome === 'accepted') {
-      // Whoever ends this export without its state (a StopExecution clean-up) finds the job here.
-      const job: JobRecord = {
-        sourceId: context.sourceId,
-        executionName: context.executionName,
-        export: context,
-        statusUrl: outcome.statusUrl,
-      };
-      await runtime.store.putJson(jobRecordKey(context.workPrefix), job);
-      runtime.progress?.({ kind: 'phase', phase: 'kicked-off' });
+      if (chunk) {
+        // The chunk's record is its job record: clean-up, cancel and completion DELETE every chunk's job.
+        await writeChunkRecord(runtime, context.workPrefix, {
+          ...chunk,
+          state: 'running',
+          attempt: event.chunkAttempt ?? 1,
+          statusUrl: outcome.statusUrl,
+          kickedOffAt: runtime.now().toISOString(),
+        });
+      } else {
+        // Whoever ends this export without its state (a StopExecution clean-up) finds the job here.
+        const job: JobRecord = {
+          sourceId: context.sourceId,
+          executionName: context.executionName,
+          export: context,
+          statusUrl: outcome.statusUrl,
+        };
+        await runtime.store.putJson(jobRecordKey(context.workPrefix), job);
+      }
+      runtime.progress?.({ kind: 'phase', phase: chunk ? `chunk ${chunk.index} kicked-off` : 'kicked-off' });
       return {
         outcome: 'accepted',
         attempt,
