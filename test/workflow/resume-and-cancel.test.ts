@@ -130,6 +130,70 @@ describe('resume, cancel and never strand a source', { timeout: 180_000 }, () =>
     expect(await failureReceiptOf(first)).toBeUndefined();
   });
 
+  it("a chunked export that fails downloading resumes like any other: only the missing files, each from its own chunk's job", async () => {
+    const sourceId = sourceIdFor('resume-chunks');
+    const chunked = {
+      export: { level: 'group', groupId: 'cohort', method: 'POST', chunk: { by: 'patients', size: 25 } },
+    };
+    // Every chunk's job serves its own Condition.1.ndjson: each of them fails both passes.
+    const repair = env.sandbox.breakFiles((file) => file.name === 'Condition.1.ndjson');
+    let first: ScenarioRun;
+    try {
+      first = await runScenario(env, { name: 'resume-chunks', sourceId, source: chunked });
+    } finally {
+      repair();
+    }
+    expect(first.result.run.status).toBe('FAILED');
+    expect(first.result.endedCleanUp).toMatchObject({ action: 'ended', resumable: true });
+    const receipt = await failureReceiptOf(first);
+    const failed = receipt!.files!.failed;
+    const jobs = env.sandbox.jobs().filter((job) => job.clientId === first.clientId);
+    expect(jobs.length).toBeGreaterThan(1);
+    expect(failed).toHaveLength(jobs.length);
+    expect(failed.every((file) => file.type === 'Condition' && file.error === 'FileDownloadError')).toBe(
+      true,
+    );
+    // Kept for the resume: no chunk's job was DELETEd.
+    expect(jobs.every((job) => job.state !== 'deleted')).toBe(true);
+
+    env.sandbox.clearRequestLog();
+    const resumed = await runScenario(env, {
+      name: 'resume-chunks',
+      sourceId,
+      clientId: first.clientId,
+      source: chunked,
+      executionName: first.result.run.executionName,
+      redrive: first.result.run.redrivePoint!,
+    });
+    await assertZeroLoss(
+      env,
+      {
+        ...resumed,
+        keysBefore: first.keysBefore,
+        watermarkBefore: first.watermarkBefore,
+        result: {
+          ...resumed.result,
+          run: { ...resumed.result.run, events: [...first.result.run.events, ...resumed.result.run.events] },
+        },
+      },
+      { outcome: 'succeeded' },
+    );
+    const gets = await fileGets(resumed);
+    expect(gets.map((entry) => `${entry.status} ${entry.path.replace(/^.*\//, '')}`)).toEqual(
+      jobs.map(() => '200 Condition.1.ndjson'),
+    );
+    // One per chunk's job: each file came from the job that listed it.
+    expect(new Set(gets.map((entry) => entry.path.split('/').slice(0, -1).join('/'))).size).toBe(jobs.length);
+    expect(resumed.result.receipt?.chunking?.chunks).toHaveLength(jobs.length);
+    expect(resumed.result.receipt?.resumedAfter).toMatchObject({ error: 'FileDownloadError' });
+    expect(
+      env.sandbox
+        .jobs()
+        .filter((job) => job.clientId === first.clientId)
+        .map((job) => job.state),
+    ).toEqual(jobs.map(() => 'deleted'));
+  });
+
   it('a resume after the links expired says so and offers a fresh export', async () => {
     const sourceId = sourceIdFor('expired');
     const repair = env.sandbox.breakFiles((file) => file.name === 'Encounter.1.ndjson');

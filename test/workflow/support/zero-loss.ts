@@ -48,7 +48,9 @@ export interface StoredManifest {
 /** The folder Poll Export Status claimed for the run, from its execution history. */
 export function exportRootOf(run: ScenarioRun): string | undefined {
   for (const event of run.result.run.events) {
-    if (event.type !== 'StateExited' || event.state?.name !== 'Poll Export Status') continue;
+    // A chunked export's one manifest comes from Merge Chunks.
+    if (event.type !== 'StateExited') continue;
+    if (event.state?.name !== 'Poll Export Status' && event.state?.name !== 'Merge Chunks') continue;
     const manifest = (event.state.output as { poll?: { manifest?: ManifestSummary } }).poll?.manifest;
     if (manifest) return manifest.exportRoot;
   }
@@ -133,6 +135,8 @@ export async function assertZeroLoss(
     // Every data file byte-identical to the server's; the receipt says what S3 holds.
     const expectedKeys = new Set([`${root}_claim.json`, `${root}_receipt.json`, `${root}_SUCCESS.json`]);
     const landedPerType = new Map<string, number>();
+    // A chunked export may land a resource once per chunk that carries it (a shared Practitioner).
+    const distinctPerType = new Map<string, Set<string>>();
     let quarantinedTotal = 0;
     for (const [index, file] of manifest!.files.entries()) {
       const item = items[index]!;
@@ -179,7 +183,11 @@ export async function assertZeroLoss(
         quarantinedTotal += invalid.length;
       }
       if (file.kind === 'output') {
-        landedPerType.set(file.type, (landedPerType.get(file.type) ?? 0) + linesOf(landed!).length);
+        const lines = linesOf(landed!);
+        landedPerType.set(file.type, (landedPerType.get(file.type) ?? 0) + lines.length);
+        const ids = distinctPerType.get(file.type) ?? new Set<string>();
+        for (const line of lines) ids.add((JSON.parse(line) as { id: string }).id);
+        distinctPerType.set(file.type, ids);
       }
     }
     expect(receipt.invalidLinesQuarantined, `${label}: quarantined in the receipt`).toBe(quarantinedTotal);
@@ -207,8 +215,29 @@ export async function assertZeroLoss(
       landedCounts[type] = landedPerType.get(type) ?? 0;
       receiptCounts[type] = receipt.byType[type]?.resources ?? 0;
     }
-    expect(landedCounts, `${label}: resources per type in S3`).toEqual(expectedCounts);
-    expect(receiptCounts, `${label}: resources per type in the receipt`).toEqual(expectedCounts);
+    if (receipt.chunking) {
+      // Every resource of the cohort, once or more; each copy beyond the first on the receipt's count.
+      const distinctCounts = Object.fromEntries(
+        types.map((type) => [type, distinctPerType.get(type)?.size ?? 0]),
+      );
+      expect(distinctCounts, `${label}: distinct resources per type in S3`).toEqual(expectedCounts);
+      expect(receiptCounts, `${label}: resources per type in the receipt`).toEqual(landedCounts);
+      const extraCopies = Object.fromEntries(
+        types
+          .map((type) => [type, landedCounts[type]! - distinctCounts[type]!] as const)
+          .filter(([, extra]) => extra > 0),
+      );
+      const counted = Object.fromEntries(
+        Object.entries(receipt.duplicateResources?.byType ?? {}).map(([type, count]) => [
+          type,
+          count.extraCopies,
+        ]),
+      );
+      expect(counted, `${label}: the receipt's copies beyond the first, per type`).toEqual(extraCopies);
+    } else {
+      expect(landedCounts, `${label}: resources per type in S3`).toEqual(expectedCounts);
+      expect(receiptCounts, `${label}: resources per type in the receipt`).toEqual(expectedCounts);
+    }
     expect(Object.keys(receipt.byType).every((type) => (types as readonly string[]).includes(type))).toBe(
       true,
     );
@@ -294,9 +323,27 @@ export async function assertZeroLoss(
   }
 
   // The server's job: DELETEd (success and failure alike), or at least asked to be; kept for a resume.
+  // A chunked export has one job per chunk, on the chunk records; each is held to the same rule.
+  const chunkItems = (await env.getJson<{ index: number }[]>(`${workPrefix}chunks/items.json`)) ?? [];
+  const chunkUrls: string[] = [];
+  for (const item of chunkItems) {
+    const record = await env.getJson<{ statusUrl?: string }>(
+      `${workPrefix}chunks/${String(item.index).padStart(5, '0')}.json`,
+    );
+    if (record?.statusUrl) chunkUrls.push(record.statusUrl);
+  }
   const job = expectation.serverJob ?? (resumable ? 'kept' : 'deleted');
   if (job === 'none') {
     expect(statusUrl, `${label}: no export was kicked off`).toBeUndefined();
+    expect(chunkUrls, `${label}: no chunk was kicked off`).toEqual([]);
+  } else if (chunkUrls.length > 0 && job !== 'delete-attempted') {
+    expect(chunkUrls, `${label}: a job for every chunk`).toHaveLength(chunkItems.length);
+    const states = chunkUrls.map(
+      (url) => env.sandbox.jobs().find((candidate) => candidate.statusUrl === url)?.state,
+    );
+    expect(states, `${label}: chunk jobs`).toEqual(
+      chunkUrls.map(() => (job === 'deleted' ? 'deleted' : 'complete')),
+    );
   } else {
     expect(statusUrl, `${label}: the status URL`).toMatch(/^https?:\/\/[^/]+\/.*export-status\//);
     if (job === 'deleted') {
