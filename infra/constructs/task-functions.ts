@@ -311,10 +311,18 @@ export class TaskFunctions extends PipelinePart {
       ]),
       // The job record and a chunk's record and patient list are work objects; a chunk not yet on
       // record is a 404 only with ListBucket.
-      KickOff: policy('KickOff', 'Opens sealed tokens, reads the registry, records the job', [
+      // A chunk kicked off while its export ends reads the lock's fence.
+      KickOff: policy('KickOff', 'Opens sealed tokens, reads the registry and the lock, records the job', [
         sealing('kms:Decrypt'),
         registryRead(),
         s3WorkObjects('s3:GetObject', 's3:PutObject'),
+        {
+          statement: new iam.PolicyStatement({
+            actions: ['s3:GetObject'],
+            resources: [bucket.arnForObjects(`${prefix}_state/*`)],
+          }),
+          wildcardReason: 'Each source has its lock at _state/source=<id>/lock.json, named at run time.',
+        },
         s3Bucket('s3:ListBucket'),
         dataKeyFor('kms:GenerateDataKey', 'kms:Decrypt'),
       ]),

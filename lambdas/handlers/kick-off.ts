@@ -2,7 +2,12 @@ import { buildKickOffRequest, type ExportRequest, interpretKickOffResponse } fro
 import { chunkPatientsKey, jobRecordKey } from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
 import { DEFAULT_WAIT_POLICY, nextWaitSeconds } from '../core/retry-after.js';
-import { AccessTokenRejectedError, ExportRequestRejectedError, StorageError } from '../errors.js';
+import {
+  AccessTokenRejectedError,
+  ExportRequestRejectedError,
+  ExportStoppedError,
+  StorageError,
+} from '../errors.js';
 import { type Runtime, sealContext } from '../runtime.js';
 import {
   type ChunkItem,
@@ -12,6 +17,7 @@ import {
 } from '../services/chunk-records.js';
 import type { JobRecord } from '../services/export-lifecycle.js';
 import { deleteSupersededJobs } from '../services/server-jobs.js';
+import { assertExportMayLand } from '../services/source-lock.js';
 import type { ExportContext, KickOffState } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
 
@@ -108,6 +114,7 @@ export function createKickOffHandler(runtime: Runtime) {
           statusUrl: outcome.statusUrl,
           kickedOffAt: runtime.now().toISOString(),
         });
+        await dropJobIfExportIsEnding(runtime, context, outcome.statusUrl, accessToken);
       } else {
         // Whoever ends this export without its state (a StopExecution clean-up) finds the job here.
         const job: JobRecord = {
@@ -148,6 +155,39 @@ export function createKickOffHandler(runtime: Runtime) {
     });
     return { outcome: 'retry', attempt, waitSeconds, forceTokenRefresh: false, reason: outcome.reason };
   };
+}
+
+/**
+ * A chunk kicked off while its export was being ended (another chunk failed
+ * for good, a cancel): the ending DELETEs the jobs on the chunk records, but
+ * it may have read them just before this one was written. The ending fences
+ * the lock before it reads them, and this checks the fence after the record
+ * is written, so one of the two DELETEs the job: never neither (Epic would
+ * refuse the next export while it lives).
+ */
+async function dropJobIfExportIsEnding(
+  runtime: Runtime,
+  context: ExportContext,
+  statusUrl: string,
+  accessToken: string,
+): Promise<void> {
+  try {
+    await assertExportMayLand(runtime, context.sourceId, context.executionName);
+  } catch (error) {
+    if (!(error instanceof ExportStoppedError)) throw error;
+    try {
+      await runtime.fhir.send(
+        { method: 'DELETE', url: statusUrl, headers: { Accept: 'application/json' } },
+        accessToken,
+      );
+    } catch (deleteError) {
+      runtime.logger.warn('could not DELETE the job of a chunk kicked off while its export ended', {
+        sourceId: context.sourceId,
+        error: (deleteError as Error).name,
+      });
+    }
+    throw error;
+  }
 }
 
 /**

@@ -245,7 +245,7 @@ describe('IAM least privilege', () => {
     );
   });
 
-  it('gives mint-token no S3 access but reading source registrations, and kick-off only that and the work area', () => {
+  it('gives mint-token no S3 access but reading source registrations, and kick-off only that, the work area and the locks', () => {
     const s3StatementsOf = (name: 'KickOff' | 'MintToken') =>
       statementsOfRole(roleIdOf(name)).filter((statement) =>
         actionsOf(statement).some((action) => action.startsWith('s3:')),
@@ -261,6 +261,10 @@ describe('IAM least privilege', () => {
       expect.objectContaining({
         Action: ['s3:GetObject', 's3:PutObject'],
         Resource: { 'Fn::Join': ['', [arnOf(pipeline().bucket), '/_work/*']] },
+      }),
+      expect.objectContaining({
+        Action: 's3:GetObject',
+        Resource: { 'Fn::Join': ['', [arnOf(pipeline().bucket), '/_state/*']] },
       }),
       expect.objectContaining({ Action: 's3:ListBucket', Resource: arnOf(pipeline().bucket) }),
     ]);

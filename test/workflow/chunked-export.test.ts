@@ -319,4 +319,27 @@ describe('chunked exports (local)', () => {
     expect(result.logLines.some((line) => line.includes('Jane'))).toBe(false);
     expect(harness.sandbox.jobs().filter((job) => job.clientId === result.clientId)).toHaveLength(0);
   });
+
+  it('a chunk that fails every attempt fails the export with its own error, after DELETEing every job', async () => {
+    // Act: every job fails; the source allows two kick-offs per chunk.
+    const result = await harness.exportWith({
+      sourceId: 'failing-chunk',
+      faults: { jobFailure: true },
+      source: { export: { ...GROUP_EXPORT, chunk: { by: 'patients', size: 25 }, maxChunkAttempts: 2 } },
+    });
+    // Assess
+    expect(result.run.status).toBe('FAILED');
+    expect(result.run.error).toBe('ExportRequestRejectedError');
+    expect(result.run.cause).toContain('the export job failed: status answered 500');
+    const jobs = harness.sandbox.jobs().filter((job) => job.clientId === result.clientId);
+    // Chunk 0 twice (its first job DELETEd before the second). A chunk the Map had started by
+    // then may have kicked off too: every job, whoever kicked it off, is DELETEd.
+    expect(jobs[0]!.received.patients).toStrictEqual(jobs[1]!.received.patients);
+    expect(jobs.slice(2).every((job) => job.received.patients?.[0] !== jobs[0]!.received.patients?.[0])).toBe(
+      true,
+    );
+    expect(jobs.map((job) => job.state)).toStrictEqual(jobs.map(() => 'deleted'));
+    expect(await harness.listKeys('source=failing-chunk/')).toStrictEqual([]);
+    expect(await harness.getText('_state/source=failing-chunk/lock.json')).toBeUndefined();
+  });
 });
