@@ -56,7 +56,7 @@ describe('a pipeline on your own bucket, VPC and alarm topic', () => {
     });
   });
 
-  it('scopes object access to the export prefix, the Distributed Map reader to its _work/, registry readers to _registry/sources/', () => {
+  it('scopes object access to the export prefix, the Distributed Map reader to its _work/, registry readers to _registry/sources/, the lock reads of Kick Off to _state/', () => {
     const statements = identityPolicies(template).flatMap((policy) => policy.statements);
     const s3Resources = statements
       .filter((statement) =>
@@ -68,6 +68,8 @@ describe('a pipeline on your own bucket, VPC and alarm topic', () => {
         JSON.stringify(objectsUnder('fhir/*')),
         JSON.stringify(objectsUnder('fhir/_work/*')),
         JSON.stringify(objectsUnder('fhir/_registry/sources/*')),
+        // Kick Off reads the locks' fence (a chunk kicked off while its export ends)
+        JSON.stringify(objectsUnder('fhir/_state/*')),
         // the registry publisher reads the registry objects from the CDK asset bucket
         JSON.stringify({
           'Fn::Join': [
