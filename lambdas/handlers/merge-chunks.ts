@@ -103,7 +103,7 @@ export function createMergeChunksHandler(runtime: Runtime) {
         expires,
         linksExpireAt: linksExpireAt ?? new Date(runtime.now().getTime() + 3_600_000).toISOString(),
         job: job && { ...job, chunks: { total: records.length, done: records.length } },
-        annotations: { ...annotations },
+        annotations,
       },
     );
     runtime.logger.info('merged the chunks into one export', {

@@ -79,11 +79,6 @@ export async function readChunkRecords(
   return records;
 }
 
-/** How many chunks are done (their manifest stored), of all planned. */
-export function chunkProgress(records: readonly ChunkRecord[]): { total: number; done: number } {
-  return { total: records.length, done: records.filter((record) => record.state === 'complete').length };
-}
-
 /** The server jobs an ending export should DELETE: every chunk kicked off and not yet DELETEd. */
 export function chunkStatusUrls(records: readonly ChunkRecord[]): string[] {
   return records.flatMap((record) => (record.statusUrl ? [record.statusUrl] : []));

@@ -12,7 +12,7 @@ import {
   receiptKey,
 } from '../core/layout.js';
 import { type CompletionManifest, checkTransactionTime, type FileKind } from '../core/manifest.js';
-import type { DuplicateListing } from '../core/receipt.js';
+import type { DuplicateListing, ReceiptChunking } from '../core/receipt.js';
 import { DEFAULT_WAIT_POLICY, nextWaitSeconds } from '../core/retry-after.js';
 import { interpretStatusResponse } from '../core/status.js';
 import {
@@ -280,8 +280,8 @@ export async function landManifest(
     readonly linksExpireAt: string;
     readonly statusUrl?: string;
     readonly job: JobRecord | undefined;
-    /** Written into the stored manifest beside the server's (a chunked export's chunks). */
-    readonly annotations?: Record<string, unknown>;
+    /** Written into the stored manifest beside the server's: a chunked export's chunks, for the receipt. */
+    readonly annotations?: { readonly chunking: ReceiptChunking };
   },
 ): Promise<ManifestSummary> {
   const location = await claimExportFolder(runtime, context, manifest.transactionTime);
