@@ -40,6 +40,12 @@ export interface JobRecord {
   readonly chunks?: { readonly total: number; readonly done: number };
   /** chunkOnTimeout gave up the export in one piece (its job DELETEd) to run it as chunks. */
   readonly abandonedForChunks?: { readonly at: string; readonly deleteAnswered: string };
+  /** The executions the export continued in (history budget), in order; absent while it runs in its first. */
+  readonly executions?: readonly {
+    readonly executionName: string;
+    readonly executionArn?: string;
+    readonly startedAt: string;
+  }[];
 }
 
 /** Why a file's last download attempt failed (`_work/…/file-failures/<file>.json`). */

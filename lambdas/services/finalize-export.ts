@@ -7,6 +7,7 @@ import {
   type ExportClaim,
   failureReceiptKey,
   inFlightPrefix,
+  jobRecordKey,
   receiptKey,
   resultKey,
 } from '../core/layout.js';
@@ -23,7 +24,7 @@ import { VerificationError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import type { ExportContext, FileItem, FileResult, FinalizeResult, ManifestSummary } from '../state.js';
 import { countDuplicateResources } from './duplicate-resources.js';
-import type { FailureReceipt } from './export-lifecycle.js';
+import type { FailureReceipt, JobRecord } from './export-lifecycle.js';
 import { landingKey, publishObjects, verifyPublished } from './publish-export.js';
 import { readWatermark } from './watermark.js';
 
@@ -83,6 +84,9 @@ export async function finalizeExport(runtime: Runtime, event: FinalizeExportEven
     failureReceiptKey(runtime.prefix, context.sourceId, context.executionName),
   );
   const resumed = failure ? { error: failure.error, failedAt: failure.failedAt } : undefined;
+  const continuedIn = (
+    await runtime.store.getJson<JobRecord>(jobRecordKey(context.workPrefix))
+  )?.executions?.map((execution) => execution.executionName);
   const watermark = decideWatermark({
     advancesWatermark: context.advancesWatermark,
     current: current?.transactionTime,
@@ -113,6 +117,7 @@ export async function finalizeExport(runtime: Runtime, event: FinalizeExportEven
     ...(chunking ? { chunking } : {}),
     ...(duplicateResources ? { duplicateResources } : {}),
     ...(resumed ? { resumedAfter: resumed } : {}),
+    ...(continuedIn?.length ? { continuedIn } : {}),
   };
   const receiptObjectKey = receiptKey(manifest.exportRoot);
   const markerKey = completionMarkerKey(manifest.exportRoot);

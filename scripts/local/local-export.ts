@@ -44,6 +44,10 @@ export interface LocalExportOptions {
   readonly signal?: AbortSignal;
   /** Resumes a failed run of `executionName` from where it failed (see RedrivePoint). */
   readonly redrive?: RedrivePoint;
+  /** History events before an execution continues in a new one (tests cross a small budget). */
+  readonly historyEventBudget?: number;
+  /** The clock of the handlers (a simulated one makes a week-long export take seconds). */
+  readonly now?: () => Date;
 }
 
 export interface LocalExportResult {
@@ -73,6 +77,8 @@ export async function runLocalExport(options: LocalExportOptions): Promise<Local
     ...(options.fileIdleTimeoutMs === undefined ? {} : { fileIdleTimeoutMs: options.fileIdleTimeoutMs }),
     ...(options.transfer ? { transfer: options.transfer } : {}),
     ...(options.eventSink ? { eventSink: options.eventSink } : {}),
+    ...(options.historyEventBudget ? { historyEventBudget: options.historyEventBudget } : {}),
+    ...(options.now ? { now: options.now } : {}),
   });
   try {
     await local.publishSources();
@@ -136,10 +142,12 @@ async function cleanUpEndedRun(
       'detail-type': 'Step Functions Execution Status Change',
       detail: {
         name: run.executionName,
+        executionArn: `arn:aws:states:local:000000000000:execution:bulk-export:${run.executionName}`,
         status: run.status === 'ABORTED' ? 'ABORTED' : 'FAILED',
         error: run.error ?? null,
         cause: run.cause ?? null,
-        input: JSON.stringify(options.input),
+        // The ended execution's own input: a continuation's names the export it continued.
+        input: JSON.stringify(run.lastInput ?? options.input),
       },
     },
     ...(options.retryOverrideMs === undefined ? {} : { retryOverrideMs: options.retryOverrideMs }),

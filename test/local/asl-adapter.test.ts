@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import {
   adaptDefinitionForLocalRun,
   LOCAL_ITEM_READER_FUNCTION,
+  LOCAL_START_EXECUTION_FUNCTION,
   localFunctionArn,
   retryingStateNames,
   waitStateNames,
@@ -85,6 +86,7 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
       'Kick Off Export': 'KickOff',
       'Mint Token For Status': 'MintToken',
       'Poll Export Status': 'PollStatus',
+      'Continue In A New Execution': LOCAL_START_EXECUTION_FUNCTION,
       'Mint Token For File': 'MintToken',
       'Download File': 'DownloadFile',
       [READER]: LOCAL_ITEM_READER_FUNCTION,
@@ -246,7 +248,7 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
   it.each([
     [MAP, READER, ['Chunks Merged', 'Is Export Complete?']],
     [RETRY_MAP, RETRY_READER, ['Wait Before Retrying Files']],
-    [CHUNK_MAP, CHUNK_READER, ['Plan Chunks']],
+    [CHUNK_MAP, CHUNK_READER, ['Continue The Chunks', 'Plan Chunks']],
   ])('sends every transition that entered %s to its reader instead', (mapName, readerName, entries) => {
     // Prepare
     const before = transitions(original)
@@ -386,6 +388,7 @@ describe('adaptDefinitionForLocalRun on state-machines/clean-up-ended-export.asl
         {
           ended: {
             executionName: 'epic-nightly',
+            executionArn: 'arn:aws:states:eu-west-1:123456789012:execution:bulk-export:epic-nightly',
             status: 'FAILED',
             error: 'States.ExceedToleratedFailureThreshold',
             cause: 'The specified tolerated failure threshold was exceeded',
@@ -425,6 +428,7 @@ describe('adaptDefinitionForLocalRun on state-machines/clean-up-ended-export.asl
       {
         ended: {
           executionName: 'epic-nightly',
+          executionArn: 'arn:aws:states:eu-west-1:123456789012:execution:bulk-export:epic-nightly',
           status: 'ABORTED',
           error: null,
           cause: null,
@@ -471,6 +475,7 @@ describe('the ASL file itself', () => {
       'Kick Off Export',
       'Mint Token For Status',
       'Poll Export Status',
+      'Continue In A New Execution',
       'Mint Token For File',
       'Download File',
       'Check Files',
