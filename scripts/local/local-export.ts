@@ -130,7 +130,8 @@ async function cleanUpEndedRun(
   const sourceId = String(options.input.sourceId ?? '');
   if (run.status === 'ABORTED' && isSourceId(sourceId)) {
     // The runner killed and settled every invocation: their leases are void, as a stopped Lambda's are.
-    const work = workPrefix(runtime.prefix, sourceId, run.executionName);
+    // The export's work area is named by its first execution, whichever execution ran it last.
+    const work = workPrefix(runtime.prefix, sourceId, run.exportName);
     for (const key of await runtime.store.listKeys(inFlightPrefix(work))) await runtime.store.delete(key);
   }
   const cleanUp = await runExportLocally({
@@ -170,7 +171,10 @@ async function cleanUpEndedRun(
  */
 async function prepareResume(runtime: Runtime, options: LocalExportOptions) {
   const sourceId = String(options.input.sourceId);
-  const executionName = options.executionName!;
+  // A continuation's failed execution resumes the export it continued: the lock names that one.
+  const redriven = (options.redrive?.input as { export?: { executionName?: unknown } } | undefined)?.export
+    ?.executionName;
+  const executionName = typeof redriven === 'string' ? redriven : options.executionName!;
   const lock = await readLock(runtime, sourceId);
   const fresh = `start a fresh export instead: npm run export -- --source <file.json>`;
   if (lock?.executionName !== executionName) {
