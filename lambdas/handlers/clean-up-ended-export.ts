@@ -95,6 +95,8 @@ export function createCleanUpEndedExportHandler(runtime: Runtime) {
       failure,
       allowResume: outcome === 'failed',
       sealedToken: event.sealedToken,
+      // Mint Token For Clean-Up seals to the ended execution's own name.
+      ...(exportName === ended.executionName ? {} : { tokenSealedFor: ended.executionName }),
       waitForDownloads: true,
       waitBudgetMs: Math.max(0, (invocation?.getRemainingTimeInMillis() ?? 60_000) - 60_000),
     });

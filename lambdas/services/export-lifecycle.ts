@@ -87,6 +87,11 @@ export interface EndExportRequest {
   /** An access token for the job's DELETE, sealed to the ended execution. */
   readonly sealedToken?: string | null;
   /**
+   * The execution the token is sealed to, when not the export's own name: a
+   * continuation (history budget) mints for itself, as any execution does.
+   */
+  readonly tokenSealedFor?: string;
+  /**
    * Wait for every in-flight download before recording anything (on AWS a
    * Lambda outlives the Map that started it). False when the caller knows
    * none runs (the local runner settles its invocations first).
@@ -271,7 +276,10 @@ export async function endExport(runtime: Runtime, request: EndExportRequest): Pr
           ? `the server job of chunk ${chunkOf.get(url)}`
           : 'the server job';
         await attempt(`DELETE ${which}`, async () => {
-          const token = await runtime.sealer.open(request.sealedToken!, sealContext(sourceId, executionName));
+          const token = await runtime.sealer.open(
+            request.sealedToken!,
+            sealContext(sourceId, request.tokenSealedFor ?? executionName),
+          );
           const response = await runtime.fhir.send(
             { method: 'DELETE', url, headers: { Accept: 'application/json' } },
             token,

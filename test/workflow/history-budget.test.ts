@@ -106,4 +106,38 @@ describe('history budget: an export continues in new executions (local)', () => 
       ),
     ).toStrictEqual([]);
   }, 180_000);
+
+  it('a cancel while a continuation polls ends the export it continued: its one job DELETEd, its lock released', async () => {
+    // Prepare: cancel at the second poll of the first continuation.
+    const cancel = new AbortController();
+    let pollsInContinuation = 0;
+    // Act
+    const run = await runScenario(env, {
+      name: 'cancelled continuation',
+      faults: { jobDurationMs: 60_000 },
+      historyEventBudget: BUDGET,
+      beforeInvocation(invocation) {
+        const input = invocation.input as { export?: { continuation?: { number: number } } };
+        if (invocation.functionName !== 'PollStatus' || input.export?.continuation?.number !== 1) return;
+        if (++pollsInContinuation === 2) cancel.abort();
+      },
+      signal: cancel.signal,
+    });
+    // Assess
+    const { exportName, executions } = run.result.run;
+    expect(run.result.run.status).toBe('ABORTED');
+    expect(executions.map((execution) => execution.status)).toStrictEqual(['SUCCEEDED', 'ABORTED']);
+    expect(run.result.run.executionName).toBe(`${exportName}-cont-1`);
+    expect(run.result.endedCleanUp).toMatchObject({ action: 'ended', resumable: false });
+    const jobs = env.sandbox.jobs().filter((job) => job.clientId === run.clientId);
+    expect(jobs.map((job) => job.state)).toStrictEqual(['deleted']);
+    expect(await env.getText(`_state/source=${run.sourceId}/lock.json`)).toBeUndefined();
+    const failure = await env.getJson<{ status: string; executionName: string }>(
+      `_failures/source=${run.sourceId}/${exportName}.json`,
+    );
+    expect(failure).toMatchObject({ status: 'cancelled', executionName: exportName });
+    expect(
+      (await env.listKeys(`source=${run.sourceId}/`)).filter((key) => /_SUCCESS\.json$/.test(key)),
+    ).toEqual([]);
+  }, 180_000);
 });
