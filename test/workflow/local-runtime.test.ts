@@ -109,7 +109,7 @@ describe('the local runner and a Task past its TimeoutSeconds', () => {
     // Prepare: the same definition with a 1 s TimeoutSeconds on Download File; every file's first GET
     // is a 503 asking for 2 s, which the download waits out: past the timeout, once per file.
     const definition = JSON.parse(await readFile(DEFINITION_PATH, 'utf8'));
-    definition.States['Download Files'].ItemProcessor.States['Download File'].TimeoutSeconds = 1;
+    definition.States['Download Files'].ItemProcessor.States['Download Batch'].TimeoutSeconds = 1;
     const definitionPath = join(await mkdtemp(join(tmpdir(), 'timeout-asl-')), 'bulk-export.asl.json');
     await writeFile(definitionPath, JSON.stringify(definition));
     const { clientId } = await env.sandbox.registerClient({
@@ -163,7 +163,7 @@ describe('the local runner and a Task past its TimeoutSeconds', () => {
     // Assess: the first Download File of each of the 17 files was killed; every file landed all the same.
     expect(run.status).toBe('SUCCEEDED');
     expect(run.killed).toHaveLength(17);
-    expect(run.killed.every((killed) => killed.stateName === 'Download File')).toBe(true);
+    expect(run.killed.every((killed) => killed.stateName === 'Download Batch')).toBe(true);
     const failures = run.events.filter((event) => event.type === 'StateFailed').map((event) => event.Error);
     expect(failures).toEqual(Array(run.killed.length).fill('States.Timeout'));
     expect(logLines.some((line) => line.includes('InvocationKilledError'))).toBe(true);

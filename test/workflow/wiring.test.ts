@@ -107,7 +107,7 @@ describe.concurrent('a 401 is followed by exactly one fresh token, then the same
       clientId,
       // One file at a time: only the first download holds the revoked token.
       source: { maxConcurrency: 1 },
-      beforeInvocation: revokeTokensBefore(env, clientId, 'Download File', 100),
+      beforeInvocation: revokeTokensBefore(env, clientId, 'Download Batch', 100),
     });
 
     await assertZeroLoss(env, run, { outcome: 'succeeded' });
