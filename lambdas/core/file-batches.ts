@@ -67,9 +67,11 @@ export const LARGE_FILE_BYTES = 16 * 1024 * 1024;
 export const MAX_BATCH_BYTES = 64 * 1024 * 1024;
 
 /**
- * Files per child without `count` to estimate from: enough batches per type
- * that each of the Map's concurrent children gets several, so a few big
- * files of one type still run in parallel.
+ * Batches per concurrent child the planner aims for at least: without
+ * `count` to estimate from, per type, so a few big files of one type still
+ * run in parallel; with counts, over the whole list, so a few hundred small
+ * files still fill the Map (a batch lands its files one after the other, and
+ * a Map with fewer batches than its concurrency would leave children idle).
  */
 export const BATCHES_PER_CONCURRENT_CHILD = 4;
 
@@ -82,10 +84,11 @@ export function estimatedFileBytes(file: Pick<FileItem, 'count' | 'resourceType'
 /**
  * The file list cut into batches: grouped by kind and type (in order of each
  * type's first file, files in list order within it); a file estimated large
- * alone; other files up to `filesPerBatch` and MAX_BATCH_BYTES estimated. A
- * type whose files have no `count` is cut into batches of
- * `ceil(files / (maxConcurrency × BATCHES_PER_CONCURRENT_CHILD))`, between 1
- * and `filesPerBatch`. Every file is in exactly one batch.
+ * alone; other files up to MAX_BATCH_BYTES estimated and
+ * `ceil(files / (maxConcurrency × BATCHES_PER_CONCURRENT_CHILD))` files,
+ * between 1 and `filesPerBatch`, where `files` is the whole list's count, or
+ * for a type whose files have no `count`, that type's. Every file is in
+ * exactly one batch.
  */
 export function planFileBatches(items: readonly FileItem[], options: FileBatchOptions): FileBatch[] {
   const { filesPerBatch, maxConcurrency } = options;
@@ -102,19 +105,16 @@ export function planFileBatches(items: readonly FileItem[], options: FileBatchOp
     else groups.set(group, [item]);
   }
 
+  const fillTheMap = (files: number) =>
+    Math.min(filesPerBatch, Math.max(1, Math.ceil(files / (maxConcurrency * BATCHES_PER_CONCURRENT_CHILD))));
+  const withCountLimit = fillTheMap(items.length);
   const batches: FileBatch[] = [];
   const emit = (files: FileItem[]) => {
     if (files.length > 0) batches.push({ batch: batches.length, files });
   };
   for (const files of groups.values()) {
     const withoutCount = files.filter((file) => file.count === undefined).length;
-    const limit =
-      withoutCount === 0
-        ? filesPerBatch
-        : Math.min(
-            filesPerBatch,
-            Math.max(1, Math.ceil(withoutCount / (maxConcurrency * BATCHES_PER_CONCURRENT_CHILD))),
-          );
+    const limit = withoutCount === 0 ? withCountLimit : fillTheMap(withoutCount);
     let current: FileItem[] = [];
     let currentBytes = 0;
     for (const file of files) {

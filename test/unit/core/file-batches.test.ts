@@ -37,48 +37,46 @@ describe('planFileBatches', () => {
       file('Observation', 10),
       file('Patient', 10),
     ];
-    // Act
-    const batches = planFileBatches(items, { filesPerBatch: 50, maxConcurrency: 4 });
+    // Act: six files for one child: ceil(6 / 4) = 2 files a batch, so the child gets several.
+    const batches = planFileBatches(items, { filesPerBatch: 50, maxConcurrency: 1 });
     // Assess
-    expect(indexes(batches)).toStrictEqual([[0, 2, 5], [1, 4], [3]]);
-    expect(batches.map((batch) => batch.batch)).toStrictEqual([0, 1, 2]);
+    expect(indexes(batches)).toStrictEqual([[0, 2], [5], [1, 4], [3]]);
+    expect(batches.map((batch) => batch.batch)).toStrictEqual([0, 1, 2, 3]);
   });
 
   it('cuts a type at filesPerBatch files', () => {
     next = 0;
-    const items = Array.from({ length: 120 }, () => file('Observation', 20));
-    const batches = planFileBatches(items, { filesPerBatch: 50, maxConcurrency: 4 });
-    expect(batches.map((batch) => batch.files.length)).toStrictEqual([50, 50, 20]);
+    const items = Array.from({ length: 220 }, () => file('Observation', 20));
+    const batches = planFileBatches(items, { filesPerBatch: 50, maxConcurrency: 1 });
+    expect(batches.map((batch) => batch.files.length)).toStrictEqual([50, 50, 50, 50, 20]);
     expect(batches.flatMap((batch) => batch.files)).toStrictEqual(items);
   });
 
   it('gives a file estimated large a batch of its own, and the small files of its type go on together', () => {
     // Prepare: 16 MiB / 12 KB per ExplanationOfBenefit is about 1,400 resources.
     next = 0;
-    const items = [
-      file('ExplanationOfBenefit', 10),
-      file('ExplanationOfBenefit', 5_000),
-      file('ExplanationOfBenefit', 10),
-    ];
-    // Act
-    const batches = planFileBatches(items, { filesPerBatch: 50, maxConcurrency: 4 });
+    const items = Array.from({ length: 41 }, (_, at) => file('ExplanationOfBenefit', at === 1 ? 5_000 : 10));
+    // Act: 41 files for one child: 11 a batch.
+    const batches = planFileBatches(items, { filesPerBatch: 50, maxConcurrency: 1 });
     // Assess
     expect(estimatedFileBytes(items[1]!)).toBeGreaterThan(LARGE_FILE_BYTES);
-    expect(indexes(batches)).toStrictEqual([[1], [0, 2]]);
+    expect(indexes(batches).slice(0, 2)).toStrictEqual([[1], [0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]]);
+    expect(batches.flatMap((batch) => batch.files).filter((item) => item.index === 1)).toHaveLength(1);
+    expect(batches.slice(1).map((batch) => batch.files.length)).toStrictEqual([11, 11, 11, 7]);
   });
 
   it('keeps a batch under MAX_BATCH_BYTES estimated', () => {
-    // Prepare: files of 8,000 Observations (~12 MB each): five fit in 64 MiB, not six.
+    // Prepare: 24 files of 8,000 Observations (~12 MB each) for one child (6 a batch): five fit in 64 MiB, not six.
     next = 0;
-    const items = Array.from({ length: 12 }, () => file('Observation', 8_000));
+    const items = Array.from({ length: 24 }, () => file('Observation', 8_000));
     // Act
-    const batches = planFileBatches(items, { filesPerBatch: 50, maxConcurrency: 4 });
+    const batches = planFileBatches(items, { filesPerBatch: 50, maxConcurrency: 1 });
     // Assess
     for (const batch of batches) {
       const bytes = batch.files.reduce((sum, item) => sum + estimatedFileBytes(item)!, 0);
       expect(bytes).toBeLessThanOrEqual(MAX_BATCH_BYTES);
     }
-    expect(batches.map((batch) => batch.files.length)).toStrictEqual([5, 5, 2]);
+    expect(batches.map((batch) => batch.files.length)).toStrictEqual([5, 5, 5, 5, 4]);
   });
 
   it('estimates a type not in the table at the default size per resource', () => {
@@ -103,6 +101,16 @@ describe('planFileBatches', () => {
     expect(capped).toHaveLength(400);
   });
 
+  it('with counts, sizes batches over the whole list so that a few hundred small files still fill the Map', () => {
+    next = 0;
+    // 510 files, concurrency 4: ceil(510 / 16) = 32 a batch, 16 batches, rather than 11 of 50.
+    const some = Array.from({ length: 510 }, () => file('Observation', 10));
+    expect(planFileBatches(some, { filesPerBatch: 50, maxConcurrency: 4 })).toHaveLength(16);
+    // 20,000 files: 50 a batch, filesPerBatch's cap.
+    const many = Array.from({ length: 20_000 }, () => file('Observation', 10));
+    expect(planFileBatches(many, { filesPerBatch: 50, maxConcurrency: 4 })).toHaveLength(400);
+  });
+
   it('with filesPerBatch 1, plans a batch per file as before batching', () => {
     next = 0;
     const items = [file('Patient', 10), file('Patient', 10), file('Observation')];
@@ -116,14 +124,14 @@ describe('planFileBatches', () => {
   it('keeps a full batch far below the 256 KiB a Map item may carry', () => {
     // Prepare: 100 files (filesPerBatch's maximum) with chunk annotations and long keys.
     next = 0;
-    const items = Array.from({ length: 100 }, () => ({
+    const items = Array.from({ length: 400 }, () => ({
       ...file('MedicationRequest', 100),
       chunk: 123,
       chunkFileIndex: 4_567,
       requiresAccessToken: true,
     }));
     // Act
-    const [batch] = planFileBatches(items, { filesPerBatch: 100, maxConcurrency: 4 });
+    const [batch] = planFileBatches(items, { filesPerBatch: 100, maxConcurrency: 1 });
     const bytes = Buffer.byteLength(JSON.stringify(batch));
     // Assess: about 30 KB; the item travels inside the child's input beside the export context.
     expect(batch!.files).toHaveLength(100);
