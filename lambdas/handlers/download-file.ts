@@ -38,6 +38,8 @@ export interface DownloadFileEvent {
   /** Where the manifest can be read again when a file link has expired; null for a chunked export (the file's chunk says). */
   readonly statusUrl?: string | null;
   readonly sealedToken: string;
+  /** When the sealed token expires: a batch hands back for a fresh one rather than start a file with a dying token. */
+  readonly tokenExpiresAt?: string | null;
   readonly transfer: {
     /** The file of the batch this invocation starts with (the one the checkpoint is of). */
     readonly position?: number;
@@ -75,6 +77,14 @@ export interface DownloadFileState {
   readonly lines?: number;
   readonly bytes?: number;
 }
+
+/**
+ * A batch does not start a file with less than this left of its token: it
+ * hands back (a checkpoint at that file) and the loop mints a fresh one, as
+ * a child per file did before each file. A file that outlasts its token
+ * anyway meets a 401 and hands back from where it stands.
+ */
+export const TOKEN_HANDBACK_MARGIN_MS = 60_000;
 
 /** File URLs per list key, cached per container: the Map sends only an index (URLs can be credentials). */
 const urlLists = new Map<string, Promise<readonly string[]>>();
@@ -126,8 +136,12 @@ export function createDownloadFileHandler(runtime: Runtime) {
     let lines = 0;
     let bytes = 0;
     for (let position = start; position < files.length; position += 1) {
-      // A file not begun yet waits for the next invocation rather than start with too little time.
-      if (position > start && context.getRemainingTimeInMillis() < safetyMarginMs) {
+      // A file not begun yet waits for the next invocation rather than start with too little time,
+      // or with a token about to expire (the loop mints a fresh one first).
+      if (
+        position > start &&
+        (context.getRemainingTimeInMillis() < safetyMarginMs || tokenRunsOut(event, files[position]!))
+      ) {
         return { status: 'checkpoint', position, checkpoint: null, forceTokenRefresh: false, invocations: 0 };
       }
       try {
@@ -154,6 +168,12 @@ export function createDownloadFileHandler(runtime: Runtime) {
     }
     if (failures.length > 0) throw batchFailure(failures, files.length, event.batch?.batch);
     return { status: 'complete', checkpoint: null, forceTokenRefresh: false, invocations: 0, lines, bytes };
+  }
+
+  function tokenRunsOut(event: DownloadFileEvent, file: FileItem): boolean {
+    const requiresAccessToken = file.requiresAccessToken ?? event.requiresAccessToken;
+    if (!requiresAccessToken || !event.tokenExpiresAt) return false;
+    return Date.parse(event.tokenExpiresAt) - runtime.now().getTime() < TOKEN_HANDBACK_MARGIN_MS;
   }
 
   /** One file of the batch: `offset` 0 is the file the invocation starts with, the one its checkpoint is of. */

@@ -180,6 +180,28 @@ describe('Download File with a batch of files', () => {
     expect((await results(event)).map((result) => result?.lines)).toStrictEqual([3, undefined, 3]);
   });
 
+  it('hands back for a fresh token before a file that needs one when the token is about to expire', async () => {
+    // Prepare: the first file needs no token; the second does, and the token has 10 s left.
+    broken = 'body';
+    const event = await batchExport();
+    const files = event.batch!.files.map((file, at) => ({ ...file, requiresAccessToken: at > 0 }));
+    const handler = createDownloadFileHandler(local.runtime);
+    // Act
+    const state = await handler(
+      {
+        ...event,
+        batch: { batch: 0, files },
+        // Not a sealed token: opening it would throw, so the file is not attempted.
+        sealedToken: 'not-a-sealed-token',
+        tokenExpiresAt: new Date(Date.now() + 10_000).toISOString(),
+      },
+      context(),
+    );
+    // Assess
+    expect(state).toMatchObject({ status: 'checkpoint', position: 1, checkpoint: null });
+    expect((await results(event)).map((result) => result?.lines)).toStrictEqual([3, undefined, undefined]);
+  });
+
   it('returns a checkpoint at the next file when time runs low between files, and goes on from that position', async () => {
     // Prepare: time runs low as soon as the first file has landed.
     broken = 'body';
