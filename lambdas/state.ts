@@ -127,6 +127,9 @@ export interface ManifestSummary {
   /** The full manifest as received (all pages merged). */
   readonly manifestKey: string;
   readonly fileCount: number;
+  /** JSON array of FileBatch in the bucket: the Download Files Map's items (a child per batch). */
+  readonly batchesKey: string;
+  readonly batchCount: number;
   /** The folder this execution claimed; receipt and marker go there too. */
   readonly exportRoot: string;
   /** Files the manifest listed more than once (each lands once), for the receipt; absent when none. */

@@ -132,6 +132,10 @@ export const jobRecordKey = (work: string) => `${work}job.json`;
 export const inFlightPrefix = (work: string) => `${work}in-flight/`;
 /** The files the retry pass downloads again: those without a verified result after the first pass. */
 export const retryFilesKey = (work: string) => `${work}retry-files.json`;
+/** The first pass's batches of files (the Download Files Map's items; see core/file-batches.ts). */
+export const fileBatchesKey = (work: string) => `${work}file-batches.json`;
+/** The retry pass's batches: the files without a result after the first pass. */
+export const retryBatchesKey = (work: string) => `${work}retry-batches.json`;
 export const resultsPrefix = (work: string) => `${work}results/`;
 export const checkpointsPrefix = (work: string) => `${work}checkpoints/`;
 /** Why a file's last download attempt failed, for the failure receipt (the Map keeps only that it failed). */

@@ -1,6 +1,7 @@
-import { resultKey, resultsPrefix, retryFilesKey } from '../core/layout.js';
+import { resultKey, resultsPrefix, retryBatchesKey, retryFilesKey } from '../core/layout.js';
 import { VerificationError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
+import { writeFileBatches } from '../services/file-batches.js';
 import type { ExportContext, FileItem, ManifestSummary } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
 
@@ -15,6 +16,9 @@ export interface CheckFilesResult {
   readonly missing: number;
   /** The files without a result, as a JSON array of FileItem: the retry pass's ItemReader reads it. */
   readonly retryFilesKey: string;
+  /** The same files as batches (planned as for the first pass): the retry pass's ItemReader reads it. */
+  readonly retryBatchesKey: string;
+  readonly retryBatchCount: number;
 }
 
 /**
@@ -36,6 +40,7 @@ export function createCheckFilesHandler(runtime: Runtime) {
     const missing = items.filter((item) => !landed.has(resultKey(context.workPrefix, item.index)));
     const key = retryFilesKey(context.workPrefix);
     await runtime.store.putJson(key, missing);
+    const batches = await writeFileBatches(runtime, context, missing, retryBatchesKey(context.workPrefix));
     if (missing.length > 0) {
       runtime.logger.warn('files without a result after the download pass; retrying them', {
         sourceId: context.sourceId,
@@ -53,6 +58,8 @@ export function createCheckFilesHandler(runtime: Runtime) {
       landed: items.length - missing.length,
       missing: missing.length,
       retryFilesKey: key,
+      retryBatchesKey: batches.batchesKey,
+      retryBatchCount: batches.batchCount,
     };
   };
 }

@@ -1,5 +1,6 @@
 import { putObjectBytes } from '../adapters/s3-multipart.js';
 import type { SourceSettings } from '../config.js';
+import type { FileBatch } from '../core/file-batches.js';
 import { checkpointKey, fileFailureKey, leaseKey, quarantineKey, resultKey } from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
 import { interpretStatusResponse } from '../core/status.js';
@@ -18,24 +19,41 @@ import type { DownloadLease, FileFailure } from '../services/export-lifecycle.js
 import { readManifestPages } from '../services/manifest-pages.js';
 import { landingKey } from '../services/publish-export.js';
 import { assertExportMayLand } from '../services/source-lock.js';
-import { type TransferCheckpoint, transferFile } from '../services/transfer-file.js';
+import {
+  DEFAULT_TRANSFER_SETTINGS,
+  type TransferCheckpoint,
+  transferFile,
+} from '../services/transfer-file.js';
 import type { ExportContext, FileItem, FileResult } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
 
 export interface DownloadFileEvent {
-  readonly file: FileItem;
+  /** The Map item: the files this child lands, in order (see core/file-batches.ts). */
+  readonly batch?: FileBatch;
+  /** One file: an execution started before files were batched, or a caller landing one file. */
+  readonly file?: FileItem;
   readonly export: ExportContext;
   readonly requiresAccessToken: boolean;
   readonly urlsKey: string;
   /** Where the manifest can be read again when a file link has expired; null for a chunked export (the file's chunk says). */
   readonly statusUrl?: string | null;
   readonly sealedToken: string;
+  /** When the sealed token expires: a batch hands back for a fresh one rather than start a file with a dying token. */
+  readonly tokenExpiresAt?: string | null;
   readonly transfer: {
+    /** The file of the batch this invocation starts with (the one the checkpoint is of). */
+    readonly position?: number;
     readonly checkpoint: CheckpointRef | null;
+    /** Invocations so far for the file at `position`. */
     readonly invocations?: number;
   };
   /** `retry` in the retry pass (Retry Failed Files). */
   readonly pass?: 'retry';
+}
+
+/** One file's share of the event: what the per-file download reads. */
+interface FileEvent extends Omit<DownloadFileEvent, 'batch' | 'file'> {
+  readonly file: FileItem;
 }
 
 /**
@@ -51,6 +69,8 @@ export interface CheckpointRef {
 
 export interface DownloadFileState {
   readonly status: 'complete' | 'checkpoint';
+  /** With a checkpoint: the file of the batch the next invocation starts with. */
+  readonly position?: number;
   readonly checkpoint: CheckpointRef | null;
   readonly forceTokenRefresh: boolean;
   readonly invocations: number;
@@ -58,27 +78,132 @@ export interface DownloadFileState {
   readonly bytes?: number;
 }
 
+/**
+ * A batch does not start a file with less than this left of its token: it
+ * hands back (a checkpoint at that file) and the loop mints a fresh one, as
+ * a child per file did before each file. A file that outlasts its token
+ * anyway meets a 401 and hands back from where it stands.
+ */
+export const TOKEN_HANDBACK_MARGIN_MS = 60_000;
+
 /** File URLs per list key, cached per container: the Map sends only an index (URLs can be credentials). */
 const urlLists = new Map<string, Promise<readonly string[]>>();
 
 /**
- * One manifest file into one verified S3 object. When the invocation runs
- * low on time, or the server refuses the token, it returns a checkpoint and
- * the state machine calls it again (after a fresh token when needed).
+ * A batch of manifest files, each into one verified S3 object, in order.
+ * When the invocation runs low on time, or the server refuses the token, it
+ * returns a checkpoint (the file's `position` in the batch and its transfer
+ * checkpoint) and the state machine calls it again (after a fresh token when
+ * needed). A file that fails is recorded and the others still land; the
+ * batch fails at the end (see landBatch).
  */
 export function createDownloadFileHandler(runtime: Runtime) {
   return async (event: DownloadFileEvent, context: InvocationContext): Promise<DownloadFileState> => {
-    const { file, export: exportContext } = event;
+    const { export: exportContext } = event;
     const settings = await runtime.sources.get(exportContext.sourceId);
     if (runtime.maxLineBytes !== undefined && settings.maxLineBytes > runtime.maxLineBytes) {
       throw new ConfigurationError(
         `source ${settings.id} allows lines of ${settings.maxLineBytes} bytes (its maxLineBytes) but Download File is sized for lines of at most ${runtime.maxLineBytes} bytes (the pipeline's maxLineBytes, MAX_LINE_BYTES): lower the source's maxLineBytes or raise the pipeline's`,
       );
     }
-    // The retry pass, run again by a redrive, meets files that landed meanwhile: they stay as they are.
-    // (The first pass never does: a file with a result is never downloaded twice in it.)
+    const files = event.batch?.files ?? (event.file ? [event.file] : []);
+    if (files.length === 0) {
+      throw new ConfigurationError('Download File was called without a file or a batch of files');
+    }
+    if (files.length === 1) return landOne(oneFile(event, files[0]!, 0), context, settings, false);
+    return landBatch(event, files, context, settings);
+  };
+
+  /**
+   * Files one after the other (they are small: the planner puts a large file
+   * alone). A file that fails does not stop the others: its failure is
+   * recorded (file-failures/) and the batch goes on. At the end the batch
+   * throws: a retryable error if any file failed retryably (the Map retries
+   * the batch, and files that landed are skipped), else the first failure
+   * (the child fails, tolerated in the first pass; Check Files finds the
+   * files without a result and the retry pass lands them).
+   */
+  async function landBatch(
+    event: DownloadFileEvent,
+    files: readonly FileItem[],
+    context: InvocationContext,
+    settings: SourceSettings,
+  ): Promise<DownloadFileState> {
+    const start = event.transfer.position ?? 0;
+    const safetyMarginMs =
+      runtime.transfer?.settings?.safetyMarginMs ?? DEFAULT_TRANSFER_SETTINGS.safetyMarginMs;
+    const failures: Error[] = [];
+    let lines = 0;
+    let bytes = 0;
+    for (let position = start; position < files.length; position += 1) {
+      // A file not begun yet waits for the next invocation rather than start with too little time,
+      // or with a token about to expire (the loop mints a fresh one first).
+      if (
+        position > start &&
+        (context.getRemainingTimeInMillis() < safetyMarginMs || tokenRunsOut(event, files[position]!))
+      ) {
+        return { status: 'checkpoint', position, checkpoint: null, forceTokenRefresh: false, invocations: 0 };
+      }
+      try {
+        // Skipping landed files makes a retried batch (after a retryable failure, a killed invocation) land only the rest.
+        const state = await landOne(
+          oneFile(event, files[position]!, position - start),
+          context,
+          settings,
+          true,
+        );
+        if (state.status === 'checkpoint') return { ...state, position };
+        lines += state.lines ?? 0;
+        bytes += state.bytes ?? 0;
+      } catch (error) {
+        // The export is ending: no other file may land either.
+        if (error instanceof ExportStoppedError) throw error;
+        failures.push(error as Error);
+        runtime.logger.warn('a file of the batch did not land; going on with the others', {
+          batch: event.batch?.batch,
+          index: files[position]!.index,
+          error: (error as Error).name,
+        });
+      }
+    }
+    if (failures.length > 0) throw batchFailure(failures, files.length, event.batch?.batch);
+    return { status: 'complete', checkpoint: null, forceTokenRefresh: false, invocations: 0, lines, bytes };
+  }
+
+  function tokenRunsOut(event: DownloadFileEvent, file: FileItem): boolean {
+    const requiresAccessToken = file.requiresAccessToken ?? event.requiresAccessToken;
+    if (!requiresAccessToken || !event.tokenExpiresAt) return false;
+    return Date.parse(event.tokenExpiresAt) - runtime.now().getTime() < TOKEN_HANDBACK_MARGIN_MS;
+  }
+
+  /** One file of the batch: `offset` 0 is the file the invocation starts with, the one its checkpoint is of. */
+  function oneFile(event: DownloadFileEvent, file: FileItem, offset: number): FileEvent {
+    const { batch: _batch, file: _file, transfer, ...rest } = event;
+    return {
+      ...rest,
+      file,
+      transfer:
+        offset === 0
+          ? { checkpoint: transfer.checkpoint, invocations: transfer.invocations ?? 0 }
+          : { checkpoint: null, invocations: 0 },
+    };
+  }
+
+  /**
+   * One manifest file into one verified S3 object. `skipLanded`: a file with a
+   * result is returned as it is (a batch run again; the retry pass).
+   */
+  async function landOne(
+    event: FileEvent,
+    context: InvocationContext,
+    settings: SourceSettings,
+    skipLanded: boolean,
+  ): Promise<DownloadFileState> {
+    const { file, export: exportContext } = event;
+    // The retry pass, run again by a redrive, meets files that landed meanwhile: they stay as they are;
+    // so does a batch run again. (A single file in the first pass never does: its result is its child's last step.)
     const landed =
-      event.pass === 'retry'
+      event.pass === 'retry' || skipLanded
         ? await runtime.store.getJson<FileResult>(resultKey(exportContext.workPrefix, file.index))
         : undefined;
     if (landed) {
@@ -128,10 +253,10 @@ export function createDownloadFileHandler(runtime: Runtime) {
         }),
       );
     }
-  };
+  }
 
   async function download(
-    event: DownloadFileEvent,
+    event: FileEvent,
     context: InvocationContext,
     settings: SourceSettings,
   ): Promise<DownloadFileState> {
@@ -258,6 +383,32 @@ export function createDownloadFileHandler(runtime: Runtime) {
   }
 }
 
+/**
+ * The error a batch ends with when files failed. Retryable when any file
+ * failed retryably (its name is what the Map's Retry matches), so the batch
+ * is run again and only the files without a result are fetched; otherwise
+ * the first file's own error. Either way the message counts the failures;
+ * each file's own error is in file-failures/.
+ */
+export function batchFailure(
+  failures: readonly Error[],
+  batchSize: number,
+  batch: number | undefined,
+): Error {
+  const retryable = failures.find(
+    (error) => error instanceof TransientServerError || error instanceof StorageError,
+  );
+  const chosen = retryable ?? failures[0]!;
+  const message = `${failures.length} of ${batchSize} file(s) of batch ${batch ?? '?'} did not land; ${chosen.name}: ${chosen.message}`;
+  const error =
+    chosen instanceof TransientServerError
+      ? new TransientServerError(message, chosen.retryAfterSeconds, { cause: chosen })
+      : chosen instanceof StorageError
+        ? new StorageError(message, { cause: chosen })
+        : chosen;
+  return error;
+}
+
 async function readCheckpoint(
   runtime: Runtime,
   ref: CheckpointRef | null,
@@ -309,7 +460,7 @@ async function fileUrl(runtime: Runtime, urlsKey: string, index: number): Promis
  */
 async function refreshedFileUrl(
   runtime: Runtime,
-  event: DownloadFileEvent,
+  event: FileEvent,
   allowInsecureHttp: boolean,
 ): Promise<string> {
   const { file, export: context } = event;

@@ -168,6 +168,11 @@ const settingsShape = {
   fhirBaseUrl: text('The FHIR base URL (https; http only for loopback hosts in local mode).'),
   export: exportSchema.prefault({}),
   maxConcurrency: integer(1, 1000, 'Files downloaded at once (the Map’s MaxConcurrency).').default(4),
+  filesPerBatch: integer(
+    1,
+    100,
+    'Small files one Download child lands together (a file the manifest says is large goes alone); 1 = a child per file.',
+  ).default(50),
   retryAfterCeilingSeconds: integer(
     5,
     86_400,

@@ -15,6 +15,7 @@ import {
   type ExportClaim,
   type ExportLocation,
   exportRoot,
+  fileBatchesKey,
   fileKey,
   jobRecordKey,
   receiptKey,
@@ -33,6 +34,7 @@ import { type Runtime, sealContext } from '../runtime.js';
 import type { ExportContext, FileItem, ManifestSummary, PollState } from '../state.js';
 import { type ChunkItem, readChunkRecord, writeChunkRecord } from './chunk-records.js';
 import type { JobRecord } from './export-lifecycle.js';
+import { writeFileBatches } from './file-batches.js';
 import { readManifestPages } from './manifest-pages.js';
 
 export interface PollStatusEvent {
@@ -406,6 +408,7 @@ export async function landManifest(
     manifest.files.map((file) => file.url),
   );
   await runtime.store.putJson(filesKey, items);
+  const batches = await writeFileBatches(runtime, context, items, fileBatchesKey(context.workPrefix));
   const duplicateFilesKey = await recordDuplicates(runtime, context, manifest, items);
   const summary: ManifestSummary = {
     transactionTime: manifest.transactionTime,
@@ -414,6 +417,7 @@ export async function landManifest(
     urlsKey,
     manifestKey,
     fileCount: items.length,
+    ...batches,
     exportRoot: exportRoot(location),
     ...(duplicateFilesKey ? { duplicateFilesKey } : {}),
   };

@@ -4,7 +4,7 @@
  * side in one run.
  *
  *   npm run bench -- [--scenario name[,name]] [--full] [--size-mb N] [--files N]
- *                    [--huge-files N] [--huge-mb N] [--map-concurrency N[,N]]
+ *                    [--huge-files N] [--huge-mb N] [--map-concurrency N[,N]] [--files-per-batch N[,N]]
  *                    [--source sandbox|local] [--concurrency N] [--cpu-prof-dir DIR]
  *                    [--staging-gib N] [--staging-files N] [--copy-part-mib N]
  *
@@ -49,7 +49,7 @@ const SIZES = {
 } as const;
 
 const USAGE = `usage: npm run -s bench -- [--scenario name[,name]] [--full] [--size-mb N] [--files N]
-                           [--huge-files N] [--huge-mb N] [--map-concurrency N[,N]]
+                           [--huge-files N] [--huge-mb N] [--map-concurrency N[,N]] [--files-per-batch N[,N]]
                            [--source sandbox|local] [--concurrency N] [--cpu-prof-dir DIR]
                            [--staging-gib N] [--staging-files N] [--copy-part-mib N]
   scenarios: ${SCENARIOS.join(', ')} (default: all, at quick sizes; --full: the big sizes)
@@ -76,6 +76,7 @@ const {
   hugeFiles,
   hugeBytes,
   mapConcurrencies,
+  filesPerBatches,
   concurrency,
   longLinesMib,
   source,
@@ -90,6 +91,8 @@ const {
     'huge-mb': { type: 'string' },
     /** Map MaxConcurrency of the many-small-files export; several values run it once each. */
     'map-concurrency': { type: 'string', default: '4' },
+    /** The source's filesPerBatch in the many-small-files export (1: a child per file, as before batching); several values run it once each. */
+    'files-per-batch': { type: 'string', default: '50' },
     source: { type: 'string', default: 'sandbox' },
     /** Parts in flight in the transfer (and in the raw upload, to compare like with like). */
     concurrency: { type: 'string', default: '3' },
@@ -125,6 +128,9 @@ const {
     mapConcurrencies: values['map-concurrency']
       .split(',')
       .map((value) => positive('map-concurrency', value.trim(), 4)),
+    filesPerBatches: values['files-per-batch']
+      .split(',')
+      .map((value) => positive('files-per-batch', value.trim(), 50)),
     concurrency: positive('concurrency', values.concurrency, 3),
     longLinesMib: sizes.longLinesMib,
     source,
@@ -175,7 +181,9 @@ try {
 
   if (scenarios.includes('many-small-files')) {
     for (const mapConcurrency of mapConcurrencies) {
-      emit(await runManySmallFiles({ s3, s3Pid, files, mapConcurrency, ...profiling }));
+      for (const filesPerBatch of filesPerBatches) {
+        emit(await runManySmallFiles({ s3, s3Pid, files, mapConcurrency, filesPerBatch, ...profiling }));
+      }
     }
   }
   if (scenarios.includes('huge-files')) {

@@ -35,7 +35,11 @@ export interface WorkflowScenarioOptions {
 }
 
 export async function runManySmallFiles(
-  options: WorkflowScenarioOptions & { readonly files: number; readonly mapConcurrency: number },
+  options: WorkflowScenarioOptions & {
+    readonly files: number;
+    readonly mapConcurrency: number;
+    readonly filesPerBatch?: number;
+  },
 ): Promise<string> {
   const patientCount = Math.max(
     10,
@@ -48,6 +52,7 @@ export async function runManySmallFiles(
     faults: { resourcesPerFile: SMALL_FILE_RESOURCES, redirectFiles: true, groupExportOnly: true },
     export: { level: 'group', groupId: 'cohort' },
     mapConcurrency: options.mapConcurrency,
+    ...(options.filesPerBatch === undefined ? {} : { filesPerBatch: options.filesPerBatch }),
   });
 }
 
@@ -78,6 +83,8 @@ interface WorkflowScenario {
   readonly splitInto?: number;
   readonly export: Record<string, unknown>;
   readonly mapConcurrency: number;
+  /** The source's filesPerBatch; its default when absent. */
+  readonly filesPerBatch?: number;
 }
 
 let runs = 0;
@@ -123,6 +130,7 @@ async function runWorkflowScenario(options: WorkflowScenarioOptions, scenario: W
         allowInsecureHttp: true,
         export: scenario.export,
         maxConcurrency: scenario.mapConcurrency,
+        ...(scenario.filesPerBatch === undefined ? {} : { filesPerBatch: scenario.filesPerBatch }),
       },
       s3Endpoint: options.s3.endpoint,
       bucket,
@@ -167,6 +175,7 @@ async function runWorkflowScenario(options: WorkflowScenarioOptions, scenario: W
       bytes: result.bytes,
       lines: result.resources,
       mapConcurrency: scenario.mapConcurrency,
+      ...(scenario.filesPerBatch === undefined ? {} : { filesPerBatch: scenario.filesPerBatch }),
       seconds: round(result.seconds, 2),
       downloadSeconds: round(result.downloadSeconds, 2),
       mbPerSec: round(mb / result.downloadSeconds),

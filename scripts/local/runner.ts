@@ -85,7 +85,7 @@ export interface LocalRunOptions {
 /**
  * Where a failed run can be redriven from: the top-level state that failed,
  * and the input it was given. AWS re-runs a failed Distributed Map's failed
- * children only; locally the whole Map runs again, and Download File skips
+ * children only; locally the whole Map runs again, and Download Batch skips
  * every file that already has a verified result, so the same files are
  * downloaded again: those without one.
  */

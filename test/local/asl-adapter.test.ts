@@ -87,12 +87,12 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
       'Mint Token For Status': 'MintToken',
       'Poll Export Status': 'PollStatus',
       'Continue In A New Execution': LOCAL_START_EXECUTION_FUNCTION,
-      'Mint Token For File': 'MintToken',
-      'Download File': 'DownloadFile',
+      'Mint Token For Batch': 'MintToken',
+      'Download Batch': 'DownloadFile',
       [READER]: LOCAL_ITEM_READER_FUNCTION,
       'Check Files': 'CheckFiles',
-      'Mint Token For Retried File': 'MintToken',
-      'Download Retried File': 'DownloadFile',
+      'Mint Token For Retried Batch': 'MintToken',
+      'Download Retried Batch': 'DownloadFile',
       [RETRY_READER]: LOCAL_ITEM_READER_FUNCTION,
       'Finalize Export': 'FinalizeExport',
       'Mint Token For Completion': 'MintToken',
@@ -135,7 +135,7 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
     });
     expect(definition.States[READER]?.Parameters).toStrictEqual({
       'Bucket.$': '$.export.bucket',
-      'Key.$': '$.poll.manifest.filesKey',
+      'Key.$': '$.poll.manifest.batchesKey',
       ReaderConfig: { InputType: 'JSON' },
     });
     expect(originalMap.Catch).toStrictEqual([
@@ -158,14 +158,14 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
     });
     expect(definition.States[RETRY_READER]?.Parameters).toStrictEqual({
       'Bucket.$': '$.export.bucket',
-      'Key.$': '$.check.retryFilesKey',
+      'Key.$': '$.check.retryBatchesKey',
       ReaderConfig: { InputType: 'JSON' },
     });
     expect(definition.States[RETRY_MAP]).not.toHaveProperty('ItemReader');
     expect(definition.States[RETRY_MAP]?.ItemsPath).toBe('$.__itemReader');
     // Only the retry pass tells Download File to keep a file that landed meanwhile (a redrive runs it again).
     const bridged = definition.States[RETRY_MAP] as Json;
-    const download = (bridged.ItemProcessor as Definition).States['Download Retried File'] as Json;
+    const download = (bridged.ItemProcessor as Definition).States['Download Retried Batch'] as Json;
     expect((bridged.ItemSelector as Json).pass).toBe('retry');
     expect((download.Parameters as Json)['pass.$']).toBe('$.pass');
     expect(map.ItemSelector as Json).not.toHaveProperty('pass');
@@ -209,9 +209,9 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
       Object.entries(states)
         .filter(([, state]) => Array.isArray(state.Catch))
         .map(([name]) => name),
-    ).toStrictEqual(['Mint Token For File', 'Download File']);
-    expect(states['Is File Complete?']).toStrictEqual(
-      (originalProcessor as Definition).States['Is File Complete?'],
+    ).toStrictEqual(['Mint Token For Batch', 'Download Batch']);
+    expect(states['Is Batch Complete?']).toStrictEqual(
+      (originalProcessor as Definition).States['Is Batch Complete?'],
     );
   });
 
@@ -476,11 +476,11 @@ describe('the ASL file itself', () => {
       'Mint Token For Status',
       'Poll Export Status',
       'Continue In A New Execution',
-      'Mint Token For File',
-      'Download File',
+      'Mint Token For Batch',
+      'Download Batch',
       'Check Files',
-      'Mint Token For Retried File',
-      'Download Retried File',
+      'Mint Token For Retried Batch',
+      'Download Retried Batch',
       'Finalize Export',
       'Mint Token For Completion',
       'Complete Export',

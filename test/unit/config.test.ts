@@ -32,6 +32,7 @@ const DEFAULTS = {
     maxChunkAttempts: 3,
   },
   maxConcurrency: 4,
+  filesPerBatch: 50,
   retryAfterCeilingSeconds: 300,
   deadlineHours: 72,
   maxConsecutiveTransientErrors: 10,
@@ -44,7 +45,7 @@ const DEFAULTS = {
 };
 
 const SOURCE_KEYS =
-  'id, description, fhirBaseUrl, export, maxConcurrency, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, clientId, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes, privateKeyFile';
+  'id, description, fhirBaseUrl, export, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, clientId, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes, privateKeyFile';
 const EXPORT_KEYS =
   'level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat, includeAssociatedData, patient, chunk, chunkOnTimeout, maxConcurrentJobs, maxChunkAttempts';
 
@@ -76,6 +77,7 @@ describe('parseSourceSettings', () => {
         maxChunkAttempts: 5,
       },
       maxConcurrency: 1000,
+      filesPerBatch: 100,
       retryAfterCeilingSeconds: 86_400,
       deadlineHours: 336,
       maxConsecutiveTransientErrors: 0,
@@ -107,6 +109,7 @@ describe('parseSourceSettings', () => {
         maxChunkAttempts: 5,
       },
       maxConcurrency: 1000,
+      filesPerBatch: 100,
       retryAfterCeilingSeconds: 86_400,
       deadlineHours: 336,
       maxConsecutiveTransientErrors: 0,
@@ -422,6 +425,16 @@ describe('parseSourceSettings', () => {
       'maxConcurrency 1001',
       { ...MINIMAL, maxConcurrency: 1001 },
       'source.maxConcurrency must be an integer from 1 to 1000 (got 1001)',
+    ],
+    [
+      'filesPerBatch 0',
+      { ...MINIMAL, filesPerBatch: 0 },
+      'source.filesPerBatch must be an integer from 1 to 100 (got 0)',
+    ],
+    [
+      'filesPerBatch 101',
+      { ...MINIMAL, filesPerBatch: 101 },
+      'source.filesPerBatch must be an integer from 1 to 100 (got 101)',
     ],
     [
       'maxConcurrency a string',

@@ -21,17 +21,22 @@ import { assertZeroLoss } from './support/zero-loss.js';
  */
 
 interface DownloadInput {
-  readonly file: { readonly index: number };
-  readonly transfer: { readonly checkpoint: unknown; readonly invocations?: number };
+  readonly batch: { readonly files: readonly { readonly index: number }[] };
+  readonly transfer: {
+    readonly position?: number;
+    readonly checkpoint: unknown;
+    readonly invocations?: number;
+  };
 }
 
-/** Kills the first Download File invocation of file 0 that `matches`, once (its retry must run). */
+/** Kills the first Download Batch invocation starting with file 0 that `matches`, once (its retry must run). */
 function killFileZeroOnce(matches: (input: DownloadInput) => boolean, afterMs: number, error: string) {
   let done = false;
   return (invocation: InvocationInfo) => {
     if (done || invocation.functionName !== 'DownloadFile') return undefined;
     const input = invocation.input as DownloadInput;
-    if (input.file.index !== 0 || !matches(input)) return undefined;
+    // The file the invocation starts with: the one its checkpoint is of.
+    if (input.batch.files[input.transfer.position ?? 0]?.index !== 0 || !matches(input)) return undefined;
     done = true;
     return { afterMs, error };
   };
@@ -79,7 +84,7 @@ describe.concurrent('a Download File invocation killed mid-file (a Lambda timeou
 
       await assertZeroLoss(env, run, { outcome: 'succeeded' });
       expect(run.result.run.killed).toHaveLength(1);
-      expect(failuresOf(run, 'Download File')).toEqual([error]);
+      expect(failuresOf(run, 'Download Batch')).toEqual([error]);
       // The orphan still had the file streaming in; its next write to S3 was refused.
       expect(run.logLines.some((line) => line.includes('InvocationKilledError'))).toBe(true);
       const patient = (await requestsOf(env, run.clientId)).filter((entry) =>
@@ -110,7 +115,7 @@ describe.concurrent('a Download File invocation killed mid-file (a Lambda timeou
 
     await assertZeroLoss(env, run, { outcome: 'succeeded' });
     expect(run.result.run.killed).toHaveLength(1);
-    expect(failuresOf(run, 'Download File')).toEqual(['Sandbox.Timedout']);
+    expect(failuresOf(run, 'Download Batch')).toEqual(['Sandbox.Timedout']);
     const patient = (await requestsOf(env, run.clientId)).filter((entry) =>
       entry.path.endsWith('/Patient.1.ndjson'),
     );
@@ -159,8 +164,8 @@ describe('the S3 endpoint unavailable mid-export', () => {
     });
 
     await assertZeroLoss(env, run, { outcome: 'succeeded' });
-    expect(failuresOf(run, 'Download File').length).toBeGreaterThan(0);
-    expect(failuresOf(run, 'Download File').every((error) => error === 'StorageError')).toBe(true);
+    expect(failuresOf(run, 'Download Batch').length).toBeGreaterThan(0);
+    expect(failuresOf(run, 'Download Batch').every((error) => error === 'StorageError')).toBe(true);
     expect(run.result.run.cause).toBeUndefined();
   }, 90_000);
 

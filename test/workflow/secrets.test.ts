@@ -82,7 +82,7 @@ describe('no secrets or PHI outside the data files', () => {
   const checkpointsOf = (run: ScenarioResult) =>
     run.run.events
       .flatMap((event) =>
-        event.type === 'StateExited' && event.state?.name === 'Download File'
+        event.type === 'StateExited' && event.state?.name === 'Download Batch'
           ? [(event.state!.output as { transfer: { checkpoint: unknown } }).transfer.checkpoint]
           : [],
       )

@@ -107,7 +107,7 @@ describe.concurrent('a 401 is followed by exactly one fresh token, then the same
       clientId,
       // One file at a time: only the first download holds the revoked token.
       source: { maxConcurrency: 1 },
-      beforeInvocation: revokeTokensBefore(env, clientId, 'Download File', 100),
+      beforeInvocation: revokeTokensBefore(env, clientId, 'Download Batch', 100),
     });
 
     await assertZeroLoss(env, run, { outcome: 'succeeded' });
@@ -158,14 +158,17 @@ describe.concurrent("the Download Files Map runs at most the source's maxConcurr
   }, 60_000);
 
   for (const maxConcurrency of [2, 3]) {
-    it(`maxConcurrency ${maxConcurrency}, nine slow files → downloads overlap ${maxConcurrency} at a time, never more`, async () => {
+    it(`maxConcurrency ${maxConcurrency}, nine slow files in batches of two → downloads overlap ${maxConcurrency} at a time, never more`, async () => {
       const run = await runScenario(env, {
         name: `max concurrency ${maxConcurrency}`,
         // 346 Observations of the cohort, 40 a file: nine files, each stalled 0.7 s after its first
         // byte, so no download can end sooner (a file sent whole before a stall could).
         faults: { resourcesPerFile: 40, slowFile: { stallAfterBytes: 1, stallMs: 700 } },
+        // Five batches: enough to fill the Map; a batch lands its files one at a time, so the
+        // files in flight are the batches in flight.
         source: {
           maxConcurrency,
+          filesPerBatch: 2,
           export: { level: 'group', groupId: 'cohort', types: ['Observation'] },
         },
       });

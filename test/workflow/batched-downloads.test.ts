@@ -1,0 +1,99 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FileBatch } from '../../lambdas/core/file-batches.js';
+import type { FileItem } from '../../lambdas/state.js';
+import { countStateTransitions } from '../../scripts/bench/billing.js';
+import type { EventLog } from '../../scripts/local/runner.js';
+import {
+  MATRIX_TRANSFER,
+  type MatrixEnvironment,
+  runScenario,
+  type ScenarioRun,
+  startMatrixEnvironment,
+} from './support/matrix.js';
+import { assertZeroLoss } from './support/zero-loss.js';
+
+/**
+ * An export of many small files (Oracle Health splits its output into
+ * thousands) lands a batch of files per Download Files child: the cost per
+ * file is a fraction of a state transition and of a Lambda invocation.
+ * Same zero-loss check as the fault matrix.
+ */
+
+/** Lambda invocations of a run: every Task visit and every retry of one (the local ItemReader bridges are no Lambdas). */
+function lambdaInvocations(events: readonly EventLog[], stateNames?: readonly string[]): number {
+  return events.filter(
+    (event) =>
+      (event.type === 'StateEntered' || event.type === 'StateRetried') &&
+      event.state?.type === 'Task' &&
+      !event.state.name.endsWith(' [ItemReader]') &&
+      (stateNames === undefined || stateNames.includes(event.state.name)),
+  ).length;
+}
+
+function entered(run: ScenarioRun, stateName: string): number {
+  return run.result.run.events.filter(
+    (event) => event.type === 'StateEntered' && event.state?.name === stateName,
+  ).length;
+}
+
+describe.concurrent('batched downloads of many small files', () => {
+  let env: MatrixEnvironment;
+  beforeAll(async () => {
+    env = await startMatrixEnvironment();
+  }, 60_000);
+  afterAll(async () => {
+    await env?.close();
+  }, 60_000);
+
+  it('lands ~950 one-resource files with a child per batch: under 1.5 transitions and 0.2 Lambda invocations per file', async () => {
+    // Act
+    const run = await runScenario(env, { name: 'many small files', faults: { resourcesPerFile: 1 } });
+
+    // Assess
+    await assertZeroLoss(env, run, { outcome: 'succeeded' });
+    const work = `_work/source=${run.sourceId}/execution=${run.result.run.executionName}/`;
+    const items = (await env.getJson<FileItem[]>(`${work}files.json`))!;
+    const batches = (await env.getJson<FileBatch[]>(`${work}file-batches.json`))!;
+    expect(items.length).toBeGreaterThan(600);
+    // Every file in exactly one batch.
+    expect(
+      batches.flatMap((batch) => batch.files.map((file) => file.index)).sort((a, b) => a - b),
+    ).toStrictEqual(items.map((item) => item.index));
+    const downloads = lambdaInvocations(run.result.run.events, ['Download Batch']);
+    // One invocation per batch, plus one per hand-back (a token about to expire; no retry in a clean run).
+    const handBacks = run.result.run.events.filter(
+      (event) =>
+        event.type === 'StateExited' &&
+        event.state?.name === 'Download Batch' &&
+        (event.state.output as { transfer?: { status?: string } }).transfer?.status === 'checkpoint',
+    ).length;
+    expect(downloads).toBe(batches.length + handBacks);
+    expect(handBacks).toBeLessThan(batches.length);
+    expect(downloads).toBeLessThan(items.length / 10);
+    const transitions = countStateTransitions(run.result.run.events);
+    expect(transitions.childExecutions).toBe(batches.length);
+    expect(transitions.total / items.length).toBeLessThanOrEqual(1.5);
+    expect(lambdaInvocations(run.result.run.events) / items.length).toBeLessThanOrEqual(0.2);
+    expect(entered(run, 'Retry Failed Files')).toBe(0);
+  }, 180_000);
+
+  it('lands in the retry pass a file that failed every first-pass attempt, its batch’s other files landing in the first pass', async () => {
+    // Prepare: output file 40's first six GETs are cut before a byte: one attempt per invocation, six
+    // invocations (the first and the Map's five retries) in the first pass; the seventh GET, in the retry pass, is whole.
+    const run = await runScenario(env, {
+      name: 'one file fails its first pass',
+      faults: { resourcesPerFile: 1, dropAfterBytes: { bytes: 0, times: 6, fileIndex: 40 } },
+      transfer: { ...MATRIX_TRANSFER, settings: { ...MATRIX_TRANSFER.settings, maxAttempts: 1 } },
+    });
+
+    // Assess
+    await assertZeroLoss(env, run, { outcome: 'succeeded' });
+    expect(entered(run, 'Retry Failed Files')).toBe(1);
+    const check = run.result.run.events.find(
+      (event) => event.type === 'StateExited' && event.state?.name === 'Check Files',
+    )?.state?.output as { check: { missing: number; retryBatchCount: number } };
+    // Only the failing file was missing: the batch's retries skipped the files that had landed.
+    expect(check.check).toMatchObject({ missing: 1, retryBatchCount: 1 });
+    expect(entered(run, 'Download Retried Batch')).toBe(1);
+  }, 180_000);
+});
