@@ -367,7 +367,7 @@ describe('functions', () => {
     const functions = Object.values(resources).filter(
       (resource) => resource.Type === 'AWS::Lambda::Function',
     );
-    // Twelve Task functions and the JWKS function; and CDK's registry publisher (Python), checked in source-registry.test.ts.
+    // Thirteen Task functions and the JWKS function; and CDK's registry publisher (Python), checked in source-registry.test.ts.
     expect(functions).toHaveLength(15);
     const ours = new Set(
       [...Object.values(pipeline().functions), pipeline().jwksFunction].map(synth.logicalId),
