@@ -6,7 +6,7 @@
  *   npm run bench -- [--scenario name[,name]] [--full] [--size-mb N] [--files N]
  *                    [--huge-files N] [--huge-mb N] [--map-concurrency N[,N]]
  *                    [--source sandbox|local] [--concurrency N] [--cpu-prof-dir DIR]
- *                    [--staging-gib N] [--staging-files N] [--copy-part-mib N]
+ *                    [--staging-gib N] [--staging-files N] [--copy-part-mib N] [--manifest-files N]
  *
  * Scenarios (default: all seven at quick sizes, a few minutes; --full: the big sizes):
  *   single-file       one file through transferFile vs raw download and raw upload (100 MB | 1 GB)
@@ -16,6 +16,8 @@
  *   huge-files        a few huge files through the whole local workflow (3 × 300 MB | 3 × 1 GB)
  *   long-lines        peak memory of 15 MiB and 60 MiB lines against short lines (120 MiB | 600 MiB files)
  *   staging-cost      publishing a staged export (copy, verify, remove staging) vs removing a given-up one (1 | 10 GiB, 40 files)
+ *   huge-manifest     a 200,000-file manifest: Poll's parse, Verify/Publish/Finalize in batches over seeded files
+ *                     (2,000 | 20,000 files), Finalize's aggregation of 200,000 (--manifest-files N)
  *
  * MB = 10^6 bytes. One JSON line per measured case on stdout; progress on stderr.
  */
@@ -23,6 +25,7 @@ import '../local/node-version.js';
 import { parseCommandLine, parseOrExit, resolveFromCaller, UsageError } from '../local/command.js';
 import { startEmbeddedS3 } from '../local/embedded-s3.js';
 import { bundleTransferChild, progress, transferChildRunner } from './children.js';
+import { runHugeManifest } from './huge-manifest.js';
 import { runLongLines } from './long-lines.js';
 import { machineFacts } from './process-stats.js';
 import { prepareSingleFile, type SingleFileBench } from './single-file.js';
@@ -37,18 +40,36 @@ const SCENARIOS = [
   'huge-files',
   'long-lines',
   'staging-cost',
+  'huge-manifest',
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const SIZES = {
-  quick: { sizeMb: 100, files: 2_000, hugeFiles: 3, hugeMb: 300, longLinesMib: 120, stagingGib: 1 },
-  full: { sizeMb: 1_000, files: 20_000, hugeFiles: 3, hugeMb: 1_000, longLinesMib: 600, stagingGib: 10 },
+  quick: {
+    sizeMb: 100,
+    files: 2_000,
+    hugeFiles: 3,
+    hugeMb: 300,
+    longLinesMib: 120,
+    stagingGib: 1,
+    manifestFiles: 2_000,
+  },
+  full: {
+    sizeMb: 1_000,
+    files: 20_000,
+    hugeFiles: 3,
+    hugeMb: 1_000,
+    longLinesMib: 600,
+    stagingGib: 10,
+    manifestFiles: 20_000,
+  },
 } as const;
 
 const USAGE = `usage: npm run -s bench -- [--scenario name[,name]] [--full] [--size-mb N] [--files N]
                            [--huge-files N] [--huge-mb N] [--map-concurrency N[,N]]
                            [--source sandbox|local] [--concurrency N] [--cpu-prof-dir DIR]
                            [--staging-gib N] [--staging-files N] [--copy-part-mib N]
+                           [--manifest-files N]
   scenarios: ${SCENARIOS.join(', ')} (default: all, at quick sizes; --full: the big sizes)
   One JSON line per measured case on stdout; progress on stderr.`;
 
@@ -77,6 +98,7 @@ const {
   longLinesMib,
   source,
   staging,
+  manifestFiles,
 } = parseOrExit('bench', USAGE, () => {
   const { values } = parseCommandLine(process.argv.slice(2), {
     scenario: { type: 'string' },
@@ -97,6 +119,8 @@ const {
     'staging-files': { type: 'string', default: '40' },
     /** staging-cost: copy every file part by part (UploadPartCopy), as files above 5 GiB are. */
     'copy-part-mib': { type: 'string' },
+    /** huge-manifest: files seeded for the verify → publish → finalize run. */
+    'manifest-files': { type: 'string' },
   });
   const sizes = values.full ? SIZES.full : SIZES.quick;
   const source = values.source;
@@ -124,6 +148,7 @@ const {
       .map((value) => positive('map-concurrency', value.trim(), 4)),
     concurrency: positive('concurrency', values.concurrency, 3),
     longLinesMib: sizes.longLinesMib,
+    manifestFiles: positive('manifest-files', values['manifest-files'], sizes.manifestFiles),
     source,
     staging: {
       totalBytes: Math.round(
@@ -193,6 +218,9 @@ try {
   }
   if (scenarios.includes('staging-cost')) {
     for (const line of await runStagingCost({ s3, s3Pid, concurrency: 8, ...staging })) emit(line);
+  }
+  if (scenarios.includes('huge-manifest')) {
+    for (const line of await runHugeManifest({ s3, files: manifestFiles })) emit(line);
   }
   const after = machineFacts();
   progress(`done; load average ${after.loadAverage.join(' ')}`);
