@@ -19,6 +19,7 @@ import { createSourceAccessTokens } from './adapters/source-access-tokens.js';
 import { createSourceRegistry, DEFAULT_SOURCE_CACHE_SECONDS } from './adapters/source-registry.js';
 import { requireEnv } from './config.js';
 import { parseClientSecret } from './core/auth/client-config.js';
+import { AWS_HISTORY_EVENT_LIMIT } from './core/history-budget.js';
 import { MAX_MAX_LINE_BYTES, MIN_MAX_LINE_BYTES } from './core/ndjson/line-limit.js';
 import { ConfigurationError, StorageError } from './errors.js';
 import { type AwsObservability, createAwsObservability } from './observability/aws-observability.js';
@@ -55,6 +56,13 @@ export function createAwsRuntime(
   const sealingKeyId = requireEnv(env, 'SEALING_KMS_KEY_ID', 'the symmetric KMS key that seals tokens');
   const cacheSeconds = optionalIntegerEnv(env, 'SOURCE_CACHE_SECONDS', 0, 86_400);
   const maxLineBytes = optionalIntegerEnv(env, 'MAX_LINE_BYTES', MIN_MAX_LINE_BYTES, MAX_MAX_LINE_BYTES);
+  // Below AWS's 25,000-event limit, always: the continuation must still fit after the budget.
+  const historyEventBudget = optionalIntegerEnv(
+    env,
+    'HISTORY_EVENT_BUDGET',
+    100,
+    AWS_HISTORY_EVENT_LIMIT - 1_000,
+  );
   const now = options.now ?? (() => new Date());
   const clients: AwsClients = { ...defaultClients(), ...options.clients };
   const { logger, metrics, traced } = options.observability ?? createAwsObservability(env);
@@ -150,6 +158,7 @@ export function createAwsRuntime(
     fileDispatcher: http,
     events: eventSink,
     ...(maxLineBytes === undefined ? {} : { maxLineBytes }),
+    ...(historyEventBudget === undefined ? {} : { historyEventBudget }),
     ...(accessTokens ? { accessTokens } : {}),
   };
 }

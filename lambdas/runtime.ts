@@ -58,6 +58,12 @@ export interface Runtime {
   readonly executions?: ExecutionLiveness;
   /** A local run: the process that holds its locks, so a later run can tell whether it is alive. */
   readonly localProcess?: { readonly pid: number; readonly host: string };
+  /**
+   * History events an execution may use before it continues in a new one
+   * (core/history-budget.ts). @default DEFAULT_HISTORY_EVENT_BUDGET; tests set
+   * a small one to cross it.
+   */
+  readonly historyEventBudget?: number;
 }
 
 export interface TokenSealer {

@@ -1,3 +1,4 @@
+import type { ContinuationRequest } from './core/continuation.js';
 import type { ExportRequest } from './core/kickoff.js';
 import type { FileKind } from './core/manifest.js';
 import type { Receipt } from './core/receipt.js';
@@ -39,6 +40,12 @@ export interface ExportContext {
    * this long after the execution started: its job is DELETEd and the cohort re-planned.
    */
   readonly chunkOnTimeout?: { readonly afterSeconds: number; readonly chunking: ChunkingContext };
+  /**
+   * The export continues in a new execution (history budget): the how-manieth.
+   * The export keeps its first execution's name; this one's is
+   * `<name>-cont-<number>`.
+   */
+  readonly continuation?: { readonly number: number };
 }
 
 /** How a chunked export splits its cohort, and how hard it drives the server. */
@@ -63,8 +70,11 @@ export interface SealedToken {
 
 /** Kick Off's answer: accepted with a status URL, or a refusal to wait out. */
 export interface KickOffState {
-  /** `complete`: a chunk whose export a previous run already has (a resumed chunked export). */
-  readonly outcome: 'accepted' | 'retry' | 'complete';
+  /**
+   * `complete`: a chunk whose export a previous run already has (a resumed chunked export).
+   * `continue`: a chunk that waits for the export's next execution (history budget).
+   */
+  readonly outcome: 'accepted' | 'retry' | 'complete' | 'continue';
   readonly attempt: number;
   readonly waitSeconds: number;
   readonly forceTokenRefresh: boolean;
@@ -87,14 +97,24 @@ export interface FinalizeResult {
 }
 
 export interface PollState {
-  /** `rechunk`: the export in one piece passed its chunkOnTimeout; its job is DELETEd, the cohort goes as chunks. */
-  readonly outcome: 'in-progress' | 'complete' | 'rechunk';
+  /**
+   * `rechunk`: the export in one piece passed its chunkOnTimeout; its job is DELETEd, the cohort goes as chunks.
+   * `continue`: the execution's history budget is nearly spent; the job goes on, polled by a new execution
+   * (`continuation`), or for a chunk by the export's next execution.
+   */
+  readonly outcome: 'in-progress' | 'complete' | 'rechunk' | 'continue';
   readonly attempt: number;
   readonly consecutiveTransientErrors: number;
   readonly waitSeconds: number;
   readonly forceTokenRefresh: boolean;
   readonly progress?: string;
   readonly manifest?: ManifestSummary;
+  /** History events this execution has used, an upper bound (core/history-budget.ts). */
+  readonly historyEvents?: number;
+  /** Kick-off attempts before polling started (the set-up's share of the history). */
+  readonly kickOffAttempts?: number;
+  /** `continue` of an export in one piece: the execution that takes over. */
+  readonly continuation?: ContinuationRequest;
 }
 
 export interface ManifestSummary {

@@ -260,7 +260,7 @@ export class ExportStateMachines extends PipelinePart {
       this,
       'DistributedMapPolicy',
       role,
-      'Lets the Distributed Maps start, stop and redrive their child executions',
+      'Lets the Distributed Maps start, stop and redrive their child executions, and an export continue in a new execution of this machine (history budget)',
       [
         {
           statement: new iam.PolicyStatement({

@@ -12,6 +12,8 @@ export interface SourceAccessTokenDependencies {
   /** Needed when the source signs with KMS. */
   readonly kms?: KmsClientLike;
   readonly logger?: Logger;
+  /** The clock of assertions and token expiry (a simulated one in the week-long bench). */
+  readonly now?: () => Date;
 }
 
 /** One source's token provider: its signer (KMS or JWK), its scope, its token endpoint. */
@@ -48,5 +50,6 @@ export async function createSourceAccessTokens(
     ...(auth.tokenUrl === undefined ? {} : { tokenUrl: auth.tokenUrl }),
     allowInsecureHttp: settings.allowInsecureHttp,
     ...(dependencies.logger ? { logger: dependencies.logger } : {}),
+    ...(dependencies.now ? { now: dependencies.now } : {}),
   });
 }

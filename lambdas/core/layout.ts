@@ -174,3 +174,11 @@ export const chunkPatientsKey = (work: string, index: number) =>
   `${chunksPrefix(work)}${chunkName(index)}.patients.json`;
 export const chunkManifestKey = (work: string, index: number) =>
   `${chunksPrefix(work)}${chunkName(index)}.manifest.json`;
+/**
+ * A chunk whose job runs on while no execution polls it: its child ended at
+ * the history budget and the export's next execution polls it again. While
+ * any is here, no chunk kicks off a new job (maxConcurrentJobs counts it).
+ */
+export const chunksContinuingPrefix = (work: string) => `${chunksPrefix(work)}continuing/`;
+export const chunkContinuingKey = (work: string, index: number) =>
+  `${chunksContinuingPrefix(work)}${chunkName(index)}`;

@@ -122,6 +122,12 @@ export interface Receipt {
   readonly duplicateResources?: ReceiptDuplicateResources;
   /** This execution failed before and was resumed (redriven) to success. */
   readonly resumedAfter?: { readonly error: string; readonly failedAt: string };
+  /**
+   * The executions the export continued in, in order, after its first
+   * (`executionName`): each took over when the one before had spent its
+   * history budget. Absent when it ran in one.
+   */
+  readonly continuedIn?: readonly string[];
 }
 
 /** What the receipt sums over files; verification batches each carry theirs, Finalize adds them up. */

@@ -10,10 +10,16 @@ import { awsTaskEntry } from './aws-entry.js';
 /** From the export machine's "Step Functions Execution Status Change" event (clean-up-ended-export.asl.json). */
 export interface EndedExecution {
   readonly executionName: string;
+  /** The ended execution's ARN: the lock names the execution of the export that runs now. */
+  readonly executionArn?: string | null;
   readonly status: 'ABORTED' | 'TIMED_OUT' | 'FAILED' | string;
   readonly error?: string | null;
   readonly cause?: string | null;
-  readonly input?: { readonly sourceId?: unknown } | null;
+  readonly input?: {
+    readonly sourceId?: unknown;
+    /** An export's continuation: its lock and work area keep the export's first execution's name. */
+    readonly continuation?: { readonly export?: { readonly executionName?: unknown } };
+  } | null;
 }
 
 export interface CleanUpEndedExportEvent {
@@ -59,12 +65,17 @@ export function createCleanUpEndedExportHandler(runtime: Runtime) {
         reason: `status ${ended.status} of a run of source ${String(sourceId)}`,
       };
     }
+    const continued = ended.input?.continuation?.export?.executionName;
+    const exportName = typeof continued === 'string' ? continued : ended.executionName;
     const lock = await readLock(runtime, sourceId);
-    if (lock?.executionName !== ended.executionName) {
-      // Its Catch cleaned up already, or it never took the lock (invalid input, another run held it).
+    const handedOn =
+      ended.executionArn && lock?.executionArn !== undefined && lock.executionArn !== ended.executionArn;
+    if (lock?.executionName !== exportName || handedOn) {
+      // Its Catch cleaned up already, it never took the lock (invalid input, another run held it), or
+      // it handed the export on to its continuation, which runs it now.
       return {
         action: 'nothing-to-do',
-        reason: `execution ${ended.executionName} does not hold the lock of source ${sourceId}: it was cleaned up already or never took it`,
+        reason: `execution ${ended.executionName} does not hold the lock of source ${sourceId}: it was cleaned up already, never took it, or handed it on`,
       };
     }
     const failure =
@@ -79,11 +90,13 @@ export function createCleanUpEndedExportHandler(runtime: Runtime) {
           };
     const result: EndExportResult = await endExport(runtime, {
       sourceId,
-      executionName: ended.executionName,
+      executionName: exportName,
       outcome,
       failure,
       allowResume: outcome === 'failed',
       sealedToken: event.sealedToken,
+      // Mint Token For Clean-Up seals to the ended execution's own name.
+      ...(exportName === ended.executionName ? {} : { tokenSealedFor: ended.executionName }),
       waitForDownloads: true,
       waitBudgetMs: Math.max(0, (invocation?.getRemainingTimeInMillis() ?? 60_000) - 60_000),
     });

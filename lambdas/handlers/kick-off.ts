@@ -1,5 +1,10 @@
 import { buildKickOffRequest, type ExportRequest, interpretKickOffResponse } from '../core/kickoff.js';
-import { chunkPatientsKey, jobRecordKey } from '../core/layout.js';
+import {
+  chunkContinuingKey,
+  chunkPatientsKey,
+  chunksContinuingPrefix,
+  jobRecordKey,
+} from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
 import { DEFAULT_WAIT_POLICY, nextWaitSeconds } from '../core/retry-after.js';
 import {
@@ -54,7 +59,9 @@ export function createKickOffHandler(runtime: Runtime) {
       return { outcome: 'complete', attempt, waitSeconds: 0, forceTokenRefresh: false };
     }
     if (chunk?.state === 'running' && chunk.statusUrl) {
-      // A resumed (redriven) export: this attempt's job is on record; poll it rather than ask again.
+      // A resumed (redriven) export, or one continued in a new execution (history budget): this
+      // attempt's job is on record; poll it rather than ask again. It is polled again: no longer continuing.
+      await runtime.store.delete(chunkContinuingKey(context.workPrefix, chunk.index));
       return {
         outcome: 'accepted',
         attempt,
@@ -62,6 +69,15 @@ export function createKickOffHandler(runtime: Runtime) {
         waitSeconds: policy.floorSeconds,
         forceTokenRefresh: false,
       };
+    }
+    if (chunk && (await runtime.store.listKeys(chunksContinuingPrefix(context.workPrefix))).length > 0) {
+      // Another chunk's job runs on while no execution polls it (its child spent its history budget):
+      // a new job now could pass maxConcurrentJobs. This chunk waits for the export's next execution.
+      runtime.logger.info('a chunk waits for the next execution: another chunk’s job runs on unpolled', {
+        sourceId: context.sourceId,
+        chunk: chunk.index,
+      });
+      return { outcome: 'continue', attempt, waitSeconds: 0, forceTokenRefresh: false };
     }
     const request = chunk ? await chunkRequest(runtime, context, chunk) : context.request;
     const built = buildKickOffRequest(settings.fhirBaseUrl, settings.export, request);

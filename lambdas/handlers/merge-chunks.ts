@@ -1,9 +1,10 @@
-import { chunkManifestKey, jobRecordKey } from '../core/layout.js';
+import { continuationRequest } from '../core/continuation.js';
+import { chunkManifestKey, chunksContinuingPrefix, jobRecordKey } from '../core/layout.js';
 import type { CompletionManifest, DuplicateFile } from '../core/manifest.js';
 import type { ReceiptChunk, ReceiptChunking } from '../core/receipt.js';
 import { InvalidManifestError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
-import { type ChunkPlan, readChunkRecords } from '../services/chunk-records.js';
+import { type ChunkPlan, type ChunkRecord, readChunkRecords } from '../services/chunk-records.js';
 import type { JobRecord } from '../services/export-lifecycle.js';
 import { type LandingFile, landManifest } from '../services/export-status.js';
 import type { ExportContext, PollState } from '../state.js';
@@ -12,6 +13,8 @@ import { awsTaskEntry } from './aws-entry.js';
 export interface MergeChunksEvent {
   readonly export: ExportContext;
   readonly chunks: ChunkPlan;
+  /** `$$.Execution.Id`: the execution that hands over when a chunk spent its history budget. */
+  readonly executionArn?: string;
 }
 
 /** What the stored manifest of a chunked export says about its chunks, beside the server's fields. */
@@ -37,6 +40,8 @@ export function createMergeChunksHandler(runtime: Runtime) {
         `the chunk plan lists ${records.length} chunk(s), the state machine ran ${event.chunks.total}`,
       );
     }
+    const continuing = await runtime.store.listKeys(chunksContinuingPrefix(work));
+    if (continuing.length > 0) return continueChunks(runtime, event, records, continuing.length);
     const files: LandingFile[] = [];
     const duplicateFiles: DuplicateFile[] = [];
     const chunks: ReceiptChunk[] = [];
@@ -128,6 +133,49 @@ function earliest(a: string | undefined, b: string | undefined): string | undefi
   if (a === undefined) return b;
   if (b === undefined) return a;
   return Date.parse(a) <= Date.parse(b) ? a : b;
+}
+
+/**
+ * A chunk spent its child execution's history budget with its job still
+ * running (and the chunks after it waited): the export continues in a new
+ * execution, whose chunk Map polls the running chunks and runs the rest.
+ */
+function continueChunks(
+  runtime: Runtime,
+  event: MergeChunksEvent,
+  records: readonly ChunkRecord[],
+  continuing: number,
+): PollState {
+  const context = event.export;
+  if (!event.executionArn) {
+    throw new Error('Merge Chunks needs executionArn ($$.Execution.Id) to hand an export over');
+  }
+  const continuation = continuationRequest(context, event.executionArn, { chunks: event.chunks });
+  const done = records.filter((record) => record.state === 'complete').length;
+  runtime.logger.info(
+    'chunks run on past a child’s history budget; the export continues in a new execution',
+    {
+      sourceId: context.sourceId,
+      executionName: context.executionName,
+      continuedAs: continuation.name,
+      chunksDone: done,
+      chunksContinuing: continuing,
+      chunks: records.length,
+    },
+  );
+  runtime.progress?.({
+    kind: 'phase',
+    phase: 'continuing in a new execution',
+    detail: `${done} of ${records.length} chunk(s) done, ${continuing} running on; ${continuation.name} goes on`,
+  });
+  return {
+    outcome: 'continue',
+    attempt: 0,
+    consecutiveTransientErrors: 0,
+    waitSeconds: 0,
+    forceTokenRefresh: false,
+    continuation,
+  };
 }
 
 /** Lambda entry point (see infra/). */

@@ -1,9 +1,12 @@
 import { parseDuration } from '../core/chunks.js';
+import { type ContinuationInput, parseContinuationInput } from '../core/continuation.js';
 import { checkInputAgainstSource, parseExecutionInput } from '../core/execution-input.js';
 import { jobRecordKey, workPrefix } from '../core/layout.js';
+import { InvalidExecutionInputError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import type { SourceSettings } from '../schema/source.js';
 import { type JobRecord, takeSourceLock } from '../services/export-lifecycle.js';
+import { handOverSourceLock } from '../services/source-lock.js';
 import { sinceFromWatermark } from '../services/watermark.js';
 import type { ChunkingContext, ExportContext } from '../state.js';
 import { awsTaskEntry } from './aws-entry.js';
@@ -24,6 +27,8 @@ export interface PrepareExportEvent {
  */
 export function createPrepareExportHandler(runtime: Runtime) {
   return async (event: PrepareExportEvent): Promise<ExportContext> => {
+    const continued = parseContinuationInput(event.input);
+    if (continued) return takeOverExport(runtime, event, continued);
     const input = parseExecutionInput(event.input);
     const settings = await runtime.sources.get(input.sourceId);
     checkInputAgainstSource(input, settings.export);
@@ -96,6 +101,56 @@ export function createPrepareExportHandler(runtime: Runtime) {
     await runtime.store.putJson(jobRecordKey(work), job);
     return context;
   };
+}
+
+/**
+ * An export continuing in this execution (the previous one spent its history
+ * budget): the lock passes to this execution, the job record lists it, and
+ * the export goes on as it was prepared; its request, deadline and work area
+ * are the first execution's.
+ */
+async function takeOverExport(
+  runtime: Runtime,
+  event: PrepareExportEvent,
+  input: ContinuationInput,
+): Promise<ExportContext> {
+  const { continuation } = input;
+  const context = continuation.export;
+  if (!event.executionArn) {
+    throw new InvalidExecutionInputError(
+      'a continuation needs executionArn ($$.Execution.Id) to take the lock',
+    );
+  }
+  // The source must still be registered: a removed source's export does not go on.
+  await runtime.sources.get(context.sourceId);
+  await handOverSourceLock(runtime, {
+    sourceId: context.sourceId,
+    executionName: context.executionName,
+    fromExecutionArn: continuation.previousExecutionArn,
+    toExecutionArn: event.executionArn,
+  });
+  const key = jobRecordKey(context.workPrefix);
+  const job = await runtime.store.getJson<JobRecord>(key);
+  const executions = (job?.executions ?? []).filter((entry) => entry.executionName !== event.executionName);
+  await runtime.store.putJson(key, {
+    ...(job ?? { sourceId: context.sourceId, executionName: context.executionName, export: context }),
+    executions: [
+      ...executions,
+      { executionName: event.executionName, executionArn: event.executionArn, startedAt: event.startedAt },
+    ],
+  } satisfies JobRecord);
+  runtime.logger.info('the export continues in this execution', {
+    sourceId: context.sourceId,
+    executionName: context.executionName,
+    continuation: continuation.number,
+    previousExecutionArn: continuation.previousExecutionArn,
+  });
+  runtime.progress?.({
+    kind: 'phase',
+    phase: 'continued',
+    detail: `execution ${event.executionName} took the export over (continuation ${continuation.number})`,
+  });
+  return { ...context, continuation: { number: continuation.number } };
 }
 
 /**

@@ -40,6 +40,12 @@ export interface JobRecord {
   readonly chunks?: { readonly total: number; readonly done: number };
   /** chunkOnTimeout gave up the export in one piece (its job DELETEd) to run it as chunks. */
   readonly abandonedForChunks?: { readonly at: string; readonly deleteAnswered: string };
+  /** The executions the export continued in (history budget), in order; absent while it runs in its first. */
+  readonly executions?: readonly {
+    readonly executionName: string;
+    readonly executionArn?: string;
+    readonly startedAt: string;
+  }[];
 }
 
 /** Why a file's last download attempt failed (`_work/…/file-failures/<file>.json`). */
@@ -80,6 +86,11 @@ export interface EndExportRequest {
   readonly allowResume: boolean;
   /** An access token for the job's DELETE, sealed to the ended execution. */
   readonly sealedToken?: string | null;
+  /**
+   * The execution the token is sealed to, when not the export's own name: a
+   * continuation (history budget) mints for itself, as any execution does.
+   */
+  readonly tokenSealedFor?: string;
   /**
    * Wait for every in-flight download before recording anything (on AWS a
    * Lambda outlives the Map that started it). False when the caller knows
@@ -265,7 +276,10 @@ export async function endExport(runtime: Runtime, request: EndExportRequest): Pr
           ? `the server job of chunk ${chunkOf.get(url)}`
           : 'the server job';
         await attempt(`DELETE ${which}`, async () => {
-          const token = await runtime.sealer.open(request.sealedToken!, sealContext(sourceId, executionName));
+          const token = await runtime.sealer.open(
+            request.sealedToken!,
+            sealContext(sourceId, request.tokenSealedFor ?? executionName),
+          );
           const response = await runtime.fhir.send(
             { method: 'DELETE', url, headers: { Accept: 'application/json' } },
             token,

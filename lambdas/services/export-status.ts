@@ -1,4 +1,12 @@
+import { continuationRequest } from '../core/continuation.js';
 import {
+  DEFAULT_HISTORY_EVENT_BUDGET,
+  historyAfterPoll,
+  politeWaitSeconds,
+  shouldContinueAsNew,
+} from '../core/history-budget.js';
+import {
+  chunkContinuingKey,
   chunkManifestKey,
   chunksPrefix,
   claimedBy,
@@ -33,8 +41,15 @@ export interface PollStatusEvent {
   readonly sealedToken: string;
   readonly poll: Pick<
     PollState,
-    'attempt' | 'consecutiveTransientErrors' | 'waitSeconds' | 'forceTokenRefresh'
+    | 'attempt'
+    | 'consecutiveTransientErrors'
+    | 'waitSeconds'
+    | 'forceTokenRefresh'
+    | 'historyEvents'
+    | 'kickOffAttempts'
   >;
+  /** `$$.Execution.Id`: the execution that hands over when its history budget is spent. */
+  readonly executionArn?: string;
   /** A chunk of a chunked export: its manifest is kept for Merge Chunks, not landed yet. */
   readonly chunk?: ChunkItem;
 }
@@ -45,6 +60,68 @@ export interface PollStatusEvent {
  * keys travel on.
  */
 export async function pollExportStatus(runtime: Runtime, event: PollStatusEvent): Promise<PollState> {
+  const state = await pollOnce(runtime, event);
+  if (state.outcome !== 'in-progress') return state;
+  const kickOffAttempts = event.poll.kickOffAttempts ?? 1;
+  const historyEvents = historyAfterPoll(event.poll.historyEvents, kickOffAttempts);
+  const budget = runtime.historyEventBudget ?? DEFAULT_HISTORY_EVENT_BUDGET;
+  if (!shouldContinueAsNew(historyEvents, budget)) return { ...state, historyEvents, kickOffAttempts };
+  return continueAsNew(runtime, event, state, { historyEvents, budget });
+}
+
+/**
+ * The execution's history budget is nearly spent while the job still runs:
+ * the job is left running and handed on. An export in one piece names the
+ * execution that takes over (the state machine starts it); a chunk marks
+ * itself continuing and its child ends, and the export's next execution
+ * polls it again (Merge Chunks hands over once the chunk Map has ended).
+ */
+async function continueAsNew(
+  runtime: Runtime,
+  event: PollStatusEvent,
+  state: PollState,
+  usage: { readonly historyEvents: number; readonly budget: number },
+): Promise<PollState> {
+  const context = event.export;
+  const { outcome: _inProgress, historyEvents: _used, kickOffAttempts: _attempts, ...poll } = state;
+  if (event.chunk) {
+    await runtime.store.putJson(chunkContinuingKey(context.workPrefix, event.chunk.index), {
+      chunk: event.chunk.index,
+      statusUrl: event.statusUrl,
+      at: runtime.now().toISOString(),
+    });
+    runtime.logger.info('history budget reached; the chunk is polled again by the next execution', {
+      sourceId: context.sourceId,
+      chunk: event.chunk.index,
+      historyEvents: usage.historyEvents,
+      budget: usage.budget,
+    });
+    return { ...state, outcome: 'continue', historyEvents: usage.historyEvents };
+  }
+  if (!event.executionArn) {
+    throw new Error('Poll Export Status needs executionArn ($$.Execution.Id) to hand an export over');
+  }
+  const continuation = continuationRequest(context, event.executionArn, {
+    statusUrl: event.statusUrl,
+    poll: { ...poll, forceTokenRefresh: false },
+  });
+  runtime.logger.info('history budget reached; the export continues in a new execution', {
+    sourceId: context.sourceId,
+    executionName: context.executionName,
+    continuedAs: continuation.name,
+    historyEvents: usage.historyEvents,
+    budget: usage.budget,
+  });
+  runtime.progress?.({
+    kind: 'phase',
+    phase: 'continuing in a new execution',
+    detail: `${usage.historyEvents} of ${usage.budget} history events used; ${continuation.name} polls on`,
+  });
+  return { ...state, outcome: 'continue', historyEvents: usage.historyEvents, continuation };
+}
+
+/** One status request and what it means; the history budget is pollExportStatus's. */
+async function pollOnce(runtime: Runtime, event: PollStatusEvent): Promise<PollState> {
   const context = event.export;
   const settings = await runtime.sources.get(context.sourceId);
   const policy = { ...DEFAULT_WAIT_POLICY, ceilingSeconds: settings.retryAfterCeilingSeconds };
@@ -94,12 +171,15 @@ export async function pollExportStatus(runtime: Runtime, event: PollStatusEvent)
    * sees the execution's state). Not worth a failed poll: a store error here
    * is logged and the poll goes on.
    */
-  async function recordPoll(progress: string | undefined): Promise<void> {
+  async function recordPoll(progress: string | undefined): Promise<{ jobStartedAt: string }> {
     const job = await readJob();
     const lastPoll = { at: now.toISOString(), ...(progress ? { progress } : {}) };
+    // The export's job started with the export; a chunk's, when the chunk was kicked off.
+    let jobStartedAt = context.startedAt;
     try {
       if (event.chunk) {
         const record = await readChunkRecord(runtime, context.workPrefix, event.chunk.index);
+        if (record?.kickedOffAt) jobStartedAt = record.kickedOffAt;
         if (record) await writeChunkRecord(runtime, context.workPrefix, { ...record, lastPoll });
       }
       await runtime.store.putJson(jobRecordKey(context.workPrefix), {
@@ -115,6 +195,7 @@ export async function pollExportStatus(runtime: Runtime, event: PollStatusEvent)
       warnJobRecord(error);
     }
     gaugeAge(job);
+    return { jobStartedAt };
   }
 
   let outcome: ReturnType<typeof interpretStatusResponse>;
@@ -171,21 +252,27 @@ export async function pollExportStatus(runtime: Runtime, event: PollStatusEvent)
   }
 
   switch (outcome.outcome) {
-    case 'in-progress':
+    case 'in-progress': {
       if (shouldChunkOnTimeout(context, event, now)) return abandonForChunks(runtime, event, accessToken);
-      await recordPoll(outcome.progress);
+      const { jobStartedAt } = await recordPoll(outcome.progress);
       runtime.progress?.({
         kind: 'phase',
         phase: 'in progress',
         ...(outcome.progress ? { detail: outcome.progress } : {}),
       });
+      const jobAgeSeconds = (now.getTime() - Date.parse(jobStartedAt)) / 1000;
       return {
         ...base,
         outcome: 'in-progress',
         consecutiveTransientErrors: 0,
-        waitSeconds: nextWaitSeconds(outcome.retryAfterSeconds, attempt - 1, policy),
+        waitSeconds: politeWaitSeconds(
+          nextWaitSeconds(outcome.retryAfterSeconds, attempt - 1, policy),
+          Number.isFinite(jobAgeSeconds) ? jobAgeSeconds : 0,
+          policy.ceilingSeconds,
+        ),
         ...(outcome.progress ? { progress: outcome.progress } : {}),
       };
+    }
     case 'too-fast': {
       // Some servers block a client for minutes after 429: back off harder than they ask.
       const waitSeconds = nextWaitSeconds(
@@ -336,6 +423,7 @@ export async function landManifest(
     export: context,
     ...(options.statusUrl ? { statusUrl: options.statusUrl } : {}),
     ...(options.job?.chunks ? { chunks: options.job.chunks } : {}),
+    ...(options.job?.executions ? { executions: options.job.executions } : {}),
     lastPoll: { at: runtime.now().toISOString() },
     manifest: summary,
     linksExpireAt: options.linksExpireAt,

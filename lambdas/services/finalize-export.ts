@@ -2,6 +2,7 @@ import {
   completionMarkerKey,
   failureReceiptKey,
   inFlightPrefix,
+  jobRecordKey,
   receiptFileIndexKey,
   receiptKey,
   verifiedPrefix,
@@ -22,7 +23,7 @@ import { VerificationError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import type { ExportContext, FinalizeResult, ManifestSummary } from '../state.js';
 import { countDuplicateResources, type ResourceIdsOf } from './duplicate-resources.js';
-import type { FailureReceipt } from './export-lifecycle.js';
+import type { FailureReceipt, JobRecord } from './export-lifecycle.js';
 import { FileIndexWriter } from './receipt-file-index.js';
 import { type VerifiedBatch, verifyFolderClaim } from './verify-files.js';
 import { readWatermark } from './watermark.js';
@@ -86,6 +87,9 @@ export async function finalizeExport(
     failureReceiptKey(runtime.prefix, context.sourceId, context.executionName),
   );
   const resumed = failure ? { error: failure.error, failedAt: failure.failedAt } : undefined;
+  const continuedIn = (
+    await runtime.store.getJson<JobRecord>(jobRecordKey(context.workPrefix))
+  )?.executions?.map((execution) => execution.executionName);
   const watermark = decideWatermark({
     advancesWatermark: context.advancesWatermark,
     current: current?.transactionTime,
@@ -117,6 +121,7 @@ export async function finalizeExport(
     ...(chunking ? { chunking } : {}),
     ...(duplicateResources ? { duplicateResources } : {}),
     ...(resumed ? { resumedAfter: resumed } : {}),
+    ...(continuedIn?.length ? { continuedIn } : {}),
   };
   const receiptObjectKey = receiptKey(manifest.exportRoot);
   const markerKey = completionMarkerKey(manifest.exportRoot);

@@ -199,3 +199,52 @@ export async function assertExportMayLand(runtime: Runtime, sourceId: string, ex
     );
   }
 }
+
+/**
+ * An export continuing in a new execution (history budget): the lock passes
+ * from the execution that handed over to the one that takes over, unless the
+ * export was stopped or taken over meanwhile. Idempotent: a retried take-over
+ * finds the lock already its own.
+ */
+export async function handOverSourceLock(
+  runtime: Runtime,
+  handover: {
+    readonly sourceId: string;
+    readonly executionName: string;
+    readonly fromExecutionArn: string;
+    readonly toExecutionArn: string;
+  },
+): Promise<SourceLock> {
+  const { sourceId, executionName, fromExecutionArn, toExecutionArn } = handover;
+  const key = lockKey(runtime.prefix, sourceId);
+  const held = await runtime.store.getJson<SourceLock>(key);
+  const refuse = (why: string) =>
+    new ExportStoppedError(
+      `export ${executionName} of source ${sourceId} cannot continue in this execution: ${why}; nothing was polled or landed`,
+    );
+  if (held?.executionName !== executionName) {
+    throw refuse(
+      held
+        ? `execution ${held.executionName} holds the source lock now`
+        : 'it no longer holds the source lock (cancelled, given up or taken over)',
+    );
+  }
+  if (held.state === 'stopping') throw refuse(`it is being stopped (${held.reason ?? 'no reason given'})`);
+  if (held.executionArn === toExecutionArn) return held;
+  if (held.executionArn !== undefined && held.executionArn !== fromExecutionArn) {
+    throw refuse(`the lock names execution ${held.executionArn}, not the one that handed over`);
+  }
+  const next: SourceLock = {
+    ...held,
+    executionArn: toExecutionArn,
+    ...(runtime.localProcess ? { process: runtime.localProcess } : {}),
+  };
+  await runtime.store.putJson(key, next);
+  // Read back, as acquireSourceLock does: the store has no compare-and-swap, so a cancel that fences
+  // the lock in the milliseconds between our read and write is lost (as in updateSourceLock).
+  const now = await runtime.store.getJson<SourceLock>(key);
+  if (now?.executionArn !== toExecutionArn || now.state === 'stopping') {
+    throw refuse('the lock changed while it was handed over');
+  }
+  return now;
+}

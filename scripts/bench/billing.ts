@@ -167,3 +167,43 @@ export function s3RequestCostUsd(requests: Readonly<Record<string, number>>): nu
   }
   return cost;
 }
+
+/**
+ * Express child workflows, as an alternative for the download Map's children
+ * (issue 15: measured, not adopted; see docs/performance.md). List prices,
+ * us-east-1, at the time of writing: $1.00 per million executions, and
+ * $0.00001667 per GB-second of duration billed in 100 ms steps at 64 MB (our
+ * children carry small state). Check https://aws.amazon.com/step-functions/pricing/.
+ */
+export const EXPRESS_PRICES_USD = Object.freeze({
+  perExecution: 0.000_001,
+  perGbSecond: 0.000_016_67,
+  billedMemoryGb: 64 / 1024,
+  billedStepMs: 100,
+});
+
+/** Wall time of each child of `mapName` (MapIterationStarted to its end), in ms. */
+export function mapChildSpans(events: readonly EventLog[], mapName: string): number[] {
+  const started = new Map<number, number>();
+  const spans: number[] = [];
+  for (const event of events) {
+    const parent = (event as { parentState?: { name?: string } }).parentState?.name;
+    if (parent !== mapName || typeof event.index !== 'number') continue;
+    if (event.type === 'MapIterationStarted') started.set(event.index, event.timestamp);
+    else if (event.type === 'MapIterationSucceeded' || event.type === 'MapIterationFailed') {
+      const at = started.get(event.index);
+      if (at !== undefined) spans.push(event.timestamp - at);
+      started.delete(event.index);
+    }
+  }
+  return spans;
+}
+
+/** What the same children would cost as Express executions (their Lambda cost is the same either way). */
+export function expressChildrenCostUsd(spansMs: readonly number[]): number {
+  const { perExecution, perGbSecond, billedMemoryGb, billedStepMs } = EXPRESS_PRICES_USD;
+  return spansMs.reduce((sum, ms) => {
+    const billedSeconds = (Math.max(1, Math.ceil(ms / billedStepMs)) * billedStepMs) / 1000;
+    return sum + perExecution + billedSeconds * billedMemoryGb * perGbSecond;
+  }, 0);
+}

@@ -8,7 +8,7 @@
  *                    [--source sandbox|local] [--concurrency N] [--cpu-prof-dir DIR]
  *                    [--staging-gib N] [--staging-files N] [--copy-part-mib N] [--manifest-files N]
  *
- * Scenarios (default: all seven at quick sizes, a few minutes; --full: the big sizes):
+ * Scenarios (default: all nine at quick sizes, a few minutes; --full: the big sizes):
  *   single-file       one file through transferFile vs raw download and raw upload (100 MB | 1 GB)
  *   gzip              the same transfer with gzip on and off, each vs its own raw download
  *   resume            the same file cut by a dropped connection and by a checkpoint, landed byte for byte
@@ -16,6 +16,7 @@
  *   huge-files        a few huge files through the whole local workflow (3 × 300 MB | 3 × 1 GB)
  *   long-lines        peak memory of 15 MiB and 60 MiB lines against short lines (120 MiB | 600 MiB files)
  *   staging-cost      publishing a staged export (copy, verify, remove staging) vs removing a given-up one (1 | 10 GiB, 40 files)
+ *   long-export       a 7-day job answering Retry-After: 5, on a simulated clock: polls, executions, history events
  *   huge-manifest     a 200,000-file manifest: Poll's parse, Verify/Publish/Finalize in batches over seeded files
  *                     (2,000 | 20,000 files), Finalize's aggregation of 200,000 (--manifest-files N)
  *
@@ -26,6 +27,7 @@ import { parseCommandLine, parseOrExit, resolveFromCaller, UsageError } from '..
 import { startEmbeddedS3 } from '../local/embedded-s3.js';
 import { bundleTransferChild, progress, transferChildRunner } from './children.js';
 import { runHugeManifest } from './huge-manifest.js';
+import { runLongExport } from './long-export.js';
 import { runLongLines } from './long-lines.js';
 import { machineFacts } from './process-stats.js';
 import { prepareSingleFile, type SingleFileBench } from './single-file.js';
@@ -40,6 +42,7 @@ const SCENARIOS = [
   'huge-files',
   'long-lines',
   'staging-cost',
+  'long-export',
   'huge-manifest',
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
@@ -218,6 +221,9 @@ try {
   }
   if (scenarios.includes('staging-cost')) {
     for (const line of await runStagingCost({ s3, s3Pid, concurrency: 8, ...staging })) emit(line);
+  }
+  if (scenarios.includes('long-export')) {
+    emit(await runLongExport({ s3, jobDays: 7, retryAfterSeconds: 5 }));
   }
   if (scenarios.includes('huge-manifest')) {
     for (const line of await runHugeManifest({ s3, files: manifestFiles })) emit(line);

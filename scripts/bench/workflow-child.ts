@@ -17,7 +17,13 @@ import { adaptDefinitionForLocalRun } from '../local/asl-adapter.js';
 import { embeddedS3ClientConfig } from '../local/embedded-s3.js';
 import { DEFINITION_PATH, type EventLog, runExportLocally } from '../local/runner.js';
 import { createLocalRuntime } from '../local/runtime.js';
-import { countStateTransitions, lambdaUsage, type StateTransitions, taskDurations } from './billing.js';
+import {
+  countStateTransitions,
+  lambdaUsage,
+  mapChildSpans,
+  type StateTransitions,
+  taskDurations,
+} from './billing.js';
 
 export interface WorkflowChildArgs {
   readonly label: string;
@@ -43,6 +49,14 @@ export interface WorkflowChildResult {
   readonly transitions: StateTransitions;
   readonly lambda: ReturnType<typeof lambdaUsage>;
   readonly invocations: Readonly<Record<string, number>>;
+  /** Each execution's history events as AWS would write them, and the largest Map child's. */
+  readonly historyEvents: { readonly executions: readonly number[]; readonly largestChild: number };
+  /** The first download pass's children: how many, their state transitions, and each one's wall time. */
+  readonly downloadChildren: {
+    readonly count: number;
+    readonly transitions: number;
+    readonly spansMs: readonly number[];
+  };
   /** S3 API requests the handlers made, by S3 pricing class (see countingS3Config). */
   readonly s3Requests: Readonly<Record<string, number>>;
   readonly peakRssMb: number;
@@ -168,6 +182,20 @@ const isMapEvent = (event: EventLog, type: string) =>
 const mapEntered = events.find((event) => isMapEvent(event, 'StateEntered'))?.timestamp ?? 0;
 const mapExited = events.find((event) => isMapEvent(event, 'StateExited'))?.timestamp ?? mapEntered;
 
+/** The Download Files Map's children: the part Express child workflows could replace. */
+function downloadChildren(all: readonly EventLog[]): WorkflowChildResult['downloadChildren'] {
+  const map = (definition.States as Record<string, { ItemProcessor?: { States: object } }>)['Download Files'];
+  const inMap = new Set(Object.keys(map?.ItemProcessor?.States ?? {}));
+  const spansMs = mapChildSpans(all, 'Download Files');
+  // One transition to start each child, then every state it entered (retries included).
+  let transitions = spansMs.length;
+  for (const event of all) {
+    if (typeof event.index !== 'number' || !event.state || !inMap.has(event.state.name)) continue;
+    if (event.type === 'StateEntered' || event.type === 'StateRetried') transitions++;
+  }
+  return { count: spansMs.length, transitions, spansMs };
+}
+
 const result: WorkflowChildResult = {
   status: run.status,
   ...(run.status !== 'SUCCEEDED' ? { error: `${run.error}: ${run.cause}` } : {}),
@@ -180,6 +208,11 @@ const result: WorkflowChildResult = {
   transitions: countStateTransitions(events),
   lambda: lambdaUsage(taskDurations(events, taskFunctions)),
   invocations: run.invocations,
+  downloadChildren: downloadChildren(events),
+  historyEvents: {
+    executions: run.executions.map((execution) => execution.historyEvents.execution),
+    largestChild: Math.max(0, ...run.executions.map((execution) => execution.historyEvents.largestChild)),
+  },
   s3Requests,
   peakRssMb: Math.round((process.resourceUsage().maxRSS * 1024) / 1e6),
   cpuSeconds: (cpu.user + cpu.system) / 1e6,

@@ -15,7 +15,7 @@ import type { EmbeddedS3 } from '../local/embedded-s3.js';
 import { ensureLocalKeyPair } from '../local/local-keys.js';
 import { EXPORTABLE_TYPES, type ExportableType } from '../sandbox/data/types.js';
 import { type FaultPlan, startSandbox } from '../sandbox/index.js';
-import { estimatedCostUsd, LIST_PRICES_USD, s3RequestCostUsd } from './billing.js';
+import { estimatedCostUsd, expressChildrenCostUsd, LIST_PRICES_USD, s3RequestCostUsd } from './billing.js';
 import { progress, runNodeChild, WORKFLOW_CHILD_COMMAND } from './children.js';
 import { startCpuMeter } from './process-stats.js';
 import type { WorkflowChildArgs, WorkflowChildResult } from './workflow-child.js';
@@ -183,6 +183,30 @@ async function runWorkflowScenario(options: WorkflowScenarioOptions, scenario: W
       finalizeMsPerFile: round((result.lambda.byFunction.FinalizeExport?.medianMs ?? 0) / result.files, 2),
       stateTransitions: transitions,
       transitions: result.transitions,
+      // The issue-15 targets: the largest execution history (AWS stops one at 25,000), Lambda
+      // invocations and the Step Functions + Lambda cost, in all and per file.
+      historyEvents: Math.max(...result.historyEvents.executions),
+      historyEventsLargestChild: result.historyEvents.largestChild,
+      executions: result.historyEvents.executions.length,
+      lambdaInvocations: result.lambda.requests,
+      costUsd: Number(cost.toPrecision(3)),
+      perFile: {
+        stateTransitions: round(transitions / result.files, 3),
+        lambdaInvocations: round(result.lambda.requests / result.files, 3),
+      },
+      costUsdPerThousandFiles: Number(((cost * 1000) / result.files).toPrecision(3)),
+      // Express children for the download Map instead of Standard ones: the children's transitions
+      // priced as Express executions (their Lambda cost is the same either way).
+      expressChildrenAlternative: {
+        children: result.downloadChildren.count,
+        standardChildrenCostUsd: Number(
+          (result.downloadChildren.transitions * LIST_PRICES_USD.perStateTransition).toPrecision(3),
+        ),
+        expressChildrenCostUsd: Number(
+          expressChildrenCostUsd(result.downloadChildren.spansMs).toPrecision(3),
+        ),
+        longestChildSeconds: round(Math.max(0, ...result.downloadChildren.spansMs) / 1000, 2),
+      },
       lambdaGbSeconds: round(gbSeconds, 2),
       lambdaRequests: result.lambda.requests,
       lambda: byFunction,

@@ -25,9 +25,16 @@
  *    Task of the item processor that ends the item in a Succeed state named
  *    `<Map> [tolerated failure]`. The Map then goes on past failed items, as
  *    on AWS, where they are failed child executions instead.
+ * 4. `arn:aws:states:::states:startExecution` (an export continuing in a
+ *    new execution) becomes a Task of the local function
+ *    `LocalStartExecution`, which records the request; the runner starts that
+ *    execution when this one has ended (see runExportLocally).
  */
 
 export const LOCAL_ITEM_READER_FUNCTION = 'LocalItemReader';
+/** Stands in for `arn:aws:states:::states:startExecution` (an export continuing in a new execution). */
+export const LOCAL_START_EXECUTION_FUNCTION = 'LocalStartExecution';
+const START_EXECUTION_RESOURCE = 'arn:aws:states:::states:startExecution';
 const LOCAL_ARN_PREFIX = 'arn:aws:lambda:local:000000000000:function:';
 const ITEMS_PATH = '$.__itemReader';
 
@@ -69,6 +76,10 @@ function adaptMachine(
 
   for (const [name, original] of Object.entries(machine.States)) {
     const state: Json = { ...original };
+    if (state.Type === 'Task' && state.Resource === START_EXECUTION_RESOURCE) {
+      // The runner records the request and starts that execution once this one has ended.
+      state.Resource = localFunctionArn(LOCAL_START_EXECUTION_FUNCTION);
+    }
     if (state.Type === 'Task') {
       const resource = String(state.Resource ?? '');
       if (!resource.startsWith(LOCAL_ARN_PREFIX)) {

@@ -51,6 +51,8 @@ export interface RunningExport {
   readonly chunks?: { readonly done: number; readonly total: number };
   /** The chunk whose job was polled last (a chunked export): the server progress is that job's. */
   readonly lastPolledChunk?: number;
+  /** The executions the export continued in (history budget), after its first; the last runs it now. */
+  readonly continuedIn?: readonly string[];
   readonly lock: {
     readonly holder: string;
     readonly state: NonNullable<SourceLock['state']>;
@@ -208,6 +210,9 @@ async function runningExport(state: StateReader, sourceId: string): Promise<Runn
     ...(job?.lastPoll?.chunk === undefined ? {} : { lastPolledChunk: job.lastPoll.chunk }),
     ...(job?.manifest ? { files: { landed, total: job.manifest.fileCount } } : {}),
     ...(job?.chunks ? { chunks: { done: job.chunks.done, total: job.chunks.total } } : {}),
+    ...(job?.executions?.length
+      ? { continuedIn: job.executions.map((execution) => execution.executionName) }
+      : {}),
     lock: {
       holder: lock.process
         ? `pid ${lock.process.pid}@${lock.process.host}`
@@ -359,6 +364,11 @@ export function render(
         `  Running:       ${running.executionName}: ${running.phase}, age ${formatSeconds(running.ageSeconds)} (started ${running.startedAt})`,
         `                 ${files}; ${chunks}`,
         `                 server progress: ${running.serverProgress ? JSON.stringify(running.serverProgress) : '—'}${running.lastPollAt ? ` (${running.lastPolledChunk === undefined ? '' : `chunk ${running.lastPolledChunk}, `}polled ${since(running.lastPollAt, now)})` : ''}`,
+        ...(running.continuedIn
+          ? [
+              `                 continued in: ${running.continuedIn.join(', ')} (each took over when the one before spent its history budget)`,
+            ]
+          : []),
         `                 lock: ${running.lock.holder}, ${running.lock.liveness}, ${running.lock.state} since ${running.lock.acquiredAt}${running.lock.resumableUntil ? `, resumable until ${running.lock.resumableUntil}` : ''}${running.lock.reason ? ` (${running.lock.reason})` : ''}`,
       );
     } else {

@@ -44,6 +44,10 @@ export interface LocalExportOptions {
   readonly signal?: AbortSignal;
   /** Resumes a failed run of `executionName` from where it failed (see RedrivePoint). */
   readonly redrive?: RedrivePoint;
+  /** History events before an execution continues in a new one (tests cross a small budget). */
+  readonly historyEventBudget?: number;
+  /** The clock of the handlers (a simulated one makes a week-long export take seconds). */
+  readonly now?: () => Date;
 }
 
 export interface LocalExportResult {
@@ -73,6 +77,8 @@ export async function runLocalExport(options: LocalExportOptions): Promise<Local
     ...(options.fileIdleTimeoutMs === undefined ? {} : { fileIdleTimeoutMs: options.fileIdleTimeoutMs }),
     ...(options.transfer ? { transfer: options.transfer } : {}),
     ...(options.eventSink ? { eventSink: options.eventSink } : {}),
+    ...(options.historyEventBudget ? { historyEventBudget: options.historyEventBudget } : {}),
+    ...(options.now ? { now: options.now } : {}),
   });
   try {
     await local.publishSources();
@@ -124,7 +130,8 @@ async function cleanUpEndedRun(
   const sourceId = String(options.input.sourceId ?? '');
   if (run.status === 'ABORTED' && isSourceId(sourceId)) {
     // The runner killed and settled every invocation: their leases are void, as a stopped Lambda's are.
-    const work = workPrefix(runtime.prefix, sourceId, run.executionName);
+    // The export's work area is named by its first execution, whichever execution ran it last.
+    const work = workPrefix(runtime.prefix, sourceId, run.exportName);
     for (const key of await runtime.store.listKeys(inFlightPrefix(work))) await runtime.store.delete(key);
   }
   const cleanUp = await runExportLocally({
@@ -136,10 +143,12 @@ async function cleanUpEndedRun(
       'detail-type': 'Step Functions Execution Status Change',
       detail: {
         name: run.executionName,
+        executionArn: `arn:aws:states:local:000000000000:execution:bulk-export:${run.executionName}`,
         status: run.status === 'ABORTED' ? 'ABORTED' : 'FAILED',
         error: run.error ?? null,
         cause: run.cause ?? null,
-        input: JSON.stringify(options.input),
+        // The ended execution's own input: a continuation's names the export it continued.
+        input: JSON.stringify(run.lastInput ?? options.input),
       },
     },
     ...(options.retryOverrideMs === undefined ? {} : { retryOverrideMs: options.retryOverrideMs }),
@@ -162,7 +171,10 @@ async function cleanUpEndedRun(
  */
 async function prepareResume(runtime: Runtime, options: LocalExportOptions) {
   const sourceId = String(options.input.sourceId);
-  const executionName = options.executionName!;
+  // A continuation's failed execution resumes the export it continued: the lock names that one.
+  const redriven = (options.redrive?.input as { export?: { executionName?: unknown } } | undefined)?.export
+    ?.executionName;
+  const executionName = typeof redriven === 'string' ? redriven : options.executionName!;
   const lock = await readLock(runtime, sourceId);
   const fresh = `start a fresh export instead: npm run export -- --source <file.json>`;
   if (lock?.executionName !== executionName) {

@@ -10,11 +10,13 @@ import {
   batchItems,
   type ItemBatcherSettings,
   LOCAL_ITEM_READER_FUNCTION,
+  LOCAL_START_EXECUTION_FUNCTION,
   retryingStateNames,
   taskTimeouts,
   waitStateNames,
   withLocalTaskTimeouts,
 } from './asl-adapter.js';
+import { countHistoryEvents, type HistoryEventCounts } from './history-events.js';
 import { fenceRuntime, InvocationScope, runInScope } from './invocation-scope.js';
 
 /** One execution event from the local library (its type is not exported). */
@@ -125,6 +127,20 @@ export interface LocalRunResult {
   readonly invocations: Readonly<Record<string, number>>;
   /** Invocations killed by `killInvocation` or a `TimeoutSeconds`. */
   readonly killed: readonly Omit<InvocationInfo, 'input'>[];
+  /**
+   * Every execution of the run in order: one, unless the export continued in
+   * new executions (history budget). `executionName`, status, output and
+   * redrivePoint above are the last one's; events, invocations and killed
+   * cover them all.
+   */
+  readonly executions: readonly LocalExecutionSummary[];
+  /** The last execution's input: a continuation's carries the export it continues. */
+  readonly lastInput: unknown;
+  /**
+   * The export's name: its first execution's, which names its work area,
+   * lock and receipt in every execution it continues in.
+   */
+  readonly exportName: string;
 }
 
 /**
@@ -139,6 +155,68 @@ export function localExecutionName(sourceId: string): string {
 }
 
 export async function runExportLocally(options: LocalRunOptions): Promise<LocalRunResult> {
+  const executions: LocalExecutionSummary[] = [];
+  const events: EventLog[] = [];
+  const invocations: Record<string, number> = {};
+  const killed: Omit<InvocationInfo, 'input'>[] = [];
+  let current: LocalRunOptions = options;
+  for (;;) {
+    const started: ContinuationStart[] = [];
+    const run = await runOneExecution(current, started);
+    executions.push({
+      executionName: run.executionName,
+      status: run.status,
+      historyEvents: countHistoryEvents(run.events, run.sdkTasks),
+    });
+    events.push(...run.events);
+    for (const [name, count] of Object.entries(run.invocations)) {
+      invocations[name] = (invocations[name] ?? 0) + count;
+    }
+    killed.push(...run.killed);
+    const next = started.at(-1);
+    // On AWS the execution that handed over has succeeded; the one it started goes on with the export.
+    if (run.status !== 'SUCCEEDED' || !next || options.signal?.aborted) {
+      const { sdkTasks: _sdk, ...result } = run;
+      return {
+        ...result,
+        exportName: executions[0]!.executionName,
+        events,
+        invocations,
+        killed,
+        executions,
+        lastInput: current.input,
+      };
+    }
+    const { redrive: _redrive, executionName: _name, definitionPath: _definition, ...rest } = current;
+    current = {
+      ...rest,
+      ...(options.definitionPath ? { definitionPath: options.definitionPath } : {}),
+      executionName: next.name,
+      input: next.input,
+    };
+  }
+}
+
+/** A StartExecution the workflow asked for (an export continuing in a new execution). */
+interface ContinuationStart {
+  readonly name: string;
+  readonly input: unknown;
+}
+
+/** One execution of a chain (an export that continued in new executions has several). */
+export interface LocalExecutionSummary {
+  readonly executionName: string;
+  readonly status: LocalRunResult['status'];
+  /** What AWS would have written into this execution's history (scripts/local/history-events.ts). */
+  readonly historyEvents: HistoryEventCounts;
+}
+
+async function runOneExecution(
+  options: LocalRunOptions,
+  continuations: ContinuationStart[],
+): Promise<
+  Omit<LocalRunResult, 'executions' | 'lastInput' | 'exportName'> & { readonly sdkTasks: ReadonlySet<string> }
+> {
   const raw = JSON.parse(await readFile(options.definitionPath ?? DEFINITION_PATH, 'utf8')) as {
     StartAt: string;
     States: Record<string, unknown>;
@@ -163,6 +241,9 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
 
   const invocations: Record<string, number> = {};
   const killed: Omit<InvocationInfo, 'input'>[] = [];
+  const sdkTasks = new Set(
+    [...taskFunctions].filter(([, name]) => name === LOCAL_START_EXECUTION_FUNCTION).map(([state]) => state),
+  );
   const inFlight = new Set<Promise<void>>();
   const runningScopes = new Set<InvocationScope>();
   const timeouts = taskTimeouts(definition);
@@ -173,7 +254,11 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
     let handler = built.get(functionName);
     if (!handler) {
       handler =
-        functionName === LOCAL_ITEM_READER_FUNCTION ? itemReader(runtime) : buildTask(functionName, runtime);
+        functionName === LOCAL_ITEM_READER_FUNCTION
+          ? itemReader(runtime)
+          : functionName === LOCAL_START_EXECUTION_FUNCTION
+            ? startExecution(continuations)
+            : buildTask(functionName, runtime);
       built.set(functionName, handler);
     }
     const invoke = handler;
@@ -292,7 +377,7 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
     const output = await execution.result;
     await collecting;
     await atRest();
-    return { status: 'SUCCEEDED', executionName, output, events, invocations, killed };
+    return { status: 'SUCCEEDED', executionName, output, events, invocations, killed, sdkTasks };
   } catch (error) {
     await collecting.catch(() => undefined);
     await atRest();
@@ -306,6 +391,7 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
         events,
         invocations,
         killed,
+        sdkTasks,
       };
     }
     const failure = error as { name?: string; message?: string; cause?: unknown };
@@ -322,6 +408,7 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
       events,
       invocations,
       killed,
+      sdkTasks,
     };
   }
 }
@@ -360,6 +447,28 @@ function buildTask(functionName: string, runtime: Runtime) {
   const factory = TASK_HANDLER_FACTORIES[functionName];
   if (!factory) throw new Error(`the definition calls function ${functionName}, which has no handler`);
   return factory(runtime) as (event: unknown, context: InvocationContext) => Promise<unknown>;
+}
+
+/**
+ * What StartExecution answers; the runner starts the execution once this one
+ * has ended (locally one execution runs at a time, and the one that hands
+ * over ends right after). The same name twice is AWS's idempotent start.
+ */
+function startExecution(started: ContinuationStart[]) {
+  return async (event: unknown) => {
+    const { Name, Input } = (event ?? {}) as { Name?: unknown; Input?: unknown };
+    if (typeof Name !== 'string' || Name.length === 0 || Name.length > 80) {
+      throw Object.assign(new Error(`StartExecution: Name must be 1 to 80 characters, got ${String(Name)}`), {
+        name: 'StepFunctions.InvalidNameException',
+      });
+    }
+    const input = typeof Input === 'string' ? (JSON.parse(Input) as unknown) : Input;
+    if (!started.some((start) => start.name === Name)) started.push({ name: Name, input });
+    return {
+      ExecutionArn: `arn:aws:states:local:000000000000:execution:bulk-export:${Name}`,
+      StartDate: new Date().toISOString(),
+    };
+  };
 }
 
 /** What Step Functions' ItemReader does for a JSON array in S3. */

@@ -57,6 +57,8 @@ export interface LocalRuntimeOptions {
   readonly eventSink?: EventSink;
   /** Transfer tuning, e.g. small parts to exercise multipart uploads with small files (see Runtime.transfer). */
   readonly transfer?: Runtime['transfer'];
+  /** History events before an execution continues in a new one (tests cross a small one). */
+  readonly historyEventBudget?: number;
 }
 
 export interface LocalRuntime {
@@ -171,7 +173,11 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
         const credentials = auth.get(sourceId);
         if (!settings || !credentials) throw new Error(`no local source ${sourceId}`);
         if (credentials.signingKey.kind === 'kms') kms ??= new KMSClient({});
-        provider = createSourceAccessTokens(credentials, settings, { ...(kms ? { kms } : {}), logger });
+        provider = createSourceAccessTokens(credentials, settings, {
+          ...(kms ? { kms } : {}),
+          logger,
+          ...(options.now ? { now: options.now } : {}),
+        });
         providers.set(sourceId, provider);
         provider.catch(() => providers.delete(sourceId));
       }
@@ -181,6 +187,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
     ...(options.transfer ? { transfer: options.transfer } : {}),
     // Locks name this process: a later run tells a killed export (dead process) from a running one.
     localProcess: { pid: process.pid, host: hostname() },
+    ...(options.historyEventBudget ? { historyEventBudget: options.historyEventBudget } : {}),
   };
   return {
     runtime,

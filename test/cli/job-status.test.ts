@@ -168,6 +168,33 @@ describe('the status of a source on AWS (state machine and bucket)', () => {
     );
   });
 
+  it('names the executions an export continued in (history budget), the last one holding the lock', async () => {
+    // Prepare
+    const continuation = `${ARN}-cont-2`;
+    const bucket = bucketOf({
+      '_registry/sources/epic-prod.json': { id: 'epic-prod' },
+      '_state/source=epic-prod/lock.json': { ...lock('running'), executionArn: continuation },
+      [`${WORK}job.json`]: job({
+        statusUrl: 'https://ehr/status/1',
+        executions: [
+          { executionName: 'epic-20261206T100000Z-auto-cont-1', startedAt: '2026-12-06T10:40:00.000Z' },
+          { executionName: 'epic-20261206T100000Z-auto-cont-2', startedAt: '2026-12-06T11:20:00.000Z' },
+        ],
+      }),
+    });
+    // Act
+    const statuses = await readStatuses({ ...bucket, prefix: '', now: NOW }, {});
+    // Assess
+    expect(statuses[0]?.running?.continuedIn).toStrictEqual([
+      'epic-20261206T100000Z-auto-cont-1',
+      'epic-20261206T100000Z-auto-cont-2',
+    ]);
+    expect(render('s3://b', statuses, undefined, NOW.getTime())).toContain(
+      '                 continued in: epic-20261206T100000Z-auto-cont-1, epic-20261206T100000Z-auto-cont-2 (each took over when the one before spent its history budget)\n' +
+        `                 lock: ${continuation}, unknown, running since 2026-12-06T10:00:00.000Z`,
+    );
+  });
+
   it('marks a holder whose execution is gone dead, and shows the newest failure with how long it stays resumable', async () => {
     // Prepare
     const bucket = bucketOf({

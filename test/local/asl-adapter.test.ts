@@ -6,6 +6,7 @@ import {
   adaptDefinitionForLocalRun,
   batchItems,
   LOCAL_ITEM_READER_FUNCTION,
+  LOCAL_START_EXECUTION_FUNCTION,
   localFunctionArn,
   retryingStateNames,
   waitStateNames,
@@ -92,6 +93,7 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
       'Kick Off Export': 'KickOff',
       'Mint Token For Status': 'MintToken',
       'Poll Export Status': 'PollStatus',
+      'Continue In A New Execution': LOCAL_START_EXECUTION_FUNCTION,
       'Mint Token For File': 'MintToken',
       'Download File': 'DownloadFile',
       [READER]: LOCAL_ITEM_READER_FUNCTION,
@@ -262,7 +264,7 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
   it.each([
     [MAP, READER, ['Chunks Merged', 'Is Export Complete?']],
     [RETRY_MAP, RETRY_READER, ['Wait Before Retrying Files']],
-    [CHUNK_MAP, CHUNK_READER, ['Plan Chunks']],
+    [CHUNK_MAP, CHUNK_READER, ['Continue The Chunks', 'Plan Chunks']],
     [VERIFY_MAP, VERIFY_READER, ['Did Every File Land?', 'Retry Failed Files']],
     [PUBLISH_MAP, PUBLISH_READER, ['Verify Files']],
   ])('sends every transition that entered %s to its reader instead', (mapName, readerName, entries) => {
@@ -404,6 +406,7 @@ describe('adaptDefinitionForLocalRun on state-machines/clean-up-ended-export.asl
         {
           ended: {
             executionName: 'epic-nightly',
+            executionArn: 'arn:aws:states:eu-west-1:123456789012:execution:bulk-export:epic-nightly',
             status: 'FAILED',
             error: 'States.ExceedToleratedFailureThreshold',
             cause: 'The specified tolerated failure threshold was exceeded',
@@ -443,6 +446,7 @@ describe('adaptDefinitionForLocalRun on state-machines/clean-up-ended-export.asl
       {
         ended: {
           executionName: 'epic-nightly',
+          executionArn: 'arn:aws:states:eu-west-1:123456789012:execution:bulk-export:epic-nightly',
           status: 'ABORTED',
           error: null,
           cause: null,
@@ -489,6 +493,7 @@ describe('the ASL file itself', () => {
       'Kick Off Export',
       'Mint Token For Status',
       'Poll Export Status',
+      'Continue In A New Execution',
       'Mint Token For File',
       'Download File',
       'Check Files',

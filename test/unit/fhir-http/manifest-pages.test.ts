@@ -79,7 +79,14 @@ describe('Poll Export Status with a paged manifest', () => {
       export: context,
       statusUrl: `http://127.0.0.1:${port}/status`,
       sealedToken,
-      poll: { attempt: 2, consecutiveTransientErrors: 0, waitSeconds: 5, forceTokenRefresh: false },
+      poll: {
+        attempt: 2,
+        consecutiveTransientErrors: 0,
+        waitSeconds: 5,
+        forceTokenRefresh: false,
+        historyEvents: 100,
+        kickOffAttempts: 1,
+      },
     });
     // Assess
     expect(state).toEqual({
@@ -88,6 +95,9 @@ describe('Poll Export Status with a paged manifest', () => {
       consecutiveTransientErrors: 1,
       forceTokenRefresh: false,
       waitSeconds: 7,
+      // One more poll cycle of the execution's history.
+      historyEvents: 114,
+      kickOffAttempts: 1,
     });
     const warnings = logLines.map((line) => JSON.parse(line)).filter((line) => line.level === 'warn');
     expect(warnings).toEqual([

@@ -191,6 +191,8 @@ export interface Scenario {
   readonly signal?: AbortSignal;
   readonly redrive?: LocalExportOptions['redrive'];
   readonly eventSink?: LocalExportOptions['eventSink'];
+  /** History events before an execution continues in a new one. */
+  readonly historyEventBudget?: number;
 }
 
 export interface ScenarioRun {
@@ -263,6 +265,7 @@ export async function runScenario(env: MatrixEnvironment, scenario: Scenario): P
     ...(scenario.signal ? { signal: scenario.signal } : {}),
     ...(scenario.redrive ? { redrive: scenario.redrive } : {}),
     ...(scenario.eventSink ? { eventSink: scenario.eventSink } : {}),
+    ...(scenario.historyEventBudget ? { historyEventBudget: scenario.historyEventBudget } : {}),
   });
   return { scenario, sourceId, clientId, result, logLines, watermarkBefore, keysBefore };
 }

@@ -72,7 +72,8 @@ export async function assertZeroLoss(
   expectation: ZeroLossExpectation,
 ): Promise<void> {
   const { sourceId, result } = run;
-  const executionName = result.run.executionName;
+  // The export's name (its first execution's): an export that continued in new executions keeps it.
+  const executionName = result.run.exportName;
   const label = `${run.scenario.name} (${sourceId}/${executionName})`;
   const workPrefix = `_work/source=${sourceId}/execution=${executionName}/`;
   const manifest = await env.getJson<StoredManifest>(`${workPrefix}manifest.json`);
