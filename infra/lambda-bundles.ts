@@ -23,6 +23,7 @@ export type TaskFunctionName =
   | 'MergeChunks'
   | 'DownloadFile'
   | 'CheckFiles'
+  | 'VerifyFiles'
   | 'FinalizeExport'
   | 'CompleteExport'
   | 'CleanUp'
@@ -40,6 +41,7 @@ export const LAMBDA_ENTRIES: Readonly<Record<BundledFunctionName, string>> = {
   MergeChunks: 'lambdas/handlers/merge-chunks.ts',
   DownloadFile: 'lambdas/handlers/download-file.ts',
   CheckFiles: 'lambdas/handlers/check-files.ts',
+  VerifyFiles: 'lambdas/handlers/verify-files.ts',
   FinalizeExport: 'lambdas/handlers/finalize-export.ts',
   CompleteExport: 'lambdas/handlers/complete-export.ts',
   CleanUp: 'lambdas/handlers/clean-up.ts',

@@ -35,6 +35,7 @@ const EXPORT_MACHINE_FUNCTIONS: readonly TaskFunctionName[] = [
   'MergeChunks',
   'DownloadFile',
   'CheckFiles',
+  'VerifyFiles',
   'FinalizeExport',
   'CompleteExport',
   'CleanUp',

@@ -34,8 +34,10 @@ interface TaskFunctionSpec {
 
 /**
  * Memory and timeouts. Download File streams gigabytes and checkpoints before
- * 15 minutes; Finalize Export verifies every file one by one (Oracle Health
- * can list ~20,000), so it gets the same ceiling; Clean Up pages through open
+ * 15 minutes; Verify Files checks and publishes one batch of up to 500
+ * files (a batch may hold several multi-GB files to copy), so it gets the
+ * same ceiling, as does Finalize Export, which reads every batch's record
+ * back and streams the receipt's file index (200,000 files); Clean Up pages through open
  * uploads; Clean Up Ended Export also waits for downloads still in flight
  * when their execution ended, which can take a download's whole 15 minutes.
  * Check Files reads one result per file, like Poll Status's file list.
@@ -93,8 +95,15 @@ const TASK_FUNCTIONS: readonly TaskFunctionSpec[] = [
     timeout: Duration.minutes(1),
   },
   {
+    name: 'VerifyFiles',
+    description:
+      'Verifies one batch of landed files (Verify Files) or publishes its staged data files (Publish Files)',
+    memorySize: 512,
+    timeout: Duration.minutes(15),
+  },
+  {
     name: 'FinalizeExport',
-    description: 'Verifies every file, writes the receipt and completion marker, advances the watermark',
+    description: 'Adds up the verified batches, writes the file index, the receipt and the completion marker',
     memorySize: 512,
     timeout: Duration.minutes(15),
   },
@@ -387,6 +396,21 @@ export class TaskFunctions extends PipelinePart {
           dataKeyFor('kms:GenerateDataKey', 'kms:Decrypt'),
         ],
       ),
+      VerifyFiles: policy(
+        'VerifyFiles',
+        'Verifies a batch of files, records it under _work/, publishes its staged files (server-side copies, tags included)',
+        [
+          s3Objects(
+            's3:GetObject',
+            's3:GetObjectTagging',
+            's3:PutObject',
+            's3:PutObjectTagging',
+            's3:AbortMultipartUpload',
+          ),
+          s3Bucket('s3:ListBucket'),
+          dataKeyFor('kms:GenerateDataKey', 'kms:Decrypt'),
+        ],
+      ),
       CheckFiles: policy(
         'CheckFiles',
         'Reads the per-file results and writes the retry list, under _work/ only',
@@ -418,6 +442,9 @@ export class TaskFunctions extends PipelinePart {
  * Downloads scale with the files in flight; the minter serves each download
  * and up to two mints per export (kick-off, clean-up).
  */
+/** The MaxConcurrency of Verify Files and Publish Files in state-machines/bulk-export.asl.json. */
+export const VERIFY_BATCHES_AT_ONCE = 20;
+
 export function reservedConcurrency(
   concurrency: TaskFunctionsProps['concurrency'],
 ): Partial<Record<TaskFunctionName | 'Jwks', number>> {
@@ -433,6 +460,8 @@ export function reservedConcurrency(
     MergeChunks: perExport,
     DownloadFile: downloads,
     CheckFiles: perExport,
+    // Verify Files and Publish Files run up to VERIFY_BATCHES_AT_ONCE batches per export.
+    VerifyFiles: VERIFY_BATCHES_AT_ONCE * exports,
     FinalizeExport: perExport,
     CompleteExport: perExport,
     CleanUp: perExport,

@@ -56,6 +56,8 @@ export interface MultipartProgress {
 export interface S3MultipartWriterOptions {
   /** Parts in flight at once. @default 3 */
   readonly concurrency?: number;
+  /** Content-Type of the object (fixed at creation). @default NDJSON_CONTENT_TYPE */
+  readonly contentType?: string;
 }
 
 export function encryptionParams(target: S3ObjectTarget) {
@@ -113,7 +115,7 @@ export class S3MultipartWriter {
         new CreateMultipartUploadCommand({
           Bucket: target.bucket,
           Key: target.key,
-          ContentType: NDJSON_CONTENT_TYPE,
+          ContentType: options.contentType ?? NDJSON_CONTENT_TYPE,
           Metadata: metadata,
           ...encryptionParams(target),
         }),

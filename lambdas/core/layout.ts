@@ -99,6 +99,11 @@ export function quarantineKey(dataKey: string): string {
 /** Keys inside an export folder, from its root (`exportRoot`, which ends in `/`). */
 export const claimKey = (root: string) => `${root}_claim.json`;
 export const receiptKey = (root: string) => `${root}_receipt.json`;
+/**
+ * The receipt's file index beside it: one ReceiptFile per line in file-list
+ * order, so a 200,000-file export's receipt stays a readable summary.
+ */
+export const receiptFileIndexKey = (root: string) => `${root}_receipt.files.ndjson`;
 /** The object downstream ETL triggers on. */
 export const completionMarkerKey = (root: string) => `${root}_SUCCESS.json`;
 
@@ -142,6 +147,13 @@ export const checkpointsPrefix = (work: string) => `${work}checkpoints/`;
 export const fileFailureKey = (work: string, index: number) =>
   `${work}file-failures/${String(index).padStart(6, '0')}.json`;
 export const fileFailuresPrefix = (work: string) => `${work}file-failures/`;
+/**
+ * One verification batch's verified files and per-type subtotals, named by
+ * its first file's index: Finalize Export reads them back one at a time.
+ */
+export const verifiedPrefix = (work: string) => `${work}verified/`;
+export const verifiedBatchKey = (work: string, firstIndex: number) =>
+  `${verifiedPrefix(work)}${String(firstIndex).padStart(6, '0')}.json`;
 /** A file's verified download result: Check Files and Finalize read what Download File wrote. */
 export const resultKey = (work: string, index: number) =>
   `${resultsPrefix(work)}${String(index).padStart(6, '0')}.json`;

@@ -69,8 +69,25 @@ export interface TypeTotals {
   bytes: number;
 }
 
+/**
+ * Exports of at most this many files keep their files inline on the receipt
+ * too (`files`); every receipt has the file index. Readers should read the
+ * index: 200,000 inline entries would make a ~60 MB receipt nobody can read.
+ */
+export const RECEIPT_INLINE_FILES_MAX = 1000;
+
+/** The receipt's file index: `_receipt.files.ndjson`, one ReceiptFile per line in file-list order. */
+export interface ReceiptFileIndex {
+  readonly key: string;
+  /** Lines in the index: every file of the export. */
+  readonly files: number;
+  /** Hex sha256 of the index object's bytes. */
+  readonly sha256: string;
+}
+
 export interface Receipt {
-  readonly receiptVersion: 1;
+  /** 2: the files moved to `fileIndex`; `files` only for small exports. */
+  readonly receiptVersion: 2;
   readonly status: 'succeeded';
   readonly sourceId: string;
   readonly executionName: string;
@@ -89,8 +106,10 @@ export interface Receipt {
   readonly errors: { readonly files: number; readonly lines: number };
   readonly deleted: { readonly files: number; readonly lines: number };
   readonly invalidLinesQuarantined: number;
-  readonly files: readonly ReceiptFile[];
-  /** Files the server listed more than once; each is in `files` once and counted once. */
+  /** Every file, inline: only for exports of at most RECEIPT_INLINE_FILES_MAX files; read `fileIndex`. */
+  readonly files?: readonly ReceiptFile[];
+  readonly fileIndex: ReceiptFileIndex;
+  /** Files the server listed more than once; each is in the file index once and counted once. */
   readonly filesListedMoreThanOnce: readonly DuplicateListing[];
   readonly serverJobDeleted: boolean;
   readonly watermark: { readonly advanced: boolean; readonly reason: string };
@@ -111,32 +130,61 @@ export interface Receipt {
   readonly continuedIn?: readonly string[];
 }
 
-export function summarizeFiles(files: readonly ReceiptFile[]) {
-  const byType: Record<string, TypeTotals> = {};
-  const totals = { files: 0, resources: 0, bytes: 0 };
-  const errors = { files: 0, lines: 0 };
-  const deleted = { files: 0, lines: 0 };
-  let invalidLinesQuarantined = 0;
-  for (const file of files) {
-    invalidLinesQuarantined += file.invalidLines;
-    if (file.kind === 'error') {
-      errors.files += 1;
-      errors.lines += file.lines;
-      continue;
-    }
-    if (file.kind === 'deleted') {
-      deleted.files += 1;
-      deleted.lines += file.lines;
-      continue;
-    }
-    const entry = byType[file.type] ?? { files: 0, resources: 0, bytes: 0 };
-    byType[file.type] = entry;
-    entry.files += 1;
-    entry.resources += file.lines;
-    entry.bytes += file.bytes;
-    totals.files += 1;
-    totals.resources += file.lines;
-    totals.bytes += file.bytes;
+/** What the receipt sums over files; verification batches each carry theirs, Finalize adds them up. */
+export interface FileSummary {
+  readonly byType: Record<string, TypeTotals>;
+  readonly totals: TypeTotals;
+  readonly errors: { files: number; lines: number };
+  readonly deleted: { files: number; lines: number };
+  invalidLinesQuarantined: number;
+}
+
+export const emptySummary = (): FileSummary => ({
+  byType: {},
+  totals: { files: 0, resources: 0, bytes: 0 },
+  errors: { files: 0, lines: 0 },
+  deleted: { files: 0, lines: 0 },
+  invalidLinesQuarantined: 0,
+});
+
+export function summarizeFiles(files: readonly ReceiptFile[]): FileSummary {
+  const summary = emptySummary();
+  for (const file of files) addFile(summary, file);
+  return summary;
+}
+
+function addFile(summary: FileSummary, file: ReceiptFile) {
+  summary.invalidLinesQuarantined += file.invalidLines;
+  if (file.kind === 'error') {
+    summary.errors.files += 1;
+    summary.errors.lines += file.lines;
+    return;
   }
-  return { byType, totals, errors, deleted, invalidLinesQuarantined };
+  if (file.kind === 'deleted') {
+    summary.deleted.files += 1;
+    summary.deleted.lines += file.lines;
+    return;
+  }
+  addTotals(summary.byType, file.type, { files: 1, resources: file.lines, bytes: file.bytes });
+  addTotals(summary, 'totals', { files: 1, resources: file.lines, bytes: file.bytes });
+}
+
+function addTotals<K extends string>(into: Partial<Record<K, TypeTotals>>, key: K, add: TypeTotals) {
+  const entry = into[key] ?? { files: 0, resources: 0, bytes: 0 };
+  into[key] = entry;
+  entry.files += add.files;
+  entry.resources += add.resources;
+  entry.bytes += add.bytes;
+}
+
+/** Adds one batch's subtotals into `into` (Finalize sums the verification batches). */
+export function addSummary(into: FileSummary, batch: FileSummary): FileSummary {
+  for (const [type, totals] of Object.entries(batch.byType)) addTotals(into.byType, type, totals);
+  addTotals(into, 'totals', batch.totals);
+  into.errors.files += batch.errors.files;
+  into.errors.lines += batch.errors.lines;
+  into.deleted.files += batch.deleted.files;
+  into.deleted.lines += batch.deleted.lines;
+  into.invalidLinesQuarantined += batch.invalidLinesQuarantined;
+  return into;
 }

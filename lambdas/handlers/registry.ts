@@ -12,6 +12,7 @@ import { createMintTokenHandler } from './mint-token.js';
 import { createPlanChunksHandler } from './plan-chunks.js';
 import { createPollStatusHandler } from './poll-status.js';
 import { createPrepareExportHandler } from './prepare-export.js';
+import { createVerifyFilesHandler } from './verify-files.js';
 
 /**
  * Task handlers by the function name the ASL uses (`${NameFunctionArn}`).
@@ -31,6 +32,7 @@ export const TASK_HANDLER_FACTORIES: Record<
   MergeChunks: createMergeChunksHandler,
   DownloadFile: createDownloadFileHandler,
   CheckFiles: createCheckFilesHandler,
+  VerifyFiles: createVerifyFilesHandler,
   FinalizeExport: createFinalizeExportHandler,
   CompleteExport: createCompleteExportHandler,
   CleanUp: createCleanUpHandler,

@@ -49,11 +49,14 @@ export interface ResourceIdSource {
  * file's id object while it is copied in: 100 million ids of one type take
  * ~800 MB, so Finalize's memory bounds the largest type it can count.
  */
+/** What counting needs of a download result; Finalize keeps only this per file of a chunked export. */
+export type ResourceIdsOf = Pick<FileResult, 'index' | 'kind' | 'type' | 'lines' | 'resourceIdsKey'>;
+
 export async function countDuplicateResources(
   source: ResourceIdSource,
-  results: readonly FileResult[],
+  results: readonly ResourceIdsOf[],
 ): Promise<DuplicateResources> {
-  const filesByType = new Map<string, FileResult[]>();
+  const filesByType = new Map<string, ResourceIdsOf[]>();
   for (const result of results) {
     if (result.kind !== 'output' || result.resourceIdsKey === undefined) continue;
     const files = filesByType.get(result.type);
@@ -75,7 +78,10 @@ export async function countDuplicateResources(
 }
 
 /** Every id hash of one type's files, in one array sized by their line counts (an id per line at most). */
-async function readHashes(source: ResourceIdSource, files: readonly FileResult[]): Promise<BigUint64Array> {
+async function readHashes(
+  source: ResourceIdSource,
+  files: readonly ResourceIdsOf[],
+): Promise<BigUint64Array> {
   const capacity = files.reduce((lines, file) => lines + file.lines, 0);
   const hashes = new BigUint64Array(capacity);
   const bytes = new Uint8Array(hashes.buffer);

@@ -1,31 +1,31 @@
-import { mapInOrder } from '../core/concurrency.js';
 import {
-  claimedBy,
-  claimKey,
   completionMarkerKey,
-  describeClaim,
-  type ExportClaim,
   failureReceiptKey,
   inFlightPrefix,
   jobRecordKey,
+  receiptFileIndexKey,
   receiptKey,
-  resultKey,
+  verifiedPrefix,
 } from '../core/layout.js';
 import {
+  addSummary,
   type DuplicateListing,
+  emptySummary,
+  RECEIPT_INLINE_FILES_MAX,
   type Receipt,
   type ReceiptChunking,
   type ReceiptDuplicateResources,
   type ReceiptFile,
-  summarizeFiles,
+  type ReceiptFileIndex,
 } from '../core/receipt.js';
 import { decideWatermark } from '../core/watermark.js';
 import { VerificationError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
-import type { ExportContext, FileItem, FileResult, FinalizeResult, ManifestSummary } from '../state.js';
-import { countDuplicateResources } from './duplicate-resources.js';
+import type { ExportContext, FinalizeResult, ManifestSummary } from '../state.js';
+import { countDuplicateResources, type ResourceIdsOf } from './duplicate-resources.js';
 import type { FailureReceipt, JobRecord } from './export-lifecycle.js';
-import { landingKey, publishObjects, verifyPublished } from './publish-export.js';
+import { FileIndexWriter } from './receipt-file-index.js';
+import { type VerifiedBatch, verifyFolderClaim } from './verify-files.js';
 import { readWatermark } from './watermark.js';
 
 export interface FinalizeExportEvent {
@@ -33,52 +33,55 @@ export interface FinalizeExportEvent {
   readonly manifest: ManifestSummary;
 }
 
+/** Tests lower it to exercise the multipart index with a few files. */
+export interface FinalizeOptions {
+  readonly fileIndexPartBytes?: number;
+}
+
 /**
- * Verifies that every manifest file landed and matches, then writes the
- * receipt and, after it, the completion marker: downstream never sees a
- * marker without a receipt. Everything after the marker (watermark, the
- * server job's DELETE, the lock, the success event) is Complete Export's, and
- * can only add warnings: a verified export is never reported as failed. The
- * server job is kept until the files are verified, so a failed verification
- * can still be resumed.
+ * Writes the receipt and, after it, the completion marker: downstream never
+ * sees a marker without a receipt. Verify Files has verified every file and
+ * Publish Files published them, batch by batch (verify-files.ts); this adds
+ * up the batches' records, reading one at a time so that memory stays
+ * bounded whatever the export's size, and fails if any batch is missing.
+ * Everything after the marker (watermark, the server job's DELETE, the lock,
+ * the success event) is Complete Export's, and can only add warnings: a
+ * verified export is never reported as failed. The server job is kept until
+ * here, so a failed verification can still be resumed.
  */
-export async function finalizeExport(runtime: Runtime, event: FinalizeExportEvent): Promise<FinalizeResult> {
+export async function finalizeExport(
+  runtime: Runtime,
+  event: FinalizeExportEvent,
+  options: FinalizeOptions = {},
+): Promise<FinalizeResult> {
   const { export: context, manifest } = event;
-  const items = (await runtime.store.getJson<FileItem[]>(manifest.filesKey)) ?? [];
-  if (items.length !== manifest.fileCount) {
-    throw new VerificationError(
-      `file list ${manifest.filesKey} has ${items.length} entries, expected ${manifest.fileCount}`,
-    );
-  }
-  const files = await mapInOrder(items, VERIFY_CONCURRENCY, (item) => verifyFile(runtime, context, item));
   await abortAbandonedUploads(runtime, context, manifest.exportRoot);
   await verifyFolderClaim(runtime, context, manifest.exportRoot);
-  // Verified: only now do the data files appear where readers of the layout look.
-  const toPublish = items
-    .map((item, at) => ({ item, file: files[at]! }))
-    .filter(({ item }) => item.kind === 'output')
-    .map(({ item, file }) => ({
-      from: landingKey(item),
-      to: item.key,
-      bytes: file.bytes,
-      sha256: file.sha256,
-    }));
-  const published = await publishObjects(
+
+  const index = new FileIndexWriter(
     runtime.s3,
     {
       bucket: context.bucket,
-      objects: toPublish,
+      key: receiptFileIndexKey(manifest.exportRoot),
       ...(runtime.sseKmsKeyId ? { sseKmsKeyId: runtime.sseKmsKeyId } : {}),
     },
-    { logger: runtime.logger },
+    options.fileIndexPartBytes === undefined ? {} : { partBytes: options.fileIndexPartBytes },
   );
-  await verifyPublished(runtime.s3, { bucket: context.bucket, objects: published });
+  let read: Awaited<ReturnType<typeof readVerifiedBatches>>;
+  let fileIndex: ReceiptFileIndex;
+  try {
+    read = await readVerifiedBatches(runtime, context, manifest, index);
+    fileIndex = await index.close();
+  } catch (error) {
+    await index.abort();
+    throw error;
+  }
+  const { summary, inlineFiles, resourceIds } = read;
   const duplicates = await readDuplicates(runtime, manifest);
   const chunking = (await runtime.store.getJson<{ chunking?: ReceiptChunking }>(manifest.manifestKey))
     ?.chunking;
-  const duplicateResources = chunking ? await countChunkDuplicates(runtime, context, items) : undefined;
+  const duplicateResources = chunking ? await countChunkDuplicates(runtime, context, resourceIds) : undefined;
 
-  const summary = summarizeFiles(files);
   const current = await readWatermark(runtime, context.sourceId);
   const failure = await runtime.store.getJson<FailureReceipt>(
     failureReceiptKey(runtime.prefix, context.sourceId, context.executionName),
@@ -94,7 +97,7 @@ export async function finalizeExport(runtime: Runtime, event: FinalizeExportEven
     now: runtime.now(),
   });
   const receipt: Receipt = {
-    receiptVersion: 1,
+    receiptVersion: 2,
     status: 'succeeded',
     sourceId: context.sourceId,
     executionName: context.executionName,
@@ -109,7 +112,8 @@ export async function finalizeExport(runtime: Runtime, event: FinalizeExportEven
     startedAt: context.startedAt,
     finishedAt: runtime.now().toISOString(),
     ...summary,
-    files,
+    fileIndex,
+    ...(inlineFiles ? { files: inlineFiles } : {}),
     filesListedMoreThanOnce: duplicates,
     // Complete Export does both after the marker, and corrects these when it could not.
     serverJobDeleted: false,
@@ -144,30 +148,61 @@ export async function finalizeExport(runtime: Runtime, event: FinalizeExportEven
 }
 
 /**
- * Files checked at once. Each check is a GET and a HEAD: one by one, 20,000
- * files (an Oracle Health export) take 7 to 20 minutes of in-Region S3 latency,
- * against Finalize's 15-minute limit.
+ * The verification batches in file-list order, one object in memory at a
+ * time: their subtotals summed, their files streamed to the index. They must
+ * chain from file 0 to the last without a gap: a batch missing (its child
+ * never wrote, or wrote for another batching) fails the export here.
  */
-const VERIFY_CONCURRENCY = 16;
+async function readVerifiedBatches(
+  runtime: Runtime,
+  context: ExportContext,
+  manifest: ManifestSummary,
+  index: FileIndexWriter,
+) {
+  const summary = emptySummary();
+  const keepInline = manifest.fileCount <= RECEIPT_INLINE_FILES_MAX;
+  const inlineFiles: ReceiptFile[] = [];
+  const resourceIds: ResourceIdsOf[] = [];
+  let next = 0;
+  for (const key of await runtime.store.listKeys(verifiedPrefix(context.workPrefix))) {
+    const batch = await runtime.store.getJson<VerifiedBatch>(key);
+    if (!batch) throw new VerificationError(`the verification record ${key} vanished while it was read`);
+    // A record from an earlier, differently batched attempt that this attempt's batches cover already.
+    if (batch.last < next) continue;
+    if (batch.first !== next || batch.files.length !== batch.last - batch.first + 1) {
+      throw new VerificationError(
+        `file ${next} was not verified: the next verification record starts at file ${batch.first}`,
+      );
+    }
+    addSummary(summary, batch.summary);
+    await index.add(batch.files);
+    if (keepInline) inlineFiles.push(...batch.files);
+    for (const ids of batch.resourceIds ?? []) resourceIds.push({ ...ids, kind: 'output' });
+    next = batch.last + 1;
+  }
+  if (next !== manifest.fileCount) {
+    throw new VerificationError(
+      next < manifest.fileCount
+        ? `file ${next} was not verified: no verification record covers files ${next} to ${manifest.fileCount - 1}`
+        : `${next} files were verified, the manifest lists ${manifest.fileCount}`,
+    );
+  }
+  return { summary, inlineFiles: keepInline ? inlineFiles : undefined, resourceIds };
+}
 
 /**
  * A chunked export's resources that landed more than once (a Practitioner
  * shared by patients of two chunks): counted from the ids each download
  * kept, and said in the log and on the receipt. Every copy stays: which one
- * a reader keeps is downstream's rule (docs/layout.md).
+ * a reader keeps is downstream's rule (docs/layout.md). The verification
+ * batches name the id objects, so no download result is read again.
  */
 async function countChunkDuplicates(
   runtime: Runtime,
   context: ExportContext,
-  items: readonly FileItem[],
+  files: readonly ResourceIdsOf[],
 ): Promise<ReceiptDuplicateResources> {
-  const results = await mapInOrder(items, VERIFY_CONCURRENCY, async (item) => {
-    const result = await runtime.store.getJson<FileResult>(resultKey(context.workPrefix, item.index));
-    if (!result)
-      throw new VerificationError(`file ${item.index} (${item.kind} ${item.type}) has no download result`);
-    return result;
-  });
-  const counted = await countDuplicateResources(runtime, results);
+  const counted = await countDuplicateResources(runtime, files);
   if (counted.extraCopies > 0) {
     runtime.logger.info('resources landed in more than one chunk; every copy is kept', {
       sourceId: context.sourceId,
@@ -177,46 +212,6 @@ async function countChunkDuplicates(
     });
   }
   return counted;
-}
-
-async function verifyFile(runtime: Runtime, context: ExportContext, item: FileItem): Promise<ReceiptFile> {
-  const result = await runtime.store.getJson<FileResult>(resultKey(context.workPrefix, item.index));
-  if (!result)
-    throw new VerificationError(`file ${item.index} (${item.kind} ${item.type}) has no download result`);
-  const landed = landingKey(item);
-  if (result.key !== landed)
-    throw new VerificationError(`file ${item.index} landed at ${result.key}, expected ${landed}`);
-  // A retried Finalize may meet a file it published already (and a resumed one, its staged copy gone).
-  const head =
-    (await runtime.store.head(landed)) ??
-    (landed !== item.key ? await runtime.store.head(item.key) : undefined);
-  if (!head) throw new VerificationError(`s3://${context.bucket}/${landed} is missing`);
-  if (head.size !== result.bytes) {
-    throw new VerificationError(
-      `s3://${context.bucket}/${landed} holds ${head.size} bytes, the download wrote ${result.bytes}`,
-    );
-  }
-  if (head.metadata.sha256 !== undefined && head.metadata.sha256 !== result.sha256) {
-    throw new VerificationError(
-      `s3://${context.bucket}/${landed} sha256 metadata does not match the download's hash`,
-    );
-  }
-  if (item.count !== undefined && item.count !== result.lines + result.invalidLines) {
-    throw new VerificationError(
-      `${item.kind} file ${item.index} (${item.type}): the manifest says ${item.count} resources, ${result.lines} landed`,
-    );
-  }
-  return {
-    kind: item.kind,
-    type: item.type,
-    key: item.key,
-    bytes: result.bytes,
-    lines: result.lines,
-    sha256: result.sha256,
-    ...(item.count === undefined ? {} : { serverCount: item.count }),
-    invalidLines: result.invalidLines,
-    ...(result.quarantineKey ? { quarantineKey: result.quarantineKey } : {}),
-  };
 }
 
 /**
@@ -240,20 +235,6 @@ async function abortAbandonedUploads(runtime: Runtime, context: ExportContext, e
       sourceId: context.sourceId,
       error: (error as Error).name,
     });
-  }
-}
-
-/**
- * The folder must still be this execution's before its receipt and marker
- * go there (Poll Export Status claimed it). No claim means an execution that
- * started before folders were claimed.
- */
-async function verifyFolderClaim(runtime: Runtime, context: ExportContext, exportRoot: string) {
-  const claim = await runtime.store.getJson<ExportClaim>(claimKey(exportRoot));
-  if (claim && !claimedBy(claim, context)) {
-    throw new VerificationError(
-      `${exportRoot} belongs to ${describeClaim(claim)}, not to this one (${context.executionName} started ${context.startedAt}); its receipt and marker are not overwritten`,
-    );
   }
 }
 

@@ -6,9 +6,9 @@
  *   npm run bench -- [--scenario name[,name]] [--full] [--size-mb N] [--files N]
  *                    [--huge-files N] [--huge-mb N] [--map-concurrency N[,N]] [--files-per-batch N[,N]]
  *                    [--source sandbox|local] [--concurrency N] [--cpu-prof-dir DIR]
- *                    [--staging-gib N] [--staging-files N] [--copy-part-mib N]
+ *                    [--staging-gib N] [--staging-files N] [--copy-part-mib N] [--manifest-files N]
  *
- * Scenarios (default: all eight at quick sizes, a few minutes; --full: the big sizes):
+ * Scenarios (default: all nine at quick sizes, a few minutes; --full: the big sizes):
  *   single-file       one file through transferFile vs raw download and raw upload (100 MB | 1 GB)
  *   gzip              the same transfer with gzip on and off, each vs its own raw download
  *   resume            the same file cut by a dropped connection and by a checkpoint, landed byte for byte
@@ -17,6 +17,8 @@
  *   long-lines        peak memory of 15 MiB and 60 MiB lines against short lines (120 MiB | 600 MiB files)
  *   staging-cost      publishing a staged export (copy, verify, remove staging) vs removing a given-up one (1 | 10 GiB, 40 files)
  *   long-export       a 7-day job answering Retry-After: 5, on a simulated clock: polls, executions, history events
+ *   huge-manifest     a 200,000-file manifest: Poll's parse, Verify/Publish/Finalize in batches over seeded files
+ *                     (2,000 | 20,000 files), Finalize's aggregation of 200,000 (--manifest-files N)
  *
  * MB = 10^6 bytes. One JSON line per measured case on stdout; progress on stderr.
  */
@@ -24,6 +26,7 @@ import '../local/node-version.js';
 import { parseCommandLine, parseOrExit, resolveFromCaller, UsageError } from '../local/command.js';
 import { startEmbeddedS3 } from '../local/embedded-s3.js';
 import { bundleTransferChild, progress, transferChildRunner } from './children.js';
+import { runHugeManifest } from './huge-manifest.js';
 import { runLongExport } from './long-export.js';
 import { runLongLines } from './long-lines.js';
 import { machineFacts } from './process-stats.js';
@@ -40,18 +43,36 @@ const SCENARIOS = [
   'long-lines',
   'staging-cost',
   'long-export',
+  'huge-manifest',
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const SIZES = {
-  quick: { sizeMb: 100, files: 2_000, hugeFiles: 3, hugeMb: 300, longLinesMib: 120, stagingGib: 1 },
-  full: { sizeMb: 1_000, files: 20_000, hugeFiles: 3, hugeMb: 1_000, longLinesMib: 600, stagingGib: 10 },
+  quick: {
+    sizeMb: 100,
+    files: 2_000,
+    hugeFiles: 3,
+    hugeMb: 300,
+    longLinesMib: 120,
+    stagingGib: 1,
+    manifestFiles: 2_000,
+  },
+  full: {
+    sizeMb: 1_000,
+    files: 20_000,
+    hugeFiles: 3,
+    hugeMb: 1_000,
+    longLinesMib: 600,
+    stagingGib: 10,
+    manifestFiles: 20_000,
+  },
 } as const;
 
 const USAGE = `usage: npm run -s bench -- [--scenario name[,name]] [--full] [--size-mb N] [--files N]
                            [--huge-files N] [--huge-mb N] [--map-concurrency N[,N]] [--files-per-batch N[,N]]
                            [--source sandbox|local] [--concurrency N] [--cpu-prof-dir DIR]
                            [--staging-gib N] [--staging-files N] [--copy-part-mib N]
+                           [--manifest-files N]
   scenarios: ${SCENARIOS.join(', ')} (default: all, at quick sizes; --full: the big sizes)
   One JSON line per measured case on stdout; progress on stderr.`;
 
@@ -81,6 +102,7 @@ const {
   longLinesMib,
   source,
   staging,
+  manifestFiles,
 } = parseOrExit('bench', USAGE, () => {
   const { values } = parseCommandLine(process.argv.slice(2), {
     scenario: { type: 'string' },
@@ -103,6 +125,8 @@ const {
     'staging-files': { type: 'string', default: '40' },
     /** staging-cost: copy every file part by part (UploadPartCopy), as files above 5 GiB are. */
     'copy-part-mib': { type: 'string' },
+    /** huge-manifest: files seeded for the verify → publish → finalize run. */
+    'manifest-files': { type: 'string' },
   });
   const sizes = values.full ? SIZES.full : SIZES.quick;
   const source = values.source;
@@ -133,6 +157,7 @@ const {
       .map((value) => positive('files-per-batch', value.trim(), 50)),
     concurrency: positive('concurrency', values.concurrency, 3),
     longLinesMib: sizes.longLinesMib,
+    manifestFiles: positive('manifest-files', values['manifest-files'], sizes.manifestFiles),
     source,
     staging: {
       totalBytes: Math.round(
@@ -207,6 +232,9 @@ try {
   }
   if (scenarios.includes('long-export')) {
     emit(await runLongExport({ s3, jobDays: 7, retryAfterSeconds: 5 }));
+  }
+  if (scenarios.includes('huge-manifest')) {
+    for (const line of await runHugeManifest({ s3, files: manifestFiles })) emit(line);
   }
   const after = machineFacts();
   progress(`done; load average ${after.loadAverage.join(' ')}`);

@@ -14,6 +14,12 @@
  *    read failure takes the same failure path as on AWS. One visible
  *    difference: the items stay in the local state after the Map (JSONPath
  *    cannot delete a key); on AWS they never enter it.
+ *    With an `ItemBatcher` (also unsupported locally), the same Task batches
+ *    the items as AWS does and the inline Map runs one item per batch, each
+ *    `{ Items: [...], BatchInput }`: consecutive items, at most
+ *    MaxItemsPerBatch of them and at most MaxInputBytesPerBatch bytes of that
+ *    JSON (BatchInput included); the `*Path` variants and BatchInput's
+ *    `.$` fields are read from the Map's input, as its Parameters are.
  * 3. `ToleratedFailurePercentage` (unsupported on an inline Map): 0 is the
  *    inline Map's own behaviour; 100 becomes a Catch of `States.ALL` on every
  *    Task of the item processor that ends the item in a Succeed state named
@@ -112,10 +118,20 @@ function adaptMachine(
           );
         }
         const readerName = `${name} [ItemReader]`;
+        const batcher = state.ItemBatcher as Json | undefined;
+        if (batcher && state.ItemSelector) {
+          throw new Error(
+            `Map state "${name}" has both ItemSelector and ItemBatcher; the local runner bridges ItemBatcher alone`,
+          );
+        }
         states[readerName] = {
           Type: 'Task',
           Resource: localFunctionArn(LOCAL_ITEM_READER_FUNCTION),
-          Parameters: { ...(reader.Parameters as Json), ReaderConfig: reader.ReaderConfig ?? {} },
+          Parameters: {
+            ...(reader.Parameters as Json),
+            ReaderConfig: reader.ReaderConfig ?? {},
+            ...(batcher ? { ItemBatcher: batcherParameters(name, batcher) } : {}),
+          },
           ResultPath: ITEMS_PATH,
           ...(state.Catch ? { Catch: state.Catch } : {}),
           Next: name,
@@ -123,6 +139,7 @@ function adaptMachine(
         taskFunctions.set(readerName, LOCAL_ITEM_READER_FUNCTION);
         redirects.set(name, readerName);
         delete state.ItemReader;
+        delete state.ItemBatcher;
         state.ItemsPath = ITEMS_PATH;
       }
     }
@@ -148,6 +165,89 @@ function adaptMachine(
     state.Catch = (state.Catch as Json[]).map((c) => ({ ...c, Next: redirect(c.Next) }));
   }
   return { ...machine, StartAt: String(redirect(machine.StartAt)), States: states };
+}
+
+/**
+ * The reader Task's `ItemBatcher` parameter: the `*Path` fields become `.$`
+ * fields and BatchInput stays as it is, so that the local library evaluates
+ * them against the Map's input, as AWS does.
+ */
+function batcherParameters(mapName: string, batcher: Json): Json {
+  const known = new Set([
+    'MaxItemsPerBatch',
+    'MaxItemsPerBatchPath',
+    'MaxInputBytesPerBatch',
+    'MaxInputBytesPerBatchPath',
+    'BatchInput',
+  ]);
+  const unknown = Object.keys(batcher).filter((key) => !known.has(key));
+  if (unknown.length > 0) {
+    throw new Error(
+      `Map state "${mapName}" has ItemBatcher fields the local runner does not know: ${unknown}`,
+    );
+  }
+  const parameters: Json = {};
+  for (const field of ['MaxItemsPerBatch', 'MaxInputBytesPerBatch'] as const) {
+    if (batcher[field] !== undefined) parameters[field] = batcher[field];
+    if (batcher[`${field}Path`] !== undefined) parameters[`${field}.$`] = batcher[`${field}Path`];
+  }
+  if (batcher.BatchInput !== undefined) parameters.BatchInput = batcher.BatchInput;
+  return parameters;
+}
+
+/** What the reader Task receives as `ItemBatcher`, evaluated. */
+export interface ItemBatcherSettings {
+  readonly MaxItemsPerBatch?: number;
+  readonly MaxInputBytesPerBatch?: number;
+  readonly BatchInput?: unknown;
+}
+
+/** AWS's ceiling on a batch (a child execution's input). */
+export const MAX_BATCH_INPUT_BYTES = 256 * 1024;
+
+/**
+ * Groups items as the Map's ItemBatcher does: consecutive items, each batch
+ * `{ Items, BatchInput }` with at most MaxItemsPerBatch items and at most
+ * MaxInputBytesPerBatch bytes of JSON. An item too big for a batch on its own
+ * fails, as the Map run does on AWS.
+ */
+export function batchItems(items: readonly unknown[], settings: ItemBatcherSettings): Json[] {
+  const maxItems = settings.MaxItemsPerBatch ?? Number.POSITIVE_INFINITY;
+  const maxBytes = Math.min(settings.MaxInputBytesPerBatch ?? MAX_BATCH_INPUT_BYTES, MAX_BATCH_INPUT_BYTES);
+  if (!(maxItems >= 1) || !(maxBytes >= 1)) {
+    throw Object.assign(
+      new Error('ItemBatcher: MaxItemsPerBatch and MaxInputBytesPerBatch must be positive'),
+      {
+        name: 'States.ItemReaderFailed',
+      },
+    );
+  }
+  const shape = (batch: unknown[]) =>
+    settings.BatchInput === undefined ? { Items: batch } : { Items: batch, BatchInput: settings.BatchInput };
+  // `{"Items":[]}` or `{"Items":[],"BatchInput":…}`, then each item and a comma between items.
+  const emptyBytes = Buffer.byteLength(JSON.stringify(shape([])));
+  const batches: Json[] = [];
+  let batch: unknown[] = [];
+  let bytes = emptyBytes;
+  for (const item of items) {
+    const itemBytes = Buffer.byteLength(JSON.stringify(item));
+    if (batch.length > 0 && (batch.length >= maxItems || bytes + 1 + itemBytes > maxBytes)) {
+      batches.push(shape(batch));
+      batch = [];
+      bytes = emptyBytes;
+    }
+    const added = (batch.length > 0 ? 1 : 0) + itemBytes;
+    if (bytes + added > maxBytes) {
+      throw Object.assign(
+        new Error(`ItemBatcher: an item of ${itemBytes} bytes does not fit a batch of ${maxBytes} bytes`),
+        { name: 'States.ItemReaderFailed' },
+      );
+    }
+    batch.push(item);
+    bytes += added;
+  }
+  if (batch.length > 0) batches.push(shape(batch));
+  return batches;
 }
 
 /** Every Task of an item processor ends its item (as a success) instead of failing the Map. */

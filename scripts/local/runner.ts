@@ -7,6 +7,8 @@ import type { InvocationContext } from '../../lambdas/middleware.js';
 import type { Runtime } from '../../lambdas/runtime.js';
 import {
   adaptDefinitionForLocalRun,
+  batchItems,
+  type ItemBatcherSettings,
   LOCAL_ITEM_READER_FUNCTION,
   LOCAL_START_EXECUTION_FUNCTION,
   retryingStateNames,
@@ -472,7 +474,11 @@ function startExecution(started: ContinuationStart[]) {
 /** What Step Functions' ItemReader does for a JSON array in S3. */
 function itemReader(runtime: Runtime) {
   return async (event: unknown) => {
-    const { Bucket, Key } = event as { Bucket?: string; Key?: string };
+    const { Bucket, Key, ItemBatcher } = event as {
+      Bucket?: string;
+      Key?: string;
+      ItemBatcher?: ItemBatcherSettings;
+    };
     if (Bucket !== runtime.store.bucket || !Key) {
       throw Object.assign(new Error(`ItemReader can only read the export bucket; got ${Bucket}/${Key}`), {
         name: 'States.ItemReaderFailed',
@@ -484,6 +490,6 @@ function itemReader(runtime: Runtime) {
         name: 'States.ItemReaderFailed',
       });
     }
-    return items;
+    return ItemBatcher ? batchItems(items, ItemBatcher) : items;
   };
 }

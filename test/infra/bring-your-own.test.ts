@@ -100,7 +100,7 @@ describe('a pipeline on your own bucket, VPC and alarm topic', () => {
       // CDK's registry publisher reaches only S3 during a deploy (source-registry.test.ts)
       .filter(([id]) => !id.startsWith('CustomCDKBucketDeployment'))
       .map(([, fn]) => fn);
-    expect(functions).toHaveLength(13);
+    expect(functions).toHaveLength(14);
     for (const fn of functions) {
       expect(fn.Properties.VpcConfig.SubnetIds).toEqual([
         'subnet-0aaaaaaaaaaaaaaa1',

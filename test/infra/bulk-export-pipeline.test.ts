@@ -318,6 +318,7 @@ describe('state machine', () => {
       'PollStatus',
       'DownloadFile',
       'CheckFiles',
+      'VerifyFiles',
       'FinalizeExport',
       'CompleteExport',
       'CleanUp',
@@ -366,12 +367,12 @@ describe('functions', () => {
     const functions = Object.values(resources).filter(
       (resource) => resource.Type === 'AWS::Lambda::Function',
     );
-    // Twelve Task functions and the JWKS function; and CDK's registry publisher (Python), checked in source-registry.test.ts.
-    expect(functions).toHaveLength(14);
+    // Thirteen Task functions and the JWKS function; and CDK's registry publisher (Python), checked in source-registry.test.ts.
+    expect(functions).toHaveLength(15);
     const ours = new Set(
       [...Object.values(pipeline().functions), pipeline().jwksFunction].map(synth.logicalId),
     );
-    expect(ours.size).toBe(13);
+    expect(ours.size).toBe(14);
     for (const fn of Object.entries(resources)
       .filter(([id]) => ours.has(id))
       .map(([, resource]) => resource)) {
@@ -459,6 +460,7 @@ describe('functions', () => {
       'PollStatus',
       'DownloadFile',
       'CheckFiles',
+      'VerifyFiles',
       'FinalizeExport',
       'CompleteExport',
       'CleanUp',

@@ -135,17 +135,20 @@ describe('the new Task functions', () => {
     ]);
   });
 
-  it('give complete-export what follows the marker (open the token, write, delete, announce), and finalize-export what publishing needs, no token and no events', () => {
+  it('give complete-export what follows the marker (open the token, write, delete, announce), and verify-files what publishing needs, no token and no events (nor finalize-export)', () => {
     const complete = taskStatementsOf('CompleteExport').flatMap(actionsOf);
     expect(complete).toEqual(
       expect.arrayContaining(['kms:Decrypt', 's3:PutObject', 's3:DeleteObject', 'events:PutEvents']),
     );
-    const finalize = taskStatementsOf('FinalizeExport').flatMap(actionsOf);
-    expect(finalize).toEqual(
+    // Publish Files (the VerifyFiles function) copies the staged files, tags included.
+    const publish = taskStatementsOf('VerifyFiles').flatMap(actionsOf);
+    expect(publish).toEqual(
       expect.arrayContaining(['s3:GetObject', 's3:GetObjectTagging', 's3:PutObject', 's3:PutObjectTagging']),
     );
-    expect(finalize).not.toContain('events:PutEvents');
-    expect(finalize.filter((action) => action === 'kms:Decrypt')).toHaveLength(1); // the data key's, via S3
+    for (const actions of [publish, taskStatementsOf('FinalizeExport').flatMap(actionsOf)]) {
+      expect(actions).not.toContain('events:PutEvents');
+      expect(actions.filter((action) => action === 'kms:Decrypt')).toHaveLength(1); // the data key's, via S3
+    }
   });
 
   it('give clean-up-ended-export clean-up’s permissions, and DescribeExecution on export executions only', () => {
@@ -201,6 +204,7 @@ describe('the export state machine', () => {
       'MergeChunks',
       'DownloadFile',
       'CheckFiles',
+      'VerifyFiles',
       'FinalizeExport',
       'CompleteExport',
       'CleanUp',
@@ -436,7 +440,7 @@ describe('placeholders a state machine may not use fail the synth', () => {
     return directory;
   }
   const EXPORT_PROVIDES =
-    'PrepareExportFunctionArn, MintTokenFunctionArn, KickOffFunctionArn, PollStatusFunctionArn, PlanChunksFunctionArn, MergeChunksFunctionArn, DownloadFileFunctionArn, CheckFilesFunctionArn, FinalizeExportFunctionArn, CompleteExportFunctionArn, CleanUpFunctionArn';
+    'PrepareExportFunctionArn, MintTokenFunctionArn, KickOffFunctionArn, PollStatusFunctionArn, PlanChunksFunctionArn, MergeChunksFunctionArn, DownloadFileFunctionArn, CheckFilesFunctionArn, VerifyFilesFunctionArn, FinalizeExportFunctionArn, CompleteExportFunctionArn, CleanUpFunctionArn';
 
   const placeholder = (name: string) => `\${${name}FunctionArn}`;
 

@@ -18,10 +18,10 @@ beforeAll(() => {
 });
 
 describe('TaskFunctions', () => {
-  it('is the part that holds the twelve Task functions and the source access role', () => {
+  it('is the part that holds the thirteen Task functions and the source access role', () => {
     const part = synth.stack.pipeline.node.findChild('TaskFunctions');
     expect(part).toBeInstanceOf(TaskFunctions);
-    expect(Object.keys((part as TaskFunctions).functions)).toHaveLength(12);
+    expect(Object.keys((part as TaskFunctions).functions)).toHaveLength(13);
     expect((part as TaskFunctions).sourceAccessRole).toBe(synth.stack.pipeline.sourceAccessRole);
   });
 
@@ -47,9 +47,16 @@ describe('TaskFunctions', () => {
       )
       .map(([name]) => name)
       .sort();
-    // Finalize, Complete and Merge Chunks read everything under the prefix for their own reasons; CheckFiles and CleanUp only _work/ or nothing.
+    // Verify Files, Finalize, Complete and Merge Chunks read everything under the prefix for their own reasons; CheckFiles and CleanUp only _work/ or nothing.
     expect(readers).toEqual(
-      [...REGISTRY_READERS, 'CleanUp', 'CompleteExport', 'FinalizeExport', 'MergeChunks'].sort(),
+      [
+        ...REGISTRY_READERS,
+        'CleanUp',
+        'CompleteExport',
+        'FinalizeExport',
+        'MergeChunks',
+        'VerifyFiles',
+      ].sort(),
     );
   });
 

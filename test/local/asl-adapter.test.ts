@@ -4,6 +4,7 @@ import { StateMachine } from 'aws-local-stepfunctions';
 import { describe, expect, it } from 'vitest';
 import {
   adaptDefinitionForLocalRun,
+  batchItems,
   LOCAL_ITEM_READER_FUNCTION,
   LOCAL_START_EXECUTION_FUNCTION,
   localFunctionArn,
@@ -25,10 +26,16 @@ const RETRY_MAP = 'Retry Failed Files';
 const RETRY_READER = 'Retry Failed Files [ItemReader]';
 const CHUNK_MAP = 'Export Chunks';
 const CHUNK_READER = 'Export Chunks [ItemReader]';
+const VERIFY_MAP = 'Verify Files';
+const VERIFY_READER = 'Verify Files [ItemReader]';
+const PUBLISH_MAP = 'Publish Files';
+const PUBLISH_READER = 'Publish Files [ItemReader]';
 const READERS: Readonly<Record<string, string>> = {
   [MAP]: READER,
   [RETRY_MAP]: RETRY_READER,
   [CHUNK_MAP]: CHUNK_READER,
+  [VERIFY_MAP]: VERIFY_READER,
+  [PUBLISH_MAP]: PUBLISH_READER,
 };
 
 /** A CDK-style `${Name}` placeholder, as the ASL file spells it. */
@@ -94,6 +101,10 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
       'Mint Token For Retried Batch': 'MintToken',
       'Download Retried Batch': 'DownloadFile',
       [RETRY_READER]: LOCAL_ITEM_READER_FUNCTION,
+      'Verify File Batch': 'VerifyFiles',
+      [VERIFY_READER]: LOCAL_ITEM_READER_FUNCTION,
+      'Publish File Batch': 'VerifyFiles',
+      [PUBLISH_READER]: LOCAL_ITEM_READER_FUNCTION,
       'Finalize Export': 'FinalizeExport',
       'Mint Token For Completion': 'MintToken',
       'Complete Export': 'CompleteExport',
@@ -107,11 +118,15 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
     const processor = map.ItemProcessor as Definition;
     const retryProcessor = (definition.States[RETRY_MAP] as Json).ItemProcessor as Definition;
     const chunkProcessor = (definition.States[CHUNK_MAP] as Json).ItemProcessor as Definition;
+    const verifyProcessor = (definition.States[VERIFY_MAP] as Json).ItemProcessor as Definition;
+    const publishProcessor = (definition.States[PUBLISH_MAP] as Json).ItemProcessor as Definition;
     const tasks = {
       ...definition.States,
       ...processor.States,
       ...retryProcessor.States,
       ...chunkProcessor.States,
+      ...verifyProcessor.States,
+      ...publishProcessor.States,
     };
     // Assess
     expect(Object.keys(tasks)).toEqual(expect.arrayContaining([...taskFunctions.keys()]));
@@ -229,6 +244,7 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
     expect(tolerated).toBe(0);
     expect(definition.States[RETRY_MAP]).toStrictEqual({
       ...kept,
+      Next: VERIFY_READER,
       ItemsPath: '$.__itemReader',
       ItemProcessor: {
         ...processor,
@@ -249,6 +265,8 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
     [MAP, READER, ['Chunks Merged', 'Is Export Complete?']],
     [RETRY_MAP, RETRY_READER, ['Wait Before Retrying Files']],
     [CHUNK_MAP, CHUNK_READER, ['Continue The Chunks', 'Plan Chunks']],
+    [VERIFY_MAP, VERIFY_READER, ['Did Every File Land?', 'Retry Failed Files']],
+    [PUBLISH_MAP, PUBLISH_READER, ['Verify Files']],
   ])('sends every transition that entered %s to its reader instead', (mapName, readerName, entries) => {
     // Prepare
     const before = transitions(original)
@@ -481,6 +499,8 @@ describe('the ASL file itself', () => {
       'Check Files',
       'Mint Token For Retried Batch',
       'Download Retried Batch',
+      'Verify File Batch',
+      'Publish File Batch',
       'Finalize Export',
       'Mint Token For Completion',
       'Complete Export',
@@ -889,5 +909,148 @@ describe('adaptDefinitionForLocalRun on small definitions', () => {
     // Assess
     expect(error).toBeInstanceOf(Error);
     expect(error.message).toBe(message);
+  });
+});
+
+describe('the ItemBatcher bridge', () => {
+  const batcherMap = (batcher: Json, extra: Json = {}): Json => ({
+    Type: 'Map',
+    ItemReader: {
+      Resource: 'arn:aws:states:::s3:getObject',
+      ReaderConfig: { InputType: 'JSON' },
+      Parameters: { Bucket: 'b', 'Key.$': '$.key' },
+    },
+    ItemBatcher: batcher,
+    ItemProcessor: {
+      ProcessorConfig: { Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' },
+      StartAt: 'Work',
+      States: { Work: { Type: 'Task', Resource: localFunctionArn('Work'), End: true } },
+    },
+    End: true,
+    ...extra,
+  });
+
+  it('hands the reader the batcher, its *Path fields as .$ fields, and drops it from the Map', () => {
+    // Act
+    const { definition } = adaptDefinitionForLocalRun({
+      StartAt: 'Files',
+      States: {
+        Files: batcherMap({
+          MaxItemsPerBatchPath: '$.perBatch',
+          MaxInputBytesPerBatch: 1000,
+          BatchInput: { 'export.$': '$.export', fixed: 1 },
+        }),
+      },
+    });
+    // Assess
+    expect(definition.States['Files [ItemReader]']?.Parameters).toStrictEqual({
+      Bucket: 'b',
+      'Key.$': '$.key',
+      ReaderConfig: { InputType: 'JSON' },
+      ItemBatcher: {
+        'MaxItemsPerBatch.$': '$.perBatch',
+        MaxInputBytesPerBatch: 1000,
+        BatchInput: { 'export.$': '$.export', fixed: 1 },
+      },
+    });
+    expect(definition.States.Files).not.toHaveProperty('ItemBatcher');
+    expect(definition.States.Files?.ItemsPath).toBe('$.__itemReader');
+  });
+
+  it('refuses an ItemSelector beside an ItemBatcher (AWS applies it per item, the bridge cannot)', () => {
+    expect(
+      thrown(() =>
+        adaptDefinitionForLocalRun({
+          StartAt: 'Files',
+          States: {
+            Files: batcherMap({ MaxItemsPerBatch: 2 }, { ItemSelector: { 'v.$': '$$.Map.Item.Value' } }),
+          },
+        }),
+      ).message,
+    ).toContain('both ItemSelector and ItemBatcher');
+  });
+
+  it('refuses ItemBatcher fields it does not know', () => {
+    expect(
+      thrown(() =>
+        adaptDefinitionForLocalRun({ StartAt: 'Files', States: { Files: batcherMap({ MaxItems: 2 }) } }),
+      ).message,
+    ).toContain('MaxItems');
+  });
+
+  it('batches consecutive items by count, as { Items, BatchInput }', () => {
+    expect(batchItems([1, 2, 3, 4, 5], { MaxItemsPerBatch: 2, BatchInput: { run: 'r' } })).toStrictEqual([
+      { Items: [1, 2], BatchInput: { run: 'r' } },
+      { Items: [3, 4], BatchInput: { run: 'r' } },
+      { Items: [5], BatchInput: { run: 'r' } },
+    ]);
+    expect(batchItems([1, 2, 3], { MaxItemsPerBatch: 5 })).toStrictEqual([{ Items: [1, 2, 3] }]);
+  });
+
+  it('batches by bytes: each batch JSON, BatchInput included, at most MaxInputBytesPerBatch', () => {
+    // Prepare
+    const items = Array.from({ length: 40 }, (_, index) => ({ index, key: `type=Patient/part-${index}` }));
+    const settings = { MaxInputBytesPerBatch: 300, BatchInput: { export: { sourceId: 'epic' } } };
+    // Act
+    const batches = batchItems(items, settings);
+    // Assess
+    expect(batches.length).toBeGreaterThan(5);
+    expect(batches.flatMap((batch) => batch.Items as unknown[])).toStrictEqual(items);
+    for (const batch of batches) expect(Buffer.byteLength(JSON.stringify(batch))).toBeLessThanOrEqual(300);
+    // Each batch is full: the next item would not have fitted.
+    for (const [at, batch] of batches.slice(0, -1).entries()) {
+      const next = (batches[at + 1]!.Items as unknown[])[0];
+      const grown = { ...batch, Items: [...(batch.Items as unknown[]), next] };
+      expect(Buffer.byteLength(JSON.stringify(grown))).toBeGreaterThan(300);
+    }
+  });
+
+  it('caps a batch at 256 KiB when no byte limit is given, and fails on an item that fits no batch', () => {
+    // Prepare
+    const big = 'x'.repeat(100 * 1024);
+    // Act
+    const batches = batchItems([big, big, big], {});
+    // Assess
+    expect(batches.map((batch) => (batch.Items as unknown[]).length)).toStrictEqual([2, 1]);
+    const error = thrown(() => batchItems(['y'.repeat(500)], { MaxInputBytesPerBatch: 100 }));
+    expect(error.name).toBe('States.ItemReaderFailed');
+  });
+
+  it('runs in aws-local-stepfunctions: one child per batch, its input { Items, BatchInput } from the Map input', async () => {
+    // Prepare
+    const { definition } = adaptDefinitionForLocalRun({
+      StartAt: 'Files',
+      States: {
+        Files: batcherMap(
+          { MaxItemsPerBatchPath: '$.perBatch', BatchInput: { 'run.$': '$.run' } },
+          { ResultPath: '$.done' },
+        ),
+      },
+    });
+    const machine = new StateMachine(definition as unknown as LibraryDefinition, {
+      validationOptions: { checkArn: false },
+    });
+    const seen: unknown[] = [];
+    // Act
+    const output = await machine.run({ key: 'files.json', perBatch: 2, run: 'r1' } as never, {
+      overrides: {
+        taskResourceLocalHandlers: {
+          'Files [ItemReader]': (input) => {
+            const { ItemBatcher } = input as unknown as { ItemBatcher: Parameters<typeof batchItems>[1] };
+            return batchItems([{ i: 0 }, { i: 1 }, { i: 2 }], ItemBatcher) as never;
+          },
+          Work: (input) => {
+            seen.push(input);
+            return { first: (input as { Items: { i: number }[] }).Items[0]!.i };
+          },
+        },
+      },
+    }).result;
+    // Assess
+    expect(seen).toStrictEqual([
+      { Items: [{ i: 0 }, { i: 1 }], BatchInput: { run: 'r1' } },
+      { Items: [{ i: 2 }], BatchInput: { run: 'r1' } },
+    ]);
+    expect((output as Json).done).toStrictEqual([{ first: 0 }, { first: 2 }]);
   });
 });

@@ -24,7 +24,7 @@ describe('chunked exports (local)', () => {
   /** Every landed data line as `resourceType/id`, read back from the published files the receipt lists. */
   async function landedResources(receipt: Receipt): Promise<string[]> {
     const found: string[] = [];
-    for (const file of receipt.files.filter((candidate) => candidate.kind === 'output')) {
+    for (const file of receipt.files!.filter((candidate) => candidate.kind === 'output')) {
       const text = (await harness.getText(file.key)) ?? '';
       for (const line of text.split('\n')) {
         if (line === '') continue;

@@ -29,10 +29,10 @@ describe('bulk export workflow (local)', () => {
       expect(receipt.byType[type]?.resources ?? 0, type).toBe(expected);
     }
     const manifest = await storedManifest(harness, result.sourceId, result.run.executionName);
-    const dataFiles = receipt.files.filter((file) => file.kind === 'output');
+    const dataFiles = receipt.files!.filter((file) => file.kind === 'output');
     expect(dataFiles).toHaveLength(manifest.files.filter((file) => file.kind === 'output').length);
     for (const [index, file] of manifest.files.entries()) {
-      const landed = receipt.files[index]!;
+      const landed = receipt.files![index]!;
       const bytes = await harness.getBytes(landed.key);
       expect(bytes?.equals(harness.sandbox.fileContent(file.url)), landed.key).toBe(true);
     }
@@ -153,7 +153,7 @@ describe('bulk export workflow (local)', () => {
     const result = await harness.exportWith({ faults: { errorFile: true } });
 
     const receipt = receiptOf(result);
-    const errorFiles = receipt.files.filter((file) => file.kind === 'error');
+    const errorFiles = receipt.files!.filter((file) => file.kind === 'error');
     expect(errorFiles).toHaveLength(1);
     expect(errorFiles[0]!.key).toMatch(
       new RegExp(`^source=${result.sourceId}/export=[^/]+/_errors/part-0001\\.ndjson$`),

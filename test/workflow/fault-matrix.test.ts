@@ -297,8 +297,8 @@ const CASES: readonly MatrixCase[] = [
     expect: { outcome: 'succeeded' },
     async observe(env, run) {
       const receipt = run.result.receipt!;
-      const [first] = receipt.files;
-      expect(receipt.files).toHaveLength(17);
+      const [first] = receipt.files!;
+      expect(receipt.files!).toHaveLength(17);
       expect(receipt.filesListedMoreThanOnce).toEqual([
         { kind: 'output', type: first!.type, key: first!.key, timesListed: 2 },
       ]);
@@ -563,7 +563,7 @@ const CASES: readonly MatrixCase[] = [
     scenario: { faults: { resourcesPerFile: 7 } },
     expect: { outcome: 'succeeded' },
     observe(_env, run) {
-      expect(run.result.receipt?.files.length).toBeGreaterThan(130);
+      expect(run.result.receipt!.files!.length).toBeGreaterThan(130);
     },
   },
   {
@@ -702,9 +702,10 @@ describe.concurrent('fault matrix: the whole workflow under every sandbox fault,
       [first, second].flatMap((run) => {
         const root = exportRootOf(run)!;
         return [
-          ...run.result.receipt!.files.map((file) => file.key),
+          ...run.result.receipt!.files!.map((file) => file.key),
           `${root}_claim.json`,
           `${root}_receipt.json`,
+          `${root}_receipt.files.ndjson`,
           `${root}_SUCCESS.json`,
         ];
       }),

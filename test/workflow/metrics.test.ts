@@ -26,14 +26,14 @@ describe('outcome metrics of a local export', () => {
     expect(metrics.total('ResourcesExported', sourceId)).toBe(receipt.totals.resources);
     expect(metrics.total('BytesExported', sourceId)).toBe(receipt.totals.bytes);
     expect(metrics.total('ExportDuration', sourceId)).toBeGreaterThan(0);
-    expect(metrics.countOf('FileSize', sourceId)).toBe(receipt.files.length);
+    expect(metrics.countOf('FileSize', sourceId)).toBe(receipt.files!.length);
     expect(
       metrics.records
         .flatMap((record) => record.metrics)
         .filter((metric) => metric.name === 'FileSize')
         .map((metric) => metric.value)
         .sort((a, b) => a - b),
-    ).toEqual(receipt.files.map((file) => file.bytes).sort((a, b) => a - b));
+    ).toEqual(receipt.files!.map((file) => file.bytes).sort((a, b) => a - b));
     // Written to the run's log as EMF too, where the tests' secret scans read them.
     const emf = result.logLines.filter((line) => line.includes('"_aws"'));
     expect(emf).toHaveLength(metrics.records.length);

@@ -13,7 +13,9 @@ import {
   fileKey,
   lockKey,
   quarantineKey,
+  receiptFileIndexKey,
   receiptKey,
+  verifiedBatchKey,
   watermarkKey,
   workPrefix,
 } from '../../../lambdas/core/layout.js';
@@ -180,6 +182,12 @@ describe('receipt, marker, work, watermark, lock and failure keys', () => {
   it.each([
     ['claimKey', () => claimKey(exportRoot(LOCATION)), `${ROOT}_claim.json`],
     ['receiptKey', () => receiptKey(exportRoot(LOCATION)), `${ROOT}_receipt.json`],
+    ['receiptFileIndexKey', () => receiptFileIndexKey(exportRoot(LOCATION)), `${ROOT}_receipt.files.ndjson`],
+    [
+      'verifiedBatchKey, by its first file',
+      () => verifiedBatchKey(workPrefix('', 'a', 'x'), 1500),
+      '_work/source=a/execution=x/verified/001500.json',
+    ],
     ['completionMarkerKey', () => completionMarkerKey(exportRoot(LOCATION)), `${ROOT}_SUCCESS.json`],
     [
       'completionMarkerKey, empty prefix',

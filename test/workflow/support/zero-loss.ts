@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { expect } from 'vitest';
 import { type ExportClaim, exportPartition } from '../../../lambdas/core/layout.js';
-import type { Receipt } from '../../../lambdas/core/receipt.js';
+import type { Receipt, ReceiptFile } from '../../../lambdas/core/receipt.js';
 import type { FailureReceipt } from '../../../lambdas/services/export-lifecycle.js';
 import { landingKey } from '../../../lambdas/services/publish-export.js';
 import type { Watermark } from '../../../lambdas/services/watermark.js';
@@ -134,7 +134,27 @@ export async function assertZeroLoss(
     expect(items, `${label}: file list`).toHaveLength(manifest!.files.length);
 
     // Every data file byte-identical to the server's; the receipt says what S3 holds.
-    const expectedKeys = new Set([`${root}_claim.json`, `${root}_receipt.json`, `${root}_SUCCESS.json`]);
+    const expectedKeys = new Set([
+      `${root}_claim.json`,
+      `${root}_receipt.json`,
+      `${root}_receipt.files.ndjson`,
+      `${root}_SUCCESS.json`,
+    ]);
+    // The file index is the receipt's list of files; inline `files` (small exports only) must say the same.
+    const indexText = (await env.getText(receipt.fileIndex.key)) ?? '';
+    expect(receipt.fileIndex.key, `${label}: the file index beside the receipt`).toBe(
+      `${root}_receipt.files.ndjson`,
+    );
+    expect(sha256(Buffer.from(indexText)), `${label}: the file index's sha256`).toBe(
+      receipt.fileIndex.sha256,
+    );
+    const indexed = indexText
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line) as ReceiptFile);
+    expect(indexed, `${label}: one index line per file`).toHaveLength(manifest!.files.length);
+    expect(receipt.fileIndex.files, `${label}: the file index's count`).toBe(manifest!.files.length);
+    if (receipt.files !== undefined) expect(receipt.files, `${label}: inline files = index`).toEqual(indexed);
     const landedPerType = new Map<string, number>();
     // A chunked export may land a resource once per chunk that carries it (a shared Practitioner).
     const distinctPerType = new Map<string, Set<string>>();
@@ -161,7 +181,7 @@ export async function assertZeroLoss(
         `${label}: ${item.key} is byte-identical to ${file.kind} file ${index}`,
       ).toBe(true);
       expectedKeys.add(item.key);
-      const entry = receipt.files[index]!;
+      const entry = indexed[index]!;
       expect(
         { key: entry.key, bytes: entry.bytes, sha256: entry.sha256, lines: entry.lines },
         `${label}: receipt entry ${index} matches S3`,
