@@ -32,7 +32,7 @@ export const LIST_PRICES_USD = Object.freeze({
  */
 export const LAMBDA_MEMORY_MB: Readonly<Record<string, number>> = Object.freeze({
   DownloadFile: 1024,
-  PollStatus: 512,
+  PollStatus: 1024,
   VerifyFiles: 512,
   FinalizeExport: 512,
 });
