@@ -41,7 +41,12 @@ import type { EmbeddedS3 } from '../local/embedded-s3.js';
 import { DEFINITION_PATH } from '../local/runner.js';
 import { createLocalRuntime } from '../local/runtime.js';
 import { progress } from './children.js';
-import { landedExportContext, landedFileItems, seedLandedExport } from './landed-export.js';
+import {
+  landedExportContext,
+  landedFileItems,
+  landedManifestSummary,
+  seedLandedExport,
+} from './landed-export.js';
 
 export interface HugeManifestOptions {
   readonly s3: EmbeddedS3;
@@ -288,18 +293,7 @@ async function finalizeAggregation(s3: EmbeddedS3, files: number) {
     };
     await local.runtime.store.putJson(verifiedBatchKey(context.workPrefix, first), batch);
   });
-  const manifest = {
-    transactionTime,
-    requiresAccessToken: false,
-    filesKey: `${context.workPrefix}files.json`,
-    urlsKey: `${context.workPrefix}urls.json`,
-    manifestKey: `${context.workPrefix}manifest.json`,
-    // Finalize reads no download batches; the key names where Poll Export Status would put them.
-    batchesKey: `${context.workPrefix}file-batches.json`,
-    batchCount: 0,
-    fileCount: files,
-    exportRoot: exportRoot(location),
-  };
+  const manifest = landedManifestSummary(context, transactionTime, files, exportRoot(location));
   await local.runtime.store.putJson(manifest.manifestKey, { transactionTime });
   requests.take();
   progress('huge-manifest: finalize over 200,000 files');

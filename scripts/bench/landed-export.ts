@@ -47,6 +47,27 @@ export function landedExportContext(
 }
 
 /** The file list: output files of three types in turn, every 50th an error file. */
+/** The summary Poll Export Status would have handed on for a landed export of `files` files. */
+export function landedManifestSummary(
+  context: ExportContext,
+  transactionTime: string,
+  files: number,
+  root: string,
+): ManifestSummary {
+  return {
+    transactionTime,
+    requiresAccessToken: false,
+    filesKey: `${context.workPrefix}files.json`,
+    urlsKey: `${context.workPrefix}urls.json`,
+    manifestKey: `${context.workPrefix}manifest.json`,
+    // Finalize reads no download batches; the key names where Poll Export Status would put them.
+    batchesKey: `${context.workPrefix}file-batches.json`,
+    batchCount: 0,
+    fileCount: files,
+    exportRoot: root,
+  };
+}
+
 export function landedFileItems(location: ExportLocation, files: number): FileItem[] {
   const ordinals = new Map<string, number>();
   return Array.from({ length: files }, (_, index) => {
@@ -84,18 +105,7 @@ export async function seedLandedExport(
   const location: ExportLocation = { prefix: runtime.prefix, sourceId, transactionTime };
   const root = exportRoot(location);
   const items = landedFileItems(location, files);
-  const manifest: ManifestSummary = {
-    transactionTime,
-    requiresAccessToken: false,
-    filesKey: `${context.workPrefix}files.json`,
-    urlsKey: `${context.workPrefix}urls.json`,
-    manifestKey: `${context.workPrefix}manifest.json`,
-    // Finalize reads no download batches; the key names where Poll Export Status would put them.
-    batchesKey: `${context.workPrefix}file-batches.json`,
-    batchCount: 0,
-    fileCount: files,
-    exportRoot: root,
-  };
+  const manifest = landedManifestSummary(context, transactionTime, files, root);
   await runtime.store.putJson(manifest.filesKey, items);
   await runtime.store.putJson(manifest.manifestKey, { transactionTime });
   let done = 0;
