@@ -355,27 +355,13 @@ export type LandingFile = CompletionManifest['files'][number] &
   Pick<FileItem, 'chunk' | 'chunkFileIndex' | 'requiresAccessToken'>;
 
 /**
- * A complete manifest (one job's, or the chunks' merged) made ready to land:
- * the export folder claimed, each file given its key, the manifest, the file
- * list (the Map's items) and the URL list (the downloader's only) written to
- * the work area, and the job record completed. Only the summary travels on.
+ * The Map's items for a manifest's files: each file's index in the manifest
+ * and its key in the export folder (`part-NNNN` numbered per kind and type,
+ * in manifest order). No URL: presigned URLs are credentials.
  */
-export async function landManifest(
-  runtime: Runtime,
-  context: ExportContext,
-  manifest: Omit<CompletionManifest, 'files'> & { readonly files: readonly LandingFile[] },
-  options: {
-    readonly expires?: string | undefined;
-    readonly linksExpireAt: string;
-    readonly statusUrl?: string;
-    readonly job: JobRecord | undefined;
-    /** Written into the stored manifest beside the server's: a chunked export's chunks, for the receipt. */
-    readonly annotations?: { readonly chunking: ReceiptChunking };
-  },
-): Promise<ManifestSummary> {
-  const location = await claimExportFolder(runtime, context, manifest.transactionTime);
+export function fileItemsOf(files: readonly LandingFile[], location: ExportLocation): FileItem[] {
   const ordinals = new Map<string, number>();
-  const items: FileItem[] = manifest.files.map((file, index) => {
+  return files.map((file, index) => {
     const group = `${file.kind}/${file.type}`;
     const ordinal = (ordinals.get(group) ?? 0) + 1;
     ordinals.set(group, ordinal);
@@ -395,6 +381,29 @@ export async function landManifest(
           }),
     };
   });
+}
+
+/**
+ * A complete manifest (one job's, or the chunks' merged) made ready to land:
+ * the export folder claimed, each file given its key, the manifest, the file
+ * list (the Map's items) and the URL list (the downloader's only) written to
+ * the work area, and the job record completed. Only the summary travels on.
+ */
+export async function landManifest(
+  runtime: Runtime,
+  context: ExportContext,
+  manifest: Omit<CompletionManifest, 'files'> & { readonly files: readonly LandingFile[] },
+  options: {
+    readonly expires?: string | undefined;
+    readonly linksExpireAt: string;
+    readonly statusUrl?: string;
+    readonly job: JobRecord | undefined;
+    /** Written into the stored manifest beside the server's: a chunked export's chunks, for the receipt. */
+    readonly annotations?: { readonly chunking: ReceiptChunking };
+  },
+): Promise<ManifestSummary> {
+  const location = await claimExportFolder(runtime, context, manifest.transactionTime);
+  const items = fileItemsOf(manifest.files, location);
   const manifestKey = `${context.workPrefix}manifest.json`;
   const filesKey = `${context.workPrefix}files.json`;
   const urlsKey = `${context.workPrefix}file-urls.json`;

@@ -187,10 +187,10 @@ export async function runExportLocally(options: LocalRunOptions): Promise<LocalR
         lastInput: current.input,
       };
     }
-    const { redrive: _redrive, executionName: _name, definitionPath: _definition, ...rest } = current;
+    // A fresh execution of the same definition: from the top, under the name it was given.
+    const { redrive: _redrive, executionName: _name, ...rest } = current;
     current = {
       ...rest,
-      ...(options.definitionPath ? { definitionPath: options.definitionPath } : {}),
       executionName: next.name,
       input: next.input,
     };

@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { planFileBatches } from '../../../lambdas/core/file-batches.js';
-import { fileKey } from '../../../lambdas/core/layout.js';
 import { MAX_MANIFEST_FILES, parseCompletionManifest } from '../../../lambdas/core/manifest.js';
-import type { FileItem } from '../../../lambdas/state.js';
+import { fileItemsOf } from '../../../lambdas/services/export-status.js';
 import { thrown } from '../../support/thrown.js';
 
 /**
@@ -32,19 +31,7 @@ describe('a 200,000-file manifest', () => {
     // Act
     const manifest = parseCompletionManifest(body(MAX_MANIFEST_FILES), false);
     const location = { prefix: '', sourceId: 'oracle', transactionTime: manifest.transactionTime };
-    const ordinals = new Map<string, number>();
-    const items: FileItem[] = manifest.files.map((file, index) => {
-      const ordinal = (ordinals.get(file.type) ?? 0) + 1;
-      ordinals.set(file.type, ordinal);
-      return {
-        index,
-        kind: file.kind,
-        type: file.type,
-        resourceType: file.resourceType,
-        key: fileKey(location, file.kind, file.type, ordinal),
-        count: file.count!,
-      };
-    });
+    const items = fileItemsOf(manifest.files, location);
     const batches = planFileBatches(items, { filesPerBatch: 50, maxConcurrency: 4 });
     // Assess
     expect(manifest.files).toHaveLength(200_000);
