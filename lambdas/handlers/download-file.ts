@@ -1,7 +1,14 @@
 import { putObjectBytes } from '../adapters/s3-multipart.js';
 import type { SourceSettings } from '../config.js';
 import type { FileBatch } from '../core/file-batches.js';
-import { checkpointKey, fileFailureKey, leaseKey, quarantineKey, resultKey } from '../core/layout.js';
+import {
+  checkpointKey,
+  fileFailureKey,
+  leaseKey,
+  quarantineKey,
+  resultKey,
+  serverErrorFilesKey,
+} from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
 import { interpretStatusResponse } from '../core/status.js';
 import {
@@ -255,12 +262,33 @@ export function createDownloadFileHandler(runtime: Runtime) {
     }
   }
 
+  /**
+   * Whether the manifest's error[] lists files (its record exists from the
+   * manifest on, and never changes): then an output file that holds fewer
+   * resources than its count may be one the server reported, and lands for
+   * Verify Files to judge with the server's reasons in hand (verify-files.ts).
+   * Kept per export for the container's life: one HEAD, not one per file.
+   */
+  const errorFilesListed = new Map<string, Promise<boolean>>();
+  function listsErrorFiles(workPrefix: string): Promise<boolean> {
+    let listed = errorFilesListed.get(workPrefix);
+    if (!listed) {
+      listed = runtime.store.head(serverErrorFilesKey(workPrefix)).then((head) => head !== undefined);
+      listed.catch(() => errorFilesListed.delete(workPrefix));
+      errorFilesListed.set(workPrefix, listed);
+    }
+    return listed;
+  }
+
   async function download(
     event: FileEvent,
     context: InvocationContext,
     settings: SourceSettings,
   ): Promise<DownloadFileState> {
     const { file, export: exportContext } = event;
+    const checksCount =
+      file.count !== undefined &&
+      (file.kind !== 'output' || !(await listsErrorFiles(exportContext.workPrefix)));
     const url = await fileUrl(runtime, event.urlsKey, file.index);
     // A chunked export's chunks are separate server jobs, and their manifests may differ on this.
     const requiresAccessToken = file.requiresAccessToken ?? event.requiresAccessToken;
@@ -280,7 +308,7 @@ export function createDownloadFileHandler(runtime: Runtime) {
         url,
         resourceType: file.resourceType,
         kind: file.kind,
-        ...(file.count === undefined ? {} : { expectedCount: file.count }),
+        ...(checksCount ? { expectedCount: file.count } : {}),
         requiresAccessToken,
         ...(accessToken === undefined ? {} : { accessToken }),
         allowInsecureHttp: settings.allowInsecureHttp,

@@ -211,6 +211,11 @@ const settingsShape = {
     3600,
     'The pause before the pass that retries the files the first pass could not land.',
   ).default(60),
+  // Issue 16 part 5: files the server itself reports as failed (OperationOutcomes in the manifest's error[]).
+  serverFileErrors: oneOf(
+    ['fail', 'accept'],
+    "What to do when the manifest's error[] reports files the server could not produce: fail the export naming the server's reasons, or land what was delivered as a partial export (_PARTIAL.json, receipt complete: false).",
+  ).default('fail'),
 };
 
 export const SCOPE_TOKEN = { regex: /^[\x21\x23-\x5B\x5D-\x7E]+$/, expected: 'a scope token without spaces' };
