@@ -199,7 +199,8 @@ export class ServerFileErrorTriager {
     let type: string | undefined;
     for (const token of tokens) {
       for (const output of this.#byName.get(decoded(token)) ?? []) {
-        if (chunk === undefined || output.chunk === undefined || output.chunk === chunk) files.add(output.index);
+        if (chunk === undefined || output.chunk === undefined || output.chunk === chunk)
+          files.add(output.index);
       }
       if (type === undefined && this.#types.has(token)) type = token;
     }

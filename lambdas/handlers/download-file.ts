@@ -105,6 +105,24 @@ const urlLists = new Map<string, Promise<readonly string[]>>();
  * batch fails at the end (see landBatch).
  */
 export function createDownloadFileHandler(runtime: Runtime) {
+  /**
+   * Whether the manifest's error[] lists files (its record exists from the
+   * manifest on, and never changes): then an output file that holds fewer
+   * resources than its count may be one the server reported, and lands for
+   * Verify Files to judge with the server's reasons in hand (verify-files.ts).
+   * Kept per export for the container's life: one HEAD, not one per file.
+   */
+  const errorFilesListed = new Map<string, Promise<boolean>>();
+  function listsErrorFiles(workPrefix: string): Promise<boolean> {
+    let listed = errorFilesListed.get(workPrefix);
+    if (!listed) {
+      listed = runtime.store.head(serverErrorFilesKey(workPrefix)).then((head) => head !== undefined);
+      listed.catch(() => errorFilesListed.delete(workPrefix));
+      errorFilesListed.set(workPrefix, listed);
+    }
+    return listed;
+  }
+
   return async (event: DownloadFileEvent, context: InvocationContext): Promise<DownloadFileState> => {
     const { export: exportContext } = event;
     const settings = await runtime.sources.get(exportContext.sourceId);
@@ -260,24 +278,6 @@ export function createDownloadFileHandler(runtime: Runtime) {
         }),
       );
     }
-  }
-
-  /**
-   * Whether the manifest's error[] lists files (its record exists from the
-   * manifest on, and never changes): then an output file that holds fewer
-   * resources than its count may be one the server reported, and lands for
-   * Verify Files to judge with the server's reasons in hand (verify-files.ts).
-   * Kept per export for the container's life: one HEAD, not one per file.
-   */
-  const errorFilesListed = new Map<string, Promise<boolean>>();
-  function listsErrorFiles(workPrefix: string): Promise<boolean> {
-    let listed = errorFilesListed.get(workPrefix);
-    if (!listed) {
-      listed = runtime.store.head(serverErrorFilesKey(workPrefix)).then((head) => head !== undefined);
-      listed.catch(() => errorFilesListed.delete(workPrefix));
-      errorFilesListed.set(workPrefix, listed);
-    }
-    return listed;
   }
 
   async function download(
