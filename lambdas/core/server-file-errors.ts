@@ -20,8 +20,8 @@ import { oneLine } from './operation-outcome.js';
  *   1. a token equal to an output file's name (the last segment of its URL)
  *      names that file (only a file of the same chunk, in a chunked export,
  *      since chunk jobs reuse names); names too short or too plain to be
- *      told from other words (under 4 characters, or digits only under 8)
- *      are never matched;
+ *      told from other words (under 4 characters, letters only, or digits
+ *      only under 8) are never matched;
  *   2. otherwise a token equal to an exported resource type names the type;
  *   3. otherwise the issue is about the whole export.
  */
@@ -103,7 +103,7 @@ export function fileNameOf(url: string): string | undefined {
 
 /** Names that are words, numbers or too short would match text that is not about the file. */
 function distinctive(name: string): boolean {
-  if (name.length < 4) return false;
+  if (name.length < 4 || /^[A-Za-z]+$/.test(name)) return false;
   if (/^\d+$/.test(name) && name.length < 8) return false;
   return true;
 }
