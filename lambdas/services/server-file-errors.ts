@@ -110,7 +110,7 @@ export async function loadServerFileErrorTriage(
 
 /** What the error names for the execution history and the failure receipt (short, no URL). */
 export function serverFileErrorMessage(triage: StoredTriage): string {
-  return `${describeServerFileErrors(triage, (index) => triage.fileKeys[String(index)])}. The source's serverFileErrors is "fail"; with "accept" the files the server delivered land as a partial export (_PARTIAL.json, receipt complete: false)`;
+  return `${describeServerFileErrors(triage, (index) => triage.fileKeys[String(index)])}; the source's serverFileErrors is "fail"; with "accept" the files the server delivered land as a partial export (_PARTIAL.json, receipt complete: false)`;
 }
 
 /** Under the default policy an export the server says is incomplete is not landed as complete. */
