@@ -42,10 +42,12 @@ const DEFAULTS = {
   maxLineBytes: 64 * 1024 * 1024,
   fileLinksValidHours: 24,
   retryPassDelaySeconds: 60,
+  // Issue 16 part 5.
+  serverFileErrors: 'fail',
 };
 
 const SOURCE_KEYS =
-  'id, description, fhirBaseUrl, export, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, clientId, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes, privateKeyFile';
+  'id, description, fhirBaseUrl, export, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, serverFileErrors, clientId, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes, privateKeyFile';
 const EXPORT_KEYS =
   'level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat, includeAssociatedData, patient, chunk, chunkOnTimeout, maxConcurrentJobs, maxChunkAttempts';
 
@@ -87,6 +89,7 @@ describe('parseSourceSettings', () => {
       maxLineBytes: 1024,
       fileLinksValidHours: 720,
       retryPassDelaySeconds: 0,
+      serverFileErrors: 'accept',
     });
     // Assess
     expect(settings).toStrictEqual({
@@ -119,6 +122,7 @@ describe('parseSourceSettings', () => {
       maxLineBytes: 1024,
       fileLinksValidHours: 720,
       retryPassDelaySeconds: 0,
+      serverFileErrors: 'accept',
     });
   });
 
