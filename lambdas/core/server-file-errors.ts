@@ -22,7 +22,9 @@ import { oneLine } from './operation-outcome.js';
  *      since chunk jobs reuse names); names too short or too plain to be
  *      told from other words (under 4 characters, letters only, or digits
  *      only under 8) are never matched;
- *   2. otherwise a token equal to an exported resource type names the type;
+ *   2. otherwise a token, or a `.`-separated part of one, equal to an
+ *      exported resource type names the type (`Failed to export
+ *      3.Condition.ndjson` for a file the manifest did not list);
  *   3. otherwise the issue is about the whole export.
  */
 
@@ -202,7 +204,8 @@ export class ServerFileErrorTriager {
         if (chunk === undefined || output.chunk === undefined || output.chunk === chunk)
           files.add(output.index);
       }
-      if (type === undefined && this.#types.has(token)) type = token;
+      // `2.AllergyIntolerance.ndjson` names its type too, should no output file carry that name.
+      type ??= token.split('.').find((part) => this.#types.has(part));
     }
     const message = texts[0] ?? '';
     const diagnostics = message ? oneLine(message.replace(URL_PATTERN, '<url>'), DIAGNOSTICS_MAX) : '';

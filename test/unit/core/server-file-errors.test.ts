@@ -115,6 +115,15 @@ describe('server file error triage', () => {
     ]);
   });
 
+  it('reads the type from a file name the manifest did not list (a server that leaves failed files out of output)', () => {
+    const result = triage([
+      outcome({ severity: 'error', code: 'exception', diagnostics: 'Failed to export 3.Condition.ndjson' }),
+    ]);
+
+    expect(result.byFile).toEqual({});
+    expect(result.byType).toEqual({ Condition: ['error exception: Failed to export 3.Condition.ndjson'] });
+  });
+
   it('never matches a name too short or too plain to tell from other words', () => {
     const outputs: OutputFileName[] = [
       { index: 0, type: 'Condition', name: '123' },

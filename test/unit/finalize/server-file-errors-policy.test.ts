@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { serverErrorTriageKey } from '../../../lambdas/core/layout.js';
 import { ServerFileErrorTriager } from '../../../lambdas/core/server-file-errors.js';
 import { ServerFileError, VerificationError } from '../../../lambdas/errors.js';
+import { endExport } from '../../../lambdas/services/export-lifecycle.js';
 import { applyFailPolicy, type StoredTriage } from '../../../lambdas/services/server-file-errors.js';
 import { verifyFile } from '../../../lambdas/services/verify-files.js';
 import type { ExportContext, FileItem } from '../../../lambdas/state.js';
@@ -154,5 +156,29 @@ describe('serverFileErrors policy', () => {
         serverErrors: ['error exception: Failed to export part-a.ndjson'],
       });
     });
+  });
+
+  it("names the server's reasons when the Verify Files Map fails without them (AWS: States.ExceedToleratedFailureThreshold)", async () => {
+    const triage = triageOf([
+      outcome({ severity: 'error', code: 'exception', diagnostics: 'Failed to export Patient.2.ndjson' }),
+    ]);
+    await local.runtime.store.putJson(serverErrorTriageKey(landed.context.workPrefix), triage);
+
+    const ended = await endExport(local.runtime, {
+      sourceId: landed.context.sourceId,
+      executionName: landed.context.executionName,
+      outcome: 'failed',
+      failure: {
+        error: 'States.ExceedToleratedFailureThreshold',
+        message: 'The specified tolerated failure threshold was exceeded',
+      },
+      allowResume: false,
+      waitForDownloads: false,
+      context: landed.context,
+    });
+
+    expect(ended.cause).toMatch(
+      /^The specified tolerated failure threshold was exceeded; ServerFileError: the server reported 1 failing issue\(s\) in the manifest's error\[\] \(1 error\): type Patient: error exception: Failed to export Patient\.2\.ndjson; the source's serverFileErrors is "fail"/,
+    );
   });
 });
