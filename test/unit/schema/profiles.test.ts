@@ -1,8 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseRegisteredSource, parseSourceSettings } from '../../../lambdas/config.js';
 import { buildScope } from '../../../lambdas/core/auth/scopes.js';
 import { effectiveSettings, settingsForLog } from '../../../lambdas/core/effective-settings.js';
 import { PROFILE_NAMES, PROFILES } from '../../../lambdas/schema/profiles.js';
+import { PROFILE_DOC, withProfileTables } from '../../../scripts/profile-docs.js';
 import { thrown } from '../../support/thrown.js';
 
 const BASE = { id: 'ehr', fhirBaseUrl: 'https://ehr.example.org/fhir' };
@@ -194,5 +196,13 @@ describe('effective settings', () => {
     expect(logged['export.patient']).toBe('1 patients');
     expect(JSON.stringify(logged)).not.toContain('p-1');
     expect(logged['export.typeParameterStyle']).toBe('comma');
+  });
+});
+
+describe('the profiles reference', () => {
+  it(`${PROFILE_DOC} shows every profile's settings as they are (npm run schemas rewrites it)`, () => {
+    const page = readFileSync(new URL(`../../../${PROFILE_DOC}`, import.meta.url), 'utf8');
+    expect(withProfileTables(page) === page, `${PROFILE_DOC} is stale: run npm run schemas`).toBe(true);
+    for (const name of PROFILE_NAMES) expect(page).toContain(`<!-- profile:${name} `);
   });
 });
