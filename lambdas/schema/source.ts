@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_MAX_LINE_BYTES, MAX_MAX_LINE_BYTES, MIN_MAX_LINE_BYTES } from '../core/ndjson/line-limit.js';
+import { trustedOriginProblem } from '../core/origins.js';
 import { checkFetchableUrl } from '../core/urls.js';
 import { flag, integer, oneOf, patterned, strictObject, text, textList } from './fields.js';
 
@@ -211,6 +212,12 @@ const settingsShape = {
     3600,
     'The pause before the pass that retries the files the first pass could not land.',
   ).default(60),
+  // Where the bearer token may go (issue 16): see lambdas/core/origins.ts.
+  trustedOrigins: textList(
+    undefined,
+    "Origins besides the FHIR base URL's that may receive the access token, such as a vendor's file or status host " +
+      '(https://host[:port], no path); a status URL, manifest page or token-requiring file elsewhere fails the export.',
+  ).default([]),
 };
 
 export const SCOPE_TOKEN = { regex: /^[\x21\x23-\x5B\x5D-\x7E]+$/, expected: 'a scope token without spaces' };
@@ -253,6 +260,11 @@ type ParsedSettings = z.output<z.ZodObject<typeof settingsShape>>;
 function checkSettings(settings: ParsedSettings, context: z.core.$RefinementCtx): void {
   const check = checkFetchableUrl(settings.fhirBaseUrl, settings.allowInsecureHttp);
   if (!check.ok) context.addIssue({ code: 'custom', path: ['fhirBaseUrl'], message: check.reason });
+  settings.trustedOrigins.forEach((origin, index) => {
+    const problem = trustedOriginProblem(origin, settings.allowInsecureHttp);
+    if (problem !== undefined)
+      context.addIssue({ code: 'custom', path: ['trustedOrigins', index], message: problem });
+  });
   const { level, groupId } = settings.export;
   if (level === 'group' && groupId === undefined)
     context.addIssue({

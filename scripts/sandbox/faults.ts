@@ -115,6 +115,15 @@ export interface FaultPlan {
   readonly resourcesPerFile?: number;
   /** File links expire this long after each manifest read (410 Gone on the main origin); re-read the manifest. */
   readonly fileLinkLifetimeMs?: number;
+
+  // Which origins a client sends its token to (issue 16).
+  /**
+   * The server names one kind of URL on another origin of itself: the main listener under its
+   * other loopback name (`localhost` for `127.0.0.1`, and back), which serves it as usual.
+   * `status`: the kick-off's Content-Location. `page`: the manifest comes in two pages and the
+   * `next` link points there. `files`: the file URLs (requiresAccessToken stays true).
+   */
+  readonly otherOriginFor?: 'status' | 'page' | 'files';
 }
 
 export type FaultName = keyof FaultPlan;
@@ -224,6 +233,8 @@ const VALIDATORS: Record<FaultName, Validator> = {
   redirectFiles: isBoolean,
   resourcesPerFile: isPositive,
   fileLinkLifetimeMs: isPositive,
+  otherOriginFor: (v) =>
+    v === 'status' || v === 'page' || v === 'files' ? undefined : 'expected status, page or files',
 };
 
 export const FAULT_NAMES = Object.keys(VALIDATORS) as readonly FaultName[];
