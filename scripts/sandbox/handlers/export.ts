@@ -220,7 +220,10 @@ export async function handleKickoff(
   if (fails) info.fault = 'jobFailure';
 
   const id = randomBytes(12).toString('hex');
-  const statusUrl = `${state.mainOrigin}/export-status/${id}`;
+  const statusOrigin =
+    faults.otherOriginFor === 'status' ? otherOriginOf(state.mainOrigin) : state.mainOrigin;
+  if (faults.otherOriginFor === 'status') info.fault = 'otherOriginFor';
+  const statusUrl = `${statusOrigin}/export-status/${id}`;
   const target = req.url ?? '/';
   const job = new ExportJob(
     {
