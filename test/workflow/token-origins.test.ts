@@ -5,11 +5,12 @@ import { type Harness, startHarness } from './support/harness.js';
 /**
  * A kick-off whose Content-Location names another origin, through the real
  * workflow: the export fails before the status URL is polled (every poll
- * would carry the token), unless the source trusts that origin. The page link
- * and file cases are in test/integration/token-origins.test.ts. The sandbox's
- * other origin is its own listener under `localhost` instead of `127.0.0.1`.
+ * would carry the token), unless the source trusts that origin; a manifest
+ * whose token-requiring files are elsewhere fails before any download. The
+ * page link and the other file cases are in test/integration/token-origins.test.ts.
+ * The sandbox's other origin is its own listener under `localhost` instead of `127.0.0.1`.
  */
-describe('a status URL on another origin (local workflow)', () => {
+describe('status URLs and files on another origin (local workflow)', () => {
   let harness: Harness;
   let other: string;
   beforeAll(async () => {
@@ -51,6 +52,31 @@ describe('a status URL on another origin (local workflow)', () => {
     ]);
     expect(harness.sandbox.requestLog.filter((entry) => entry.userAgent !== USER_AGENT)).toEqual([]);
     expect(await harness.listKeys(`source=${result.sourceId}/`)).toEqual([]);
+  }, 60_000);
+
+  it('fails the export when the manifest lists files that need the token on an untrusted origin, landing none', async () => {
+    // Prepare
+    await harness.sandbox.settled();
+    harness.sandbox.clearRequestLog();
+    // Act
+    const result = await harness.exportWith({ faults: { otherOriginFor: 'files' } });
+    // Assess
+    expect({ status: result.run.status, error: result.run.error }).toEqual({
+      status: 'FAILED',
+      error: 'ConfigurationError',
+    });
+    expect(result.run.cause).toMatch(
+      new RegExp(
+        `^ConfigurationError: (\\d+) of the manifest's \\1 files need the access token \\(requiresAccessToken: true\\) but are on origin ${other}; ` +
+          `first: the file \\(the manifest says requiresAccessToken: true\\) ${other}/files/`,
+      ),
+    );
+    await harness.sandbox.settled();
+    expect(requestsTo(other)).toEqual([]);
+    expect(
+      (await harness.listKeys(`source=${result.sourceId}/`)).filter((key) => key.endsWith('_SUCCESS.json')),
+    ).toEqual([]);
+    expect(result.receipt).toBeUndefined();
   }, 60_000);
 
   it('polls, downloads and DELETEs through a trusted origin, every request naming the pipeline', async () => {
