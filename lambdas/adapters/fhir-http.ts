@@ -1,6 +1,8 @@
 import { type Dispatcher, request } from 'undici';
 import type { HttpRequestSpec, HttpResponseView } from '../core/kickoff.js';
 import { oneLine } from '../core/operation-outcome.js';
+import { assertTokenMayGoTo, type TokenAudience } from '../core/origins.js';
+import { USER_AGENT } from '../core/user-agent.js';
 import { ConfigurationError, ResponseTooLargeError, TransientServerError } from '../errors.js';
 import { sharedHttpAgent } from './http-agent.js';
 
@@ -14,7 +16,18 @@ import { sharedHttpAgent } from './http-agent.js';
  * has a deadline of its own (kick-off and status run in Lambdas of one minute).
  */
 export interface FhirHttp {
-  send(spec: HttpRequestSpec, accessToken: string | undefined): Promise<HttpResponseView>;
+  /**
+   * Sends one request, with the bearer token when one is given. The token goes only to an
+   * origin of its audience (the FHIR base URL's and the source's trustedOrigins): a URL
+   * elsewhere is refused with ConfigurationError before anything is sent.
+   */
+  send(spec: HttpRequestSpec, bearer: Bearer | undefined): Promise<HttpResponseView>;
+}
+
+/** The access token and where it may go: the source's settings are an audience. */
+export interface Bearer {
+  readonly accessToken: string;
+  readonly audience: TokenAudience;
 }
 
 export interface FhirHttpOptions {
@@ -41,11 +54,14 @@ export function createFhirHttp(options: FhirHttpOptions = {}): FhirHttp {
     }
   }
   return {
-    async send(spec, accessToken) {
-      const headers: Record<string, string> = { ...spec.headers };
-      if (accessToken) headers.authorization = `Bearer ${accessToken}`;
+    async send(spec, bearer) {
+      const headers: Record<string, string> = { 'user-agent': USER_AGENT, ...spec.headers };
       const target = new URL(spec.url);
       const what = `${spec.method} ${target.origin}${target.pathname}`;
+      if (bearer) {
+        assertTokenMayGoTo(target, bearer.audience, spec.method);
+        headers.authorization = `Bearer ${bearer.accessToken}`;
+      }
       const deadline = new AbortController();
       const timer = setTimeout(
         () =>

@@ -1,8 +1,10 @@
 import { Readable } from 'node:stream';
 import { createGunzip, type Gunzip } from 'node:zlib';
 import type { Dispatcher } from 'undici';
+import { assertTokenMayGoTo, FILE_NEEDING_TOKEN, type TokenAudience } from '../core/origins.js';
 import { parseRetryAfter } from '../core/retry-after.js';
 import { checkFetchableUrl } from '../core/urls.js';
+import { USER_AGENT } from '../core/user-agent.js';
 import {
   AccessTokenRejectedError,
   ConfigurationError,
@@ -35,6 +37,11 @@ export interface FileRequest {
   /** The manifest's `requiresAccessToken`: the bearer token is sent iff this is true (IG). */
   readonly requiresAccessToken: boolean;
   readonly accessToken?: string;
+  /**
+   * Where the token may go (the FHIR base URL's origin and the source's trustedOrigins):
+   * required with requiresAccessToken, and a file elsewhere is refused rather than handed the token.
+   */
+  readonly tokenAudience?: TokenAudience;
   /** Allow plain http to loopback hosts (local mode only). */
   readonly allowInsecureHttp?: boolean;
   /**
@@ -134,13 +141,21 @@ export async function openFile(
   }
   const first = checkFetchableUrl(request.url, allowInsecureHttp);
   if (!first.ok) throw new InvalidManifestError(`File URL ${first.reason}`);
+  if (request.requiresAccessToken) {
+    if (!request.tokenAudience) {
+      throw new ConfigurationError(
+        'The manifest requires an access token for its files, but no tokenAudience says where it may go',
+      );
+    }
+    assertTokenMayGoTo(first.url, request.tokenAudience, FILE_NEEDING_TOKEN);
+  }
 
   const tokenOrigin = first.url.origin;
   let url = first.url;
   let sendToken = request.requiresAccessToken;
   for (let redirects = 0; ; redirects++) {
     if (url.origin !== tokenOrigin) sendToken = false;
-    const headers: Record<string, string> = { accept: 'application/fhir+ndjson' };
+    const headers: Record<string, string> = { accept: 'application/fhir+ndjson', 'user-agent': USER_AGENT };
     if (request.resumeFrom) {
       // Byte offsets are offsets into the decoded file, so ask for it undecoded.
       headers['accept-encoding'] = 'identity';

@@ -6,6 +6,7 @@ import {
 } from '../core/auth/token-response.js';
 import { parseRetryAfter } from '../core/retry-after.js';
 import { checkFetchableUrl } from '../core/urls.js';
+import { USER_AGENT } from '../core/user-agent.js';
 import { ConfigurationError, TokenRequestError, TransientServerError } from '../errors.js';
 import type { Logger } from '../logger.js';
 
@@ -198,7 +199,7 @@ async function fetchSmartConfiguration(
     try {
       response = await fetch(url, {
         method: 'GET',
-        headers: { accept: 'application/json' },
+        headers: { accept: 'application/json', 'user-agent': USER_AGENT },
         redirect: 'follow',
         signal: attemptSignal(settings.timeoutMs, options.signal),
       });
@@ -341,7 +342,11 @@ export async function requestAccessToken(options: TokenRequestOptions): Promise<
     try {
       response = await fetch(tokenUrl, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          accept: 'application/json',
+          'user-agent': USER_AGENT,
+        },
         body: form.toString(),
         // A redirect would carry the assertion to wherever it points; token endpoints have no reason to redirect.
         redirect: 'manual',

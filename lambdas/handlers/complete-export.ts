@@ -1,3 +1,4 @@
+import type { Bearer } from '../adapters/fhir-http.js';
 import { failureReceiptKey, markerRoot } from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
 import type { Receipt } from '../core/receipt.js';
@@ -144,13 +145,16 @@ export function createCompleteExportHandler(runtime: Runtime) {
       );
       return false;
     }
-    let accessToken: string;
+    let bearer: Bearer;
     let urls: string[];
     try {
-      accessToken = await runtime.sealer.open(
-        event.sealedToken,
-        sealContext(context.sourceId, context.executionName),
-      );
+      bearer = {
+        accessToken: await runtime.sealer.open(
+          event.sealedToken,
+          sealContext(context.sourceId, context.executionName),
+        ),
+        audience: await runtime.sources.get(context.sourceId),
+      };
       urls = event.statusUrl
         ? [event.statusUrl]
         : chunkStatusUrls(await readChunkRecords(runtime, context.workPrefix));
@@ -166,7 +170,7 @@ export function createCompleteExportHandler(runtime: Runtime) {
       try {
         const response = await runtime.fhir.send(
           { method: 'DELETE', url, headers: { Accept: 'application/json' } },
-          accessToken,
+          bearer,
         );
         // A retried task meets the job its first attempt deleted: gone is what we asked for.
         if (

@@ -1,3 +1,4 @@
+import type { Bearer } from '../adapters/fhir-http.js';
 import { putObjectBytes } from '../adapters/s3-multipart.js';
 import type { SourceSettings } from '../config.js';
 import type { FileBatch } from '../core/file-batches.js';
@@ -311,6 +312,7 @@ export function createDownloadFileHandler(runtime: Runtime) {
         ...(checksCount ? { expectedCount: file.count } : {}),
         requiresAccessToken,
         ...(accessToken === undefined ? {} : { accessToken }),
+        tokenAudience: settings,
         allowInsecureHttp: settings.allowInsecureHttp,
         bucket: exportContext.bucket,
         key: landingKey(file),
@@ -333,7 +335,7 @@ export function createDownloadFileHandler(runtime: Runtime) {
         logger: runtime.logger,
         ...(runtime.transfer?.settings ? { settings: runtime.transfer.settings } : {}),
         ...(event.statusUrl || file.chunk !== undefined
-          ? { refreshUrl: () => refreshedFileUrl(runtime, event, settings.allowInsecureHttp) }
+          ? { refreshUrl: () => refreshedFileUrl(runtime, event, settings) }
           : {}),
         beforeLanding: () =>
           assertExportMayLand(runtime, exportContext.sourceId, exportContext.executionName),
@@ -489,13 +491,17 @@ async function fileUrl(runtime: Runtime, urlsKey: string, index: number): Promis
 async function refreshedFileUrl(
   runtime: Runtime,
   event: FileEvent,
-  allowInsecureHttp: boolean,
+  settings: SourceSettings,
 ): Promise<string> {
   const { file, export: context } = event;
-  const accessToken = await runtime.sealer.open(
-    event.sealedToken,
-    sealContext(context.sourceId, context.executionName),
-  );
+  const { allowInsecureHttp } = settings;
+  const bearer: Bearer = {
+    accessToken: await runtime.sealer.open(
+      event.sealedToken,
+      sealContext(context.sourceId, context.executionName),
+    ),
+    audience: settings,
+  };
   const now = runtime.now();
   // A chunked export's file comes from its chunk's job: that job's status URL, its place in that manifest.
   const chunk =
@@ -509,7 +515,7 @@ async function refreshedFileUrl(
   const position = file.chunkFileIndex ?? file.index;
   const response = await runtime.fhir.send(
     { method: 'GET', url: statusUrl, headers: { Accept: 'application/json' } },
-    accessToken,
+    bearer,
   );
   const status = interpretStatusResponse(response, now);
   if (status.outcome !== 'complete') {
@@ -517,7 +523,7 @@ async function refreshedFileUrl(
       `reading the manifest again for a fresh link to file ${file.index}: status answered ${response.status}`,
     );
   }
-  const manifest = await readManifestPages(runtime, status.manifestBody, accessToken, allowInsecureHttp, now);
+  const manifest = await readManifestPages(runtime, status.manifestBody, bearer, allowInsecureHttp, now);
   const previous = await urlLists.get(event.urlsKey);
   const entry = manifest.files[position];
   const sameLength =

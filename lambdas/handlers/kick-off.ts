@@ -1,3 +1,4 @@
+import type { Bearer } from '../adapters/fhir-http.js';
 import { buildKickOffRequest, type ExportRequest, interpretKickOffResponse } from '../core/kickoff.js';
 import {
   chunkContinuingKey,
@@ -6,6 +7,7 @@ import {
   jobRecordKey,
 } from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
+import { assertTokenMayGoTo } from '../core/origins.js';
 import { DEFAULT_WAIT_POLICY, nextWaitSeconds } from '../core/retry-after.js';
 import {
   AccessTokenRejectedError,
@@ -49,12 +51,15 @@ export function createKickOffHandler(runtime: Runtime) {
     const context = event.export;
     const settings = await runtime.sources.get(context.sourceId);
     const policy = { ...DEFAULT_WAIT_POLICY, ceilingSeconds: settings.retryAfterCeilingSeconds };
-    const accessToken = await runtime.sealer.open(
-      event.sealedToken,
-      sealContext(context.sourceId, context.executionName),
-    );
+    const bearer: Bearer = {
+      accessToken: await runtime.sealer.open(
+        event.sealedToken,
+        sealContext(context.sourceId, context.executionName),
+      ),
+      audience: settings,
+    };
     const attempt = event.attempt + 1;
-    const chunk = event.chunk ? await chunkBeforeKickOff(runtime, event, accessToken) : undefined;
+    const chunk = event.chunk ? await chunkBeforeKickOff(runtime, event, bearer) : undefined;
     if (chunk?.state === 'complete') {
       return { outcome: 'complete', attempt, waitSeconds: 0, forceTokenRefresh: false };
     }
@@ -87,11 +92,11 @@ export function createKickOffHandler(runtime: Runtime) {
         ? { ...built, headers: { ...built.headers, Prefer: 'respond-async, handling=strict' } }
         : built;
     // A chunked export's Plan Chunks did this before its first chunk.
-    if (event.attempt === 0 && !event.chunk) await deleteSupersededJobs(runtime, context, accessToken);
+    if (event.attempt === 0 && !event.chunk) await deleteSupersededJobs(runtime, context, bearer);
 
     let outcome: ReturnType<typeof interpretKickOffResponse>;
     try {
-      const response = await runtime.fhir.send(spec, accessToken);
+      const response = await runtime.fhir.send(spec, bearer);
       outcome = interpretKickOffResponse(response, spec.url, settings.allowInsecureHttp, runtime.now());
     } catch (error) {
       if (chunk?.kind === 'time' && error instanceof ExportRequestRejectedError) {
@@ -121,6 +126,9 @@ export function createKickOffHandler(runtime: Runtime) {
       throw error;
     }
     if (outcome.outcome === 'accepted') {
+      // Every poll carries the token: a status URL elsewhere is refused before the first. The job
+      // is left to expire: its DELETE would need the token too.
+      assertTokenMayGoTo(outcome.statusUrl, settings, "the status URL (the kick-off's Content-Location)");
       if (chunk) {
         // The chunk's record is its job record: clean-up, cancel and completion DELETE every chunk's job.
         await writeChunkRecord(runtime, context.workPrefix, {
@@ -130,7 +138,7 @@ export function createKickOffHandler(runtime: Runtime) {
           statusUrl: outcome.statusUrl,
           kickedOffAt: runtime.now().toISOString(),
         });
-        await dropJobIfExportIsEnding(runtime, context, outcome.statusUrl, accessToken);
+        await dropJobIfExportIsEnding(runtime, context, outcome.statusUrl, bearer);
       } else {
         // Whoever ends this export without its state (a StopExecution clean-up) finds the job here.
         const job: JobRecord = {
@@ -185,7 +193,7 @@ async function dropJobIfExportIsEnding(
   runtime: Runtime,
   context: ExportContext,
   statusUrl: string,
-  accessToken: string,
+  bearer: Bearer,
 ): Promise<void> {
   try {
     await assertExportMayLand(runtime, context.sourceId, context.executionName);
@@ -194,7 +202,7 @@ async function dropJobIfExportIsEnding(
     try {
       await runtime.fhir.send(
         { method: 'DELETE', url: statusUrl, headers: { Accept: 'application/json' } },
-        accessToken,
+        bearer,
       );
     } catch (deleteError) {
       runtime.logger.warn('could not DELETE the job of a chunk kicked off while its export ended', {
@@ -215,7 +223,7 @@ async function dropJobIfExportIsEnding(
 async function chunkBeforeKickOff(
   runtime: Runtime,
   event: KickOffEvent,
-  accessToken: string,
+  bearer: Bearer,
 ): Promise<ChunkRecord> {
   const context = event.export;
   const item = event.chunk!;
@@ -231,7 +239,7 @@ async function chunkBeforeKickOff(
     try {
       const response = await runtime.fhir.send(
         { method: 'DELETE', url: record.statusUrl, headers: { Accept: 'application/json' } },
-        accessToken,
+        bearer,
       );
       runtime.logger.info('DELETEd the failed job of a chunk before kicking it off again', {
         sourceId: context.sourceId,

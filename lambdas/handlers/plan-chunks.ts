@@ -1,4 +1,5 @@
 import { GetObjectCommand } from '@aws-sdk/client-s3';
+import type { Bearer } from '../adapters/fhir-http.js';
 import { type Chunk, planPatientChunks, planTimeChunks } from '../core/chunks.js';
 import { chunkItemsKey, chunkPatientsKey, jobRecordKey } from '../core/layout.js';
 import { ConfigurationError, InvalidExecutionInputError, StorageError } from '../errors.js';
@@ -41,11 +42,14 @@ export function createPlanChunksHandler(runtime: Runtime) {
 
     const settings = await runtime.sources.get(context.sourceId);
     if (context.supersedes && event.reason === 'planned') {
-      await deleteSupersededJobs(
-        runtime,
-        context,
-        await runtime.sealer.open(event.sealedToken, sealContext(context.sourceId, context.executionName)),
-      );
+      const bearer: Bearer = {
+        accessToken: await runtime.sealer.open(
+          event.sealedToken,
+          sealContext(context.sourceId, context.executionName),
+        ),
+        audience: settings,
+      };
+      await deleteSupersededJobs(runtime, context, bearer);
     }
     const chunks =
       chunking.by === 'time'

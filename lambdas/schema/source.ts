@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_MAX_LINE_BYTES, MAX_MAX_LINE_BYTES, MIN_MAX_LINE_BYTES } from '../core/ndjson/line-limit.js';
+import { trustedOriginProblem } from '../core/origins.js';
 import { checkFetchableUrl } from '../core/urls.js';
 import { flag, integer, oneOf, patterned, strictObject, text, textList } from './fields.js';
 import { applyProfile, PROFILE_NAMES, profileOf } from './profiles.js';
@@ -271,6 +272,12 @@ const settingsShape = {
     ['fail', 'accept'],
     "What to do when the manifest's error[] reports files the server could not produce: fail the export naming the server's reasons, or land what was delivered as a partial export (_PARTIAL.json, receipt complete: false).",
   ).default('fail'),
+  // Where the bearer token may go (issue 16): see lambdas/core/origins.ts.
+  trustedOrigins: textList(
+    undefined,
+    "Origins besides the FHIR base URL's that may receive the access token, such as a vendor's file or status host " +
+      '(https://host[:port], no path); a status URL, manifest page or token-requiring file elsewhere fails the export.',
+  ).default([]),
 };
 
 /** How a source authenticates (SMART Backend Services), wherever its credentials are kept. */
@@ -325,6 +332,11 @@ function withProfile<S extends z.ZodType>(schema: S) {
 function checkSettings(settings: ParsedSettings, context: z.core.$RefinementCtx): void {
   const check = checkFetchableUrl(settings.fhirBaseUrl, settings.allowInsecureHttp);
   if (!check.ok) context.addIssue({ code: 'custom', path: ['fhirBaseUrl'], message: check.reason });
+  settings.trustedOrigins.forEach((origin, index) => {
+    const problem = trustedOriginProblem(origin, settings.allowInsecureHttp);
+    if (problem !== undefined)
+      context.addIssue({ code: 'custom', path: ['trustedOrigins', index], message: problem });
+  });
   const { level, groupId } = settings.export;
   if (level === 'group' && groupId === undefined)
     context.addIssue({

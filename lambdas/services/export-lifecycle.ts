@@ -1,3 +1,4 @@
+import type { Bearer } from '../adapters/fhir-http.js';
 import {
   checkpointsPrefix,
   failureReceiptKey,
@@ -278,13 +279,16 @@ export async function endExport(runtime: Runtime, request: EndExportRequest): Pr
           ? `the server job of chunk ${chunkOf.get(url)}`
           : 'the server job';
         await attempt(`DELETE ${which}`, async () => {
-          const token = await runtime.sealer.open(
-            request.sealedToken!,
-            sealContext(sourceId, request.tokenSealedFor ?? executionName),
-          );
+          const bearer: Bearer = {
+            accessToken: await runtime.sealer.open(
+              request.sealedToken!,
+              sealContext(sourceId, request.tokenSealedFor ?? executionName),
+            ),
+            audience: await runtime.sources.get(sourceId),
+          };
           const response = await runtime.fhir.send(
             { method: 'DELETE', url, headers: { Accept: 'application/json' } },
-            token,
+            bearer,
           );
           actions.push(`DELETE of ${which} answered ${response.status}`);
         });

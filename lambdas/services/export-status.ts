@@ -1,3 +1,4 @@
+import type { Bearer } from '../adapters/fhir-http.js';
 import { continuationRequest } from '../core/continuation.js';
 import {
   DEFAULT_HISTORY_EVENT_BUDGET,
@@ -21,6 +22,7 @@ import {
   receiptKey,
 } from '../core/layout.js';
 import { type CompletionManifest, checkTransactionTime, type FileKind } from '../core/manifest.js';
+import { assertManifestFilesMayHaveToken } from '../core/origins.js';
 import type { DuplicateListing, ReceiptChunking } from '../core/receipt.js';
 import { DEFAULT_WAIT_POLICY, nextWaitSeconds } from '../core/retry-after.js';
 import { interpretStatusResponse } from '../core/status.js';
@@ -138,6 +140,7 @@ async function pollOnce(runtime: Runtime, event: PollStatusEvent): Promise<PollS
     event.sealedToken,
     sealContext(context.sourceId, context.executionName),
   );
+  const bearer: Bearer = { accessToken, audience: settings };
   const attempt = event.poll.attempt + 1;
   const base = { attempt, forceTokenRefresh: false } as const;
 
@@ -205,7 +208,7 @@ async function pollOnce(runtime: Runtime, event: PollStatusEvent): Promise<PollS
   try {
     const response = await runtime.fhir.send(
       { method: 'GET', url: event.statusUrl, headers: { Accept: 'application/json' } },
-      accessToken,
+      bearer,
     );
     outcome = interpretStatusResponse(response, now);
   } catch (error) {
@@ -256,7 +259,7 @@ async function pollOnce(runtime: Runtime, event: PollStatusEvent): Promise<PollS
 
   switch (outcome.outcome) {
     case 'in-progress': {
-      if (shouldChunkOnTimeout(context, event, now)) return abandonForChunks(runtime, event, accessToken);
+      if (shouldChunkOnTimeout(context, event, now)) return abandonForChunks(runtime, event, bearer);
       const { jobStartedAt } = await recordPoll(outcome.progress);
       runtime.progress?.({
         kind: 'phase',
@@ -310,7 +313,7 @@ async function pollOnce(runtime: Runtime, event: PollStatusEvent): Promise<PollS
         manifest = await readManifestPages(
           runtime,
           outcome.manifestBody,
-          accessToken,
+          bearer,
           settings.allowInsecureHttp,
           now,
         );
@@ -326,6 +329,7 @@ async function pollOnce(runtime: Runtime, event: PollStatusEvent): Promise<PollS
       const job = await readJob();
       gaugeAge(job);
       checkTransactionTime(manifest.transactionTime, now, settings.maxClockSkewSeconds);
+      assertManifestFilesMayHaveToken(manifest, settings);
       if (event.chunk) {
         await keepChunkManifest(runtime, event, event.chunk, manifest, {
           ...(outcome.expires ? { expires: outcome.expires } : {}),
@@ -473,14 +477,14 @@ function shouldChunkOnTimeout(context: ExportContext, event: PollStatusEvent, no
 async function abandonForChunks(
   runtime: Runtime,
   event: PollStatusEvent,
-  accessToken: string,
+  bearer: Bearer,
 ): Promise<PollState> {
   const context = event.export;
   let deleted: number | string;
   try {
     const response = await runtime.fhir.send(
       { method: 'DELETE', url: event.statusUrl, headers: { Accept: 'application/json' } },
-      accessToken,
+      bearer,
     );
     deleted = response.status;
   } catch (error) {

@@ -1,9 +1,13 @@
-import type { FhirHttp } from '../adapters/fhir-http.js';
+import type { Bearer, FhirHttp } from '../adapters/fhir-http.js';
 import { type GroupMembers, groupMemberReferences } from '../core/chunks.js';
 import type { HttpResponseView } from '../core/kickoff.js';
 import { AccessTokenRejectedError, ConfigurationError, TransientServerError } from '../errors.js';
 
 const FHIR_JSON = { accept: 'application/fhir+json' };
+
+/** Every cohort read is a URL of the FHIR base: the token need go nowhere else. */
+const bearerFor = (fhirBaseUrl: string, accessToken: string | undefined): Bearer | undefined =>
+  accessToken === undefined ? undefined : { accessToken, audience: { fhirBaseUrl, trustedOrigins: [] } };
 
 function refusal(response: HttpResponseView, what: string): Error | undefined {
   if (response.status === 401 || response.status === 403) {
@@ -42,7 +46,7 @@ export async function readCohort(
   const what = `GET Group/${groupId}`;
   const response = await fhir.send(
     { method: 'GET', url: `${fhirBaseUrl}/Group/${encodeURIComponent(groupId)}`, headers: FHIR_JSON },
-    accessToken,
+    bearerFor(fhirBaseUrl, accessToken),
   );
   const refused = refusal(response, what);
   if (refused) throw refused;
@@ -67,7 +71,7 @@ async function checkMemberIsALogicalId(
   const id = member.slice('Patient/'.length);
   const read = await fhir.send(
     { method: 'GET', url: `${fhirBaseUrl}/${member}`, headers: FHIR_JSON },
-    accessToken,
+    bearerFor(fhirBaseUrl, accessToken),
   );
   const refused = refusal(read, `GET ${member}`);
   if (refused) throw refused;
@@ -77,7 +81,7 @@ async function checkMemberIsALogicalId(
   const search = `Patient?identifier=${encodeURIComponent(id)}`;
   const found = await fhir.send(
     { method: 'GET', url: `${fhirBaseUrl}/${search}`, headers: FHIR_JSON },
-    accessToken,
+    bearerFor(fhirBaseUrl, accessToken),
   );
   const searchRefused = refusal(found, `GET ${search}`);
   if (searchRefused) throw searchRefused;

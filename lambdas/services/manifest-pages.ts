@@ -1,4 +1,6 @@
+import type { Bearer } from '../adapters/fhir-http.js';
 import { type CompletionManifest, mergeManifestPages, parseCompletionManifest } from '../core/manifest.js';
+import { assertTokenMayGoTo } from '../core/origins.js';
 import { interpretStatusResponse } from '../core/status.js';
 import { InvalidManifestError, TransientServerError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
@@ -14,7 +16,7 @@ const MAX_MANIFEST_PAGES = 1000;
 export async function readManifestPages(
   runtime: Pick<Runtime, 'fhir'>,
   firstPage: unknown,
-  accessToken: string,
+  bearer: Bearer,
   allowInsecureHttp: boolean,
   now: Date,
 ): Promise<CompletionManifest> {
@@ -22,9 +24,11 @@ export async function readManifestPages(
   for (let next = pages[0]?.nextPageUrl; next; next = pages.at(-1)?.nextPageUrl) {
     if (pages.length >= MAX_MANIFEST_PAGES)
       throw new InvalidManifestError(`completion manifest has more than ${MAX_MANIFEST_PAGES} pages`);
+    // Each page is fetched with the token: a link that leads elsewhere would hand it over.
+    assertTokenMayGoTo(next, bearer.audience, `manifest page ${pages.length}'s link to the next page`);
     const page = await runtime.fhir.send(
       { method: 'GET', url: next, headers: { Accept: 'application/json' } },
-      accessToken,
+      bearer,
     );
     const pageOutcome = interpretStatusResponse(page, now);
     if (pageOutcome.outcome !== 'complete') {

@@ -1,3 +1,4 @@
+import type { Bearer } from '../adapters/fhir-http.js';
 import type { Runtime } from '../runtime.js';
 import type { ExportContext } from '../state.js';
 
@@ -10,7 +11,7 @@ import type { ExportContext } from '../state.js';
 export async function deleteSupersededJobs(
   runtime: Runtime,
   context: ExportContext,
-  accessToken: string,
+  bearer: Bearer,
 ): Promise<void> {
   const superseded = context.supersedes;
   if (!superseded) return;
@@ -22,7 +23,7 @@ export async function deleteSupersededJobs(
     try {
       const response = await runtime.fhir.send(
         { method: 'DELETE', url, headers: { Accept: 'application/json' } },
-        accessToken,
+        bearer,
       );
       runtime.logger.info('DELETEd the server job of the export this one superseded', {
         sourceId: context.sourceId,

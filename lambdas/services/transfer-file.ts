@@ -16,6 +16,7 @@ import {
   NdjsonFramer,
 } from '../core/ndjson/framer.js';
 import { DEFAULT_MAX_LINE_BYTES } from '../core/ndjson/line-limit.js';
+import type { TokenAudience } from '../core/origins.js';
 import {
   AccessTokenRejectedError,
   ConfigurationError,
@@ -54,6 +55,8 @@ export interface TransferFileInput {
   readonly expectedCount?: number;
   readonly requiresAccessToken: boolean;
   readonly accessToken?: string;
+  /** Where the token may go: required with requiresAccessToken (see FileRequest). */
+  readonly tokenAudience?: TokenAudience;
   /** Plain http to loopback hosts; local mode only. */
   readonly allowInsecureHttp?: boolean;
   readonly bucket: string;
@@ -424,6 +427,7 @@ class FileTransfer {
           url: this.#url,
           requiresAccessToken: this.#input.requiresAccessToken,
           ...(this.#input.accessToken ? { accessToken: this.#input.accessToken } : {}),
+          ...(this.#input.tokenAudience ? { tokenAudience: this.#input.tokenAudience } : {}),
           ...(this.#input.allowInsecureHttp ? { allowInsecureHttp: true } : {}),
           ...(resumeFrom ? { resumeFrom } : {}),
           ...(this.#acceptGzip ? {} : { acceptGzip: false }),

@@ -137,6 +137,15 @@ export interface FaultPlan {
   readonly getKickOffOnly?: boolean;
   /** In-progress 202s carry no Retry-After (CMS BCDA): the client must back off on its own. */
   readonly noStatusRetryAfter?: boolean;
+
+  // Which origins a client sends its token to (issue 16).
+  /**
+   * The server names one kind of URL on another origin of itself: the main listener under its
+   * other loopback name (`localhost` for `127.0.0.1`, and back), which serves it as usual.
+   * `status`: the kick-off's Content-Location. `page`: the manifest comes in two pages and the
+   * `next` link points there. `files`: the file URLs (requiresAccessToken stays true).
+   */
+  readonly otherOriginFor?: 'status' | 'page' | 'files';
 }
 
 export type FaultName = keyof FaultPlan;
@@ -253,6 +262,8 @@ const VALIDATORS: Record<FaultName, Validator> = {
   sinceNeedsTimestamp: isBoolean,
   getKickOffOnly: isBoolean,
   noStatusRetryAfter: isBoolean,
+  otherOriginFor: (v) =>
+    v === 'status' || v === 'page' || v === 'files' ? undefined : 'expected status, page or files',
 };
 
 export const FAULT_NAMES = Object.keys(VALIDATORS) as readonly FaultName[];

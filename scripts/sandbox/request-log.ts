@@ -23,6 +23,10 @@ export interface RequestLogEntry {
   readonly status: number;
   /** Whether an `Authorization` header was present (its value is never logged). */
   readonly hasAuthorization: boolean;
+  /** The Host the client addressed (`localhost:PORT` and `127.0.0.1:PORT` are two origins of one listener). */
+  readonly host?: string;
+  /** The `User-Agent` header as sent, when there was one. */
+  readonly userAgent?: string;
   /** The client, when the request identified one (token, assertion or job). */
   readonly clientId?: string;
   /**
@@ -90,6 +94,8 @@ export class RequestLog {
         query: q === -1 ? '' : target.slice(q + 1),
         status: res.statusCode,
         hasAuthorization: req.headers.authorization !== undefined,
+        ...(req.headers.host !== undefined ? { host: req.headers.host } : {}),
+        ...(req.headers['user-agent'] !== undefined ? { userAgent: req.headers['user-agent'] } : {}),
         ...(info.clientId !== undefined ? { clientId: info.clientId } : {}),
         ...(info.presentedToken !== undefined ? { presentedToken: info.presentedToken } : {}),
         ...(info.issuedToken !== undefined ? { issuedToken: info.issuedToken } : {}),

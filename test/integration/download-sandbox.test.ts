@@ -73,6 +73,7 @@ describe('transferFile against the sandbox', () => {
       ...(file.count !== undefined ? { expectedCount: file.count } : {}),
       requiresAccessToken,
       accessToken: sandbox.accessToken,
+      tokenAudience: { fhirBaseUrl: sandbox.sandbox.baseUrl, trustedOrigins: [] },
       allowInsecureHttp: true,
       bucket: BUCKET,
       key: `sandbox/${keys}/${file.type}.ndjson`,

@@ -36,6 +36,8 @@ describe('request log', () => {
     await t.sandbox.settled();
     // Assess
     const time = t.clock.now().toISOString();
+    // Node's fetch names itself; the pipeline's own User-Agent is checked in test/workflow.
+    const sentBy = { host: new URL(t.sandbox.origin).host, userAgent: expect.any(String) };
     expect(t.sandbox.requestLog).toEqual([
       {
         time: expect.any(String),
@@ -46,6 +48,7 @@ describe('request log', () => {
         query: '',
         status: 200,
         hasAuthorization: false,
+        ...sentBy,
         clientId: client.clientId,
         issuedToken: 1,
         completed: true,
@@ -59,6 +62,7 @@ describe('request log', () => {
         query: '_type=Patient',
         status: 202,
         hasAuthorization: true,
+        ...sentBy,
         clientId: client.clientId,
         presentedToken: 1,
         completed: true,
@@ -72,6 +76,7 @@ describe('request log', () => {
         query: '',
         status: 200,
         hasAuthorization: true,
+        ...sentBy,
         clientId: client.clientId,
         presentedToken: 1,
         completed: true,
@@ -85,6 +90,7 @@ describe('request log', () => {
         query: '',
         status: 200,
         hasAuthorization: true,
+        ...sentBy,
         clientId: client.clientId,
         presentedToken: 1,
         completed: true,
@@ -98,6 +104,7 @@ describe('request log', () => {
         query: '',
         status: 200,
         hasAuthorization: false,
+        ...sentBy,
         completed: true,
       },
     ]);

@@ -57,12 +57,13 @@ const DEFAULTS = {
   maxLineBytes: 64 * 1024 * 1024,
   fileLinksValidHours: 24,
   retryPassDelaySeconds: 60,
-  // Issue 16 part 5.
+  // Issue 16 parts 3 and 5.
   serverFileErrors: 'fail',
+  trustedOrigins: [],
 };
 
 const SOURCE_KEYS =
-  'id, description, profile, fhirBaseUrl, export, serverSupports, scopeSyntax, scopeCasing, extraScopes, tokenLifetimeSeconds, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, serverFileErrors, clientId, kmsKeyId, tokenUrl, scope, privateKeyFile';
+  'id, description, profile, fhirBaseUrl, export, serverSupports, scopeSyntax, scopeCasing, extraScopes, tokenLifetimeSeconds, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, serverFileErrors, trustedOrigins, clientId, kmsKeyId, tokenUrl, scope, privateKeyFile';
 const EXPORT_KEYS =
   'level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat, includeAssociatedData, patient, chunk, chunkOnTimeout, maxConcurrentJobs, maxChunkAttempts';
 
@@ -109,6 +110,7 @@ describe('parseSourceSettings', () => {
       fileLinksValidHours: 720,
       retryPassDelaySeconds: 0,
       serverFileErrors: 'accept',
+      trustedOrigins: ['https://files.example.org'],
     });
     // Assess
     expect(settings).toStrictEqual({
@@ -148,6 +150,7 @@ describe('parseSourceSettings', () => {
       fileLinksValidHours: 720,
       retryPassDelaySeconds: 0,
       serverFileErrors: 'accept',
+      trustedOrigins: ['https://files.example.org'],
     });
   });
 

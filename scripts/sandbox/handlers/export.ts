@@ -247,7 +247,10 @@ export async function handleKickoff(
   if (fails) info.fault = 'jobFailure';
 
   const id = randomBytes(12).toString('hex');
-  const statusUrl = `${state.mainOrigin}/export-status/${id}`;
+  const statusOrigin =
+    faults.otherOriginFor === 'status' ? otherOriginOf(state.mainOrigin) : state.mainOrigin;
+  if (faults.otherOriginFor === 'status') info.fault = 'otherOriginFor';
+  const statusUrl = `${statusOrigin}/export-status/${id}`;
   const target = req.url ?? '/';
   const job = new ExportJob(
     {
@@ -397,21 +400,51 @@ export function handleStatus(state: SandboxState, routed: Routed, jobId: string)
     output.push(repeated);
   }
   if (faults.fixedTransactionTime !== undefined) info.fault = 'fixedTransactionTime';
-  sendJson(
-    res,
-    200,
-    {
-      transactionTime: faults.fixedTransactionTime ?? job.transactionTime,
-      request: job.init.requestUrl,
-      requiresAccessToken: job.init.requiresAccessToken,
-      output,
-      ...(job.init.since !== undefined
-        ? { deleted: files.filter((f) => f.kind === 'deleted').map(entry) }
-        : {}),
-      error: files.filter((f) => f.kind === 'error').map(entry),
-    },
-    { expires: httpDate(expiresAt) },
-  );
+  const manifest = {
+    transactionTime: faults.fixedTransactionTime ?? job.transactionTime,
+    request: job.init.requestUrl,
+    requiresAccessToken: job.init.requiresAccessToken,
+    output,
+    ...(job.init.since !== undefined
+      ? { deleted: files.filter((f) => f.kind === 'deleted').map(entry) }
+      : {}),
+    error: files.filter((f) => f.kind === 'error').map(entry),
+  };
+  sendJson(res, 200, faults.otherOriginFor === 'page' ? manifestPage(manifest, routed, info) : manifest, {
+    expires: httpDate(expiresAt),
+  });
+}
+
+/**
+ * otherOriginFor page: the manifest in two pages, the first with half the output files and a
+ * `next` link to the status URL on the other origin (`?page=2`), the second with the rest.
+ */
+function manifestPage<M extends { readonly output: readonly unknown[] }>(
+  manifest: M,
+  routed: Routed,
+  info: Routed['info'],
+): Record<string, unknown> {
+  info.fault = 'otherOriginFor';
+  const target = new URL(routed.req.url ?? '/', 'http://sandbox.invalid');
+  const half = Math.ceil(manifest.output.length / 2);
+  if (target.searchParams.get('page') === '2') {
+    return { ...manifest, output: manifest.output.slice(half), error: [], deleted: undefined };
+  }
+  const origin = `http://${routed.req.headers.host ?? ''}`;
+  return {
+    ...manifest,
+    output: manifest.output.slice(0, half),
+    link: [{ relation: 'next', url: `${otherOriginOf(origin)}${target.pathname}?page=2` }],
+  };
+}
+
+/** The same listener under its other loopback name: another origin to a client, the same server. */
+export function otherOriginOf(origin: string): string {
+  const url = new URL(origin);
+  if (url.hostname === '127.0.0.1') url.hostname = 'localhost';
+  else if (url.hostname === 'localhost') url.hostname = '127.0.0.1';
+  else throw new Error(`otherOriginFor needs the sandbox on 127.0.0.1 or localhost, not ${url.hostname}`);
+  return url.origin;
 }
 
 function fileUrl(
@@ -427,7 +460,8 @@ function fileUrl(
       linkLifetimeMs !== undefined ? Math.ceil(linkLifetimeMs / 1000) : state.options.presignedLinkSeconds;
     return state.signer.presign(state.secondOrigin, path, nowMs, seconds);
   }
-  if (linkLifetimeMs !== undefined)
-    return state.signer.expiringLink(state.mainOrigin, path, nowMs + linkLifetimeMs);
-  return `${state.mainOrigin}${path}`;
+  const origin =
+    job.init.faults.otherOriginFor === 'files' ? otherOriginOf(state.mainOrigin) : state.mainOrigin;
+  if (linkLifetimeMs !== undefined) return state.signer.expiringLink(origin, path, nowMs + linkLifetimeMs);
+  return `${origin}${path}`;
 }

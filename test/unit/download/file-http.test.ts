@@ -6,6 +6,7 @@ import {
   isPossiblyTransientNotFound,
   openFile,
 } from '../../../lambdas/adapters/file-http.js';
+import { USER_AGENT } from '../../../lambdas/core/user-agent.js';
 import {
   AccessTokenRejectedError,
   ConfigurationError,
@@ -33,7 +34,13 @@ describe('openFile', () => {
   let other: FileServer;
   const open = (request: Partial<FileRequest> & { url: string }) =>
     openFile(
-      { requiresAccessToken: false, allowInsecureHttp: true, ...request },
+      {
+        requiresAccessToken: false,
+        allowInsecureHttp: true,
+        // The file server stands for the FHIR server: its origin may receive the token.
+        tokenAudience: { fhirBaseUrl: origin.url, trustedOrigins: [] },
+        ...request,
+      },
       { dispatcher: agent, now: () => NOW },
     );
 
@@ -93,6 +100,54 @@ describe('openFile', () => {
       redirects: 0,
     });
     expect(bytes.equals(body)).toBe(true);
+  });
+
+  it('names the product and version in a User-Agent on every hop', async () => {
+    // Prepare
+    const before = { origin: origin.requests.length, other: other.requests.length };
+    // Act
+    const response = await open({
+      url: `${origin.origin}/to-other`,
+      requiresAccessToken: true,
+      accessToken: TOKEN,
+    });
+    await readAll(response.body);
+    // Assess
+    const hops = [...origin.requests.slice(before.origin), ...other.requests.slice(before.other)];
+    expect(hops.map((request) => request.headers['user-agent'])).toEqual([USER_AGENT, USER_AGENT]);
+  });
+
+  it('refuses a file that needs the token on an origin the token may not go to, before sending anything', async () => {
+    // Prepare
+    const before = other.requests.length;
+    // Act
+    const opening = open({
+      url: `${other.url}?X-Amz-Signature=secret`,
+      requiresAccessToken: true,
+      accessToken: TOKEN,
+    });
+    // Assess
+    await expect(opening).rejects.toThrow(
+      new ConfigurationError(
+        `the file (the manifest says requiresAccessToken: true) ${other.origin}/files/data.ndjson is on origin ${other.origin}, ` +
+          `which may not receive the access token (it goes only to the FHIR server's origin ${origin.origin}); ` +
+          `if that host belongs to the FHIR server, add "${other.origin}" to the source's trustedOrigins`,
+      ),
+    );
+    expect(other.requests.length).toBe(before);
+  });
+
+  it('sends the token to a file on one of the trustedOrigins', async () => {
+    // Act
+    const response = await open({
+      url: other.url,
+      requiresAccessToken: true,
+      accessToken: TOKEN,
+      tokenAudience: { fhirBaseUrl: origin.url, trustedOrigins: [other.origin] },
+    });
+    await readAll(response.body);
+    // Assess
+    expect(other.requests.at(-1)?.headers.authorization).toBe(`Bearer ${TOKEN}`);
   });
 
   it('sends no token when the manifest does not require one, even if it has one', async () => {

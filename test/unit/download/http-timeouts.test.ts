@@ -208,7 +208,7 @@ describe('the FHIR API client and a server that never answers, or trickles', () 
     // Act
     const sending = fhir.send(
       { method: 'GET', url: `${server.url}?token=secret`, headers: {} },
-      'access-token',
+      { accessToken: 'access-token', audience: { fhirBaseUrl: server.url, trustedOrigins: [] } },
     );
     // Assess
     await expect(sending).rejects.toThrow(

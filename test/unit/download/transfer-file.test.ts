@@ -99,6 +99,8 @@ describe('transferFile', () => {
     return {
       url: `${url}?sig=secret`,
       resourceType: 'Patient',
+      // The file server stands for the FHIR server: its origin may receive the token.
+      tokenAudience: { fhirBaseUrl: url, trustedOrigins: [] },
       kind: 'output',
       requiresAccessToken: false,
       allowInsecureHttp: true,

@@ -60,6 +60,8 @@ describe('transferFile hashing', () => {
     return {
       url,
       resourceType: 'Patient',
+      // The file server stands for the FHIR server: its origin may receive the token.
+      tokenAudience: { fhirBaseUrl: url, trustedOrigins: [] },
       kind: 'output',
       expectedCount: LINES,
       requiresAccessToken: false,

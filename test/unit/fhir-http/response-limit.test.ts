@@ -97,7 +97,8 @@ describe('FHIR HTTP response limit', () => {
     const server = await serveBody(4096, true);
     const source = {
       id: 'big',
-      fhirBaseUrl: 'http://127.0.0.1:1/fhir',
+      // The status URL is on the FHIR server's origin: the token may go there.
+      fhirBaseUrl: `${new URL(server.url).origin}/fhir`,
       clientId: 'c',
       privateKeyFile: 'unused.json',
       allowInsecureHttp: true,
