@@ -131,7 +131,11 @@ export function createAwsRuntime(
       const provider = credentials()
         .then(() => secrets.getSecretString(registration.clientSecret))
         .then((secret) =>
-          parseClientSecret(secret, { path: `secret of source ${sourceId}`, allowInsecureHttp: false }),
+          parseClientSecret(secret, {
+            path: `secret of source ${sourceId}`,
+            allowInsecureHttp: false,
+            authMethod: registration.settings.auth,
+          }),
         )
         .then((auth) => createSourceAccessTokens(auth, registration.settings, { kms, logger }));
       providers.set(sourceId, { registered, provider });

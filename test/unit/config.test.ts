@@ -42,10 +42,11 @@ const DEFAULTS = {
   maxLineBytes: 64 * 1024 * 1024,
   fileLinksValidHours: 24,
   retryPassDelaySeconds: 60,
+  auth: 'private_key_jwt',
 };
 
 const SOURCE_KEYS =
-  'id, description, fhirBaseUrl, export, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, clientId, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes, privateKeyFile';
+  'id, description, fhirBaseUrl, export, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, auth, clientId, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes, privateKeyFile, nextPrivateKeyFile, previousPrivateKeyFile, clientSecretEnv, clientSecretFile';
 const EXPORT_KEYS =
   'level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat, includeAssociatedData, patient, chunk, chunkOnTimeout, maxConcurrentJobs, maxChunkAttempts';
 
@@ -87,6 +88,7 @@ describe('parseSourceSettings', () => {
       maxLineBytes: 1024,
       fileLinksValidHours: 720,
       retryPassDelaySeconds: 0,
+      auth: 'client_secret_basic',
     });
     // Assess
     expect(settings).toStrictEqual({
@@ -119,6 +121,7 @@ describe('parseSourceSettings', () => {
       maxLineBytes: 1024,
       fileLinksValidHours: 720,
       retryPassDelaySeconds: 0,
+      auth: 'client_secret_basic',
     });
   });
 
@@ -168,6 +171,10 @@ describe('parseSourceSettings', () => {
       scopeSyntax: 'v2',
       extraScopes: ['system/Group.read'],
       privateKeyFile: 'keys/epic.jwk.json',
+      nextPrivateKeyFile: 'keys/next.jwk.json',
+      previousPrivateKeyFile: 'keys/previous.jwk.json',
+      clientSecretEnv: 'EPIC_SECRET',
+      clientSecretFile: 'epic.secret',
     };
     // Act
     const settings = parseSourceSettings({ ...MINIMAL, ...auth });
@@ -188,7 +195,7 @@ describe('parseSourceSettings', () => {
     [
       'a secret-looking unknown key',
       { ...MINIMAL, clientSecret: 's3cr3t' },
-      `source has unknown key(s) clientSecret; expected only ${SOURCE_KEYS}`,
+      `source has unknown key(s) clientSecret; a secret never belongs in a source file: name it with clientSecretEnv (an environment variable) or clientSecretFile (a file), privateKeyFile for a key, or on AWS put it in the source’s Secrets Manager secret; expected only ${SOURCE_KEYS}`,
     ],
     [
       'no id',
