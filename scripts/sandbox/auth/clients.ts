@@ -1,6 +1,6 @@
 /**
- * Registered SMART Backend Services clients: their public keys (a JWKS or a JWKS URL),
- * pre-authorized scopes and fault plan.
+ * Registered clients: their public keys (a JWKS or a JWKS URL) or, like CMS BCDA's, a client
+ * secret; their pre-authorized scopes and fault plan.
  */
 import { randomBytes } from 'node:crypto';
 import type { JSONWebKeySet, JWK } from 'jose';
@@ -18,12 +18,19 @@ export interface ClientRegistration {
   readonly faults?: FaultPlan;
   /** Choose the client_id (re-registering an id replaces that client). @default a random id */
   readonly clientId?: string;
+  /**
+   * A client that authenticates with client_secret_basic (RFC 6749 §2.3.1), as CMS BCDA's do,
+   * instead of a signed assertion: this secret. Needs the sandbox option
+   * `tokenEndpointAuthMethods` to include client_secret_basic.
+   */
+  readonly clientSecret?: string;
 }
 
 export interface RegisteredClient {
   readonly clientId: string;
   readonly jwks?: JSONWebKeySet;
   readonly jwksUrl?: string;
+  readonly clientSecret?: string;
   readonly scope: string;
   readonly scopes: readonly SmartScope[];
   readonly faults: FaultPlan;
@@ -88,13 +95,19 @@ export class ClientRegistry {
   readonly #clients = new Map<string, RegisteredClient>();
 
   register(registration: ClientRegistration): RegisteredClient {
-    const { jwks, jwksUrl, scope, faults, clientId } = registration;
-    const allowed = new Set(['jwks', 'jwksUrl', 'scope', 'faults', 'clientId']);
+    const { jwks, jwksUrl, scope, faults, clientId, clientSecret } = registration;
+    const allowed = new Set(['jwks', 'jwksUrl', 'scope', 'faults', 'clientId', 'clientSecret']);
     for (const key of Object.keys(registration)) {
       if (!allowed.has(key)) throw new RegistrationError(`unknown registration field "${key}"`);
     }
-    if ((jwks === undefined) === (jwksUrl === undefined)) {
-      throw new RegistrationError('exactly one of jwks and jwks_url is required');
+    if ([jwks, jwksUrl, clientSecret].filter((credential) => credential !== undefined).length !== 1) {
+      throw new RegistrationError('exactly one of jwks, jwks_url and client_secret is required');
+    }
+    if (
+      clientSecret !== undefined &&
+      (typeof clientSecret !== 'string' || !/^[\x21-\x7e]{8,256}$/.test(clientSecret))
+    ) {
+      throw new RegistrationError('client_secret: expected 8-256 printable ASCII characters without spaces');
     }
     const scopeText = scope ?? DEFAULT_CLIENT_SCOPE;
     if (typeof scopeText !== 'string')
@@ -114,6 +127,7 @@ export class ClientRegistry {
       clientId: clientId ?? `client-${randomBytes(8).toString('hex')}`,
       ...(jwks !== undefined ? { jwks: validateJwks(jwks) } : {}),
       ...(jwksUrl !== undefined ? { jwksUrl: validateJwksUrl(jwksUrl) } : {}),
+      ...(clientSecret !== undefined ? { clientSecret } : {}),
       scope: scopeList.join(' '),
       scopes,
       faults: validateFaultPlan(faults),
@@ -127,12 +141,12 @@ export class ClientRegistry {
   }
 }
 
-/** Turns an RFC 7591-style registration body (`jwks`, `jwks_url`/`jwks_uri`, `scope`, `faults`, `client_id`). */
+/** Turns an RFC 7591-style registration body (`jwks`, `jwks_url`/`jwks_uri` or `client_secret`, `scope`, `faults`, `client_id`). */
 export function registrationFromBody(body: unknown): ClientRegistration {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new RegistrationError('expected a JSON object');
   }
-  const allowed = new Set(['jwks', 'jwks_url', 'jwks_uri', 'scope', 'faults', 'client_id']);
+  const allowed = new Set(['jwks', 'jwks_url', 'jwks_uri', 'scope', 'faults', 'client_id', 'client_secret']);
   const record = body as Record<string, unknown>;
   for (const key of Object.keys(record)) {
     if (!allowed.has(key)) throw new RegistrationError(`unknown registration field "${key}"`);
@@ -147,5 +161,6 @@ export function registrationFromBody(body: unknown): ClientRegistration {
     ...(record.scope !== undefined ? { scope: record.scope as string } : {}),
     ...(record.faults !== undefined ? { faults: record.faults as FaultPlan } : {}),
     ...(record.client_id !== undefined ? { clientId: record.client_id as string } : {}),
+    ...(record.client_secret !== undefined ? { clientSecret: record.client_secret as string } : {}),
   };
 }
