@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { App, Stack, Validations } from 'aws-cdk-lib';
+import * as acm from 'aws-cdk-lib/aws-certificatemanager';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -77,6 +78,39 @@ const VARIANTS: readonly [string, (app: App) => void][] = [
       Validations.of(operator).acknowledge({
         id: 'HIPAA.Security-IAMNoInlinePolicy',
         reason: 'CDK grants land in the operator role’s default policy.',
+      });
+    },
+  ],
+  [
+    'a signing-key rotation in progress (a next and a previous key) and the JWKS behind a custom domain',
+    (app) => {
+      const stack = new Stack(app, 'Rotation', { env: { account: '123456789012', region: 'us-east-1' } });
+      const [first, second] = importedSources(stack);
+      new BulkExportPipeline(stack, 'Pipeline', {
+        sources: [
+          { ...first!, signingKeyRotation: { current: 2, publishNext: true, keepPrevious: true } },
+          {
+            ...second!,
+            signingKey: kms.Key.fromKeyArn(
+              stack,
+              'Current',
+              `arn:aws:kms:us-east-1:123456789012:key/${'1'.repeat(8)}`,
+            ),
+            nextSigningKey: kms.Key.fromKeyArn(
+              stack,
+              'Next',
+              `arn:aws:kms:us-east-1:123456789012:key/${'2'.repeat(8)}`,
+            ),
+          },
+        ],
+        jwksDomain: {
+          domainName: 'jwks.example.org',
+          certificate: acm.Certificate.fromCertificateArn(
+            stack,
+            'Certificate',
+            'arn:aws:acm:us-east-1:123456789012:certificate/abcd',
+          ),
+        },
       });
     },
   ],
