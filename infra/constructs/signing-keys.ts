@@ -189,8 +189,11 @@ export class SigningKeys extends PipelinePart {
     // What the source access role's ABAC statement matches the session's source id against,
     // and what lets the JWKS function read the public half.
     Tags.of(key).add(SOURCE_TAG_KEY, source.id);
+    // A previous key keeps the minter's right to sign: a warm minter resolved the alias before
+    // the promotion and signs with it until it refreshes (within the hour), and the JWKS still
+    // publishes it, so its assertions keep verifying. A next key has never signed and must not.
     key.addToResourcePolicy(
-      role === 'current'
+      role !== 'next'
         ? // Defence in depth behind IAM: even an administrator's role cannot sign as this client.
           new iam.PolicyStatement({
             sid: 'OnlyTheTokenMinterSigns',
@@ -200,7 +203,7 @@ export class SigningKeys extends PipelinePart {
             resources: ['*'],
             conditions: { ArnNotEquals: { 'aws:PrincipalArn': props.signer.roleArn } },
           })
-        : // A next or previous key is published, never used: a secret still naming it fails loudly.
+        : // Published ahead of its promotion, never used before it: a secret naming it fails loudly.
           new iam.PolicyStatement({
             sid: 'PublishedOnlyNeverSigns',
             effect: iam.Effect.DENY,

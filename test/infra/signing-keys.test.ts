@@ -110,7 +110,7 @@ describe('SigningKeys during a rotation', () => {
     );
   });
 
-  it('after promotion keeps generation 1 under its old id as …/previous, and generation 2 signs', () => {
+  it('after promotion keeps generation 1 under its old id as …/previous, and the alias new minters sign with targets generation 2', () => {
     const before = build([{ id: 'epic', signingKeyRotation: { publishNext: true } }]);
     const after = build([{ id: 'epic', signingKeyRotation: { current: 2, keepPrevious: true } }]);
     const idOf = (t: Template, aliasName: string) =>
@@ -124,7 +124,11 @@ describe('SigningKeys during a rotation', () => {
       idOf(before.template, 'alias/team-a/epic'),
     );
     expect(policySidsBehind(after.template, 'alias/team-a/epic')).toContain('OnlyTheTokenMinterSigns');
+    // A warm minter may still sign with the previous key for up to an hour; the JWKS still publishes it.
     expect(policySidsBehind(after.template, 'alias/team-a/epic/previous')).toContain(
+      'OnlyTheTokenMinterSigns',
+    );
+    expect(policySidsBehind(after.template, 'alias/team-a/epic/previous')).not.toContain(
       'PublishedOnlyNeverSigns',
     );
     expect(after.part.keys.get('epic')).toBeDefined();
