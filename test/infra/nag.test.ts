@@ -1,6 +1,5 @@
 import { fileURLToPath } from 'node:url';
 import { App, Stack, Validations } from 'aws-cdk-lib';
-import * as acm from 'aws-cdk-lib/aws-certificatemanager';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -9,7 +8,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { describe, expect, it } from 'vitest';
 import { BulkExportPipeline } from '../../infra/bulk-export-pipeline.js';
 import { BulkExportStack } from '../../infra/bulk-export-stack.js';
-import { loadPipelineConfig, stackPropsFromConfig } from '../../infra/config.js';
+import { loadPipelineConfig, parsePipelineConfig, stackPropsFromConfig } from '../../infra/config.js';
 import { addNagChecks, nagPacks } from '../../infra/nag.js';
 import { importedSources } from './pipeline-fixture.js';
 
@@ -82,36 +81,25 @@ const VARIANTS: readonly [string, (app: App) => void][] = [
     },
   ],
   [
-    'a signing-key rotation in progress (a next and a previous key) and the JWKS behind a custom domain',
+    'a signing-key rotation in progress (current, next and previous keys) and the JWKS behind a custom domain, from a config',
     (app) => {
-      const stack = new Stack(app, 'Rotation', { env: { account: '123456789012', region: 'us-east-1' } });
-      const [first, second] = importedSources(stack);
-      new BulkExportPipeline(stack, 'Pipeline', {
+      const config = parsePipelineConfig({
+        region: 'us-east-1',
+        account: '123456789012',
         sources: [
-          { ...first!, signingKeyRotation: { current: 2, publishNext: true, keepPrevious: true } },
           {
-            ...second!,
-            signingKey: kms.Key.fromKeyArn(
-              stack,
-              'Current',
-              `arn:aws:kms:us-east-1:123456789012:key/${'1'.repeat(8)}`,
-            ),
-            nextSigningKey: kms.Key.fromKeyArn(
-              stack,
-              'Next',
-              `arn:aws:kms:us-east-1:123456789012:key/${'2'.repeat(8)}`,
-            ),
+            id: 'epic-prod',
+            clientSecret: 'fhir-bulk-export/epic-prod',
+            signingKeyRotation: { current: 2, publishNext: true, keepPrevious: true },
+            settings: { fhirBaseUrl: 'https://fhir.example.org/r4' },
           },
         ],
         jwksDomain: {
           domainName: 'jwks.example.org',
-          certificate: acm.Certificate.fromCertificateArn(
-            stack,
-            'Certificate',
-            'arn:aws:acm:us-east-1:123456789012:certificate/abcd',
-          ),
+          certificateArn: 'arn:aws:acm:us-east-1:123456789012:certificate/abcd',
         },
       });
+      new BulkExportStack(app, 'Rotation', stackPropsFromConfig(config));
     },
   ],
 ];
