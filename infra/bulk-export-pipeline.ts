@@ -199,6 +199,7 @@ export class BulkExportPipeline extends Construct {
       metricNamespace,
       jwksMaxAge: props.jwksMaxAge ?? Duration.hours(1),
       reservedConcurrency: reservedConcurrency(concurrency).Jwks,
+      ...(props.jwksDomain ? { jwksDomain: props.jwksDomain } : {}),
     });
     this.signingKeys = signing.keys;
     this.signingKeyAliases = signing.aliases;

@@ -1,4 +1,5 @@
 import { Aws, CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import * as acm from 'aws-cdk-lib/aws-certificatemanager';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as snsSubscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
@@ -8,6 +9,7 @@ import {
   type BulkExportPipelineProps,
   type BulkExportSourceProps,
 } from './bulk-export-pipeline.js';
+import type { JwksDomainProps } from './pipeline-props.js';
 
 /**
  * A source as the config file names it: its secret by ARN or name, its CMK
@@ -23,8 +25,10 @@ export interface ConfiguredSourceProps
 
 export interface BulkExportStackProps extends StackProps {
   /** The pipeline's props, with sources as the config file names them. */
-  readonly pipeline: Omit<BulkExportPipelineProps, 'sources'> & {
+  readonly pipeline: Omit<BulkExportPipelineProps, 'sources' | 'jwksDomain'> & {
     readonly sources: readonly ConfiguredSourceProps[];
+    /** The certificate itself, or its ARN (us-east-1) as the config file names it. */
+    readonly jwksDomain?: JwksDomainProps | { readonly domainName: string; readonly certificateArn: string };
   };
   /** Email addresses subscribed to the alarm topic (each must confirm). @default none */
   readonly alarmEmails?: readonly string[];
@@ -58,9 +62,25 @@ export class BulkExportStack extends Stack {
 
   constructor(scope: Construct, id: string, props: BulkExportStackProps) {
     super(scope, id, props);
+    const { jwksDomain, ...pipelineProps } = props.pipeline;
     const pipeline = new BulkExportPipeline(this, 'Pipeline', {
-      ...props.pipeline,
+      ...pipelineProps,
       sources: props.pipeline.sources.map((source) => importSource(this, source)),
+      ...(jwksDomain === undefined
+        ? {}
+        : {
+            jwksDomain:
+              'certificateArn' in jwksDomain
+                ? {
+                    domainName: jwksDomain.domainName,
+                    certificate: acm.Certificate.fromCertificateArn(
+                      this,
+                      'JwksCertificate',
+                      jwksDomain.certificateArn,
+                    ),
+                  }
+                : jwksDomain,
+          }),
     });
     this.pipeline = pipeline;
     for (const email of props.alarmEmails ?? []) {

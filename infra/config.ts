@@ -63,6 +63,15 @@ const SourceConfigSchema = strictObject(
       SIGNING_KEY_SPECS,
       'Key spec of the KMS signing key the construct creates. Default ECC_NIST_P384.',
     ).optional(),
+    // Signing-key rotation (docs/deploy.md "Rotate a signing key").
+    signingKeyRotation: strictObject(
+      {
+        current: integer(1, 1000, 'The generation that signs. Default 1.').optional(),
+        publishNext: flag('Create generation current+1 and publish it (it does not sign).').optional(),
+        keepPrevious: flag('Keep generation current-1 published after a promotion.').optional(),
+      },
+      'The generations of the signing keys the construct creates for this source.',
+    ).optional(),
     schedule: ScheduleConfigSchema.optional(),
     settings: SourceSettingsSchema,
   },
@@ -146,6 +155,17 @@ export const PipelineConfigSchema = strictObject(
     ).optional(),
     logLevel: oneOf(['debug', 'info', 'warn', 'error'], 'Default info.').optional(),
     jwksMaxAgeSeconds: integer(0, 31_536_000, 'Default 3600.').optional(),
+    jwksDomain: strictObject(
+      {
+        domainName: text('The domain the JWKS is served at, such as jwks.example.org.'),
+        certificateArn: patterned(
+          /^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate\/[A-Za-z0-9-]+$/,
+          'an ACM certificate ARN in us-east-1 (CloudFront takes no other region)',
+          'The certificate for domainName.',
+        ),
+      },
+      'Serve the JWKS at https://<domainName>/.well-known/jwks.json (CloudFront), a URL that survives replacing the function.',
+    ).optional(),
   },
   'The deployment configuration of a FHIR Bulk Data export pipeline (infra/pipeline.config.json).',
 );
@@ -219,6 +239,7 @@ function sourceProps(source: SourceConfig): ConfiguredSourceProps {
     clientSecret: source.clientSecret,
     clientSecretEncryptionKeyArn: source.clientSecretEncryptionKeyArn,
     signingKeySpec: source.signingKeySpec,
+    signingKeyRotation: source.signingKeyRotation,
     settings: source.settings,
     schedule: schedule && {
       expression: schedule.expression,
@@ -265,6 +286,7 @@ export function stackPropsFromConfig(config: PipelineConfig): BulkExportStackPro
       logLevel: config.logLevel,
       jwksMaxAge:
         config.jwksMaxAgeSeconds === undefined ? undefined : Duration.seconds(config.jwksMaxAgeSeconds),
+      jwksDomain: config.jwksDomain,
     },
   };
 }

@@ -1,4 +1,5 @@
 import type { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import type * as acm from 'aws-cdk-lib/aws-certificatemanager';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as events from 'aws-cdk-lib/aws-events';
 import type * as kms from 'aws-cdk-lib/aws-kms';
@@ -74,6 +75,38 @@ export interface BulkExportSourceProps {
    * @default a new key and alias, tagged by the construct
    */
   readonly signingKey?: kms.IKey;
+  // Signing-key rotation (issue 16 part 2; docs/deploy.md "Rotating a signing key").
+  /**
+   * With `signingKey`: the key you will promote next, published in the JWKS now so EHR caches
+   * hold it before it signs. It never signs while it is `nextSigningKey`: leave it untagged
+   * until it becomes `signingKey` (the tag is what lets the token minter sign with it).
+   */
+  readonly nextSigningKey?: kms.IKey;
+  /** With `signingKey`: the key it replaced, still published until EHR caches have the new one. Untag it. */
+  readonly previousSigningKey?: kms.IKey;
+  /** Without `signingKey`: the generations of the keys the construct creates. @default { current: 1 } */
+  readonly signingKeyRotation?: SigningKeyRotation;
+}
+
+/**
+ * The construct's keys of one source, by generation (1, 2, …). A rotation: `publishNext` →
+ * deploy → wait for EHR JWKS caches → `current + 1` with `keepPrevious` → deploy → later drop
+ * `keepPrevious` → deploy. Only `current` signs; the others are published only.
+ */
+export interface SigningKeyRotation {
+  /** The generation that signs, behind `alias/<prefix>/<id>`. @default 1 */
+  readonly current?: number;
+  /** Create generation `current + 1` now, published behind `alias/<prefix>/<id>/next`. @default false */
+  readonly publishNext?: boolean;
+  /** Keep generation `current - 1` published, behind `alias/<prefix>/<id>/previous`. @default false */
+  readonly keepPrevious?: boolean;
+}
+
+export interface JwksDomainProps {
+  /** e.g. `jwks.example.org`; point its DNS (CNAME or alias) at the distribution. */
+  readonly domainName: string;
+  /** An ACM certificate for `domainName`, in us-east-1. */
+  readonly certificate: acm.ICertificate;
 }
 
 /** The bucket props a caller may set on the bucket this construct creates. */
@@ -181,6 +214,12 @@ export interface BulkExportPipelineProps {
   readonly logLevel?: 'debug' | 'info' | 'warn' | 'error';
   /** How long EHRs may cache the JWKS. @default Duration.hours(1) */
   readonly jwksMaxAge?: Duration;
+  /**
+   * Serve the JWKS at `https://<domainName>/.well-known/jwks.json` (CloudFront in front of the
+   * function URL), so replacing the function never changes the URL EHRs registered. The
+   * certificate must be in us-east-1 (CloudFront's rule). @default the function URL
+   */
+  readonly jwksDomain?: JwksDomainProps;
   /** Where the prebundled functions are (`<dir>/<FunctionName>/index.mjs`). @default the package's dist/lambdas (npm run build:lambdas) */
   readonly lambdaBundleDirectory?: string;
   /** Where `bulk-export.asl.json` and `clean-up-ended-export.asl.json` are. @default the package's state-machines/ */

@@ -115,14 +115,21 @@ export function createAwsRuntime(
     });
     const providers = new Map<
       string,
-      { readonly registered: string; readonly provider: Promise<AccessTokenProvider> }
+      {
+        readonly registered: string;
+        readonly provider: Promise<AccessTokenProvider>;
+        readonly createdAt: number;
+      }
     >();
     accessTokens = async (sourceId) => {
       const registration = await sources.registration(sourceId);
       // Kept while the registration is the same: its token cache spares the EHR's token endpoint.
+      // Made again after an hour: its KMS signer resolved the key alias once, and a key rotation
+      // moves the alias (docs/deploy.md); a changed client secret is picked up the same way.
       const registered = JSON.stringify(registration);
       const held = providers.get(sourceId);
-      if (held?.registered === registered) return held.provider;
+      if (held?.registered === registered && now().getTime() - held.createdAt < PROVIDER_MAX_AGE_MS)
+        return held.provider;
       // Only the source's own session reads its secret and signs with its key.
       const credentials = credentialsOf(sourceId);
       const secrets = createSecretReader({ client: traced(clients.secretsManager(credentials)), now });
@@ -131,10 +138,14 @@ export function createAwsRuntime(
       const provider = credentials()
         .then(() => secrets.getSecretString(registration.clientSecret))
         .then((secret) =>
-          parseClientSecret(secret, { path: `secret of source ${sourceId}`, allowInsecureHttp: false }),
+          parseClientSecret(secret, {
+            path: `secret of source ${sourceId}`,
+            allowInsecureHttp: false,
+            authMethod: registration.settings.auth,
+          }),
         )
         .then((auth) => createSourceAccessTokens(auth, registration.settings, { kms, logger }));
-      providers.set(sourceId, { registered, provider });
+      providers.set(sourceId, { registered, provider, createdAt: now().getTime() });
       provider.catch(() => {
         if (providers.get(sourceId)?.provider === provider) providers.delete(sourceId);
       });
@@ -162,6 +173,9 @@ export function createAwsRuntime(
     ...(accessTokens ? { accessTokens } : {}),
   };
 }
+
+/** How long a container reuses a source's token provider (its signer and its secret). */
+const PROVIDER_MAX_AGE_MS = 60 * 60 * 1000;
 
 /** The AWS clients the runtime makes; `credentials` absent means the function's own role. */
 export interface AwsClients {

@@ -7,6 +7,9 @@
  *       Prints the public JWKS of local private JWK files and/or KMS keys
  *       (several keys: publish the next key before it signs, keep the old one
  *       until EHRs stop caching it).
+ *   jwks --source <source file>
+ *       The same for a source file's keys: privateKeyFile (or kmsKeyId) and,
+ *       during a rotation, nextPrivateKeyFile and previousPrivateKeyFile.
  *
  * The JWKS goes to stdout so it can be piped or redirected; everything else
  * goes to stderr. Private key material is never printed. Relative paths are
@@ -14,12 +17,13 @@
  */
 import './local/node-version.js';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { getKmsPublicJwk, type KmsClientLike } from '../lambdas/adapters/kms-public-keys.js';
 import { createLocalSigner, createLocalSignerFromJwk } from '../lambdas/adapters/local-signer.js';
+import { parseLocalSourceAuth } from '../lambdas/core/auth/client-config.js';
 import { buildJwks, jwkThumbprint, type PublishedJwk } from '../lambdas/core/auth/jwk.js';
 import { callerDirectory, HelpRequested, parseCommandLine, runCommand, UsageError } from './local/command.js';
 
@@ -27,6 +31,7 @@ export const USAGE = `Usage:
   npm run keys -- generate --alg ES384|RS384 [--bits 2048|3072|4096] --out <dir>
   npm run keys -- jwks --private <file>...
   npm run keys -- jwks --kms <keyId>... [--region <region>]
+  npm run keys -- jwks --source <source file>
   (--private and --kms may be combined by repeating each flag per key)`;
 
 export interface KeysIo {
@@ -88,11 +93,19 @@ async function jwks(args: string[], io: KeysIo): Promise<void> {
       private: { type: 'string', multiple: true },
       kms: { type: 'string', multiple: true },
       region: { type: 'string' },
+      source: { type: 'string' },
     },
     { allowPositionals: true },
   );
   const privateFiles = [...(values.private ?? [])];
   const kmsKeyIds = [...(values.kms ?? [])];
+  if (values.source !== undefined) {
+    if (privateFiles.length > 0 || kmsKeyIds.length > 0 || positionals.length > 0)
+      throw new UsageError('--source names the keys itself; give it alone');
+    const keys = await sourceKeys(resolve(io.cwd ?? callerDirectory(), values.source));
+    privateFiles.push(...keys.privateFiles);
+    kmsKeyIds.push(...keys.kmsKeyIds);
+  }
   if (positionals.length > 0) {
     // `--private a.json b.json`: extra values belong to the one list flag given.
     if (privateFiles.length > 0 && kmsKeyIds.length > 0) {
@@ -117,6 +130,29 @@ async function jwks(args: string[], io: KeysIo): Promise<void> {
     for (const keyId of kmsKeyIds) keys.push(await getKmsPublicJwk(kms, keyId));
   }
   io.stdout(`${JSON.stringify(buildJwks(keys), null, 2)}\n`);
+}
+
+/**
+ * Every key a source file lists, current first: during a rotation the JWKS must hold the next
+ * key before it signs and the previous one until EHR caches have let it go.
+ */
+async function sourceKeys(file: string): Promise<{ privateFiles: string[]; kmsKeyIds: string[] }> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(file, 'utf8'));
+  } catch (error) {
+    throw new UsageError(
+      `--source ${file} cannot be read as JSON (${(error as Error).message.slice(0, 120)})`,
+    );
+  }
+  const auth = parseLocalSourceAuth(raw, { path: file, baseDir: dirname(file) });
+  if (auth.authMethod !== 'private_key_jwt')
+    throw new UsageError(`--source ${file} has auth ${auth.authMethod}: it signs nothing, so it has no JWKS`);
+  const current = auth.signingKey;
+  return {
+    privateFiles: [...(current.kind === 'jwk-file' ? [current.path] : []), ...auth.publishedOnlyKeyFiles],
+    kmsKeyIds: current.kind === 'kms' ? [current.keyId] : [],
+  };
 }
 
 /** Runs the CLI; returns the process exit code. */

@@ -15,6 +15,9 @@ import { lazily } from '../../lambdas/middleware.js';
  * The keys are the targets of the aliases under `JWKS_KEY_ALIAS_PREFIX`
  * (`alias/fhir-bulk-export/`), listed per request: a source's key created
  * outside CDK is published as soon as its alias exists, without a deploy.
+ * During a rotation the construct's next and previous keys sit behind
+ * `…/<id>/next` and `…/<id>/previous`, so they are published too; brought
+ * ones are named in `JWKS_EXTRA_KEY_IDS`.
  *
  * Bundled by esbuild from infra/ (the construct names this file by path and
  * never imports it).
@@ -95,6 +98,21 @@ export async function keyIdsUnderAliases(kms: KmsClientLike, aliasPrefix: string
   return [...keyIds];
 }
 
+/**
+ * `JWKS_EXTRA_KEY_IDS`: brought next/previous keys of a rotation (comma-separated ARNs). They are
+ * untagged so that they cannot sign, hence not found by alias: named here to be published.
+ */
+export function parseExtraKeyIds(raw: string | undefined): string[] {
+  if (raw === undefined || raw.trim() === '') return [];
+  const ids = raw.split(',').map((id) => id.trim());
+  const bad = ids.find((id) => !/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/.test(id));
+  if (bad !== undefined)
+    throw new ConfigurationError(
+      `environment variable JWKS_EXTRA_KEY_IDS must be comma-separated KMS key ARNs (got ${JSON.stringify(bad.slice(0, 80))})`,
+    );
+  return ids;
+}
+
 const jwksHandler = lazily(() => {
   const env = process.env;
   const maxAgeSeconds = Number(env.JWKS_MAX_AGE_SECONDS ?? '3600');
@@ -112,9 +130,10 @@ const jwksHandler = lazily(() => {
     );
   }
   const kms = new KMSClient({});
+  const extraKeyIds = parseExtraKeyIds(env.JWKS_EXTRA_KEY_IDS);
   return createJwksHandler({
     kms,
-    keyIds: () => keyIdsUnderAliases(kms, aliasPrefix),
+    keyIds: async () => [...new Set([...(await keyIdsUnderAliases(kms, aliasPrefix)), ...extraKeyIds])],
     maxAgeSeconds,
     logger: createLogger({ level: parseLogLevel(env.LOG_LEVEL) }),
   });

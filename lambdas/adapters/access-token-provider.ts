@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { type ClientAssertionSigner, createClientAssertion } from '../core/auth/client-assertion.js';
+import { type AuthMethod, ClientSecretValue } from '../core/auth/client-config.js';
 import { decideRefresh } from '../core/auth/refresh.js';
 import { scopesNotGranted } from '../core/auth/scopes.js';
 import type { AccessToken } from '../core/auth/token-response.js';
@@ -21,7 +22,10 @@ import {
  */
 
 export interface AccessTokenProviderOptions extends HttpDependencies, RetryOptions {
-  readonly signer: ClientAssertionSigner;
+  /** private_key_jwt: signs each client assertion. Exactly one of `signer` and `basicAuthSecret`. */
+  readonly signer?: ClientAssertionSigner;
+  /** client_secret_basic (CMS BCDA): the secret sent with the client id in a Basic header. */
+  readonly basicAuthSecret?: ClientSecretValue;
   readonly clientId: string;
   /** The scope string to request (see core/auth/scopes.ts). */
   readonly scope: string;
@@ -65,6 +69,7 @@ export interface AccessTokenProvider {
 
 const KNOWN_OPTIONS = new Set([
   'signer',
+  'basicAuthSecret',
   'clientId',
   'scope',
   'fhirBaseUrl',
@@ -90,8 +95,18 @@ function validate(options: AccessTokenProviderOptions): void {
   const unknown = Object.keys(options).filter((key) => !KNOWN_OPTIONS.has(key));
   if (unknown.length > 0)
     throw new ConfigurationError(`unknown access token provider option(s): ${unknown.join(', ')}`);
-  if (!options.signer || typeof options.signer.sign !== 'function') {
-    throw new ConfigurationError('signer is required: a ClientAssertionSigner');
+  if ((options.signer === undefined) === (options.basicAuthSecret === undefined)) {
+    throw new ConfigurationError(
+      'give exactly one client credential: signer (private_key_jwt) or basicAuthSecret (client_secret_basic)',
+    );
+  }
+  if (options.signer !== undefined && typeof options.signer.sign !== 'function') {
+    throw new ConfigurationError('signer must be a ClientAssertionSigner');
+  }
+  if (options.basicAuthSecret !== undefined && !(options.basicAuthSecret instanceof ClientSecretValue)) {
+    throw new ConfigurationError(
+      'basicAuthSecret must be a ClientSecretValue (it keeps the secret out of logs)',
+    );
   }
   if (typeof options.clientId !== 'string' || options.clientId.trim() === '') {
     throw new ConfigurationError('clientId must be a non-empty string');
@@ -107,7 +122,8 @@ function validate(options: AccessTokenProviderOptions): void {
 
 export function createAccessTokenProvider(options: AccessTokenProviderOptions): AccessTokenProvider {
   validate(options);
-  const { signer, clientId, scope, logger } = options;
+  const { signer, basicAuthSecret, clientId, scope, logger } = options;
+  const authMethod: AuthMethod = signer ? 'private_key_jwt' : 'client_secret_basic';
   const now = options.now ?? (() => new Date());
   const randomId = options.randomId ?? randomUUID;
   const allowInsecureHttp = options.allowInsecureHttp ?? false;
@@ -119,7 +135,19 @@ export function createAccessTokenProvider(options: AccessTokenProviderOptions): 
     tokenUrl ??= (async () => {
       if (options.tokenUrl !== undefined) return resolveTokenUrl({ ...options, allowInsecureHttp });
       const configuration = await discoverSmartConfiguration({ ...options, allowInsecureHttp });
-      if (configuration.signingAlgorithms && !configuration.signingAlgorithms.includes(signer.alg)) {
+      // Refused before any request: a token endpoint that does not take our method answers only invalid_client.
+      if (configuration.authMethods && !configuration.authMethods.includes(authMethod)) {
+        throw new ConfigurationError(
+          `this source authenticates with auth ${authMethod}, but ${options.fhirBaseUrl}/.well-known/smart-configuration ` +
+            `lists token_endpoint_auth_methods_supported ${configuration.authMethods.join(', ') || '(none)'}; ` +
+            `set the source's auth to one of those (with its credential)`,
+        );
+      }
+      if (
+        signer &&
+        configuration.signingAlgorithms &&
+        !configuration.signingAlgorithms.includes(signer.alg)
+      ) {
         logger?.warn('the server does not list our signing algorithm; the token request may be refused', {
           url: configuration.tokenEndpoint,
           alg: signer.alg,
@@ -137,29 +165,30 @@ export function createAccessTokenProvider(options: AccessTokenProviderOptions): 
 
   const mint = async (): Promise<AccessToken> => {
     const url = await getTokenUrl();
-    const token = await requestAccessToken({
-      ...options,
-      tokenUrl: url,
-      scope,
-      allowInsecureHttp,
-      now,
-      createClientAssertion: () =>
-        createClientAssertion(signer, {
-          clientId,
-          tokenUrl: url,
-          now: now(),
-          jti: randomId(),
-          ...(options.assertionLifetimeSeconds === undefined
-            ? {}
-            : { lifetimeSeconds: options.assertionLifetimeSeconds }),
-        }),
-    });
+    const request = { ...options, tokenUrl: url, scope, allowInsecureHttp, now };
+    const token = await requestAccessToken(
+      signer
+        ? {
+            ...request,
+            createClientAssertion: () =>
+              createClientAssertion(signer, {
+                clientId,
+                tokenUrl: url,
+                now: now(),
+                jti: randomId(),
+                ...(options.assertionLifetimeSeconds === undefined
+                  ? {}
+                  : { lifetimeSeconds: options.assertionLifetimeSeconds }),
+              }),
+          }
+        : { ...request, clientSecretBasic: { clientId, clientSecret: basicAuthSecret! } },
+    );
     const notGranted = scopesNotGranted(token.requestedScope, token.grantedScope);
     // Attribute names containing "token" are redacted by the logger, hence `url`.
     logger?.info('minted access token', {
       url,
-      kid: signer.kid,
-      alg: signer.alg,
+      authMethod,
+      ...(signer ? { kid: signer.kid, alg: signer.alg } : {}),
       expiresInSeconds: token.expiresInSeconds,
       grantedScope: token.grantedScope,
       attempts: token.attempts,

@@ -1,9 +1,11 @@
 import type { SourceSettings } from '../config.js';
-import type { AuthClientConfig } from '../core/auth/client-config.js';
+import type { ClientAssertionSigner } from '../core/auth/client-assertion.js';
+import type { AuthClientConfig, SigningKeySource } from '../core/auth/client-config.js';
 import { buildScope } from '../core/auth/scopes.js';
 import { ConfigurationError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { type AccessTokenProvider, createAccessTokenProvider } from './access-token-provider.js';
+import { readClientSecret } from './client-secret.js';
 import type { KmsClientLike } from './kms-public-keys.js';
 import { createKmsSigner } from './kms-signer.js';
 import { createLocalSigner, createLocalSignerFromJwk } from './local-signer.js';
@@ -14,28 +16,31 @@ export interface SourceAccessTokenDependencies {
   readonly logger?: Logger;
   /** The clock of assertions and token expiry (a simulated one in the week-long bench). */
   readonly now?: () => Date;
+  /** Where a `clientSecretEnv` is looked up. @default process.env */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
-/** One source's token provider: its signer (KMS or JWK), its scope, its token endpoint. */
+/** One source's token provider: its credential (a KMS or JWK signer, or a client secret), its scope, its token endpoint. */
 export async function createSourceAccessTokens(
   auth: AuthClientConfig,
   settings: SourceSettings,
   dependencies: SourceAccessTokenDependencies = {},
 ): Promise<AccessTokenProvider> {
-  let signer: Awaited<ReturnType<typeof createKmsSigner>> | Awaited<ReturnType<typeof createLocalSigner>>;
-  switch (auth.signingKey.kind) {
-    case 'kms':
-      if (!dependencies.kms)
-        throw new ConfigurationError(`source ${settings.id} signs with KMS but no KMS client is configured`);
-      signer = await createKmsSigner({ kms: dependencies.kms, keyId: auth.signingKey.keyId });
-      break;
-    case 'jwk':
-      signer = createLocalSignerFromJwk(auth.signingKey.privateJwk);
-      break;
-    case 'jwk-file':
-      signer = await createLocalSigner(auth.signingKey.path);
-      break;
+  if (auth.authMethod !== settings.auth) {
+    // The mode is a setting, the credential is in the secret: both must say the same.
+    throw new ConfigurationError(
+      `source ${settings.id} has auth ${settings.auth} but its credentials are for ${auth.authMethod}`,
+    );
   }
+  const credential =
+    auth.authMethod === 'client_secret_basic'
+      ? {
+          basicAuthSecret: await readClientSecret(auth.clientSecret, {
+            sourceId: settings.id,
+            ...(dependencies.env ? { env: dependencies.env } : {}),
+          }),
+        }
+      : { signer: await signerOf(auth.signingKey, settings.id, dependencies) };
   const scope = buildScope({
     resourceTypes: settings.export.types,
     syntax: auth.scopeSyntax ?? settings.scopeSyntax,
@@ -44,7 +49,7 @@ export async function createSourceAccessTokens(
     extraScopes: [...settings.extraScopes, ...(auth.extraScopes ?? [])],
   });
   return createAccessTokenProvider({
-    signer,
+    ...credential,
     clientId: auth.clientId,
     scope,
     fhirBaseUrl: settings.fhirBaseUrl,
@@ -54,4 +59,21 @@ export async function createSourceAccessTokens(
     ...(dependencies.logger ? { logger: dependencies.logger } : {}),
     ...(dependencies.now ? { now: dependencies.now } : {}),
   });
+}
+
+async function signerOf(
+  signingKey: SigningKeySource,
+  sourceId: string,
+  dependencies: SourceAccessTokenDependencies,
+): Promise<ClientAssertionSigner> {
+  switch (signingKey.kind) {
+    case 'kms':
+      if (!dependencies.kms)
+        throw new ConfigurationError(`source ${sourceId} signs with KMS but no KMS client is configured`);
+      return createKmsSigner({ kms: dependencies.kms, keyId: signingKey.keyId });
+    case 'jwk':
+      return createLocalSignerFromJwk(signingKey.privateJwk);
+    case 'jwk-file':
+      return createLocalSigner(signingKey.path);
+  }
 }

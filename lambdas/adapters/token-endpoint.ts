@@ -1,4 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
+import type { ClientSecretValue } from '../core/auth/client-config.js';
 import {
   type AccessToken,
   classifyTokenHttpResponse,
@@ -13,8 +14,8 @@ import type { Logger } from '../logger.js';
 /**
  * The only code that talks to an authorization server: discovery of the token
  * endpoint and the `client_credentials` POST. Bodies are never logged or put
- * into errors; the request body holds the client assertion, the response the
- * access token.
+ * into errors; the request holds the client assertion or the client secret,
+ * the response the access token.
  */
 
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
@@ -277,19 +278,43 @@ export async function resolveTokenUrl(options: ResolveTokenUrlOptions): Promise<
 
 // ------------------------------------------------------------ token request
 
-export interface TokenRequestOptions extends HttpDependencies, RetryOptions {
+interface TokenRequestBase extends HttpDependencies, RetryOptions {
   readonly tokenUrl: string;
   readonly scope: string;
-  /**
-   * Makes a fresh client assertion for each attempt. Reusing one would replay
-   * its `jti`, which the server may have recorded before failing, and a slow
-   * retry could outlive its `exp`.
-   */
-  readonly createClientAssertion: () => Promise<string>;
   /** @default false */
   readonly allowInsecureHttp?: boolean;
   /** @default DEFAULT_EXPIRES_IN_SECONDS */
   readonly defaultExpiresInSeconds?: number;
+}
+
+/** How the client proves who it is: exactly one of a signed assertion or a Basic header. */
+export type TokenRequestOptions = TokenRequestBase &
+  (
+    | {
+        /**
+         * private_key_jwt: makes a fresh client assertion for each attempt. Reusing one would
+         * replay its `jti`, which the server may have recorded before failing, and a slow
+         * retry could outlive its `exp`.
+         */
+        readonly createClientAssertion: () => Promise<string>;
+        readonly clientSecretBasic?: never;
+      }
+    | {
+        /** client_secret_basic (RFC 6749 §2.3.1): sent in the Authorization header, never in the body. */
+        readonly clientSecretBasic: { readonly clientId: string; readonly clientSecret: ClientSecretValue };
+        readonly createClientAssertion?: never;
+      }
+  );
+
+/** RFC 6749 Appendix B: form-urlencoding, so a `:` in a client id cannot split the pair. */
+function formUrlEncode(value: string): string {
+  return new URLSearchParams([['', value]]).toString().slice(1);
+}
+
+/** `Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1). */
+export function basicAuthorization(clientId: string, clientSecret: ClientSecretValue): string {
+  const pair = `${formUrlEncode(clientId)}:${formUrlEncode(clientSecret.reveal())}`;
+  return `Basic ${Buffer.from(pair, 'utf8').toString('base64')}`;
 }
 
 export interface MintedToken extends AccessToken {
@@ -331,24 +356,28 @@ export async function requestAccessToken(options: TokenRequestOptions): Promise<
     options.signal?.throwIfAborted();
     retryAfterMs = undefined;
 
-    const form = new URLSearchParams({
-      grant_type: 'client_credentials',
-      client_assertion_type: ASSERTION_TYPE,
-      client_assertion: await options.createClientAssertion(),
-      scope: options.scope,
-    });
+    const form = new URLSearchParams({ grant_type: 'client_credentials' });
+    const headers: Record<string, string> = {
+      'content-type': 'application/x-www-form-urlencoded',
+      accept: 'application/json',
+      'user-agent': USER_AGENT,
+    };
+    if (options.clientSecretBasic) {
+      const { clientId, clientSecret } = options.clientSecretBasic;
+      headers.authorization = basicAuthorization(clientId, clientSecret);
+    } else {
+      form.set('client_assertion_type', ASSERTION_TYPE);
+      form.set('client_assertion', await options.createClientAssertion());
+    }
+    form.set('scope', options.scope);
     const requestedAt = now();
     let response: Response;
     try {
       response = await fetch(tokenUrl, {
         method: 'POST',
-        headers: {
-          'content-type': 'application/x-www-form-urlencoded',
-          accept: 'application/json',
-          'user-agent': USER_AGENT,
-        },
+        headers,
         body: form.toString(),
-        // A redirect would carry the assertion to wherever it points; token endpoints have no reason to redirect.
+        // A redirect would carry the credentials to wherever it points; token endpoints have no reason to redirect.
         redirect: 'manual',
         signal: attemptSignal(settings.timeoutMs, options.signal),
       });

@@ -271,6 +271,12 @@ export const PROFILES: Readonly<Record<ProfileName, EhrProfile>> = {
         BCDA_DOCS,
       ),
       set('export.groupId', 'all', 'every attributed enrollee; `runout` is the other Group', BCDA_DOCS),
+      set(
+        'auth',
+        'client_secret_basic',
+        'the token endpoint (/auth/token) takes the client id and secret over HTTP Basic, not a signed assertion',
+        `${BCDA_DOCS}; How to Get a Bearer Token (https://bcda.cms.gov/api-documentation/get-a-bearer-token.html)`,
+      ),
       set('export.method', 'GET', 'only GET kick-offs are routed', BCDA_DOCS),
       set(
         'serverSupports.levels',

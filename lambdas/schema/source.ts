@@ -278,6 +278,11 @@ const settingsShape = {
     "Origins besides the FHIR base URL's that may receive the access token, such as a vendor's file or status host " +
       '(https://host[:port], no path); a status URL, manifest page or token-requiring file elsewhere fails the export.',
   ).default([]),
+  // Auth mode (issue 16 part 2): not a secret, so a setting; it decides which credential the source needs.
+  auth: oneOf(
+    ['private_key_jwt', 'client_secret_basic'],
+    'How the client authenticates at the token endpoint: private_key_jwt (SMART Backend Services: a signed assertion) or client_secret_basic (RFC 6749 §2.3.1: client id and secret in a Basic header; CMS BCDA).',
+  ).default('private_key_jwt'),
 };
 
 /** How a source authenticates (SMART Backend Services), wherever its credentials are kept. */
@@ -292,6 +297,22 @@ const credentialShape = {
 const localAuthShape = {
   ...credentialShape,
   privateKeyFile: text('Path of the private JWK file (relative to this file).').optional(),
+  // Key rotation and client_secret_basic (issue 16 part 2): the next/previous keys are only published
+  // (npm run keys -- jwks); the secret is named here, never written here.
+  nextPrivateKeyFile: text(
+    'Path of the next private JWK file during a key rotation: published in the JWKS, not used to sign.',
+  ).optional(),
+  previousPrivateKeyFile: text(
+    'Path of the previous private JWK file after a key rotation: published in the JWKS until EHRs no longer need it.',
+  ).optional(),
+  clientSecretEnv: patterned(
+    /^[A-Za-z_][A-Za-z0-9_]*$/,
+    'an environment variable name such as BCDA_CLIENT_SECRET',
+    'auth client_secret_basic: the environment variable holding the client secret.',
+  ).optional(),
+  clientSecretFile: text(
+    'auth client_secret_basic: path of a file holding the client secret (relative to this file).',
+  ).optional(),
 };
 
 /**
@@ -309,12 +330,25 @@ export const ClientSecretSchema = strictObject({
     'Scopes added to the computed ones (on top of the source setting).',
   ).optional(),
   privateJwk: z.unknown().optional().meta({ description: 'A private JWK (kid, alg, d, …).' }),
+  clientSecret: text('auth client_secret_basic: the client secret issued by the EHR (CMS BCDA).').optional(),
 });
 
 /** The credential keys of a local source file. */
 export const AUTH_KEYS: readonly string[] = Object.keys(localAuthShape);
 /** Keys that hold or point at credentials: they never belong in settings, the registry or a Lambda's environment. */
-export const CREDENTIAL_KEYS: readonly string[] = [...AUTH_KEYS, 'privateJwk'];
+export const CREDENTIAL_KEYS: readonly string[] = [...AUTH_KEYS, 'privateJwk', 'clientSecret'];
+
+/** The credential keys each auth mode takes, in a Secrets Manager secret and in a local source file. */
+export const CREDENTIALS_BY_AUTH = {
+  private_key_jwt: { secret: ['kmsKeyId', 'privateJwk'], local: ['privateKeyFile', 'kmsKeyId'] },
+  client_secret_basic: { secret: ['clientSecret'], local: ['clientSecretEnv', 'clientSecretFile'] },
+} as const;
+
+/** A source file that holds a secret's value gets told where the value belongs instead. */
+const secretValueHint = (keys: readonly string[]) =>
+  keys.includes('clientSecret') || keys.includes('privateJwk')
+    ? 'a secret never belongs in a source file: name it with clientSecretEnv (an environment variable) or clientSecretFile (a file), privateKeyFile for a key, or on AWS put it in the source’s Secrets Manager secret'
+    : undefined;
 
 type ParsedSettings = z.output<z.ZodObject<typeof settingsShape>>;
 
@@ -553,6 +587,7 @@ export const SourceFileSchema = withProfile(
   strictObject(
     { id: sourceId(), ...settingsShape, ...localAuthShape },
     'A FHIR Bulk Data source for a local run: settings and credentials.',
+    secretValueHint,
   ).superRefine(checkSettings),
 );
 

@@ -172,7 +172,8 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
         const settings = sources.get(sourceId);
         const credentials = auth.get(sourceId);
         if (!settings || !credentials) throw new Error(`no local source ${sourceId}`);
-        if (credentials.signingKey.kind === 'kms') kms ??= new KMSClient({});
+        if (credentials.authMethod === 'private_key_jwt' && credentials.signingKey.kind === 'kms')
+          kms ??= new KMSClient({});
         provider = createSourceAccessTokens(credentials, settings, {
           ...(kms ? { kms } : {}),
           logger,

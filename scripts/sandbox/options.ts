@@ -44,7 +44,16 @@ export interface SandboxOptions {
   readonly fetch?: typeof fetch;
   /** Every client registered without an `ehr` of its own meets this EHR's behaviour (ehr-modes.ts). */
   readonly ehr?: EhrMode;
+  // Auth modes (issue 16 part 2): a cms-bcda mode sets ['client_secret_basic'].
+  /**
+   * Client authentication the token endpoint accepts and discovery lists
+   * (`token_endpoint_auth_methods_supported`). @default ['private_key_jwt']
+   */
+  readonly tokenEndpointAuthMethods?: readonly TokenEndpointAuthMethod[];
 }
+
+export const TOKEN_ENDPOINT_AUTH_METHODS = ['private_key_jwt', 'client_secret_basic'] as const;
+export type TokenEndpointAuthMethod = (typeof TOKEN_ENDPOINT_AUTH_METHODS)[number];
 
 export type ResolvedOptions = Required<
   Omit<SandboxOptions, 'dataset' | 'fileLinkLifetimeMs' | 'spoolDirectory' | 'ehr'>
@@ -65,6 +74,7 @@ export const DEFAULTS = {
   presignedLinkSeconds: 3600,
   manifestExpiresMs: 86_400_000,
   requestLogLimit: 100_000,
+  tokenEndpointAuthMethods: ['private_key_jwt'] as readonly TokenEndpointAuthMethod[],
 } as const;
 
 export class SandboxOptionsError extends Error {
@@ -96,6 +106,7 @@ export function resolveOptions(options: SandboxOptions = {}): ResolvedOptions {
     'fetch',
     'spoolDirectory',
     'ehr',
+    'tokenEndpointAuthMethods',
   ]);
   for (const [key, value] of Object.entries(options)) {
     if (!known.has(key)) {
@@ -122,6 +133,17 @@ export function resolveOptions(options: SandboxOptions = {}): ResolvedOptions {
   }
   if (options.requiresAccessToken !== undefined && typeof options.requiresAccessToken !== 'boolean') {
     throw new SandboxOptionsError('sandbox option requiresAccessToken: expected a boolean');
+  }
+  const methods: unknown = options.tokenEndpointAuthMethods;
+  if (
+    methods !== undefined &&
+    (!Array.isArray(methods) ||
+      methods.length === 0 ||
+      methods.some((method) => !(TOKEN_ENDPOINT_AUTH_METHODS as readonly unknown[]).includes(method)))
+  ) {
+    throw new SandboxOptionsError(
+      `sandbox option tokenEndpointAuthMethods: expected a non-empty list of ${TOKEN_ENDPOINT_AUTH_METHODS.join(', ')}`,
+    );
   }
   for (const key of ['now', 'fetch'] as const) {
     if (options[key] !== undefined && typeof options[key] !== 'function') {

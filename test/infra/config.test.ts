@@ -184,3 +184,34 @@ describe('loadPipelineConfig', () => {
     );
   });
 });
+
+describe('signing-key rotation and the JWKS domain in the config', () => {
+  it('carry a source’s key generations and the JWKS domain into the stack props', () => {
+    // Prepare
+    const jwksDomain = {
+      domainName: 'jwks.example.org',
+      certificateArn: 'arn:aws:acm:us-east-1:123456789012:certificate/abcd-1234',
+    };
+    const config = parsePipelineConfig({
+      sources: [{ ...SOURCE, signingKeyRotation: { current: 2, keepPrevious: true } }],
+      jwksDomain,
+    });
+    // Act
+    const props = stackPropsFromConfig(config);
+    // Assess (the nag test synthesizes such a stack)
+    expect(props.pipeline.sources[0]!.signingKeyRotation).toStrictEqual({ current: 2, keepPrevious: true });
+    expect(props.pipeline.jwksDomain).toStrictEqual(jwksDomain);
+  });
+
+  it('refuses a certificate outside us-east-1, saying why', () => {
+    expect(() =>
+      parsePipelineConfig({
+        sources: [SOURCE],
+        jwksDomain: {
+          domainName: 'jwks.example.org',
+          certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/abcd',
+        },
+      }),
+    ).toThrow('an ACM certificate ARN in us-east-1 (CloudFront takes no other region)');
+  });
+});

@@ -6,6 +6,7 @@ import {
   type FunctionUrlEvent,
   handler,
   keyIdsUnderAliases,
+  parseExtraKeyIds,
 } from '../../infra/jwks-function/handler.js';
 import { createLogger } from '../../lambdas/logger.js';
 import { KmsStandIn } from '../support/kms-stand-in.js';
@@ -191,5 +192,36 @@ describe('JWKS function entry point', () => {
     if (value === undefined) delete process.env.JWKS_KEY_ALIAS_PREFIX;
     else process.env.JWKS_KEY_ALIAS_PREFIX = value;
     await expect(handler(get('/'))).rejects.toMatchObject({ name: 'ConfigurationError', message });
+  });
+});
+
+describe('JWKS_EXTRA_KEY_IDS (brought next/previous keys of a rotation)', () => {
+  it('reads comma-separated key ARNs, and nothing when unset', () => {
+    const a = 'arn:aws:kms:us-east-1:123456789012:key/1111-aaaa';
+    const b = 'arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/2222-bbbb';
+    expect(parseExtraKeyIds(`${a}, ${b}`)).toEqual([a, b]);
+    expect(parseExtraKeyIds(undefined)).toEqual([]);
+    expect(parseExtraKeyIds(' ')).toEqual([]);
+  });
+
+  it('refuses anything but key ARNs, naming the variable', () => {
+    expect(() => parseExtraKeyIds('alias/fhir-bulk-export/epic')).toThrow(
+      'environment variable JWKS_EXTRA_KEY_IDS must be comma-separated KMS key ARNs (got "alias/fhir-bulk-export/epic")',
+    );
+  });
+
+  it('publishes a current and a next key side by side, each under its own kid', async () => {
+    const kms = new KmsStandIn();
+    const current = kms.createKey({ KeySpec: 'ECC_NIST_P384', KeyUsage: 'SIGN_VERIFY' });
+    const next = kms.createKey({ KeySpec: 'ECC_NIST_P384', KeyUsage: 'SIGN_VERIFY' });
+    const jwks = createJwksHandler({
+      kms,
+      keyIds: async () => [current.Arn, next.Arn],
+      maxAgeSeconds: 60,
+      logger: createLogger({ write: () => undefined }),
+    });
+    const { keys } = JSON.parse((await jwks(get('/.well-known/jwks.json'))).body) as { keys: Jwk[] };
+    expect(keys).toHaveLength(2);
+    expect(new Set(keys.map((key) => key.kid)).size).toBe(2);
   });
 });

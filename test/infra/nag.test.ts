@@ -8,7 +8,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { describe, expect, it } from 'vitest';
 import { BulkExportPipeline } from '../../infra/bulk-export-pipeline.js';
 import { BulkExportStack } from '../../infra/bulk-export-stack.js';
-import { loadPipelineConfig, stackPropsFromConfig } from '../../infra/config.js';
+import { loadPipelineConfig, parsePipelineConfig, stackPropsFromConfig } from '../../infra/config.js';
 import { addNagChecks, nagPacks } from '../../infra/nag.js';
 import { importedSources } from './pipeline-fixture.js';
 
@@ -78,6 +78,28 @@ const VARIANTS: readonly [string, (app: App) => void][] = [
         id: 'HIPAA.Security-IAMNoInlinePolicy',
         reason: 'CDK grants land in the operator role’s default policy.',
       });
+    },
+  ],
+  [
+    'a signing-key rotation in progress (current, next and previous keys) and the JWKS behind a custom domain, from a config',
+    (app) => {
+      const config = parsePipelineConfig({
+        region: 'us-east-1',
+        account: '123456789012',
+        sources: [
+          {
+            id: 'epic-prod',
+            clientSecret: 'fhir-bulk-export/epic-prod',
+            signingKeyRotation: { current: 2, publishNext: true, keepPrevious: true },
+            settings: { fhirBaseUrl: 'https://fhir.example.org/r4' },
+          },
+        ],
+        jwksDomain: {
+          domainName: 'jwks.example.org',
+          certificateArn: 'arn:aws:acm:us-east-1:123456789012:certificate/abcd',
+        },
+      });
+      new BulkExportStack(app, 'Rotation', stackPropsFromConfig(config));
     },
   ],
 ];

@@ -61,11 +61,11 @@ describe('client registration over HTTP', () => {
   });
 
   it.each([
-    ['no keys', {}, 'exactly one of jwks and jwks_url is required'],
+    ['no keys', {}, 'exactly one of jwks, jwks_url and client_secret is required'],
     [
       'both jwks and jwks_url',
       { jwks: { keys: [] }, jwks_url: 'https://a.example/jwks' },
-      'exactly one of jwks and jwks_url is required',
+      'exactly one of jwks, jwks_url and client_secret is required',
     ],
     ['an empty key set', { jwks: { keys: [] } }, 'jwks: the key set is empty'],
     [

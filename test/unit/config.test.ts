@@ -60,10 +60,11 @@ const DEFAULTS = {
   // Issue 16 parts 3 and 5.
   serverFileErrors: 'fail',
   trustedOrigins: [],
+  auth: 'private_key_jwt',
 };
 
 const SOURCE_KEYS =
-  'id, description, profile, fhirBaseUrl, export, serverSupports, scopeSyntax, scopeCasing, extraScopes, tokenLifetimeSeconds, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, serverFileErrors, trustedOrigins, clientId, kmsKeyId, tokenUrl, scope, privateKeyFile';
+  'id, description, profile, fhirBaseUrl, export, serverSupports, scopeSyntax, scopeCasing, extraScopes, tokenLifetimeSeconds, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, serverFileErrors, trustedOrigins, auth, clientId, kmsKeyId, tokenUrl, scope, privateKeyFile, nextPrivateKeyFile, previousPrivateKeyFile, clientSecretEnv, clientSecretFile';
 const EXPORT_KEYS =
   'level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat, includeAssociatedData, patient, chunk, chunkOnTimeout, maxConcurrentJobs, maxChunkAttempts';
 
@@ -111,6 +112,7 @@ describe('parseSourceSettings', () => {
       retryPassDelaySeconds: 0,
       serverFileErrors: 'accept',
       trustedOrigins: ['https://files.example.org'],
+      auth: 'client_secret_basic',
     });
     // Assess
     expect(settings).toStrictEqual({
@@ -151,6 +153,7 @@ describe('parseSourceSettings', () => {
       retryPassDelaySeconds: 0,
       serverFileErrors: 'accept',
       trustedOrigins: ['https://files.example.org'],
+      auth: 'client_secret_basic',
     });
   });
 
@@ -198,6 +201,10 @@ describe('parseSourceSettings', () => {
       tokenUrl: 'https://ehr.example.org/oauth2/token',
       scope: 'system/*.rs',
       privateKeyFile: 'keys/epic.jwk.json',
+      nextPrivateKeyFile: 'keys/next.jwk.json',
+      previousPrivateKeyFile: 'keys/previous.jwk.json',
+      clientSecretEnv: 'EPIC_SECRET',
+      clientSecretFile: 'epic.secret',
     };
     // Act
     const settings = parseSourceSettings({ ...MINIMAL, ...auth });
@@ -218,7 +225,7 @@ describe('parseSourceSettings', () => {
     [
       'a secret-looking unknown key',
       { ...MINIMAL, clientSecret: 's3cr3t' },
-      `source has unknown key(s) clientSecret; expected only ${SOURCE_KEYS}`,
+      `source has unknown key(s) clientSecret; a secret never belongs in a source file: name it with clientSecretEnv (an environment variable) or clientSecretFile (a file), privateKeyFile for a key, or on AWS put it in the source’s Secrets Manager secret; expected only ${SOURCE_KEYS}`,
     ],
     [
       'no id',

@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROFILE_NAMES, type ProfileName } from '../../lambdas/schema/profiles.js';
 import { EHR_MODES } from '../../scripts/sandbox/ehr-modes.js';
@@ -29,23 +32,47 @@ const TOKEN = /\/auth\/token$/;
 const scopesRequested = (requests: readonly RequestLogEntry[]) =>
   requests.filter((entry) => entry.method === 'POST' && TOKEN.test(entry.path));
 
+/** BCDA's client secret, kept in a file beside the source as a user would (never in the source file). */
+const BCDA_SECRET = 'bcda-profile-secret-7c1e5a90';
+
 describe.concurrent('each EHR profile exports from the sandbox imitating that EHR', () => {
   let env: MatrixEnvironment;
+  let secretDir: string;
+  let bcdaSecretFile: string;
   beforeAll(async () => {
-    env = await startMatrixEnvironment({ patientCount: 30 });
+    // Both client authentications: BCDA's clients use Basic, every other EHR's a signed assertion.
+    env = await startMatrixEnvironment({
+      patientCount: 30,
+      tokenEndpointAuthMethods: ['private_key_jwt', 'client_secret_basic'],
+    });
+    secretDir = await mkdtemp(join(tmpdir(), 'ehr-profiles-'));
+    bcdaSecretFile = join(secretDir, 'bcda.secret');
+    await writeFile(bcdaSecretFile, `${BCDA_SECRET}\n`, { mode: 0o600 });
   }, 60_000);
   afterAll(async () => {
     await env?.close();
+    if (secretDir) await rm(secretDir, { recursive: true, force: true });
   }, 60_000);
 
   it.each(PROFILE_NAMES)(
     '%s: the whole export lands, nothing lost or doubled',
     async (profile) => {
+      // Prepare: BCDA's client is registered with a secret, and its source names the secret's file.
+      const bcda = profile === 'cms-bcda';
+      const clientId = bcda
+        ? (await env.sandbox.registerClient({ clientSecret: BCDA_SECRET, faults: EHR_MODES[profile].faults }))
+            .clientId
+        : undefined;
       // Act
       const run = await runScenario(env, {
         name: `profile ${profile}`,
         faults: EHR_MODES[profile].faults,
-        source: { profile, ...SOURCE_OF[profile] },
+        ...(clientId ? { clientId } : {}),
+        source: {
+          profile,
+          ...SOURCE_OF[profile],
+          ...(bcda ? { privateKeyFile: undefined, clientSecretFile: bcdaSecretFile } : {}),
+        },
       });
       // Assess
       await assertZeroLoss(env, run, { outcome: 'succeeded' });
@@ -53,7 +80,13 @@ describe.concurrent('each EHR profile exports from the sandbox imitating that EH
         entry.path.endsWith('/$export'),
       );
       expect(kickOffs.length, 'one kick-off').toBeGreaterThanOrEqual(1);
-      if (profile === 'cms-bcda') expect(kickOffs[0]!.path).toContain('/Group/all/$export');
+      if (bcda) {
+        expect(kickOffs[0]!.path).toContain('/Group/all/$export');
+        // Basic, as BCDA authenticates: the sandbox refuses a Basic client's assertion.
+        const credentials = env.sandbox.credentialsOf(run.clientId);
+        expect(credentials).toContain(BCDA_SECRET);
+        expect(run.logLines.join('\n')).not.toContain(BCDA_SECRET);
+      }
       expect(
         run.logLines.some(
           (line) => line.includes('"effective settings"') && line.includes(`"profile":"${profile}"`),

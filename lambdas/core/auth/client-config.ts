@@ -1,7 +1,11 @@
 import { isAbsolute, join } from 'node:path';
 import { ConfigurationError } from '../../errors.js';
 import { parseWith } from '../../schema/fields.js';
-import { ClientSecretSchema, SourceFileSchema } from '../../schema/source.js';
+import {
+  ClientSecretSchema,
+  CREDENTIALS_BY_AUTH as CREDENTIALS,
+  SourceFileSchema,
+} from '../../schema/source.js';
 import { checkFetchableUrl } from '../urls.js';
 import { asObject, describe } from '../validate.js';
 import { ASSERTION_ALGORITHMS, type AssertionAlgorithm } from './client-assertion.js';
@@ -22,9 +26,49 @@ export type SigningKeySource =
   /** A private JWK file on disk (local mode). */
   | { readonly kind: 'jwk-file'; readonly path: string };
 
-export interface AuthClientConfig {
+/**
+ * A client secret's value, kept out of every serialization: a config object that
+ * reaches a log line, an error or JSON shows `[redacted]`, never the secret.
+ */
+export class ClientSecretValue {
+  readonly #value: string;
+  constructor(value: string) {
+    this.#value = value;
+  }
+  reveal(): string {
+    return this.#value;
+  }
+  toJSON(): string {
+    return '[redacted]';
+  }
+  toString(): string {
+    return '[redacted]';
+  }
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return 'ClientSecretValue [redacted]';
+  }
+}
+
+/** Where a `client_secret_basic` source's secret is: never in a file that also holds settings. */
+export type ClientSecretSource =
+  /** Read from the source's Secrets Manager secret (AWS). */
+  | { readonly kind: 'value'; readonly value: ClientSecretValue }
+  /** An environment variable's name (local mode). */
+  | { readonly kind: 'env'; readonly name: string }
+  /** A file holding only the secret (local mode). */
+  | { readonly kind: 'file'; readonly path: string };
+
+export type AuthMethod = 'private_key_jwt' | 'client_secret_basic';
+
+/** Exactly one credential kind per auth mode. */
+export type ClientCredential =
+  | { readonly authMethod: 'private_key_jwt'; readonly signingKey: SigningKeySource }
+  | { readonly authMethod: 'client_secret_basic'; readonly clientSecret: ClientSecretSource };
+
+export type AuthClientConfig = CommonAuthConfig & ClientCredential;
+
+interface CommonAuthConfig {
   readonly clientId: string;
-  readonly signingKey: SigningKeySource;
   /** A complete scope string that replaces the computed one (Epic: `system/Patient.Read`). */
   readonly scope?: string;
   /** Token endpoint override; otherwise discovered from `.well-known/smart-configuration`. */
@@ -35,11 +79,13 @@ export interface AuthClientConfig {
   readonly extraScopes?: readonly string[];
 }
 
-export interface LocalSourceAuth extends AuthClientConfig {
+export type LocalSourceAuth = AuthClientConfig & {
   readonly id: string;
   readonly fhirBaseUrl: string;
   readonly allowInsecureHttp: boolean;
-}
+  /** Key files published in the JWKS during a rotation but never used to sign (resolved paths). */
+  readonly publishedOnlyKeyFiles: readonly string[];
+};
 
 export interface PrivateJwk {
   readonly kty: 'EC' | 'RSA';
@@ -100,25 +146,51 @@ export function validatePrivateJwk(raw: unknown, path = 'privateJwk'): PrivateJw
  */
 export function parseClientSecret(
   raw: unknown,
-  options: { readonly path?: string; readonly allowInsecureHttp?: boolean } = {},
+  options: {
+    readonly path?: string;
+    readonly allowInsecureHttp?: boolean;
+    /** The source's `auth` setting: which credential the secret must hold. @default 'private_key_jwt' */
+    readonly authMethod?: AuthMethod;
+  } = {},
 ): AuthClientConfig {
   const path = options.path ?? 'secret';
+  const authMethod = options.authMethod ?? 'private_key_jwt';
   let value = raw;
   if (typeof raw === 'string') {
     try {
       value = JSON.parse(raw);
     } catch {
       throw new ConfigurationError(
-        `${path} is not valid JSON: expected an object with clientId and kmsKeyId or privateJwk`,
+        `${path} is not valid JSON: expected an object with clientId and ${credentialKeysOf(authMethod, 'secret')}`,
       );
     }
   }
   const secret = parseWith(ClientSecretSchema, value, path);
+  const common = commonAuth(secret, path, options.allowInsecureHttp ?? false);
+  const kind = oneCredential(secret, authMethod, 'secret', path);
+  if (authMethod === 'client_secret_basic') {
+    return {
+      ...common,
+      authMethod,
+      clientSecret: {
+        kind: 'value',
+        value: new ClientSecretValue(nonBlankSecret(secret.clientSecret!, path)),
+      },
+    };
+  }
   const signingKey: SigningKeySource =
-    oneSigningKey(secret, ['kmsKeyId', 'privateJwk'], path) === 'kmsKeyId'
+    kind === 'kmsKeyId'
       ? { kind: 'kms', keyId: secret.kmsKeyId! }
       : { kind: 'jwk', privateJwk: validatePrivateJwk(secret.privateJwk, `${path}.privateJwk`) };
-  return { ...commonAuth(secret, path, options.allowInsecureHttp ?? false), signingKey };
+  return { ...common, authMethod, signingKey };
+}
+
+function nonBlankSecret(value: string, path: string): string {
+  if (value.trim() === '' || value !== value.trim())
+    throw new ConfigurationError(
+      `${path}.clientSecret must be the secret exactly as the EHR issued it: non-empty, no leading or trailing whitespace`,
+    );
+  return value;
 }
 
 /**
@@ -132,17 +204,13 @@ export function parseLocalSourceAuth(
 ): LocalSourceAuth {
   const path = options.path ?? 'source';
   const source = parseWith(SourceFileSchema, raw, path);
-  let signingKey: SigningKeySource;
-  if (oneSigningKey(source, ['privateKeyFile', 'kmsKeyId'], path) === 'kmsKeyId') {
-    signingKey = { kind: 'kms', keyId: source.kmsKeyId! };
-  } else {
-    const file = source.privateKeyFile!;
-    signingKey = {
-      kind: 'jwk-file',
-      path: isAbsolute(file) || options.baseDir === undefined ? file : join(options.baseDir, file),
-    };
-  }
-  return {
+  const resolvePath = (file: string) =>
+    isAbsolute(file) || options.baseDir === undefined ? file : join(options.baseDir, file);
+  const kind = oneCredential(source, source.auth, 'local', path);
+  const rotationKeys = [source.nextPrivateKeyFile, source.previousPrivateKeyFile].filter(
+    (file): file is string => file !== undefined,
+  );
+  const local = {
     id: source.id,
     fhirBaseUrl: source.fhirBaseUrl.replace(/\/+$/, ''),
     allowInsecureHttp: source.allowInsecureHttp,
@@ -152,8 +220,24 @@ export function parseLocalSourceAuth(
       path,
       source.allowInsecureHttp,
     ),
-    signingKey,
+    publishedOnlyKeyFiles: rotationKeys.map(resolvePath),
   };
+  if (source.auth === 'client_secret_basic') {
+    if (rotationKeys.length > 0)
+      throw new ConfigurationError(
+        `${path} lists nextPrivateKeyFile or previousPrivateKeyFile, but auth client_secret_basic signs nothing; remove them or use auth private_key_jwt`,
+      );
+    const clientSecret: ClientSecretSource =
+      kind === 'clientSecretEnv'
+        ? { kind: 'env', name: source.clientSecretEnv! }
+        : { kind: 'file', path: resolvePath(source.clientSecretFile!) };
+    return { ...local, authMethod: 'client_secret_basic', clientSecret };
+  }
+  const signingKey: SigningKeySource =
+    kind === 'kmsKeyId'
+      ? { kind: 'kms', keyId: source.kmsKeyId! }
+      : { kind: 'jwk-file', path: resolvePath(source.privateKeyFile!) };
+  return { ...local, authMethod: 'private_key_jwt', signingKey };
 }
 
 type AuthFields = {
@@ -164,11 +248,7 @@ type AuthFields = {
   readonly extraScopes?: readonly string[] | undefined;
 };
 
-function commonAuth(
-  fields: AuthFields,
-  path: string,
-  allowInsecureHttp: boolean,
-): Omit<AuthClientConfig, 'signingKey'> {
+function commonAuth(fields: AuthFields, path: string, allowInsecureHttp: boolean): CommonAuthConfig {
   const { clientId, scope, tokenUrl } = fields;
   if (clientId === undefined)
     throw new ConfigurationError(`${path}.clientId is required: a non-empty string`);
@@ -187,16 +267,37 @@ function commonAuth(
   };
 }
 
-function oneSigningKey<K extends string>(
-  object: Partial<Record<K, unknown>>,
-  keys: readonly [K, K],
+function credentialKeysOf(method: AuthMethod, where: 'secret' | 'local'): string {
+  return CREDENTIALS[method][where].join(' or ');
+}
+
+/**
+ * Exactly one credential of the source's auth mode, and none of the other mode's: a
+ * leftover signing key next to a client secret would leave which one is used to a guess.
+ */
+function oneCredential(
+  object: Record<string, unknown>,
+  method: AuthMethod,
+  where: 'secret' | 'local',
   path: string,
-): K {
+): string {
+  const other: AuthMethod = method === 'private_key_jwt' ? 'client_secret_basic' : 'private_key_jwt';
+  const wrong = CREDENTIALS[other][where].filter(
+    (key) => object[key] !== undefined && !(CREDENTIALS[method][where] as readonly string[]).includes(key),
+  );
+  if (wrong.length > 0)
+    throw new ConfigurationError(
+      `${path} sets ${wrong.join(' and ')}, a credential of auth ${other}, but its auth is ${method}; ` +
+        `${method} takes ${credentialKeysOf(method, where)}`,
+    );
+  const keys: readonly string[] = CREDENTIALS[method][where];
   const present = keys.filter((key) => object[key] !== undefined);
   if (present.length === 1) return present[0]!;
+  const what =
+    method === 'private_key_jwt' ? 'a signing key' : 'a client secret for auth client_secret_basic';
   throw new ConfigurationError(
     present.length === 0
-      ? `${path} needs a signing key: set ${keys[0]} or ${keys[1]}`
-      : `${path} sets both ${keys[0]} and ${keys[1]}; set exactly one`,
+      ? `${path} needs ${what}: set ${credentialKeysOf(method, where)}`
+      : `${path} sets both ${present.join(' and ')}; set exactly one`,
   );
 }

@@ -1,6 +1,6 @@
 /**
- * Registered SMART Backend Services clients: their public keys (a JWKS or a JWKS URL),
- * pre-authorized scopes and fault plan.
+ * Registered clients: their public keys (a JWKS or a JWKS URL) or, like CMS BCDA's, a client
+ * secret; their pre-authorized scopes and fault plan.
  */
 import { randomBytes } from 'node:crypto';
 import type { JSONWebKeySet, JWK } from 'jose';
@@ -21,12 +21,19 @@ export interface ClientRegistration {
   readonly clientId?: string;
   /** The EHR this client meets (ehr-modes.ts); `faults` add to or override the mode's. */
   readonly ehr?: EhrMode;
+  /**
+   * A client that authenticates with client_secret_basic (RFC 6749 §2.3.1), as CMS BCDA's do,
+   * instead of a signed assertion: this secret. Needs the sandbox option
+   * `tokenEndpointAuthMethods` to include client_secret_basic.
+   */
+  readonly clientSecret?: string;
 }
 
 export interface RegisteredClient {
   readonly clientId: string;
   readonly jwks?: JSONWebKeySet;
   readonly jwksUrl?: string;
+  readonly clientSecret?: string;
   readonly scope: string;
   readonly scopes: readonly SmartScope[];
   readonly faults: FaultPlan;
@@ -97,14 +104,20 @@ export class ClientRegistry {
   readonly #clients = new Map<string, RegisteredClient>();
 
   register(registration: ClientRegistration): RegisteredClient {
-    const { jwks, jwksUrl, scope, faults, clientId, ehr } = registration;
-    const allowed = new Set(['jwks', 'jwksUrl', 'scope', 'faults', 'clientId', 'ehr']);
+    const { jwks, jwksUrl, scope, faults, clientId, clientSecret, ehr } = registration;
+    const allowed = new Set(['jwks', 'jwksUrl', 'scope', 'faults', 'clientId', 'clientSecret', 'ehr']);
     for (const key of Object.keys(registration)) {
       if (!allowed.has(key)) throw new RegistrationError(`unknown registration field "${key}"`);
     }
     const modeFaults = ehrModeFaults(ehr);
-    if ((jwks === undefined) === (jwksUrl === undefined)) {
-      throw new RegistrationError('exactly one of jwks and jwks_url is required');
+    if ([jwks, jwksUrl, clientSecret].filter((credential) => credential !== undefined).length !== 1) {
+      throw new RegistrationError('exactly one of jwks, jwks_url and client_secret is required');
+    }
+    if (
+      clientSecret !== undefined &&
+      (typeof clientSecret !== 'string' || !/^[\x21-\x7e]{8,256}$/.test(clientSecret))
+    ) {
+      throw new RegistrationError('client_secret: expected 8-256 printable ASCII characters without spaces');
     }
     const scopeText = scope ?? DEFAULT_CLIENT_SCOPE;
     if (typeof scopeText !== 'string')
@@ -124,6 +137,7 @@ export class ClientRegistry {
       clientId: clientId ?? `client-${randomBytes(8).toString('hex')}`,
       ...(jwks !== undefined ? { jwks: validateJwks(jwks) } : {}),
       ...(jwksUrl !== undefined ? { jwksUrl: validateJwksUrl(jwksUrl) } : {}),
+      ...(clientSecret !== undefined ? { clientSecret } : {}),
       scope: scopeList.join(' '),
       scopes,
       faults: mergeFaultPlans(modeFaults, validateFaultPlan(faults)),
@@ -137,12 +151,21 @@ export class ClientRegistry {
   }
 }
 
-/** Turns an RFC 7591-style registration body (`jwks`, `jwks_url`/`jwks_uri`, `scope`, `faults`, `client_id`). */
+/** Turns an RFC 7591-style registration body (`jwks`, `jwks_url`/`jwks_uri` or `client_secret`, `scope`, `faults`, `client_id`). */
 export function registrationFromBody(body: unknown): ClientRegistration {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new RegistrationError('expected a JSON object');
   }
-  const allowed = new Set(['jwks', 'jwks_url', 'jwks_uri', 'scope', 'faults', 'client_id', 'ehr']);
+  const allowed = new Set([
+    'jwks',
+    'jwks_url',
+    'jwks_uri',
+    'scope',
+    'faults',
+    'client_id',
+    'client_secret',
+    'ehr',
+  ]);
   const record = body as Record<string, unknown>;
   for (const key of Object.keys(record)) {
     if (!allowed.has(key)) throw new RegistrationError(`unknown registration field "${key}"`);
@@ -158,5 +181,6 @@ export function registrationFromBody(body: unknown): ClientRegistration {
     ...(record.faults !== undefined ? { faults: record.faults as FaultPlan } : {}),
     ...(record.client_id !== undefined ? { clientId: record.client_id as string } : {}),
     ...(record.ehr !== undefined ? { ehr: record.ehr as EhrMode } : {}),
+    ...(record.client_secret !== undefined ? { clientSecret: record.client_secret as string } : {}),
   };
 }

@@ -2,6 +2,8 @@
  * The token endpoint's checks (SMART Backend Services, client-confidential-asymmetric):
  * the form, then the client assertion's header, key, signature and claims, then the scopes.
  */
+
+import { timingSafeEqual } from 'node:crypto';
 import {
   type CompactJWSHeaderParameters,
   compactVerify,
@@ -142,8 +144,31 @@ function pick(keys: readonly JWK[], header: CompactJWSHeaderParameters): JWK {
   return candidates[0]!;
 }
 
-/** The client id the assertion claims to be (unverified), so that its faults can apply first. */
-export function claimedClientId(form: URLSearchParams): string | undefined {
+/** RFC 6749 §2.3.1: `Basic base64(urlencode(id):urlencode(secret))`; undefined when not a well-formed Basic header. */
+export function parseBasicCredentials(
+  header: string | undefined,
+): { readonly clientId: string; readonly clientSecret: string } | undefined {
+  const match = /^Basic ([A-Za-z0-9+/]+={0,2})$/i.exec(header?.trim() ?? '');
+  if (!match) return undefined;
+  const pair = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const colon = pair.indexOf(':');
+  if (colon < 0) return undefined;
+  const decode = (part: string) => {
+    try {
+      return decodeURIComponent(part.replace(/\+/g, ' '));
+    } catch {
+      return undefined;
+    }
+  };
+  const clientId = decode(pair.slice(0, colon));
+  const clientSecret = decode(pair.slice(colon + 1));
+  return clientId && clientSecret ? { clientId, clientSecret } : undefined;
+}
+
+/** The client id the request claims to be (unverified), so that its faults can apply first. */
+export function claimedClientId(form: URLSearchParams, authorization?: string): string | undefined {
+  const basic = parseBasicCredentials(authorization);
+  if (basic) return basic.clientId;
   const assertion = form.get('client_assertion');
   if (!assertion) return undefined;
   try {
@@ -156,6 +181,10 @@ export function claimedClientId(form: URLSearchParams): string | undefined {
 
 export interface TokenRequestCheck {
   readonly form: URLSearchParams;
+  /** The request's Authorization header: client_secret_basic credentials when it is Basic. */
+  readonly authorization?: string;
+  /** Which client authentication methods this sandbox accepts (its discovery lists the same). */
+  readonly authMethods?: readonly string[];
   /** The URL the request was POSTed to: the assertion's aud must be exactly this. */
   readonly tokenUrl: string;
   readonly now: Date;
@@ -184,6 +213,20 @@ export async function verifyTokenRequest(check: TokenRequestCheck): Promise<Veri
       'unsupported_grant_type',
       `grant_type ${grantType} is not supported; use client_credentials`,
     );
+  }
+  const methods = check.authMethods ?? ['private_key_jwt'];
+  if (check.authorization !== undefined && /^basic /i.test(check.authorization.trim())) {
+    if (form.has('client_assertion') || form.has('client_secret')) {
+      // RFC 6749 §2.3: a client MUST NOT use more than one authentication method per request.
+      throw new OAuthError('invalid_request', 'use one client authentication method, not Basic and another');
+    }
+    if (!methods.includes('client_secret_basic')) {
+      throw new OAuthError('invalid_client', 'this server does not accept client_secret_basic');
+    }
+    return verifyBasicClient(check);
+  }
+  if (!methods.includes('private_key_jwt')) {
+    throw new OAuthError('invalid_client', 'this server authenticates clients with client_secret_basic only');
   }
   if (form.get('client_assertion_type') !== JWT_BEARER) {
     throw new OAuthError('invalid_request', `client_assertion_type must be ${JWT_BEARER}`);
@@ -267,6 +310,11 @@ export async function verifyTokenRequest(check: TokenRequestCheck): Promise<Veri
     throw new OAuthError('invalid_grant', 'the assertion jti was already used');
   }
 
+  return { client, scopes: checkedScopes(client, scopeText) };
+}
+
+/** The requested scopes, each covered by the client's registration. */
+function checkedScopes(client: RegisteredClient, scopeText: string): readonly string[] {
   const requested = splitScopes(scopeText);
   for (const raw of requested) {
     const parsed = parseScope(ehrScopeForm(raw, client.faults));
@@ -279,7 +327,28 @@ export async function verifyTokenRequest(check: TokenRequestCheck): Promise<Veri
       );
     }
   }
-  return { client, scopes: requested };
+  return requested;
+}
+
+/**
+ * client_secret_basic, as CMS BCDA answers it: an unknown client, a client without a secret and
+ * a wrong secret are all `invalid_client` (401). BCDA ignores `scope`; a client that sends none
+ * gets the scopes it is registered for.
+ */
+function verifyBasicClient(check: TokenRequestCheck): VerifiedTokenRequest {
+  const credentials = parseBasicCredentials(check.authorization);
+  if (!credentials) throw new OAuthError('invalid_client', 'the Basic authorization header is malformed');
+  const client = check.clients.get(credentials.clientId);
+  const expected = Buffer.from(client?.clientSecret ?? '');
+  const given = Buffer.from(credentials.clientSecret);
+  const matches = expected.length === given.length && expected.length > 0 && timingSafeEqual(expected, given);
+  if (!client || !matches) throw new OAuthError('invalid_client', 'invalid client id or secret');
+  const scopeText = check.form.get('scope');
+  const scopes =
+    scopeText && splitScopes(scopeText).length > 0
+      ? checkedScopes(client, scopeText)
+      : splitScopes(client.scope);
+  return { client, scopes };
 }
 
 /**

@@ -11,7 +11,7 @@ function oauthError(routed: Routed, error: OAuthError): void {
   sendJson(routed.res, error.status, { error: error.code, error_description: error.description }, NO_STORE);
 }
 
-/** `POST /register` with `{jwks | jwks_url, scope?, faults?, client_id?}` → 201 `{client_id, ...}`. */
+/** `POST /register` with `{jwks | jwks_url | client_secret, scope?, faults?, client_id?}` → 201 `{client_id, ...}`. */
 export async function handleRegister(state: SandboxState, routed: Routed): Promise<void> {
   const { req, res } = routed;
   if (req.method !== 'POST') {
@@ -33,8 +33,8 @@ export async function handleRegister(state: SandboxState, routed: Routed): Promi
       client_id: client.clientId,
       scope: client.scope,
       grant_types: ['client_credentials'],
-      token_endpoint_auth_method: 'private_key_jwt',
-      ...(client.jwksUrl ? { jwks_uri: client.jwksUrl } : { jwks: client.jwks }),
+      token_endpoint_auth_method: client.clientSecret ? 'client_secret_basic' : 'private_key_jwt',
+      ...(client.clientSecret ? {} : client.jwksUrl ? { jwks_uri: client.jwksUrl } : { jwks: client.jwks }),
     });
   } catch (error) {
     if (error instanceof RegistrationError || error instanceof FaultPlanError) {
@@ -45,7 +45,7 @@ export async function handleRegister(state: SandboxState, routed: Routed): Promi
   }
 }
 
-/** `POST [token URL]`: client_credentials with a private_key_jwt client assertion. */
+/** `POST [token URL]`: client_credentials with a private_key_jwt client assertion or client_secret_basic. */
 export async function handleToken(state: SandboxState, routed: Routed): Promise<void> {
   const { req, res, info } = routed;
   if (req.method !== 'POST') {
@@ -73,7 +73,8 @@ export async function handleToken(state: SandboxState, routed: Routed): Promise<
     return;
   }
 
-  const claimed = claimedClientId(form);
+  const authorization = req.headers.authorization;
+  const claimed = claimedClientId(form, authorization);
   const client = claimed === undefined ? undefined : state.clients.get(claimed);
   if (client) info.clientId = client.clientId;
   const faults = mergeFaultPlans(client?.faults, routed.faults);
@@ -88,13 +89,19 @@ export async function handleToken(state: SandboxState, routed: Routed): Promise<
   try {
     const verified = await verifyTokenRequest({
       form,
+      ...(authorization === undefined ? {} : { authorization }),
+      authMethods: state.options.tokenEndpointAuthMethods,
       tokenUrl: `${state.mainOrigin}${routed.prefix}/auth/token`,
       now: state.options.now(),
       clients: state.clients,
       keys: state.keys,
       replay: state.replay,
     });
-    state.tokens.remember(verified.client.clientId, form.get('client_assertion') ?? '');
+    // Leak tests search for every credential a client presented: its assertion or its secret.
+    state.tokens.remember(
+      verified.client.clientId,
+      form.get('client_assertion') ?? verified.client.clientSecret ?? '',
+    );
     const lifetime = faults.tokenLifetimeSeconds ?? state.options.accessTokenLifetimeSeconds;
     const { token: accessToken, grant } = state.tokens.issue(
       verified.client.clientId,

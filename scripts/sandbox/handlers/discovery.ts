@@ -8,7 +8,7 @@ export function smartConfiguration(state: SandboxState, routed: Routed): void {
   const origin = state.mainOrigin;
   sendJson(routed.res, 200, {
     token_endpoint: `${origin}${routed.prefix}/auth/token`,
-    token_endpoint_auth_methods_supported: ['private_key_jwt'],
+    token_endpoint_auth_methods_supported: state.options.tokenEndpointAuthMethods,
     token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384'],
     grant_types_supported: ['client_credentials'],
     scopes_supported: [

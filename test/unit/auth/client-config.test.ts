@@ -8,6 +8,7 @@ describe('parseClientSecret', () => {
   it('reads a KMS-backed secret with defaults', () => {
     expect(parseClientSecret('{"clientId":"abc","kmsKeyId":"alias/fhir-signing"}')).toStrictEqual({
       clientId: 'abc',
+      authMethod: 'private_key_jwt',
       signingKey: { kind: 'kms', keyId: 'alias/fhir-signing' },
     });
   });
@@ -23,6 +24,7 @@ describe('parseClientSecret', () => {
     };
     expect(parseClientSecret(secret)).toStrictEqual({
       clientId: 'abc',
+      authMethod: 'private_key_jwt',
       signingKey: { kind: 'jwk', privateJwk: JWK },
       scope: 'system/Patient.Read system/Observation.Read',
       tokenUrl: 'https://fhir.epic.example.org/oauth2/token',
@@ -58,7 +60,7 @@ describe('parseClientSecret', () => {
     [
       'a misspelled key',
       { clientId: 'a', kmsKeyId: 'k', tokenURL: 'https://x' },
-      'secret has unknown key(s) tokenURL; expected only clientId, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes, privateJwk',
+      'secret has unknown key(s) tokenURL; expected only clientId, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes, privateJwk, clientSecret',
     ],
     [
       'an http tokenUrl',
@@ -145,20 +147,21 @@ describe('parseLocalSourceAuth', () => {
       allowInsecureHttp: true,
       clientId: 'c1',
       scope: 'system/*.rs',
+      publishedOnlyKeyFiles: [],
+      authMethod: 'private_key_jwt',
       signingKey: { kind: 'jwk-file', path: '/etc/sources/keys/a.private.jwk.json' },
     });
   });
 
   it('keeps an absolute key path and accepts a KMS key', () => {
     expect(
-      parseLocalSourceAuth({ ...base, privateKeyFile: '/keys/a.json' }, { baseDir: '/x' }).signingKey,
-    ).toStrictEqual({
-      kind: 'jwk-file',
-      path: '/keys/a.json',
-    });
-    expect(parseLocalSourceAuth({ ...base, kmsKeyId: 'alias/k' }).signingKey).toStrictEqual({
-      kind: 'kms',
-      keyId: 'alias/k',
+      parseLocalSourceAuth({ ...base, privateKeyFile: '/keys/a.json' }, { baseDir: '/x' }),
+    ).toMatchObject({ signingKey: { kind: 'jwk-file', path: '/keys/a.json' } });
+    expect(parseLocalSourceAuth({ ...base, kmsKeyId: 'alias/k' })).toMatchObject({
+      signingKey: {
+        kind: 'kms',
+        keyId: 'alias/k',
+      },
     });
   });
 

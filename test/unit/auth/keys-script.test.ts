@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -71,6 +71,44 @@ describe('npm run keys', () => {
     const jwks = JSON.parse(out.join(''));
     expect(jwks.keys.map((key: { alg: string }) => key.alg).sort()).toStrictEqual(['ES384', 'RS384']);
     expect(out.join('')).not.toMatch(/"(d|p|q|dp|dq|qi)"/);
+  });
+
+  it('jwks --source publishes a source file’s current, next and previous keys during a rotation', async () => {
+    const { io } = capture();
+    for (const _ of [1, 2, 3]) await main(['generate', '--alg', 'ES384', '--out', join(dir, 'keys')], io);
+    const [current, next, previous] = await readdir(join(dir, 'keys'));
+    const source = {
+      id: 'epic',
+      fhirBaseUrl: 'https://fhir.example.org/r4',
+      clientId: 'c1',
+      privateKeyFile: `keys/${current}`,
+      nextPrivateKeyFile: `keys/${next}`,
+      previousPrivateKeyFile: `keys/${previous}`,
+    };
+    await writeFile(join(dir, 'epic.json'), JSON.stringify(source));
+    const { io: io2, out } = capture();
+    // Relative to the source file's folder, wherever the command runs.
+    expect(await main(['jwks', '--source', join(dir, 'epic.json')], { ...io2, cwd: tmpdir() })).toBe(0);
+    const kids = (JSON.parse(out.join('')) as { keys: { kid: string }[] }).keys.map((key) => key.kid);
+    expect(kids).toStrictEqual(
+      [current, next, previous].map((file) => file!.replace('.private.jwk.json', '')),
+    );
+  });
+
+  it('jwks --source refuses a client_secret_basic source, which has no keys', async () => {
+    await writeFile(
+      join(dir, 'bcda.json'),
+      JSON.stringify({
+        id: 'bcda',
+        fhirBaseUrl: 'https://sandbox.bcda.cms.gov/api/v2',
+        clientId: 'c1',
+        auth: 'client_secret_basic',
+        clientSecretEnv: 'BCDA_CLIENT_SECRET',
+      }),
+    );
+    const { io, err } = capture();
+    expect(await main(['jwks', '--source', join(dir, 'bcda.json')], io)).toBe(2);
+    expect(err.join('')).toContain('has auth client_secret_basic: it signs nothing, so it has no JWKS');
   });
 
   it('jwks --kms prints the KMS public keys for a region', async () => {

@@ -215,6 +215,57 @@ describe('the AWS runtime minting a token', () => {
     expect(aws.assumeRoleCalls).toHaveLength(2);
   });
 
+  it('re-resolves the signing key after an hour, so a rotated key alias is followed', async () => {
+    // Prepare
+    clock = START;
+    aws = new AbacStandIn(() => clock);
+    await register('epic', setUpSource('epic'));
+    const mint = createMintTokenHandler(runtime());
+    await mint({ sourceId: 'epic', executionName: 'epic-1' });
+    // Act: within the hour the provider (and its resolved key) is reused; past it, made again.
+    clock = new Date(START.getTime() + 30 * 60_000);
+    await mint({ sourceId: 'epic', executionName: 'epic-1', forceRefresh: true });
+    clock = new Date(START.getTime() + 61 * 60_000);
+    await mint({ sourceId: 'epic', executionName: 'epic-1', forceRefresh: true });
+    // Assess
+    const count = (action: string) => aws.uses.filter((use) => use.action === action).length;
+    expect([count('kms:Sign'), count('kms:GetPublicKey'), count('secretsmanager:GetSecretValue')]).toEqual([
+      3, 2, 2,
+    ]);
+  });
+
+  it('mints with client_secret_basic from the secret, touching no KMS key', async () => {
+    // Prepare
+    clock = START;
+    aws = new AbacStandIn(() => clock);
+    const secretArn = aws.putSecret(
+      'fhir-bulk-export/bcda',
+      { clientId: 'bcda-client', clientSecret: 'bcda-secret-value-0123' },
+      'bcda',
+    );
+    const store = createS3Store({ s3: new S3Client(s3.clientConfig), bucket: BUCKET });
+    await store.putJson(registrationKey('', 'bcda'), {
+      id: 'bcda',
+      clientSecret: secretArn,
+      settings: {
+        fhirBaseUrl: `${token.baseUrl}/fhir`,
+        allowInsecureHttp: true,
+        auth: 'client_secret_basic',
+      },
+    });
+    // Act
+    await createMintTokenHandler(runtime())({ sourceId: 'bcda', executionName: 'bcda-1' });
+    // Assess
+    expect(aws.uses.map(({ action, sourceTag }) => `${action} ${sourceTag}`)).toEqual([
+      'secretsmanager:GetSecretValue bcda',
+    ]);
+    const [request] = token.requestsTo('/auth/token');
+    expect(request!.headers.authorization).toBe(
+      `Basic ${Buffer.from('bcda-client:bcda-secret-value-0123').toString('base64')}`,
+    );
+    expect(request!.form.has('client_assertion')).toBe(false);
+  });
+
   it('fails minting with a ConfigurationError when STS refuses the configured role', async () => {
     // Prepare
     clock = START;
