@@ -144,6 +144,8 @@ export interface FileItem {
   readonly resourceType: string;
   readonly key: string;
   readonly count?: number;
+  /** Organized by patient (`organizeOutputBy`): lines of the request's types, in patient blocks. */
+  readonly organizedBy?: 'Patient';
   /** Chunked exports: the chunk whose manifest listed the file, and its index in that manifest. */
   readonly chunk?: number;
   readonly chunkFileIndex?: number;
@@ -167,4 +169,6 @@ export interface FileResult {
   /** Chunked exports: the file's chunk, and where the ids of its resources are (for duplicate counting). */
   readonly chunk?: number;
   readonly resourceIdsKey?: string;
+  /** A file organized by patient: its valid lines per resourceType (headers under `Parameters`). */
+  readonly resourceTypeCounts?: Readonly<Record<string, number>>;
 }

@@ -80,10 +80,20 @@ export function exportRoot({ prefix, sourceId, transactionTime, executionName }:
   return `${normalizePrefix(prefix)}source=${sourceId}/${exportFolder(transactionTime, executionName)}/`;
 }
 
-/** Key of the n-th file (1-based per kind and type) of an export. */
-export function fileKey(location: ExportLocation, kind: FileKind, type: string, ordinal: number): string {
+/**
+ * Key of the n-th file (1-based per kind and type) of an export. Files organized by patient hold
+ * several types, so no `type=` partition fits them: they are numbered apart under `organizedBy=Patient/`.
+ */
+export function fileKey(
+  location: ExportLocation,
+  kind: FileKind,
+  type: string,
+  ordinal: number,
+  organizedBy?: 'Patient',
+): string {
   const part = `part-${String(ordinal).padStart(4, '0')}.ndjson`;
   const root = exportRoot(location);
+  if (organizedBy !== undefined) return `${root}organizedBy=${organizedBy}/${part}`;
   if (kind === 'output') return `${root}type=${type}/${part}`;
   if (kind === 'error') return `${root}_errors/${part}`;
   return `${root}_deleted/type=${type}/${part}`;
@@ -92,7 +102,7 @@ export function fileKey(location: ExportLocation, kind: FileKind, type: string, 
 /** Beside the data file, under `_quarantine/` so Athena never reads invalid lines as data. */
 export function quarantineKey(dataKey: string): string {
   const renamed = dataKey.replace(/\.ndjson$/, '.quarantine.ndjson');
-  const at = renamed.lastIndexOf('/type=');
+  const at = Math.max(renamed.lastIndexOf('/type='), renamed.lastIndexOf('/organizedBy='));
   return at < 0 ? renamed : `${renamed.slice(0, at)}/_quarantine${renamed.slice(at)}`;
 }
 

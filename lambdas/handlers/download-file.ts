@@ -279,6 +279,8 @@ export function createDownloadFileHandler(runtime: Runtime) {
       {
         url,
         resourceType: file.resourceType,
+        // A patient's block holds every type asked for, and its Parameters header (IG 2.0).
+        ...(file.organizedBy ? { resourceTypes: organizedFileTypes(exportContext.request.types) } : {}),
         kind: file.kind,
         ...(file.count === undefined ? {} : { expectedCount: file.count }),
         requiresAccessToken,
@@ -355,6 +357,7 @@ export function createDownloadFileHandler(runtime: Runtime) {
       invocations,
       ...(file.chunk === undefined ? {} : { chunk: file.chunk }),
       ...(idsKey === undefined ? {} : { resourceIdsKey: idsKey }),
+      ...(outcome.resourceTypeCounts ? { resourceTypeCounts: outcome.resourceTypeCounts } : {}),
     };
     await runtime.store.putJson(resultKey(exportContext.workPrefix, file.index), result);
     await forgetCheckpoint(runtime, event.transfer.checkpoint);
@@ -489,7 +492,14 @@ async function refreshedFileUrl(
       `reading the manifest again for a fresh link to file ${file.index}: status answered ${response.status}`,
     );
   }
-  const manifest = await readManifestPages(runtime, status.manifestBody, accessToken, allowInsecureHttp, now);
+  const manifest = await readManifestPages(
+    runtime,
+    status.manifestBody,
+    accessToken,
+    allowInsecureHttp,
+    now,
+    event.export.request,
+  );
   const previous = await urlLists.get(event.urlsKey);
   const entry = manifest.files[position];
   const sameLength =
@@ -516,3 +526,12 @@ async function refreshedFileUrl(
 
 /** Lambda entry point (see infra/). */
 export const handler = awsTaskEntry('DownloadFile', createDownloadFileHandler);
+
+/**
+ * The types a file organized by patient may hold: the request's `_type` (none: any type) and the
+ * `Parameters` resource that heads each patient's block ("a header Parameters resource containing a
+ * parameter named header with a reference to" the patient, IG 2.0 "Bulk Data Output File Organization").
+ */
+export function organizedFileTypes(requestedTypes: readonly string[]): readonly string[] {
+  return requestedTypes.length === 0 ? [] : [...new Set([...requestedTypes, 'Parameters'])];
+}

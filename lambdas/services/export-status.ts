@@ -312,6 +312,7 @@ async function pollOnce(runtime: Runtime, event: PollStatusEvent): Promise<PollS
           accessToken,
           settings.allowInsecureHttp,
           now,
+          context.request,
         );
       } catch (error) {
         // A next page refused for now (429, 5xx): the job stays complete; read it all again next poll.
@@ -362,7 +363,7 @@ export type LandingFile = CompletionManifest['files'][number] &
 export function fileItemsOf(files: readonly LandingFile[], location: ExportLocation): FileItem[] {
   const ordinals = new Map<string, number>();
   return files.map((file, index) => {
-    const group = `${file.kind}/${file.type}`;
+    const group = file.organizedBy ? `organizedBy=${file.organizedBy}` : `${file.kind}/${file.type}`;
     const ordinal = (ordinals.get(group) ?? 0) + 1;
     ordinals.set(group, ordinal);
     return {
@@ -370,8 +371,9 @@ export function fileItemsOf(files: readonly LandingFile[], location: ExportLocat
       kind: file.kind,
       type: file.type,
       resourceType: file.resourceType,
-      key: fileKey(location, file.kind, file.type, ordinal),
+      key: fileKey(location, file.kind, file.type, ordinal, file.organizedBy),
       ...(file.count === undefined ? {} : { count: file.count }),
+      ...(file.organizedBy ? { organizedBy: file.organizedBy } : {}),
       ...(file.chunk === undefined
         ? {}
         : {

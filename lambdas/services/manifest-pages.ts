@@ -1,4 +1,9 @@
-import { type CompletionManifest, mergeManifestPages, parseCompletionManifest } from '../core/manifest.js';
+import {
+  type CompletionManifest,
+  type ManifestRequest,
+  mergeManifestPages,
+  parseCompletionManifest,
+} from '../core/manifest.js';
 import { interpretStatusResponse } from '../core/status.js';
 import { InvalidManifestError, TransientServerError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
@@ -17,8 +22,9 @@ export async function readManifestPages(
   accessToken: string,
   allowInsecureHttp: boolean,
   now: Date,
+  asked: ManifestRequest = {},
 ): Promise<CompletionManifest> {
-  const pages: CompletionManifest[] = [parseCompletionManifest(firstPage, allowInsecureHttp)];
+  const pages: CompletionManifest[] = [parseCompletionManifest(firstPage, allowInsecureHttp, asked)];
   for (let next = pages[0]?.nextPageUrl; next; next = pages.at(-1)?.nextPageUrl) {
     if (pages.length >= MAX_MANIFEST_PAGES)
       throw new InvalidManifestError(`completion manifest has more than ${MAX_MANIFEST_PAGES} pages`);
@@ -35,7 +41,7 @@ export async function readManifestPages(
         pageOutcome.retryAfterSeconds,
       );
     }
-    pages.push(parseCompletionManifest(pageOutcome.manifestBody, allowInsecureHttp));
+    pages.push(parseCompletionManifest(pageOutcome.manifestBody, allowInsecureHttp, asked));
   }
   return mergeManifestPages(pages);
 }

@@ -41,6 +41,9 @@ export interface SandboxOptions {
   readonly requestLogLimit?: number;
   /** Used to fetch registered `jwks_url`s. @default globalThis.fetch */
   readonly fetch?: typeof fetch;
+  // Bulk Data 2.0 output options (issue 16 part 4): see export/partial-manifests.ts.
+  /** Output files per page of a partial manifest (kick-offs with allowPartialManifests=true). @default 2 */
+  readonly partialManifestPageSize?: number;
 }
 
 export type ResolvedOptions = Required<
@@ -62,6 +65,7 @@ export const DEFAULTS = {
   presignedLinkSeconds: 3600,
   manifestExpiresMs: 86_400_000,
   requestLogLimit: 100_000,
+  partialManifestPageSize: 2,
 } as const;
 
 export class SandboxOptionsError extends Error {
@@ -81,6 +85,7 @@ const INTEGER_RULES: Record<string, { min: number; max?: number }> = {
   presignedLinkSeconds: { min: 1 },
   manifestExpiresMs: { min: 1 },
   requestLogLimit: { min: 1 },
+  partialManifestPageSize: { min: 1 },
 };
 
 export function resolveOptions(options: SandboxOptions = {}): ResolvedOptions {

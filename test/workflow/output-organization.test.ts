@@ -1,0 +1,66 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Receipt } from '../../lambdas/core/receipt.js';
+import type { FileItem } from '../../lambdas/state.js';
+import {
+  GROUP_ID,
+  type MatrixEnvironment,
+  requestsOf,
+  runScenario,
+  startMatrixEnvironment,
+} from './support/matrix.js';
+import { assertZeroLoss } from './support/zero-loss.js';
+
+/**
+ * Bulk Data 2.0's output options against the sandbox over HTTP, with the real ASL and handlers:
+ * `organizeOutputBy=Patient` (files of patient blocks of several types) and
+ * `allowPartialManifests` (files listed, and downloaded, while the job still runs). The same
+ * zero-loss check as the fault matrix: every resource of the cohort lands exactly once.
+ */
+describe('Bulk Data output options (local)', () => {
+  let env: MatrixEnvironment;
+  beforeAll(async () => {
+    env = await startMatrixEnvironment({ patientCount: 20, retryAfterSeconds: 0 });
+  }, 60_000);
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('organizeOutputBy=Patient: lands the mixed files under organizedBy=Patient/ and counts each type', async () => {
+    // Prepare
+    const types = ['Patient', 'Condition', 'Observation'] as const;
+    // Act
+    const run = await runScenario(env, {
+      name: 'organized by patient',
+      faults: { jobDurationMs: 0 },
+      source: { export: { level: 'group', groupId: GROUP_ID, types, organizeOutputBy: 'Patient' } },
+    });
+    // Assess
+    await assertZeroLoss(env, run, { outcome: 'succeeded', types });
+    const kickoff = (await requestsOf(env, run.clientId)).find((entry) => entry.path.endsWith('/$export'))!;
+    expect(new URLSearchParams(kickoff.query).get('organizeOutputBy')).toBe('Patient');
+    const receipt = run.result.receipt as Receipt;
+    const items = (await env.getJson<FileItem[]>(
+      `_work/source=${run.sourceId}/execution=${run.result.run.exportName}/files.json`,
+    ))!;
+    const outputs = items.filter((item) => item.kind === 'output');
+    expect(outputs.length).toBeGreaterThan(1);
+    for (const [at, item] of outputs.entries()) {
+      expect(item.organizedBy).toBe('Patient');
+      expect(item.key).toMatch(
+        new RegExp(`/organizedBy=Patient/part-${String(at + 1).padStart(4, '0')}\\.ndjson$`),
+      );
+    }
+    // One block (and header) per cohort patient with data; every type's resources counted under its own name.
+    const patientsWithData = env.cohort.filter((patient) =>
+      types.some((type) => env.sandbox.dataset.count({ type, patientIndexes: [patient] }) > 0),
+    ).length;
+    const resources = types.reduce(
+      (sum, type) => sum + env.sandbox.dataset.count({ type, patientIndexes: env.cohort }),
+      0,
+    );
+    expect(receipt.organizedBy).toEqual({
+      Patient: { files: outputs.length, blocks: patientsWithData, resources, bytes: receipt.totals.bytes },
+    });
+    expect(receipt.totals.resources).toBe(resources);
+  }, 60_000);
+});
