@@ -102,7 +102,7 @@ export interface PollState {
    * `continue`: the execution's history budget is nearly spent; the job goes on, polled by a new execution
    * (`continuation`), or for a chunk by the export's next execution.
    */
-  readonly outcome: 'in-progress' | 'complete' | 'rechunk' | 'continue';
+  readonly outcome: 'in-progress' | 'complete' | 'rechunk' | 'continue' | 'partial';
   readonly attempt: number;
   readonly consecutiveTransientErrors: number;
   readonly waitSeconds: number;
@@ -113,8 +113,25 @@ export interface PollState {
   readonly historyEvents?: number;
   /** Kick-off attempts before polling started (the set-up's share of the history). */
   readonly kickOffAttempts?: number;
+  /**
+   * `partial` (allowPartialManifests): the job still runs and its status listed files not listed
+   * before; Download Partial Files lands them, then polling goes on.
+   */
+  readonly partial?: PartialDownload;
   /** `continue` of an export in one piece: the execution that takes over. */
   readonly continuation?: ContinuationRequest;
+}
+
+/** One round of files listed while the job runs: the Download Partial Files Map's items and URLs. */
+export interface PartialDownload {
+  readonly round: number;
+  readonly batchesKey: string;
+  readonly batchCount: number;
+  readonly urlsKey: string;
+  readonly requiresAccessToken: boolean;
+  /** Files listed so far, and how many of them this round lands. */
+  readonly listed: number;
+  readonly newFiles: number;
 }
 
 export interface ManifestSummary {

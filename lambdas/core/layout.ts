@@ -149,6 +149,15 @@ export const inFlightPrefix = (work: string) => `${work}in-flight/`;
 export const retryFilesKey = (work: string) => `${work}retry-files.json`;
 /** The first pass's batches of files (the Download Files Map's items; see core/file-batches.ts). */
 export const fileBatchesKey = (work: string) => `${work}file-batches.json`;
+/**
+ * allowPartialManifests: what earlier polls listed (core/partial-manifest.ts), and each partial
+ * download round's batches and URL list. A round's URL list has its own key: a download container
+ * caches a URL list by key, and a later round's list is longer.
+ */
+export const partialListingKey = (work: string) => `${work}partial/listing.json`;
+export const partialBatchesKey = (work: string, round: number) =>
+  `${work}partial/round-${round}.batches.json`;
+export const partialUrlsKey = (work: string, round: number) => `${work}partial/round-${round}.file-urls.json`;
 /** The retry pass's batches: the files without a result after the first pass. */
 export const retryBatchesKey = (work: string) => `${work}retry-batches.json`;
 export const resultsPrefix = (work: string) => `${work}results/`;

@@ -7,6 +7,7 @@ import {
   requestsOf,
   runScenario,
   startMatrixEnvironment,
+  statusUrlOf,
 } from './support/matrix.js';
 import { assertZeroLoss } from './support/zero-loss.js';
 
@@ -63,4 +64,40 @@ describe('Bulk Data output options (local)', () => {
     });
     expect(receipt.totals.resources).toBe(resources);
   }, 60_000);
+
+  it('allowPartialManifests: lands files the running job lists, then completes the set from the final manifest', async () => {
+    // Prepare: a job that runs ~3 s, many small files, paged two to a page as they become ready.
+    const types = ['Patient', 'Condition', 'Observation'] as const;
+    // Act
+    const run = await runScenario(env, {
+      name: 'partial manifests',
+      faults: { jobDurationMs: 3000, resourcesPerFile: 10 },
+      source: { export: { level: 'group', groupId: GROUP_ID, types, allowPartialManifests: true } },
+      waitOverrideMs: 150,
+    });
+    // Assess: every file exactly once, at stable keys, nothing else.
+    await assertZeroLoss(env, run, { outcome: 'succeeded', types });
+    const requests = await requestsOf(env, run.clientId);
+    const kickoff = requests.find((entry) => entry.path.endsWith('/$export'))!;
+    expect(new URLSearchParams(kickoff.query).get('allowPartialManifests')).toBe('true');
+    const statusPath = new URL(statusUrlOf(run)!).pathname;
+    const completedAt = requests.find((entry) => entry.path === statusPath && entry.status === 200)!.startMs;
+    const earlyDownloads = requests.filter(
+      (entry) => entry.path.startsWith('/files/') && entry.status === 200 && entry.endMs < completedAt,
+    );
+    const partialStatuses = requests.filter((entry) => entry.path === statusPath && entry.status === 202);
+    expect(partialStatuses.length).toBeGreaterThan(1);
+    expect(earlyDownloads.length, 'files downloaded while the status still answered 202').toBeGreaterThan(0);
+    // Later pages were read through their links while the job ran.
+    expect(
+      requests.some((entry) => entry.path.startsWith(`${statusPath}/page/`) && entry.endMs < completedAt),
+    ).toBe(true);
+    // Each file was fetched once: the final pass skipped the files the partial rounds had landed.
+    const fileGets = requests.filter((entry) => entry.path.startsWith('/files/') && entry.status === 200);
+    expect(new Set(fileGets.map((entry) => entry.path)).size).toBe(fileGets.length);
+    const rounds = run.result.run.events.filter(
+      (event) => event.type === 'StateEntered' && event.state?.name === 'Download Partial Files',
+    );
+    expect(rounds.length).toBeGreaterThan(0);
+  }, 90_000);
 });
