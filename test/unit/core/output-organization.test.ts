@@ -1,9 +1,16 @@
 import { describe, expect, it } from 'vitest';
+import { parseSourceSettings } from '../../../lambdas/config.js';
 import { buildKickOffRequest, type ExportRequest } from '../../../lambdas/core/kickoff.js';
 import { fileKey, quarantineKey } from '../../../lambdas/core/layout.js';
 import { parseCompletionManifest } from '../../../lambdas/core/manifest.js';
 import { NdjsonFramer } from '../../../lambdas/core/ndjson/framer.js';
+import {
+  filesBeyondListing,
+  listedFile,
+  type PartialListing,
+} from '../../../lambdas/core/partial-manifest.js';
 import { type ReceiptFile, summarizeFiles } from '../../../lambdas/core/receipt.js';
+import { interpretStatusResponse } from '../../../lambdas/core/status.js';
 import { InvalidManifestError, InvalidNdjsonError } from '../../../lambdas/errors.js';
 import { organizedFileTypes } from '../../../lambdas/handlers/download-file.js';
 import { stagingKey } from '../../../lambdas/services/publish-export.js';
@@ -201,5 +208,87 @@ describe('receipt of files organized by patient', () => {
 
   it('has no organizedBy when no file was organized', () => {
     expect(summarizeFiles([]).organizedBy).toBeUndefined();
+  });
+});
+
+describe('files listed while the job runs (allowPartialManifests)', () => {
+  const file = (type: string, count?: number) =>
+    ({
+      kind: 'output',
+      type,
+      resourceType: type,
+      url: `${FILES}/${type}-${count}`,
+      ...(count === undefined ? {} : { count }),
+    }) as const;
+  const manifest = (files: ReturnType<typeof file>[], transactionTime = '2026-11-26T11:00:00Z') => ({
+    transactionTime,
+    request: `${BASE}/$export`,
+    requiresAccessToken: true,
+    files,
+  });
+  const listing = (files: ReturnType<typeof file>[]): PartialListing => ({
+    transactionTime: '2026-11-26T11:00:00Z',
+    files: files.map(listedFile),
+    rounds: 1,
+  });
+
+  it('counts the files beyond those listed before; a fresh URL for a listed file is allowed', () => {
+    const before = [file('Patient', 3)];
+    const again = [{ ...file('Patient', 3), url: `${FILES}/fresh-link` }, file('Condition', 5)];
+    expect(filesBeyondListing(undefined, manifest(before))).toBe(1);
+    expect(filesBeyondListing(listing(before), manifest(again))).toBe(1);
+    expect(filesBeyondListing(listing(again), manifest(again))).toBe(0);
+  });
+
+  it('refuses a manifest that moved, dropped or changed a listed file, naming it', () => {
+    const before = [file('Patient', 3), file('Condition', 5)];
+    const message = (files: ReturnType<typeof file>[], transactionTime?: string) =>
+      thrown(() => filesBeyondListing(listing(before), manifest(files, transactionTime))).message;
+    const prefix = 'the manifest changed files it had listed while the export ran (allowPartialManifests): ';
+    const suffix = '; a listed file must keep its place (IG, "Response - In-Progress Status")';
+    expect(message([file('Condition', 5), file('Patient', 3)])).toBe(
+      `${prefix}file 0 was output Patient (count 3), now output Condition (count 5)${suffix}`,
+    );
+    expect(message([file('Patient', 3)])).toBe(`${prefix}2 files were listed, now 1${suffix}`);
+    expect(message([file('Patient', 3), file('Condition', 6)])).toBe(
+      `${prefix}file 1 was output Condition (count 5), now output Condition (count 6)${suffix}`,
+    );
+    expect(message(before, '2026-11-26T12:00:00Z')).toBe(
+      `${prefix}transactionTime was 2026-11-26T11:00:00Z, now 2026-11-26T12:00:00Z${suffix}`,
+    );
+    expect(thrown(() => filesBeyondListing(listing(before), manifest([])))).toBeInstanceOf(
+      InvalidManifestError,
+    );
+  });
+
+  it('reads a 202 body as a partial manifest, and a 202 without one as before', () => {
+    const manifestBody = { transactionTime: '2026-11-26T11:00:00Z', output: [] };
+    const now = new Date('2026-11-26T12:00:00Z');
+    expect(
+      interpretStatusResponse({ status: 202, headers: {}, body: JSON.stringify(manifestBody) }, now),
+    ).toEqual({ outcome: 'in-progress', partialManifestBody: manifestBody });
+    expect(interpretStatusResponse({ status: 202, headers: {}, body: '' }, now)).toEqual({
+      outcome: 'in-progress',
+    });
+    expect(interpretStatusResponse({ status: 202, headers: {}, body: '{not json' }, now)).toEqual({
+      outcome: 'in-progress',
+    });
+  });
+
+  it('is refused with chunking, saying why and what to do', () => {
+    const source = {
+      id: 'epic',
+      clientId: 'client',
+      fhirBaseUrl: 'https://ehr.example.org/fhir',
+      export: {
+        level: 'group',
+        groupId: 'g',
+        allowPartialManifests: true,
+        chunk: { by: 'time', window: '30d' },
+      },
+    };
+    expect(thrown(() => parseSourceSettings(source)).message).toContain(
+      'export.allowPartialManifests cannot be combined with export.chunk or export.chunkOnTimeout: a chunked export lands its files after every chunk is complete; turn one of them off',
+    );
   });
 });
