@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseSourceSettings } from '../../../lambdas/config.js';
 import { buildKickOffRequest, type ExportRequest } from '../../../lambdas/core/kickoff.js';
 import { fileKey, quarantineKey } from '../../../lambdas/core/layout.js';
-import { parseCompletionManifest } from '../../../lambdas/core/manifest.js';
+import { type ManifestFile, parseCompletionManifest } from '../../../lambdas/core/manifest.js';
 import { NdjsonFramer } from '../../../lambdas/core/ndjson/framer.js';
 import {
   filesBeyondListing,
@@ -212,21 +212,20 @@ describe('receipt of files organized by patient', () => {
 });
 
 describe('files listed while the job runs (allowPartialManifests)', () => {
-  const file = (type: string, count?: number) =>
-    ({
-      kind: 'output',
-      type,
-      resourceType: type,
-      url: `${FILES}/${type}-${count}`,
-      ...(count === undefined ? {} : { count }),
-    }) as const;
-  const manifest = (files: ReturnType<typeof file>[], transactionTime = '2026-11-26T11:00:00Z') => ({
+  const file = (type: string, count?: number): ManifestFile => ({
+    kind: 'output',
+    type,
+    resourceType: type,
+    url: `${FILES}/${type}-${count}`,
+    ...(count === undefined ? {} : { count }),
+  });
+  const manifest = (files: ManifestFile[], transactionTime = '2026-11-26T11:00:00Z') => ({
     transactionTime,
     request: `${BASE}/$export`,
     requiresAccessToken: true,
     files,
   });
-  const listing = (files: ReturnType<typeof file>[]): PartialListing => ({
+  const listing = (files: ManifestFile[]): PartialListing => ({
     transactionTime: '2026-11-26T11:00:00Z',
     files: files.map(listedFile),
     rounds: 1,
@@ -242,7 +241,7 @@ describe('files listed while the job runs (allowPartialManifests)', () => {
 
   it('refuses a manifest that moved, dropped or changed a listed file, naming it', () => {
     const before = [file('Patient', 3), file('Condition', 5)];
-    const message = (files: ReturnType<typeof file>[], transactionTime?: string) =>
+    const message = (files: ManifestFile[], transactionTime?: string) =>
       thrown(() => filesBeyondListing(listing(before), manifest(files, transactionTime))).message;
     const prefix = 'the manifest changed files it had listed while the export ran (allowPartialManifests): ';
     const suffix = '; a listed file must keep its place (IG, "Response - In-Progress Status")';
