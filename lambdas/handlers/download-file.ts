@@ -110,7 +110,9 @@ export function createDownloadFileHandler(runtime: Runtime) {
     if (files.length === 0) {
       throw new ConfigurationError('Download File was called without a file or a batch of files');
     }
-    if (files.length === 1) return landOne(oneFile(event, files[0]!, 0), context, settings, false);
+    // With allowPartialManifests a single file may have landed in a partial round already (same key).
+    const mayHaveLanded = event.export.request?.allowPartialManifests === true;
+    if (files.length === 1) return landOne(oneFile(event, files[0]!, 0), context, settings, mayHaveLanded);
     return landBatch(event, files, context, settings);
   };
 
@@ -201,7 +203,8 @@ export function createDownloadFileHandler(runtime: Runtime) {
   ): Promise<DownloadFileState> {
     const { file, export: exportContext } = event;
     // The retry pass, run again by a redrive, meets files that landed meanwhile: they stay as they are;
-    // so does a batch run again. (A single file in the first pass never does: its result is its child's last step.)
+    // so does a batch run again. (A single file in the first pass never does: its result is its child's last
+    // step; unless a partial round of allowPartialManifests landed it while the job ran.)
     const landed =
       event.pass === 'retry' || skipLanded
         ? await runtime.store.getJson<FileResult>(resultKey(exportContext.workPrefix, file.index))

@@ -152,6 +152,14 @@ async function takePartialManifest(
   const added = filesBeyondListing(listing, manifest);
   if (added === 0) return undefined;
   const location = await claimExportFolder(runtime, context, manifest.transactionTime);
+  if (!listing) {
+    // Before any file lands: an export that fails while its job runs removes what it staged here.
+    const job = await runtime.store.getJson<JobRecord>(jobRecordKey(context.workPrefix));
+    await runtime.store.putJson(jobRecordKey(context.workPrefix), {
+      ...(job ?? { sourceId: context.sourceId, executionName: context.executionName, export: context }),
+      partialExportRoot: exportRoot(location),
+    } satisfies JobRecord);
+  }
   const items = fileItemsOf(manifest.files, location);
   const round = (listing?.rounds ?? 0) + 1;
   const fresh = items.slice(items.length - added);

@@ -100,4 +100,33 @@ describe('Bulk Data output options (local)', () => {
     );
     expect(rounds.length).toBeGreaterThan(0);
   }, 90_000);
+
+  it('allowPartialManifests: a job that fails after files landed leaves nothing staged behind', async () => {
+    // Act: files land while the job runs, then the job fails.
+    const run = await runScenario(env, {
+      name: 'partial manifests then a failed job',
+      faults: { jobDurationMs: 2500, resourcesPerFile: 10, jobFailure: true },
+      source: {
+        export: { level: 'group', groupId: GROUP_ID, types: ['Observation'], allowPartialManifests: true },
+      },
+      waitOverrideMs: 150,
+    });
+    // Assess
+    expect({ status: run.result.run.status, error: run.result.run.error }).toEqual({
+      status: 'FAILED',
+      error: 'ExportRequestRejectedError',
+    });
+    const requests = await requestsOf(env, run.clientId);
+    expect(
+      requests.filter((entry) => entry.path.startsWith('/files/') && entry.status === 200).length,
+    ).toBeGreaterThan(0);
+    const keys = await env.listKeys(`source=${run.sourceId}/`);
+    // Only the folder's claim stays: the staged files of a given-up export are removed.
+    expect(keys).toHaveLength(1);
+    expect(keys[0]).toMatch(new RegExp(`^source=${run.sourceId}/export=[^/]+/_claim\\.json$`));
+    const failure = await env.getJson<{ status: string }>(
+      `_failures/source=${run.sourceId}/${run.result.run.exportName}.json`,
+    );
+    expect(failure?.status).toBe('failed');
+  }, 90_000);
 });

@@ -33,8 +33,12 @@ export function publishedPages(job: ExportJob, nowMs: number, pageSize: number):
   const files = job.files();
   const outputs = files.filter((file) => file.kind === 'output');
   const errors = files.filter((file) => file.kind === 'error');
-  const complete = job.state(nowMs) === 'complete';
-  const ready = readyOutputFiles(job, nowMs);
+  const jobState = job.state(nowMs);
+  const complete = jobState === 'complete';
+  // A failed job keeps serving what it had listed: "a Data Consumer MAY process resources that have
+  // already been retrieved" (IG, manifest `link`); its pages no longer grow.
+  if (jobState === 'failed') nowMs = Math.min(nowMs, job.init.createdAtMs + job.init.durationMs - 1);
+  const ready = complete ? outputs.length : readyOutputFiles(job, nowMs);
   const outputPages = complete
     ? Math.max(1, Math.ceil(outputs.length / pageSize))
     : Math.floor(ready / pageSize);
