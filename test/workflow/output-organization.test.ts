@@ -88,6 +88,9 @@ describe('Bulk Data output options (local)', () => {
     const partialStatuses = requests.filter((entry) => entry.path === statusPath && entry.status === 202);
     expect(partialStatuses.length).toBeGreaterThan(1);
     expect(earlyDownloads.length, 'files downloaded while the status still answered 202').toBeGreaterThan(0);
+    // The job still ran after a file had landed: a 202 came after the first download ended.
+    const firstLanded = Math.min(...earlyDownloads.map((entry) => entry.endMs));
+    expect(partialStatuses.some((entry) => entry.startMs > firstLanded)).toBe(true);
     // Later pages were read through their links while the job ran.
     expect(
       requests.some((entry) => entry.path.startsWith(`${statusPath}/page/`) && entry.endMs < completedAt),
