@@ -7,6 +7,8 @@
  */
 import './local/node-version.js';
 import { resolve } from 'node:path';
+import { parseSourceSettings } from '../lambdas/config.js';
+import { renderEffectiveSettings } from '../lambdas/core/effective-settings.js';
 import { ExportNotResumableError } from '../lambdas/errors.js';
 import { redriveExecution } from './local/aws-redrive.js';
 import {
@@ -27,10 +29,13 @@ import type { RedrivePoint } from './local/runner.js';
 
 const USAGE = `usage: npm run export -- --source <file.json> [--since ISO|auto] [--until ISO] [--types A,B] [--group ID] [--chunk C]
                          [--bucket B] [--s3-endpoint URL | --aws-s3] [--prefix P]
+       npm run export -- --source <file.json> --explain
        npm run export -- --resume <execution-name>
        npm run export -- --resume <execution-name> --state-machine-arn ARN      (on AWS: RedriveExecution)
 
   --source FILE      the source settings (JSON); a relative path is read from the folder you run this in
+  --explain          print the source's effective settings, each with where it comes from (the source file, its
+                     EHR profile and why, or the default), and exit without exporting
   --since ISO|auto   only changes since then; auto (the default): since the last fully successful
                      export of this source (none yet: everything)
   --until ISO        only changes until then
@@ -66,6 +71,7 @@ const OPTIONS = {
   chunk: { type: 'string' },
   resume: { type: 'string' },
   'state-machine-arn': { type: 'string' },
+  explain: { type: 'boolean' },
 } as const;
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -79,6 +85,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return redriveOnAws(values['state-machine-arn'], values.resume);
   }
   if (values.resume !== undefined) {
+    if (values.explain) throw new UsageError('--explain is for --source FILE (what a new export would use)');
     const clashing = [
       'source',
       'since',
@@ -122,6 +129,11 @@ async function main(argv: readonly string[]): Promise<number> {
     });
   }
   if (!values.source) throw new UsageError('--source <file.json> is required (or --resume NAME)');
+  if (values.explain) {
+    const source = await readSourceFile(values.source);
+    process.stdout.write(renderEffectiveSettings(parseSourceSettings(source.raw), source.raw));
+    return 0;
+  }
   const targetOptions = s3TargetOptions(values, resolve(localDirectory, 's3'));
   const request: Record<string, unknown> = { since: values.since ?? 'auto' };
   if (values.until) request.until = values.until;

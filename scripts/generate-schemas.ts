@@ -4,12 +4,13 @@
  * config with the very rules the pipeline applies. `npm run schemas` after a
  * schema change; a test fails while the committed files are stale.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { PipelineConfigSchema } from '../infra/config.js';
 import { RegisteredSourceSchema, SourceFileSchema } from '../lambdas/schema/source.js';
+import { PROFILE_DOC, withProfileTables } from './profile-docs.js';
 
 const SCHEMAS = {
   'source.schema.json': { schema: SourceFileSchema, title: 'FHIR Bulk Data source (local source file)' },
@@ -43,4 +44,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     writeFileSync(path, text);
     console.log(`wrote ${path}`);
   }
+  const profileDoc = fileURLToPath(new URL(`../${PROFILE_DOC}`, import.meta.url));
+  writeFileSync(profileDoc, withProfileTables(readFileSync(profileDoc, 'utf8')));
+  console.log(`wrote the profile tables of ${profileDoc}`);
 }

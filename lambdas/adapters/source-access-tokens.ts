@@ -38,9 +38,10 @@ export async function createSourceAccessTokens(
   }
   const scope = buildScope({
     resourceTypes: settings.export.types,
-    syntax: auth.scopeSyntax,
+    syntax: auth.scopeSyntax ?? settings.scopeSyntax,
+    casing: settings.scopeCasing,
     ...(auth.scope === undefined ? {} : { override: auth.scope }),
-    extraScopes: auth.extraScopes,
+    extraScopes: [...settings.extraScopes, ...(auth.extraScopes ?? [])],
   });
   return createAccessTokenProvider({
     signer,
@@ -49,6 +50,7 @@ export async function createSourceAccessTokens(
     fhirBaseUrl: settings.fhirBaseUrl,
     ...(auth.tokenUrl === undefined ? {} : { tokenUrl: auth.tokenUrl }),
     allowInsecureHttp: settings.allowInsecureHttp,
+    defaultExpiresInSeconds: settings.tokenLifetimeSeconds,
     ...(dependencies.logger ? { logger: dependencies.logger } : {}),
     ...(dependencies.now ? { now: dependencies.now } : {}),
   });

@@ -1,10 +1,15 @@
 import { parseDuration } from '../core/chunks.js';
 import { type ContinuationInput, parseContinuationInput } from '../core/continuation.js';
-import { checkInputAgainstSource, parseExecutionInput } from '../core/execution-input.js';
+import { settingsForLog } from '../core/effective-settings.js';
+import {
+  checkInputAgainstSource,
+  type ExecutionInput,
+  parseExecutionInput,
+} from '../core/execution-input.js';
 import { jobRecordKey, workPrefix } from '../core/layout.js';
 import { InvalidExecutionInputError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
-import type { SourceSettings } from '../schema/source.js';
+import { type SourceSettings, unsupportedByServer } from '../schema/source.js';
 import { type JobRecord, takeSourceLock } from '../services/export-lifecycle.js';
 import { handOverSourceLock } from '../services/source-lock.js';
 import { sinceFromWatermark } from '../services/watermark.js';
@@ -32,6 +37,12 @@ export function createPrepareExportHandler(runtime: Runtime) {
     const input = parseExecutionInput(event.input);
     const settings = await runtime.sources.get(input.sourceId);
     checkInputAgainstSource(input, settings.export);
+    checkInputAgainstServer(input, settings);
+    runtime.logger.info('effective settings', {
+      sourceId: settings.id,
+      profile: settings.profile,
+      settings: settingsForLog(settings),
+    });
     const now = runtime.now();
 
     let since: string | undefined;
@@ -103,6 +114,31 @@ export function createPrepareExportHandler(runtime: Runtime) {
     await runtime.store.putJson(jobRecordKey(work), job);
     return context;
   };
+}
+
+/**
+ * What this execution's input asks of the server, against what the source's
+ * profile says it accepts: a backfill's `_typeFilter` to a server that would
+ * ignore it fails here, before kick-off, naming the EHR. The source's own
+ * settings passed the same check when it was configured.
+ */
+function checkInputAgainstServer(input: ExecutionInput, settings: SourceSettings): void {
+  const level = input.level ?? (input.groupId ? 'group' : settings.export.level);
+  const chunk = input.chunk === undefined ? settings.export.chunk : input.chunk || undefined;
+  const problem = unsupportedByServer(settings, {
+    level,
+    typeFilters: input.typeFilters ?? settings.export.typeFilters,
+    elements: settings.export.elements,
+    includeAssociatedData: input.includeAssociatedData ?? settings.export.includeAssociatedData,
+    patient: input.patient ?? settings.export.patient,
+    until: input.until !== undefined,
+    chunk,
+  });
+  if (problem === undefined) return;
+  const fromInput = problem.field === 'until' || input[problem.field as keyof ExecutionInput] !== undefined;
+  throw new InvalidExecutionInputError(
+    `${fromInput ? 'input' : 'export'}.${problem.field} ${problem.message}`,
+  );
 }
 
 /**

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DEFAULT_MAX_LINE_BYTES, MAX_MAX_LINE_BYTES, MIN_MAX_LINE_BYTES } from '../core/ndjson/line-limit.js';
 import { checkFetchableUrl } from '../core/urls.js';
 import { flag, integer, oneOf, patterned, strictObject, text, textList } from './fields.js';
+import { applyProfile, PROFILE_NAMES, profileOf } from './profiles.js';
 
 /**
  * The one definition of a source. Everything else derives from it: the
@@ -161,7 +162,7 @@ const exportShape = {
   // Bulk Data 2.0/2.1 output options (issue 16 part 4); the IG's words are quoted in core/manifest.ts.
   allowPartialManifests: flag(
     '`allowPartialManifests=true`: the server may list files while it still exports (a 202 with a manifest), and they are downloaded then. Not with chunking.',
-  ).default(false),
+  ).optional(),
   organizeOutputBy: oneOf(
     ['Patient'],
     "`organizeOutputBy`: files hold blocks of one patient's resources of several types, landed under `organizedBy=Patient/`.",
@@ -170,11 +171,65 @@ const exportShape = {
 
 const exportSchema = strictObject(exportShape, 'What to export and how to ask for it.');
 
+export const EXPORT_LEVELS = ['system', 'patient', 'group'] as const;
+
+/**
+ * What the server accepts, as its profile knows it (the defaults are the IG's
+ * client-visible features). A request that needs what the server lacks is
+ * refused before kick-off: a server may ignore a parameter it does not know
+ * (the IG lets it ignore `_typeFilter`), and an ignored filter exports far more
+ * than was asked for.
+ */
+const serverSupportsShape = {
+  levels: z
+    .array(oneOf(EXPORT_LEVELS), {
+      error: () => `must be an array of ${EXPORT_LEVELS.join(', ')}`,
+    })
+    .min(1, { error: () => 'must name at least one export level' })
+    .default([...EXPORT_LEVELS])
+    .meta({ description: 'Export levels the server offers.' }),
+  typeFilter: flag('`_typeFilter` is applied (a server may ignore it, exporting everything).').default(true),
+  until: flag('`_until` is accepted (chunks by time send it).').default(true),
+  elements: flag('`_elements` is accepted.').default(true),
+  includeAssociatedData: flag('`includeAssociatedData` is accepted.').default(true),
+  patientParameter: flag(
+    'The `patient` parameter of a POST kick-off is accepted (chunks by patients send it).',
+  ).default(true),
+};
+const serverSupportsSchema = strictObject(
+  serverSupportsShape,
+  'What the server accepts; set by the profile.',
+);
+
+export const SCOPE_TOKEN = { regex: /^[\x21\x23-\x5B\x5D-\x7E]+$/, expected: 'a scope token without spaces' };
+
 /** A source's settings apart from its id and credentials. */
 const settingsShape = {
   description: text('For people: what this source is.').optional(),
+  profile: oneOf(
+    PROFILE_NAMES,
+    "The EHR: sets every quirk we know for it (docs/registering-with-an-ehr.md); the source's own settings win.",
+  ).default('generic'),
   fhirBaseUrl: text('The FHIR base URL (https; http only for loopback hosts in local mode).'),
   export: exportSchema.prefault({}),
+  serverSupports: serverSupportsSchema.prefault({}),
+  scopeSyntax: oneOf(
+    ['v1', 'v2'],
+    'SMART scope syntax: v1 system/Patient.read, v2 system/Patient.rs.',
+  ).default('v2'),
+  scopeCasing: oneOf(
+    ['lower', 'capitalized'],
+    'capitalized: the v1 action spelled with a capital letter, system/Patient.Read (Epic).',
+  ).default('lower'),
+  extraScopes: textList(
+    SCOPE_TOKEN,
+    'Scopes added to the computed ones (eClinicalWorks: system/Group.read).',
+  ).default([]),
+  tokenLifetimeSeconds: integer(
+    60,
+    86_400,
+    'How long an access token lives when the token response does not say (expires_in).',
+  ).default(300),
   maxConcurrency: integer(1, 1000, 'Files downloaded at once (the Map’s MaxConcurrency).').default(4),
   filesPerBatch: integer(
     1,
@@ -221,16 +276,12 @@ const settingsShape = {
   ).default(60),
 };
 
-export const SCOPE_TOKEN = { regex: /^[\x21\x23-\x5B\x5D-\x7E]+$/, expected: 'a scope token without spaces' };
-
 /** How a source authenticates (SMART Backend Services), wherever its credentials are kept. */
 const credentialShape = {
   clientId: text('The client id registered with the EHR.').optional(),
   kmsKeyId: text('An asymmetric KMS key that signs (id, ARN or alias).').optional(),
   tokenUrl: text('Token endpoint; otherwise discovered from .well-known/smart-configuration.').optional(),
   scope: text('A complete scope string that replaces the computed one.').optional(),
-  scopeSyntax: oneOf(['v1', 'v2'], 'SMART scope syntax.').optional(),
-  extraScopes: textList(SCOPE_TOKEN, 'Scopes added to the computed ones.').optional(),
 };
 
 /** Credentials in a local source file: a private JWK file on disk, or a KMS key. */
@@ -247,6 +298,12 @@ const localAuthShape = {
 export const ClientSecretSchema = strictObject({
   ...credentialShape,
   clientId: text('The client id registered with the EHR.'),
+  // Settings now; still read from a secret written before they were, and winning over the settings.
+  scopeSyntax: oneOf(['v1', 'v2'], 'SMART scope syntax (overrides the source setting).').optional(),
+  extraScopes: textList(
+    SCOPE_TOKEN,
+    'Scopes added to the computed ones (on top of the source setting).',
+  ).optional(),
   privateJwk: z.unknown().optional().meta({ description: 'A private JWK (kid, alg, d, …).' }),
 });
 
@@ -256,6 +313,16 @@ export const AUTH_KEYS: readonly string[] = Object.keys(localAuthShape);
 export const CREDENTIAL_KEYS: readonly string[] = [...AUTH_KEYS, 'privateJwk'];
 
 type ParsedSettings = z.output<z.ZodObject<typeof settingsShape>>;
+
+/**
+ * The profile's settings fill in what the source leaves out before the schema
+ * parses (then the defaults fill the rest): a preprocess keeps the JSON Schema
+ * that of what a person writes.
+ */
+function withProfile<S extends z.ZodType>(schema: S) {
+  // Typed as what a person writes (the preprocess accepts anything and hands the schema its input).
+  return z.preprocess(applyProfile, schema) as unknown as z.ZodPipe<z.ZodType<z.input<S>, z.input<S>>, S>;
+}
 
 /** Cross-field rules: the URL policy needs allowInsecureHttp; a group export needs its Group. */
 function checkSettings(settings: ParsedSettings, context: z.core.$RefinementCtx): void {
@@ -280,6 +347,81 @@ function checkSettings(settings: ParsedSettings, context: z.core.$RefinementCtx)
   const chunking = chunkingProblem(settings.export);
   if (chunking !== undefined)
     context.addIssue({ code: 'custom', path: ['export', ...chunking.path], message: chunking.message });
+  const unsupported = unsupportedByServer(settings, {
+    level: level ?? (groupId === undefined ? 'system' : 'group'),
+    ...settings.export,
+  });
+  if (unsupported !== undefined)
+    context.addIssue({ code: 'custom', path: ['export', unsupported.field], message: unsupported.message });
+  if (settings.scopeCasing === 'capitalized' && settings.scopeSyntax !== 'v1')
+    context.addIssue({
+      code: 'custom',
+      path: ['scopeCasing'],
+      message:
+        'capitalized applies to v1 scopes (system/Patient.Read); set scopeSyntax to v1 or scopeCasing to lower',
+    });
+}
+
+/** What an export asks of the server: the source's export settings, or an execution's request. */
+export interface RequestedFeatures {
+  readonly level: (typeof EXPORT_LEVELS)[number];
+  readonly typeFilters: readonly string[];
+  readonly elements: readonly string[];
+  readonly includeAssociatedData: readonly string[];
+  readonly patient: readonly string[];
+  /** True when the request carries `_until` (an execution's window). */
+  readonly until?: boolean | undefined;
+  readonly chunk?: { readonly by: 'patients' | 'time' } | undefined;
+}
+
+/**
+ * The first thing a request asks of the server that its profile says the server
+ * does not accept, named by the setting that asks for it; checked when the
+ * source is configured and again for each execution's request, always before
+ * kick-off. The message names the EHR and says both ways out.
+ */
+export function unsupportedByServer(
+  settings: {
+    readonly profile: (typeof PROFILE_NAMES)[number];
+    readonly serverSupports: z.output<typeof serverSupportsSchema>;
+  },
+  request: RequestedFeatures,
+): { readonly field: string; readonly message: string } | undefined {
+  const supports = settings.serverSupports;
+  const { ehr } = profileOf(settings.profile);
+  const refuse = (field: string, parameter: string, support: keyof typeof supports, effect: string) => ({
+    field,
+    message: `asks for ${parameter}, which ${ehr} (profile ${settings.profile}) does not accept${effect}; remove it, or set serverSupports.${support} to true if this server does`,
+  });
+  if (!supports.levels.includes(request.level))
+    return {
+      field: 'level',
+      message: `is ${request.level}, but ${ehr} (profile ${settings.profile}) offers ${supports.levels.join(' and ')} level exports only; set export.level (and export.groupId) accordingly, or list ${request.level} in serverSupports.levels if this server offers it`,
+    };
+  if (request.typeFilters.length > 0 && !supports.typeFilter)
+    return refuse(
+      'typeFilters',
+      '_typeFilter',
+      'typeFilter',
+      ' (it would ignore the filter and export every resource of the type)',
+    );
+  if (request.elements.length > 0 && !supports.elements)
+    return refuse('elements', '_elements', 'elements', '');
+  if (request.includeAssociatedData.length > 0 && !supports.includeAssociatedData)
+    return refuse('includeAssociatedData', 'includeAssociatedData', 'includeAssociatedData', '');
+  if (request.patient.length > 0 && !supports.patientParameter)
+    return refuse('patient', 'the patient parameter', 'patientParameter', '');
+  if (request.chunk?.by === 'patients' && !supports.patientParameter)
+    return refuse(
+      'chunk',
+      'the patient parameter (chunk.by patients)',
+      'patientParameter',
+      '; chunk by time instead',
+    );
+  if (request.chunk?.by === 'time' && !supports.until)
+    return refuse('chunk', '_until (chunk.by time)', 'until', '; chunk by patients instead');
+  if (request.until && !supports.until) return refuse('until', '_until', 'until', '');
+  return undefined;
 }
 
 /**
@@ -387,28 +529,32 @@ function toSourceSettings(id: string, settings: ParsedSettings) {
 }
 
 /** A source's settings without its id: the CDK props' `settings` and the registry record's. */
-export const SourceSettingsSchema = strictObject(
-  {
-    id: sourceId()
-      .optional()
-      .meta({ description: 'Set the id once, on the source; here it may only repeat it.' }),
-    ...settingsShape,
-  },
-  'A source’s non-secret settings.',
-  (keys) =>
-    keys.some((key) => CREDENTIAL_KEYS.includes(key))
-      ? "credentials belong in the source's client secret, not in its settings"
-      : undefined,
-).superRefine(checkSettings);
+export const SourceSettingsSchema = withProfile(
+  strictObject(
+    {
+      id: sourceId()
+        .optional()
+        .meta({ description: 'Set the id once, on the source; here it may only repeat it.' }),
+      ...settingsShape,
+    },
+    'A source’s non-secret settings.',
+    (keys) =>
+      keys.some((key) => CREDENTIAL_KEYS.includes(key))
+        ? "credentials belong in the source's client secret, not in its settings"
+        : undefined,
+  ).superRefine(checkSettings),
+);
 
 /**
  * A local source file: id, settings and the credentials used on a laptop
  * (`npm run export -- --source <file>`). `schemas/source.schema.json`.
  */
-export const SourceFileSchema = strictObject(
-  { id: sourceId(), ...settingsShape, ...localAuthShape },
-  'A FHIR Bulk Data source for a local run: settings and credentials.',
-).superRefine(checkSettings);
+export const SourceFileSchema = withProfile(
+  strictObject(
+    { id: sourceId(), ...settingsShape, ...localAuthShape },
+    'A FHIR Bulk Data source for a local run: settings and credentials.',
+  ).superRefine(checkSettings),
+);
 
 /**
  * A source in the registry (`<prefix>_registry/sources/<id>.json` in the

@@ -3,12 +3,15 @@
  *   npm run sandbox -- --port 8080 [--patients 1000] [--seed 42] [--job-seconds 2] [--host 127.0.0.1]
  */
 import '../local/node-version.js';
-import { integerOption, parseCommandLine, parseOrExit, usageMessage } from '../local/command.js';
+import { integerOption, parseCommandLine, parseOrExit, UsageError, usageMessage } from '../local/command.js';
+import { EHR_MODE_NAMES, EHR_MODES, isEhrMode } from './ehr-modes.js';
 import { FAULT_NAMES, startSandbox } from './index.js';
 import { SandboxOptionsError } from './options.js';
 
-const USAGE =
-  'usage: npm run sandbox -- [--port N] [--second-port N] [--host H] [--patients N] [--seed N] [--job-seconds N] [--resources-per-file N]';
+const USAGE = `usage: npm run sandbox -- [--port N] [--second-port N] [--host H] [--patients N] [--seed N] [--job-seconds N] [--resources-per-file N] [--ehr MODE]
+
+  --ehr MODE   every client meets that EHR's behaviour unless it registers with an "ehr" of its own:
+${EHR_MODE_NAMES.map((name) => `                 ${name}: ${EHR_MODES[name].summary}`).join('\n')}`;
 
 const options = parseOrExit('sandbox', USAGE, () => {
   const { values } = parseCommandLine(process.argv.slice(2), {
@@ -19,7 +22,12 @@ const options = parseOrExit('sandbox', USAGE, () => {
     seed: { type: 'string' },
     'job-seconds': { type: 'string' },
     'resources-per-file': { type: 'string' },
+    ehr: { type: 'string' },
   });
+  if (values.ehr !== undefined && !isEhrMode(values.ehr))
+    throw new UsageError(
+      `--ehr must be one of ${EHR_MODE_NAMES.join(', ')} (got ${JSON.stringify(values.ehr)})`,
+    );
   const jobSeconds = integerOption('job-seconds', values['job-seconds'], { min: 0 });
   return {
     port: integerOption('port', values.port, { min: 0, max: 65535 }),
@@ -29,6 +37,7 @@ const options = parseOrExit('sandbox', USAGE, () => {
     seed: integerOption('seed', values.seed, { min: Number.MIN_SAFE_INTEGER }),
     jobDurationMs: jobSeconds === undefined ? undefined : jobSeconds * 1000,
     resourcesPerFile: integerOption('resources-per-file', values['resources-per-file']),
+    ehr: values.ehr,
   };
 });
 
@@ -45,7 +54,9 @@ Token URL:      ${sandbox.tokenUrl}
 Second origin:  ${sandbox.secondOrigin} (presigned file URLs)
 Patients:       ${sandbox.dataset.options.patientCount} (seed ${sandbox.dataset.options.seed}); Groups: ${sandbox.dataset.groups.map((g) => g.id).join(', ')}
 
-Register a client (public keys only; scope defaults to system/*.rs):
+EHR mode:       ${options.ehr ?? 'none (the IG as written)'}
+
+Register a client (public keys only; scope defaults to system/*.rs; "ehr": "epic" for that EHR's behaviour):
   curl -s -X POST ${sandbox.registrationUrl} -H 'content-type: application/json' \\
     -d '{"jwks_url":"https://example.org/jwks.json","scope":"system/*.rs","faults":{}}'
   (or "jwks": {"keys": [...]}; the answer is {"client_id": ...})

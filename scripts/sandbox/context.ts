@@ -67,7 +67,8 @@ export class SandboxState {
 
   /** Registers (or replaces) a client; a replaced client's count faults start afresh. */
   register(registration: ClientRegistration): RegisteredClient {
-    const client = this.clients.register(registration);
+    const ehr = registration.ehr ?? this.options.ehr;
+    const client = this.clients.register(ehr === undefined ? registration : { ...registration, ehr });
     for (const key of this.#counters.keys()) {
       if (key.startsWith(`${client.clientId}\n`)) this.#counters.delete(key);
     }

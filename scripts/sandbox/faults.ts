@@ -115,6 +115,20 @@ export interface FaultPlan {
   readonly resourcesPerFile?: number;
   /** File links expire this long after each manifest read (410 Gone on the main origin); re-read the manifest. */
   readonly fileLinkLifetimeMs?: number;
+
+  // EHR behaviours the sandbox's EHR modes (ehr-modes.ts) are made of.
+  /** Resource scopes must be SMART v1 with a capital action, system/Patient.Read (Epic); others get invalid_scope. */
+  readonly capitalizedScopes?: boolean;
+  /** Resource scopes must be SMART v1 (system/Patient.read); v2 scopes get invalid_scope. */
+  readonly v1ScopesOnly?: boolean;
+  /** Only the Groups `all` (every patient) and `runout` (the `small` Group) exist; other ids get 400 (CMS BCDA). */
+  readonly bcdaGroups?: boolean;
+  /** `_since` must be a full instant with a timezone and not in the future; a date alone gets 400 (CMS BCDA). */
+  readonly sinceNeedsTimestamp?: boolean;
+  /** Only GET kick-offs are routed; POST gets 405 (CMS BCDA). */
+  readonly getKickOffOnly?: boolean;
+  /** In-progress 202s carry no Retry-After (CMS BCDA): the client must back off on its own. */
+  readonly noStatusRetryAfter?: boolean;
 }
 
 export type FaultName = keyof FaultPlan;
@@ -224,6 +238,12 @@ const VALIDATORS: Record<FaultName, Validator> = {
   redirectFiles: isBoolean,
   resourcesPerFile: isPositive,
   fileLinkLifetimeMs: isPositive,
+  capitalizedScopes: isBoolean,
+  v1ScopesOnly: isBoolean,
+  bcdaGroups: isBoolean,
+  sinceNeedsTimestamp: isBoolean,
+  getKickOffOnly: isBoolean,
+  noStatusRetryAfter: isBoolean,
 };
 
 export const FAULT_NAMES = Object.keys(VALIDATORS) as readonly FaultName[];

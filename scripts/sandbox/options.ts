@@ -1,5 +1,6 @@
 /** Sandbox options: defaults in one place, validated up front so a misspelled option fails loudly. */
 import type { Dataset } from './data/types.js';
+import { EHR_MODE_NAMES, type EhrMode, isEhrMode } from './ehr-modes.js';
 
 export interface SandboxOptions {
   /** Port of the main origin (FHIR API, token endpoint, files). @default 0 (any free port) */
@@ -41,15 +42,17 @@ export interface SandboxOptions {
   readonly requestLogLimit?: number;
   /** Used to fetch registered `jwks_url`s. @default globalThis.fetch */
   readonly fetch?: typeof fetch;
+  /** Every client registered without an `ehr` of its own meets this EHR's behaviour (ehr-modes.ts). */
+  readonly ehr?: EhrMode;
   // Bulk Data 2.0 output options (issue 16 part 4): see export/partial-manifests.ts.
   /** Output files per page of a partial manifest (kick-offs with allowPartialManifests=true). @default 2 */
   readonly partialManifestPageSize?: number;
 }
 
 export type ResolvedOptions = Required<
-  Omit<SandboxOptions, 'dataset' | 'fileLinkLifetimeMs' | 'spoolDirectory'>
+  Omit<SandboxOptions, 'dataset' | 'fileLinkLifetimeMs' | 'spoolDirectory' | 'ehr'>
 > &
-  Pick<SandboxOptions, 'dataset' | 'fileLinkLifetimeMs' | 'spoolDirectory'>;
+  Pick<SandboxOptions, 'dataset' | 'fileLinkLifetimeMs' | 'spoolDirectory' | 'ehr'>;
 
 export const DEFAULTS = {
   port: 0,
@@ -97,6 +100,7 @@ export function resolveOptions(options: SandboxOptions = {}): ResolvedOptions {
     'now',
     'fetch',
     'spoolDirectory',
+    'ehr',
   ]);
   for (const [key, value] of Object.entries(options)) {
     if (!known.has(key)) {
@@ -117,6 +121,9 @@ export function resolveOptions(options: SandboxOptions = {}): ResolvedOptions {
     if (options[key] !== undefined && typeof options[key] !== 'string') {
       throw new SandboxOptionsError(`sandbox option ${key}: expected a string`);
     }
+  }
+  if (options.ehr !== undefined && !isEhrMode(options.ehr)) {
+    throw new SandboxOptionsError(`sandbox option ehr: expected one of ${EHR_MODE_NAMES.join(', ')}`);
   }
   if (options.requiresAccessToken !== undefined && typeof options.requiresAccessToken !== 'boolean') {
     throw new SandboxOptionsError('sandbox option requiresAccessToken: expected a boolean');

@@ -15,9 +15,24 @@ const configurationError = (message: string) => ({
 
 const MINIMAL = { id: 'epic', fhirBaseUrl: 'https://ehr.example.org/fhir/r4/' };
 
+const SERVER_SUPPORTS_DEFAULTS = {
+  levels: ['system', 'patient', 'group'],
+  typeFilter: true,
+  until: true,
+  elements: true,
+  includeAssociatedData: true,
+  patientParameter: true,
+};
+
 const DEFAULTS = {
   id: 'epic',
+  profile: 'generic',
   fhirBaseUrl: 'https://ehr.example.org/fhir/r4',
+  serverSupports: SERVER_SUPPORTS_DEFAULTS,
+  scopeSyntax: 'v2',
+  scopeCasing: 'lower',
+  extraScopes: [],
+  tokenLifetimeSeconds: 300,
   export: {
     level: 'system',
     types: [],
@@ -45,9 +60,9 @@ const DEFAULTS = {
 };
 
 const SOURCE_KEYS =
-  'id, description, fhirBaseUrl, export, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, clientId, kmsKeyId, tokenUrl, scope, scopeSyntax, extraScopes, privateKeyFile';
+  'id, description, profile, fhirBaseUrl, export, serverSupports, scopeSyntax, scopeCasing, extraScopes, tokenLifetimeSeconds, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, clientId, kmsKeyId, tokenUrl, scope, privateKeyFile';
 const EXPORT_KEYS =
-  'level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat, includeAssociatedData, patient, chunk, chunkOnTimeout, maxConcurrentJobs, maxChunkAttempts';
+  'level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat, includeAssociatedData, patient, chunk, chunkOnTimeout, maxConcurrentJobs, maxChunkAttempts, allowPartialManifests, organizeOutputBy';
 
 describe('parseSourceSettings', () => {
   it('fills every default and drops the trailing slash of the base URL', () => {
@@ -60,6 +75,10 @@ describe('parseSourceSettings', () => {
       id: 'oracle-prod',
       description: 'Oracle Health, production tenant',
       fhirBaseUrl: 'https://fhir-ehr.cerner.com/r4/tenant',
+      scopeSyntax: 'v1',
+      scopeCasing: 'capitalized',
+      extraScopes: ['system/Group.read'],
+      tokenLifetimeSeconds: 570,
       export: {
         level: 'group',
         groupId: 'g-1',
@@ -91,7 +110,13 @@ describe('parseSourceSettings', () => {
     // Assess
     expect(settings).toStrictEqual({
       id: 'oracle-prod',
+      profile: 'generic',
       fhirBaseUrl: 'https://fhir-ehr.cerner.com/r4/tenant',
+      serverSupports: SERVER_SUPPORTS_DEFAULTS,
+      scopeSyntax: 'v1',
+      scopeCasing: 'capitalized',
+      extraScopes: ['system/Group.read'],
+      tokenLifetimeSeconds: 570,
       export: {
         level: 'group',
         groupId: 'g-1',
@@ -165,8 +190,6 @@ describe('parseSourceSettings', () => {
       kmsKeyId: 'alias/epic',
       tokenUrl: 'https://ehr.example.org/oauth2/token',
       scope: 'system/*.rs',
-      scopeSyntax: 'v2',
-      extraScopes: ['system/Group.read'],
       privateKeyFile: 'keys/epic.jwk.json',
     };
     // Act

@@ -29,9 +29,10 @@ export interface AuthClientConfig {
   readonly scope?: string;
   /** Token endpoint override; otherwise discovered from `.well-known/smart-configuration`. */
   readonly tokenUrl?: string;
-  /** @default 'v2' */
-  readonly scopeSyntax: ScopeSyntax;
-  readonly extraScopes: readonly string[];
+  /** A secret's own scope syntax, winning over the source's `scopeSyntax` setting. */
+  readonly scopeSyntax?: ScopeSyntax;
+  /** A secret's own extra scopes, added to the source's `extraScopes` setting. */
+  readonly extraScopes?: readonly string[];
 }
 
 export interface LocalSourceAuth extends AuthClientConfig {
@@ -145,7 +146,12 @@ export function parseLocalSourceAuth(
     id: source.id,
     fhirBaseUrl: source.fhirBaseUrl.replace(/\/+$/, ''),
     allowInsecureHttp: source.allowInsecureHttp,
-    ...commonAuth(source, path, source.allowInsecureHttp),
+    // The scope settings (scopeSyntax, extraScopes) are the source's settings, read with them.
+    ...commonAuth(
+      { clientId: source.clientId, scope: source.scope, tokenUrl: source.tokenUrl },
+      path,
+      source.allowInsecureHttp,
+    ),
     signingKey,
   };
 }
@@ -176,8 +182,8 @@ function commonAuth(
     clientId,
     ...(scope === undefined ? {} : { scope: scope.trim() }),
     ...(tokenUrl === undefined ? {} : { tokenUrl }),
-    scopeSyntax: fields.scopeSyntax ?? 'v2',
-    extraScopes: fields.extraScopes ?? [],
+    ...(fields.scopeSyntax === undefined ? {} : { scopeSyntax: fields.scopeSyntax }),
+    ...(fields.extraScopes === undefined ? {} : { extraScopes: fields.extraScopes }),
   };
 }
 

@@ -14,6 +14,8 @@ export interface ScopeRequest {
   readonly resourceTypes: readonly string[];
   /** @default 'v2' */
   readonly syntax?: ScopeSyntax;
+  /** `capitalized`: the v1 action as Epic spells it, `system/Patient.Read`. @default 'lower' */
+  readonly casing?: 'lower' | 'capitalized';
   /** A complete scope string that wins over the computed one. */
   readonly override?: string;
   /** Appended to whatever was computed or overridden (eClinicalWorks needs `system/Group.read`). */
@@ -38,12 +40,14 @@ function assertScopeTokens(tokens: readonly string[], what: string): void {
   }
 }
 
-function systemScope(resourceType: string, syntax: ScopeSyntax): string {
-  return `system/${resourceType}.${syntax === 'v1' ? 'read' : 'rs'}`;
+function systemScope(resourceType: string, syntax: ScopeSyntax, casing: 'lower' | 'capitalized'): string {
+  if (syntax === 'v2') return `system/${resourceType}.rs`;
+  return `system/${resourceType}.${casing === 'capitalized' ? 'Read' : 'read'}`;
 }
 
 export function buildScope(request: ScopeRequest): string {
   const syntax = request.syntax ?? 'v2';
+  const casing = request.casing ?? 'lower';
   if (syntax !== 'v1' && syntax !== 'v2') {
     throw new ConfigurationError(`scopeSyntax must be one of v1, v2 (got ${JSON.stringify(String(syntax))})`);
   }
@@ -63,8 +67,8 @@ export function buildScope(request: ScopeRequest): string {
     }
     tokens =
       request.resourceTypes.length === 0
-        ? [systemScope('*', syntax)]
-        : request.resourceTypes.map((type) => systemScope(type, syntax));
+        ? [systemScope('*', syntax, casing)]
+        : request.resourceTypes.map((type) => systemScope(type, syntax, casing));
   }
   const extra = (request.extraScopes ?? []).flatMap(splitScope);
   assertScopeTokens(extra, 'extraScopes');

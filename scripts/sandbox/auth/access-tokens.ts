@@ -49,7 +49,11 @@ export class AccessTokenStore {
     const grant: AccessGrant = {
       clientId,
       serial,
-      scopes: scopes.map(parseScope).filter((s): s is SmartScope => s !== undefined),
+      // The token endpoint let through only the forms this client's EHR speaks; Epic's
+      // capital-R `system/Patient.Read` is the v1 `read` it means.
+      scopes: scopes
+        .map((scope) => parseScope(scope.replace(/\.Read$/, '.read')))
+        .filter((s): s is SmartScope => s !== undefined),
       expiresAtMs: nowMs + lifetimeSeconds * 1000,
     };
     this.#tokens.set(token, grant);

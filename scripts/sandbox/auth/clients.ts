@@ -4,7 +4,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { JSONWebKeySet, JWK } from 'jose';
-import { type FaultPlan, validateFaultPlan } from '../faults.js';
+import { EHR_MODE_NAMES, EHR_MODES, type EhrMode, isEhrMode } from '../ehr-modes.js';
+import { type FaultPlan, mergeFaultPlans, validateFaultPlan } from '../faults.js';
 import { parseScope, type SmartScope, splitScopes } from './scopes.js';
 
 export interface ClientRegistration {
@@ -18,6 +19,8 @@ export interface ClientRegistration {
   readonly faults?: FaultPlan;
   /** Choose the client_id (re-registering an id replaces that client). @default a random id */
   readonly clientId?: string;
+  /** The EHR this client meets (ehr-modes.ts); `faults` add to or override the mode's. */
+  readonly ehr?: EhrMode;
 }
 
 export interface RegisteredClient {
@@ -84,15 +87,22 @@ function validateJwksUrl(url: unknown): string {
   return parsed.href;
 }
 
+function ehrModeFaults(ehr: unknown): FaultPlan | undefined {
+  if (ehr === undefined) return undefined;
+  if (!isEhrMode(ehr)) throw new RegistrationError(`ehr: expected one of ${EHR_MODE_NAMES.join(', ')}`);
+  return EHR_MODES[ehr].faults;
+}
+
 export class ClientRegistry {
   readonly #clients = new Map<string, RegisteredClient>();
 
   register(registration: ClientRegistration): RegisteredClient {
-    const { jwks, jwksUrl, scope, faults, clientId } = registration;
-    const allowed = new Set(['jwks', 'jwksUrl', 'scope', 'faults', 'clientId']);
+    const { jwks, jwksUrl, scope, faults, clientId, ehr } = registration;
+    const allowed = new Set(['jwks', 'jwksUrl', 'scope', 'faults', 'clientId', 'ehr']);
     for (const key of Object.keys(registration)) {
       if (!allowed.has(key)) throw new RegistrationError(`unknown registration field "${key}"`);
     }
+    const modeFaults = ehrModeFaults(ehr);
     if ((jwks === undefined) === (jwksUrl === undefined)) {
       throw new RegistrationError('exactly one of jwks and jwks_url is required');
     }
@@ -116,7 +126,7 @@ export class ClientRegistry {
       ...(jwksUrl !== undefined ? { jwksUrl: validateJwksUrl(jwksUrl) } : {}),
       scope: scopeList.join(' '),
       scopes,
-      faults: validateFaultPlan(faults),
+      faults: mergeFaultPlans(modeFaults, validateFaultPlan(faults)),
     };
     this.#clients.set(client.clientId, client);
     return client;
@@ -132,7 +142,7 @@ export function registrationFromBody(body: unknown): ClientRegistration {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new RegistrationError('expected a JSON object');
   }
-  const allowed = new Set(['jwks', 'jwks_url', 'jwks_uri', 'scope', 'faults', 'client_id']);
+  const allowed = new Set(['jwks', 'jwks_url', 'jwks_uri', 'scope', 'faults', 'client_id', 'ehr']);
   const record = body as Record<string, unknown>;
   for (const key of Object.keys(record)) {
     if (!allowed.has(key)) throw new RegistrationError(`unknown registration field "${key}"`);
@@ -147,5 +157,6 @@ export function registrationFromBody(body: unknown): ClientRegistration {
     ...(record.scope !== undefined ? { scope: record.scope as string } : {}),
     ...(record.faults !== undefined ? { faults: record.faults as FaultPlan } : {}),
     ...(record.client_id !== undefined ? { clientId: record.client_id as string } : {}),
+    ...(record.ehr !== undefined ? { ehr: record.ehr as EhrMode } : {}),
   };
 }

@@ -10,6 +10,7 @@ import {
   importJWK,
   type JWK,
 } from 'jose';
+import type { FaultPlan } from '../faults.js';
 import type { ClientRegistry, RegisteredClient } from './clients.js';
 import { parseScope, scopeCovers, splitScopes } from './scopes.js';
 
@@ -268,7 +269,7 @@ export async function verifyTokenRequest(check: TokenRequestCheck): Promise<Veri
 
   const requested = splitScopes(scopeText);
   for (const raw of requested) {
-    const parsed = parseScope(raw);
+    const parsed = parseScope(ehrScopeForm(raw, client.faults));
     const allowed =
       client.scope.split(' ').includes(raw) || (parsed && client.scopes.some((g) => scopeCovers(g, parsed)));
     if (!allowed) {
@@ -279,4 +280,29 @@ export async function verifyTokenRequest(check: TokenRequestCheck): Promise<Veri
     }
   }
   return { client, scopes: requested };
+}
+
+/**
+ * A requested scope in the form this client's EHR insists on, as the standard form the
+ * coverage check reads: Epic's `system/Patient.Read` becomes `system/Patient.read`; a scope in
+ * any other form is refused the way such an EHR refuses it.
+ */
+function ehrScopeForm(raw: string, faults: FaultPlan): string {
+  const resource = /^(system|patient|user)\/(\*|[A-Z][A-Za-z]*)\.(.+)$/.exec(raw);
+  if (!resource) return raw;
+  const action = resource[3]!;
+  if (faults.capitalizedScopes) {
+    if (action !== 'Read')
+      throw new OAuthError(
+        'invalid_scope',
+        `scope ${raw} is not recognized; this server spells it ${resource[1]}/${resource[2]}.Read`,
+      );
+    return `${resource[1]}/${resource[2]}.read`;
+  }
+  if (faults.v1ScopesOnly && action !== 'read' && action !== 'write' && action !== '*')
+    throw new OAuthError(
+      'invalid_scope',
+      `scope ${raw} is not recognized; this server grants SMART v1 scopes such as ${resource[1]}/${resource[2]}.read`,
+    );
+  return raw;
 }

@@ -27,14 +27,19 @@ import {
 } from '../http.js';
 
 const ACCEPTABLE_KICKOFF_TYPES = ['application/fhir+json', 'application/*', '*/*'];
+/** CMS BCDA's two Groups, served from the sandbox's own: every patient, and a smaller run-out cohort. */
+const BCDA_GROUPS: Readonly<Record<string, string>> = { all: 'cohort', runout: 'small' };
+/** A FHIR instant with a timezone: what BCDA takes as `_since`. */
+const FULL_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 
 export async function handleKickoff(
   state: SandboxState,
   routed: Routed,
   level: ExportLevel,
-  groupId?: string,
+  requestedGroupId?: string,
 ): Promise<void> {
   const { req, res, info } = routed;
+  let groupId = requestedGroupId;
   if (req.method !== 'GET' && req.method !== 'POST') {
     sendOutcome(res, 405, 'not-supported', `${req.method} is not supported for $export; use GET or POST`, {
       allow: 'GET, POST',
@@ -46,6 +51,20 @@ export async function handleKickoff(
   const client = state.clients.get(grant.clientId);
   const faults = mergeFaultPlans(client?.faults, routed.faults);
   const retryAfter = String(state.options.retryAfterSeconds);
+  if (faults.getKickOffOnly && req.method !== 'GET') {
+    info.fault = 'getKickOffOnly';
+    sendOutcome(res, 405, 'not-supported', 'this server routes GET kick-offs only', { allow: 'GET' });
+    return;
+  }
+  if (faults.bcdaGroups && level === 'group') {
+    const known = BCDA_GROUPS[groupId ?? ''];
+    if (known === undefined) {
+      info.fault = 'bcdaGroups';
+      sendOutcome(res, 400, 'invalid', 'Invalid group ID: expected all or runout');
+      return;
+    }
+    groupId = known;
+  }
 
   if (faults.kickoffErrorStatus !== undefined) {
     info.fault = 'kickoffErrorStatus';
@@ -147,6 +166,14 @@ export async function handleKickoff(
     return;
   }
   const { spec } = parsed;
+  if (faults.sinceNeedsTimestamp && spec.since !== undefined) {
+    const raw = parameters.find((parameter) => parameter.name === '_since')?.value;
+    if (typeof raw !== 'string' || !FULL_INSTANT.test(raw) || Date.parse(raw) > state.nowMs()) {
+      info.fault = 'sinceNeedsTimestamp';
+      sendOutcome(res, 400, 'invalid', '_since must be a FHIR instant with a timezone, not in the future');
+      return;
+    }
+  }
 
   let types: ExportableType[];
   if (spec.requestedTypes) {
@@ -352,7 +379,7 @@ export function handleStatus(state: SandboxState, routed: Routed, jobId: string)
     }
     res.writeHead(202, {
       'x-progress': `${job.progress(now)}% complete`,
-      'retry-after': retryAfter,
+      ...(faults.noStatusRetryAfter ? {} : { 'retry-after': retryAfter }),
       'cache-control': 'no-store',
       'content-length': 0,
     });

@@ -9,8 +9,6 @@ describe('parseClientSecret', () => {
     expect(parseClientSecret('{"clientId":"abc","kmsKeyId":"alias/fhir-signing"}')).toStrictEqual({
       clientId: 'abc',
       signingKey: { kind: 'kms', keyId: 'alias/fhir-signing' },
-      scopeSyntax: 'v2',
-      extraScopes: [],
     });
   });
 
@@ -147,8 +145,6 @@ describe('parseLocalSourceAuth', () => {
       allowInsecureHttp: true,
       clientId: 'c1',
       scope: 'system/*.rs',
-      scopeSyntax: 'v2',
-      extraScopes: [],
       signingKey: { kind: 'jwk-file', path: '/etc/sources/keys/a.private.jwk.json' },
     });
   });

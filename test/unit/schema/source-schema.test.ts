@@ -113,7 +113,7 @@ describe('round trips', () => {
         settings: { fhirBaseUrl: 'https://fhir.example.org', clientId: 'x' },
       }),
     ).toThrow(
-      /^source\.settings has unknown key\(s\) clientId; credentials belong in the source.s client secret, not in its settings; expected only id, description, fhirBaseUrl,/,
+      /^source\.settings has unknown key\(s\) clientId; credentials belong in the source.s client secret, not in its settings; expected only id, description, profile, fhirBaseUrl, export,/,
     );
   });
 
@@ -140,7 +140,7 @@ function productionFiles(dir: string): string[] {
 
 describe('one definition', () => {
   const files = ['lambdas', 'infra', 'scripts'].flatMap(productionFiles);
-  const settingKeys = Object.keys(SourceSettingsSchema.shape).filter(
+  const settingKeys = Object.keys(SourceSettingsSchema.out.shape).filter(
     (key) => !key.startsWith('$') && key !== 'id' && key !== 'description',
   );
 
