@@ -88,6 +88,15 @@ export class VerificationError extends PipelineError {
   readonly code = 'ERR_VERIFICATION';
 }
 
+/**
+ * The manifest's error[] reports files the server could not produce (fatal or
+ * error OperationOutcome issues) and the source's serverFileErrors is "fail":
+ * the message names the server's reasons, short and without URLs.
+ */
+export class ServerFileError extends PipelineError {
+  readonly code = 'ERR_SERVER_FILE';
+}
+
 /** Writing to S3 failed; never swallowed, because a lost upload is lost data. */
 export class StorageError extends PipelineError {
   readonly code = 'ERR_STORAGE';

@@ -23,6 +23,8 @@ export interface ExportContext {
   readonly maxConcurrency: number;
   /** The pause before the retry pass (the source's retryPassDelaySeconds). */
   readonly retryPassDelaySeconds?: number;
+  /** The source's serverFileErrors; absent (executions started before it) means "fail". */
+  readonly serverFileErrors?: 'fail' | 'accept';
   /**
    * A dead export whose lock this one took over: Kick Off DELETEs its server
    * job first (Epic allows one export per client).
@@ -84,7 +86,8 @@ export interface KickOffState {
 
 /** A verified export with its receipt and marker (Finalize), and what Complete Export did after them. */
 export interface FinalizeResult {
-  readonly status: 'succeeded';
+  /** `partial`: landed under serverFileErrors "accept"; the marker is `_PARTIAL.json`. */
+  readonly status: 'succeeded' | 'partial';
   readonly sourceId: string;
   readonly transactionTime: string;
   readonly receiptKey: string;
@@ -151,6 +154,8 @@ export interface ManifestSummary {
   readonly exportRoot: string;
   /** Files the manifest listed more than once (each lands once), for the receipt; absent when none. */
   readonly duplicateFilesKey?: string;
+  /** The manifest's error[] files and the output files' names (services/server-file-errors.ts); absent when error[] is empty. */
+  readonly errorFilesKey?: string;
 }
 
 /** One Map item. No URL: presigned URLs are credentials and Map inputs show in execution history. */

@@ -116,6 +116,14 @@ export const receiptKey = (root: string) => `${root}_receipt.json`;
 export const receiptFileIndexKey = (root: string) => `${root}_receipt.files.ndjson`;
 /** The object downstream ETL triggers on. */
 export const completionMarkerKey = (root: string) => `${root}_SUCCESS.json`;
+/**
+ * The marker of an export landed without files the server reported it could
+ * not produce (serverFileErrors "accept"): written instead of `_SUCCESS.json`,
+ * so a reader that triggers on `_SUCCESS.json` never takes it for complete.
+ */
+export const partialMarkerKey = (root: string) => `${root}_PARTIAL.json`;
+/** The export folder of a marker key, whichever marker it is. */
+export const markerRoot = (markerKey: string) => markerKey.slice(0, markerKey.lastIndexOf('/') + 1);
 
 /** Per-execution scratch space: manifest, file list, per-file results. Not data. */
 export function workPrefix(prefix: string, sourceId: string, executionName: string): string {
@@ -147,6 +155,9 @@ export const jobRecordKey = (work: string) => `${work}job.json`;
 export const inFlightPrefix = (work: string) => `${work}in-flight/`;
 /** The files the retry pass downloads again: those without a verified result after the first pass. */
 export const retryFilesKey = (work: string) => `${work}retry-files.json`;
+/** The manifest's error[] files (FileItems), written only when it lists any; their triage beside them. */
+export const serverErrorFilesKey = (work: string) => `${work}server-errors/files.json`;
+export const serverErrorTriageKey = (work: string) => `${work}server-errors/triage.json`;
 /** The first pass's batches of files (the Download Files Map's items; see core/file-batches.ts). */
 export const fileBatchesKey = (work: string) => `${work}file-batches.json`;
 /**

@@ -15,6 +15,14 @@ export interface ReceiptFile {
   readonly serverCount?: number;
   readonly invalidLines: number;
   readonly quarantineKey?: string;
+  /**
+   * A data file the server's error[] reports as failed (serverFileErrors
+   * "accept"): resources its count promised that it did not deliver
+   * (`serverCount` − `lines` − `invalidLines`; absent without a count), and
+   * the server's reasons (severity, code, diagnostics cut short).
+   */
+  readonly missing?: number;
+  readonly serverErrors?: readonly string[];
   /** Organized by patient (`organizeOutputBy`): `type` is the organizing type, `resourceTypeCounts` what the lines were. */
   readonly organizedBy?: 'Patient';
   /** A file organized by patient: its lines per resourceType, the blocks' `Parameters` headers included. */
@@ -100,10 +108,47 @@ export interface ReceiptFileIndex {
   readonly sha256: string;
 }
 
+/**
+ * What the server's error[] reported, on the receipt and the marker of an
+ * export landed under serverFileErrors "accept" (and of any export whose
+ * error[] held issues of any severity). Per-file detail is on the file
+ * index (`missing`, `serverErrors`); `files` lists the first of them.
+ */
+export interface ReceiptServerFileErrors {
+  readonly policy: 'fail' | 'accept';
+  /** Issues in the error[] files by severity; `other`: no recognised severity (counted as failing). */
+  readonly issues: Readonly<Record<'fatal' | 'error' | 'warning' | 'information' | 'other', number>>;
+  /** Failing issues (fatal, error, other): what makes the export partial. */
+  readonly failures: number;
+  /** Data files the failures cover that came short of their count, or that a failure names. */
+  readonly files: number;
+  /** Resources the counts of those files promised and they did not deliver. */
+  readonly missingResources: number;
+  /** The first files, with what they were to hold, what landed, and the server's reasons. */
+  readonly firstFiles: readonly {
+    readonly key: string;
+    readonly type: string;
+    readonly expected?: number;
+    readonly delivered: number;
+    readonly missing?: number;
+    readonly reasons: readonly string[];
+  }[];
+  /** Failing reasons that name a type or no file at all (the server's words, cut short, no URL). */
+  readonly byType: Readonly<Record<string, readonly string[]>>;
+  readonly exportWide: readonly string[];
+  /** An error[] file was larger than the triage reads (4 MiB); issues past it were not counted. */
+  readonly truncated?: boolean;
+}
+
 export interface Receipt {
   /** 2: the files moved to `fileIndex`; `files` only for small exports. */
   readonly receiptVersion: 2;
-  readonly status: 'succeeded';
+  /** `partial`: landed under serverFileErrors "accept" although the server reported failed files. */
+  readonly status: 'succeeded' | 'partial';
+  /** False exactly when `status` is `partial`: the marker is then `_PARTIAL.json`, never `_SUCCESS.json`. */
+  readonly complete: boolean;
+  /** What the manifest's error[] reported; absent when it listed no files. */
+  readonly serverFileErrors?: ReceiptServerFileErrors;
   readonly sourceId: string;
   readonly executionName: string;
   readonly transactionTime: string;

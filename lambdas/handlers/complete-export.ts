@@ -1,4 +1,4 @@
-import { failureReceiptKey } from '../core/layout.js';
+import { failureReceiptKey, markerRoot } from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
 import type { Receipt } from '../core/receipt.js';
 import { countExportSuccess } from '../observability/export-outcomes.js';
@@ -68,7 +68,7 @@ export function createCompleteExportHandler(runtime: Runtime) {
 
     // Published and verified: the staged copies are no longer needed (nor a second copy of the data).
     await step('remove the staged copies of the published files', async () => {
-      const root = result.completionMarkerKey.slice(0, -'_SUCCESS.json'.length);
+      const root = markerRoot(result.completionMarkerKey);
       await removePrefixForGood(runtime.s3, context.bucket, stagingPrefix(root), (prefix) =>
         runtime.store.listKeys(prefix),
       );
@@ -81,10 +81,14 @@ export function createCompleteExportHandler(runtime: Runtime) {
     await step('remove the failure receipt of the resumed export', () =>
       runtime.store.delete(failureReceiptKey(runtime.prefix, context.sourceId, context.executionName)),
     );
-    await step('publish the success event', () =>
-      runtime.events.emit('Bulk Export Succeeded', {
+    // A partial export has its own event: a rule on `Bulk Export Succeeded` never takes it for complete.
+    const partial = result.status === 'partial';
+    await step(partial ? 'publish the partial-export event' : 'publish the success event', () =>
+      runtime.events.emit(partial ? 'Bulk Export Partial' : 'Bulk Export Succeeded', {
         sourceId: context.sourceId,
         executionName: context.executionName,
+        status: result.status,
+        complete: !partial,
         transactionTime: result.transactionTime,
         bucket: context.bucket,
         receiptKey: result.receiptKey,

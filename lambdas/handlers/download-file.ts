@@ -1,7 +1,14 @@
 import { putObjectBytes } from '../adapters/s3-multipart.js';
 import type { SourceSettings } from '../config.js';
 import type { FileBatch } from '../core/file-batches.js';
-import { checkpointKey, fileFailureKey, leaseKey, quarantineKey, resultKey } from '../core/layout.js';
+import {
+  checkpointKey,
+  fileFailureKey,
+  leaseKey,
+  quarantineKey,
+  resultKey,
+  serverErrorFilesKey,
+} from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
 import { interpretStatusResponse } from '../core/status.js';
 import {
@@ -98,6 +105,24 @@ const urlLists = new Map<string, Promise<readonly string[]>>();
  * batch fails at the end (see landBatch).
  */
 export function createDownloadFileHandler(runtime: Runtime) {
+  /**
+   * Whether the manifest's error[] lists files (its record exists from the
+   * manifest on, and never changes): then an output file that holds fewer
+   * resources than its count may be one the server reported, and lands for
+   * Verify Files to judge with the server's reasons in hand (verify-files.ts).
+   * Kept per export for the container's life: one HEAD, not one per file.
+   */
+  const errorFilesListed = new Map<string, Promise<boolean>>();
+  function listsErrorFiles(workPrefix: string): Promise<boolean> {
+    let listed = errorFilesListed.get(workPrefix);
+    if (!listed) {
+      listed = runtime.store.head(serverErrorFilesKey(workPrefix)).then((head) => head !== undefined);
+      listed.catch(() => errorFilesListed.delete(workPrefix));
+      errorFilesListed.set(workPrefix, listed);
+    }
+    return listed;
+  }
+
   return async (event: DownloadFileEvent, context: InvocationContext): Promise<DownloadFileState> => {
     const { export: exportContext } = event;
     const settings = await runtime.sources.get(exportContext.sourceId);
@@ -264,6 +289,9 @@ export function createDownloadFileHandler(runtime: Runtime) {
     settings: SourceSettings,
   ): Promise<DownloadFileState> {
     const { file, export: exportContext } = event;
+    const checksCount =
+      file.count !== undefined &&
+      (file.kind !== 'output' || !(await listsErrorFiles(exportContext.workPrefix)));
     const url = await fileUrl(runtime, event.urlsKey, file.index);
     // A chunked export's chunks are separate server jobs, and their manifests may differ on this.
     const requiresAccessToken = file.requiresAccessToken ?? event.requiresAccessToken;
@@ -285,7 +313,7 @@ export function createDownloadFileHandler(runtime: Runtime) {
         // A patient's block holds every type asked for, and its Parameters header (IG 2.0).
         ...(file.organizedBy ? { resourceTypes: organizedFileTypes(exportContext.request.types) } : {}),
         kind: file.kind,
-        ...(file.count === undefined ? {} : { expectedCount: file.count }),
+        ...(checksCount ? { expectedCount: file.count } : {}),
         requiresAccessToken,
         ...(accessToken === undefined ? {} : { accessToken }),
         allowInsecureHttp: settings.allowInsecureHttp,

@@ -107,6 +107,7 @@ export function createPrepareExportHandler(runtime: Runtime) {
       deadline: deadline.toISOString(),
       maxConcurrency: settings.maxConcurrency,
       retryPassDelaySeconds: settings.retryPassDelaySeconds,
+      serverFileErrors: settings.serverFileErrors,
       ...(supersedes ? { supersedes } : {}),
       ...chunkingOf(input.chunk, settings),
     };

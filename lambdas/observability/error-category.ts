@@ -26,6 +26,7 @@ const BY_ERROR_NAME: Readonly<Record<string, ErrorCategory | 'server'>> = {
   ExportRequestRejectedError: 'server',
   TransientServerError: 'server',
   ExportJobGoneError: 'server-job-failed',
+  ServerFileError: 'server-job-failed',
   ExportDeadlineExceededError: 'timeout',
   'States.Timeout': 'timeout',
   'States.HeartbeatTimeout': 'timeout',

@@ -274,6 +274,11 @@ const settingsShape = {
     3600,
     'The pause before the pass that retries the files the first pass could not land.',
   ).default(60),
+  // Issue 16 part 5: files the server itself reports as failed (OperationOutcomes in the manifest's error[]).
+  serverFileErrors: oneOf(
+    ['fail', 'accept'],
+    "What to do when the manifest's error[] reports files the server could not produce: fail the export naming the server's reasons, or land what was delivered as a partial export (_PARTIAL.json, receipt complete: false).",
+  ).default('fail'),
 };
 
 /** How a source authenticates (SMART Backend Services), wherever its credentials are kept. */

@@ -5,6 +5,7 @@ import {
   inFlightPrefix,
   jobRecordKey,
   resultsPrefix,
+  serverErrorTriageKey,
   workPrefix as workPrefixOf,
 } from '../core/layout.js';
 import { oneLine } from '../core/operation-outcome.js';
@@ -14,6 +15,7 @@ import { isSourceId } from '../schema/source.js';
 import type { ExportContext, ManifestSummary } from '../state.js';
 import { chunkStatusUrls, readChunkRecords } from './chunk-records.js';
 import { removePrefixForGood, stagingPrefix } from './publish-export.js';
+import { type StoredTriage, serverFileErrorMessage } from './server-file-errors.js';
 import {
   acquireSourceLock,
   readLock,
@@ -311,17 +313,29 @@ export async function endExport(runtime: Runtime, request: EndExportRequest): Pr
     actions.push(`kept the server job and ${landedKeys.length} landed file(s) for a resume`);
   }
 
+  // On AWS a Verify File Batch that failed under serverFileErrors "fail" surfaces as the Map's
+  // States.ExceedToleratedFailureThreshold: the stored triage says what the server reported.
+  let serverFileErrors: string | undefined;
+  if (request.failure.error !== 'ServerFileError' && (context?.serverFileErrors ?? 'fail') === 'fail') {
+    await attempt('read the triage of the error[] files', async () => {
+      const triage = await runtime.store.getJson<StoredTriage>(serverErrorTriageKey(work));
+      if (triage && triage.failures > 0)
+        serverFileErrors = `ServerFileError: ${serverFileErrorMessage(triage)}`;
+    });
+  }
   // The Map says only that files failed; the files say what.
   const cause =
-    failedFiles.length > 0
-      ? oneLine(
-          `${request.failure.message}; ${failedFiles.length} file(s) did not land: ${failedFiles
-            .slice(0, 3)
-            .map((file) => `file ${file.index} (${file.kind} ${file.type}): ${file.error}: ${file.message}`)
-            .join('; ')}${failedFiles.length > 3 ? '; …' : ''}`,
-          1000,
-        )
-      : request.failure.message;
+    serverFileErrors !== undefined
+      ? oneLine(`${request.failure.message}; ${serverFileErrors}`, 1000)
+      : failedFiles.length > 0
+        ? oneLine(
+            `${request.failure.message}; ${failedFiles.length} file(s) did not land: ${failedFiles
+              .slice(0, 3)
+              .map((file) => `file ${file.index} (${file.kind} ${file.type}): ${file.error}: ${file.message}`)
+              .join('; ')}${failedFiles.length > 3 ? '; …' : ''}`,
+            1000,
+          )
+        : request.failure.message;
   let receiptKey: string | undefined;
   if (isSourceId(sourceId)) {
     const key = failureReceiptKey(runtime.prefix, sourceId, executionName);

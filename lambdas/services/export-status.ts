@@ -41,6 +41,7 @@ import { type ChunkItem, readChunkRecord, writeChunkRecord } from './chunk-recor
 import type { JobRecord } from './export-lifecycle.js';
 import { writeFileBatches } from './file-batches.js';
 import { readManifestPages } from './manifest-pages.js';
+import { recordServerErrorFiles } from './server-file-errors.js';
 
 export interface PollStatusEvent {
   readonly export: ExportContext;
@@ -534,6 +535,12 @@ export async function landManifest(
   await runtime.store.putJson(filesKey, items);
   const batches = await writeFileBatches(runtime, context, items, fileBatchesKey(context.workPrefix));
   const duplicateFilesKey = await recordDuplicates(runtime, context, manifest, items);
+  const errorFilesKey = await recordServerErrorFiles(
+    runtime,
+    context,
+    items,
+    manifest.files.map((file) => file.url),
+  );
   const summary: ManifestSummary = {
     transactionTime: manifest.transactionTime,
     requiresAccessToken: manifest.requiresAccessToken,
@@ -544,6 +551,7 @@ export async function landManifest(
     ...batches,
     exportRoot: exportRoot(location),
     ...(duplicateFilesKey ? { duplicateFilesKey } : {}),
+    ...(errorFilesKey ? { errorFilesKey } : {}),
   };
   const completed: JobRecord = {
     sourceId: context.sourceId,

@@ -3,6 +3,7 @@ import {
   failureReceiptKey,
   inFlightPrefix,
   jobRecordKey,
+  partialMarkerKey,
   receiptFileIndexKey,
   receiptKey,
   verifiedPrefix,
@@ -17,6 +18,7 @@ import {
   type ReceiptDuplicateResources,
   type ReceiptFile,
   type ReceiptFileIndex,
+  type ReceiptServerFileErrors,
 } from '../core/receipt.js';
 import { decideWatermark } from '../core/watermark.js';
 import { VerificationError } from '../errors.js';
@@ -25,6 +27,7 @@ import type { ExportContext, FinalizeResult, ManifestSummary } from '../state.js
 import { countDuplicateResources, type ResourceIdsOf } from './duplicate-resources.js';
 import type { FailureReceipt, JobRecord } from './export-lifecycle.js';
 import { FileIndexWriter } from './receipt-file-index.js';
+import { applyFailPolicy, loadServerFileErrorTriage, type StoredTriage } from './server-file-errors.js';
 import { type VerifiedBatch, verifyFolderClaim } from './verify-files.js';
 import { readWatermark } from './watermark.js';
 
@@ -76,7 +79,12 @@ export async function finalizeExport(
     await index.abort();
     throw error;
   }
-  const { summary, inlineFiles, resourceIds } = read;
+  const { summary, inlineFiles, resourceIds, reported } = read;
+  // Verify Files applied the policy before publishing; asked again, it cannot let a partial pass as complete.
+  const triage = await loadServerFileErrorTriage(runtime, context, manifest);
+  applyFailPolicy(context, triage);
+  const partial = triage !== undefined && triage.failures > 0;
+  const serverFileErrors = triage ? receiptServerFileErrors(context, triage, reported) : undefined;
   const duplicates = await readDuplicates(runtime, manifest);
   const chunking = (await runtime.store.getJson<{ chunking?: ReceiptChunking }>(manifest.manifestKey))
     ?.chunking;
@@ -90,15 +98,24 @@ export async function finalizeExport(
   const continuedIn = (
     await runtime.store.getJson<JobRecord>(jobRecordKey(context.workPrefix))
   )?.executions?.map((execution) => execution.executionName);
-  const watermark = decideWatermark({
+  const decided = decideWatermark({
     advancesWatermark: context.advancesWatermark,
     current: current?.transactionTime,
     transactionTime: manifest.transactionTime,
     now: runtime.now(),
   });
+  // The next since=auto export asks again for what this one is missing: a partial never moves the watermark.
+  const watermark = partial
+    ? {
+        advance: false as const,
+        reason:
+          "the export is partial (the server's error[] reported failed files): the next since=auto export starts from the previous watermark",
+      }
+    : decided;
   const receipt: Receipt = {
     receiptVersion: 2,
-    status: 'succeeded',
+    status: partial ? 'partial' : 'succeeded',
+    complete: !partial,
     sourceId: context.sourceId,
     executionName: context.executionName,
     transactionTime: manifest.transactionTime,
@@ -122,20 +139,42 @@ export async function finalizeExport(
     ...(duplicateResources ? { duplicateResources } : {}),
     ...(resumed ? { resumedAfter: resumed } : {}),
     ...(continuedIn?.length ? { continuedIn } : {}),
+    ...(serverFileErrors ? { serverFileErrors } : {}),
   };
   const receiptObjectKey = receiptKey(manifest.exportRoot);
-  const markerKey = completionMarkerKey(manifest.exportRoot);
+  // Not `_SUCCESS.json` for a partial: whatever triggers on that name must not take it for complete.
+  const markerKey = partial
+    ? partialMarkerKey(manifest.exportRoot)
+    : completionMarkerKey(manifest.exportRoot);
   await runtime.store.putJson(receiptObjectKey, receipt);
   await runtime.store.putJson(markerKey, {
     sourceId: context.sourceId,
     transactionTime: manifest.transactionTime,
     receiptKey: receiptObjectKey,
+    complete: !partial,
     totals: summary.totals,
     byType: summary.byType,
+    ...(partial && serverFileErrors ? { serverFileErrors } : {}),
   });
-  runtime.progress?.({ kind: 'phase', phase: 'finalized' });
+  if (partial) {
+    runtime.logger.warn("landed a partial export: the server's error[] reported failed files", {
+      sourceId: context.sourceId,
+      failures: triage.failures,
+      files: serverFileErrors?.files,
+      missingResources: serverFileErrors?.missingResources,
+    });
+  }
+  runtime.progress?.({
+    kind: 'phase',
+    phase: 'finalized',
+    ...(partial
+      ? {
+          detail: `partial: ${serverFileErrors?.files} file(s), ${serverFileErrors?.missingResources} resource(s) missing as the server reported`,
+        }
+      : {}),
+  });
   return {
-    status: 'succeeded',
+    status: partial ? 'partial' : 'succeeded',
     sourceId: context.sourceId,
     transactionTime: manifest.transactionTime,
     receiptKey: receiptObjectKey,
@@ -160,6 +199,7 @@ async function readVerifiedBatches(
   index: FileIndexWriter,
 ) {
   const summary = emptySummary();
+  const reported: ReportedFiles = { files: 0, missingResources: 0, first: [] };
   const keepInline = manifest.fileCount <= RECEIPT_INLINE_FILES_MAX;
   const inlineFiles: ReceiptFile[] = [];
   const resourceIds: ResourceIdsOf[] = [];
@@ -175,6 +215,7 @@ async function readVerifiedBatches(
       );
     }
     addSummary(summary, batch.summary);
+    for (const file of batch.files) if (file.serverErrors) addReported(reported, file);
     await index.add(batch.files);
     if (keepInline) inlineFiles.push(...batch.files);
     for (const ids of batch.resourceIds ?? []) resourceIds.push({ ...ids, kind: 'output' });
@@ -187,7 +228,48 @@ async function readVerifiedBatches(
         : `${next} files were verified, the manifest lists ${manifest.fileCount}`,
     );
   }
-  return { summary, inlineFiles: keepInline ? inlineFiles : undefined, resourceIds };
+  return { summary, inlineFiles: keepInline ? inlineFiles : undefined, resourceIds, reported };
+}
+
+/** The files the server's failures cover, summed while the batches stream by; the first few kept. */
+interface ReportedFiles {
+  files: number;
+  missingResources: number;
+  readonly first: ReceiptServerFileErrors['firstFiles'][number][];
+}
+
+const FIRST_REPORTED_FILES = 20;
+
+function addReported(reported: ReportedFiles, file: ReceiptFile) {
+  reported.files += 1;
+  reported.missingResources += file.missing ?? 0;
+  if (reported.first.length >= FIRST_REPORTED_FILES) return;
+  reported.first.push({
+    key: file.key,
+    type: file.type,
+    ...(file.serverCount === undefined ? {} : { expected: file.serverCount }),
+    delivered: file.lines + file.invalidLines,
+    ...(file.missing === undefined ? {} : { missing: file.missing }),
+    reasons: file.serverErrors ?? [],
+  });
+}
+
+function receiptServerFileErrors(
+  context: ExportContext,
+  triage: StoredTriage,
+  reported: ReportedFiles,
+): ReceiptServerFileErrors {
+  return {
+    policy: context.serverFileErrors ?? 'fail',
+    issues: triage.issues,
+    failures: triage.failures,
+    files: reported.files,
+    missingResources: reported.missingResources,
+    firstFiles: reported.first,
+    byType: triage.byType,
+    exportWide: triage.exportWide,
+    ...(triage.truncated ? { truncated: true } : {}),
+  };
 }
 
 /**

@@ -8,10 +8,12 @@ import {
   verifiedBatchKey,
 } from '../core/layout.js';
 import { type FileSummary, type ReceiptFile, summarizeFiles } from '../core/receipt.js';
+import { reasonsFor } from '../core/server-file-errors.js';
 import { VerificationError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import type { ExportContext, FileItem, FileResult, ManifestSummary } from '../state.js';
 import { landingKey, publishObjects, verifyPublished } from './publish-export.js';
+import { applyFailPolicy, loadServerFileErrorTriage, type StoredTriage } from './server-file-errors.js';
 
 /**
  * Finalization of a large export, batch by batch: Verify Files and Publish
@@ -74,7 +76,12 @@ export async function runFileBatch(runtime: Runtime, event: FileBatchEvent): Pro
 export async function verifyFileBatch(runtime: Runtime, event: FileBatchEvent): Promise<FileBatchResult> {
   const context = event.BatchInput.export;
   const items = event.Items;
-  const checked = await mapInOrder(items, VERIFY_CONCURRENCY, (item) => verifyFile(runtime, context, item));
+  // Before anything is published: under "fail", an export the server says is incomplete stops here.
+  const triage = await loadServerFileErrorTriage(runtime, context, event.BatchInput.manifest);
+  applyFailPolicy(context, triage);
+  const checked = await mapInOrder(items, VERIFY_CONCURRENCY, (item) =>
+    verifyFile(runtime, context, item, triage),
+  );
   const files = checked.map(({ file }) => file);
   const resourceIds = checked.flatMap(({ result }, at) =>
     result.kind === 'output' && result.resourceIdsKey !== undefined
@@ -138,11 +145,20 @@ export async function publishFileBatch(runtime: Runtime, event: FileBatchEvent):
   return { first, files: items.length };
 }
 
-/** One file: its result present, the object's size and sha256 metadata, the manifest's count. */
+/**
+ * One file: its result present, the object's size and sha256 metadata, the
+ * manifest's count. A data file short of its count passes only when the
+ * server's error[] gave a failing reason that covers it (the file, its type
+ * or the whole export; `triage`, present under "accept" only once the
+ * policy let it through): it is then on the receipt with what is missing and
+ * why. A shortfall the server did not report, or more lines than the count,
+ * fails as ever.
+ */
 export async function verifyFile(
   runtime: Runtime,
   context: ExportContext,
   item: FileItem,
+  triage?: StoredTriage,
 ): Promise<{ file: ReceiptFile; result: FileResult }> {
   const result = await runtime.store.getJson<FileResult>(resultKey(context.workPrefix, item.index));
   if (!result)
@@ -165,11 +181,18 @@ export async function verifyFile(
       `s3://${context.bucket}/${landed} sha256 metadata does not match the download's hash`,
     );
   }
-  if (item.count !== undefined && item.count !== result.lines + result.invalidLines) {
+  const delivered = result.lines + result.invalidLines;
+  const reasons = triage && item.kind === 'output' ? reasonsFor(triage, item) : [];
+  const short = item.count !== undefined && delivered !== item.count;
+  if (short && !(reasons.length > 0 && delivered < item.count!)) {
     throw new VerificationError(
-      `${item.kind} file ${item.index} (${item.type}): the manifest says ${item.count} resources, ${result.lines} landed`,
+      `${item.kind} file ${item.index} (${item.type}): the manifest says ${item.count} resources, ${delivered} landed` +
+        (triage && item.kind === 'output' && reasons.length === 0
+          ? "; the server's error[] reports no failure that covers this file"
+          : ''),
     );
   }
+  const reported = short || (triage?.byFile[String(item.index)]?.length ?? 0) > 0;
   const file: ReceiptFile = {
     kind: item.kind,
     type: item.type,
@@ -182,6 +205,12 @@ export async function verifyFile(
     ...(result.quarantineKey ? { quarantineKey: result.quarantineKey } : {}),
     ...(item.organizedBy
       ? { organizedBy: item.organizedBy, resourceTypeCounts: result.resourceTypeCounts ?? {} }
+      : {}),
+    ...(reported
+      ? {
+          ...(item.count === undefined ? {} : { missing: item.count - delivered }),
+          serverErrors: reasons,
+        }
       : {}),
   };
   return { file, result };

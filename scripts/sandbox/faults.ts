@@ -84,6 +84,14 @@ export interface FaultPlan {
   /** The manifest's `error[]` lists an OperationOutcome file (a partial success). */
   readonly errorFile?: boolean;
   /**
+   * The SMART reference server's `some_file_generation_failed`: every second output file of each
+   * type (the 2nd, 4th, …) delivers 1 resource of the `count` its manifest entry gives, and
+   * `error[]` carries an OperationOutcome per such file naming it (`Failed to export
+   * Condition.2.ndjson`; the first `fatal`, the rest `error`), plus one `information` issue that
+   * reports no failure. Issue 16 part 5.
+   */
+  readonly someFilesFailed?: boolean;
+  /**
    * The manifest carries this `transactionTime` (an ISO instant) whatever the clock says: a server
    * whose clock or job cache repeats one, or one from the future. What is exported does not change.
    */
@@ -208,6 +216,7 @@ const VALIDATORS: Record<FaultName, Validator> = {
   untilUnsupported: isBoolean,
   jobExpiry: isBoolean,
   errorFile: isBoolean,
+  someFilesFailed: isBoolean,
   fixedTransactionTime: isInstant,
   duplicateManifestEntry: isIndex,
   file401: isCount,

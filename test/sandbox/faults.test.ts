@@ -283,6 +283,30 @@ describe('fault injection', () => {
       });
     });
 
+    it("someFilesFailed: every 2nd file of a type holds 1 resource of its count, and error[] names each (the SMART reference server's some_file_generation_failed)", async () => {
+      const { token } = await withFaults({ someFilesFailed: true, resourcesPerFile: 7 });
+      const { manifest } = await exportAndWait(t, token, exportUrl());
+      const countAndDelivered = manifest.output.map((entry) => [
+        entry.count,
+        ndjsonLines(t.sandbox.fileContent(entry.url)).length,
+      ]);
+      expect(countAndDelivered).toEqual([
+        [7, 7],
+        [7, 1],
+        [7, 7],
+        [7, 1],
+        [2, 2],
+      ]);
+      // The issue names the file by the name its URL ends with.
+      expect(new URL(manifest.output[1]!.url).pathname).toMatch(/\/Patient\.2\.ndjson$/);
+      const outcomes = ndjsonLines(t.sandbox.fileContent(manifest.error[0]!.url)) as { issue: unknown }[];
+      expect(outcomes.map((outcome) => outcome.issue)).toEqual([
+        [{ severity: 'fatal', code: 'exception', diagnostics: 'Failed to export Patient.2.ndjson' }],
+        [{ severity: 'error', code: 'exception', diagnostics: 'Failed to export Patient.4.ndjson' }],
+        [{ severity: 'information', code: 'informational', diagnostics: expect.any(String) }],
+      ]);
+    });
+
     it('fixedTransactionTime: every manifest carries that transactionTime; what is exported does not change', async () => {
       // Prepare
       const fixed = '2025-06-01T00:00:00.000Z';

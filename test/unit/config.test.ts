@@ -57,10 +57,12 @@ const DEFAULTS = {
   maxLineBytes: 64 * 1024 * 1024,
   fileLinksValidHours: 24,
   retryPassDelaySeconds: 60,
+  // Issue 16 part 5.
+  serverFileErrors: 'fail',
 };
 
 const SOURCE_KEYS =
-  'id, description, profile, fhirBaseUrl, export, serverSupports, scopeSyntax, scopeCasing, extraScopes, tokenLifetimeSeconds, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, clientId, kmsKeyId, tokenUrl, scope, privateKeyFile';
+  'id, description, profile, fhirBaseUrl, export, serverSupports, scopeSyntax, scopeCasing, extraScopes, tokenLifetimeSeconds, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, serverFileErrors, clientId, kmsKeyId, tokenUrl, scope, privateKeyFile';
 const EXPORT_KEYS =
   'level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat, includeAssociatedData, patient, chunk, chunkOnTimeout, maxConcurrentJobs, maxChunkAttempts, allowPartialManifests, organizeOutputBy';
 
@@ -106,6 +108,7 @@ describe('parseSourceSettings', () => {
       maxLineBytes: 1024,
       fileLinksValidHours: 720,
       retryPassDelaySeconds: 0,
+      serverFileErrors: 'accept',
     });
     // Assess
     expect(settings).toStrictEqual({
@@ -144,6 +147,7 @@ describe('parseSourceSettings', () => {
       maxLineBytes: 1024,
       fileLinksValidHours: 720,
       retryPassDelaySeconds: 0,
+      serverFileErrors: 'accept',
     });
   });
 

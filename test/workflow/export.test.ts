@@ -149,10 +149,31 @@ describe('bulk export workflow (local)', () => {
     expect(unauthorized).toEqual([]);
   });
 
-  it('lands the error[] OperationOutcome file beside the data and counts it in the receipt', async () => {
-    const result = await harness.exportWith({ faults: { errorFile: true } });
+  it('under serverFileErrors "accept", lands the error[] file beside the data and marks the export partial though every count adds up', async () => {
+    const result = await harness.exportWith({
+      faults: { errorFile: true },
+      source: { serverFileErrors: 'accept' },
+    });
 
     const receipt = receiptOf(result);
+    // The server said data is missing, and named types, not files: no file is short, the types carry the reasons.
+    expect({ status: receipt.status, complete: receipt.complete }).toEqual({
+      status: 'partial',
+      complete: false,
+    });
+    expect(receipt.serverFileErrors).toMatchObject({ files: 0, missingResources: 0, exportWide: [] });
+    expect(receipt.serverFileErrors!.byType.Patient).toEqual([
+      'error processing: Injected fault (errorFile): some Patient resources could not be exported',
+    ]);
+    const output = result.run.output as { completionMarkerKey: string };
+    expect(output.completionMarkerKey).toMatch(/\/_PARTIAL\.json$/);
+    expect(
+      await harness.getText(output.completionMarkerKey.replace(/_PARTIAL\.json$/, '_SUCCESS.json')),
+    ).toBeUndefined();
+    expect(JSON.parse((await harness.getText(output.completionMarkerKey))!)).toMatchObject({
+      complete: false,
+    });
+    expect(result.emittedEvents.map((event) => event.detailType)).toEqual(['Bulk Export Partial']);
     const errorFiles = receipt.files!.filter((file) => file.kind === 'error');
     expect(errorFiles).toHaveLength(1);
     expect(errorFiles[0]!.key).toMatch(

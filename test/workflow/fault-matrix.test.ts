@@ -314,12 +314,63 @@ const CASES: readonly MatrixCase[] = [
   },
   {
     fault: 'errorFile',
-    behaviour: 'lands the error[] OperationOutcome file under _errors/ and counts it',
+    behaviour:
+      'fails with ServerFileError naming the server\'s reasons (serverFileErrors "fail"): counts that add up are no proof the export is whole',
     scenario: { faults: { errorFile: true } },
-    expect: { outcome: 'succeeded' },
+    expect: {
+      outcome: {
+        error: 'ServerFileError',
+        cause:
+          /the server reported \d+ failing issue\(s\) in the manifest's error\[\] \(\d+ error\): type \w+: error processing: Injected fault \(errorFile\): some \w+ resources could not be exported; .*serverFileErrors is "fail"/,
+      },
+    },
+  },
+  {
+    fault: 'someFilesFailed',
+    behaviour:
+      'fails with ServerFileError naming the short files and the server\'s words (serverFileErrors "fail"), not a bare count mismatch',
+    scenario: { faults: { someFilesFailed: true } },
+    expect: {
+      outcome: {
+        error: 'ServerFileError',
+        cause:
+          /the server reported \d+ failing issue\(s\) in the manifest's error\[\] \(1 fatal, \d+ error; 1 warning\/information issue\(s\) not counted\): file \d+ \(source=[^)]+\/type=(\w+)\/part-0002\.ndjson\): fatal exception: Failed to export \1\.2\.ndjson; .*serverFileErrors is "fail"/,
+      },
+    },
+  },
+  {
+    fault: 'someFilesFailed + serverFileErrors "accept"',
+    behaviour:
+      'lands what the server delivered as a partial export: _PARTIAL.json, receipt complete: false, per file expected/delivered/missing and the reasons',
+    scenario: { faults: { someFilesFailed: true }, source: { serverFileErrors: 'accept' } },
+    // Per file expected/delivered/missing, line by line against the sandbox: assertZeroLoss ('partial').
+    expect: { outcome: 'partial' },
     observe(_env, run) {
-      expect(run.result.receipt?.errors.files).toBe(1);
-      expect(run.result.receipt?.errors.lines).toBeGreaterThan(0);
+      const reported = run.result.receipt!.serverFileErrors!;
+      // One issue per failed file, each naming it; the information issue reports nothing.
+      expect(reported).toMatchObject({
+        policy: 'accept',
+        issues: { fatal: 1, error: reported.failures - 1, warning: 0, information: 1, other: 0 },
+        files: reported.failures,
+        byType: {},
+        exportWide: [],
+      });
+      const [first] = reported.firstFiles;
+      const type = /\/type=(\w+)\/part-0002\.ndjson$/.exec(first!.key)?.[1];
+      expect(first).toEqual({
+        key: expect.stringMatching(/\/type=\w+\/part-0002\.ndjson$/),
+        type,
+        expected: first!.delivered + first!.missing!,
+        delivered: 1,
+        missing: expect.any(Number),
+        reasons: [`fatal exception: Failed to export ${type}.2.ndjson`],
+      });
+      const [event] = run.result.emittedEvents;
+      expect(event!.detail).toMatchObject({
+        status: 'partial',
+        complete: false,
+        completionMarkerKey: expect.stringMatching(/\/_PARTIAL\.json$/),
+      });
     },
   },
   // Tokens

@@ -147,6 +147,7 @@ export class ExportJob {
   #buildFiles(): ExportFile[] {
     const { faults, resourcesPerFile } = this.init;
     const files: ExportFile[] = [];
+    const failedFiles: string[] = [];
     let outputIndex = 0;
     if (this.init.organizeOutputBy === 'Patient') {
       const selection = (type: ExportableType) => this.selection(type);
@@ -170,7 +171,11 @@ export class ExportJob {
       const total = this.dataset.count(selection);
       for (let i = 0; i * resourcesPerFile < total; i++) {
         const skip = i * resourcesPerFile;
-        const count = Math.min(resourcesPerFile, total - skip);
+        const planned = Math.min(resourcesPerFile, total - skip);
+        // someFilesFailed: the file the server could not finish holds what it wrote before failing.
+        const failed = faults.someFilesFailed === true && i % 2 === 1;
+        const count = failed ? Math.min(1, planned) : planned;
+        if (failed) failedFiles.push(`${type}.${i + 1}.ndjson`);
         const dataset = this.dataset;
         const source: LineSource = {
           lines: (from) => dataset.lines(selection, skip + from, Math.max(0, count - from)),
@@ -186,7 +191,7 @@ export class ExportJob {
           kind: 'output',
           type,
           count,
-          manifestCount: Math.max(0, count + mismatch),
+          manifestCount: Math.max(0, planned + mismatch),
           outputIndex: outputIndex++,
           source,
           servedSource,
@@ -195,7 +200,7 @@ export class ExportJob {
       }
     }
 
-    const errors = this.#errorLines();
+    const errors = this.#errorLines(failedFiles);
     if (errors.length > 0) files.push(staticFile('error.1.ndjson', 'error', 'OperationOutcome', errors));
 
     if (this.init.since !== undefined) {
@@ -205,10 +210,39 @@ export class ExportJob {
     return files;
   }
 
-  #errorLines(): string[] {
+  #errorLines(failedFiles: readonly string[]): string[] {
     const lines = this.init.ignored.map((issue) =>
       JSON.stringify({ resourceType: 'OperationOutcome', issue: [issue] }),
     );
+    if (this.init.faults.someFilesFailed) {
+      // The reference server's wording: the diagnostics name the file by the name its URL ends with.
+      failedFiles.forEach((name, at) => {
+        lines.push(
+          JSON.stringify({
+            resourceType: 'OperationOutcome',
+            issue: [
+              {
+                severity: at === 0 ? 'fatal' : 'error',
+                code: 'exception',
+                diagnostics: `Failed to export ${name}`,
+              },
+            ],
+          }),
+        );
+      });
+      lines.push(
+        JSON.stringify({
+          resourceType: 'OperationOutcome',
+          issue: [
+            {
+              severity: 'information',
+              code: 'informational',
+              diagnostics: 'Injected fault (someFilesFailed): the export finished; see the other issues',
+            },
+          ],
+        }),
+      );
+    }
     if (this.init.faults.errorFile) {
       for (const type of this.init.types) {
         lines.push(

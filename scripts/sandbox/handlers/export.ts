@@ -400,6 +400,7 @@ export function handleStatus(state: SandboxState, routed: Routed, jobId: string)
   const { expiresAt, entry } = manifestEntries(state, job, now);
   const files = job.files();
   if (faults.countMismatch) info.fault = 'countMismatch';
+  if (faults.someFilesFailed) info.fault = 'someFilesFailed';
   const output = files.filter((f) => f.kind === 'output').map(entry);
   const repeated =
     faults.duplicateManifestEntry === undefined ? undefined : output[faults.duplicateManifestEntry];

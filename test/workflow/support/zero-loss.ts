@@ -23,6 +23,13 @@ export interface ZeroLossExpectation {
    */
   readonly outcome:
     | 'succeeded'
+    /**
+     * Landed under serverFileErrors "accept" although the server's error[] reported failed files:
+     * every line the server delivered landed once; each data file short of its manifest count is
+     * on the receipt with `missing` = count − delivered and the server's reasons; `_PARTIAL.json`
+     * instead of `_SUCCESS.json`; the watermark stays; the event is `Bulk Export Partial`.
+     */
+    | 'partial'
     | { readonly error: string; readonly cause: string | RegExp; readonly resumable?: boolean };
   /** The selection's types. @default every exportable type */
   readonly types?: readonly ExportableType[];
@@ -94,7 +101,7 @@ export async function assertZeroLoss(
   ).toEqual([]);
   expect(await env.openUploads(`source=${sourceId}/`), `${label}: open multipart uploads`).toEqual([]);
   expect(await env.listKeys(`${workPrefix}in-flight/`), `${label}: download leases left`).toEqual([]);
-  const resumable = expectation.outcome !== 'succeeded' && expectation.outcome.resumable === true;
+  const resumable = typeof expectation.outcome === 'object' && expectation.outcome.resumable === true;
   if (resumable) {
     // Kept for a resume: a later run finds its holder dead and takes it over.
     expect(
@@ -108,14 +115,18 @@ export async function assertZeroLoss(
     ).toBeUndefined();
   }
 
-  if (expectation.outcome === 'succeeded') {
+  if (expectation.outcome === 'succeeded' || expectation.outcome === 'partial') {
+    const partial = expectation.outcome === 'partial';
+    const markerName = partial ? '_PARTIAL.json' : '_SUCCESS.json';
     expect(
       { status: result.run.status, error: result.run.error, cause: result.run.cause },
       `${label}: outcome`,
     ).toEqual({ status: 'SUCCEEDED', error: undefined, cause: undefined });
     expect(Array.isArray(manifest?.files), `${label}: stored manifest with a file list`).toBe(true);
     const receipt = result.receipt as Receipt;
-    expect(receipt?.status, `${label}: receipt`).toBe('succeeded');
+    expect({ status: receipt?.status, complete: receipt?.complete }, `${label}: receipt`).toEqual(
+      partial ? { status: 'partial', complete: false } : { status: 'succeeded', complete: true },
+    );
     // Its own folder: the transactionTime's, or, when another execution holds that, one naming this execution.
     const partition = exportPartition(manifest!.transactionTime);
     const root = exportRootOf(run)!;
@@ -138,7 +149,7 @@ export async function assertZeroLoss(
       `${root}_claim.json`,
       `${root}_receipt.json`,
       `${root}_receipt.files.ndjson`,
-      `${root}_SUCCESS.json`,
+      `${root}${markerName}`,
     ]);
     // The file index is the receipt's list of files; inline `files` (small exports only) must say the same.
     const indexText = (await env.getText(receipt.fileIndex.key)) ?? '';
@@ -159,6 +170,9 @@ export async function assertZeroLoss(
     // A chunked export may land a resource once per chunk that carries it (a shared Practitioner).
     const distinctPerType = new Map<string, Set<string>>();
     let quarantinedTotal = 0;
+    // What the server's counts promised and its files did not hold (a partial export only).
+    const missingPerType = new Map<string, number>();
+    let missingFiles = 0;
     for (const [index, file] of manifest!.files.entries()) {
       const item = items[index]!;
       const landed = await env.getBytes(item.key);
@@ -203,6 +217,20 @@ export async function assertZeroLoss(
         expectedKeys.add(entry.quarantineKey!);
         quarantinedTotal += invalid.length;
       }
+      const delivered = truthLines.length;
+      const missing = file.kind === 'output' && file.count !== undefined ? file.count - delivered : 0;
+      if (missing !== 0) {
+        expect(partial, `${label}: file ${index} is short of its count in a complete export`).toBe(true);
+        expect(
+          { missing: entry.missing, reasons: entry.serverErrors?.length ?? 0 },
+          `${label}: receipt entry ${index}: count ${file.count} − delivered ${delivered}, with the server's reasons`,
+        ).toEqual({ missing, reasons: expect.any(Number) });
+        expect(entry.serverErrors!.length, `${label}: reasons of file ${index}`).toBeGreaterThan(0);
+        missingPerType.set(file.type, (missingPerType.get(file.type) ?? 0) + missing);
+        missingFiles += 1;
+      } else if (!partial) {
+        expect(entry.missing, `${label}: nothing missing from file ${index}`).toBeUndefined();
+      }
       if (file.kind === 'output') {
         // A file organized by patient holds several types, each block after a Parameters header.
         for (const line of linesOf(landed!)) {
@@ -217,6 +245,16 @@ export async function assertZeroLoss(
       }
     }
     expect(receipt.invalidLinesQuarantined, `${label}: quarantined in the receipt`).toBe(quarantinedTotal);
+    if (partial) {
+      const missingTotal = [...missingPerType.values()].reduce((sum, count) => sum + count, 0);
+      expect(missingTotal, `${label}: the server left resources out`).toBeGreaterThan(0);
+      expect(receipt.serverFileErrors?.missingResources, `${label}: missing in the receipt`).toBe(
+        missingTotal,
+      );
+      expect(receipt.serverFileErrors?.files, `${label}: short files in the receipt`).toBeGreaterThanOrEqual(
+        missingFiles,
+      );
+    }
     expect(
       newKeys.filter((key) => key.startsWith(root)),
       `${label}: nothing else under the export`,
@@ -237,7 +275,9 @@ export async function assertZeroLoss(
           type,
           patientIndexes: env.cohort,
           ...(expectation.since ? { since: expectation.since } : {}),
-        }) - (expectation.quarantined?.[type] ?? 0);
+        }) -
+        (expectation.quarantined?.[type] ?? 0) -
+        (missingPerType.get(type) ?? 0);
       landedCounts[type] = landedPerType.get(type) ?? 0;
       receiptCounts[type] = receipt.byType[type]?.resources ?? 0;
     }
@@ -268,12 +308,14 @@ export async function assertZeroLoss(
       true,
     );
 
-    const marker = await env.getJson<{ receiptKey: string; transactionTime: string }>(`${root}_SUCCESS.json`);
+    const marker = await env.getJson<{ receiptKey: string; transactionTime: string }>(`${root}${markerName}`);
     expect(marker, `${label}: completion marker`).toMatchObject({
       receiptKey: `${root}_receipt.json`,
       transactionTime: manifest!.transactionTime,
+      complete: !partial,
     });
-    if (expectation.watermarkAdvances ?? true) {
+    // A partial export never moves the watermark: the next since=auto run asks for what it is missing.
+    if ((expectation.watermarkAdvances ?? true) && !partial) {
       expect(watermark, `${label}: watermark moved`).toMatchObject({
         transactionTime: manifest!.transactionTime,
         executionName,
@@ -282,7 +324,9 @@ export async function assertZeroLoss(
       expect(watermark, `${label}: watermark unchanged`).toEqual(run.watermarkBefore);
     }
     expect(failureReceipt, `${label}: no failure receipt`).toBeUndefined();
-    expect(result.emittedEvents.map((event) => event.detailType)).toEqual(['Bulk Export Succeeded']);
+    expect(result.emittedEvents.map((event) => event.detailType)).toEqual([
+      partial ? 'Bulk Export Partial' : 'Bulk Export Succeeded',
+    ]);
     expect(receipt.serverJobDeleted, `${label}: serverJobDeleted`).toBe(true);
   } else {
     const { error, cause } = expectation.outcome;
@@ -314,7 +358,7 @@ export async function assertZeroLoss(
     }
     // Nothing presented complete; what did land is whole, never a torn object.
     expect(
-      newKeys.filter((key) => /\/(_SUCCESS|_receipt)\.json$/.test(key)),
+      newKeys.filter((key) => /\/(_SUCCESS|_PARTIAL|_receipt)\.json$/.test(key)),
       `${label}: no marker or receipt`,
     ).toEqual([]);
     // A data file may have landed only staged (unseen by readers); never at its final key.
