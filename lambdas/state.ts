@@ -105,7 +105,7 @@ export interface PollState {
    * `continue`: the execution's history budget is nearly spent; the job goes on, polled by a new execution
    * (`continuation`), or for a chunk by the export's next execution.
    */
-  readonly outcome: 'in-progress' | 'complete' | 'rechunk' | 'continue';
+  readonly outcome: 'in-progress' | 'complete' | 'rechunk' | 'continue' | 'partial';
   readonly attempt: number;
   readonly consecutiveTransientErrors: number;
   readonly waitSeconds: number;
@@ -116,8 +116,25 @@ export interface PollState {
   readonly historyEvents?: number;
   /** Kick-off attempts before polling started (the set-up's share of the history). */
   readonly kickOffAttempts?: number;
+  /**
+   * `partial` (allowPartialManifests): the job still runs and its status listed files not listed
+   * before; Download Partial Files lands them, then polling goes on.
+   */
+  readonly partial?: PartialDownload;
   /** `continue` of an export in one piece: the execution that takes over. */
   readonly continuation?: ContinuationRequest;
+}
+
+/** One round of files listed while the job runs: the Download Partial Files Map's items and URLs. */
+export interface PartialDownload {
+  readonly round: number;
+  readonly batchesKey: string;
+  readonly batchCount: number;
+  readonly urlsKey: string;
+  readonly requiresAccessToken: boolean;
+  /** Files listed so far, and how many of them this round lands. */
+  readonly listed: number;
+  readonly newFiles: number;
 }
 
 export interface ManifestSummary {
@@ -149,6 +166,8 @@ export interface FileItem {
   readonly resourceType: string;
   readonly key: string;
   readonly count?: number;
+  /** Organized by patient (`organizeOutputBy`): lines of the request's types, in patient blocks. */
+  readonly organizedBy?: 'Patient';
   /** Chunked exports: the chunk whose manifest listed the file, and its index in that manifest. */
   readonly chunk?: number;
   readonly chunkFileIndex?: number;
@@ -172,4 +191,6 @@ export interface FileResult {
   /** Chunked exports: the file's chunk, and where the ids of its resources are (for duplicate counting). */
   readonly chunk?: number;
   readonly resourceIdsKey?: string;
+  /** A file organized by patient: its valid lines per resourceType (headers under `Parameters`). */
+  readonly resourceTypeCounts?: Readonly<Record<string, number>>;
 }

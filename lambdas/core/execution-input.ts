@@ -117,6 +117,7 @@ export function checkInputAgainstSource(
   settings: Pick<ExportSettings, 'level' | 'groupId' | 'method'> & {
     readonly patient?: readonly string[];
     readonly chunk?: ExportSettings['chunk'];
+    readonly allowPartialManifests?: boolean;
   },
 ): void {
   const level = input.level ?? (input.groupId ? 'group' : settings.level);
@@ -127,6 +128,7 @@ export function checkInputAgainstSource(
       method: settings.method,
       patient: input.patient ?? settings.patient ?? [],
       chunk: input.chunk,
+      allowPartialManifests: settings.allowPartialManifests,
     });
     if (problem !== undefined)
       throw fail(

@@ -30,6 +30,13 @@ const FLOW_EVENTS = 2;
 export const EVENTS_PER_POLL_CYCLE = FLOW_EVENTS + TASK_EVENTS + TASK_EVENTS + FLOW_EVENTS;
 
 /**
+ * allowPartialManifests: a poll that listed new files runs Download Partial Files before the next
+ * Wait. A Distributed Map's children are executions of their own; the parent's history has the
+ * Map's entered, MapRunStarted, MapRunSucceeded (or Failed) and exited, counted with a margin.
+ */
+export const EVENTS_PER_PARTIAL_DOWNLOAD = 6;
+
+/**
  * Everything an execution does before its first poll, as an upper bound:
  * started, Prepare Export, Is It Chunked?, Start Kick-Off, one kick-off cycle
  * per attempt (a Wait and Mint, Kick Off, Choice), Start Polling; a chunk

@@ -17,6 +17,10 @@ export interface ExportRequest {
   readonly patients?: readonly string[];
   /** `includeAssociatedData` values; absent = the source's `export.includeAssociatedData`. */
   readonly includeAssociatedData?: readonly string[];
+  /** `organizeOutputBy`: files hold a patient's resources of several types (IG 2.0, "Bulk Data Output File Organization"). */
+  readonly organizeOutputBy?: 'Patient';
+  /** `allowPartialManifests`: a 202 may carry the files ready so far (IG 2.0, "Response - In-Progress Status"). */
+  readonly allowPartialManifests?: boolean;
 }
 
 export interface HttpRequestSpec {
@@ -74,6 +78,9 @@ export function buildKickOffRequest(
     }
     // The IG's OperationDefinition types includeAssociatedData as code: one parameter per value.
     for (const value of associatedData) parameter.push({ name: 'includeAssociatedData', valueCode: value });
+    if (request.organizeOutputBy)
+      parameter.push({ name: 'organizeOutputBy', valueString: request.organizeOutputBy });
+    if (request.allowPartialManifests) parameter.push({ name: 'allowPartialManifests', valueBoolean: true });
     return {
       method: 'POST',
       url: `${base}${path}`,
@@ -95,6 +102,8 @@ export function buildKickOffRequest(
   // Repeated _typeFilter means OR (IG v2); each value keeps its own commas.
   for (const filter of request.typeFilters) query.append('_typeFilter', filter);
   if (associatedData.length > 0) query.append('includeAssociatedData', associatedData.join(','));
+  if (request.organizeOutputBy) query.append('organizeOutputBy', request.organizeOutputBy);
+  if (request.allowPartialManifests) query.append('allowPartialManifests', 'true');
   return { method: 'GET', url: `${base}${path}?${query.toString()}`, headers };
 }
 

@@ -80,10 +80,20 @@ export function exportRoot({ prefix, sourceId, transactionTime, executionName }:
   return `${normalizePrefix(prefix)}source=${sourceId}/${exportFolder(transactionTime, executionName)}/`;
 }
 
-/** Key of the n-th file (1-based per kind and type) of an export. */
-export function fileKey(location: ExportLocation, kind: FileKind, type: string, ordinal: number): string {
+/**
+ * Key of the n-th file (1-based per kind and type) of an export. Files organized by patient hold
+ * several types, so no `type=` partition fits them: they are numbered apart under `organizedBy=Patient/`.
+ */
+export function fileKey(
+  location: ExportLocation,
+  kind: FileKind,
+  type: string,
+  ordinal: number,
+  organizedBy?: 'Patient',
+): string {
   const part = `part-${String(ordinal).padStart(4, '0')}.ndjson`;
   const root = exportRoot(location);
+  if (organizedBy !== undefined) return `${root}organizedBy=${organizedBy}/${part}`;
   if (kind === 'output') return `${root}type=${type}/${part}`;
   if (kind === 'error') return `${root}_errors/${part}`;
   return `${root}_deleted/type=${type}/${part}`;
@@ -92,7 +102,7 @@ export function fileKey(location: ExportLocation, kind: FileKind, type: string, 
 /** Beside the data file, under `_quarantine/` so Athena never reads invalid lines as data. */
 export function quarantineKey(dataKey: string): string {
   const renamed = dataKey.replace(/\.ndjson$/, '.quarantine.ndjson');
-  const at = renamed.lastIndexOf('/type=');
+  const at = Math.max(renamed.lastIndexOf('/type='), renamed.lastIndexOf('/organizedBy='));
   return at < 0 ? renamed : `${renamed.slice(0, at)}/_quarantine${renamed.slice(at)}`;
 }
 
@@ -150,6 +160,15 @@ export const serverErrorFilesKey = (work: string) => `${work}server-errors/files
 export const serverErrorTriageKey = (work: string) => `${work}server-errors/triage.json`;
 /** The first pass's batches of files (the Download Files Map's items; see core/file-batches.ts). */
 export const fileBatchesKey = (work: string) => `${work}file-batches.json`;
+/**
+ * allowPartialManifests: what earlier polls listed (core/partial-manifest.ts), and each partial
+ * download round's batches and URL list. A round's URL list has its own key: a download container
+ * caches a URL list by key, and a later round's list is longer.
+ */
+export const partialListingKey = (work: string) => `${work}partial/listing.json`;
+export const partialBatchesKey = (work: string, round: number) =>
+  `${work}partial/round-${round}.batches.json`;
+export const partialUrlsKey = (work: string, round: number) => `${work}partial/round-${round}.file-urls.json`;
 /** The retry pass's batches: the files without a result after the first pass. */
 export const retryBatchesKey = (work: string) => `${work}retry-batches.json`;
 export const resultsPrefix = (work: string) => `${work}results/`;

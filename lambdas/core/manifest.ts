@@ -12,6 +12,17 @@ export interface ManifestFile {
   readonly type: string;
   readonly url: string;
   readonly count?: number;
+  /**
+   * `organizeOutputBy=Patient` was asked for and this output file is organized so: its lines are
+   * blocks of one patient's resources of several types, each after a `Parameters` header (IG 2.0,
+   * "Bulk Data Output File Organization"). `type` and `resourceType` are then the organizing type.
+   */
+  readonly organizedBy?: 'Patient';
+}
+
+/** What the kick-off asked for that changes how the manifest reads. */
+export interface ManifestRequest {
+  readonly organizeOutputBy?: 'Patient' | undefined;
 }
 
 export interface CompletionManifest {
@@ -44,7 +55,11 @@ const RESOURCE_TYPE = /^[A-Z][A-Za-z]{1,63}$/;
  * fault names the field and what was expected; no URL is echoed, since
  * presigned URLs are credentials.
  */
-export function parseCompletionManifest(body: unknown, allowInsecureHttp: boolean): CompletionManifest {
+export function parseCompletionManifest(
+  body: unknown,
+  allowInsecureHttp: boolean,
+  asked: ManifestRequest = {},
+): CompletionManifest {
   const fail = (message: string) => new InvalidManifestError(`completion manifest ${message}`);
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw fail('is not a JSON object');
   const manifest = body as Record<string, unknown>;
@@ -56,6 +71,7 @@ export function parseCompletionManifest(body: unknown, allowInsecureHttp: boolea
   if (typeof request !== 'string' || request === '')
     throw fail('request must be the kick-off URL (a string)');
   if (typeof requiresAccessToken !== 'boolean') throw fail('requiresAccessToken must be true or false');
+  const organizedBy = organizationOf(manifest.outputOrganizedBy, asked, fail);
 
   const files: ManifestFile[] = [];
   const readEntries = (field: FileKind, required: boolean) => {
@@ -69,7 +85,15 @@ export function parseCompletionManifest(body: unknown, allowInsecureHttp: boolea
       const where = `${field}[${index}]`;
       if (entry === null || typeof entry !== 'object' || Array.isArray(entry))
         throw fail(`${where} must be an object`);
-      const { type, url, count } = entry as Record<string, unknown>;
+      const { type: listedType, url, count } = entry as Record<string, unknown>;
+      // IG 2.0: "When a resource type is specified in the organizeOutputBy kick-off parameter", `type`
+      // need not be given (2.1: SHALL NOT be); an entry that names the organizing type is organized too.
+      // One naming another type holds resources outside any patient block (Practitioner…): by type.
+      const organized =
+        field === 'output' &&
+        organizedBy !== undefined &&
+        (listedType === undefined || listedType === organizedBy);
+      const type = organized ? organizedBy : listedType;
       if (typeof type !== 'string' || !RESOURCE_TYPE.test(type))
         throw fail(`${where}.type must be a FHIR resource type`);
       const check = checkFetchableUrl(url, allowInsecureHttp);
@@ -85,6 +109,7 @@ export function parseCompletionManifest(body: unknown, allowInsecureHttp: boolea
         resourceType: field === 'deleted' ? 'Bundle' : type,
         url: check.url.toString(),
         ...(typeof count === 'number' ? { count } : {}),
+        ...(organized ? { organizedBy } : {}),
       });
     });
   };
@@ -105,6 +130,26 @@ export function parseCompletionManifest(body: unknown, allowInsecureHttp: boolea
     }
   }
   return { transactionTime, request, requiresAccessToken, files, ...(nextPageUrl ? { nextPageUrl } : {}) };
+}
+
+/**
+ * How the output files are organized: by the organizing type when the kick-off asked for one. A
+ * manifest that says `outputOrganizedBy` (IG 2.1) must say what was asked; one organized although
+ * nothing was asked cannot be landed by type, so both fail rather than land files under wrong keys.
+ */
+function organizationOf(
+  stated: unknown,
+  asked: ManifestRequest,
+  fail: (message: string) => InvalidManifestError,
+): 'Patient' | undefined {
+  if (stated !== undefined && stated !== asked.organizeOutputBy) {
+    throw fail(
+      asked.organizeOutputBy === undefined
+        ? `outputOrganizedBy is ${typeof stated === 'string' && RESOURCE_TYPE.test(stated) ? stated : 'set'} but the kick-off did not ask for organizeOutputBy`
+        : `outputOrganizedBy must be ${asked.organizeOutputBy}, as the kick-off asked`,
+    );
+  }
+  return asked.organizeOutputBy;
 }
 
 /**

@@ -23,6 +23,21 @@ export interface ReceiptFile {
    */
   readonly missing?: number;
   readonly serverErrors?: readonly string[];
+  /** Organized by patient (`organizeOutputBy`): `type` is the organizing type, `resourceTypeCounts` what the lines were. */
+  readonly organizedBy?: 'Patient';
+  /** A file organized by patient: its lines per resourceType, the blocks' `Parameters` headers included. */
+  readonly resourceTypeCounts?: Readonly<Record<string, number>>;
+}
+
+/**
+ * The `Parameters` resource that heads each patient's block in a file organized by patient (IG 2.0,
+ * "Bulk Data Output File Organization"): a header, not exported data, so counted apart.
+ */
+export const BLOCK_HEADER_TYPE = 'Parameters';
+
+/** Files organized by one type: how many, their blocks (headers), resources and bytes. */
+export interface OrganizedTotals extends TypeTotals {
+  blocks: number;
 }
 
 /** A file the manifest listed more than once: it landed once, at `key`. */
@@ -148,6 +163,11 @@ export interface Receipt {
   readonly finishedAt: string;
   readonly totals: { readonly files: number; readonly resources: number; readonly bytes: number };
   readonly byType: Readonly<Record<string, TypeTotals>>;
+  /**
+   * Files organized by patient, per organizing type; their resources are also in `byType` by the
+   * lines' own types (files: those holding the type; bytes: 0, since a file's bytes are not split by type).
+   */
+  readonly organizedBy?: Readonly<Record<string, OrganizedTotals>>;
   readonly errors: { readonly files: number; readonly lines: number };
   readonly deleted: { readonly files: number; readonly lines: number };
   readonly invalidLinesQuarantined: number;
@@ -178,6 +198,8 @@ export interface Receipt {
 /** What the receipt sums over files; verification batches each carry theirs, Finalize adds them up. */
 export interface FileSummary {
   readonly byType: Record<string, TypeTotals>;
+  /** Present only when some file was organized by patient. */
+  organizedBy?: Record<string, OrganizedTotals>;
   readonly totals: TypeTotals;
   readonly errors: { files: number; lines: number };
   readonly deleted: { files: number; lines: number };
@@ -210,8 +232,38 @@ function addFile(summary: FileSummary, file: ReceiptFile) {
     summary.deleted.lines += file.lines;
     return;
   }
+  if (file.organizedBy !== undefined) {
+    addOrganizedFile(summary, file, file.organizedBy);
+    return;
+  }
   addTotals(summary.byType, file.type, { files: 1, resources: file.lines, bytes: file.bytes });
   addTotals(summary, 'totals', { files: 1, resources: file.lines, bytes: file.bytes });
+}
+
+/** A file of several types: each type's resources under its own name; its bytes only under the organizing type. */
+function addOrganizedFile(summary: FileSummary, file: ReceiptFile, organizedBy: string) {
+  const counts = file.resourceTypeCounts ?? {};
+  const blocks = counts[BLOCK_HEADER_TYPE] ?? 0;
+  for (const [type, resources] of Object.entries(counts)) {
+    if (type !== BLOCK_HEADER_TYPE) addTotals(summary.byType, type, { files: 1, resources, bytes: 0 });
+  }
+  addOrganized(summary, organizedBy, {
+    files: 1,
+    resources: file.lines - blocks,
+    bytes: file.bytes,
+    blocks,
+  });
+  addTotals(summary, 'totals', { files: 1, resources: file.lines - blocks, bytes: file.bytes });
+}
+
+function addOrganized(summary: FileSummary, by: string, add: OrganizedTotals) {
+  summary.organizedBy ??= {};
+  const entry = summary.organizedBy[by] ?? { files: 0, resources: 0, bytes: 0, blocks: 0 };
+  summary.organizedBy[by] = entry;
+  entry.files += add.files;
+  entry.resources += add.resources;
+  entry.bytes += add.bytes;
+  entry.blocks += add.blocks;
 }
 
 function addTotals<K extends string>(into: Partial<Record<K, TypeTotals>>, key: K, add: TypeTotals) {
@@ -225,6 +277,7 @@ function addTotals<K extends string>(into: Partial<Record<K, TypeTotals>>, key: 
 /** Adds one batch's subtotals into `into` (Finalize sums the verification batches). */
 export function addSummary(into: FileSummary, batch: FileSummary): FileSummary {
   for (const [type, totals] of Object.entries(batch.byType)) addTotals(into.byType, type, totals);
+  for (const [by, totals] of Object.entries(batch.organizedBy ?? {})) addOrganized(into, by, totals);
   addTotals(into, 'totals', batch.totals);
   into.errors.files += batch.errors.files;
   into.errors.lines += batch.errors.lines;

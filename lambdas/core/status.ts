@@ -4,7 +4,13 @@ import { oneLine, summarizeOperationOutcome } from './operation-outcome.js';
 import { parseRetryAfter } from './retry-after.js';
 
 export type StatusOutcome =
-  | { readonly outcome: 'in-progress'; readonly progress?: string; readonly retryAfterSeconds?: number }
+  | {
+      readonly outcome: 'in-progress';
+      readonly progress?: string;
+      readonly retryAfterSeconds?: number;
+      /** A JSON object body: with allowPartialManifests, the files ready so far (IG 2.0). */
+      readonly partialManifestBody?: unknown;
+    }
   | { readonly outcome: 'complete'; readonly manifestBody: unknown; readonly expires?: string }
   | { readonly outcome: 'too-fast'; readonly retryAfterSeconds?: number; readonly reason: string }
   | { readonly outcome: 'transient'; readonly retryAfterSeconds?: number; readonly reason: string };
@@ -22,7 +28,13 @@ export function interpretStatusResponse(response: HttpResponseView, now: Date): 
   const retry = retryAfterSeconds === undefined ? {} : { retryAfterSeconds };
   if (status === 202) {
     const progress = oneLine(response.headers['x-progress'] ?? '', 100);
-    return { outcome: 'in-progress', ...(progress ? { progress } : {}), ...retry };
+    const partial = jsonObjectOf(response.body);
+    return {
+      outcome: 'in-progress',
+      ...(progress ? { progress } : {}),
+      ...retry,
+      ...(partial === undefined ? {} : { partialManifestBody: partial }),
+    };
   }
   if (status === 200) {
     let manifestBody: unknown;
@@ -52,4 +64,14 @@ export function interpretStatusResponse(response: HttpResponseView, now: Date): 
   throw new ExportRequestRejectedError(
     oneLine(`the export job failed: status answered ${status}${detail || ' with no OperationOutcome'}`),
   );
+}
+
+/** A 202's body when it is a JSON object (a partial manifest), else undefined: a 202 body is optional. */
+function jsonObjectOf(body: string | undefined): unknown {
+  if (!body?.trimStart().startsWith('{')) return undefined;
+  try {
+    return JSON.parse(body);
+  } catch {
+    return undefined;
+  }
 }

@@ -136,7 +136,9 @@ export function createDownloadFileHandler(runtime: Runtime) {
     if (files.length === 0) {
       throw new ConfigurationError('Download File was called without a file or a batch of files');
     }
-    if (files.length === 1) return landOne(oneFile(event, files[0]!, 0), context, settings, false);
+    // With allowPartialManifests a single file may have landed in a partial round already (same key).
+    const mayHaveLanded = event.export.request?.allowPartialManifests === true;
+    if (files.length === 1) return landOne(oneFile(event, files[0]!, 0), context, settings, mayHaveLanded);
     return landBatch(event, files, context, settings);
   };
 
@@ -227,7 +229,8 @@ export function createDownloadFileHandler(runtime: Runtime) {
   ): Promise<DownloadFileState> {
     const { file, export: exportContext } = event;
     // The retry pass, run again by a redrive, meets files that landed meanwhile: they stay as they are;
-    // so does a batch run again. (A single file in the first pass never does: its result is its child's last step.)
+    // so does a batch run again. (A single file in the first pass never does: its result is its child's last
+    // step; unless a partial round of allowPartialManifests landed it while the job ran.)
     const landed =
       event.pass === 'retry' || skipLanded
         ? await runtime.store.getJson<FileResult>(resultKey(exportContext.workPrefix, file.index))
@@ -308,6 +311,8 @@ export function createDownloadFileHandler(runtime: Runtime) {
       {
         url,
         resourceType: file.resourceType,
+        // A patient's block holds every type asked for, and its Parameters header (IG 2.0).
+        ...(file.organizedBy ? { resourceTypes: organizedFileTypes(exportContext.request.types) } : {}),
         kind: file.kind,
         ...(checksCount ? { expectedCount: file.count } : {}),
         requiresAccessToken,
@@ -385,6 +390,7 @@ export function createDownloadFileHandler(runtime: Runtime) {
       invocations,
       ...(file.chunk === undefined ? {} : { chunk: file.chunk }),
       ...(idsKey === undefined ? {} : { resourceIdsKey: idsKey }),
+      ...(outcome.resourceTypeCounts ? { resourceTypeCounts: outcome.resourceTypeCounts } : {}),
     };
     await runtime.store.putJson(resultKey(exportContext.workPrefix, file.index), result);
     await forgetCheckpoint(runtime, event.transfer.checkpoint);
@@ -523,7 +529,14 @@ async function refreshedFileUrl(
       `reading the manifest again for a fresh link to file ${file.index}: status answered ${response.status}`,
     );
   }
-  const manifest = await readManifestPages(runtime, status.manifestBody, bearer, allowInsecureHttp, now);
+  const manifest = await readManifestPages(
+    runtime,
+    status.manifestBody,
+    bearer,
+    allowInsecureHttp,
+    now,
+    event.export.request,
+  );
   const previous = await urlLists.get(event.urlsKey);
   const entry = manifest.files[position];
   const sameLength =
@@ -550,3 +563,12 @@ async function refreshedFileUrl(
 
 /** Lambda entry point (see infra/). */
 export const handler = awsTaskEntry('DownloadFile', createDownloadFileHandler);
+
+/**
+ * The types a file organized by patient may hold: the request's `_type` (none: any type) and the
+ * `Parameters` resource that heads each patient's block ("a header Parameters resource containing a
+ * parameter named header with a reference to" the patient, IG 2.0 "Bulk Data Output File Organization").
+ */
+export function organizedFileTypes(requestedTypes: readonly string[]): readonly string[] {
+  return requestedTypes.length === 0 ? [] : [...new Set([...requestedTypes, 'Parameters'])];
+}

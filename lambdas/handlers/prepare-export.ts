@@ -97,6 +97,8 @@ export function createPrepareExportHandler(runtime: Runtime) {
         ...(input.includeAssociatedData === undefined
           ? {}
           : { includeAssociatedData: input.includeAssociatedData }),
+        ...(settings.export.organizeOutputBy ? { organizeOutputBy: settings.export.organizeOutputBy } : {}),
+        ...(settings.export.allowPartialManifests ? { allowPartialManifests: true } : {}),
       },
       sinceFrom,
       // A window that stops early, or a narrower scope, must not move the daily delta's starting point.

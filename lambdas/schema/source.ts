@@ -160,6 +160,14 @@ const exportShape = {
     10,
     'Kick-offs per chunk before the export fails; a failed chunk is retried alone.',
   ).default(3),
+  // Bulk Data 2.0/2.1 output options (issue 16 part 4); the IG's words are quoted in core/manifest.ts.
+  allowPartialManifests: flag(
+    '`allowPartialManifests=true`: the server may list files while it still exports (a 202 with a manifest), and they are downloaded then. Not with chunking.',
+  ).optional(),
+  organizeOutputBy: oneOf(
+    ['Patient'],
+    "`organizeOutputBy`: files hold blocks of one patient's resources of several types, landed under `organizedBy=Patient/`.",
+  ).optional(),
 };
 
 const exportSchema = strictObject(exportShape, 'What to export and how to ask for it.');
@@ -480,8 +488,17 @@ export function chunkingProblem(settings: {
   readonly patient: readonly string[];
   readonly chunk?: Parameters<typeof chunkProblem>[0] | undefined;
   readonly chunkOnTimeout?: string | undefined;
+  readonly allowPartialManifests?: boolean | undefined;
 }): { readonly path: readonly string[]; readonly message: string } | undefined {
   const { chunk } = settings;
+  // A chunk's files land only when every chunk is complete (Merge Chunks numbers them across chunks),
+  // so files a chunk's job lists early could not be downloaded early: refused rather than ignored.
+  if (settings.allowPartialManifests && (chunk !== undefined || settings.chunkOnTimeout !== undefined))
+    return {
+      path: ['allowPartialManifests'],
+      message:
+        'cannot be combined with export.chunk or export.chunkOnTimeout: a chunked export lands its files after every chunk is complete; turn one of them off',
+    };
   if (chunk === undefined) {
     return settings.chunkOnTimeout === undefined
       ? undefined

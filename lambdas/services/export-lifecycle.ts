@@ -43,6 +43,11 @@ export interface JobRecord {
   readonly chunks?: { readonly total: number; readonly done: number };
   /** chunkOnTimeout gave up the export in one piece (its job DELETEd) to run it as chunks. */
   readonly abandonedForChunks?: { readonly at: string; readonly deleteAnswered: string };
+  /**
+   * allowPartialManifests: the folder claimed when the running job first listed files, whose staged
+   * files an export that ends before its manifest summary must still remove.
+   */
+  readonly partialExportRoot?: string;
   /** The executions the export continued in (history budget), in order; absent while it runs in its first. */
   readonly executions?: readonly {
     readonly executionName: string;
@@ -222,7 +227,7 @@ export async function endExport(runtime: Runtime, request: EndExportRequest): Pr
   });
   const context = request.context ?? job?.export;
   const statusUrl = request.statusUrl ?? job?.statusUrl;
-  const exportRoot = request.exportRoot ?? job?.manifest?.exportRoot;
+  const exportRoot = request.exportRoot ?? job?.manifest?.exportRoot ?? job?.partialExportRoot;
   // A chunked export has a server job per chunk, on the chunk records.
   let chunkUrls: string[] = [];
   const chunkOf = new Map<string, number>();

@@ -2,6 +2,7 @@ import type { Bearer } from '../adapters/fhir-http.js';
 import { continuationRequest } from '../core/continuation.js';
 import {
   DEFAULT_HISTORY_EVENT_BUDGET,
+  EVENTS_PER_PARTIAL_DOWNLOAD,
   historyAfterPoll,
   politeWaitSeconds,
   shouldContinueAsNew,
@@ -19,10 +20,14 @@ import {
   fileBatchesKey,
   fileKey,
   jobRecordKey,
+  partialBatchesKey,
+  partialListingKey,
+  partialUrlsKey,
   receiptKey,
 } from '../core/layout.js';
 import { type CompletionManifest, checkTransactionTime, type FileKind } from '../core/manifest.js';
 import { assertManifestFilesMayHaveToken } from '../core/origins.js';
+import { filesBeyondListing, listedFile, type PartialListing } from '../core/partial-manifest.js';
 import type { DuplicateListing, ReceiptChunking } from '../core/receipt.js';
 import { DEFAULT_WAIT_POLICY, nextWaitSeconds } from '../core/retry-after.js';
 import { interpretStatusResponse } from '../core/status.js';
@@ -33,7 +38,7 @@ import {
   TransientServerError,
 } from '../errors.js';
 import { type Runtime, sealContext } from '../runtime.js';
-import type { ExportContext, FileItem, ManifestSummary, PollState } from '../state.js';
+import type { ExportContext, FileItem, ManifestSummary, PartialDownload, PollState } from '../state.js';
 import { type ChunkItem, readChunkRecord, writeChunkRecord } from './chunk-records.js';
 import type { JobRecord } from './export-lifecycle.js';
 import { writeFileBatches } from './file-batches.js';
@@ -66,9 +71,12 @@ export interface PollStatusEvent {
  */
 export async function pollExportStatus(runtime: Runtime, event: PollStatusEvent): Promise<PollState> {
   const state = await pollOnce(runtime, event);
-  if (state.outcome !== 'in-progress') return state;
+  if (state.outcome !== 'in-progress' && state.outcome !== 'partial') return state;
   const kickOffAttempts = event.poll.kickOffAttempts ?? 1;
-  const historyEvents = historyAfterPoll(event.poll.historyEvents, kickOffAttempts);
+  // A partial round's Map is in this execution's history too.
+  const historyEvents =
+    historyAfterPoll(event.poll.historyEvents, kickOffAttempts) +
+    (state.outcome === 'partial' ? EVENTS_PER_PARTIAL_DOWNLOAD : 0);
   const budget = runtime.historyEventBudget ?? DEFAULT_HISTORY_EVENT_BUDGET;
   if (!shouldContinueAsNew(historyEvents, budget)) return { ...state, historyEvents, kickOffAttempts };
   return continueAsNew(runtime, event, state, { historyEvents, budget });
@@ -88,7 +96,14 @@ async function continueAsNew(
   usage: { readonly historyEvents: number; readonly budget: number },
 ): Promise<PollState> {
   const context = event.export;
-  const { outcome: _inProgress, historyEvents: _used, kickOffAttempts: _attempts, ...poll } = state;
+  // Files a handed-over partial round listed land in the final pass: each has its place already.
+  const {
+    outcome: _inProgress,
+    historyEvents: _used,
+    kickOffAttempts: _attempts,
+    partial: _partial,
+    ...poll
+  } = state;
   if (event.chunk) {
     await runtime.store.putJson(chunkContinuingKey(context.workPrefix, event.chunk.index), {
       chunk: event.chunk.index,
@@ -101,7 +116,7 @@ async function continueAsNew(
       historyEvents: usage.historyEvents,
       budget: usage.budget,
     });
-    return { ...state, outcome: 'continue', historyEvents: usage.historyEvents };
+    return { ...poll, outcome: 'continue', historyEvents: usage.historyEvents };
   }
   if (!event.executionArn) {
     throw new Error('Poll Export Status needs executionArn ($$.Execution.Id) to hand an export over');
@@ -122,7 +137,71 @@ async function continueAsNew(
     phase: 'continuing in a new execution',
     detail: `${usage.historyEvents} of ${usage.budget} history events used; ${continuation.name} polls on`,
   });
-  return { ...state, outcome: 'continue', historyEvents: usage.historyEvents, continuation };
+  return { ...poll, outcome: 'continue', historyEvents: usage.historyEvents, continuation };
+}
+
+/**
+ * A partial manifest (allowPartialManifests): the files not listed before get their keys (in the
+ * folder claimed now, with the transactionTime the partial manifest already carries) and become
+ * this round's batches, which Download Partial Files lands while the job runs. Nothing new: no round.
+ */
+async function takePartialManifest(
+  runtime: Runtime,
+  context: ExportContext,
+  manifest: CompletionManifest,
+): Promise<PartialDownload | undefined> {
+  const listingKey = partialListingKey(context.workPrefix);
+  const listing = await runtime.store.getJson<PartialListing>(listingKey);
+  const added = filesBeyondListing(listing, manifest);
+  if (added === 0) return undefined;
+  const location = await claimExportFolder(runtime, context, manifest.transactionTime);
+  if (!listing) {
+    // Before any file lands: an export that fails while its job runs removes what it staged here.
+    const job = await runtime.store.getJson<JobRecord>(jobRecordKey(context.workPrefix));
+    await runtime.store.putJson(jobRecordKey(context.workPrefix), {
+      ...(job ?? { sourceId: context.sourceId, executionName: context.executionName, export: context }),
+      partialExportRoot: exportRoot(location),
+    } satisfies JobRecord);
+  }
+  const items = fileItemsOf(manifest.files, location);
+  const round = (listing?.rounds ?? 0) + 1;
+  const fresh = items.slice(items.length - added);
+  const urlsKey = partialUrlsKey(context.workPrefix, round);
+  await runtime.store.putJson(
+    urlsKey,
+    manifest.files.map((file) => file.url),
+  );
+  const batches = await writeFileBatches(
+    runtime,
+    context,
+    fresh,
+    partialBatchesKey(context.workPrefix, round),
+  );
+  // Written last: a poll retried after a failure above takes the same files again, as the same round.
+  await runtime.store.putJson(listingKey, {
+    transactionTime: manifest.transactionTime,
+    files: manifest.files.map(listedFile),
+    rounds: round,
+  } satisfies PartialListing);
+  runtime.logger.info('the job listed files while it runs; landing them now', {
+    sourceId: context.sourceId,
+    round,
+    newFiles: added,
+    listed: items.length,
+  });
+  runtime.progress?.({
+    kind: 'phase',
+    phase: 'partial manifest',
+    detail: `${added} new file(s), ${items.length} listed so far; landing them while the export runs`,
+  });
+  return {
+    round,
+    ...batches,
+    urlsKey,
+    requiresAccessToken: manifest.requiresAccessToken,
+    listed: items.length,
+    newFiles: added,
+  };
 }
 
 /** One status request and what it means; the history budget is pollExportStatus's. */
@@ -260,6 +339,33 @@ async function pollOnce(runtime: Runtime, event: PollStatusEvent): Promise<PollS
   switch (outcome.outcome) {
     case 'in-progress': {
       if (shouldChunkOnTimeout(context, event, now)) return abandonForChunks(runtime, event, bearer);
+      let partial: PartialDownload | undefined;
+      if (
+        outcome.partialManifestBody !== undefined &&
+        context.request.allowPartialManifests &&
+        !event.chunk
+      ) {
+        try {
+          const listed = await readManifestPages(
+            runtime,
+            outcome.partialManifestBody,
+            bearer,
+            settings.allowInsecureHttp,
+            now,
+            context.request,
+          );
+          checkTransactionTime(listed.transactionTime, now, settings.maxClockSkewSeconds);
+          assertManifestFilesMayHaveToken(listed, settings);
+          partial = await takePartialManifest(runtime, context, listed);
+        } catch (error) {
+          // A page refused for now: this poll lands nothing early; the next one reads the pages again.
+          if (!(error instanceof TransientServerError)) throw error;
+          runtime.logger.warn('a partial manifest page could not be read; polling on', {
+            sourceId: context.sourceId,
+            reason: error.message,
+          });
+        }
+      }
       const { jobStartedAt } = await recordPoll(outcome.progress);
       runtime.progress?.({
         kind: 'phase',
@@ -277,6 +383,7 @@ async function pollOnce(runtime: Runtime, event: PollStatusEvent): Promise<PollS
           policy.ceilingSeconds,
         ),
         ...(outcome.progress ? { progress: outcome.progress } : {}),
+        ...(partial ? { outcome: 'partial', partial } : {}),
       };
     }
     case 'too-fast': {
@@ -316,6 +423,7 @@ async function pollOnce(runtime: Runtime, event: PollStatusEvent): Promise<PollS
           bearer,
           settings.allowInsecureHttp,
           now,
+          context.request,
         );
       } catch (error) {
         // A next page refused for now (429, 5xx): the job stays complete; read it all again next poll.
@@ -337,6 +445,13 @@ async function pollOnce(runtime: Runtime, event: PollStatusEvent): Promise<PollS
           job,
         });
         return { ...base, outcome: 'complete', consecutiveTransientErrors: 0, waitSeconds: 0 };
+      }
+      if (context.request.allowPartialManifests) {
+        // The final manifest completes what the partial ones listed: same files at the same places.
+        filesBeyondListing(
+          await runtime.store.getJson<PartialListing>(partialListingKey(context.workPrefix)),
+          manifest,
+        );
       }
       const summary = await landManifest(runtime, context, manifest, {
         ...(outcome.expires ? { expires: outcome.expires } : {}),
@@ -367,7 +482,7 @@ export type LandingFile = CompletionManifest['files'][number] &
 export function fileItemsOf(files: readonly LandingFile[], location: ExportLocation): FileItem[] {
   const ordinals = new Map<string, number>();
   return files.map((file, index) => {
-    const group = `${file.kind}/${file.type}`;
+    const group = file.organizedBy ? `organizedBy=${file.organizedBy}` : `${file.kind}/${file.type}`;
     const ordinal = (ordinals.get(group) ?? 0) + 1;
     ordinals.set(group, ordinal);
     return {
@@ -375,8 +490,9 @@ export function fileItemsOf(files: readonly LandingFile[], location: ExportLocat
       kind: file.kind,
       type: file.type,
       resourceType: file.resourceType,
-      key: fileKey(location, file.kind, file.type, ordinal),
+      key: fileKey(location, file.kind, file.type, ordinal, file.organizedBy),
       ...(file.count === undefined ? {} : { count: file.count }),
+      ...(file.organizedBy ? { organizedBy: file.organizedBy } : {}),
       ...(file.chunk === undefined
         ? {}
         : {

@@ -1,5 +1,10 @@
 import type { Bearer } from '../adapters/fhir-http.js';
-import { type CompletionManifest, mergeManifestPages, parseCompletionManifest } from '../core/manifest.js';
+import {
+  type CompletionManifest,
+  type ManifestRequest,
+  mergeManifestPages,
+  parseCompletionManifest,
+} from '../core/manifest.js';
 import { assertTokenMayGoTo } from '../core/origins.js';
 import { interpretStatusResponse } from '../core/status.js';
 import { InvalidManifestError, TransientServerError } from '../errors.js';
@@ -19,8 +24,9 @@ export async function readManifestPages(
   bearer: Bearer,
   allowInsecureHttp: boolean,
   now: Date,
+  asked: ManifestRequest = {},
 ): Promise<CompletionManifest> {
-  const pages: CompletionManifest[] = [parseCompletionManifest(firstPage, allowInsecureHttp)];
+  const pages: CompletionManifest[] = [parseCompletionManifest(firstPage, allowInsecureHttp, asked)];
   for (let next = pages[0]?.nextPageUrl; next; next = pages.at(-1)?.nextPageUrl) {
     if (pages.length >= MAX_MANIFEST_PAGES)
       throw new InvalidManifestError(`completion manifest has more than ${MAX_MANIFEST_PAGES} pages`);
@@ -39,7 +45,7 @@ export async function readManifestPages(
         pageOutcome.retryAfterSeconds,
       );
     }
-    pages.push(parseCompletionManifest(pageOutcome.manifestBody, allowInsecureHttp));
+    pages.push(parseCompletionManifest(pageOutcome.manifestBody, allowInsecureHttp, asked));
   }
   return mergeManifestPages(pages);
 }

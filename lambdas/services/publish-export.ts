@@ -42,9 +42,9 @@ export const DEFAULT_PUBLISH_CONCURRENCY = 8;
 export const S3_MAX_DELETE_KEYS = 1000;
 
 const STAGING_FOLDER = '_staging';
-/** `…/export=<id>/type=<Type>/<file>`: the only data files a reader of the layout sees. */
-const PUBLISHED_KEY = /^((?:.*\/)?export=[^/]+\/)(type=[^/]+\/[^/]+)$/;
-const STAGED_KEY = /^((?:.*\/)?export=[^/]+\/)_staging\/(type=[^/]+\/[^/]+)$/;
+/** `…/export=<id>/type=<Type>/<file>` (or `organizedBy=Patient/<file>`): the only data files a reader of the layout sees. */
+const PUBLISHED_KEY = /^((?:.*\/)?export=[^/]+\/)((?:type|organizedBy)=[^/]+\/[^/]+)$/;
+const STAGED_KEY = /^((?:.*\/)?export=[^/]+\/)_staging\/((?:type|organizedBy)=[^/]+\/[^/]+)$/;
 
 /** `…/export=T/type=Patient/part-0001.ndjson` → `…/export=T/_staging/type=Patient/part-0001.ndjson` */
 /** The staging folder of an export folder (`exportRoot`, ending in `/`). */

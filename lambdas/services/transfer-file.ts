@@ -49,6 +49,11 @@ export interface TransferFileInput {
   readonly url: string;
   /** The manifest entry's `type`. */
   readonly resourceType: string;
+  /**
+   * A file organized by patient (`organizeOutputBy`): its lines may be of any of these types (the
+   * request's `_type`; any type when empty) and are counted per type. Replaces `resourceType`.
+   */
+  readonly resourceTypes?: readonly string[];
   /** Which manifest array the file came from: `error` files hold OperationOutcomes, `deleted` files Bundles. */
   readonly kind: FileKind;
   /** The manifest's `count`, when the server gave one. */
@@ -161,6 +166,8 @@ export type TransferOutcome =
       readonly blankLines: number;
       readonly invalidLines: number;
       readonly sha256: string;
+      /** With `resourceTypes`: valid lines per resourceType. */
+      readonly resourceTypeCounts?: Readonly<Record<string, number>>;
       readonly quarantineKey?: string;
       readonly serverEtag?: string;
       /** Failed attempts this invocation retried (absent: none); for the FileRetries metric. */
@@ -317,6 +324,7 @@ class FileTransfer {
           lines: checkpoint.lines,
           blankLines: checkpoint.blankLines,
           invalidLines: checkpoint.invalidLines,
+          ...(checkpoint.resourceTypeCounts ? { resourceTypeCounts: checkpoint.resourceTypeCounts } : {}),
         }
       : FRAMER_POSITION_ZERO;
     this.#resumeValidator = checkpoint?.resumeValidator;
@@ -481,6 +489,7 @@ class FileTransfer {
     resourceIds?.rollback();
     const framer = new NdjsonFramer({
       resourceType: this.#expectedType,
+      ...(this.#input.resourceTypes === undefined ? {} : { resourceTypes: this.#input.resourceTypes }),
       maxLineBytes: this.#input.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
       invalidLinePolicy: this.#input.invalidLinePolicy ?? 'fail',
       start: this.#position,
@@ -658,6 +667,7 @@ class FileTransfer {
       lines: this.#position.lines,
       blankLines: this.#position.blankLines,
       invalidLines: this.#position.invalidLines,
+      ...(this.#position.resourceTypeCounts ? { resourceTypeCounts: this.#position.resourceTypeCounts } : {}),
       ...(this.#resumeValidator ? { resumeValidator: this.#resumeValidator } : {}),
       restarts: this.#restarts,
       tokenRejections: this.#tokenRejections,
@@ -713,6 +723,7 @@ class FileTransfer {
       blankLines,
       invalidLines,
       sha256,
+      ...(this.#position.resourceTypeCounts ? { resourceTypeCounts: this.#position.resourceTypeCounts } : {}),
       ...(quarantineKey ? { quarantineKey } : {}),
       ...(this.#resumeValidator && isEtag(this.#resumeValidator)
         ? { serverEtag: this.#resumeValidator }

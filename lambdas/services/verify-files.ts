@@ -203,6 +203,9 @@ export async function verifyFile(
     ...(item.count === undefined ? {} : { serverCount: item.count }),
     invalidLines: result.invalidLines,
     ...(result.quarantineKey ? { quarantineKey: result.quarantineKey } : {}),
+    ...(item.organizedBy
+      ? { organizedBy: item.organizedBy, resourceTypeCounts: result.resourceTypeCounts ?? {} }
+      : {}),
     ...(reported
       ? {
           ...(item.count === undefined ? {} : { missing: item.count - delivered }),

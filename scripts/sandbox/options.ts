@@ -50,6 +50,9 @@ export interface SandboxOptions {
    * (`token_endpoint_auth_methods_supported`). @default ['private_key_jwt']
    */
   readonly tokenEndpointAuthMethods?: readonly TokenEndpointAuthMethod[];
+  // Bulk Data 2.0 output options (issue 16 part 4): see export/partial-manifests.ts.
+  /** Output files per page of a partial manifest (kick-offs with allowPartialManifests=true). @default 2 */
+  readonly partialManifestPageSize?: number;
 }
 
 export const TOKEN_ENDPOINT_AUTH_METHODS = ['private_key_jwt', 'client_secret_basic'] as const;
@@ -75,6 +78,7 @@ export const DEFAULTS = {
   manifestExpiresMs: 86_400_000,
   requestLogLimit: 100_000,
   tokenEndpointAuthMethods: ['private_key_jwt'] as readonly TokenEndpointAuthMethod[],
+  partialManifestPageSize: 2,
 } as const;
 
 export class SandboxOptionsError extends Error {
@@ -94,6 +98,7 @@ const INTEGER_RULES: Record<string, { min: number; max?: number }> = {
   presignedLinkSeconds: { min: 1 },
   manifestExpiresMs: { min: 1 },
   requestLogLimit: { min: 1 },
+  partialManifestPageSize: { min: 1 },
 };
 
 export function resolveOptions(options: SandboxOptions = {}): ResolvedOptions {

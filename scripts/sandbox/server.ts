@@ -4,7 +4,7 @@ import type { Routed, SandboxState } from './context.js';
 import { FaultPlanError, mergeFaultPlans, parseFaultSpec } from './faults.js';
 import { handleRegister, handleToken } from './handlers/auth.js';
 import { capabilityStatement, groupRead, smartConfiguration } from './handlers/discovery.js';
-import { handleKickoff, handleStatus } from './handlers/export.js';
+import { handleKickoff, handleManifestPage, handleStatus } from './handlers/export.js';
 import { handleMainFile, handleSecondOriginFile } from './handlers/files.js';
 import { patientRead } from './handlers/patient-read.js';
 import { sendOutcome } from './http.js';
@@ -22,6 +22,7 @@ type Route = (state: SandboxState, routed: Routed) => void | Promise<void>;
  *   [/fault/<spec>]/fhir/$export, /fhir/Patient/$export, /fhir/Group/<id>/$export
  *   [/fault/<spec>]/fhir/Group[/<id>], /fhir/Patient/<id>, /fhir/Patient?identifier=…
  *   /export-status/<job>                        status (GET) and cancel (DELETE)
+ *   /export-status/<job>/page/<n>               a later page of a partial manifest (allowPartialManifests)
  *   /files/<job>/<name>                         output, error and deleted files
  */
 function mainRoute(segments: readonly string[]): Route | undefined {
@@ -30,6 +31,8 @@ function mainRoute(segments: readonly string[]): Route | undefined {
   if (first === 'register' && n === 1) return handleRegister;
   if (first === 'auth' && second === 'token' && n === 2) return handleToken;
   if (first === 'export-status' && n === 2) return (s, r) => handleStatus(s, r, second!);
+  if (first === 'export-status' && third === 'page' && n === 4)
+    return getOnly((s, r) => handleManifestPage(s, r, second!, fourth!));
   if (first === 'files' && n === 3) return (s, r) => handleMainFile(s, r, second!, third!);
   if (first !== 'fhir') return undefined;
   if (second === '.well-known' && third === 'smart-configuration' && n === 3)

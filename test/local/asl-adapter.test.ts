@@ -30,8 +30,11 @@ const VERIFY_MAP = 'Verify Files';
 const VERIFY_READER = 'Verify Files [ItemReader]';
 const PUBLISH_MAP = 'Publish Files';
 const PUBLISH_READER = 'Publish Files [ItemReader]';
+const PARTIAL_MAP = 'Download Partial Files';
+const PARTIAL_READER = 'Download Partial Files [ItemReader]';
 const READERS: Readonly<Record<string, string>> = {
   [MAP]: READER,
+  [PARTIAL_MAP]: PARTIAL_READER,
   [RETRY_MAP]: RETRY_READER,
   [CHUNK_MAP]: CHUNK_READER,
   [VERIFY_MAP]: VERIFY_READER,
@@ -94,6 +97,9 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
       'Mint Token For Status': 'MintToken',
       'Poll Export Status': 'PollStatus',
       'Continue In A New Execution': LOCAL_START_EXECUTION_FUNCTION,
+      'Mint Token For Partial Batch': 'MintToken',
+      'Download Partial Batch': 'DownloadFile',
+      [PARTIAL_READER]: LOCAL_ITEM_READER_FUNCTION,
       'Mint Token For Batch': 'MintToken',
       'Download Batch': 'DownloadFile',
       [READER]: LOCAL_ITEM_READER_FUNCTION,
@@ -120,7 +126,9 @@ describe('adaptDefinitionForLocalRun on state-machines/bulk-export.asl.json', ()
     const chunkProcessor = (definition.States[CHUNK_MAP] as Json).ItemProcessor as Definition;
     const verifyProcessor = (definition.States[VERIFY_MAP] as Json).ItemProcessor as Definition;
     const publishProcessor = (definition.States[PUBLISH_MAP] as Json).ItemProcessor as Definition;
+    const partialProcessor = (definition.States[PARTIAL_MAP] as Json).ItemProcessor as Definition;
     const tasks = {
+      ...partialProcessor.States,
       ...definition.States,
       ...processor.States,
       ...retryProcessor.States,
@@ -493,6 +501,8 @@ describe('the ASL file itself', () => {
       'Kick Off Export',
       'Mint Token For Status',
       'Poll Export Status',
+      'Mint Token For Partial Batch',
+      'Download Partial Batch',
       'Continue In A New Execution',
       'Mint Token For Batch',
       'Download Batch',

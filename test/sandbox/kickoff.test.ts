@@ -230,11 +230,18 @@ describe('kick-off', () => {
       /includeAssociatedData value Everything/,
     ],
     [
-      'allowPartialManifests',
-      '/$export?allowPartialManifests=true',
+      'an allowPartialManifests that is not a boolean',
+      '/$export?allowPartialManifests=maybe',
+      {},
+      'invalid',
+      /allowPartialManifests must be true or false, got maybe/,
+    ],
+    [
+      'organizeOutputBy other than Patient',
+      '/$export?organizeOutputBy=Encounter',
       {},
       'not-supported',
-      /allowPartialManifests is not supported/,
+      /organizeOutputBy Encounter is not supported; use Patient/,
     ],
   ];
   it.each(badRequests)(

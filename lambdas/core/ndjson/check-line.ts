@@ -184,10 +184,26 @@ export function idBytes(b: Uint8Array, span: IdSpan): Uint8Array | undefined {
 export interface ResourceTypeExpectation {
   readonly name: string;
   readonly bytes: Uint8Array;
+  /**
+   * A file of several types (organized by patient): a line may have any of these types, or any
+   * FHIR type name when the set is empty; `name` then only describes them in messages.
+   */
+  readonly anyOf?: ReadonlySet<string>;
 }
 
 export function expectResourceType(name: string): ResourceTypeExpectation {
   return { name, bytes: Buffer.from(name, 'utf8') };
+}
+
+/** Lines of several types: any of `types` (none = any FHIR type name). */
+export function expectResourceTypes(types: readonly string[]): ResourceTypeExpectation {
+  const name = types.length === 0 ? 'any resource type' : `one of ${types.join(', ')}`;
+  return { name, bytes: new Uint8Array(0), anyOf: new Set(types) };
+}
+
+/** Set by checkResourceLine for a mixed expectation: the valid line's resourceType. */
+export interface FoundType {
+  name: string;
 }
 
 /** A resourceType we can safely echo in an error: a FHIR type name, never free text (PHI). */
@@ -204,8 +220,9 @@ export function checkResourceLine(
   end: number,
   expected: ResourceTypeExpectation,
   id?: IdSpan,
+  found?: FoundType,
 ): LineProblem | undefined {
-  const problem = checkLine(b, start, end, expected);
+  const problem = checkLine(b, start, end, expected, found);
   if (id !== undefined && problem === undefined) findTopLevelId(b, start, end, id);
   return problem;
 }
@@ -215,6 +232,7 @@ function checkLine(
   start: number,
   end: number,
   expected: ResourceTypeExpectation,
+  foundType?: FoundType,
 ): LineProblem | undefined {
   let p = start;
   let depth = 0;
@@ -326,11 +344,17 @@ function checkLine(
   }
   if (typeStart === -1) return { kind: 'no-resource-type' };
   if (typeStart === -2) return { kind: 'resource-type-not-a-string' };
-  if (!typeEscaped && equalsBytes(b, typeStart, typeEnd, expected.bytes)) return undefined;
+  if (expected.anyOf === undefined && !typeEscaped && equalsBytes(b, typeStart, typeEnd, expected.bytes))
+    return undefined;
   const found = typeEscaped
     ? decodeJsonString(b, typeStart - 1, typeEnd + 1)
     : Buffer.from(b.buffer, b.byteOffset + typeStart, typeEnd - typeStart).toString('utf8');
-  if (found === expected.name) return undefined;
+  if (expected.anyOf !== undefined) {
+    if (TYPE_NAME.test(found) && (expected.anyOf.size === 0 || expected.anyOf.has(found))) {
+      if (foundType) foundType.name = found;
+      return undefined;
+    }
+  } else if (found === expected.name) return undefined;
   return { kind: 'wrong-resource-type', found: TYPE_NAME.test(found) ? found : '(not a FHIR type name)' };
 }
 

@@ -5,6 +5,8 @@ import {
   describeLineProblem,
   emptyIdSpan,
   expectResourceType,
+  expectResourceTypes,
+  type FoundType,
   type IdSpan,
   idBytes,
   type ResourceTypeExpectation,
@@ -33,11 +35,18 @@ export interface FramerPosition {
   readonly blankLines: number;
   /** Lines that failed under the quarantine policy, now in the quarantine output. */
   readonly invalidLines: number;
+  /** Mixed files (`resourceTypes`): the valid lines per resourceType. */
+  readonly resourceTypeCounts?: Readonly<Record<string, number>>;
 }
 
 export interface NdjsonFramerOptions {
   /** What every line's top-level `resourceType` must be (OperationOutcome for `error` files, Bundle for `deleted`). */
   readonly resourceType: string;
+  /**
+   * A file organized by patient holds several types: each line's resourceType must be one of these
+   * (any FHIR type name when empty) and is counted in `resourceTypeCounts`. Replaces `resourceType`.
+   */
+  readonly resourceTypes?: readonly string[];
   /** Longest line accepted, in bytes, without its line ending. */
   readonly maxLineBytes: number;
   /** @default 'fail' */
@@ -93,6 +102,8 @@ export class NdjsonFramer {
   #lines: number;
   #blankLines: number;
   #invalidLines: number;
+  readonly #typeCounts: Map<string, number> | undefined;
+  readonly #foundType: FoundType | undefined;
 
   /**
    * Bytes of an unfinished line, from earlier chunks: views of the chunks
@@ -126,7 +137,15 @@ export class NdjsonFramer {
       throw new TypeError(`maxLineBytes must be a positive integer, got ${options.maxLineBytes}`);
     }
     const start = options.start ?? FRAMER_POSITION_ZERO;
-    this.#expected = expectResourceType(options.resourceType);
+    this.#expected =
+      options.resourceTypes === undefined
+        ? expectResourceType(options.resourceType)
+        : expectResourceTypes(options.resourceTypes);
+    this.#typeCounts =
+      options.resourceTypes === undefined
+        ? undefined
+        : new Map(Object.entries(start.resourceTypeCounts ?? {}));
+    this.#foundType = options.resourceTypes === undefined ? undefined : { name: '' };
     this.#maxLineBytes = options.maxLineBytes;
     this.#quarantine = (options.invalidLinePolicy ?? 'fail') === 'quarantine';
     this.#onResourceId = options.onResourceId;
@@ -144,6 +163,7 @@ export class NdjsonFramer {
       lines: this.#lines,
       blankLines: this.#blankLines,
       invalidLines: this.#invalidLines,
+      ...(this.#typeCounts === undefined ? {} : { resourceTypeCounts: Object.fromEntries(this.#typeCounts) }),
     };
   }
 
@@ -243,7 +263,14 @@ export class NdjsonFramer {
     if (!utf8Checked && !isUtf8(b.subarray(contentStart, contentEnd))) {
       reason = 'not valid UTF-8';
     } else {
-      const problem = checkResourceLine(b, contentStart, contentEnd, this.#expected, this.#idSpan);
+      const problem = checkResourceLine(
+        b,
+        contentStart,
+        contentEnd,
+        this.#expected,
+        this.#idSpan,
+        this.#foundType,
+      );
       if (problem !== undefined) reason = describeLineProblem(problem, this.#expected.name);
     }
     if (reason !== undefined) {
@@ -256,6 +283,10 @@ export class NdjsonFramer {
     }
     this.#byteOffset += consumed;
     this.#lines++;
+    if (this.#typeCounts !== undefined) {
+      const type = this.#foundType!.name;
+      this.#typeCounts.set(type, (this.#typeCounts.get(type) ?? 0) + 1);
+    }
     if (this.#idSpan !== undefined) {
       const id = idBytes(b, this.#idSpan);
       if (id !== undefined) this.#onResourceId!(id);

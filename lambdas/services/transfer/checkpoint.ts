@@ -36,6 +36,8 @@ export interface TransferCheckpoint {
   readonly lines: number;
   readonly blankLines: number;
   readonly invalidLines: number;
+  /** A file of several types (organized by patient): valid lines per resourceType through byteOffset. */
+  readonly resourceTypeCounts?: Readonly<Record<string, number>>;
   /** SHA-256 of the uploaded parts (the carry is not hashed yet). */
   readonly sha256State: SavedHashState;
   /**
@@ -126,6 +128,16 @@ export function parseCheckpoint(value: unknown): TransferCheckpoint {
   }
   if (hash?.bytes !== c.objectBytes) fail('sha256State', 'the state of exactly objectBytes bytes');
   if (c.avoidGzip !== undefined && c.avoidGzip !== true) fail('avoidGzip', 'true when present');
+  if (c.resourceTypeCounts !== undefined) {
+    const counts = c.resourceTypeCounts;
+    if (
+      counts === null ||
+      typeof counts !== 'object' ||
+      Array.isArray(counts) ||
+      Object.values(counts).some((count) => !isCount(count))
+    )
+      fail('resourceTypeCounts', 'an object of non-negative integers per resourceType when present');
+  }
   if (c.quarantine !== undefined) {
     const q = c.quarantine as Record<string, unknown>;
     if (q === null || typeof q !== 'object' || !isCount(q.segments) || !isCount(q.bytes)) {

@@ -7,6 +7,7 @@ import { FaultCounter, type FaultPlan } from '../faults.js';
 import type { OperationOutcomeIssue } from '../http.js';
 import { arraySource, type LineSource, withReplacedLine } from './file-source.js';
 import type { ExportLevel } from './kickoff-params.js';
+import { organizedFiles } from './organized-files.js';
 
 export type JobState = 'in-progress' | 'complete' | 'failed' | 'deleted' | 'expired';
 
@@ -20,6 +21,8 @@ export interface ExportFile {
   readonly count: number;
   /** What the manifest says (differs from `count` under the countMismatch fault). */
   readonly manifestCount: number;
+  /** `organizeOutputBy=Patient`: a file of patient blocks of several types (`type` is then Patient). */
+  readonly organizedBy?: 'Patient';
   /** Index in the manifest's `output` array (output files only). */
   readonly outputIndex?: number;
   /** The true content. */
@@ -59,6 +62,10 @@ export interface JobInit {
   readonly neverCompletes?: boolean;
   /** Fails once its duration has passed (faults jobFailure, jobFailures). */
   readonly fails?: boolean;
+  /** `organizeOutputBy=Patient` (export/organized-files.ts). */
+  readonly organizeOutputBy?: 'Patient';
+  /** `allowPartialManifests=true` (export/partial-manifests.ts). */
+  readonly allowPartialManifests?: boolean;
 }
 
 /** Deleted resources per `Bundle` line of a `deleted[]` file. */
@@ -142,7 +149,24 @@ export class ExportJob {
     const files: ExportFile[] = [];
     const failedFiles: string[] = [];
     let outputIndex = 0;
-    for (const type of this.init.types) {
+    if (this.init.organizeOutputBy === 'Patient') {
+      const selection = (type: ExportableType) => this.selection(type);
+      for (const file of organizedFiles(this.dataset, this.init.types, this.init.patientIndexes, selection)) {
+        files.push({
+          name: file.name,
+          kind: 'output',
+          type: 'Patient',
+          organizedBy: 'Patient',
+          count: file.count,
+          manifestCount: file.count,
+          outputIndex: outputIndex++,
+          source: file.source,
+          servedSource: file.source,
+          faults: new FaultCounter(),
+        });
+      }
+    }
+    for (const type of this.init.organizeOutputBy === 'Patient' ? [] : this.init.types) {
       const selection = this.selection(type);
       const total = this.dataset.count(selection);
       for (let i = 0; i * resourcesPerFile < total; i++) {

@@ -44,6 +44,10 @@ export interface ExportSpec {
   readonly patientIds?: readonly string[];
   /** `includeAssociatedData` values accepted, in order. */
   readonly includeAssociatedData: readonly string[];
+  /** `organizeOutputBy=Patient`: files of patient blocks (see export/organized-files.ts). */
+  readonly organizeOutputBy?: 'Patient';
+  /** `allowPartialManifests=true`: a 202 may list the files ready so far (see export/partial-manifests.ts). */
+  readonly allowPartialManifests?: boolean;
 }
 
 export interface KickoffInput {
@@ -174,6 +178,8 @@ export function parseKickoff(input: KickoffInput): KickoffParse {
     '_typeFilter',
     'patient',
     'includeAssociatedData',
+    'organizeOutputBy',
+    'allowPartialManifests',
   ]);
   if (input.faults.untilUnsupported) known.delete('_until');
   for (const name of byName.keys()) {
@@ -342,6 +348,16 @@ export function parseKickoff(input: KickoffInput): KickoffParse {
     } else if (!includeAssociatedData.includes(value)) includeAssociatedData.push(value);
   }
 
+  const organizeOutputBy = single('organizeOutputBy');
+  // The IG lets any resource type organize; this server organizes by Patient only.
+  if (organizeOutputBy !== undefined && organizeOutputBy !== 'Patient') {
+    soft.push(issue('not-supported', `organizeOutputBy ${organizeOutputBy} is not supported; use Patient`));
+  }
+  const allowPartial = single('allowPartialManifests');
+  if (allowPartial !== undefined && allowPartial !== 'true' && allowPartial !== 'false') {
+    soft.push(issue('invalid', `allowPartialManifests must be true or false, got ${allowPartial}`));
+  }
+
   if (hard.length > 0 || (soft.length > 0 && !input.lenient))
     return { ok: false, issues: [...hard, ...soft] };
   const spec: ExportSpec = {
@@ -352,6 +368,8 @@ export function parseKickoff(input: KickoffInput): KickoffParse {
     typeFilters,
     ...(patientIds ? { patientIds } : {}),
     includeAssociatedData,
+    ...(organizeOutputBy === 'Patient' ? { organizeOutputBy } : {}),
+    ...(allowPartial === 'true' ? { allowPartialManifests: true } : {}),
   };
   return {
     ok: true,

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { scopesAllowExport } from '../auth/scopes.js';
 import type { Routed, SandboxState } from '../context.js';
 import type { ExportableType } from '../data/types.js';
-import { ExportJob } from '../export/jobs.js';
+import { type ExportFile, ExportJob } from '../export/jobs.js';
 import {
   type ExportLevel,
   type KickoffParameter,
@@ -12,6 +12,7 @@ import {
   parseKickoff,
   typesAtLevel,
 } from '../export/kickoff-params.js';
+import { publishedPages } from '../export/partial-manifests.js';
 import { mergeFaultPlans } from '../faults.js';
 import {
   acceptedMediaTypes,
@@ -274,6 +275,8 @@ export async function handleKickoff(
       resourcesPerFile: faults.resourcesPerFile ?? state.options.resourcesPerFile,
       ...(groupId !== undefined ? { groupId } : {}),
       includeAssociatedData: spec.includeAssociatedData,
+      ...(spec.organizeOutputBy ? { organizeOutputBy: spec.organizeOutputBy } : {}),
+      ...(spec.allowPartialManifests ? { allowPartialManifests: true } : {}),
       ...(neverCompletes ? { neverCompletes } : {}),
       ...(fails ? { fails } : {}),
     },
@@ -366,6 +369,17 @@ export function handleStatus(state: SandboxState, routed: Routed, jobId: string)
   if (jobState === 'in-progress') {
     if (faults.statusRetryAfterRaw !== undefined) info.fault = 'statusRetryAfterRaw';
     else if (faults.statusRetryAfterSeconds !== undefined) info.fault = 'statusRetryAfterSeconds';
+    const firstPage = job.init.allowPartialManifests ? manifestPage(state, job, 0, now) : undefined;
+    if (firstPage) {
+      // IG: a 202 MAY carry a manifest of the files ready so far (export/partial-manifests.ts).
+      sendJson(res, 202, firstPage.body, {
+        ...firstPage.headers,
+        'x-progress': `${job.progress(now)}% complete`,
+        'retry-after': retryAfter,
+        'cache-control': 'no-store',
+      });
+      return;
+    }
     res.writeHead(202, {
       'x-progress': `${job.progress(now)}% complete`,
       ...(faults.noStatusRetryAfter ? {} : { 'retry-after': retryAfter }),
@@ -381,15 +395,13 @@ export function handleStatus(state: SandboxState, routed: Routed, jobId: string)
     return;
   }
 
-  const linkLifetimeMs = faults.fileLinkLifetimeMs ?? state.options.fileLinkLifetimeMs;
-  const expiresAt =
-    now + Math.min(state.options.manifestExpiresMs, linkLifetimeMs ?? Number.POSITIVE_INFINITY);
+  if (job.init.allowPartialManifests) {
+    const page = manifestPage(state, job, 0, now)!;
+    sendJson(res, 200, page.body, page.headers);
+    return;
+  }
+  const { expiresAt, entry } = manifestEntries(state, job, now);
   const files = job.files();
-  const entry = (f: (typeof files)[number]) => ({
-    type: f.type,
-    url: fileUrl(state, job, f.name, now, linkLifetimeMs),
-    count: f.manifestCount,
-  });
   if (faults.countMismatch) info.fault = 'countMismatch';
   if (faults.someFilesFailed) info.fault = 'someFilesFailed';
   const output = files.filter((f) => f.kind === 'output').map(entry);
@@ -404,22 +416,28 @@ export function handleStatus(state: SandboxState, routed: Routed, jobId: string)
     transactionTime: faults.fixedTransactionTime ?? job.transactionTime,
     request: job.init.requestUrl,
     requiresAccessToken: job.init.requiresAccessToken,
+    ...(job.init.organizeOutputBy ? { outputOrganizedBy: job.init.organizeOutputBy } : {}),
     output,
     ...(job.init.since !== undefined
       ? { deleted: files.filter((f) => f.kind === 'deleted').map(entry) }
       : {}),
     error: files.filter((f) => f.kind === 'error').map(entry),
   };
-  sendJson(res, 200, faults.otherOriginFor === 'page' ? manifestPage(manifest, routed, info) : manifest, {
-    expires: httpDate(expiresAt),
-  });
+  sendJson(
+    res,
+    200,
+    faults.otherOriginFor === 'page' ? splitAcrossOrigins(manifest, routed, info) : manifest,
+    {
+      expires: httpDate(expiresAt),
+    },
+  );
 }
 
 /**
  * otherOriginFor page: the manifest in two pages, the first with half the output files and a
  * `next` link to the status URL on the other origin (`?page=2`), the second with the rest.
  */
-function manifestPage<M extends { readonly output: readonly unknown[] }>(
+function splitAcrossOrigins<M extends { readonly output: readonly unknown[] }>(
   manifest: M,
   routed: Routed,
   info: Routed['info'],
@@ -445,6 +463,70 @@ export function otherOriginOf(origin: string): string {
   else if (url.hostname === 'localhost') url.hostname = '127.0.0.1';
   else throw new Error(`otherOriginFor needs the sandbox on 127.0.0.1 or localhost, not ${url.hostname}`);
   return url.origin;
+}
+
+/** How a manifest lists a file, and until when its links hold. */
+function manifestEntries(state: SandboxState, job: ExportJob, now: number) {
+  const faults = job.init.faults;
+  const linkLifetimeMs = faults.fileLinkLifetimeMs ?? state.options.fileLinkLifetimeMs;
+  const expiresAt =
+    now + Math.min(state.options.manifestExpiresMs, linkLifetimeMs ?? Number.POSITIVE_INFINITY);
+  const entry = (f: ExportFile) => ({
+    // IG 2.1: with outputOrganizedBy, an output item's type "SHALL NOT be populated".
+    ...(f.organizedBy ? {} : { type: f.type }),
+    url: fileUrl(state, job, f.name, now, linkLifetimeMs),
+    count: f.manifestCount,
+  });
+  return { expiresAt, entry };
+}
+
+/** Page `number` of a job kicked off with allowPartialManifests, when it is published by now. */
+function manifestPage(
+  state: SandboxState,
+  job: ExportJob,
+  number: number,
+  now: number,
+): { body: unknown; headers: Record<string, string> } | undefined {
+  const page = publishedPages(job, now, state.options.partialManifestPageSize)[number];
+  if (!page) return undefined;
+  const { expiresAt, entry } = manifestEntries(state, job, now);
+  return {
+    body: {
+      transactionTime: job.init.faults.fixedTransactionTime ?? job.transactionTime,
+      request: job.init.requestUrl,
+      requiresAccessToken: job.init.requiresAccessToken,
+      ...(job.init.organizeOutputBy ? { outputOrganizedBy: job.init.organizeOutputBy } : {}),
+      output: page.output.map(entry),
+      ...(page.deleted.length > 0 ? { deleted: page.deleted.map(entry) } : {}),
+      error: page.error.map(entry),
+      ...(page.next === undefined
+        ? {}
+        : { link: [{ relation: 'next', url: `${job.init.statusUrl}/page/${page.next}` }] }),
+    },
+    headers: { expires: httpDate(expiresAt) },
+  };
+}
+
+/** GET a later page of a partial manifest (`<status URL>/page/<n>`): 404 until it is published. */
+export function handleManifestPage(state: SandboxState, routed: Routed, jobId: string, page: string): void {
+  const { res } = routed;
+  const grant = state.authenticate(routed);
+  if (!grant) return;
+  const job = state.jobs.get(jobId);
+  if (!job || job.clientId !== grant.clientId || !job.init.allowPartialManifests) {
+    sendOutcome(res, 404, 'not-found', 'no such manifest page');
+    return;
+  }
+  const now = state.nowMs();
+  const jobState = job.state(now);
+  const number = /^\d{1,6}$/.test(page) ? Number(page) : -1;
+  const found =
+    jobState === 'in-progress' || jobState === 'complete' ? manifestPage(state, job, number, now) : undefined;
+  if (!found) {
+    sendOutcome(res, 404, 'not-found', `manifest page ${page} of this export is not published`);
+    return;
+  }
+  sendJson(res, 200, found.body, found.headers);
 }
 
 function fileUrl(

@@ -9,6 +9,7 @@ import { createGzip, constants as zlibConstants } from 'node:zlib';
 import type { Routed, SandboxState } from '../context.js';
 import { type SpooledFile, spooledChunks } from '../export/file-source.js';
 import type { ExportFile, ExportJob } from '../export/jobs.js';
+import { publishedPages } from '../export/partial-manifests.js';
 import { targetsFile } from '../faults.js';
 import { acceptsGzip, FHIR_NDJSON, httpDate, sendOutcome, sendText, sleep } from '../http.js';
 
@@ -19,9 +20,23 @@ function lookup(
   name: string,
 ): { job: ExportJob; file: ExportFile } | undefined {
   const job = state.jobs.get(jobId);
-  if (job?.state(state.nowMs()) !== 'complete') return undefined;
+  if (!job) return undefined;
+  const now = state.nowMs();
+  const jobState = job.state(now);
   const file = job.file(name);
-  return file ? { job, file } : undefined;
+  if (!file) return undefined;
+  if (jobState === 'complete') return { job, file };
+  // A running job serves the files its partial manifests list (IG: only files "available for retrieval").
+  if (
+    job.init.allowPartialManifests &&
+    (jobState === 'in-progress' || jobState === 'failed') &&
+    publishedPages(job, now, state.options.partialManifestPageSize).some((page) =>
+      [...page.output, ...page.error].includes(file),
+    )
+  ) {
+    return { job, file };
+  }
+  return undefined;
 }
 
 /** A file broken by the test (Sandbox.breakFiles): 403 until repaired. True when it is broken. */
