@@ -134,6 +134,8 @@ function checkInputAgainstServer(input: ExecutionInput, settings: SourceSettings
     patient: input.patient ?? settings.export.patient,
     until: input.until !== undefined,
     chunk,
+    allowPartialManifests: settings.export.allowPartialManifests,
+    organizeOutputBy: settings.export.organizeOutputBy,
   });
   if (problem === undefined) return;
   const fromInput = problem.field === 'until' || input[problem.field as keyof ExecutionInput] !== undefined;

@@ -196,6 +196,10 @@ const serverSupportsShape = {
   patientParameter: flag(
     'The `patient` parameter of a POST kick-off is accepted (chunks by patients send it).',
   ).default(true),
+  partialManifests: flag('`allowPartialManifests`: files are listed while the export runs (IG 2.0).').default(
+    true,
+  ),
+  organizeOutputBy: flag('`organizeOutputBy=Patient`: files organized by patient (IG 2.0).').default(true),
 };
 const serverSupportsSchema = strictObject(
   serverSupportsShape,
@@ -423,6 +427,8 @@ export interface RequestedFeatures {
   /** True when the request carries `_until` (an execution's window). */
   readonly until?: boolean | undefined;
   readonly chunk?: { readonly by: 'patients' | 'time' } | undefined;
+  readonly allowPartialManifests?: boolean | undefined;
+  readonly organizeOutputBy?: string | undefined;
 }
 
 /**
@@ -472,6 +478,20 @@ export function unsupportedByServer(
   if (request.chunk?.by === 'time' && !supports.until)
     return refuse('chunk', '_until (chunk.by time)', 'until', '; chunk by patients instead');
   if (request.until && !supports.until) return refuse('until', '_until', 'until', '');
+  if (request.allowPartialManifests && !supports.partialManifests)
+    return refuse(
+      'allowPartialManifests',
+      'allowPartialManifests',
+      'partialManifests',
+      ' (its files come only once the whole export is done)',
+    );
+  if (request.organizeOutputBy !== undefined && !supports.organizeOutputBy)
+    return refuse(
+      'organizeOutputBy',
+      'organizeOutputBy',
+      'organizeOutputBy',
+      ' (it would ignore it and organize the files by type)',
+    );
   return undefined;
 }
 

@@ -22,6 +22,8 @@ const SERVER_SUPPORTS_DEFAULTS = {
   elements: true,
   includeAssociatedData: true,
   patientParameter: true,
+  partialManifests: true,
+  organizeOutputBy: true,
 };
 
 const DEFAULTS = {

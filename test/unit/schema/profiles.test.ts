@@ -112,6 +112,16 @@ describe('requests a server does not accept are refused when the source is confi
       { profile: 'epic', export: { groupId: 'g', includeAssociatedData: ['LatestProvenanceResources'] } },
       'source.export.includeAssociatedData asks for includeAssociatedData, which Epic (profile epic) does not accept; remove it, or set serverSupports.includeAssociatedData to true if this server does',
     ],
+    [
+      'Epic lists no file before the export is done',
+      { profile: 'epic', export: { groupId: 'g', allowPartialManifests: true } },
+      'source.export.allowPartialManifests asks for allowPartialManifests, which Epic (profile epic) does not accept (its files come only once the whole export is done); remove it, or set serverSupports.partialManifests to true if this server does',
+    ],
+    [
+      'BCDA does not organize by patient',
+      { profile: 'cms-bcda', export: { organizeOutputBy: 'Patient' } },
+      'source.export.organizeOutputBy asks for organizeOutputBy, which CMS BCDA (profile cms-bcda) does not accept (it would ignore it and organize the files by type); remove it, or set serverSupports.organizeOutputBy to true if this server does',
+    ],
   ])('%s', (_name, source, message) => {
     expect(thrown(() => parseSourceSettings({ ...BASE, ...source })).message).toBe(message);
   });
