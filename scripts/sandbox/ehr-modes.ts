@@ -59,7 +59,7 @@ export const EHR_MODES: Readonly<Record<EhrMode, EhrModeDefinition>> = {
     },
   },
   eclinicalworks: {
-    summary: 'v1 scopes, 300-second tokens, Group exports that need system/Group.read, no system level',
+    summary: 'v1 scopes, 300-second tokens, Group-first: only Group exports, which need system/Group.read',
     faults: {
       v1ScopesOnly: true,
       tokenLifetimeSeconds: 300,
