@@ -60,7 +60,7 @@ Register a client (public keys only; scope defaults to system/*.rs; "ehr": "epic
   curl -s -X POST ${sandbox.registrationUrl} -H 'content-type: application/json' \\
     -d '{"jwks_url":"https://example.org/jwks.json","scope":"system/*.rs","faults":{}}'
   (or "jwks": {"keys": [...]}; the answer is {"client_id": ...})
-
+${options.ehr === 'cms-bcda' ? '  A client that authenticates like CMS BCDA registers "client_secret": "<8+ characters>" instead of keys\n  and asks for tokens with HTTP Basic.\n' : ''}
 Inject faults per client ("faults" above) or per export with a base URL such as
   ${sandbox.origin}/fault/file5xx=1;status429=1/fhir
 Fault names: ${FAULT_NAMES.join(', ')}

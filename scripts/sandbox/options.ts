@@ -158,6 +158,8 @@ export function resolveOptions(options: SandboxOptions = {}): ResolvedOptions {
   const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   return {
     ...DEFAULTS,
+    // A sandbox that is BCDA authenticates as BCDA does: client id and secret over Basic only.
+    ...(options.ehr === 'cms-bcda' ? { tokenEndpointAuthMethods: ['client_secret_basic'] } : {}),
     now: () => new Date(),
     fetch: globalThis.fetch,
     ...defined,

@@ -94,4 +94,16 @@ describe('sandbox EHR modes', () => {
       await epic.sandbox.close();
     }
   });
+
+  it('a sandbox started as cms-bcda authenticates as BCDA does: Basic only, as its discovery says', async () => {
+    const bcda = await startTestSandbox({ ehr: 'cms-bcda' });
+    try {
+      const discovery = await fetch(`${bcda.sandbox.baseUrl}/.well-known/smart-configuration`);
+      expect(
+        ((await discovery.json()) as Record<string, unknown>).token_endpoint_auth_methods_supported,
+      ).toStrictEqual(['client_secret_basic']);
+    } finally {
+      await bcda.sandbox.close();
+    }
+  });
 });
