@@ -76,7 +76,7 @@ const NOT_FAILING = new Set(['warning', 'information']);
 const URL_PATTERN = /\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>]+/gi;
 const TOKEN_SPLIT = /[^A-Za-z0-9._~%-]+/;
 
-/** A failing issue as one short line: `error exception: Failed to export 2.AllergyIntolerance.ndjson`. */
+/** A failing issue as one short line for the receipt: `error exception: Failed to export 2.AllergyIntolerance.ndjson`. */
 export function reasonOf(issue: ServerFileIssue): string {
   return `${issue.severity} ${issue.code}${issue.diagnostics ? `: ${issue.diagnostics}` : ''}`;
 }
@@ -252,8 +252,11 @@ export function reasonsFor(
 
 /**
  * One line naming what the server reported, for an error and the execution
- * history: counts, then the first few failing issues as severity, code, what
- * they name (our keys, never a URL) and the diagnostics, already short.
+ * history: counts, then the first few failing issues as severity, code and
+ * what they name (our keys, never a URL). Never the diagnostics: they are the
+ * server's free text about exported resources, and an error travels into Step
+ * Functions state, logs and the failure receipt. They stay in S3 beside the
+ * data (the receipt, the `_errors/` files).
  */
 export function describeServerFileErrors(
   triage: ServerFileErrorTriage,
@@ -278,7 +281,7 @@ export function describeServerFileErrors(
       : issue.type
         ? `type ${issue.type}`
         : 'the export';
-    return `${what}: ${reasonOf(issue)}`;
+    return `${what}: ${issue.severity} ${issue.code}`;
   });
   return oneLine(
     `the server reported ${triage.failures} failing issue(s) in the manifest's error[] (${counts}` +

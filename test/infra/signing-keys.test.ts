@@ -87,7 +87,11 @@ describe('SigningKeys during a rotation', () => {
     const alias = Object.values(template.findResources('AWS::KMS::Alias')).find(
       (resource) => resource.Properties.AliasName === aliasName,
     );
-    expect(alias, aliasName).toBeDefined();
+    // An alias of this name that targets one of this stack's keys by its ARN.
+    expect(alias?.Properties, aliasName).toStrictEqual({
+      AliasName: aliasName,
+      TargetKeyId: { 'Fn::GetAtt': [expect.stringMatching(/^[A-Za-z0-9]+$/), 'Arn'] },
+    });
     const keyId = (alias!.Properties.TargetKeyId as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
     const key = template.findResources('AWS::KMS::Key')[keyId]!;
     return (key.Properties.KeyPolicy.Statement as { Sid?: string }[]).flatMap((statement) =>

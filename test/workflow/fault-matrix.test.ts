@@ -321,20 +321,20 @@ const CASES: readonly MatrixCase[] = [
       outcome: {
         error: 'ServerFileError',
         cause:
-          /the server reported \d+ failing issue\(s\) in the manifest's error\[\] \(\d+ error\): type \w+: error processing: Injected fault \(errorFile\): some \w+ resources could not be exported; .*serverFileErrors is "fail"/,
+          /the server reported \d+ failing issue\(s\) in the manifest's error\[\] \(\d+ error\): type \w+: error processing; .*serverFileErrors is "fail"/,
       },
     },
   },
   {
     fault: 'someFilesFailed',
     behaviour:
-      'fails with ServerFileError naming the short files and the server\'s words (serverFileErrors "fail"), not a bare count mismatch',
+      'fails with ServerFileError naming the short files and the server\'s severities and codes (serverFileErrors "fail"), not a bare count mismatch',
     scenario: { faults: { someFilesFailed: true } },
     expect: {
       outcome: {
         error: 'ServerFileError',
         cause:
-          /the server reported \d+ failing issue\(s\) in the manifest's error\[\] \(1 fatal, \d+ error; 1 warning\/information issue\(s\) not counted\): file \d+ \(source=[^)]+\/type=(\w+)\/part-0002\.ndjson\): fatal exception: Failed to export \1\.2\.ndjson; .*serverFileErrors is "fail"/,
+          /the server reported \d+ failing issue\(s\) in the manifest's error\[\] \(1 fatal, \d+ error; 1 warning\/information issue\(s\) not counted\): file \d+ \(source=[^)]+\/type=(\w+)\/part-0002\.ndjson\): fatal exception; .*serverFileErrors is "fail"/,
       },
     },
   },
