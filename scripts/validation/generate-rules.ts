@@ -299,7 +299,14 @@ function main(): void {
         if (e.sliceName) out.sliceName = e.sliceName;
         if (e.type) {
           out.types = e.type.map((t) => {
-            const type: Json = { code: t.code };
+            // Resource.id, Extension.url…: a FHIRPath System type whose FHIR type is in an extension.
+            const fhirType = (t as Json).extension as Json[] | undefined;
+            const declared = fhirType?.find(
+              (x) => x.url === 'http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type',
+            )?.valueUrl as string | undefined;
+            const type: Json = {
+              code: t.code.startsWith('http://hl7.org/fhirpath/System.') && declared ? declared : t.code,
+            };
             if (t.profile) type.profile = t.profile.map(stripVersion);
             if (t.targetProfile) {
               type.targetTypes = [

@@ -6,7 +6,7 @@ import fhirpath from 'fhirpath';
 import r4model from 'fhirpath/fhir-context/r4';
 import type { ConstraintData, ElementData, ElementType, ProfileData, RuleSetData } from './rule-data.js';
 
-export type Compiled = (node: unknown) => unknown[];
+export type Compiled = (node: unknown, resource: unknown, type?: string) => unknown[];
 
 export interface CompiledConstraint extends ConstraintData {
   readonly evaluate: Compiled;
@@ -44,7 +44,23 @@ export const UNEVALUATED_CONSTRAINTS = new Map<string, string>();
 const compiledCache = new Map<string, Compiled>();
 /** Functions whose result depends on more than the resource: not evaluable offline and synchronously. */
 const NEEDS_OUTSIDE_DATA = /\b(resolve|memberOf|conformsTo|expand|lookup|validateVS|validateCS|subsumes)\(/;
+type Fn = (node: unknown, vars: unknown) => unknown[];
 
+function compileOnce(base: string, expression: string): Fn {
+  // A resource-level constraint is compiled without a base: fhirpath then knows the node is the resource.
+  const path = base.includes('.') ? { base, expression } : expression;
+  return fhirpath.compile(path, r4model, {
+    resolveInternalTypes: false,
+    // dom-3 traces its unmatched contained ids: resource content, never to be logged.
+    traceFn: () => {},
+  }) as Fn;
+}
+
+/**
+ * Compiled once per process. On a choice element (`Observation.effective[x]`) the base path names the
+ * concrete type (`Observation.effectiveDateTime`) so that `$this is DateTime` sees the value's type; those
+ * are compiled on first use of each type and cached.
+ */
 function compileConstraint(path: string, c: ConstraintData): Compiled | undefined {
   const key = `${path}\u0000${c.expression}`;
   const cached = compiledCache.get(key);
@@ -57,31 +73,38 @@ function compileConstraint(path: string, c: ConstraintData): Compiled | undefine
     );
     return undefined;
   }
+  let plain: Fn;
   try {
-    const isRoot = !path.includes('.');
-    const fn = fhirpath.compile(isRoot ? c.expression : { base: path, expression: c.expression }, r4model, {
-      resolveInternalTypes: false,
-      // dom-3 traces its unmatched contained ids: resource content, never to be logged.
-      traceFn: () => {},
-    }) as (node: unknown, vars?: unknown) => unknown[];
-    let broken = false;
-    const compiled: Compiled = (node) => {
-      if (broken) return [];
-      try {
-        return fn(node, {});
-      } catch (error) {
-        // One failure is the expression's, not the resource's: stop evaluating it and say so.
-        broken = true;
-        UNEVALUATED_CONSTRAINTS.set(c.key, `fails to evaluate: ${(error as Error).message.split('\n')[0]}`);
-        return [];
-      }
-    };
-    compiledCache.set(key, compiled);
-    return compiled;
+    plain = compileOnce(path, c.expression);
   } catch (error) {
     UNEVALUATED_CONSTRAINTS.set(c.key, `does not compile: ${(error as Error).message.split('\n')[0]}`);
     return undefined;
   }
+  const perType = new Map<string, Fn>();
+  const choice = path.endsWith('[x]');
+  const compiled: Compiled = (node, resource, type) => {
+    let fn = plain;
+    if (choice && type) {
+      fn =
+        perType.get(type) ??
+        compileOnce(path.replace('[x]', type.charAt(0).toUpperCase() + type.slice(1)), c.expression);
+      perType.set(type, fn);
+    }
+    try {
+      return fn(node, { resource, rootResource: resource });
+    } catch {
+      // Either the data makes it throw (a comparison of a malformed dateTime, which the datatype rule
+      // reports) or fhirpath.js rejects the expression's shape on this data (dom-3's descendants().as(…) on
+      // a collection): the invariant cannot be judged on this resource. Say so, without the error's text,
+      // which quotes resource content.
+      if (!UNEVALUATED_CONSTRAINTS.has(c.key)) {
+        UNEVALUATED_CONSTRAINTS.set(c.key, 'fhirpath threw while evaluating it on some resources');
+      }
+      return [];
+    }
+  };
+  compiledCache.set(key, compiled);
+  return compiled;
 }
 
 function lastSegment(id: string): string {

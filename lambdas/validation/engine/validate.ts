@@ -147,7 +147,7 @@ export class ProfileRun {
     }
     if (type === 'Reference') this.reference(rule, v);
     for (const c of rule.constraints) {
-      const result = c.evaluate(v.value);
+      const result = c.evaluate(v.value, this.resource, type);
       if (result.length === 1 && result[0] === false) {
         this.issue(c.severity, `invariant:${c.key}`, v.expression, `${c.key}: ${c.human}`);
       }
