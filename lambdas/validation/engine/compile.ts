@@ -10,7 +10,15 @@ export type Compiled = (node: unknown, resource: unknown, type?: string) => unkn
 
 export interface CompiledConstraint extends ConstraintData {
   readonly evaluate: Compiled;
+  /**
+   * dom-2, dom-3, dom-4, dom-5: every term is `contained.….empty()`, true when there is no contained
+   * resource, which is nearly always; skipping them then saves four FHIRPath evaluations per resource.
+   */
+  readonly vacuousWithoutContained: boolean;
 }
+
+/** FHIR R4's DomainResource invariants on contained resources (each `contained.….empty()`, or dom-3's where). */
+const ABOUT_CONTAINED = new Set(['dom-2', 'dom-3', 'dom-4', 'dom-5']);
 
 export interface ElementRule {
   readonly data: ElementData;
@@ -144,7 +152,12 @@ export function compileProfile(profile: ProfileData, ruleSet: RuleSetData): Comp
     for (const c of data.constraints ?? []) {
       if (inherited.has(c.key)) continue;
       const evaluate = compileConstraint(data.path, c);
-      if (evaluate) constraints.push({ ...c, evaluate });
+      if (evaluate)
+        constraints.push({
+          ...c,
+          evaluate,
+          vacuousWithoutContained: ABOUT_CONTAINED.has(c.key) && c.expression.startsWith('contained.'),
+        });
     }
     (rule as unknown as { constraints: CompiledConstraint[] }).constraints = constraints;
     if (data.binding) {

@@ -43,21 +43,24 @@ export class ProfileRun {
     this.issues.push({ severity, rule, expression, message });
   }
 
+  /** Adds one JSON property's value(s) to `out`: arrays element by element, with their index. */
+  private static collect(out: Located[], raw: unknown, expression: string, type?: string): void {
+    if (Array.isArray(raw)) {
+      for (let i = 0; i < raw.length; i++) {
+        if (raw[i] !== null) out.push({ value: raw[i], expression: `${expression}[${i}]`, type });
+      }
+    } else if (raw !== undefined && raw !== null) {
+      out.push({ value: raw, expression, type });
+    }
+  }
+
   /** The values of `rule` inside `parent`, each with its FHIRPath location. */
   private valuesOf(rule: ElementRule, parent: Json, parentExpression: string): Located[] {
     const out: Located[] = [];
-    const push = (raw: unknown, name: string, type?: string): void => {
-      const expression = `${parentExpression}.${name}`;
-      if (Array.isArray(raw)) {
-        raw.forEach((value, i) => {
-          if (value !== null) out.push({ value, expression: `${expression}[${i}]`, type });
-        });
-      } else if (raw !== undefined && raw !== null) {
-        out.push({ value: raw, expression, type });
-      }
-    };
+    const push = (raw: unknown, name: string, type?: string): void =>
+      ProfileRun.collect(out, raw, `${parentExpression}.${name}`, type);
     if (!rule.choice) {
-      push(parent[rule.name], rule.name);
+      ProfileRun.collect(out, parent[rule.name], `${parentExpression}.${rule.name}`);
       // A primitive with only extensions (`_questionnaire`) is present; it has no value to check.
       const shadow = parent[`_${rule.name}`];
       if (out.length === 0 && shadow !== undefined && shadow !== null) {
@@ -147,6 +150,7 @@ export class ProfileRun {
     }
     if (type === 'Reference') this.reference(rule, v);
     for (const c of rule.constraints) {
+      if (c.vacuousWithoutContained && this.resource.contained === undefined) continue;
       const result = c.evaluate(v.value, this.resource, type);
       if (result.length === 1 && result[0] === false) {
         this.issue(c.severity, `invariant:${c.key}`, v.expression, `${c.key}: ${c.human}`);
@@ -186,12 +190,13 @@ export class ProfileRun {
       const raw = value[child.name];
       if (raw === undefined || raw === null) continue;
       const list = Array.isArray(raw) ? raw : [raw];
-      list.forEach((item, i) => {
+      for (let i = 0; i < list.length; i++) {
+        const item = list[i];
         const at = `${expression}.${child.name}${Array.isArray(raw) ? `[${i}]` : ''}`;
         const childId = `${id}.${child.name}`;
         if (isPrimitive(childType)) this.primitive(childType, childId, { value: item, expression: at });
         else if (isObject(item)) this.complex(childType, childId, item, at, depth + 1);
-      });
+      }
     }
   }
 
