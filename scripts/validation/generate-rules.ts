@@ -260,7 +260,7 @@ function main(): void {
       join(ig.dir, 'package.json'),
     );
     if (manifest.name !== 'hl7.fhir.us.core') {
-      fail(`--us-core package is ${manifest.name}; expected hl7.fhir.us.core`);
+      fail(`--us-core package is ${manifest.name}#${manifest.version}; expected hl7.fhir.us.core`);
     }
     const packageId = `${manifest.name}#${manifest.version}`;
     const inputs: Record<string, string> = { [`${packageId} (${basename(values['us-core'])})`]: ig.sha256 };
