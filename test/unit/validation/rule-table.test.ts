@@ -2,8 +2,9 @@
  * Table-driven from the rule data itself: for every profile, every cardinality, required-slice, binding,
  * fixed/pattern, reference and primitive-datatype rule the tables hold that the profile's fixture can reach,
  * the fixture passes it and one mutation of the fixture fails it with that rule id at that FHIRPath location.
- * Rules the fixture cannot reach (under a choice or a slice, a parent the fixture lacks) are counted, and the
- * count is held to a floor so that coverage cannot silently shrink.
+ * Slices and choices in an element's path are followed (slice members by their discriminators' values).
+ * Rules the fixture cannot reach (a parent the fixture lacks, an element that decides slice membership) are
+ * counted, and the counts are held to floors so that coverage cannot silently shrink.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -56,27 +57,109 @@ interface Place {
   expression: string;
 }
 
-/** The parent nodes an element id's path reaches in the resource, with their FHIRPath locations. */
-function parentsOf(resource: Json, element: ElementData): Place[] | undefined {
+/** FHIR's pattern semantics, restated here so that the test does not lean on the engine's. */
+function contains(value: unknown, pattern: unknown): boolean {
+  if (Array.isArray(pattern)) {
+    const list = Array.isArray(value) ? value : [value];
+    return pattern.every((p) => list.some((v) => contains(v, p)));
+  }
+  if (pattern && typeof pattern === 'object') {
+    if (!value || typeof value !== 'object') return false;
+    return Object.entries(pattern).every(([k, p]) => contains((value as Json)[k], p));
+  }
+  return value === pattern;
+}
+
+function valuesAt(value: unknown, path: string): unknown[] {
+  let current = [value];
+  for (const part of path.split('.')) {
+    current = current.flatMap((c) => {
+      const x = c && typeof c === 'object' ? (c as Json)[part] : undefined;
+      return Array.isArray(x) ? x : x === undefined ? [] : [x];
+    });
+  }
+  return current;
+}
+
+const capitalize = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
+
+/**
+ * The parent nodes an element id's path reaches in the resource, with their FHIRPath locations. A slice in
+ * the path keeps the members its discriminators' fixed/pattern values (or extension URL) select; a choice
+ * keeps its one typed value. Undefined when nothing is reached, or when the element defines slice
+ * membership itself (mutating it would move the value out of the slice rather than break the rule).
+ */
+function parentsOf(
+  resource: Json,
+  element: ElementData,
+  byId: Map<string, ElementData>,
+): Place[] | undefined {
   const segments = element.id.split('.');
-  const parents = segments.slice(1, -1);
-  if (parents.some((s) => s.includes(':') || s.endsWith('[x]'))) return undefined;
   let places: Place[] = [{ node: resource, expression: segments[0]! }];
-  for (const name of parents) {
+  let id = segments[0]!;
+  for (const segment of segments.slice(1, -1)) {
+    id = `${id}.${segment}`;
+    const [name, slice] = segment.split(':') as [string, string | undefined];
     const next: Place[] = [];
     for (const place of places) {
-      const value = place.node[name];
-      if (Array.isArray(value)) {
-        value.forEach((item, i) => {
-          next.push({ node: item as Json, expression: `${place.expression}.${name}[${i}]` });
-        });
-      } else if (value && typeof value === 'object') {
-        next.push({ node: value as Json, expression: `${place.expression}.${name}` });
+      if (name.endsWith('[x]')) {
+        const base = name.slice(0, -3);
+        const allowed = slice ? (byId.get(id)?.types ?? []).map((t) => capitalize(t.code)) : undefined;
+        for (const [key, value] of Object.entries(place.node)) {
+          const type = key.slice(base.length);
+          if (!key.startsWith(base) || !/^[A-Z]/.test(type) || (allowed && !allowed.includes(type))) continue;
+          if (value && typeof value === 'object' && !Array.isArray(value)) {
+            // Only complex values have children: their type name is the key's suffix as it stands.
+            next.push({ node: value as Json, expression: `${place.expression}.${base}.ofType(${type})` });
+          }
+        }
+        continue;
       }
+      const value = place.node[name];
+      const items = Array.isArray(value) ? value : value === undefined ? [] : [value];
+      items.forEach((item, i) => {
+        if (!item || typeof item !== 'object') return;
+        if (slice !== undefined && !isMember(item, id, byId)) return;
+        next.push({
+          node: item as Json,
+          expression: Array.isArray(value)
+            ? `${place.expression}.${name}[${i}]`
+            : `${place.expression}.${name}`,
+        });
+      });
     }
     places = next;
+    if (slice !== undefined && definesMembership(element.id, id, byId)) return undefined;
   }
   return places.length > 0 ? places : undefined;
+}
+
+function discriminatorsOf(sliceId: string, byId: Map<string, ElementData>) {
+  return byId.get(sliceId.slice(0, sliceId.lastIndexOf(':')))?.slicing?.discriminator ?? [];
+}
+
+function isMember(item: unknown, sliceId: string, byId: Map<string, ElementData>): boolean {
+  return discriminatorsOf(sliceId, byId).every((d) => {
+    const at = byId.get(d.path === '$this' ? sliceId : `${sliceId}.${d.path}`);
+    const wanted =
+      at?.fixed ??
+      at?.pattern ??
+      (d.path === 'url' ? byId.get(sliceId)?.types?.[0]?.profile?.[0] : undefined);
+    if (wanted === undefined) return false;
+    return (
+      valuesAt(item, d.path === '$this' ? '' : d.path).some((x) => contains(x, wanted)) ||
+      (d.path === '$this' && contains(item, wanted))
+    );
+  });
+}
+
+function definesMembership(elementId: string, sliceId: string, byId: Map<string, ElementData>): boolean {
+  // The element at a discriminator's path, anything under it, and anything on the way to it (VSCat's coding).
+  return discriminatorsOf(sliceId, byId).some((d) => {
+    if (d.path === '$this') return false;
+    const at = `${sliceId}.${d.path}`;
+    return elementId === at || elementId.startsWith(`${at}.`) || at.startsWith(`${elementId}.`);
+  });
 }
 
 const leafName = (element: ElementData): string => element.id.split('.').pop()!.split(':')[0]!;
@@ -107,11 +190,12 @@ interface Case {
 function mutate(
   resource: Json,
   element: ElementData,
+  byId: Map<string, ElementData>,
   change: (parent: Json, name: string) => void,
   all = false,
 ): Json {
   const copy = structuredClone(resource);
-  const parents = parentsOf(copy, element)!;
+  const parents = parentsOf(copy, element, byId)!;
   for (const place of all ? parents : parents.slice(0, 1)) change(place.node, leafName(element));
   return copy;
 }
@@ -119,8 +203,9 @@ function mutate(
 function casesFor(profile: ProfileData, resource: Json): { cases: Case[]; unreachable: number } {
   const cases: Case[] = [];
   let unreachable = 0;
+  const byId = new Map(profile.elements.map((e) => [e.id, e]));
   for (const element of profile.elements.slice(1)) {
-    const parents = parentsOf(resource, element);
+    const parents = parentsOf(resource, element, byId);
     const name = leafName(element);
     const checkable =
       element.min >= 1 ||
@@ -141,7 +226,7 @@ function casesFor(profile: ProfileData, resource: Json): { cases: Case[]; unreac
         rule: `cardinality:${element.id}`,
         expression: where,
         pass: resource,
-        fail: mutate(resource, element, remove, true),
+        fail: mutate(resource, element, byId, remove, true),
       });
     }
     if (isSlice || name.endsWith('[x]')) continue;
@@ -162,10 +247,10 @@ function casesFor(profile: ProfileData, resource: Json): { cases: Case[]; unreac
       cases.push({
         rule: `binding:${element.id}`,
         expression: at,
-        pass: mutate(resource, element, (p, n) => {
+        pass: mutate(resource, element, byId, (p, n) => {
           p[n] = wrap(coded(codes[0]!));
         }),
-        fail: mutate(resource, element, (p, n) => {
+        fail: mutate(resource, element, byId, (p, n) => {
           p[n] = wrap(coded('not-in-the-value-set'));
         }),
       });
@@ -189,7 +274,7 @@ function casesFor(profile: ProfileData, resource: Json): { cases: Case[]; unreac
         rule: `${family}:${element.id}`,
         expression: Array.isArray(present) ? `${where}[0]` : where,
         pass: resource,
-        fail: mutate(resource, element, (p, n) => {
+        fail: mutate(resource, element, byId, (p, n) => {
           p[n] = Array.isArray(present) ? [broken] : broken;
         }),
       });
@@ -201,10 +286,10 @@ function casesFor(profile: ProfileData, resource: Json): { cases: Case[]; unreac
       cases.push({
         rule: `reference:${element.id}`,
         expression: at,
-        pass: mutate(resource, element, (p, n) => {
+        pass: mutate(resource, element, byId, (p, n) => {
           p[n] = wrap({ reference: `${targets[0]}/valid-target` });
         }),
-        fail: mutate(resource, element, (p, n) => {
+        fail: mutate(resource, element, byId, (p, n) => {
           p[n] = wrap({ reference: `${other}/wrong-target` });
         }),
       });
@@ -215,10 +300,10 @@ function casesFor(profile: ProfileData, resource: Json): { cases: Case[]; unreac
       cases.push({
         rule: `datatype:${element.id}`,
         expression: at,
-        pass: mutate(resource, element, (p, n) => {
+        pass: mutate(resource, element, byId, (p, n) => {
           p[n] = wrap(sample.valid);
         }),
-        fail: mutate(resource, element, (p, n) => {
+        fail: mutate(resource, element, byId, (p, n) => {
           p[n] = wrap(sample.invalid);
         }),
       });
@@ -278,9 +363,10 @@ for (const profile of profiles) {
 describe('coverage of the table', () => {
   it('reaches the bulk of the checkable rules', () => {
     // Floors measured on US Core 6.1.0; a drop means rules stopped being tested.
-    // (1,131 cases; 461 rules sit under a choice, a slice or an element the fixtures do not populate,
-    // most of them the ids and extension urls of elements the fixtures leave out.)
-    expect(total).toBeGreaterThanOrEqual(1131);
-    expect(unreachableTotal).toBeLessThanOrEqual(461);
+    // (1,397 cases. 289 rules are not reached: under backbone elements the fixtures leave out —
+    // Observation.referenceRange, a component outside the component profiles — or elements that decide slice
+    // membership, like VSCat's coding, whose removal is the slice's cardinality finding instead.)
+    expect(total).toBeGreaterThanOrEqual(1397);
+    expect(unreachableTotal).toBeLessThanOrEqual(289);
   });
 });
