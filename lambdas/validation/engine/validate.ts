@@ -122,6 +122,16 @@ export class ProfileRun {
     if (v.value === undefined) return;
     const type = v.type ?? (rule.types.length === 1 ? rule.types[0]!.code : undefined);
     const { data } = rule;
+    if (type && !isPrimitive(type) && !isObject(v.value)) {
+      // A HumanName as a string, a CodeableConcept as an array: nothing inside it can be checked.
+      this.issue(
+        'error',
+        `datatype:${data.id}`,
+        v.expression,
+        `${data.id} must be a FHIR ${type} (a JSON object)`,
+      );
+      return;
+    }
     if (type && isPrimitive(type)) this.primitive(type, data.id, v);
     if (data.fixed !== undefined && !deepEqual(v.value, data.fixed)) {
       this.issue(
@@ -196,6 +206,13 @@ export class ProfileRun {
         const childId = `${id}.${child.name}`;
         if (isPrimitive(childType)) this.primitive(childType, childId, { value: item, expression: at });
         else if (isObject(item)) this.complex(childType, childId, item, at, depth + 1);
+        else
+          this.issue(
+            'error',
+            `datatype:${childId}`,
+            at,
+            `${childId} must be a FHIR ${childType} (a JSON object)`,
+          );
       }
     }
   }

@@ -3,6 +3,8 @@
  * datatypes inside complex types, the forms a Reference takes, must-support coverage, and that findings never
  * carry an element's value.
  */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadUsCoreValidator, UNEVALUATED_CONSTRAINTS } from '../../../lambdas/validation/engine/index.js';
 import type { ResourceValidation } from '../../../lambdas/validation/types.js';
@@ -425,5 +427,55 @@ describe('findings carry no element values', () => {
     expect(issues(r).length).toBeGreaterThanOrEqual(5);
     const text = JSON.stringify(r);
     for (const value of values) expect(text).not.toContain(value);
+  });
+});
+
+describe('malformed JSON shapes', () => {
+  const fixtures = join(import.meta.dirname, 'fixtures/us-core-6.1.0');
+  const garbage: unknown[] = [null, 'x', 5, true, [], {}, [null], [5], [[]], { coding: 'x' }];
+
+  it.each(readdirSync(fixtures).filter((f) => f.endsWith('.json')))(
+    '%s: any element replaced by any JSON shape still yields findings, never an exception',
+    (file) => {
+      const resource = JSON.parse(readFileSync(join(fixtures, file), 'utf8')) as Json;
+      const paths: string[][] = [];
+      for (const [key, value] of Object.entries(resource)) {
+        if (key === 'resourceType') continue;
+        paths.push([key]);
+        const first = Array.isArray(value) ? value[0] : value;
+        if (first && typeof first === 'object')
+          for (const child of Object.keys(first)) paths.push([key, child]);
+      }
+      for (const path of paths) {
+        for (const bad of garbage) {
+          const copy = structuredClone(resource);
+          const parent = path.length === 1 ? copy : (([copy[path[0]!]].flat()[0] ?? {}) as Json);
+          parent[path[path.length - 1]!] = bad;
+          const result = validator.validate(copy);
+          expect(result.resourceType).toBe(resource.resourceType);
+        }
+      }
+    },
+  );
+
+  it('names a complex element given as a string or an array of numbers', () => {
+    expect(found(validator.validate(patient({ name: 'Amy Shaw' })))).toContain(
+      'datatype:Patient.name @ Patient.name',
+    );
+    expect(found(validator.validate(patient({ maritalStatus: [5] })))).toContain(
+      'datatype:Patient.maritalStatus @ Patient.maritalStatus[0]',
+    );
+    expect(found(validator.validate(patient({ name: [{ family: 'Shaw', period: 'always' }] })))).toContain(
+      'datatype:Patient.name.period @ Patient.name[0].period',
+    );
+  });
+
+  it('a value that is not a resource has no profile and is not conformant', () => {
+    expect(validator.validate('Patient')).toEqual({
+      resourceType: 'Unknown',
+      profiles: [],
+      conformant: false,
+    });
+    expect(validator.validate([])).toEqual({ resourceType: 'Unknown', profiles: [], conformant: false });
   });
 });
