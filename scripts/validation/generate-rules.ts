@@ -526,6 +526,9 @@ function selectionTable(sds: Sd[], expander: ValueSetExpander): Json {
         if (category) candidate.category = category;
         const code = codesOf(p, `${type}.code`, expander);
         if (code) candidate.code = code;
+        // A profile others of its type derive from (us-core-vital-signs) is the generic one for its category:
+        // a code outside its list does not rule it out, as it rules out smoking status or heart rate.
+        if (candidates.some((other) => other.baseDefinition === p.url)) candidate.generic = true;
         return candidate;
       }),
     };

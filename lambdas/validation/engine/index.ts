@@ -126,25 +126,38 @@ class UsCoreValidator implements ResourceValidator {
   }
 
   /**
-   * The profile for a resource that claims none: the candidate whose category and code selectors match best
-   * (a pattern it misses counts against it), else the type's fallback (selection.json).
+   * The profile for a resource that claims none: the candidate whose category and code selectors match best.
+   * A code the candidate pins (pattern, or value set unless the profile is the generic one of its category)
+   * that the resource does not have rules it out; a missed category pattern counts against it. On a tie, the
+   * candidate whose matched selectors list fewer codes is the more specific. Nothing matched: the fallback.
    */
   private select(r: Json, resourceType: string): CompiledProfile | undefined {
     const table = this.selection[resourceType];
     if (!table) return undefined;
     let best: string | undefined;
     let bestScore = 0;
+    let bestBreadth = Number.POSITIVE_INFINITY;
     for (const candidate of table.candidates) {
       let score = 0;
+      let breadth = 0;
+      let ruledOut = false;
       for (const part of ['code', 'category'] as const) {
         const selector = candidate[part];
         if (!selector) continue;
-        if (matches(r[part], selector)) score += WEIGHT[part][selector.by];
-        else if (selector.by === 'pattern') score -= 1;
+        if (matches(r[part], selector)) {
+          score += WEIGHT[part][selector.by];
+          breadth += selector.codes.length;
+        } else if (part === 'code' && (selector.by === 'pattern' || !candidate.generic)) {
+          ruledOut = true;
+        } else if (selector.by === 'pattern') {
+          score -= 1;
+        }
       }
-      if (score > bestScore) {
+      if (ruledOut) continue;
+      if (score > bestScore || (score === bestScore && score > 0 && breadth < bestBreadth)) {
         best = candidate.profile;
         bestScore = score;
+        bestBreadth = breadth;
       }
     }
     return this.profiles.get(best ?? table.fallback ?? '');

@@ -68,6 +68,8 @@ export interface SelectionData {
     readonly profile: string;
     readonly category?: SelectorData;
     readonly code?: SelectorData;
+    /** Other profiles of the type derive from it: a code outside its list does not rule it out. */
+    readonly generic?: boolean;
   }[];
 }
 
