@@ -152,6 +152,17 @@ describe('which profile applies', () => {
     expect(issues(validator.validate(r))).toEqual([]);
   });
 
+  it.each(
+    readdirSync(join(import.meta.dirname, 'fixtures/us-core-6.1.0')).filter((f) => f.endsWith('.json')),
+  )('%s without meta.profile: selected by content as the profile it claims', (file) => {
+    const resource = JSON.parse(
+      readFileSync(join(import.meta.dirname, 'fixtures/us-core-6.1.0', file), 'utf8'),
+    ) as Json & { meta: { profile: string[] } };
+    const claimed = resource.meta.profile[0]!.slice(US_CORE.length);
+    resource.meta.profile = [];
+    expect(chosen(resource)).toEqual([[claimed, false]]);
+  });
+
   it('applies no profile to a type US Core does not profile', () => {
     const r = validator.validate({ resourceType: 'Group', id: 'g', type: 'person', actual: true });
     expect(r).toEqual({ resourceType: 'Group', id: 'g', profiles: [], conformant: true });
