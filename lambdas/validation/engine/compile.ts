@@ -32,8 +32,8 @@ export interface ElementRule {
   readonly constraints: readonly CompiledConstraint[];
   /** Codes of the required binding, per system, when its value set is enumerable. */
   readonly valueSet?: ReadonlyMap<string, ReadonlySet<string>>;
-  /** For a slice: the discriminator values a member must carry, resolved from the slice's elements. */
-  readonly discriminators?: readonly {
+  /** For a slice: the discriminator values a member must carry, resolved once its children are attached. */
+  discriminators?: readonly {
     readonly type: string;
     readonly path: string;
     readonly value: unknown;
@@ -91,14 +91,14 @@ function compileConstraint(path: string, c: ConstraintData): Compiled | undefine
   const perType = new Map<string, Fn>();
   const choice = path.endsWith('[x]');
   const compiled: Compiled = (node, resource, type) => {
-    let fn = plain;
-    if (choice && type) {
-      fn =
-        perType.get(type) ??
-        compileOnce(path.replace('[x]', type.charAt(0).toUpperCase() + type.slice(1)), c.expression);
-      perType.set(type, fn);
-    }
     try {
+      let fn = plain;
+      if (choice && type) {
+        fn =
+          perType.get(type) ??
+          compileOnce(path.replace('[x]', type.charAt(0).toUpperCase() + type.slice(1)), c.expression);
+        perType.set(type, fn);
+      }
       return fn(node, { resource, rootResource: resource });
     } catch {
       // Either the data makes it throw (a comparison of a malformed dateTime, which the datatype rule
@@ -132,16 +132,6 @@ export function compileProfile(profile: ProfileData, ruleSet: RuleSetData): Comp
     const segment = lastSegment(data.id);
     const [elementName, sliceName] = segment.split(':') as [string, string | undefined];
     const choice = elementName.endsWith('[x]');
-    const rule: ElementRule = {
-      data,
-      name: choice ? elementName.slice(0, -3) : elementName,
-      choice,
-      max: maxOf(data.max),
-      types: data.types ?? [],
-      children: [],
-      slices: [],
-      constraints: [],
-    };
     const constraints: CompiledConstraint[] = [];
     // A slice repeats its sliced element's constraints; evaluate them once, on the element.
     const inherited = new Set(
@@ -152,22 +142,24 @@ export function compileProfile(profile: ProfileData, ruleSet: RuleSetData): Comp
     for (const c of data.constraints ?? []) {
       if (inherited.has(c.key)) continue;
       const evaluate = compileConstraint(data.path, c);
-      if (evaluate)
-        constraints.push({
-          ...c,
-          evaluate,
-          vacuousWithoutContained: ABOUT_CONTAINED.has(c.key) && c.expression.startsWith('contained.'),
-        });
+      if (!evaluate) continue;
+      const vacuousWithoutContained = ABOUT_CONTAINED.has(c.key) && c.expression.startsWith('contained.');
+      constraints.push({ ...c, evaluate, vacuousWithoutContained });
     }
-    (rule as unknown as { constraints: CompiledConstraint[] }).constraints = constraints;
-    if (data.binding) {
-      const expansion = ruleSet.valueSets[data.binding];
-      if (expansion) {
-        (rule as { valueSet?: Map<string, Set<string>> }).valueSet = new Map(
-          Object.entries(expansion).map(([system, codes]) => [system, new Set(codes)]),
-        );
-      }
-    }
+    const expansion = data.binding ? ruleSet.valueSets[data.binding] : undefined;
+    const rule: ElementRule = {
+      data,
+      name: choice ? elementName.slice(0, -3) : elementName,
+      choice,
+      max: maxOf(data.max),
+      types: data.types ?? [],
+      children: [],
+      slices: [],
+      constraints,
+      ...(expansion && {
+        valueSet: new Map(Object.entries(expansion).map(([system, codes]) => [system, new Set(codes)])),
+      }),
+    };
     if (data.mustSupport) mustSupport.push(data.id);
     byId.set(data.id, rule);
     if (!root) {
@@ -192,7 +184,7 @@ export function compileProfile(profile: ProfileData, ruleSet: RuleSetData): Comp
       path: d.path,
       value: discriminatorValue(rule, d),
     }));
-    (rule as { discriminators?: unknown }).discriminators = discriminators;
+    rule.discriminators = discriminators;
   }
   return { data: profile, root, mustSupport };
 }
