@@ -64,8 +64,9 @@ export const NON_CONFORMANCE_KINDS = {
     },
   },
   /**
-   * con-3 (base R4 Condition, kept by us-core-condition-problems-health-concerns): clinicalStatus SHALL
-   * be present when the category is problem-list-item and verificationStatus is not entered-in-error.
+   * con-3 (base R4 Condition, kept by us-core-condition-problems-health-concerns, severity warning:
+   * clinicalStatus is 0..1 there): clinicalStatus SHALL be present when the category is
+   * problem-list-item and verificationStatus is not entered-in-error.
    * Only un-abated Conditions are taken: without clinicalStatus an abated one would also break con-4,
    * and the count would no longer say which rule it breaks.
    */
