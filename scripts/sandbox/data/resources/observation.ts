@@ -48,6 +48,11 @@ const INTERPRETATION = {
 };
 const SYSTOLIC = conceptJson([BLOOD_PRESSURE_COMPONENTS.systolic]);
 const DIASTOLIC = conceptJson([BLOOD_PRESSURE_COMPONENTS.diastolic]);
+/**
+ * http://hl7.org/fhir/us/core/StructureDefinition/us-core-blood-pressure: component 2..* with the
+ * systolic and diastolic slices 1..1 even when nothing was measured; each then says why (vs-3).
+ */
+const BLOOD_PRESSURE_NOT_PERFORMED = `"component":[{"code":${SYSTOLIC},"dataAbsentReason":${NOT_PERFORMED}},{"code":${DIASTOLIC},"dataAbsentReason":${NOT_PERFORMED}}]`;
 
 function quantityJson(value: number, unit: string): string {
   return `{"value":${value},"unit":"${unit}","system":"${SYSTEM.ucum}","code":"${unit}"}`;
@@ -148,7 +153,9 @@ export function observationModel(cohort: Cohort): TypeModel {
     const [effective, issued, lastUpdated] = timing(patient, j);
     const result =
       (status === 'cancelled' || status === 'entered-in-error') && kindIndex !== SMOKING_STATUS
-        ? `"dataAbsentReason":${NOT_PERFORMED}`
+        ? kind.value.kind === 'blood-pressure'
+          ? BLOOD_PRESSURE_NOT_PERFORMED
+          : `"dataAbsentReason":${NOT_PERFORMED}`
         : valueJson(kind, fragments);
     return `{"resourceType":"Observation","id":"${clinicalId('Observation', patient, j)}","meta":{"versionId":"1","lastUpdated":"${formatInstant(lastUpdated)}"${fragments.profile}},"status":"${status}",${fragments.head},"subject":{"reference":"Patient/${patientId(patient)}"},"encounter":{"reference":"Encounter/${clinicalId('Encounter', patient, encounter)}"},"effectiveDateTime":"${formatInstant(effective)}","issued":"${formatInstant(issued)}","performer":[{"reference":"Practitioner/${practitionerId(cohort.encounterPractitioner(patient, encounter))}"}],${result}}`;
   };
