@@ -35,18 +35,19 @@ describe('the nonConformant fault', () => {
   const exportUrl = () => `${t.sandbox.baseUrl}/$export?_type=Patient,Observation,Condition`;
 
   /** Exports with these client faults and downloads every output file over HTTP, in manifest order. */
-  const exportFiles = async (faults: FaultPlan) => {
+  const exportFiles = async (faults: FaultPlan, url = exportUrl()) => {
     const client = await registerTestClient(t.sandbox, { faults });
     const token = await accessToken(t, client);
-    const { statusUrl, manifest } = await exportAndWait(t, token, exportUrl());
+    const { statusUrl, manifest } = await exportAndWait(t, token, url);
     const download = async (url: string) => {
       const response = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
       expect(response.status).toBe(200);
       return Buffer.from(await response.arrayBuffer());
     };
     const bodies = await Promise.all(manifest.output.map((file) => download(file.url)));
+    // By resourceType rather than by file: patient-organized files mix types.
     const byType = (type: string) =>
-      manifest.output.flatMap((file, i) => (file.type === type ? ndjsonLines(bodies[i]!) : []));
+      bodies.flatMap((body) => ndjsonLines(body).filter((resource) => resource.resourceType === type));
     return { statusUrl, manifest, bodies, byType, download };
   };
 
@@ -124,6 +125,35 @@ describe('the nonConformant fault', () => {
     expect(perFile.slice(3).every((n) => n === 0)).toBe(true);
   });
 
+  it('breaks the same resources when the files are organized by patient', async () => {
+    // Prepare
+    const url = `${t.sandbox.baseUrl}/Patient/$export?_type=Patient,Observation&organizeOutputBy=Patient`;
+    const clean = await exportFiles({}, url);
+    // Act
+    const faulty = await exportFiles(
+      { nonConformant: { missingPatientIdentifier: 2, observationWithoutCategory: 3 } },
+      url,
+    );
+    // Assess
+    const broken = t.sandbox.nonConformantResources(faulty.statusUrl);
+    const withoutIdentifier = faulty.byType('Patient').filter((p) => p.identifier === undefined);
+    const withoutCategory = faulty.byType('Observation').filter((o) => o.category === undefined);
+    expect(withoutIdentifier.map((p) => p.id)).toEqual(broken.missingPatientIdentifier);
+    expect(withoutCategory.map((o) => o.id)).toEqual(broken.observationWithoutCategory);
+    expect(broken.missingPatientIdentifier).toEqual(
+      clean
+        .byType('Patient')
+        .slice(0, 2)
+        .map((p) => p.id),
+    );
+    expect(broken.observationWithoutCategory).toEqual(
+      clean
+        .byType('Observation')
+        .slice(0, 3)
+        .map((o) => o.id),
+    );
+  });
+
   it('refuses at kick-off a count the export cannot meet, naming both numbers', async () => {
     // Prepare
     const clean = await exportFiles({});
@@ -144,6 +174,11 @@ describe('the nonConformant fault', () => {
       token,
       fault({ missingPatientIdentifier: 15, genderOutsideValueSet: 6 }),
     );
+    const elementDropped = await kickOff(
+      `${t.sandbox.baseUrl}/$export?_type=Patient&_elements=name`,
+      token,
+      fault({ genderOutsideValueSet: 1 }),
+    );
     const typeNotExported = await kickOff(
       `${t.sandbox.baseUrl}/$export?_type=Patient`,
       token,
@@ -157,6 +192,11 @@ describe('the nonConformant fault', () => {
     expect(tooManyPatients.status).toBe(400);
     expect(JSON.stringify(await tooManyPatients.json())).toContain(
       'faults.nonConformant.genderOutsideValueSet: 6 Patient resources asked, but this export has only 5 Patient resources with a gender not already taken by missingPatientIdentifier',
+    );
+    // _elements kept no gender to change.
+    expect(elementDropped.status).toBe(400);
+    expect(JSON.stringify(await elementDropped.json())).toContain(
+      'genderOutsideValueSet: 1 Patient resources asked, but this export has only 0 Patient resources with a gender',
     );
     expect(typeNotExported.status).toBe(400);
     expect(JSON.stringify(await typeNotExported.json())).toContain(
