@@ -6,6 +6,7 @@
  * requests and then stop, so a client that retries correctly eventually succeeds.
  */
 import { EXPORTABLE_TYPES, type ExportableType } from './data/types.js';
+import { type NonConformantPlan, nonConformantPlanProblem } from './export/non-conformance.js';
 
 /** Targets one output file (its index in the manifest's `output` array) or, when omitted, every file. */
 export interface FileTarget {
@@ -146,6 +147,15 @@ export interface FaultPlan {
    * `next` link points there. `files`: the file URLs (requiresAccessToken stays true).
    */
   readonly otherOriginFor?: 'status' | 'page' | 'files';
+
+  // US Core conformance of what is exported (issue 17 part 4; export/non-conformance.ts).
+  /**
+   * Chosen resources break US Core 6.1.0, `kind: count` (exact per export): missingPatientIdentifier,
+   * genderOutsideValueSet, observationWithoutCategory, conditionWithoutClinicalStatus. The first n of
+   * the type in export order that have what the kind breaks; kinds never share a resource. A count
+   * larger than the export has is refused at kick-off (400).
+   */
+  readonly nonConformant?: NonConformantPlan;
 }
 
 export type FaultName = keyof FaultPlan;
@@ -264,6 +274,8 @@ const VALIDATORS: Record<FaultName, Validator> = {
   noStatusRetryAfter: isBoolean,
   otherOriginFor: (v) =>
     v === 'status' || v === 'page' || v === 'files' ? undefined : 'expected status, page or files',
+  // US Core conformance of what is exported (issue 17 part 4).
+  nonConformant: nonConformantPlanProblem,
 };
 
 export const FAULT_NAMES = Object.keys(VALIDATORS) as readonly FaultName[];

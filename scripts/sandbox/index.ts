@@ -20,6 +20,7 @@ import { createDataset } from './data/dataset.js';
 import type { Dataset } from './data/types.js';
 import { collect, stream } from './export/file-source.js';
 import type { JobState } from './export/jobs.js';
+import type { NonConformantResources } from './export/non-conformance.js';
 import type { FaultPlan } from './faults.js';
 import { resolveOptions, type SandboxOptions } from './options.js';
 import { RequestLog, type RequestLogEntry } from './request-log.js';
@@ -27,6 +28,11 @@ import { handleMainRequest, handleSecondRequest } from './server.js';
 
 export type { ClientRegistration } from './auth/clients.js';
 export type { JobState } from './export/jobs.js';
+export type {
+  NonConformanceKindName,
+  NonConformantPlan,
+  NonConformantResources,
+} from './export/non-conformance.js';
 export { FAULT_NAMES, type FaultPlan, parseFaultSpec } from './faults.js';
 export type { SandboxOptions } from './options.js';
 export type { RequestLogEntry } from './request-log.js';
@@ -87,6 +93,11 @@ export interface Sandbox {
   /** The same, streamed, for files too large for one Buffer. */
   fileContentStream(fileUrl: string, options?: FileContentOptions): AsyncIterable<Buffer>;
   jobs(): readonly SandboxJob[];
+  /**
+   * The ids the nonConformant fault broke in an export (by its id or status URL), by kind, in
+   * export order; every list is empty without the fault. Throws for an unknown export.
+   */
+  nonConformantResources(exportIdOrStatusUrl: string): NonConformantResources;
   /**
    * Every access token issued to the client and every client assertion it presented (accepted ones),
    * for tests that prove none of them leaks into logs, state or S3.
@@ -177,6 +188,17 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     breakFiles: (matches) => {
       state.brokenFiles.add(matches);
       return () => state.brokenFiles.delete(matches);
+    },
+    nonConformantResources: (exportIdOrStatusUrl) => {
+      const id = exportIdOrStatusUrl.includes('/')
+        ? decodeURIComponent(new URL(exportIdOrStatusUrl).pathname.split('/').at(-1) ?? '')
+        : exportIdOrStatusUrl;
+      const job = state.jobs.get(id);
+      if (!job)
+        throw new Error(
+          `no export ${JSON.stringify(exportIdOrStatusUrl)} (expected an export id or status URL)`,
+        );
+      return job.nonConformantResources();
     },
     jobs: () => {
       const now = state.nowMs();

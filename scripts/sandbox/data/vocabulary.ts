@@ -238,14 +238,18 @@ export const STREET_NAMES = [
 
 export const STREET_SUFFIXES = ['St', 'Ave', 'Rd', 'Ln', 'Dr', 'Blvd', 'Way', 'Ct'] as const;
 
-/** OMB race categories (CDC Race & Ethnicity code set), with rough US weights. */
-export const RACES: readonly (Code & { readonly weight: number })[] = [
+/**
+ * OMB race categories (CDC Race & Ethnicity code set), with rough US weights. `detailed`: not an OMB
+ * category, so us-core-race carries it in its `detailed` slice only (the `ombCategory` slice's binding,
+ * http://hl7.org/fhir/us/core/ValueSet/omb-race-category, is required and holds the five OMB races).
+ */
+export const RACES: readonly (Code & { readonly weight: number; readonly detailed?: true })[] = [
   { system: SYSTEM.ombRace, code: '2106-3', display: 'White', weight: 60 },
   { system: SYSTEM.ombRace, code: '2054-5', display: 'Black or African American', weight: 13 },
   { system: SYSTEM.ombRace, code: '2028-9', display: 'Asian', weight: 6 },
   { system: SYSTEM.ombRace, code: '1002-5', display: 'American Indian or Alaska Native', weight: 1 },
   { system: SYSTEM.ombRace, code: '2076-8', display: 'Native Hawaiian or Other Pacific Islander', weight: 1 },
-  { system: SYSTEM.ombRace, code: '2131-1', display: 'Other Race', weight: 8 },
+  { system: SYSTEM.ombRace, code: '2131-1', display: 'Other Race', weight: 8, detailed: true },
 ];
 
 export const ETHNICITIES: readonly (Code & { readonly weight: number })[] = [
@@ -399,7 +403,12 @@ export interface ObservationKind {
   readonly weight: number;
 }
 
-const VITAL_PROFILE = 'http://hl7.org/fhir/StructureDefinition/';
+/**
+ * US Core 6.1.0's own vital-sign profiles (http://hl7.org/fhir/us/core/StructureDefinition/us-core-vital-signs
+ * and its children), which fix each one's LOINC code and UCUM unit: a resource claiming only the base FHIR
+ * vital-sign profile is checked against US Core's generic rules, not these.
+ */
+const VITAL_PROFILE = 'http://hl7.org/fhir/us/core/StructureDefinition/us-core-';
 const LAB_PROFILE = 'http://hl7.org/fhir/us/core/StructureDefinition/us-core-observation-lab';
 const quantity = (
   unit: string,
@@ -422,35 +431,35 @@ export const OBSERVATION_KINDS: readonly ObservationKind[] = [
   {
     category: 'vital-signs',
     codes: [loinc('8867-4', 'Heart rate')],
-    profile: `${VITAL_PROFILE}heartrate`,
+    profile: `${VITAL_PROFILE}heart-rate`,
     value: quantity('/min', 55, 105, 0),
     weight: 3,
   },
   {
     category: 'vital-signs',
     codes: [loinc('9279-1', 'Respiratory rate')],
-    profile: `${VITAL_PROFILE}resprate`,
+    profile: `${VITAL_PROFILE}respiratory-rate`,
     value: quantity('/min', 12, 20, 0),
     weight: 3,
   },
   {
     category: 'vital-signs',
     codes: [loinc('8310-5', 'Body temperature')],
-    profile: `${VITAL_PROFILE}bodytemp`,
+    profile: `${VITAL_PROFILE}body-temperature`,
     value: quantity('Cel', 36.2, 37.9, 1),
     weight: 3,
   },
   {
     category: 'vital-signs',
     codes: [loinc('29463-7', 'Body weight')],
-    profile: `${VITAL_PROFILE}bodyweight`,
+    profile: `${VITAL_PROFILE}body-weight`,
     value: quantity('kg', 48, 118, 1),
     weight: 3,
   },
   {
     category: 'vital-signs',
     codes: [loinc('8302-2', 'Body height')],
-    profile: `${VITAL_PROFILE}bodyheight`,
+    profile: `${VITAL_PROFILE}body-height`,
     value: quantity('cm', 150, 193, 1),
     weight: 3,
   },
@@ -464,17 +473,18 @@ export const OBSERVATION_KINDS: readonly ObservationKind[] = [
   {
     category: 'vital-signs',
     codes: [loinc('85354-9', 'Blood pressure panel with all children optional')],
-    profile: `${VITAL_PROFILE}bp`,
+    profile: `${VITAL_PROFILE}blood-pressure`,
     value: { kind: 'blood-pressure' },
     weight: 4,
   },
   {
     category: 'vital-signs',
+    // us-core-pulse-oximetry requires both codings (slices PulseOx 59408-5 and O2Sat 2708-6, 1..1 each).
     codes: [
-      loinc('2708-6', 'Oxygen saturation in Arterial blood'),
       loinc('59408-5', 'Oxygen saturation in Arterial blood by Pulse oximetry'),
+      loinc('2708-6', 'Oxygen saturation in Arterial blood'),
     ],
-    profile: `${VITAL_PROFILE}oxygensat`,
+    profile: `${VITAL_PROFILE}pulse-oximetry`,
     value: quantity('%', 92, 100, 0),
     weight: 2,
   },
@@ -573,7 +583,9 @@ export const OBSERVATION_KINDS: readonly ObservationKind[] = [
   {
     category: 'social-history',
     codes: [loinc('74013-4', 'Alcoholic drinks per day')],
-    profile: 'http://hl7.org/fhir/us/core/StructureDefinition/us-core-observation-social-history',
+    // US Core 6.1.0 has no social-history profile: an observation without a profile of its own is a
+    // Simple Observation, whose category binding (us-core-simple-observation-category) includes social-history.
+    profile: 'http://hl7.org/fhir/us/core/StructureDefinition/us-core-simple-observation',
     value: quantity('{drinks}/d', 0, 4, 0),
     weight: 1,
   },

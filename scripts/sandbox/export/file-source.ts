@@ -41,6 +41,15 @@ export function withReplacedLine(source: LineSource, index: number, replacement:
   };
 }
 
+/** Every line passed through `rewrite` (the nonConformant fault: part of the true content). */
+export function withRewrittenLines(source: LineSource, rewrite: (line: string) => string): LineSource {
+  return {
+    *lines(from) {
+      for (const line of source.lines(from)) yield rewrite(line);
+    },
+  };
+}
+
 /**
  * Generates the file once into `path` (the counting pass that gives Content-Length), writing
  * one chunk while generating the next, and yielding to the event loop between chunks so other

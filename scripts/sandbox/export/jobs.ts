@@ -5,8 +5,13 @@
 import type { Dataset, ExportableType, ResourceSelection } from '../data/types.js';
 import { FaultCounter, type FaultPlan } from '../faults.js';
 import type { OperationOutcomeIssue } from '../http.js';
-import { arraySource, type LineSource, withReplacedLine } from './file-source.js';
+import { arraySource, type LineSource, withReplacedLine, withRewrittenLines } from './file-source.js';
 import type { ExportLevel } from './kickoff-params.js';
+import {
+  chooseNonConformant,
+  type NonConformantResources,
+  nonConformanceRewriter,
+} from './non-conformance.js';
 import { organizedFiles } from './organized-files.js';
 
 export type JobState = 'in-progress' | 'complete' | 'failed' | 'deleted' | 'expired';
@@ -78,6 +83,7 @@ export class ExportJob {
   #deleted = false;
   readonly #abort = new AbortController();
   #files: readonly ExportFile[] | undefined;
+  #nonConformant: NonConformantResources | undefined;
 
   constructor(
     readonly init: JobInit,
@@ -134,6 +140,17 @@ export class ExportJob {
     };
   }
 
+  /**
+   * The resources the nonConformant fault breaks, by kind (empty lists without the fault). Computed
+   * once: the kick-off calls it first, so a count the export cannot meet is refused there.
+   */
+  nonConformantResources(): NonConformantResources {
+    this.#nonConformant ??= chooseNonConformant(this.init.faults.nonConformant ?? {}, (type) =>
+      this.init.types.includes(type) ? this.dataset.lines(this.selection(type)) : undefined,
+    );
+    return this.#nonConformant;
+  }
+
   /** Output, error and deleted files, computed on first use. */
   files(): readonly ExportFile[] {
     this.#files ??= this.#buildFiles();
@@ -146,12 +163,16 @@ export class ExportJob {
 
   #buildFiles(): ExportFile[] {
     const { faults, resourcesPerFile } = this.init;
+    const rewrite = nonConformanceRewriter(this.nonConformantResources());
+    const withFault = (source: LineSource): LineSource =>
+      faults.nonConformant === undefined ? source : withRewrittenLines(source, rewrite);
     const files: ExportFile[] = [];
     const failedFiles: string[] = [];
     let outputIndex = 0;
     if (this.init.organizeOutputBy === 'Patient') {
       const selection = (type: ExportableType) => this.selection(type);
       for (const file of organizedFiles(this.dataset, this.init.types, this.init.patientIndexes, selection)) {
+        const source = withFault(file.source);
         files.push({
           name: file.name,
           kind: 'output',
@@ -160,8 +181,8 @@ export class ExportJob {
           count: file.count,
           manifestCount: file.count,
           outputIndex: outputIndex++,
-          source: file.source,
-          servedSource: file.source,
+          source,
+          servedSource: source,
           faults: new FaultCounter(),
         });
       }
@@ -177,9 +198,9 @@ export class ExportJob {
         const count = failed ? Math.min(1, planned) : planned;
         if (failed) failedFiles.push(`${type}.${i + 1}.ndjson`);
         const dataset = this.dataset;
-        const source: LineSource = {
+        const source: LineSource = withFault({
           lines: (from) => dataset.lines(selection, skip + from, Math.max(0, count - from)),
-        };
+        });
         let servedSource = source;
         const bad = faults.malformedLine;
         if (bad?.type === type && bad.line - 1 >= skip && bad.line - 1 < skip + count) {

@@ -12,6 +12,7 @@ import {
   parseKickoff,
   typesAtLevel,
 } from '../export/kickoff-params.js';
+import { NonConformanceCountError } from '../export/non-conformance.js';
 import { publishedPages } from '../export/partial-manifests.js';
 import { mergeFaultPlans } from '../faults.js';
 import {
@@ -282,6 +283,14 @@ export async function handleKickoff(
     },
     state.dataset,
   );
+  try {
+    job.nonConformantResources();
+  } catch (error) {
+    if (!(error instanceof NonConformanceCountError)) throw error;
+    info.fault = 'nonConformant';
+    sendOutcome(res, 400, 'invalid', error.message);
+    return;
+  }
   state.jobs.set(id, job);
   if (!faults.jobExpiry && !fails && !neverCompletes) state.prepare(job);
   const issues = parsed.ignored.length > 0 ? parsed.ignored : [];

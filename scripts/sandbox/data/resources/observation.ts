@@ -26,6 +26,14 @@ const STATUS_CODES = OBSERVATION_STATUSES.map((status) => status.code);
 const chooseStatus = weightedChoice(OBSERVATION_STATUSES.map((status) => status.weight));
 const chooseKind = weightedChoice(OBSERVATION_KINDS.map((kind) => kind.weight));
 const HBA1C = OBSERVATION_KINDS.findIndex((kind) => kind.codes[0]!.code === '4548-4');
+const SMOKING_STATUS = OBSERVATION_KINDS.findIndex((kind) => kind.codes[0]!.code === '72166-2');
+const FINAL = STATUS_CODES.indexOf('final');
+/**
+ * http://hl7.org/fhir/us/core/StructureDefinition/us-core-smokingstatus binds status (required) to
+ * final | entered-in-error and makes value[x] 1..1: a smoking status is never preliminary, amended or
+ * cancelled, and always has its answer.
+ */
+const SMOKING_STATUSES = new Set([FINAL, STATUS_CODES.indexOf('entered-in-error')]);
 const NOT_PERFORMED = codedJson([
   {
     system: 'http://terminology.hl7.org/CodeSystem/data-absent-reason',
@@ -40,6 +48,11 @@ const INTERPRETATION = {
 };
 const SYSTOLIC = conceptJson([BLOOD_PRESSURE_COMPONENTS.systolic]);
 const DIASTOLIC = conceptJson([BLOOD_PRESSURE_COMPONENTS.diastolic]);
+/**
+ * http://hl7.org/fhir/us/core/StructureDefinition/us-core-blood-pressure: component 2..* with the
+ * systolic and diastolic slices 1..1 even when nothing was measured; each then says why (vs-3).
+ */
+const BLOOD_PRESSURE_NOT_PERFORMED = `"component":[{"code":${SYSTOLIC},"dataAbsentReason":${NOT_PERFORMED}},{"code":${DIASTOLIC},"dataAbsentReason":${NOT_PERFORMED}}]`;
 
 function quantityJson(value: number, unit: string): string {
   return `{"value":${value},"unit":"${unit}","system":"${SYSTEM.ucum}","code":"${unit}"}`;
@@ -94,8 +107,10 @@ export function observationModel(cohort: Cohort): TypeModel {
   const stream = new Stream();
   const kindOf = (patient: number, j: number): number =>
     j === 0 && cohort.isDiabetic(patient) ? HBA1C : chooseKind(cohort.unit(SALT.observationKind, patient, j));
-  const statusOf = (patient: number, j: number): number =>
-    chooseStatus(cohort.unit(SALT.observationStatus, patient, j));
+  const statusOf = (patient: number, j: number): number => {
+    const status = chooseStatus(cohort.unit(SALT.observationStatus, patient, j));
+    return kindOf(patient, j) !== SMOKING_STATUS || SMOKING_STATUSES.has(status) ? status : FINAL;
+  };
 
   /** [effective, issued, lastUpdated]: measured during the visit, results later for labs. */
   const timing = (patient: number, j: number): [number, number, number] => {
@@ -137,8 +152,10 @@ export function observationModel(cohort: Cohort): TypeModel {
     const encounter = cohort.encounterOf(patient, j);
     const [effective, issued, lastUpdated] = timing(patient, j);
     const result =
-      status === 'cancelled' || status === 'entered-in-error'
-        ? `"dataAbsentReason":${NOT_PERFORMED}`
+      (status === 'cancelled' || status === 'entered-in-error') && kindIndex !== SMOKING_STATUS
+        ? kind.value.kind === 'blood-pressure'
+          ? BLOOD_PRESSURE_NOT_PERFORMED
+          : `"dataAbsentReason":${NOT_PERFORMED}`
         : valueJson(kind, fragments);
     return `{"resourceType":"Observation","id":"${clinicalId('Observation', patient, j)}","meta":{"versionId":"1","lastUpdated":"${formatInstant(lastUpdated)}"${fragments.profile}},"status":"${status}",${fragments.head},"subject":{"reference":"Patient/${patientId(patient)}"},"encounter":{"reference":"Encounter/${clinicalId('Encounter', patient, encounter)}"},"effectiveDateTime":"${formatInstant(effective)}","issued":"${formatInstant(issued)}","performer":[{"reference":"Practitioner/${practitionerId(cohort.encounterPractitioner(patient, encounter))}"}],${result}}`;
   };

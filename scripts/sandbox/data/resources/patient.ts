@@ -35,11 +35,14 @@ const chooseRace = weightedChoice(RACES.map((race) => race.weight));
 const chooseEthnicity = weightedChoice(ETHNICITIES.map((ethnicity) => ethnicity.weight));
 const chooseLanguage = weightedChoice(LANGUAGES.map((language) => language.weight));
 
-function ombExtension(url: string, code: Code): string {
+function ombExtension(url: string, code: Code & { readonly detailed?: true }): string {
   return JSON.stringify({
     url,
     extension: [
-      { url: 'ombCategory', valueCoding: { system: code.system, code: code.code, display: code.display } },
+      {
+        url: code.detailed ? 'detailed' : 'ombCategory',
+        valueCoding: { system: code.system, code: code.code, display: code.display },
+      },
       { url: 'text', valueString: code.display },
     ],
   });
