@@ -263,6 +263,7 @@ export class BulkExportPipeline extends Construct {
         stateMachineDirectory: props.stateMachineDirectory ?? DEFAULT_STATE_MACHINE_DIR,
         metricNamespace,
         nameScope: this,
+        ...(concurrency ? { concurrency } : {}),
       });
       this.validationStateMachine = validation.stateMachine;
       this.validationRule = validation.rule;

@@ -77,6 +77,8 @@ export interface ValidationStageProps {
   readonly metricNamespace: string;
   /** For a unique log group name. */
   readonly nameScope: Construct;
+  /** As the pipeline reserves it (undefined: none): validations run at most one per export at once. */
+  readonly concurrency?: { readonly exports: number };
 }
 
 /**
@@ -108,6 +110,15 @@ export class ValidationStage extends PipelinePart {
     const roles = {} as Record<ValidationFunctionName, iam.Role>;
     const functions = {} as Record<ValidationFunctionName, lambda.Function>;
     const policies = this.grants(props);
+    const exports = props.concurrency?.exports;
+    const reserved: Record<ValidationFunctionName, number> | undefined =
+      exports === undefined
+        ? undefined
+        : {
+            PlanValidation: exports + 2,
+            ValidateFile: VALIDATE_BATCHES_AT_ONCE * exports,
+            WriteValidationReport: exports + 2,
+          };
     for (const spec of VALIDATION_FUNCTIONS) {
       roles[spec.name] = new iam.Role(this, `${spec.name}Role`, {
         assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
@@ -127,6 +138,7 @@ export class ValidationStage extends PipelinePart {
         timeout: spec.timeout,
         role: roles[spec.name],
         environment,
+        reservedConcurrentExecutions: reserved?.[spec.name],
       });
       functions[spec.name].node.addDependency(policy);
     }
