@@ -1,3 +1,4 @@
+import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Receipt, ReceiptFile } from '../../lambdas/core/receipt.js';
 import type { IssueLine, ValidationSummary } from '../../lambdas/validation/report.js';
@@ -252,5 +253,33 @@ describe('US Core validation of an export (validate-export.asl.json)', () => {
         expect(text.includes(`"${value}"`), `${where} holds a value of the data`).toBe(false);
       }
     }
+  });
+
+  it('refuses a marker that is not a _SUCCESS.json, and a validation that cannot finish writes no _VALIDATED.json', async () => {
+    const folder = folderOf(gated);
+    const validate = (markerKey: string) =>
+      runLocalValidation({
+        s3ClientConfig: harness.s3.clientConfig,
+        bucket: harness.bucket,
+        markerKey,
+        retryOverrideMs: 10,
+      });
+    const partial = await validate(`${folder}_PARTIAL.json`);
+    expect(partial.run.status).toBe('FAILED');
+    expect(partial.run.error).toBe('ValidationInputError');
+    expect(partial.run.cause).toContain(`${folder}_PARTIAL.json is not an export's completion marker`);
+
+    // A data file gone (a lifecycle rule, a hand): the validation fails, saying which, and no marker says otherwise.
+    const [patients] = (await dataFiles(receiptOf(gated))).filter((file) => file.type === 'Patient');
+    await harness.client.send(
+      new DeleteObjectCommand({ Bucket: harness.bucket, Key: `${folder}_VALIDATED.json` }),
+    );
+    await harness.client.send(new DeleteObjectCommand({ Bucket: harness.bucket, Key: patients!.key }));
+    const incomplete = await validate(`${folder}_SUCCESS.json`);
+    expect(incomplete.run.status).toBe('FAILED');
+    expect(JSON.stringify([incomplete.run.error, incomplete.run.cause])).toContain(
+      `the data file ${patients!.key} the receipt lists is missing`,
+    );
+    expect(await harness.getText(`${folder}_VALIDATED.json`)).toBeUndefined();
   });
 });
