@@ -20,8 +20,10 @@ export interface ValidationTotals {
 export interface ProfileTally extends ValidationTotals {
   /** Resources that claimed the profile in meta.profile (the rest had it chosen for their type). */
   claimed: number;
-  /** Occurrences per rule id. */
+  /** Occurrences per rule id, every severity. */
   issues: Record<string, number>;
+  /** Occurrences of severity `error` per rule id: what makes resources non-conformant. */
+  errors: Record<string, number>;
   /** Resources populating each must-support element (element id). */
   mustSupportPopulated: Record<string, number>;
 }
@@ -71,6 +73,7 @@ const newProfileTally = (): ProfileTally => ({
   ...zeroTotals(),
   claimed: 0,
   issues: {},
+  errors: {},
   mustSupportPopulated: {},
 });
 
@@ -97,7 +100,10 @@ export function tallyResource(summary: PartialSummary, result: ResourceValidatio
       withWarningsOnly: !failed && profile.issues.length > 0 ? 1 : 0,
     });
     if (profile.claimed) tally.claimed += 1;
-    for (const issue of profile.issues) tally.issues[issue.rule] = (tally.issues[issue.rule] ?? 0) + 1;
+    for (const issue of profile.issues) {
+      tally.issues[issue.rule] = (tally.issues[issue.rule] ?? 0) + 1;
+      if (issue.severity === 'error') tally.errors[issue.rule] = (tally.errors[issue.rule] ?? 0) + 1;
+    }
     for (const element of new Set(profile.mustSupportPopulated)) {
       tally.mustSupportPopulated[element] = (tally.mustSupportPopulated[element] ?? 0) + 1;
     }
@@ -115,6 +121,7 @@ export function mergePartialSummary(into: PartialSummary, from: PartialSummary):
       addTotals(profile, fromProfile);
       profile.claimed += fromProfile.claimed;
       addCounts(profile.issues, fromProfile.issues);
+      addCounts(profile.errors, fromProfile.errors);
       addCounts(profile.mustSupportPopulated, fromProfile.mustSupportPopulated);
     }
   }
@@ -173,8 +180,10 @@ export interface TypeSummary extends ValidationTotals {
 export interface ProfileSummary extends ValidationTotals {
   readonly title: string;
   readonly claimed: number;
-  /** Occurrences per rule id, most frequent first. */
+  /** Occurrences per rule id (every severity), most frequent first. */
   readonly issues: Readonly<Record<string, number>>;
+  /** Of those, the occurrences of severity `error`: a rule absent here only warned. */
+  readonly errors: Readonly<Record<string, number>>;
   /** Every must-support element of the profile: % of the resources checked against it that populate it. */
   readonly mustSupportCoverage: Readonly<Record<string, number>>;
 }
@@ -218,6 +227,7 @@ export function buildValidationSummary(
         withWarningsOnly: tally.withWarningsOnly,
         claimed: tally.claimed,
         issues: Object.fromEntries(rulesByCount(tally.issues)),
+        errors: Object.fromEntries(rulesByCount(tally.errors)),
         mustSupportCoverage: coverage,
       };
     }
@@ -243,16 +253,37 @@ function rulesByCount(issues: Readonly<Record<string, number>>): [string, number
   return Object.entries(issues).sort(([a, x], [b, y]) => y - x || (a < b ? -1 : a > b ? 1 : 0));
 }
 
-/** A type's rules over all its profiles, most frequent first. */
-export function topRules(type: TypeSummary, limit = 3): [string, number][] {
+export interface RuleCount {
+  readonly rule: string;
+  readonly count: number;
+  /** Occurrences of severity `error`; 0: the rule only warned. */
+  readonly errors: number;
+}
+
+/**
+ * A type's rules over all its profiles: those that made resources non-conformant first (by their
+ * error count), then the warnings, so a best-practice warning on every resource (dom-6) never hides
+ * the rule a data team must act on.
+ */
+export function topRules(type: TypeSummary, limit = 3): RuleCount[] {
   const counts: Record<string, number> = {};
-  for (const profile of Object.values(type.profiles)) addCounts(counts, profile.issues);
-  return rulesByCount(counts).slice(0, limit);
+  const errors: Record<string, number> = {};
+  for (const profile of Object.values(type.profiles)) {
+    addCounts(counts, profile.issues);
+    addCounts(errors, profile.errors);
+  }
+  return Object.entries(counts)
+    .map(([rule, count]) => ({ rule, count, errors: errors[rule] ?? 0 }))
+    .sort(
+      (a, b) => b.errors - a.errors || b.count - a.count || (a.rule < b.rule ? -1 : a.rule > b.rule ? 1 : 0),
+    )
+    .slice(0, limit);
 }
 
 /**
  * The short table `npm run validate`, `npm run export` and the demo print: per type,
- * resources checked, % conformant and the three most frequent rules.
+ * resources checked, % conformant and the top three rules (errors first; a rule that only
+ * warned says so).
  */
 export function renderValidationTable(summary: Pick<ValidationSummary, 'byType' | 'totals'>): string {
   const rows: string[][] = [['type', 'checked', 'conformant', 'top rules']];
@@ -260,7 +291,7 @@ export function renderValidationTable(summary: Pick<ValidationSummary, 'byType' 
     `${totals.checked === 0 ? '100' : (Math.floor((totals.conformant * 1000) / totals.checked) / 10).toFixed(1)}%`;
   for (const [typeName, type] of byKey(summary.byType)) {
     const top = topRules(type)
-      .map(([rule, count]) => `${rule} (${count})`)
+      .map(({ rule, count, errors }) => `${rule} (${count}${errors === 0 ? ', warning' : ''})`)
       .join(', ');
     rows.push([typeName, String(type.checked), percent(type), top || '—']);
   }
