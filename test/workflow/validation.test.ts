@@ -1,4 +1,4 @@
-import { DeleteObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Receipt, ReceiptFile } from '../../lambdas/core/receipt.js';
 import type { IssueLine, ValidationSummary } from '../../lambdas/validation/report.js';
@@ -280,6 +280,34 @@ describe('US Core validation of an export (validate-export.asl.json)', () => {
     expect(JSON.stringify([incomplete.run.error, incomplete.run.cause])).toContain(
       `the data file ${patients!.key} the receipt lists is missing`,
     );
+    expect(await harness.getText(`${folder}_VALIDATED.json`)).toBeUndefined();
+  });
+
+  it('a source with validation.enabled false is not validated: no report, no marker', async () => {
+    const registration = '_registry/sources/validate-report.json';
+    const record = JSON.parse((await harness.getText(registration))!) as {
+      settings: { validation: Record<string, unknown> };
+    };
+    record.settings.validation = { ...record.settings.validation, enabled: false };
+    await harness.client.send(
+      new PutObjectCommand({ Bucket: harness.bucket, Key: registration, Body: JSON.stringify(record) }),
+    );
+    const folder = folderOf(reported);
+    await harness.client.send(
+      new DeleteObjectCommand({ Bucket: harness.bucket, Key: `${folder}_VALIDATED.json` }),
+    );
+    const off = await runLocalValidation({
+      s3ClientConfig: harness.s3.clientConfig,
+      bucket: harness.bucket,
+      markerKey: `${folder}_SUCCESS.json`,
+    });
+    expect(off.run.status).toBe('SUCCEEDED');
+    expect(off.run.output).toEqual({
+      enabled: false,
+      sourceId: 'validate-report',
+      reason: "the source's validation.enabled is false",
+    });
+    expect(off.run.invocations.ValidateFile).toBeUndefined();
     expect(await harness.getText(`${folder}_VALIDATED.json`)).toBeUndefined();
   });
 });
