@@ -13,7 +13,7 @@ import { createS3Store } from '../lambdas/adapters/s3-store.js';
 import { renderValidationTable } from '../lambdas/validation/report.js';
 import { openS3Target, s3TargetOptions } from './local/cli.js';
 import { parseCommandLine, runCommand, UsageError } from './local/command.js';
-import { runLocalValidation } from './local/local-validation.js';
+import { parseExportUrl, runLocalValidation } from './local/local-validation.js';
 
 const USAGE = `usage: npm run validate -- --export s3://BUCKET/[PREFIX/]source=ID/export=TIME/ [--s3-endpoint URL | --aws-s3] [--json]
 
@@ -32,25 +32,6 @@ const OPTIONS = {
   'aws-s3': { type: 'boolean' },
   json: { type: 'boolean' },
 } as const;
-
-/** `s3://bucket/prefix/source=id/export=…/` → its parts; a UsageError says what is wrong. */
-export function parseExportUrl(url: string): { bucket: string; prefix: string; folder: string } {
-  const match = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/(.*)$/.exec(url);
-  if (!match) {
-    throw new UsageError(
-      `--export must be an s3:// URL of an export folder, s3://BUCKET/[PREFIX/]source=ID/export=TIME/ (got ${JSON.stringify(url.slice(0, 200))})`,
-    );
-  }
-  const bucket = match[1]!;
-  const folder = match[2]!.endsWith('/') ? match[2]! : `${match[2]!}/`;
-  const partitions = /(^|\/)source=[a-z0-9][a-z0-9-]{0,62}\/export=[^/]+\/$/.exec(folder);
-  if (!partitions) {
-    throw new UsageError(
-      `--export ${url} is not an export folder: expected it to end in source=ID/export=TIME/ (npm run export prints it)`,
-    );
-  }
-  return { bucket, prefix: folder.slice(0, partitions.index + partitions[1]!.length), folder };
-}
 
 async function main(argv: readonly string[]): Promise<number> {
   const { values } = parseCommandLine(argv, OPTIONS);

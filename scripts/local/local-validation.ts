@@ -3,6 +3,7 @@ import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import type { ProgressEvent, Runtime } from '../../lambdas/runtime.js';
 import { renderValidationTable, type ValidationSummary } from '../../lambdas/validation/report.js';
 import type { ValidatedMarker, WriteValidationReportResult } from '../../lambdas/validation/stage.js';
+import { UsageError } from './command.js';
 import { type EventLog, type LocalRunResult, runExportLocally } from './runner.js';
 import { createLocalRuntime, type LocalRuntime, type LocalRuntimeOptions } from './runtime.js';
 
@@ -108,4 +109,23 @@ export function describeValidation(validation: LocalValidationResult, bucket: st
   return `US Core validation (${summary.ruleSet}):\n${renderValidationTable(summary)}\n${
     marker.passed ? 'passed' : `NOT PASSED: ${marker.reason}`
   } (${marker.mode})\nReport:  s3://${bucket}/${marker.summaryKey}`;
+}
+
+/** `s3://bucket/prefix/source=id/export=…/` → its parts; a UsageError says what is wrong. */
+export function parseExportUrl(url: string): { bucket: string; prefix: string; folder: string } {
+  const match = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/(.*)$/.exec(url);
+  if (!match) {
+    throw new UsageError(
+      `--export must be an s3:// URL of an export folder, s3://BUCKET/[PREFIX/]source=ID/export=TIME/ (got ${JSON.stringify(url.slice(0, 200))})`,
+    );
+  }
+  const bucket = match[1]!;
+  const folder = match[2]!.endsWith('/') ? match[2]! : `${match[2]!}/`;
+  const partitions = /(^|\/)source=[a-z0-9][a-z0-9-]{0,62}\/export=[^/]+\/$/.exec(folder);
+  if (!partitions) {
+    throw new UsageError(
+      `--export ${url} is not an export folder: expected it to end in source=ID/export=TIME/ (npm run export prints it)`,
+    );
+  }
+  return { bucket, prefix: folder.slice(0, partitions.index + partitions[1]!.length), folder };
 }

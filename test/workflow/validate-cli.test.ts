@@ -98,10 +98,6 @@ describe('the validate command', () => {
       'is not an export folder: expected it to end in source=ID/export=TIME/',
     );
 
-    const notS3 = await validate('/tmp/source=x/export=y/');
-    expect(notS3.code).toBe(2);
-    expect(notS3.stderr).toContain('--export must be an s3:// URL of an export folder');
-
     const noMarker = await validate(
       `s3://${harness.bucket}/source=cli-validate/export=2020-01-01T000000.000Z/`,
     );
