@@ -121,11 +121,26 @@ interface CompletionMarker {
   readonly complete: boolean;
 }
 
+/**
+ * The object key as S3 names it. S3's event notifications URL-encode keys (`export%3D…`, a space as
+ * `+`); EventBridge's documented examples do not. Both are accepted: the encoded form is decoded
+ * when the key as given has no marker.
+ */
+function keyCandidates(key: string): string[] {
+  if (!/%[0-9A-Fa-f]{2}|\+/.test(key)) return [key];
+  try {
+    return [key, decodeURIComponent(key.replace(/\+/g, ' '))];
+  } catch {
+    return [key];
+  }
+}
+
 export async function planValidation(
   runtime: Runtime,
   event: PlanValidationEvent,
 ): Promise<PlanValidationResult> {
-  const { bucket, key } = event;
+  const { bucket } = event;
+  let key = event.key;
   if (typeof bucket !== 'string' || typeof key !== 'string') {
     throw new ValidationInputError(
       'the validation input must name the bucket and key of an export’s _SUCCESS.json',
@@ -141,9 +156,16 @@ export async function planValidation(
       `${key} is not an export's completion marker: expected a key ending in /${COMPLETION_MARKER_NAME} (a partial export's _PARTIAL.json is not validated)`,
     );
   }
+  let marker: CompletionMarker | undefined;
+  for (const candidate of keyCandidates(key)) {
+    marker = await runtime.store.getJson<CompletionMarker>(candidate);
+    if (marker) {
+      key = candidate;
+      break;
+    }
+  }
   const exportFolder = markerRoot(key);
   const workPrefix = validationWorkPrefix(runtime.prefix, exportFolder);
-  const marker = await runtime.store.getJson<CompletionMarker>(key);
   if (!marker) {
     throw new ValidationInputError(
       `no completion marker at s3://${bucket}/${key}: the export did not finish there`,

@@ -264,6 +264,11 @@ describe('US Core validation of an export (validate-export.asl.json)', () => {
         markerKey,
         retryOverrideMs: 10,
       });
+    // S3 notifications URL-encode keys (= as %3D): the same marker, encoded, is found.
+    const encoded = await validate(encodeURIComponent(`${folder}_SUCCESS.json`).replace(/%2F/g, '/'));
+    expect(encoded.run.status).toBe('SUCCEEDED');
+    expect(encoded.marker?.exportFolder).toBe(folder);
+
     const partial = await validate(`${folder}_PARTIAL.json`);
     expect(partial.run.status).toBe('FAILED');
     expect(partial.run.error).toBe('ValidationInputError');
