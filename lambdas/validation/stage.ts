@@ -604,7 +604,21 @@ export async function writeValidationReport(
 ): Promise<WriteValidationReportResult> {
   const { exportFolder, workPrefix, bucket } = event.validation;
   const plan = await runtime.store.getJson<ValidationPlan>(validationPlanKey(workPrefix));
-  if (!plan) throw new ValidationIncompleteError(`the validation plan of ${exportFolder} is missing`);
+  if (!plan) {
+    // A retry of an invocation that had finished (and removed the work objects) before it could answer.
+    const done = await runtime.store.getJson<ValidatedMarker>(validatedMarkerKey(exportFolder));
+    if (done) {
+      return {
+        passed: done.passed,
+        mode: done.mode,
+        ...(done.reason ? { reason: done.reason } : {}),
+        validatedMarkerKey: validatedMarkerKey(exportFolder),
+        summaryKey: done.summaryKey,
+        totals: done.totals,
+      };
+    }
+    throw new ValidationIncompleteError(`the validation plan of ${exportFolder} is missing`);
+  }
   const receipt = await runtime.store.getJson<Receipt>(plan.receiptKey);
   if (!receipt) throw new ValidationIncompleteError(`the receipt ${plan.receiptKey} is gone`);
 

@@ -1,9 +1,11 @@
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Receipt, ReceiptFile } from '../../lambdas/core/receipt.js';
+import { createWriteValidationReportHandler } from '../../lambdas/handlers/write-validation-report.js';
 import type { IssueLine, ValidationSummary } from '../../lambdas/validation/report.js';
 import type { ValidatedMarker } from '../../lambdas/validation/stage.js';
 import { runLocalValidation } from '../../scripts/local/local-validation.js';
+import { createLocalRuntime } from '../../scripts/local/runtime.js';
 import type { NonConformantPlan } from '../../scripts/sandbox/export/non-conformance.js';
 import { type Harness, receiptOf, type ScenarioResult, startHarness } from './support/harness.js';
 
@@ -252,6 +254,35 @@ describe('US Core validation of an export (validate-export.asl.json)', () => {
         // Whole JSON strings only: a 4-letter family name may be a substring of a rule id.
         expect(text.includes(`"${value}"`), `${where} holds a value of the data`).toBe(false);
       }
+    }
+  });
+
+  it('Write Validation Report retried after it had finished (work objects gone) answers as it did', async () => {
+    const folder = folderOf(reported);
+    const local = createLocalRuntime({
+      sources: [],
+      s3ClientConfig: harness.s3.clientConfig,
+      bucket: harness.bucket,
+    });
+    try {
+      const write = createWriteValidationReportHandler(local.runtime);
+      const answer = await write({
+        validation: {
+          bucket: harness.bucket,
+          exportFolder: folder,
+          workPrefix: `_work/validation/${folder}`,
+        },
+      });
+      const marker = await json<ValidatedMarker>(`${folder}_VALIDATED.json`);
+      expect(answer).toEqual({
+        passed: marker.passed,
+        mode: marker.mode,
+        validatedMarkerKey: `${folder}_VALIDATED.json`,
+        summaryKey: `${folder}_validation/summary.json`,
+        totals: marker.totals,
+      });
+    } finally {
+      await local.close();
     }
   });
 
