@@ -26,10 +26,12 @@ import { DEFAULT_METRIC_NAMESPACE, keepFlatLogicalIds, type PipelineContext } fr
 import { SigningKeys } from './constructs/signing-keys.js';
 import { registryPrefix, SourceRegistry } from './constructs/source-registry.js';
 import { reservedConcurrency, TaskFunctions } from './constructs/task-functions.js';
+import { ValidationStage } from './constructs/validation-stage.js';
 import {
   DEFAULT_LAMBDA_BUNDLE_DIR,
   DEFAULT_STATE_MACHINE_DIR,
   type TaskFunctionName,
+  type ValidationFunctionName,
 } from './lambda-bundles.js';
 import { acknowledgeWildcards } from './nag-findings.js';
 import type { BulkExportPipelineProps } from './pipeline-props.js';
@@ -117,6 +119,10 @@ export class BulkExportPipeline extends Construct {
   public readonly completionEventPattern: events.EventPattern;
   /** The example downstream queue fed by completion markers. */
   public readonly completionQueue?: sqs.Queue;
+  /** The validation stage (absent with `validation: { enabled: false }`): its state machine, trigger and functions. */
+  public readonly validationStateMachine?: sfn.StateMachine;
+  public readonly validationRule?: events.Rule;
+  public readonly validationFunctions?: Readonly<Record<ValidationFunctionName, lambda.Function>>;
 
   private readonly exportPrefix: string;
   private readonly metrics: PipelineMetrics;
@@ -244,6 +250,24 @@ export class BulkExportPipeline extends Construct {
         context,
         eventPattern: this.completionEventPattern,
       }).queue;
+    }
+
+    if (props.validation?.enabled ?? true) {
+      const validation = new ValidationStage(this, 'Validation', {
+        context,
+        bucket: this.bucket,
+        dataKey: this.dataKey,
+        sealingKey: this.sealingKey,
+        eventBus: props.eventBus,
+        bundleRoot,
+        stateMachineDirectory: props.stateMachineDirectory ?? DEFAULT_STATE_MACHINE_DIR,
+        metricNamespace,
+        nameScope: this,
+        ...(concurrency ? { concurrency } : {}),
+      });
+      this.validationStateMachine = validation.stateMachine;
+      this.validationRule = validation.rule;
+      this.validationFunctions = validation.functions;
     }
 
     const monitoring = new Monitoring(this, 'Monitoring', {

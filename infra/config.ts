@@ -148,6 +148,11 @@ export const PipelineConfigSchema = strictObject(
     ).optional(),
     removalPolicy: oneOf(['retain', 'destroy'], 'Default retain.').optional(),
     completionQueue: flag('Default true.').optional(),
+    // Issue 17: the US Core validation stage (docs/validation.md); per source, its `validation` setting.
+    validation: strictObject(
+      { enabled: flag('Validate every complete export against US Core 6.1.0. Default true.').optional() },
+      'The validation stage started by each _SUCCESS.json.',
+    ).optional(),
     keyAliasPrefix: patterned(
       /^[A-Za-z0-9/_-]{1,200}$/,
       'letters, digits, /, _ and -',
@@ -282,6 +287,7 @@ export function stackPropsFromConfig(config: PipelineConfig): BulkExportStackPro
       maxLineBytes: config.maxLineBytes,
       removalPolicy: config.removalPolicy === 'destroy' ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
       completionQueue: config.completionQueue,
+      validation: config.validation,
       keyAliasPrefix: config.keyAliasPrefix,
       logLevel: config.logLevel,
       jwksMaxAge:

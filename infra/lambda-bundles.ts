@@ -29,7 +29,10 @@ export type TaskFunctionName =
   | 'CleanUp'
   | 'CleanUpEndedExport';
 
-export type BundledFunctionName = TaskFunctionName | 'Jwks';
+/** The validation stage's functions (infra/constructs/validation-stage.ts, validate-export.asl.json). */
+export type ValidationFunctionName = 'PlanValidation' | 'ValidateFile' | 'WriteValidationReport';
+
+export type BundledFunctionName = TaskFunctionName | ValidationFunctionName | 'Jwks';
 
 /** Each bundle's entry file, relative to the package root. */
 export const LAMBDA_ENTRIES: Readonly<Record<BundledFunctionName, string>> = {
@@ -46,6 +49,9 @@ export const LAMBDA_ENTRIES: Readonly<Record<BundledFunctionName, string>> = {
   CompleteExport: 'lambdas/handlers/complete-export.ts',
   CleanUp: 'lambdas/handlers/clean-up.ts',
   CleanUpEndedExport: 'lambdas/handlers/clean-up-ended-export.ts',
+  PlanValidation: 'lambdas/handlers/plan-validation.ts',
+  ValidateFile: 'lambdas/handlers/validate-file.ts',
+  WriteValidationReport: 'lambdas/handlers/write-validation-report.ts',
   Jwks: 'infra/jwks-function/handler.ts',
 };
 

@@ -204,6 +204,12 @@ export interface BulkExportPipelineProps {
   readonly vpcSubnets?: ec2.SubnetSelection;
   /** Create the example downstream: an EventBridge rule on completion markers feeding an encrypted SQS queue. @default true */
   readonly completionQueue?: boolean;
+  /**
+   * The validation stage (issue 17, docs/validation.md): every `_SUCCESS.json` starts a US Core 6.1.0
+   * validation of its export (validate-export.asl.json). `{ enabled: false }` leaves it out; a source's
+   * own `validation` setting turns it off or makes it a gate per source. @default { enabled: true }
+   */
+  readonly validation?: { readonly enabled?: boolean };
   /** Removal policy of the buckets, keys and log groups. @default RemovalPolicy.RETAIN */
   readonly removalPolicy?: RemovalPolicy;
   /** @default a CloudFormation-generated name */

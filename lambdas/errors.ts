@@ -157,3 +157,21 @@ export class ExportStoppedError extends PipelineError {
 export class ExportNotResumableError extends PipelineError {
   readonly code = 'ERR_EXPORT_NOT_RESUMABLE';
 }
+
+/**
+ * The validation stage (issue 17) was started on something that is not a
+ * complete export: not a `_SUCCESS.json` key, another bucket, no marker or
+ * receipt there. Retrying cannot help.
+ */
+export class ValidationInputError extends PipelineError {
+  readonly code = 'ERR_VALIDATION_INPUT';
+}
+
+/**
+ * A validation that cannot be reported as finished: a data file without its
+ * partial summary, a line that is not JSON, counts that differ from the
+ * receipt's. No `_VALIDATED.json` is written.
+ */
+export class ValidationIncompleteError extends PipelineError {
+  readonly code = 'ERR_VALIDATION_INCOMPLETE';
+}

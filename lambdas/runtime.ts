@@ -64,6 +64,18 @@ export interface Runtime {
    * a small one to cross it.
    */
   readonly historyEventBudget?: number;
+  /**
+   * The validation stage's tuning (issue 17, lambdas/validation/stage.ts): tests force a
+   * checkpoint with a few lines per invocation and small issue parts. @default VALIDATION_DEFAULTS
+   */
+  readonly validation?: {
+    /** Checkpoint when this little time is left in the invocation. */
+    readonly safetyMarginMs?: number;
+    /** Checkpoint after this many lines in one invocation (tests). */
+    readonly linesPerInvocation?: number;
+    /** Issue lines gathered before a multipart part goes out (S3's minimum is 5 MiB but the last). */
+    readonly issuePartBytes?: number;
+  };
 }
 
 export interface TokenSealer {

@@ -12,6 +12,7 @@ import { integerOption, parseCommandLine, runCommand } from './local/command.js'
 import { startEmbeddedS3 } from './local/embedded-s3.js';
 import { runLocalExport } from './local/local-export.js';
 import { ensureLocalKeyPair } from './local/local-keys.js';
+import { describeValidation } from './local/local-validation.js';
 import { createProgressPrinter, formatBytes } from './local/progress.js';
 import { startSandbox } from './sandbox/index.js';
 
@@ -20,15 +21,20 @@ const DEFAULT_PATIENTS = 1000;
 /** The sandbox builds its whole dataset in memory before it serves it. */
 const MAX_PATIENTS = 100_000;
 
-const USAGE = `usage: npm run demo [-- --patients N] [--chunk patients:N|time:30d]
+const USAGE = `usage: npm run demo [-- --patients N] [--chunk patients:N|time:30d] [--no-validate]
 
   --patients N   synthetic patients in the exported Group (${DEFAULT_PATIENTS} by default, at most ${MAX_PATIENTS})
   --chunk C      export the Group as several server jobs: N patients each, or time windows (docs/chunking.md)
+  --no-validate  skip the US Core validation of the export (docs/validation.md)
 Its state (keys, the embedded S3's files, one log per run) is kept in .local/ of the folder
 it runs in: the project folder under npm run.`;
 
 async function main(argv: readonly string[]): Promise<number> {
-  const { values } = parseCommandLine(argv, { patients: { type: 'string' }, chunk: { type: 'string' } });
+  const { values } = parseCommandLine(argv, {
+    patients: { type: 'string' },
+    chunk: { type: 'string' },
+    'no-validate': { type: 'boolean' },
+  });
   const patients =
     integerOption('patients', values.patients, { min: 1, max: MAX_PATIENTS }) ?? DEFAULT_PATIENTS;
   const chunk = values.chunk === undefined ? undefined : chunkOption(values.chunk);
@@ -64,7 +70,7 @@ async function main(argv: readonly string[]): Promise<number> {
         maxConcurrency: 4,
       };
       const printer = createProgressPrinter();
-      const { run, receipt } = await runLocalExport({
+      const { run, receipt, validation } = await runLocalExport({
         sources: [{ raw: source, origin: 'demo source' }],
         // A full export every time: each run's sandbox is a new server with a new cohort.
         input: { sourceId: 'sandbox', ...(chunk === undefined ? {} : { chunk, ...window }) },
@@ -74,6 +80,7 @@ async function main(argv: readonly string[]): Promise<number> {
         logFile,
         progress: (event) => printer.onProgress(event),
         onEvent: (event) => printer.onExecutionEvent(event),
+        validate: !values['no-validate'],
       });
       printer.finish();
       if (run.status !== 'SUCCEEDED' || !receipt) {
@@ -94,6 +101,7 @@ async function main(argv: readonly string[]): Promise<number> {
           `On disk: ${join(localDir, 's3', BUCKET)} (${formatBytes(receipt.totals.bytes)} of NDJSON)`,
           `Logs:    ${logFile}`,
           '',
+          ...(validation ? [describeValidation(validation, BUCKET), ''] : []),
         ].join('\n'),
       );
       return 0;

@@ -24,6 +24,7 @@ import {
 import { parseCommandLine, resolveFromCaller, runCommand, UsageError } from './local/command.js';
 import { type LocalExecutionRecord, readExecutionRecord, saveExecutionRecord } from './local/executions.js';
 import { runLocalExport } from './local/local-export.js';
+import { describeValidation } from './local/local-validation.js';
 import { createProgressPrinter } from './local/progress.js';
 import type { RedrivePoint } from './local/runner.js';
 
@@ -53,6 +54,8 @@ const USAGE = `usage: npm run export -- --source <file.json> [--since ISO|auto] 
                      only files without a verified result are downloaded again, into the same bucket; it must
                      be resumed before the server's file links expire (its failure receipt says until when)
   --state-machine-arn ARN  with --resume: redrive that execution on AWS instead
+  --no-validate      skip the US Core validation that runs after a successful export (as the _SUCCESS.json event
+                     starts it on AWS; npm run validate runs it alone, docs/validation.md)
 Ctrl-C cancels cleanly: running downloads stop, the server job is DELETEd, open uploads are aborted, a failure
 receipt says "cancelled" and the source lock is released. A second Ctrl-C exits at once and says what was left.
 Local state (.local/s3/<bucket>, one log per run in .local/logs/export-<execution>.ndjson) is kept
@@ -72,6 +75,7 @@ const OPTIONS = {
   resume: { type: 'string' },
   'state-machine-arn': { type: 'string' },
   explain: { type: 'boolean' },
+  'no-validate': { type: 'boolean' },
 } as const;
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -126,6 +130,7 @@ async function main(argv: readonly string[]): Promise<number> {
       target: record.target,
       executionName: record.executionName,
       redrive: record.redrivePoint,
+      validate: !values['no-validate'],
     });
   }
   if (!values.source) throw new UsageError('--source <file.json> is required (or --resume NAME)');
@@ -158,6 +163,7 @@ async function main(argv: readonly string[]): Promise<number> {
       ...(values.prefix ? { prefix: values.prefix } : {}),
     },
     executionName: localExecutionName(source.id),
+    validate: !values['no-validate'],
   });
 }
 
@@ -169,6 +175,8 @@ interface ExportRun {
   readonly target: LocalExecutionRecord['target'];
   readonly executionName: string;
   readonly redrive?: RedrivePoint;
+  /** Run the validation stage after a successful export (`--no-validate` turns it off). */
+  readonly validate: boolean;
 }
 
 async function runExport(options: ExportRun): Promise<number> {
@@ -216,7 +224,7 @@ async function runExport(options: ExportRun): Promise<number> {
       `${options.redrive ? `Resuming export ${executionName} of source ${source.id} from "${options.redrive.stateName}"` : `Exporting source ${source.id}`} into ${target.description}\nExecution ${executionName}; logs: ${logFile}\n`,
     );
     const printer = createProgressPrinter();
-    const { run, receipt, endedCleanUp } = await runLocalExport({
+    const { run, receipt, endedCleanUp, validation } = await runLocalExport({
       sources: [source],
       input: options.input,
       executionName,
@@ -228,6 +236,7 @@ async function runExport(options: ExportRun): Promise<number> {
       onEvent: (event) => printer.onExecutionEvent(event),
       signal: cancel.signal,
       ...(options.redrive ? { redrive: options.redrive } : {}),
+      validate: options.validate,
     });
     printer.finish();
     await saveExecutionRecord(localDirectory, {
@@ -256,6 +265,7 @@ async function runExport(options: ExportRun): Promise<number> {
     process.stdout.write(
       `\n${summarize(receipt)}\n${output.warnings?.length ? `\nWarnings (the export is complete and verified): ${output.warnings.join('; ')}\n` : ''}\nReceipt: s3://${target.bucket}/${output.receiptKey}\nMarker:  s3://${target.bucket}/${output.completionMarkerKey}\nLogs:    ${logFile}\n`,
     );
+    if (validation) process.stdout.write(`\n${describeValidation(validation, target.bucket)}\n`);
     return 0;
   } finally {
     process.off('SIGINT', onInterrupt);

@@ -10,9 +10,12 @@ import { createKickOffHandler } from './kick-off.js';
 import { createMergeChunksHandler } from './merge-chunks.js';
 import { createMintTokenHandler } from './mint-token.js';
 import { createPlanChunksHandler } from './plan-chunks.js';
+import { createPlanValidationHandler } from './plan-validation.js';
 import { createPollStatusHandler } from './poll-status.js';
 import { createPrepareExportHandler } from './prepare-export.js';
+import { createValidateFileHandler } from './validate-file.js';
 import { createVerifyFilesHandler } from './verify-files.js';
+import { createWriteValidationReportHandler } from './write-validation-report.js';
 
 /**
  * Task handlers by the function name the ASL uses (`${NameFunctionArn}`).
@@ -37,4 +40,7 @@ export const TASK_HANDLER_FACTORIES: Record<
   CompleteExport: createCompleteExportHandler,
   CleanUp: createCleanUpHandler,
   CleanUpEndedExport: createCleanUpEndedExportHandler,
+  PlanValidation: createPlanValidationHandler,
+  ValidateFile: createValidateFileHandler,
+  WriteValidationReport: createWriteValidationReportHandler,
 };

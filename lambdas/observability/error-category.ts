@@ -42,6 +42,9 @@ const BY_ERROR_NAME: Readonly<Record<string, ErrorCategory | 'server'>> = {
   InvalidNdjsonError: 'validation',
   VerificationError: 'validation',
   ResponseTooLargeError: 'validation',
+  // The US Core validation stage's (issue 17): never an export's failure, but filed where a reader looks.
+  ValidationInputError: 'validation',
+  ValidationIncompleteError: 'validation',
   StorageError: 'storage',
   ExportFolderTakenError: 'storage',
   'States.ItemReaderFailed': 'storage',

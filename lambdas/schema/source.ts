@@ -295,6 +295,25 @@ const settingsShape = {
     ['private_key_jwt', 'client_secret_basic'],
     'How the client authenticates at the token endpoint: private_key_jwt (SMART Backend Services: a signed assertion) or client_secret_basic (RFC 6749 §2.3.1: client id and secret in a Basic header; CMS BCDA).',
   ).default('private_key_jwt'),
+  // US Core validation of each export (issue 17): whether it runs, and whether it only reports or also
+  // gates (lambdas/validation/policy.ts, docs/validation.md "Policy").
+  validation: strictObject(
+    {
+      enabled: flag(
+        'Validate each successful export against US Core (state-machines/validate-export.asl.json).',
+      ).default(true),
+      mode: oneOf(
+        ['report', 'gate'],
+        'report: _VALIDATED.json says passed: true with the counts; gate: passed only when minConformantPercent of the resources are conformant.',
+      ).default('report'),
+      minConformantPercent: integer(
+        0,
+        100,
+        'gate: the share of checked resources (in %) that must be conformant for passed: true.',
+      ).default(100),
+    },
+    'US Core validation after each successful export: report only, or gate on a conformance threshold.',
+  ).prefault({}),
 };
 
 /** How a source authenticates (SMART Backend Services), wherever its credentials are kept. */

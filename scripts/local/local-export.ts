@@ -6,6 +6,7 @@ import type { CleanUpEndedExportResult } from '../../lambdas/handlers/clean-up-e
 import type { ProgressEvent, Runtime } from '../../lambdas/runtime.js';
 import { isSourceId } from '../../lambdas/schema/source.js';
 import { readLock, updateSourceLock } from '../../lambdas/services/source-lock.js';
+import { type LocalValidationResult, runValidationLocally } from './local-validation.js';
 import {
   CLEAN_UP_DEFINITION_PATH,
   type EventLog,
@@ -48,6 +49,12 @@ export interface LocalExportOptions {
   readonly historyEventBudget?: number;
   /** The clock of the handlers (a simulated one makes a week-long export take seconds). */
   readonly now?: () => Date;
+  /**
+   * After a successful export, run the validation stage on its `_SUCCESS.json` (what the EventBridge
+   * rule does on AWS). `npm run export` and `npm run demo` turn it on unless `--no-validate`. @default false
+   */
+  readonly validate?: boolean;
+  readonly validation?: LocalRuntimeOptions['validation'];
 }
 
 export interface LocalExportResult {
@@ -62,6 +69,8 @@ export interface LocalExportResult {
   readonly emittedEvents: LocalRuntime['emittedEvents'];
   /** The run's metric records (EMF on AWS). */
   readonly metrics: LocalRuntime['metrics'];
+  /** The validation of the export's `_SUCCESS.json`, when asked for (`validate`) and the export is complete. */
+  readonly validation?: LocalValidationResult;
 }
 
 /** One export, start to finish, with the real ASL and handlers: what `npm run export` and `npm run demo` do. */
@@ -79,6 +88,7 @@ export async function runLocalExport(options: LocalExportOptions): Promise<Local
     ...(options.eventSink ? { eventSink: options.eventSink } : {}),
     ...(options.historyEventBudget ? { historyEventBudget: options.historyEventBudget } : {}),
     ...(options.now ? { now: options.now } : {}),
+    ...(options.validation ? { validation: options.validation } : {}),
   });
   try {
     await local.publishSources();
@@ -105,9 +115,19 @@ export async function runLocalExport(options: LocalExportOptions): Promise<Local
     }
     const endedCleanUp =
       run.status === 'SUCCEEDED' ? undefined : await cleanUpEndedRun(local.runtime, options, run);
+    // A partial export has no _SUCCESS.json: nothing triggers its validation, here as on AWS.
+    const validation =
+      options.validate && receipt?.complete
+        ? await runValidationLocally(local.runtime, {
+            markerKey: (run.output as { completionMarkerKey: string }).completionMarkerKey,
+            executionName: `${run.exportName}-validate`,
+            ...(options.retryOverrideMs === undefined ? {} : { retryOverrideMs: options.retryOverrideMs }),
+          })
+        : undefined;
     return {
       run,
       ...(receipt ? { receipt } : {}),
+      ...(validation ? { validation } : {}),
       ...(endedCleanUp ? { endedCleanUp } : {}),
       emittedEvents: local.emittedEvents,
       metrics: local.metrics,

@@ -59,6 +59,8 @@ export interface LocalRuntimeOptions {
   readonly transfer?: Runtime['transfer'];
   /** History events before an execution continues in a new one (tests cross a small one). */
   readonly historyEventBudget?: number;
+  /** The validation stage's tuning (Runtime.validation): tests force checkpoints with it. */
+  readonly validation?: Runtime['validation'];
 }
 
 export interface LocalRuntime {
@@ -189,6 +191,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
     // Locks name this process: a later run tells a killed export (dead process) from a running one.
     localProcess: { pid: process.pid, host: hostname() },
     ...(options.historyEventBudget ? { historyEventBudget: options.historyEventBudget } : {}),
+    ...(options.validation ? { validation: options.validation } : {}),
   };
   return {
     runtime,

@@ -125,7 +125,7 @@ describe('npm run sources', () => {
     ],
     [
       { ...EPIC, settings: { ...EPIC.settings, clientId: 'abc' } },
-      "registration.settings has unknown key(s) clientId; credentials belong in the source's client secret, not in its settings; expected only id, description, profile, fhirBaseUrl, export, serverSupports, scopeSyntax, scopeCasing, extraScopes, tokenLifetimeSeconds, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, serverFileErrors, trustedOrigins, auth",
+      "registration.settings has unknown key(s) clientId; credentials belong in the source's client secret, not in its settings; expected only id, description, profile, fhirBaseUrl, export, serverSupports, scopeSyntax, scopeCasing, extraScopes, tokenLifetimeSeconds, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, serverFileErrors, trustedOrigins, auth, validation",
     ],
     [{ id: 'bad', settings: EPIC.settings }, 'registration.clientSecret is required: a non-empty string'],
   ])('refuses a mistake in the file, naming the field, and writes nothing: %#', async (record, message) => {

@@ -70,6 +70,13 @@ describe('a pipeline on your own bucket, VPC and alarm topic', () => {
         JSON.stringify(objectsUnder('fhir/_registry/sources/*')),
         // Kick Off reads the locks' fence (a chunk kicked off while its export ends)
         JSON.stringify(objectsUnder('fhir/_state/*')),
+        // The validation stage (issue 17): reads export folders, writes its report in them and its work objects
+        JSON.stringify(objectsUnder('fhir/source=*')),
+        JSON.stringify(objectsUnder('fhir/_work/validation/*')),
+        JSON.stringify([
+          objectsUnder('fhir/source=*/_validation/*'),
+          objectsUnder('fhir/source=*/_VALIDATED.json'),
+        ]),
         // the registry publisher reads the registry objects from the CDK asset bucket
         JSON.stringify({
           'Fn::Join': [
@@ -100,7 +107,8 @@ describe('a pipeline on your own bucket, VPC and alarm topic', () => {
       // CDK's registry publisher reaches only S3 during a deploy (source-registry.test.ts)
       .filter(([id]) => !id.startsWith('CustomCDKBucketDeployment'))
       .map(([, fn]) => fn);
-    expect(functions).toHaveLength(14);
+    // Thirteen Task functions, three of the validation stage, the JWKS function.
+    expect(functions).toHaveLength(17);
     for (const fn of functions) {
       expect(fn.Properties.VpcConfig.SubnetIds).toEqual([
         'subnet-0aaaaaaaaaaaaaaa1',
@@ -121,11 +129,12 @@ describe('a pipeline on your own bucket, VPC and alarm topic', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm'));
     expect(alarms.length).toBeGreaterThan(0);
     for (const alarm of alarms) expect(alarm.Properties.AlarmActions).toEqual([TOPIC]);
-    // The clean-up of ended exports only; no completion-marker rule (and outcome metrics are EMF now).
+    // The clean-up of ended exports and the validation stage's trigger; no completion-marker queue
+    // (and outcome metrics are EMF now).
     const ruleSources = Object.values(template.findResources('AWS::Events::Rule')).map(
       (rule) => rule.Properties.EventPattern.source,
     );
-    expect(ruleSources).toEqual([['aws.states']]);
+    expect(ruleSources).toEqual([['aws.states'], ['aws.s3']]);
     expect(pipeline.completionQueue).toBeUndefined();
   });
 });

@@ -280,7 +280,11 @@ describe('IAM least privilege', () => {
 
   it('lets only the handlers that end an export put fhir.bulk-export events (Prepare: a dead holder it takes over)', () => {
     expect(rolesGranting('events:PutEvents')).toEqual(
-      (['PrepareExport', 'CompleteExport', 'CleanUp', 'CleanUpEndedExport'] as const).map(roleIdOf).sort(),
+      [
+        ...(['PrepareExport', 'CompleteExport', 'CleanUp', 'CleanUpEndedExport'] as const).map(roleIdOf),
+        // The validation stage announces its outcome (issue 17).
+        synth.logicalId(pipeline().validationFunctions!.WriteValidationReport.role!),
+      ].sort(),
     );
     const putEvents = identityPolicies(synth.template)
       .flatMap((policy) => policy.statements)
@@ -367,12 +371,17 @@ describe('functions', () => {
     const functions = Object.values(resources).filter(
       (resource) => resource.Type === 'AWS::Lambda::Function',
     );
-    // Thirteen Task functions and the JWKS function; and CDK's registry publisher (Python), checked in source-registry.test.ts.
-    expect(functions).toHaveLength(15);
+    // Thirteen Task functions, the three of the validation stage and the JWKS function; and CDK's
+    // registry publisher (Python), checked in source-registry.test.ts.
+    expect(functions).toHaveLength(18);
     const ours = new Set(
-      [...Object.values(pipeline().functions), pipeline().jwksFunction].map(synth.logicalId),
+      [
+        ...Object.values(pipeline().functions),
+        ...Object.values(pipeline().validationFunctions ?? {}),
+        pipeline().jwksFunction,
+      ].map(synth.logicalId),
     );
-    expect(ours.size).toBe(14);
+    expect(ours.size).toBe(17);
     for (const fn of Object.entries(resources)
       .filter(([id]) => ours.has(id))
       .map(([, resource]) => resource)) {

@@ -72,6 +72,20 @@ describe('stackPropsFromConfig', () => {
   });
 });
 
+describe('the validation stage key (issue 17)', () => {
+  it('passes validation.enabled to the pipeline, and refuses a key it does not know', () => {
+    const off = stackPropsFromConfig({ sources: [SOURCE], validation: { enabled: false } });
+    expect(off.pipeline.validation).toEqual({ enabled: false });
+    expect(stackPropsFromConfig({ sources: [SOURCE] }).pipeline.validation).toBeUndefined();
+    const dir = mkdtempSync(join(tmpdir(), 'config-'));
+    const path = join(dir, 'pipeline.config.json');
+    writeFileSync(path, JSON.stringify({ sources: [SOURCE], validation: { enable: false } }));
+    expect(() => loadPipelineConfig(path)).toThrow(
+      /validation has unknown key\(s\) enable; expected only enabled/,
+    );
+  });
+});
+
 describe('pipeline sizing keys', () => {
   it('carry the expected concurrency and the line ceiling into the pipeline props', () => {
     // Prepare

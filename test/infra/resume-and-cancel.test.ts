@@ -183,6 +183,8 @@ describe('the new Task functions', () => {
         roleIdOf('PrepareExport'),
         roleIdOf('CleanUpEndedExport'),
         machineRoleId(pipeline().stateMachine),
+        // The validation machine describes its own Map children (issue 17).
+        machineRoleId(pipeline().validationStateMachine!),
         synth.logicalId(operators.redrive),
         synth.logicalId(operators.cancel),
       ]),
@@ -478,6 +480,7 @@ describe('placeholders a state machine may not use fail the synth', () => {
     const stateMachineDirectory = projectWith('bulk-export.asl.json', (definition) => definition);
     const stack = new Stack(new App(), 'Copied');
     new BulkExportPipeline(stack, 'Pipeline', { sources: importedSources(stack), stateMachineDirectory });
-    Template.fromStack(stack).resourceCountIs('AWS::StepFunctions::StateMachine', 2);
+    // The export machine, the clean-up machine and the validation stage's (issue 17).
+    Template.fromStack(stack).resourceCountIs('AWS::StepFunctions::StateMachine', 3);
   });
 });

@@ -63,10 +63,12 @@ const DEFAULTS = {
   serverFileErrors: 'fail',
   trustedOrigins: [],
   auth: 'private_key_jwt',
+  // Issue 17: US Core validation of each export.
+  validation: { enabled: true, mode: 'report', minConformantPercent: 100 },
 };
 
 const SOURCE_KEYS =
-  'id, description, profile, fhirBaseUrl, export, serverSupports, scopeSyntax, scopeCasing, extraScopes, tokenLifetimeSeconds, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, serverFileErrors, trustedOrigins, auth, clientId, kmsKeyId, tokenUrl, scope, privateKeyFile, nextPrivateKeyFile, previousPrivateKeyFile, clientSecretEnv, clientSecretFile';
+  'id, description, profile, fhirBaseUrl, export, serverSupports, scopeSyntax, scopeCasing, extraScopes, tokenLifetimeSeconds, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, serverFileErrors, trustedOrigins, auth, validation, clientId, kmsKeyId, tokenUrl, scope, privateKeyFile, nextPrivateKeyFile, previousPrivateKeyFile, clientSecretEnv, clientSecretFile';
 const EXPORT_KEYS =
   'level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat, includeAssociatedData, patient, chunk, chunkOnTimeout, maxConcurrentJobs, maxChunkAttempts, allowPartialManifests, organizeOutputBy';
 
@@ -115,6 +117,7 @@ describe('parseSourceSettings', () => {
       serverFileErrors: 'accept',
       trustedOrigins: ['https://files.example.org'],
       auth: 'client_secret_basic',
+      validation: { mode: 'gate', minConformantPercent: 95 },
     });
     // Assess
     expect(settings).toStrictEqual({
@@ -156,6 +159,7 @@ describe('parseSourceSettings', () => {
       serverFileErrors: 'accept',
       trustedOrigins: ['https://files.example.org'],
       auth: 'client_secret_basic',
+      validation: { enabled: true, mode: 'gate', minConformantPercent: 95 },
     });
   });
 

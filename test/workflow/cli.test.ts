@@ -64,6 +64,12 @@ describe('export and backfill commands', () => {
     expect(stdout).toMatch(/Resource type\s+Files\s+Resources\s+Bytes/);
     expect(stdout).toMatch(/^Patient\s+1\s+10\s/m);
     expect(stdout).toMatch(/Marker: {2}s3:\/\/workflow-tests\/source=cli-ok\/export=[^/]+\/_SUCCESS\.json/);
+    // Then the validation stage, on by default (issue 17): its table and where the report is.
+    expect(stdout).toContain('US Core validation (hl7.fhir.us.core#6.1.0):');
+    expect(stdout).toMatch(/^Patient\s+10\s+\d+\.\d%/m);
+    expect(stdout).toMatch(
+      /Report: {2}s3:\/\/workflow-tests\/source=cli-ok\/export=[^/]+\/_validation\/summary\.json/,
+    );
   }, 90_000);
 
   it('export exits 1 and says what failed when the server fails the job', async () => {

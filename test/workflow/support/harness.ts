@@ -49,6 +49,9 @@ export interface ExportScenario {
   readonly waitOverrideMs?: number;
   /** Transfer tuning, e.g. small parts so a slow file checkpoints with parts uploaded. */
   readonly transfer?: LocalExportOptions['transfer'];
+  /** Run the validation stage after the export (issue 17), and its tuning. */
+  readonly validate?: boolean;
+  readonly validation?: LocalExportOptions['validation'];
 }
 
 export interface ScenarioResult extends LocalExportResult {
@@ -129,6 +132,8 @@ export async function startHarness(options: SandboxOptions = {}): Promise<Harnes
           ? {}
           : { invocationTimeoutMs: scenario.invocationTimeoutMs }),
         ...(scenario.transfer ? { transfer: scenario.transfer } : {}),
+        ...(scenario.validate ? { validate: true } : {}),
+        ...(scenario.validation ? { validation: scenario.validation } : {}),
       });
       return { ...result, sourceId, clientId, logLines };
     },
