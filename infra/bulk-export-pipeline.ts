@@ -252,8 +252,9 @@ export class BulkExportPipeline extends Construct {
       }).queue;
     }
 
+    let validation: ValidationStage | undefined;
     if (props.validation?.enabled ?? true) {
-      const validation = new ValidationStage(this, 'Validation', {
+      validation = new ValidationStage(this, 'Validation', {
         context,
         bucket: this.bucket,
         dataKey: this.dataKey,
@@ -277,6 +278,7 @@ export class BulkExportPipeline extends Construct {
       cleanUpStateMachine: this.cleanUpStateMachine,
       cleanUpDeadLetterQueue: this.cleanUpDeadLetterQueue,
       scheduleDeadLetterQueue: this.scheduleDeadLetterQueue,
+      ...(validation ? { validation } : {}),
       functions: { ...this.functions, Jwks: this.jwksFunction },
       alarmTopic: props.alarmTopic,
       longExportThreshold: props.longExportThreshold ?? Duration.hours(24),

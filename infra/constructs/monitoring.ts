@@ -174,6 +174,11 @@ export interface MonitoringProps {
   readonly cleanUpStateMachine: sfn.StateMachine;
   readonly cleanUpDeadLetterQueue: sqs.IQueue;
   readonly scheduleDeadLetterQueue: sqs.IQueue;
+  /** The US Core validation stage, when the pipeline has it. */
+  readonly validation?: {
+    readonly stateMachine: sfn.StateMachine;
+    readonly triggerDeadLetterQueue: sqs.IQueue;
+  };
   readonly functions: Readonly<Record<string, lambda.IFunction>>;
   /** @default a new topic encrypted with the operations key */
   readonly alarmTopic?: sns.ITopic;
@@ -198,6 +203,46 @@ export class Monitoring extends PipelinePart {
       });
     this.alarms = this.createAlarms(props);
     this.dashboard = this.createDashboard(props);
+  }
+
+  /**
+   * A validation that did not finish leaves an export without `_VALIDATED.json`, and a loader waiting
+   * on that marker waits for ever: as worth a page as a failed export. A gate that did not pass is
+   * not a failure here; it is the `Bulk Export Validated` event's `passed: false`.
+   */
+  private validationAlarms(
+    validation: NonNullable<MonitoringProps['validation']>,
+    alarm: (id: string, alarmProps: cloudwatch.AlarmProps) => cloudwatch.Alarm,
+    atLeastOnce: Pick<cloudwatch.AlarmProps, 'threshold' | 'evaluationPeriods' | 'comparisonOperator'>,
+    fiveMinutes: cloudwatch.MetricOptions,
+  ): cloudwatch.Alarm[] {
+    const { stateMachine } = validation;
+    return [
+      alarm('ValidationFailedAlarm', {
+        alarmDescription:
+          'The US Core validation of a completed FHIR bulk export failed, timed out or was aborted: the export has no _VALIDATED.json; start the validation state machine again with its _SUCCESS.json event',
+        metric: new cloudwatch.MathExpression({
+          label: 'Validations failed, timed out or aborted',
+          expression: 'failed + timedOut + aborted',
+          usingMetrics: {
+            failed: stateMachine.metricFailed(fiveMinutes),
+            timedOut: stateMachine.metricTimedOut(fiveMinutes),
+            aborted: stateMachine.metricAborted(fiveMinutes),
+          },
+          period: Duration.minutes(5),
+        }),
+        ...atLeastOnce,
+      }),
+      alarm('ValidationDeadLetterAlarm', {
+        alarmDescription:
+          'The US Core validation of a completed FHIR bulk export could not be started (event in the validation DLQ): start the validation state machine with it',
+        metric: validation.triggerDeadLetterQueue.metricApproximateNumberOfMessagesVisible({
+          period: Duration.minutes(5),
+          statistic: cloudwatch.Stats.MAXIMUM,
+        }),
+        ...atLeastOnce,
+      }),
+    ];
   }
 
   private createAlarms(props: MonitoringProps): cloudwatch.Alarm[] {
@@ -295,6 +340,7 @@ export class Monitoring extends PipelinePart {
         }),
         ...atLeastOnce,
       }),
+      ...(props.validation ? this.validationAlarms(props.validation, alarm, atLeastOnce, fiveMinutes) : []),
     ];
   }
 

@@ -8,6 +8,7 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
 import { bundleDirectory, type ValidationFunctionName } from '../lambda-bundles.js';
@@ -92,6 +93,8 @@ export class ValidationStage extends PipelinePart {
   public readonly functions: Readonly<Record<ValidationFunctionName, lambda.Function>>;
   public readonly stateMachine: sfn.StateMachine;
   public readonly rule: events.Rule;
+  /** Where the rule puts a completion event it could not start a validation with. */
+  public readonly triggerDeadLetterQueue: sqs.IQueue;
 
   constructor(scope: Construct, id: string, props: ValidationStageProps) {
     super(scope, id);
@@ -144,7 +147,9 @@ export class ValidationStage extends PipelinePart {
     }
     this.functions = functions;
     this.stateMachine = this.createStateMachine(props);
-    this.rule = this.createTrigger(props);
+    const trigger = this.createTrigger(props);
+    this.rule = trigger.rule;
+    this.triggerDeadLetterQueue = trigger.deadLetterQueue;
   }
 
   /**
@@ -359,7 +364,7 @@ export class ValidationStage extends PipelinePart {
   }
 
   /** The export bucket's Object Created events (EventBridge notifications are on) whose key ends in _SUCCESS.json. */
-  private createTrigger(props: ValidationStageProps): events.Rule {
+  private createTrigger(props: ValidationStageProps): { rule: events.Rule; deadLetterQueue: sqs.IQueue } {
     const { context } = props;
     const deadLetterQueue = encryptedQueue(this, 'ValidationTriggerDeadLetterQueue', context.operationsKey, {
       retentionPeriod: Duration.days(14),
@@ -410,6 +415,6 @@ export class ValidationStage extends PipelinePart {
       ],
     });
     rule.node.addDependency(policy);
-    return rule;
+    return { rule, deadLetterQueue };
   }
 }

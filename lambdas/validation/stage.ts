@@ -369,15 +369,21 @@ export async function validateBatch(
       throw new ValidationIncompleteError(`the data file ${file.key} the receipt lists is missing`);
     }
     if (body) {
-      let carry = Buffer.alloc(0);
-      outer: for await (const chunk of body as AsyncIterable<Uint8Array>) {
-        let buffer = carry.length > 0 ? Buffer.concat([carry, chunk]) : Buffer.from(chunk);
+      // A line's pieces until its newline comes: joined once, so a line of many chunks (an inline
+      // attachment can be tens of MB) costs one copy, not one per chunk.
+      let pieces: Buffer[] = [];
+      outer: for await (const raw of body as AsyncIterable<Uint8Array>) {
+        const chunk = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
         let start = 0;
-        for (let newline = buffer.indexOf(10, start); newline >= 0; newline = buffer.indexOf(10, start)) {
-          const line = buffer.subarray(start, newline);
+        for (let newline = chunk.indexOf(10, start); newline >= 0; newline = chunk.indexOf(10, start)) {
+          const tail = chunk.subarray(start, newline);
+          const line = pieces.length > 0 ? Buffer.concat([...pieces, tail]) : tail;
+          pieces = [];
           start = newline + 1;
           lines += 1;
-          await validateLine(validator, summary, issues, line, file, lines);
+          const found = validateLine(validator, summary, line, file, lines);
+          // Most lines have nothing to write: no promise per line on the hot path.
+          if (found.length > 0) await issues.add(found);
           byteOffset += line.length + 1;
           linesThisInvocation += 1;
           if (lowOnTime()) {
@@ -386,14 +392,15 @@ export async function validateBatch(
             break outer;
           }
         }
-        buffer = buffer.subarray(start);
-        carry = Buffer.from(buffer);
+        if (start < chunk.length) pieces.push(chunk.subarray(start));
       }
       // A last line without its newline.
-      if (!stopped && carry.length > 0) {
+      if (!stopped && pieces.length > 0) {
+        const last = Buffer.concat(pieces);
         lines += 1;
-        await validateLine(validator, summary, issues, carry, file, lines);
-        byteOffset += carry.length;
+        const found = validateLine(validator, summary, last, file, lines);
+        if (found.length > 0) await issues.add(found);
+        byteOffset += last.length;
       }
     }
 
@@ -431,16 +438,16 @@ export async function validateBatch(
   return { status: 'complete', checkpointKey: null, invocations: invocation };
 }
 
-async function validateLine(
+/** Tallies one line's resource and returns its issue lines (serialized) for the issues part. */
+function validateLine(
   validator: ResourceValidator,
   summary: PartialSummary,
-  issues: IssuePartWriter,
   line: Buffer,
   file: ValidationFile,
   lineNumber: number,
-): Promise<void> {
+): string[] {
   const text = line.toString('utf8').trim();
-  if (text === '') return;
+  if (text === '') return [];
   let resource: unknown;
   try {
     resource = JSON.parse(text);
@@ -453,11 +460,11 @@ async function validateLine(
     (resource as { resourceType?: unknown }).resourceType === BLOCK_HEADER_TYPE &&
     file.type !== BLOCK_HEADER_TYPE
   ) {
-    return;
+    return [];
   }
   const result = validator.validate(resource);
   tallyResource(summary, result);
-  await issues.add(issueLines(result).map((issueLine) => JSON.stringify(issueLine)));
+  return issueLines(result).map((issueLine) => JSON.stringify(issueLine));
 }
 
 async function finishFile(

@@ -8,7 +8,7 @@
  *                    [--source sandbox|local] [--concurrency N] [--cpu-prof-dir DIR]
  *                    [--staging-gib N] [--staging-files N] [--copy-part-mib N] [--manifest-files N]
  *
- * Scenarios (default: all nine at quick sizes, a few minutes; --full: the big sizes):
+ * Scenarios (default: all ten at quick sizes, a few minutes; --full: the big sizes):
  *   single-file       one file through transferFile vs raw download and raw upload (100 MB | 1 GB)
  *   gzip              the same transfer with gzip on and off, each vs its own raw download
  *   resume            the same file cut by a dropped connection and by a checkpoint, landed byte for byte
@@ -19,6 +19,8 @@
  *   long-export       a 7-day job answering Retry-After: 5, on a simulated clock: polls, executions, history events
  *   huge-manifest     a 200,000-file manifest: Poll's parse, Verify/Publish/Finalize in batches over seeded files
  *                     (2,000 | 20,000 files), Finalize's aggregation of 200,000 (--manifest-files N)
+ *   validate          US Core validation: the rule engine on the sandbox mix (resources/s per core), and Validate
+ *                     Batch over one file streamed from S3 (100 MB | 1 GB, --validate-mb N): peak RSS, flat or not
  *
  * MB = 10^6 bytes. One JSON line per measured case on stdout; progress on stderr.
  */
@@ -32,6 +34,7 @@ import { runLongLines } from './long-lines.js';
 import { machineFacts } from './process-stats.js';
 import { prepareSingleFile, type SingleFileBench } from './single-file.js';
 import { runStagingCost } from './staging-cost.js';
+import { runValidateBench } from './validate.js';
 import { runHugeFiles, runManySmallFiles } from './workflow.js';
 
 const SCENARIOS = [
@@ -44,6 +47,7 @@ const SCENARIOS = [
   'staging-cost',
   'long-export',
   'huge-manifest',
+  'validate',
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
@@ -56,6 +60,7 @@ const SIZES = {
     longLinesMib: 120,
     stagingGib: 1,
     manifestFiles: 2_000,
+    validateMb: 100,
   },
   full: {
     sizeMb: 1_000,
@@ -65,6 +70,7 @@ const SIZES = {
     longLinesMib: 600,
     stagingGib: 10,
     manifestFiles: 20_000,
+    validateMb: 1_000,
   },
 } as const;
 
@@ -72,7 +78,7 @@ const USAGE = `usage: npm run -s bench -- [--scenario name[,name]] [--full] [--s
                            [--huge-files N] [--huge-mb N] [--map-concurrency N[,N]] [--files-per-batch N[,N]]
                            [--source sandbox|local] [--concurrency N] [--cpu-prof-dir DIR]
                            [--staging-gib N] [--staging-files N] [--copy-part-mib N]
-                           [--manifest-files N]
+                           [--manifest-files N] [--validate-mb N]
   scenarios: ${SCENARIOS.join(', ')} (default: all, at quick sizes; --full: the big sizes)
   One JSON line per measured case on stdout; progress on stderr.`;
 
@@ -103,6 +109,7 @@ const {
   source,
   staging,
   manifestFiles,
+  validateBytes,
 } = parseOrExit('bench', USAGE, () => {
   const { values } = parseCommandLine(process.argv.slice(2), {
     scenario: { type: 'string' },
@@ -127,6 +134,8 @@ const {
     'copy-part-mib': { type: 'string' },
     /** huge-manifest: files seeded for the verify → publish → finalize run. */
     'manifest-files': { type: 'string' },
+    /** validate: size of the file Validate Batch streams. */
+    'validate-mb': { type: 'string' },
   });
   const sizes = values.full ? SIZES.full : SIZES.quick;
   const source = values.source;
@@ -158,6 +167,7 @@ const {
     concurrency: positive('concurrency', values.concurrency, 3),
     longLinesMib: sizes.longLinesMib,
     manifestFiles: positive('manifest-files', values['manifest-files'], sizes.manifestFiles),
+    validateBytes: positive('validate-mb', values['validate-mb'], sizes.validateMb, false) * 1e6,
     source,
     staging: {
       totalBytes: Math.round(
@@ -235,6 +245,9 @@ try {
   }
   if (scenarios.includes('huge-manifest')) {
     for (const line of await runHugeManifest({ s3, files: manifestFiles })) emit(line);
+  }
+  if (scenarios.includes('validate')) {
+    for (const line of await runValidateBench({ s3, fileBytes: validateBytes })) emit(line);
   }
   const after = machineFacts();
   progress(`done; load average ${after.loadAverage.join(' ')}`);

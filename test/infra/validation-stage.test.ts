@@ -109,5 +109,28 @@ describe('ValidationStage (issue 17)', () => {
       off.template.toJSON().Resources as Record<string, { Type: string }>,
     ).filter((resource) => resource.Type === 'AWS::StepFunctions::StateMachine');
     expect(machines).toHaveLength(2);
+    const alarms = Object.values(off.template.findResources('AWS::CloudWatch::Alarm')).map(
+      (alarm) => alarm.Properties.AlarmDescription as string,
+    );
+    expect(alarms.filter((description) => description.includes('validation'))).toEqual([]);
+  });
+
+  it('pages when a validation does not finish or cannot start, into the pipeline’s alarm topic', () => {
+    const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')) as {
+      Properties: { AlarmDescription: string; Metrics?: { Id: string; MetricStat?: unknown }[] };
+    }[];
+    const failed = alarms.find((alarm) =>
+      alarm.Properties.AlarmDescription.startsWith('The US Core validation'),
+    );
+    expect(failed?.Properties.AlarmDescription).toContain('failed, timed out or was aborted');
+    // failed + timedOut + aborted of the validation state machine, not the export's.
+    const stats = JSON.stringify(failed?.Properties.Metrics);
+    for (const metric of ['ExecutionsFailed', 'ExecutionsTimedOut', 'ExecutionsAborted'])
+      expect(stats).toContain(metric);
+    expect(stats).toContain(logicalId(part.stateMachine));
+    const deadLetters = alarms.find((alarm) => alarm.Properties.AlarmDescription.includes('validation DLQ'));
+    expect(JSON.stringify(deadLetters?.Properties)).toContain(
+      logicalId(part.triggerDeadLetterQueue as never),
+    );
   });
 });
