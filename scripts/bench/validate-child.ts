@@ -29,12 +29,21 @@ interface FileArgs {
 
 /** The kernel's high-water mark, sampled too: RSS that rises with the file would show here as a slope. */
 const rssSamples: number[] = [];
-const sampler = setInterval(() => rssSamples.push(process.memoryUsage.rss()), 250);
+let peakHeapUsed = 0;
+let peakArrayBuffers = 0;
+const sampler = setInterval(() => {
+  const usage = process.memoryUsage();
+  rssSamples.push(usage.rss);
+  peakHeapUsed = Math.max(peakHeapUsed, usage.heapUsed);
+  peakArrayBuffers = Math.max(peakArrayBuffers, usage.arrayBuffers);
+}, 250);
 sampler.unref();
 
 function memory() {
   return {
     peakRssMb: Math.round((process.resourceUsage().maxRSS * 1024) / 1e6),
+    peakHeapUsedMb: Math.round(peakHeapUsed / 1e6),
+    peakArrayBuffersMb: Math.round(peakArrayBuffers / 1e6),
     // RSS in the first and last quarter of the run: flat memory means these two are close.
     rssFirstQuarterMb: quarterMb(0),
     rssLastQuarterMb: quarterMb(3),

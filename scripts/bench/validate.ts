@@ -45,6 +45,8 @@ interface FileChildResult {
   readonly lines: number;
   readonly issueLines: number;
   readonly peakRssMb: number;
+  readonly peakHeapUsedMb: number;
+  readonly peakArrayBuffersMb: number;
   readonly rssFirstQuarterMb?: number;
   readonly rssLastQuarterMb?: number;
 }
@@ -89,6 +91,7 @@ function cutAtLine(block: Buffer, room: number): Buffer {
 }
 
 export async function runValidateBench(options: ValidateBenchOptions): Promise<string[]> {
+  // NODE_OPTIONS (e.g. --max-old-space-size=160, a Lambda-sized heap) reaches the children too.
   const command = await bundleValidateChild();
   const out: string[] = [];
   const patients = options.patients ?? 200;
@@ -153,6 +156,8 @@ export async function runValidateBench(options: ValidateBenchOptions): Promise<s
       resourcesPerSecond: Math.round(file.lines / file.seconds),
       resourcesPerCpuSecond: Math.round(file.lines / file.cpuSeconds),
       peakRssMb: file.peakRssMb,
+      peakHeapUsedMb: file.peakHeapUsedMb,
+      peakArrayBuffersMb: file.peakArrayBuffersMb,
       rssFirstQuarterMb: file.rssFirstQuarterMb,
       rssLastQuarterMb: file.rssLastQuarterMb,
     }),
