@@ -65,6 +65,9 @@ export function isComplexType(type: string): boolean {
   return /^[A-Z]/.test(type);
 }
 
+/** A choice element (`value[x]`): its type is known only after an `ofType()`. */
+const CHOICE = '[x]';
+
 /** Splits `a.b(c.d).e[0]` at its top-level dots, leaving parentheses, brackets and quotes whole. */
 function steps(path: string): string[] | undefined {
   const out: string[] = [];
@@ -95,7 +98,7 @@ function childType(typePath: string, name: string): string | undefined {
   let candidate = `${typePath}.${name}`;
   candidate = model.pathsDefinedElsewhere[candidate] ?? candidate;
   const type = model.path2Type[candidate];
-  if (type === undefined) return undefined;
+  if (type === undefined) return model.choiceTypePaths[candidate] ? CHOICE : undefined;
   if (type === 'BackboneElement' || type === 'Element') return candidate;
   return SYSTEM_TYPES[type] ?? type;
 }
@@ -130,11 +133,11 @@ export function inferType(focusType: string | undefined, path: string): string |
     if (!indexed) return undefined;
     const name = indexed[1] as string;
     if (name === '$this') continue;
-    if (type === undefined) return undefined;
+    if (type === undefined || type === CHOICE) return undefined;
     type = childType(type, name);
     if (type === undefined) return undefined;
   }
-  return type;
+  return type === CHOICE ? undefined : type;
 }
 
 /**

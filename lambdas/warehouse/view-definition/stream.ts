@@ -7,6 +7,8 @@ import { ViewDefinitionError } from './errors.js';
 import type { CompiledView } from './runner.js';
 import type { Row } from './types.js';
 
+const NEWLINE = 0x0a;
+
 export interface NdjsonViewOptions {
   /** Longest line accepted, in bytes (the source's maxLineBytes). */
   readonly maxLineBytes: number;
@@ -46,8 +48,27 @@ export async function* rowsOfNdjson(
       throw e;
     }
   };
-  for await (const chunk of source) {
-    for (const bytes of framer.push(chunk).valid) yield* rowsOfLine(bytes);
-  }
-  for (const bytes of framer.end().valid) yield* rowsOfLine(bytes);
+  // The framer's output is the file's valid lines as byte pieces (zero-copy slices of the chunks): a piece may
+  // hold many lines, or part of one (a line that spanned chunks comes as the line, then its newline).
+  let partial: Uint8Array[] = [];
+  const rowsOfPieces = function* (pieces: readonly Uint8Array[]): Generator<Row> {
+    for (const piece of pieces) {
+      let start = 0;
+      for (let end = piece.indexOf(NEWLINE); end !== -1; end = piece.indexOf(NEWLINE, start)) {
+        const tail = piece.subarray(start, end);
+        if (partial.length === 0) {
+          yield* rowsOfLine(tail);
+        } else {
+          partial.push(tail);
+          const whole = Buffer.concat(partial);
+          partial = [];
+          yield* rowsOfLine(whole);
+        }
+        start = end + 1;
+      }
+      if (start < piece.length) partial.push(piece.subarray(start));
+    }
+  };
+  for await (const chunk of source) yield* rowsOfPieces(framer.push(chunk).valid);
+  yield* rowsOfPieces(framer.end().valid);
 }
