@@ -48,6 +48,24 @@ export function isResourceType(name: string): boolean {
 
 type Json = Record<string, unknown>;
 
+/**
+ * The elements of select, column, where and constant (FHIR's id and extensions included). Anything else is
+ * most likely a misspelling (`foreach`, `colunm`) that would otherwise change the rows without a word.
+ */
+const ELEMENTS = ['id', 'extension', 'modifierExtension'];
+const SELECT_ELEMENTS = new Set([
+  ...ELEMENTS,
+  'column',
+  'select',
+  'unionAll',
+  'forEach',
+  'forEachOrNull',
+  'repeat',
+]);
+const COLUMN_ELEMENTS = new Set([...ELEMENTS, 'name', 'path', 'description', 'collection', 'type', 'tag']);
+const WHERE_ELEMENTS = new Set([...ELEMENTS, 'path', 'description']);
+const CONSTANT_ELEMENTS = new Set([...ELEMENTS, 'name']);
+
 class Reader {
   constructor(readonly viewName: string) {}
 
@@ -57,9 +75,20 @@ class Reader {
     );
   }
 
-  object(value: unknown, at: string): Json {
+  object(value: unknown, at: string, elements?: ReadonlySet<string>): Json {
     if (typeof value !== 'object' || value === null || Array.isArray(value))
       this.fail(at, 'an object', value);
+    if (elements) {
+      const allowed = () =>
+        [...elements].filter((e) => !ELEMENTS.includes(e)).join(', ') +
+        (elements === CONSTANT_ELEMENTS ? ', value[x]' : '');
+      for (const key of Object.keys(value)) {
+        if (elements.has(key) || (elements === CONSTANT_ELEMENTS && key.startsWith('value'))) continue;
+        throw new ViewDefinitionError(
+          `ViewDefinition ${this.viewName}: ${at}.${key}: not an element here (expected ${allowed()}, or id, extension)`,
+        );
+      }
+    }
     return value as Json;
   }
 
@@ -117,7 +146,7 @@ export function parseViewDefinition(json: unknown): ViewDefinition {
   if (selects.length === 0) r.fail('select', 'at least one select', view.select);
   const select = selects.map((s, i) => readSelect(r, s, `select[${i}]`));
   const where = r.array(view.where, 'where').map((w, i): ViewWhere => {
-    const o = r.object(w, `where[${i}]`);
+    const o = r.object(w, `where[${i}]`, WHERE_ELEMENTS);
     return {
       path: r.string(o.path, `where[${i}].path`),
       ...(o.description === undefined
@@ -140,7 +169,7 @@ export function parseViewDefinition(json: unknown): ViewDefinition {
 }
 
 function readConstant(r: Reader, value: unknown, at: string): ViewConstant {
-  const o = r.object(value, at);
+  const o = r.object(value, at, CONSTANT_ELEMENTS);
   const name = r.string(o.name, `${at}.name`);
   if (!CONSTANT_NAME.test(name))
     r.fail(`${at}.name`, 'a name of letters, digits and _ starting with a letter', name);
@@ -169,7 +198,7 @@ function readConstant(r: Reader, value: unknown, at: string): ViewConstant {
 }
 
 function readSelect(r: Reader, value: unknown, at: string): ViewSelect {
-  const o = r.object(value, at);
+  const o = r.object(value, at, SELECT_ELEMENTS);
   const column = r.array(o.column, `${at}.column`).map((c, i) => readColumn(r, c, `${at}.column[${i}]`));
   const select = r.array(o.select, `${at}.select`).map((s, i) => readSelect(r, s, `${at}.select[${i}]`));
   const unionAll = r
@@ -198,7 +227,7 @@ function readSelect(r: Reader, value: unknown, at: string): ViewSelect {
 }
 
 function readColumn(r: Reader, value: unknown, at: string): ViewColumn {
-  const o = r.object(value, at);
+  const o = r.object(value, at, COLUMN_ELEMENTS);
   const name = r.string(o.name, `${at}.name`);
   if (!COLUMN_NAME.test(name)) {
     throw new ViewDefinitionError(

@@ -167,6 +167,22 @@ export function compileView(definition: unknown): CompiledView {
   return { view, label, columns, rowsOf };
 }
 
+const compiledViews = new Map<string, CompiledView>();
+
+/**
+ * compileView, once per distinct view for the life of the process (a Lambda container): a handler that is
+ * given its view per invocation compiles it on the first and reuses it after.
+ */
+export function compiledView(definition: unknown): CompiledView {
+  const key = JSON.stringify(definition);
+  let view = compiledViews.get(key);
+  if (view === undefined) {
+    view = compileView(definition);
+    compiledViews.set(key, view);
+  }
+  return view;
+}
+
 function isParsed(definition: unknown): definition is ViewDefinition {
   return typeof definition === 'object' && definition !== null && PARSED.has(definition);
 }

@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
+  compiledView,
   compileView,
   parseViewDefinition,
   type Row,
@@ -63,6 +64,14 @@ describe('a view that cannot run says where and what was expected', () => {
         [
           patientView({}, [{ column: [{ name: 'a', path: 'name.(' }] }]),
           'select[0].column[0].path: the FHIRPath does not parse',
+        ],
+        [
+          patientView({}, [{ foreach: 'name', column: [{ name: 'a', path: 'family' }] }]),
+          'select[0].foreach: not an element here (expected column, select, unionAll, forEach, forEachOrNull, repeat, or id, extension)',
+        ],
+        [
+          patientView({}, [{ column: [{ name: 'a', path: 'id', colection: true }] }]),
+          'select[0].column[0].colection: not an element here',
         ],
         [patientView({ constant: [{ name: 'c' }] }), 'constant[0]: expected exactly one value[x]'],
         [
@@ -308,6 +317,12 @@ describe('columns: types declared or inferred, values as a table writer takes th
       ['o9', null, null],
       ['o9', null, null],
     ]);
+  });
+
+  it('compiledView compiles a view once per process, whichever object its JSON arrives in', () => {
+    const first = compiledView(JSON.parse(JSON.stringify(patientView())));
+    expect(compiledView(JSON.parse(JSON.stringify(patientView())))).toBe(first);
+    expect(compiledView(patientView({ name: 'other' }))).not.toBe(first);
   });
 
   it('gives no rows for a resource of another type; a parsed view compiles as its JSON does', () => {
