@@ -16,8 +16,8 @@ export interface NdjsonViewOptions {
 
 /**
  * The rows of every resource in the stream, in file order. A file organized by patient holds several types:
- * lines of other types than the view's give no rows. A line that is not a resource fails the stream, with its
- * line number; so does a resource the view cannot give rows for (see CompiledView.rowsOf).
+ * lines of other types than the view's give no rows. A line that is not a resource fails the stream (the
+ * framer's InvalidNdjsonError, with its byte offset); so does a resource the view cannot give rows for (see CompiledView.rowsOf).
  */
 export async function* rowsOfNdjson(
   view: CompiledView,
@@ -30,6 +30,7 @@ export async function* rowsOfNdjson(
     maxLineBytes: options.maxLineBytes,
   });
   const decoder = new TextDecoder();
+  /** Counts resources, not the file's lines: the framer drops blank lines before we see them. */
   let line = 0;
   const rowsOfLine = function* (bytes: Uint8Array): Generator<Row> {
     line++;
@@ -37,13 +38,13 @@ export async function* rowsOfNdjson(
     try {
       resource = JSON.parse(decoder.decode(bytes));
     } catch {
-      throw new ViewDefinitionError(`View ${view.label}: line ${line} is not JSON (the framer passed it)`);
+      throw new ViewDefinitionError(`View ${view.label}: resource ${line} of the file is not valid JSON`);
     }
     try {
       yield* view.rowsOf(resource);
     } catch (e) {
       if (e instanceof ViewDefinitionError) {
-        throw new ViewDefinitionError(`${e.message} (line ${line})`);
+        throw new ViewDefinitionError(`${e.message} (resource ${line} of the file)`);
       }
       throw e;
     }

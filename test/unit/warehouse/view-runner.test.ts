@@ -382,7 +382,7 @@ describe('rowsOfNdjson: a stream of lines to rows', () => {
     await rows.return();
   });
 
-  it('names the line a view fails on', async () => {
+  it('names the resource a view fails on by its place in the file', async () => {
     const strict = compileView(patientView({}, [{ column: [{ name: 'family', path: 'name.family' }] }]));
     const lines = Buffer.from(
       `${JSON.stringify({ resourceType: 'Patient', id: 'a' })}\n${JSON.stringify({ resourceType: 'Patient', id: 'b', name: [{ family: 'X' }, { family: 'Y' }] })}\n`,
@@ -394,6 +394,6 @@ describe('rowsOfNdjson: a stream of lines to rows', () => {
       for await (const _ of rowsOfNdjson(strict, one(), { maxLineBytes: 1024 })) {
         // drain
       }
-    }).rejects.toThrow(/the path found 2 values.*\(line 2\)/);
+    }).rejects.toThrow(/the path found 2 values.*\(resource 2 of the file\)/);
   });
 });
