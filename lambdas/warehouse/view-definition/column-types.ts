@@ -140,50 +140,50 @@ export function inferType(focusType: string | undefined, path: string): string |
   return type === CHOICE ? undefined : type;
 }
 
+/** A value of another type than its column's: the view's error, naming the column and the types, not the value. */
+function misfit(value: unknown, type: string, column: string, expected: string): never {
+  throw new ViewDefinitionError(
+    `${column}: a value of type ${typeof value === 'object' ? 'object' : typeof value} does not fit the column's type ${type} (expected ${expected})`,
+  );
+}
+
 /**
  * Converts one value fhirpath returned to its column's type. fhirpath gives JSON-like values (numbers,
  * strings, booleans, objects); a mismatch with a declared type is the view's error, named with the column.
  */
-export function toColumnType(
-  value: unknown,
-  type: string,
-  inferred: boolean,
-  column: () => string,
-): ColumnValue {
-  const wrong = (expected: string): never => {
-    throw new ViewDefinitionError(
-      `${column()}: a value of type ${typeof value === 'object' ? 'object' : typeof value} does not fit the column's type ${type} (expected ${expected})`,
-    );
-  };
-  if (type === 'boolean') return typeof value === 'boolean' ? value : wrong('a boolean');
-  if (INTEGER_TYPES.has(type)) return Number.isInteger(value) ? (value as number) : wrong('an integer');
+export function toColumnType(value: unknown, type: string, inferred: boolean, column: string): ColumnValue {
+  if (type === 'boolean')
+    return typeof value === 'boolean' ? value : misfit(value, type, column, 'a boolean');
+  if (INTEGER_TYPES.has(type))
+    return Number.isInteger(value) ? (value as number) : misfit(value, type, column, 'an integer');
   if (type === 'integer64') {
     if (typeof value === 'bigint') return value;
     if (Number.isInteger(value) || (typeof value === 'string' && /^-?\d+$/.test(value))) {
       return BigInt(value as number | string);
     }
-    return wrong('an integer');
+    return misfit(value, type, column, 'an integer');
   }
   if (type === 'decimal') {
     if (typeof value === 'number') return value;
     if (typeof value === 'string' && value.trim() !== '' && Number.isFinite(Number(value)))
       return Number(value);
-    return wrong('a number');
+    return misfit(value, type, column, 'a number');
   }
-  if (DATE_TIME_TYPES.has(type)) return typeof value === 'string' ? value : wrong('an ISO 8601 string');
+  if (DATE_TIME_TYPES.has(type))
+    return typeof value === 'string' ? value : misfit(value, type, column, 'an ISO 8601 string');
   if (STRING_TYPES.has(type)) {
     if (typeof value === 'string') return value;
     if (inferred || typeof value === 'number' || typeof value === 'boolean') {
       return typeof value === 'object' ? JSON.stringify(value) : String(value);
     }
-    return wrong('a string');
+    return misfit(value, type, column, 'a string');
   }
   if (isComplexType(type)) {
     return typeof value === 'object' && value !== null && !Array.isArray(value)
       ? (value as Record<string, unknown>)
-      : wrong(`a ${type} object`);
+      : misfit(value, type, column, `a ${type} object`);
   }
   throw new ViewDefinitionError(
-    `${column()}: ${type} is not a FHIR type this runner knows how to hold in a column`,
+    `${column}: ${type} is not a FHIR type this runner knows how to hold in a column`,
   );
 }

@@ -27,7 +27,8 @@ export interface CompiledView {
 
 interface CompiledColumn {
   readonly schema: ColumnSchema;
-  readonly at: string;
+  /** `ViewDefinition "name": select[0].column[1] ("gender")`, for errors. */
+  readonly place: string;
   readonly evaluate: Evaluate;
 }
 
@@ -104,7 +105,7 @@ export function compileView(definition: unknown): CompiledView {
       }
       const type = column.type ?? inferType(itemType, column.path) ?? 'string';
       return {
-        at: columnAt,
+        place: `ViewDefinition ${label}: ${columnAt} ("${column.name}")`,
         schema: {
           name: column.name,
           type,
@@ -160,7 +161,7 @@ export function compileView(definition: unknown): CompiledView {
       }
       if (result[0] !== true) return [];
     }
-    const parts = root.map((s) => rowsOfSelect(s, resource, 0, resource, label));
+    const parts = root.map((s) => rowsOfSelect(s, resource, 0, resource));
     return crossJoin(parts);
   };
 
@@ -198,13 +199,7 @@ function signature(columns: readonly ColumnSchema[]): string {
   return columns.map((c) => `${c.name}: ${c.type}${c.collection ? '[]' : ''}`).join(', ') || 'no columns';
 }
 
-function rowsOfSelect(
-  select: CompiledSelect,
-  focus: unknown,
-  rowIndex: number,
-  resource: unknown,
-  label: string,
-): Row[] {
+function rowsOfSelect(select: CompiledSelect, focus: unknown, rowIndex: number, resource: unknown): Row[] {
   let items: unknown[];
   let indexed: boolean;
   if (select.iterate === undefined) {
@@ -219,7 +214,7 @@ function rowsOfSelect(
         : (first as Evaluate)(focus, vars);
     indexed = true;
     if (items.length === 0) {
-      return select.iterate.kind === 'forEachOrNull' ? [nullRowOf(select, vars, label)] : [];
+      return select.iterate.kind === 'forEachOrNull' ? [nullRowOf(select, vars)] : [];
     }
   }
   const rows: Row[] = [];
@@ -229,12 +224,12 @@ function rowsOfSelect(
     const vars: EvaluationVariables = { rowIndex: index, resource, rootResource: resource };
     const own: Row = {};
     for (const column of select.columns) {
-      own[column.schema.name] = cellOf(column, column.evaluate(item, vars), label);
+      own[column.schema.name] = cellOf(column, column.evaluate(item, vars));
     }
     const parts: Row[][] = [[own]];
-    for (const nested of select.selects) parts.push(rowsOfSelect(nested, item, index, resource, label));
+    for (const nested of select.selects) parts.push(rowsOfSelect(nested, item, index, resource));
     if (select.unionAll.length > 0) {
-      parts.push(select.unionAll.flatMap((branch) => rowsOfSelect(branch, item, index, resource, label)));
+      parts.push(select.unionAll.flatMap((branch) => rowsOfSelect(branch, item, index, resource)));
     }
     for (const row of crossJoin(parts)) rows.push(row);
   }
@@ -256,17 +251,16 @@ function repeatedly(paths: readonly Evaluate[], focus: unknown, vars: Evaluation
   return found;
 }
 
-function cellOf(column: CompiledColumn, values: unknown[], label: string): ColumnValue {
-  const { schema } = column;
-  const where = () => `ViewDefinition ${label}: ${column.at} ("${schema.name}")`;
-  if (schema.collection) return values.map((v) => toColumnType(v, schema.type, schema.inferred, where));
+function cellOf(column: CompiledColumn, values: unknown[]): ColumnValue {
+  const { schema, place } = column;
+  if (schema.collection) return values.map((v) => toColumnType(v, schema.type, schema.inferred, place));
   if (values.length === 0) return null;
   if (values.length > 1) {
     throw new ViewDefinitionError(
-      `${where()}: the path found ${values.length} values; a column holds one unless it is declared collection: true`,
+      `${place}: the path found ${values.length} values; a column holds one unless it is declared collection: true`,
     );
   }
-  return toColumnType(values[0], schema.type, schema.inferred, where);
+  return toColumnType(values[0], schema.type, schema.inferred, place);
 }
 
 /**
@@ -274,19 +268,23 @@ function cellOf(column: CompiledColumn, values: unknown[], label: string): Colum
  * evaluated (on an empty focus) so that `%rowIndex` is 0 and `%resource` paths have their values, as the
  * suite's row_index tests expect.
  */
-function nullRowOf(select: CompiledSelect, vars: EvaluationVariables, label: string): Row {
+function nullRowOf(select: CompiledSelect, vars: EvaluationVariables): Row {
   const row: Row = {};
   for (const c of select.schema) row[c.name] = null;
   const focus = { ...vars, rowIndex: 0 };
-  for (const column of select.columns)
-    row[column.schema.name] = cellOf(column, column.evaluate([], focus), label);
+  for (const column of select.columns) row[column.schema.name] = cellOf(column, column.evaluate([], focus));
   return row;
 }
 
-/** Every combination of one row from each part, merged; no rows when a part has none. */
+/**
+ * Every combination of one row from each part, merged; no rows when a part has none. The parts' rows are
+ * this resource's own fresh objects, so the common case (each part one row) merges into the first in place.
+ */
 function crossJoin(parts: readonly Row[][]): Row[] {
-  let rows: Row[] = [{}];
-  for (const part of parts) {
+  if (parts.length === 0) return [{}];
+  let rows = parts[0] as Row[];
+  for (let p = 1; p < parts.length; p++) {
+    const part = parts[p] as Row[];
     if (part.length === 1) {
       const only = part[0] as Row;
       for (const row of rows) Object.assign(row, only);
