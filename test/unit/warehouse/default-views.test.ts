@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { compileView, type Row } from '../../../lambdas/warehouse/view-definition/index.js';
+import { DEFAULT_VIEW_DEFINITIONS, viewsFor } from '../../../lambdas/warehouse/views.js';
 import { createDataset } from '../../../scripts/sandbox/data/dataset.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: the expectations walk free FHIR JSON, as a reader of the resources would
@@ -223,3 +224,88 @@ const NEVER_IN_SANDBOX: Record<string, string[]> = {
   medication_request: ['medication_id'],
   procedure: ['performed_datetime'],
 };
+
+describe('viewsFor: the defaults and a source’s own views', () => {
+  const ownPatient = {
+    name: 'patient',
+    resource: 'Patient',
+    select: [{ column: [{ name: 'id', path: 'getResourceKey()', type: 'id' }] }],
+  };
+  const vitals = {
+    name: 'blood_pressure',
+    resource: 'Observation',
+    where: [{ path: "code.coding.exists(system = 'http://loinc.org' and code = '85354-9')" }],
+    select: [
+      { column: [{ name: 'id', path: 'getResourceKey()', type: 'id' }] },
+      {
+        forEach: 'component',
+        column: [
+          { name: 'code', path: 'code.coding.first().code', type: 'code' },
+          { name: 'value', path: 'value.ofType(Quantity).value', type: 'decimal' },
+        ],
+      },
+    ],
+  };
+
+  it('gives the nine defaults, by table name, bundled from warehouse/views', () => {
+    expect([...viewsFor().keys()]).toEqual([
+      'patient',
+      'encounter',
+      'condition',
+      'observation',
+      'medication_request',
+      'immunization',
+      'procedure',
+      'allergy_intolerance',
+      'document_reference',
+    ]);
+    expect(DEFAULT_VIEW_DEFINITIONS).toEqual(
+      files.map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8'))).sort(byOrder),
+    );
+  });
+
+  it('a source’s view replaces the default of its name and adds the others', () => {
+    const views = viewsFor([ownPatient, vitals]);
+    expect([...views.keys()]).toEqual([...viewsFor().keys(), 'blood_pressure']);
+    expect(views.get('patient')?.columns.map((c) => c.name)).toEqual(['id']);
+    const rows = resourcesOf('Observation').flatMap((r) => views.get('blood_pressure')?.rowsOf(r) ?? []);
+    const bp = resourcesOf('Observation').filter((o) =>
+      o.code?.coding?.some((c: Json) => c.system === 'http://loinc.org' && c.code === '85354-9'),
+    );
+    expect(bp.length).toBeGreaterThan(0);
+    expect(rows).toEqual(
+      bp.flatMap((o) =>
+        (o.component ?? []).map((c: Json) => ({
+          id: o.id,
+          code: c.code.coding[0].code,
+          value: or(c.valueQuantity?.value),
+        })),
+      ),
+    );
+  });
+
+  it('refuses a view without a table name, with one no SQL engine takes unquoted, or two of one name', () => {
+    expect(() => viewsFor([{ ...vitals, name: undefined }])).toThrow(
+      "the source's views[0]: ViewDefinition (unnamed): name: expected lower-case letters",
+    );
+    expect(() => viewsFor([{ ...vitals, name: 'Blood Pressure' }])).toThrow(
+      /views\[0\].*name: expected lower-case/,
+    );
+    expect(() => viewsFor([vitals, vitals])).toThrow(
+      `the source's views[1]: a second view named "blood_pressure"`,
+    );
+  });
+});
+
+const ORDER = [
+  'patient',
+  'encounter',
+  'condition',
+  'observation',
+  'medication_request',
+  'immunization',
+  'procedure',
+  'allergy_intolerance',
+  'document_reference',
+];
+const byOrder = (a: Json, b: Json) => ORDER.indexOf(a.name) - ORDER.indexOf(b.name);
