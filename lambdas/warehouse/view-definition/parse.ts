@@ -34,6 +34,25 @@ const CONSTANT_KINDS: Readonly<Record<string, 'string' | 'number' | 'integer' | 
   uuid: 'string',
 };
 
+/** FHIR's regexes (R4/R5 datatypes) for the kinds of constant substituted without quotes. */
+const UNQUOTED_FORMS: Readonly<Record<string, RegExp>> = {
+  date: /^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$/,
+  dateTime:
+    /^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])(T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00)))?)?)?$/,
+  instant:
+    /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00))$/,
+  time: /^([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?$/,
+  integer64: /^-?(0|[1-9]\d{0,18})$/,
+};
+
+const FORM_NAMES: Readonly<Record<string, string>> = {
+  date: 'YYYY, YYYY-MM or YYYY-MM-DD',
+  dateTime: 'a date, or YYYY-MM-DDThh:mm:ss[.fff] with Z or ±hh:mm',
+  instant: 'YYYY-MM-DDThh:mm:ss[.fff] with Z or ±hh:mm',
+  time: 'hh:mm:ss[.fff]',
+  integer64: 'decimal digits, optionally signed',
+};
+
 const types2Parent = (r4model as unknown as { type2Parent: Record<string, string> }).type2Parent;
 
 /** Whether `name` is an R4 resource type (the runner evaluates FHIRPath with the R4 model). */
@@ -194,6 +213,13 @@ function readConstant(r: Reader, value: unknown, at: string): ViewConstant {
           ? typeof v === 'boolean'
           : typeof v === 'string';
   if (!ok) r.fail(`${at}.${key}`, `a JSON ${kind}`, v);
+  // These are written into the FHIRPath unquoted (`@2024-03-01`, `123`): only their FHIR form may get there.
+  const form = UNQUOTED_FORMS[type];
+  if (form && !form.test(v as string)) {
+    throw new ViewDefinitionError(
+      `ViewDefinition ${r.viewName}: ${at}.${key}: expected a FHIR ${type} (${FORM_NAMES[type]}), found "${String(v).slice(0, 40)}"`,
+    );
+  }
   return { name, type, value: v as string | number | boolean };
 }
 

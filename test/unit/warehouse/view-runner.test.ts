@@ -75,6 +75,14 @@ describe('a view that cannot run says where and what was expected', () => {
         ],
         [patientView({ constant: [{ name: 'c' }] }), 'constant[0]: expected exactly one value[x]'],
         [
+          patientView({ constant: [{ name: 'd', valueDate: '2024-01-01 or true' }] }),
+          'constant[0].valueDate: expected a FHIR date',
+        ],
+        [
+          patientView({ constant: [{ name: 'n', valueInteger64: '1) or (true' }] }),
+          'constant[0].valueInteger64: expected a FHIR integer64',
+        ],
+        [
           patientView({ constant: [{ name: 'c', valueInteger: 'one' }] }),
           'constant[0].valueInteger: expected a JSON integer',
         ],
