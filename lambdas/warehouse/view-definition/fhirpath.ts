@@ -89,16 +89,24 @@ const SQL_ON_FHIR_FUNCTIONS = {
   getReferenceKey: { fn: getReferenceKey, arity: { 0: [], 1: ['TypeSpecifier'] } },
 } as const;
 
+/** FHIRPath has no exponent notation: 1e-7 is written 0.0000001 (toFixed's 20 digits, trailing zeros dropped). */
+function decimalLiteral(value: number): string {
+  const text = String(value);
+  if (!/e/i.test(text)) return text;
+  const fixed = Math.abs(value) >= 1e21 ? BigInt(value).toString() : value.toFixed(20).replace(/\.?0+$/, '');
+  return fixed;
+}
+
 /** How a constant is written as a FHIRPath literal, by its FHIR type: the spec substitutes it before evaluation. */
 function literalOf(constant: ViewConstant): string {
   const { type, value } = constant;
   switch (type) {
+    case 'decimal':
+      return decimalLiteral(value as number);
     case 'boolean':
     case 'integer':
-    case 'decimal':
     case 'positiveInt':
     case 'unsignedInt':
-      return String(value);
     case 'integer64':
       return String(value);
     case 'date':

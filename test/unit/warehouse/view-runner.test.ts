@@ -153,6 +153,7 @@ describe('constants are substituted as FHIRPath literals of their type', () => {
         { name: 'at', valueTime: '08:30:00' },
         { name: 'text', valueString: "it's 'quoted'" },
         { name: 'limit', valueDecimal: 1.5 },
+        { name: 'tiny', valueDecimal: 1e-7 },
       ],
       select: [
         {
@@ -164,6 +165,7 @@ describe('constants are substituted as FHIRPath literals of their type', () => {
             { name: 'said', path: 'note.text.first() = %text', type: 'boolean' },
             { name: 'under', path: 'value.ofType(Quantity).value < %limit', type: 'boolean' },
             { name: 'literal', path: "'%day stays text'", type: 'string' },
+            { name: 'positive', path: 'value.ofType(Quantity).value > %tiny', type: 'boolean' },
           ],
         },
       ],
@@ -190,6 +192,7 @@ describe('constants are substituted as FHIRPath literals of their type', () => {
         said: true,
         under: null,
         literal: '%day stays text',
+        positive: null,
       },
       {
         id: 'o2',
@@ -199,6 +202,8 @@ describe('constants are substituted as FHIRPath literals of their type', () => {
         said: null,
         under: true,
         literal: '%day stays text',
+        // 1.2 > %tiny: 1e-7 written as 0.0000001, FHIRPath having no exponents.
+        positive: true,
       },
     ]);
   });
