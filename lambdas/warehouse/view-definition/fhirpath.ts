@@ -80,6 +80,8 @@ function getReferenceKey(inputs: unknown[], type?: TypeSpecifier): string[] {
 function join(inputs: unknown[], separator?: unknown): string[] {
   const sep = Array.isArray(separator) ? separator[0] : separator;
   if (sep !== undefined && typeof sep !== 'string') throw new Error('join() takes a string separator');
+  if (inputs.some((v) => typeof v === 'object' && v !== null))
+    throw new Error('join() takes primitive values');
   return [inputs.map((v) => String(v)).join(sep ?? '')];
 }
 

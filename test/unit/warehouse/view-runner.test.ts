@@ -134,6 +134,13 @@ describe('a view that cannot run says where and what was expected', () => {
     for (const message of [where, column]) expect(message).not.toMatch(/secret|Secretname|Other/i);
   });
 
+  it('join() of elements that are not primitives fails (rather than writing [object Object])', () => {
+    const view = compileView(patientView({}, [{ column: [{ name: 'names', path: "name.join(',')" }] }]));
+    expect(errorOf(() => view.rowsOf({ resourceType: 'Patient', name: [{ family: 'A' }] }))).toContain(
+      'select[0].column[0].path: the FHIRPath failed to evaluate on a Patient resource',
+    );
+  });
+
   it('a value that does not fit the declared type is the view’s error, naming the column', () => {
     const view = compileView(patientView({}, [{ column: [{ name: 'g', path: 'gender', type: 'boolean' }] }]));
     expect(errorOf(() => view.rowsOf({ resourceType: 'Patient', gender: 'female' }))).toContain(
