@@ -21,6 +21,7 @@
  *                     (2,000 | 20,000 files), Finalize's aggregation of 200,000 (--manifest-files N)
  *   validate          US Core validation: the rule engine on the sandbox mix (resources/s per core), and Validate
  *                     Batch over one file streamed from S3 (100 MB | 1 GB, --validate-mb N): peak RSS, flat or not
+ *                     (--validate-heap-mb N: that child's V8 heap limit)
  *
  * MB = 10^6 bytes. One JSON line per measured case on stdout; progress on stderr.
  */
@@ -78,7 +79,7 @@ const USAGE = `usage: npm run -s bench -- [--scenario name[,name]] [--full] [--s
                            [--huge-files N] [--huge-mb N] [--map-concurrency N[,N]] [--files-per-batch N[,N]]
                            [--source sandbox|local] [--concurrency N] [--cpu-prof-dir DIR]
                            [--staging-gib N] [--staging-files N] [--copy-part-mib N]
-                           [--manifest-files N] [--validate-mb N]
+                           [--manifest-files N] [--validate-mb N] [--validate-heap-mb N]
   scenarios: ${SCENARIOS.join(', ')} (default: all, at quick sizes; --full: the big sizes)
   One JSON line per measured case on stdout; progress on stderr.`;
 
@@ -110,6 +111,7 @@ const {
   staging,
   manifestFiles,
   validateBytes,
+  validateHeapMb,
 } = parseOrExit('bench', USAGE, () => {
   const { values } = parseCommandLine(process.argv.slice(2), {
     scenario: { type: 'string' },
@@ -136,6 +138,8 @@ const {
     'manifest-files': { type: 'string' },
     /** validate: size of the file Validate Batch streams. */
     'validate-mb': { type: 'string' },
+    /** validate: the Validate Batch child's V8 heap limit in MB (--max-old-space-size). */
+    'validate-heap-mb': { type: 'string' },
   });
   const sizes = values.full ? SIZES.full : SIZES.quick;
   const source = values.source;
@@ -168,6 +172,9 @@ const {
     longLinesMib: sizes.longLinesMib,
     manifestFiles: positive('manifest-files', values['manifest-files'], sizes.manifestFiles),
     validateBytes: positive('validate-mb', values['validate-mb'], sizes.validateMb, false) * 1e6,
+    validateHeapMb: values['validate-heap-mb']
+      ? positive('validate-heap-mb', values['validate-heap-mb'], 0)
+      : undefined,
     source,
     staging: {
       totalBytes: Math.round(
@@ -247,7 +254,13 @@ try {
     for (const line of await runHugeManifest({ s3, files: manifestFiles })) emit(line);
   }
   if (scenarios.includes('validate')) {
-    for (const line of await runValidateBench({ s3, fileBytes: validateBytes })) emit(line);
+    for (const line of await runValidateBench({
+      s3,
+      fileBytes: validateBytes,
+      ...(validateHeapMb ? { heapMb: validateHeapMb } : {}),
+    })) {
+      emit(line);
+    }
   }
   const after = machineFacts();
   progress(`done; load average ${after.loadAverage.join(' ')}`);
