@@ -11,5 +11,6 @@ export default defineConfig({
     maxWorkers: 2,
     // The construct deploys prebundled functions (dist/lambdas); build them from the current sources.
     globalSetup: ['test/infra/build-lambdas.setup.ts'],
+    setupFiles: ['test/support/temp-root.ts'],
   },
 });
