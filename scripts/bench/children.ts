@@ -10,13 +10,16 @@ import type { ChildResult } from './child.js';
 export const progress = (message: string) => process.stderr.write(`[bench] ${message}\n`);
 
 /**
- * The transfer children run as one bundled ES module, as the code runs in
+ * A measured child runs as one bundled ES module, as the code runs in
  * Lambda: under tsx the loader thread alone adds ~30 MB of RSS that is not
  * ours. The bundle goes under node_modules/.cache so that bare imports resolve.
+ * `child` names a file beside this one (`child.ts`, `validate-child.ts`).
  */
-export async function bundleTransferChild(): Promise<string[]> {
-  const entry = fileURLToPath(new URL('./child.ts', import.meta.url));
-  const outfile = fileURLToPath(new URL('../../node_modules/.cache/bench/child.mjs', import.meta.url));
+export async function bundleChild(child: string): Promise<string[]> {
+  const entry = fileURLToPath(new URL(`./${child}`, import.meta.url));
+  const outfile = fileURLToPath(
+    new URL(`../../node_modules/.cache/bench/${child.replace(/\.ts$/, '.mjs')}`, import.meta.url),
+  );
   try {
     const esbuild = await import('esbuild');
     await esbuild.build({
@@ -31,10 +34,12 @@ export async function bundleTransferChild(): Promise<string[]> {
     });
     return [outfile];
   } catch (error) {
-    progress(`could not bundle the child (${(error as Error).message}); running it under tsx`);
+    progress(`could not bundle ${child} (${(error as Error).message}); running it under tsx`);
     return ['--import', 'tsx', entry];
   }
 }
+
+export const bundleTransferChild = () => bundleChild('child.ts');
 
 /**
  * The workflow child runs under tsx: the local runner finds the ASL file

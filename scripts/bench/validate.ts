@@ -13,12 +13,11 @@
  * Both run bundled in a child process, as the Lambda runs its bundle.
  */
 import { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { EmbeddedS3 } from '../local/embedded-s3.js';
 import { sandboxValidationMix } from '../validation/bench-mix.js';
-import { progress, runNodeChild } from './children.js';
+import { bundleChild, progress, runNodeChild } from './children.js';
 
 export interface ValidateBenchOptions {
   readonly s3: EmbeddedS3;
@@ -56,25 +55,6 @@ interface FileChildResult {
 const BUCKET = 'bench-validate';
 const EXPORT_FOLDER = 'source=bench/export=2026-01-01T000000.000Z/';
 
-async function bundleValidateChild(): Promise<string[]> {
-  const entry = fileURLToPath(new URL('./validate-child.ts', import.meta.url));
-  const outfile = fileURLToPath(
-    new URL('../../node_modules/.cache/bench/validate-child.mjs', import.meta.url),
-  );
-  const esbuild = await import('esbuild');
-  await esbuild.build({
-    entryPoints: [entry],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node22',
-    packages: 'external',
-    logLevel: 'error',
-  });
-  return [outfile];
-}
-
 /** The mix's lines over and over until `bytes`: generated as it is uploaded, never held whole. */
 function* repeatedMix(lines: readonly string[], bytes: number): Generator<Buffer> {
   const block = Buffer.from(`${lines.join('\n')}\n`);
@@ -93,7 +73,7 @@ function cutAtLine(block: Buffer, room: number): Buffer {
 }
 
 export async function runValidateBench(options: ValidateBenchOptions): Promise<string[]> {
-  const command = await bundleValidateChild();
+  const command = await bundleChild('validate-child.ts');
   const out: string[] = [];
   const patients = options.patients ?? 200;
 
