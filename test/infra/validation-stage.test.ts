@@ -44,7 +44,10 @@ describe('ValidationStage (issue 17)', () => {
     });
     expect(rule.Targets).toHaveLength(1);
     expect(rule.Targets[0]!.Arn).toEqual({ Ref: logicalId(part.stateMachine) });
-    expect(rule.Targets[0]!.DeadLetterConfig).toBeDefined();
+    // An event the rule cannot deliver goes to the stage's own queue, where ValidationDeadLetterAlarm sees it.
+    expect(rule.Targets[0]!.DeadLetterConfig).toEqual({
+      Arn: { 'Fn::GetAtt': [logicalId(part.triggerDeadLetterQueue as never), 'Arn'] },
+    });
   });
 
   it('fans out over the batch list with a Distributed Map that loops on Validate Batch', () => {
