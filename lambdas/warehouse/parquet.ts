@@ -157,6 +157,8 @@ export class ParquetPartWriter {
   #groupBytes = 0;
   #rows = 0;
   #closed = false;
+  /** The sink has the whole part: nothing to abort any more. */
+  #complete = false;
 
   constructor(options: ParquetPartOptions) {
     this.#table = options.table;
@@ -204,11 +206,13 @@ export class ParquetPartWriter {
     this.#closed = true;
     await this.#parquet.finish();
     await this.#sink.close();
+    this.#complete = true;
     return { rows: this.#rows, bytes: this.#bytes.written };
   }
 
   /** Leaves nothing behind (an aborted multipart upload has no object). */
   async abort(): Promise<void> {
+    if (this.#complete) return;
     this.#closed = true;
     this.#data = [];
     await this.#sink.abort();
