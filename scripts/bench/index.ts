@@ -25,6 +25,7 @@
  *   warehouse         NDJSON → Parquet over every default view: loadFile over an export streamed from S3 (30 | 300 MB,
  *                     --warehouse-mb N): rows/s and MB/s per core, peak RSS, Parquet vs NDJSON bytes; and the same
  *                     rows written by hyparquet-writer (each codec) and by DuckDB, side by side
+ *                     (--warehouse-heap-mb N: the load child's V8 heap limit)
  *
  * MB = 10^6 bytes. One JSON line per measured case on stdout; progress on stderr.
  */
@@ -87,6 +88,7 @@ const USAGE = `usage: npm run -s bench -- [--scenario name[,name]] [--full] [--s
                            [--source sandbox|local] [--concurrency N] [--cpu-prof-dir DIR]
                            [--staging-gib N] [--staging-files N] [--copy-part-mib N]
                            [--manifest-files N] [--validate-mb N] [--validate-heap-mb N] [--warehouse-mb N]
+                           [--warehouse-heap-mb N]
   scenarios: ${SCENARIOS.join(', ')} (default: all, at quick sizes; --full: the big sizes)
   One JSON line per measured case on stdout; progress on stderr.`;
 
@@ -120,6 +122,7 @@ const {
   validateBytes,
   validateHeapMb,
   warehouseBytes,
+  warehouseHeapMb,
 } = parseOrExit('bench', USAGE, () => {
   const { values } = parseCommandLine(process.argv.slice(2), {
     scenario: { type: 'string' },
@@ -150,6 +153,8 @@ const {
     'validate-heap-mb': { type: 'string' },
     /** warehouse: NDJSON of the export loadFile loads (the sandbox cohort is sized to it). */
     'warehouse-mb': { type: 'string' },
+    /** warehouse: the load child's V8 heap limit in MB (--max-old-space-size). */
+    'warehouse-heap-mb': { type: 'string' },
   });
   const sizes = values.full ? SIZES.full : SIZES.quick;
   const source = values.source;
@@ -186,6 +191,9 @@ const {
       ? positive('validate-heap-mb', values['validate-heap-mb'], 0)
       : undefined,
     warehouseBytes: positive('warehouse-mb', values['warehouse-mb'], sizes.warehouseMb, false) * 1e6,
+    warehouseHeapMb: values['warehouse-heap-mb']
+      ? positive('warehouse-heap-mb', values['warehouse-heap-mb'], 0)
+      : undefined,
     source,
     staging: {
       totalBytes: Math.round(
@@ -274,7 +282,13 @@ try {
     }
   }
   if (scenarios.includes('warehouse')) {
-    for (const line of await runWarehouseBench({ s3, ndjsonBytes: warehouseBytes })) emit(line);
+    for (const line of await runWarehouseBench({
+      s3,
+      ndjsonBytes: warehouseBytes,
+      ...(warehouseHeapMb ? { heapMb: warehouseHeapMb } : {}),
+    })) {
+      emit(line);
+    }
   }
   const after = machineFacts();
   progress(`done; load average ${after.loadAverage.join(' ')}`);

@@ -47,6 +47,12 @@ function measured<T>(run: () => Promise<T>): Promise<T & { seconds: number; cpuS
 
 const peakRssMb = () => Math.round((process.resourceUsage().maxRSS * 1024) / 1e6);
 
+/** V8 grows its heap lazily up to its limit, so RSS alone says little about what the load keeps: sampled. */
+let peakHeapUsed = 0;
+setInterval(() => {
+  peakHeapUsed = Math.max(peakHeapUsed, process.memoryUsage().heapUsed);
+}, 100).unref();
+
 async function load(args: { endpoint: string; bucket: string; files: { key: string; type: string }[] }) {
   const s3 = new S3Client(embeddedS3ClientConfig(args.endpoint));
   try {
@@ -78,7 +84,7 @@ async function load(args: { endpoint: string; bucket: string; files: { key: stri
         parquetBytes: parts.reduce((sum, p) => sum + p.bytes, 0),
       };
     });
-    return { ...result, peakRssMb: peakRssMb() };
+    return { ...result, peakRssMb: peakRssMb(), peakHeapUsedMb: Math.round(peakHeapUsed / 1e6) };
   } finally {
     s3.destroy();
   }

@@ -23,6 +23,8 @@ export interface WarehouseBenchOptions {
   readonly s3: EmbeddedS3;
   /** NDJSON of the load case, about: the cohort is sized to it. */
   readonly ndjsonBytes: number;
+  /** The load child's V8 old-space limit (--max-old-space-size), as a smaller Lambda has. @default V8's */
+  readonly heapMb?: number;
   /** Patients whose rows the writers case writes… @default 300 */
   readonly writerPatients?: number;
   /** …this many times over (ids suffixed per copy). @default 10 */
@@ -36,6 +38,7 @@ interface LoadResult {
   readonly seconds: number;
   readonly cpuSeconds: number;
   readonly peakRssMb: number;
+  readonly peakHeapUsedMb: number;
 }
 
 interface WriterCase {
@@ -91,10 +94,11 @@ export async function runWarehouseBench(options: WarehouseBenchOptions): Promise
   }
 
   progress(`warehouse: loadFile over ${(ndjsonBytes / 1e6).toFixed(1)} MB of NDJSON`);
-  const load = await runNodeChild<LoadResult>(command, [
-    'load',
-    JSON.stringify({ endpoint: options.s3.endpoint, bucket: BUCKET, files }),
-  ]);
+  const heapFlags = options.heapMb ? [`--max-old-space-size=${options.heapMb}`] : [];
+  const load = await runNodeChild<LoadResult>(
+    [...heapFlags, ...command],
+    ['load', JSON.stringify({ endpoint: options.s3.endpoint, bucket: BUCKET, files })],
+  );
   out.push(
     JSON.stringify({
       scenario: 'warehouse',
@@ -108,7 +112,9 @@ export async function runWarehouseBench(options: WarehouseBenchOptions): Promise
       rowsPerCpuSecond: Math.round(load.rows / load.cpuSeconds),
       ndjsonMbPerCpuSecond: +(ndjsonBytes / 1e6 / load.cpuSeconds).toFixed(2),
       rowsPerSecond: Math.round(load.rows / load.seconds),
+      heapLimitMb: options.heapMb ?? null,
       peakRssMb: load.peakRssMb,
+      peakHeapUsedMb: load.peakHeapUsedMb,
       parquetMb: +(load.parquetBytes / 1e6).toFixed(2),
       parquetPercentOfNdjson: +((load.parquetBytes * 100) / ndjsonBytes).toFixed(1),
     }),
