@@ -49,8 +49,11 @@ const peakRssMb = () => Math.round((process.resourceUsage().maxRSS * 1024) / 1e6
 
 /** V8 grows its heap lazily up to its limit, so RSS alone says little about what the load keeps: sampled. */
 let peakHeapUsed = 0;
+let peakExternal = 0;
 setInterval(() => {
-  peakHeapUsed = Math.max(peakHeapUsed, process.memoryUsage().heapUsed);
+  const usage = process.memoryUsage();
+  peakHeapUsed = Math.max(peakHeapUsed, usage.heapUsed);
+  peakExternal = Math.max(peakExternal, usage.external);
 }, 100).unref();
 
 async function load(args: { endpoint: string; bucket: string; files: { key: string; type: string }[] }) {
@@ -84,7 +87,12 @@ async function load(args: { endpoint: string; bucket: string; files: { key: stri
         parquetBytes: parts.reduce((sum, p) => sum + p.bytes, 0),
       };
     });
-    return { ...result, peakRssMb: peakRssMb(), peakHeapUsedMb: Math.round(peakHeapUsed / 1e6) };
+    return {
+      ...result,
+      peakRssMb: peakRssMb(),
+      peakHeapUsedMb: Math.round(peakHeapUsed / 1e6),
+      peakExternalMb: Math.round(peakExternal / 1e6),
+    };
   } finally {
     s3.destroy();
   }

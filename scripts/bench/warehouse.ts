@@ -39,6 +39,8 @@ interface LoadResult {
   readonly cpuSeconds: number;
   readonly peakRssMb: number;
   readonly peakHeapUsedMb: number;
+  /** Memory outside V8's heap that V8 knows of (Buffers, the S3 client's sockets). */
+  readonly peakExternalMb: number;
 }
 
 interface WriterCase {
@@ -115,6 +117,7 @@ export async function runWarehouseBench(options: WarehouseBenchOptions): Promise
       heapLimitMb: options.heapMb ?? null,
       peakRssMb: load.peakRssMb,
       peakHeapUsedMb: load.peakHeapUsedMb,
+      peakExternalMb: load.peakExternalMb,
       parquetMb: +(load.parquetBytes / 1e6).toFixed(2),
       parquetPercentOfNdjson: +((load.parquetBytes * 100) / ndjsonBytes).toFixed(1),
     }),
