@@ -164,7 +164,11 @@ async function writeHyparquet(tables: Map<string, Row[]>, codec: ParquetCodec, l
       sink,
       settings: { ...PARQUET_DEFAULTS, codec },
     });
-    for (const row of tableRows) await writer.add(row);
+    for (const row of tableRows) {
+      // As loadFile does: a promise only when a row group was written.
+      const full = writer.add(row);
+      if (full) await full;
+    }
     const written = await writer.close();
     bytes += written.bytes;
     rows += written.rows;

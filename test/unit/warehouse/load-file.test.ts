@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StorageError } from '../../../lambdas/errors.js';
 import {
   DELETED_COLUMNS,
   deletedRowsOfLine,
@@ -222,6 +223,42 @@ describe('loadFile', () => {
     );
     await expect(failing).rejects.not.toThrow(/secret/);
     expect(sent).toContain('UploadPartCommand');
+    expect(sent.at(-1)).toBe('AbortMultipartUploadCommand');
+    expect(sent).not.toContain('CompleteMultipartUploadCommand');
+    expect(await exists(key)).toBe(false);
+  });
+
+  it('fails when S3 refuses a part, and aborts the upload', async () => {
+    await put(`${ROOT}type=Observation/part-0003.ndjson`, linesOf('Observation'));
+    const sent: string[] = [];
+    const refusing = {
+      send: (command: { constructor: { name: string } }) => {
+        sent.push(command.constructor.name);
+        if (
+          sent.filter((name) => name === 'UploadPartCommand').length === 2 &&
+          sent.at(-1) === 'UploadPartCommand'
+        ) {
+          return Promise.reject(
+            Object.assign(new Error('slow down'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } }),
+          );
+        }
+        return client.send(command as never);
+      },
+    } as unknown as S3Client;
+    const key = partKey('observation', 7);
+    const failing = loadFile(
+      { ...deps, s3: refusing },
+      {
+        dataKey: `${ROOT}type=Observation/part-0003.ndjson`,
+        kind: 'output',
+        fileIndex: 4,
+        resourceTypes: ['Observation'],
+        targets: [{ table: 'observation', partKey: key }],
+      },
+      views,
+    );
+    await expect(failing).rejects.toThrow(StorageError);
+    await expect(failing).rejects.toThrow(`S3 UploadPart 2 of s3://${BUCKET}/${key} failed`);
     expect(sent.at(-1)).toBe('AbortMultipartUploadCommand');
     expect(sent).not.toContain('CompleteMultipartUploadCommand');
     expect(await exists(key)).toBe(false);
