@@ -33,10 +33,10 @@ export interface ParquetSettings {
 }
 
 /**
- * ZSTD: on the sandbox's mix it is the smallest of the codecs Athena and DuckDB both read, at a cost close
- * to SNAPPY's (hyparquet-writer's SNAPPY is JavaScript; Node's zstd is native). 64k rows or 32 MB of values
- * keeps a Lambda's memory to one row group of tens of MB while giving Athena row groups worth skipping by
- * their statistics. See docs/warehouse.md ("Parquet writer") for the figures.
+ * ZSTD: on the default views' rows it is the smallest of the codecs Athena and DuckDB both read (half of
+ * SNAPPY's size) for a little more CPU than SNAPPY, about 1 % of a load whose cost is the views. 64k rows or
+ * 32 MB of value text keeps a Lambda's heap to one row group per table while giving Athena row groups worth
+ * skipping by their statistics. The figures: docs/warehouse.md, "Parquet writer and codec, by measurement".
  */
 export const PARQUET_DEFAULTS: ParquetSettings = {
   rowGroupRows: 65_536,
