@@ -431,3 +431,32 @@ function displayValue(value: unknown): string {
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   return JSON.stringify(value);
 }
+
+/** The query `npm run demo` ends with: the newest version of each patient, by gender. */
+export const DEMO_QUERY =
+  'SELECT gender, count(*) AS patients FROM patient_latest GROUP BY gender ORDER BY patients DESC, gender';
+
+/**
+ * What the demo prints last: its query and the result, or, when no table was loaded (`--no-load`), that there
+ * is nothing to query. A query that fails on a loaded warehouse is an error, not a note.
+ */
+export async function demoQueryReport(location: WarehouseLocation): Promise<string> {
+  let warehouse: Warehouse;
+  try {
+    warehouse = await openWarehouse(location);
+  } catch (error) {
+    if (!(error instanceof NoWarehouseError)) throw error;
+    return `No warehouse tables in s3://${location.bucket}/${warehousePrefix(location.prefix ?? '')} (the load was off?): nothing to query.`;
+  }
+  try {
+    const result = await warehouse.query(DEMO_QUERY);
+    return [
+      `Warehouse (every export in s3://${location.bucket}, newest version of each patient):`,
+      `npm run query -- --bucket ${location.bucket} "${DEMO_QUERY}"`,
+      '',
+      renderTextTable(result),
+    ].join('\n');
+  } finally {
+    warehouse.close();
+  }
+}

@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parquetPartKey, tablePartitionPrefix } from '../../lambdas/warehouse/layout.js';
 import { type EmbeddedS3, startEmbeddedS3 } from '../../scripts/local/embedded-s3.js';
 import {
+  DEMO_QUERY,
+  demoQueryReport,
   NoWarehouseError,
   openWarehouse,
   QueryError,
@@ -124,6 +126,25 @@ describe('the local warehouse over an embedded S3', () => {
     } finally {
       warehouse.close();
     }
+  });
+
+  it('the demo’s last words: its query’s table, or that nothing was loaded', async () => {
+    const report = await demoQueryReport(location());
+    expect(report.split('\n')).toStrictEqual([
+      `Warehouse (every export in s3://${BUCKET}, newest version of each patient):`,
+      `npm run query -- --bucket ${BUCKET} "${DEMO_QUERY}"`,
+      '',
+      'gender   patients',
+      '-------  --------',
+      'male            6',
+      'female          1',
+      'unknown         1',
+      '(3 rows)',
+    ]);
+    await s3.createBucket('not-loaded');
+    expect(await demoQueryReport({ ...location(), bucket: 'not-loaded' })).toBe(
+      'No warehouse tables in s3://not-loaded/warehouse/ (the load was off?): nothing to query.',
+    );
   });
 
   it('downloads a changed object again and removes one S3 no longer has', async () => {
