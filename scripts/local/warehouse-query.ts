@@ -446,7 +446,7 @@ export async function demoQueryReport(location: WarehouseLocation): Promise<stri
     warehouse = await openWarehouse(location);
   } catch (error) {
     if (!(error instanceof NoWarehouseError)) throw error;
-    return `No warehouse tables in s3://${location.bucket}/${warehousePrefix(location.prefix ?? '')} (the load was off?): nothing to query.`;
+    return `No warehouse tables in s3://${location.bucket}/${warehousePrefix(location.prefix ?? '')}: the load was off (--no-load) or loaded nothing, so there is nothing to query.`;
   }
   try {
     const result = await warehouse.query(DEMO_QUERY);

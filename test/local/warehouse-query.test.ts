@@ -143,7 +143,7 @@ describe('the local warehouse over an embedded S3', () => {
     ]);
     await s3.createBucket('not-loaded');
     expect(await demoQueryReport({ ...location(), bucket: 'not-loaded' })).toBe(
-      'No warehouse tables in s3://not-loaded/warehouse/ (the load was off?): nothing to query.',
+      'No warehouse tables in s3://not-loaded/warehouse/: the load was off (--no-load) or loaded nothing, so there is nothing to query.',
     );
   });
 
