@@ -164,6 +164,40 @@ describe('the local warehouse over an embedded S3', () => {
     expect(views.sort()).toStrictEqual(['view=codes_only', 'view=patient']);
   });
 
+  it('a source’s own view gets a latest view from its _LOADED.json marker’s resource type, under a prefix', async () => {
+    const bucket = 'own-views';
+    await s3.createBucket(bucket);
+    const put = (Key: string, Body: Buffer | string) =>
+      client.send(new PutObjectCommand({ Bucket: bucket, Key, Body }));
+    const columns = ['id', 'last_updated', 'code'];
+    await put(
+      parquetPartKey(tablePartitionPrefix('pipeline/', 'vital_signs', 's1', E1), 1),
+      await parquetOf(columns, [{ id: 'o1', last_updated: '2026-10-01T10:00:00Z', code: 'old' }]),
+    );
+    await put(
+      parquetPartKey(tablePartitionPrefix('pipeline/', 'vital_signs', 's1', E2), 1),
+      await parquetOf(columns, [{ id: 'o1', last_updated: '2026-10-02T10:00:00Z', code: 'new' }]),
+    );
+    await put(
+      `pipeline/source=s1/export=${E2}/_LOADED.json`,
+      JSON.stringify({ tables: { vital_signs: { resource: 'Observation', rows: 1, parts: [] } } }),
+    );
+    await put(
+      parquetPartKey(tablePartitionPrefix('pipeline/', 'deleted', 's1', E2), 1),
+      await parquetOf(['resource_type', 'id'], [{ resource_type: 'Patient', id: 'o1' }]),
+    );
+
+    const warehouse = await openWarehouse({ ...location(), bucket, prefix: 'pipeline/' });
+    try {
+      expect(warehouse.notes).toStrictEqual([]);
+      const result = await warehouse.query('SELECT id, code FROM vital_signs_latest');
+      // Patient o1's deletion is not Observation o1's.
+      expect(result.rows).toStrictEqual([['o1', 'new']]);
+    } finally {
+      warehouse.close();
+    }
+  });
+
   it('says there is no warehouse when nothing was loaded', async () => {
     await s3.createBucket('empty');
     await expect(
