@@ -5,18 +5,23 @@ import { tablePartitionPrefix } from '../../../lambdas/warehouse/layout.js';
 import {
   type LoadBatch,
   type LoadBatchItem,
+  LoadIncompleteError,
   LoadInputError,
   type LoadPlan,
+  loadWarehouseFiles,
   planLoad,
   ValidationNotPassedError,
+  writeLoadMarker,
 } from '../../../lambdas/warehouse/stage.js';
+import type { FileLoad, FileLoaded } from '../../../lambdas/warehouse/types.js';
 import { type EmbeddedS3, startEmbeddedS3 } from '../../../scripts/local/embedded-s3.js';
 import { createLocalRuntime, type LocalRuntime } from '../../../scripts/local/runtime.js';
 import { listAllKeys } from '../../workflow/support/s3-keys.js';
 
 /**
  * Plan Load against the embedded S3, from hand-made markers and file indexes: which files become which
- * tables' parts, what it removes before a load (and what it leaves alone), and when it refuses.
+ * tables' parts, what it removes before a load (and what it leaves alone), and when it refuses; then
+ * what Load Warehouse Files and Write Load Marker make of the files' results.
  */
 const BUCKET = 'plan-load';
 const TOKEN = '2026-11-26T110000.123Z';
@@ -291,5 +296,59 @@ describe('Plan Load', () => {
     const error = await planLoad(local.runtime, { bucket: BUCKET, key }).catch((e) => e);
     expect(error).toBeInstanceOf(LoadInputError);
     expect(error.message).toMatch(message);
+  });
+
+  it('a retried batch skips the files it loaded; the marker waits for every file, then sums them', async () => {
+    // Prepare
+    const root = await exportFolder('unvalidated', (r) => [
+      file(r, 'output', 'Patient', 1, 3),
+      file(r, 'output', 'Patient', 2, 3),
+    ]);
+    const result = await planLoad(local.runtime, { bucket: BUCKET, key: `${root}_SUCCESS.json` });
+    if (!result.enabled) throw new Error(result.reason);
+    const [item] = await json<LoadBatchItem[]>(result.itemsKey);
+    const calls: string[] = [];
+    let failOn: string | undefined;
+    // Stands in for the Parquet writer: this test is about which files the stage hands it and what it keeps.
+    const loader = async (_: unknown, load: FileLoad): Promise<FileLoaded> => {
+      calls.push(load.dataKey);
+      if (load.dataKey === failOn) throw new Error('the Lambda was stopped');
+      return {
+        dataKey: load.dataKey,
+        lines: 3,
+        parts: load.targets.map(({ table, partKey }) => ({ table, partKey, rows: 3, bytes: 100 })),
+      };
+    };
+    failOn = `${root}type=Patient/part-0002.ndjson`;
+    // Act
+    const first = await loadWarehouseFiles(local.runtime, loader, { load: result.load, item: item! }).catch(
+      (e) => e,
+    );
+    const early = await writeLoadMarker(local.runtime, { load: result.load }).catch((e) => e);
+    failOn = undefined;
+    const retried = await loadWarehouseFiles(local.runtime, loader, { load: result.load, item: item! });
+    const written = await writeLoadMarker(local.runtime, { load: result.load });
+    // Assess
+    expect(first.message).toBe('the Lambda was stopped');
+    expect(early).toBeInstanceOf(LoadIncompleteError);
+    expect(early.message).toBe(
+      `1 of the 2 data files of ${root} were loaded; no _LOADED.json is written for an unfinished load`,
+    );
+    expect(calls).toEqual([
+      `${root}type=Patient/part-0001.ndjson`,
+      `${root}type=Patient/part-0002.ndjson`,
+      `${root}type=Patient/part-0002.ndjson`,
+    ]);
+    expect(retried).toEqual({ batch: 0, files: 2, rows: 6 });
+    expect(written).toEqual({
+      loadedMarkerKey: `${root}_LOADED.json`,
+      totals: { files: 2, parts: 2, rows: 6, bytes: 200 },
+    });
+    const marker = await json<{ tables: Record<string, { rows: number; parts: unknown[] }> }>(
+      `${root}_LOADED.json`,
+    );
+    expect(marker.tables.patient).toMatchObject({ resource: 'Patient', rows: 6 });
+    expect(marker.tables.encounter).toEqual({ resource: 'Encounter', rows: 0, parts: [] });
+    expect(await keys(result.load.workPrefix)).toEqual([]);
   });
 });
