@@ -128,7 +128,10 @@ export async function loadFile(
         throw new WarehouseLoadError(`${dataKey}, line ${lines}: not valid JSON (expected a FHIR resource)`);
       }
       const type = (parsed as { resourceType?: unknown } | null)?.resourceType;
-      lineTargets = (typeof type === 'string' && byType.get(type)) || [];
+      if (typeof type !== 'string') {
+        throw new WarehouseLoadError(`${dataKey}, line ${lines}: no resourceType (expected a FHIR resource)`);
+      }
+      lineTargets = byType.get(type) ?? [];
     }
     for (const target of lineTargets) {
       let rows: readonly Row[];

@@ -10,6 +10,11 @@ import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  DELETED_COLUMNS,
+  deletedRowsOfLine,
+  InvalidDeletedFileError,
+} from '../../../lambdas/warehouse/deleted.js';
 import { DELETED_TABLE, parquetPartKey, tablePartitionPrefix } from '../../../lambdas/warehouse/layout.js';
 import { type LoadFileDeps, loadFile, WarehouseLoadError } from '../../../lambdas/warehouse/load-file.js';
 import type { FileLoad } from '../../../lambdas/warehouse/types.js';
@@ -235,5 +240,41 @@ describe('loadFile', () => {
     const first = await bytesOf(partKey('observation', 5));
     await loadFile(deps, item, views);
     expect(Buffer.from(await bytesOf(partKey('observation', 5))).equals(Buffer.from(first))).toBe(true);
+  });
+});
+
+describe('deleted file lines', () => {
+  const entry = (method: string, url: unknown) => ({ request: { method, url } });
+  const line = (entries: unknown[]) =>
+    JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: entries });
+
+  it('gives one row per entry, columns resource_type and id', () => {
+    expect(DELETED_COLUMNS.map((c) => c.name)).toEqual(['resource_type', 'id']);
+    expect(
+      deletedRowsOfLine(line([entry('DELETE', 'Patient/a'), entry('DELETE', 'Encounter/b-1')]), 'd', 1),
+    ).toEqual([
+      { resource_type: 'Patient', id: 'a' },
+      { resource_type: 'Encounter', id: 'b-1' },
+    ]);
+    expect(deletedRowsOfLine(line([]), 'd', 1)).toEqual([]);
+  });
+
+  it.each([
+    ['not JSON', '{"resourceType":"Bundle",', 'not valid JSON'],
+    ['not a Bundle', JSON.stringify({ resourceType: 'Patient', id: 'secret' }), 'not a Bundle'],
+    ['no entry[]', JSON.stringify({ resourceType: 'Bundle' }), 'a Bundle without entry[]'],
+    ['no request', line([{ resource: { id: 'secret' } }]), 'entry[0] has no request'],
+    [
+      'another method',
+      line([entry('DELETE', 'Patient/a'), entry('PUT', 'Patient/secret')]),
+      'entry[1].request.method is not DELETE',
+    ],
+    ['a search URL', line([entry('DELETE', 'Patient?name=secret')]), 'entry[0].request.url is not Type/id'],
+    ['no URL', line([entry('DELETE', 42)]), 'entry[0].request.url is not Type/id'],
+  ])('refuses a line that is %s, naming file and line, not content', (_what, text, problem) => {
+    const read = () => deletedRowsOfLine(text, 'exp/deleted.ndjson', 7);
+    expect(read).toThrow(InvalidDeletedFileError);
+    expect(read).toThrow(`the deleted file exp/deleted.ndjson, line 7: ${problem} (expected a Bundle`);
+    expect(read).not.toThrow(/secret/);
   });
 });
