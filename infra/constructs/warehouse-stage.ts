@@ -14,6 +14,7 @@ import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { DELETED_TABLE, warehousePrefix } from '../../lambdas/warehouse/layout.js';
+import { createLatestViewSql, missingLatestColumns } from '../../lambdas/warehouse/sql.js';
 import { GLUE_TYPES, warehouseType } from '../../lambdas/warehouse/types.js';
 import type { CompiledView } from '../../lambdas/warehouse/view-definition/index.js';
 import { viewsFor } from '../../lambdas/warehouse/views.js';
@@ -95,6 +96,12 @@ export interface WarehouseColumn {
   readonly type: string;
 }
 
+/** A Glue table: its columns, and the FHIR resource type its view reads (none for `deleted`). */
+export interface WarehouseTable {
+  readonly resource?: string;
+  readonly columns: readonly WarehouseColumn[];
+}
+
 /**
  * The tables of a deployment: one per default view, one per view a declared source adds, and `deleted`.
  * A source's view that replaces a default (same name) shares its table: the table takes the default's
@@ -103,10 +110,10 @@ export interface WarehouseColumn {
  */
 export function warehouseTables(
   sourceViews: readonly { readonly sourceId: string; readonly views: readonly unknown[] }[],
-): ReadonlyMap<string, readonly WarehouseColumn[]> {
-  const tables = new Map<string, WarehouseColumn[]>();
+): ReadonlyMap<string, WarehouseTable> {
+  const tables = new Map<string, { resource?: string; columns: WarehouseColumn[] }>();
   const addView = (table: string, view: CompiledView, where: string) => {
-    const columns = tables.get(table) ?? [];
+    const { columns } = tables.get(table) ?? { columns: [] };
     for (const column of view.columns) {
       const type = GLUE_TYPES[warehouseType(column)];
       const name = column.name.toLowerCase();
@@ -118,16 +125,18 @@ export function warehouseTables(
         );
       }
     }
-    tables.set(table, columns);
+    tables.set(table, { resource: view.view.resource, columns });
   };
   for (const [table, view] of viewsFor()) addView(table, view, 'the default views');
   for (const { sourceId, views } of sourceViews) {
     for (const [table, view] of viewsFor(views)) addView(table, view, `source "${sourceId}"`);
   }
-  tables.set(DELETED_TABLE, [
-    { name: 'resource_type', type: 'string' },
-    { name: 'id', type: 'string' },
-  ]);
+  tables.set(DELETED_TABLE, {
+    columns: [
+      { name: 'resource_type', type: 'string' },
+      { name: 'id', type: 'string' },
+    ],
+  });
   return tables;
 }
 
@@ -151,8 +160,6 @@ export interface WarehouseStageProps {
   readonly sourceViews: readonly { readonly sourceId: string; readonly views: readonly unknown[] }[];
   /** Athena's per-query cutoff, in bytes scanned. */
   readonly bytesScannedCutoffPerQuery: number;
-  /** Named Athena SQL per table (`CREATE OR REPLACE VIEW <table>_latest …`), when there is one. */
-  readonly latestViewSql?: (table: string, database: string) => string | undefined;
 }
 
 /**
@@ -177,7 +184,7 @@ export class WarehouseStage extends PipelinePart {
   public readonly workGroupName: string;
   /** Attach to whoever queries the warehouse in Athena (or use `grantQuery`). */
   public readonly queryPolicy: iam.ManagedPolicy;
-  /** `create <table>_latest` per table, when the SQL is known. */
+  /** `create <table>_latest` per table that has id and last_updated columns (not `deleted`). */
   public readonly namedQueries: ReadonlyMap<string, athena.CfnNamedQuery>;
 
   private readonly props: WarehouseStageProps;
@@ -201,7 +208,8 @@ export class WarehouseStage extends PipelinePart {
           'FHIR bulk exports as SQL on FHIR views (Parquet), one table per view; query with WHERE source = …',
       },
     });
-    this.tables = this.createTables(warehouseTables(props.sourceViews));
+    const tables = warehouseTables(props.sourceViews);
+    this.tables = this.createTables(tables);
     this.workGroup = this.createWorkGroup();
     const queryStatements = this.queryStatements();
     this.queryPolicy = new iam.ManagedPolicy(this, 'WarehouseQueryPolicy', {
@@ -209,7 +217,7 @@ export class WarehouseStage extends PipelinePart {
       statements: queryStatements.map((entry) => entry.statement),
     });
     acknowledgeWildcards(this.queryPolicy, queryStatements);
-    this.namedQueries = this.createNamedQueries();
+    this.namedQueries = this.createNamedQueries(tables);
 
     const environment: Record<string, string> = {
       EXPORT_BUCKET: bucket.bucketName,
@@ -308,9 +316,9 @@ export class WarehouseStage extends PipelinePart {
     return grant!;
   }
 
-  private createTables(tables: ReadonlyMap<string, readonly WarehouseColumn[]>): Map<string, glue.CfnTable> {
+  private createTables(tables: ReadonlyMap<string, WarehouseTable>): Map<string, glue.CfnTable> {
     const created = new Map<string, glue.CfnTable>();
-    for (const [name, columns] of tables) {
+    for (const [name, { columns }] of tables) {
       const location = this.tableLocation(name);
       const table = new glue.CfnTable(this, `WarehouseTable-${name}`, {
         catalogId: Aws.ACCOUNT_ID,
@@ -376,13 +384,19 @@ export class WarehouseStage extends PipelinePart {
     });
   }
 
-  private createNamedQueries(): Map<string, athena.CfnNamedQuery> {
+  /**
+   * Athena keeps a view's SQL in Glue, which CloudFormation cannot write in Athena's form: a named query per
+   * table, run once (and again after a view's columns change), creates `<table>_latest`.
+   */
+  private createNamedQueries(tables: ReadonlyMap<string, WarehouseTable>): Map<string, athena.CfnNamedQuery> {
     const created = new Map<string, athena.CfnNamedQuery>();
-    const sqlOf = this.props.latestViewSql;
-    if (!sqlOf) return created;
-    for (const table of this.tables.keys()) {
-      const queryString = sqlOf(table, this.databaseName);
-      if (queryString === undefined) continue;
+    for (const [table, { resource, columns }] of tables) {
+      const names = columns.map((column) => column.name);
+      if (resource === undefined || missingLatestColumns(names).length > 0) continue;
+      const queryString = createLatestViewSql(table, names, 'athena', {
+        resourceType: resource,
+        database: this.databaseName,
+      });
       const query = new athena.CfnNamedQuery(this, `WarehouseLatestView-${table}`, {
         name: `create ${table}_latest`,
         description: `Creates the view ${table}_latest: the newest version of each id across exports, without deleted ids`,

@@ -164,6 +164,23 @@ describe('WarehouseStage (issue 18)', () => {
     expect(flat).not.toMatch(/"(athena|glue|s3|kms):\*"|"\*"/);
   });
 
+  it('saves one "create <table>_latest" query per view table in the workgroup, over its own columns', () => {
+    const queries = ofType('AWS::Athena::NamedQuery').map((q) => q.Properties as Record<string, string>);
+    expect(queries.map((q) => q.Name).sort()).toEqual(
+      [...EXPECTED_TABLES.keys()].map((table) => `create ${table}_latest`).sort(),
+    );
+    for (const query of queries) {
+      const table = query.Name!.replace(/^create (.*)_latest$/, '$1');
+      expect(query.WorkGroup).toBe(part.workGroupName);
+      expect(query.Database).toBe(part.databaseName);
+      expect(query.QueryString).toContain(`CREATE OR REPLACE VIEW "${part.databaseName}"."${table}_latest"`);
+      for (const column of EXPECTED_TABLES.get(table)!)
+        expect(query.QueryString).toContain(`"${column.Name}"`);
+      // Athena's tables have no export column: the token comes from the part's path.
+      expect(query.QueryString).toContain(`regexp_extract(t."$path", '/export=([^/]+)/', 1)`);
+    }
+  });
+
   it('loads each export once it is validated (_VALIDATED.json), into the stage’s own DLQ when it cannot start', () => {
     const rule = resources[logicalId(part.rule)]!.Properties as {
       EventPattern: Record<string, unknown>;
