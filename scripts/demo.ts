@@ -21,11 +21,12 @@ const DEFAULT_PATIENTS = 1000;
 /** The sandbox builds its whole dataset in memory before it serves it. */
 const MAX_PATIENTS = 100_000;
 
-const USAGE = `usage: npm run demo [-- --patients N] [--chunk patients:N|time:30d] [--no-validate]
+const USAGE = `usage: npm run demo [-- --patients N] [--chunk patients:N|time:30d] [--no-validate] [--no-load]
 
   --patients N   synthetic patients in the exported Group (${DEFAULT_PATIENTS} by default, at most ${MAX_PATIENTS})
   --chunk C      export the Group as several server jobs: N patients each, or time windows (docs/chunking.md)
   --no-validate  skip the US Core validation of the export (docs/validation.md)
+  --no-load      skip the warehouse load of the export (SQL on FHIR views as Parquet, docs/warehouse.md)
 Its state (keys, the embedded S3's files, one log per run) is kept in .local/ of the folder
 it runs in: the project folder under npm run.`;
 
@@ -34,6 +35,7 @@ async function main(argv: readonly string[]): Promise<number> {
     patients: { type: 'string' },
     chunk: { type: 'string' },
     'no-validate': { type: 'boolean' },
+    'no-load': { type: 'boolean' },
   });
   const patients =
     integerOption('patients', values.patients, { min: 1, max: MAX_PATIENTS }) ?? DEFAULT_PATIENTS;
@@ -81,6 +83,7 @@ async function main(argv: readonly string[]): Promise<number> {
         progress: (event) => printer.onProgress(event),
         onEvent: (event) => printer.onExecutionEvent(event),
         validate: !values['no-validate'],
+        load: !values['no-load'],
       });
       printer.finish();
       if (run.status !== 'SUCCEEDED' || !receipt) {

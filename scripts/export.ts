@@ -25,6 +25,7 @@ import { parseCommandLine, resolveFromCaller, runCommand, UsageError } from './l
 import { type LocalExecutionRecord, readExecutionRecord, saveExecutionRecord } from './local/executions.js';
 import { runLocalExport } from './local/local-export.js';
 import { describeValidation } from './local/local-validation.js';
+import { describeLoad } from './local/local-warehouse.js';
 import { createProgressPrinter } from './local/progress.js';
 import type { RedrivePoint } from './local/runner.js';
 
@@ -56,6 +57,8 @@ const USAGE = `usage: npm run export -- --source <file.json> [--since ISO|auto] 
   --state-machine-arn ARN  with --resume: redrive that execution on AWS instead
   --no-validate      skip the US Core validation that runs after a successful export (as the _SUCCESS.json event
                      starts it on AWS; npm run validate runs it alone, docs/validation.md)
+  --no-load          skip the warehouse load (SQL on FHIR views as Parquet) that runs after the validation, or
+                     after the export when validation is off (docs/warehouse.md)
 Ctrl-C cancels cleanly: running downloads stop, the server job is DELETEd, open uploads are aborted, a failure
 receipt says "cancelled" and the source lock is released. A second Ctrl-C exits at once and says what was left.
 Local state (.local/s3/<bucket>, one log per run in .local/logs/export-<execution>.ndjson) is kept
@@ -76,6 +79,7 @@ const OPTIONS = {
   'state-machine-arn': { type: 'string' },
   explain: { type: 'boolean' },
   'no-validate': { type: 'boolean' },
+  'no-load': { type: 'boolean' },
 } as const;
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -131,6 +135,7 @@ async function main(argv: readonly string[]): Promise<number> {
       executionName: record.executionName,
       redrive: record.redrivePoint,
       validate: !values['no-validate'],
+      load: !values['no-load'],
     });
   }
   if (!values.source) throw new UsageError('--source <file.json> is required (or --resume NAME)');
@@ -164,6 +169,7 @@ async function main(argv: readonly string[]): Promise<number> {
     },
     executionName: localExecutionName(source.id),
     validate: !values['no-validate'],
+    load: !values['no-load'],
   });
 }
 
@@ -177,6 +183,8 @@ interface ExportRun {
   readonly redrive?: RedrivePoint;
   /** Run the validation stage after a successful export (`--no-validate` turns it off). */
   readonly validate: boolean;
+  /** Run the warehouse load after the validation, or the export (`--no-load` turns it off). */
+  readonly load: boolean;
 }
 
 async function runExport(options: ExportRun): Promise<number> {
@@ -224,7 +232,7 @@ async function runExport(options: ExportRun): Promise<number> {
       `${options.redrive ? `Resuming export ${executionName} of source ${source.id} from "${options.redrive.stateName}"` : `Exporting source ${source.id}`} into ${target.description}\nExecution ${executionName}; logs: ${logFile}\n`,
     );
     const printer = createProgressPrinter();
-    const { run, receipt, endedCleanUp, validation } = await runLocalExport({
+    const { run, receipt, endedCleanUp, validation, load } = await runLocalExport({
       sources: [source],
       input: options.input,
       executionName,
@@ -237,6 +245,7 @@ async function runExport(options: ExportRun): Promise<number> {
       signal: cancel.signal,
       ...(options.redrive ? { redrive: options.redrive } : {}),
       validate: options.validate,
+      load: options.load,
     });
     printer.finish();
     await saveExecutionRecord(localDirectory, {
@@ -266,6 +275,7 @@ async function runExport(options: ExportRun): Promise<number> {
       `\n${summarize(receipt)}\n${output.warnings?.length ? `\nWarnings (the export is complete and verified): ${output.warnings.join('; ')}\n` : ''}\nReceipt: s3://${target.bucket}/${output.receiptKey}\nMarker:  s3://${target.bucket}/${output.completionMarkerKey}\nLogs:    ${logFile}\n`,
     );
     if (validation) process.stdout.write(`\n${describeValidation(validation, target.bucket)}\n`);
+    if (load) process.stdout.write(`\n${describeLoad(load, target.bucket)}\n`);
     return 0;
   } finally {
     process.off('SIGINT', onInterrupt);

@@ -7,14 +7,17 @@ import { createCompleteExportHandler } from './complete-export.js';
 import { createDownloadFileHandler } from './download-file.js';
 import { createFinalizeExportHandler } from './finalize-export.js';
 import { createKickOffHandler } from './kick-off.js';
+import { createLoadWarehouseFilesHandler } from './load-warehouse-files.js';
 import { createMergeChunksHandler } from './merge-chunks.js';
 import { createMintTokenHandler } from './mint-token.js';
 import { createPlanChunksHandler } from './plan-chunks.js';
+import { createPlanLoadHandler } from './plan-load.js';
 import { createPlanValidationHandler } from './plan-validation.js';
 import { createPollStatusHandler } from './poll-status.js';
 import { createPrepareExportHandler } from './prepare-export.js';
 import { createValidateFileHandler } from './validate-file.js';
 import { createVerifyFilesHandler } from './verify-files.js';
+import { createWriteLoadMarkerHandler } from './write-load-marker.js';
 import { createWriteValidationReportHandler } from './write-validation-report.js';
 
 /**
@@ -43,4 +46,8 @@ export const TASK_HANDLER_FACTORIES: Record<
   PlanValidation: createPlanValidationHandler,
   ValidateFile: createValidateFileHandler,
   WriteValidationReport: createWriteValidationReportHandler,
+  // The warehouse load (issue 18, load-warehouse.asl.json).
+  PlanLoad: createPlanLoadHandler,
+  LoadWarehouseFiles: createLoadWarehouseFilesHandler,
+  WriteLoadMarker: createWriteLoadMarkerHandler,
 };

@@ -2,6 +2,9 @@ import { z } from 'zod';
 import { DEFAULT_MAX_LINE_BYTES, MAX_MAX_LINE_BYTES, MIN_MAX_LINE_BYTES } from '../core/ndjson/line-limit.js';
 import { trustedOriginProblem } from '../core/origins.js';
 import { checkFetchableUrl } from '../core/urls.js';
+import { DELETED_TABLE } from '../warehouse/layout.js';
+import { ViewDefinitionError } from '../warehouse/view-definition/index.js';
+import { viewsFor } from '../warehouse/views.js';
 import { flag, integer, oneOf, patterned, strictObject, text, textList } from './fields.js';
 import { applyProfile, PROFILE_NAMES, profileOf } from './profiles.js';
 
@@ -314,6 +317,25 @@ const settingsShape = {
     },
     'US Core validation after each successful export: report only, or gate on a conformance threshold.',
   ).prefault({}),
+  // The warehouse load of each export (issue 18): whether it runs, and the source's own SQL on FHIR views
+  // (lambdas/warehouse/views.ts viewsFor; compiled when the source is checked, so a wrong view fails there).
+  warehouse: strictObject(
+    {
+      enabled: flag(
+        'Load each complete export (after its validation when that is on) into the warehouse as Parquet tables (state-machines/load-warehouse.asl.json).',
+      ).default(true),
+      views: z
+        .array(z.record(z.string(), z.unknown()), {
+          error: (issue) => `must be a list of ViewDefinition objects (got ${typeof issue.input})`,
+        })
+        .meta({
+          description:
+            "The source's own SQL on FHIR v2 ViewDefinitions (JSON objects): a view with a default view's name replaces it, any other name adds a table. A name is lower-case letters, digits and _; not deleted, not ending in _latest.",
+        })
+        .optional(),
+    },
+    'The warehouse load after each complete export: SQL on FHIR views written as Parquet tables.',
+  ).prefault({}),
 };
 
 /** How a source authenticates (SMART Backend Services), wherever its credentials are kept. */
@@ -427,6 +449,8 @@ function checkSettings(settings: ParsedSettings, context: z.core.$RefinementCtx)
   });
   if (unsupported !== undefined)
     context.addIssue({ code: 'custom', path: ['export', unsupported.field], message: unsupported.message });
+  const views = warehouseViewsProblem(settings.warehouse.views);
+  if (views !== undefined) context.addIssue({ code: 'custom', path: ['warehouse', 'views'], message: views });
   if (settings.scopeCasing === 'capitalized' && settings.scopeSyntax !== 'v1')
     context.addIssue({
       code: 'custom',
@@ -434,6 +458,27 @@ function checkSettings(settings: ParsedSettings, context: z.core.$RefinementCtx)
       message:
         'capitalized applies to v1 scopes (system/Patient.Read); set scopeSyntax to v1 or scopeCasing to lower',
     });
+}
+
+/**
+ * A source's views compile as the load will compile them (the runner's own error otherwise), and none takes
+ * a name the warehouse keeps for itself: the deleted ids' table, and the `<table>_latest` views over deltas.
+ */
+function warehouseViewsProblem(views: readonly unknown[] | undefined): string | undefined {
+  if (views === undefined || views.length === 0) return undefined;
+  try {
+    viewsFor(views);
+  } catch (error) {
+    if (error instanceof ViewDefinitionError) return error.message;
+    throw error;
+  }
+  for (const [i, view] of views.entries()) {
+    const name = (view as { name?: unknown }).name as string;
+    if (name === DELETED_TABLE || name.endsWith('_latest')) {
+      return `views[${i}] is named "${name}": the warehouse keeps "${DELETED_TABLE}" and names ending in _latest for itself (the deleted ids' table, the latest-version views); expected another name`;
+    }
+  }
+  return undefined;
 }
 
 /** What an export asks of the server: the source's export settings, or an execution's request. */

@@ -7,6 +7,7 @@ import type { ProgressEvent, Runtime } from '../../lambdas/runtime.js';
 import { isSourceId } from '../../lambdas/schema/source.js';
 import { readLock, updateSourceLock } from '../../lambdas/services/source-lock.js';
 import { type LocalValidationResult, runValidationLocally } from './local-validation.js';
+import { type LocalLoadResult, runLoadLocally } from './local-warehouse.js';
 import {
   CLEAN_UP_DEFINITION_PATH,
   type EventLog,
@@ -55,6 +56,12 @@ export interface LocalExportOptions {
    */
   readonly validate?: boolean;
   readonly validation?: LocalRuntimeOptions['validation'];
+  /**
+   * After the validation (or the export, when validation is off), run the warehouse load on the marker
+   * the EventBridge rule starts it by on AWS: `_VALIDATED.json`, or `_SUCCESS.json`. `npm run export` and
+   * `npm run demo` turn it on unless `--no-load`. @default false
+   */
+  readonly load?: boolean;
 }
 
 export interface LocalExportResult {
@@ -71,6 +78,8 @@ export interface LocalExportResult {
   readonly metrics: LocalRuntime['metrics'];
   /** The validation of the export's `_SUCCESS.json`, when asked for (`validate`) and the export is complete. */
   readonly validation?: LocalValidationResult;
+  /** The warehouse load, when asked for (`load`) and a marker it starts from was written. */
+  readonly load?: LocalLoadResult;
 }
 
 /** One export, start to finish, with the real ASL and handlers: what `npm run export` and `npm run demo` do. */
@@ -124,10 +133,19 @@ export async function runLocalExport(options: LocalExportOptions): Promise<Local
             ...(options.retryOverrideMs === undefined ? {} : { retryOverrideMs: options.retryOverrideMs }),
           })
         : undefined;
+    const loadMarkerKey = options.load && receipt?.complete ? loadTrigger(run, validation) : undefined;
+    const load = loadMarkerKey
+      ? await runLoadLocally(local.runtime, {
+          markerKey: loadMarkerKey,
+          executionName: `${run.exportName}-load`,
+          ...(options.retryOverrideMs === undefined ? {} : { retryOverrideMs: options.retryOverrideMs }),
+        })
+      : undefined;
     return {
       run,
       ...(receipt ? { receipt } : {}),
       ...(validation ? { validation } : {}),
+      ...(load ? { load } : {}),
       ...(endedCleanUp ? { endedCleanUp } : {}),
       emittedEvents: local.emittedEvents,
       metrics: local.metrics,
@@ -135,6 +153,17 @@ export async function runLocalExport(options: LocalExportOptions): Promise<Local
   } finally {
     await local.close();
   }
+}
+
+/**
+ * The marker whose Object Created event starts the load on AWS: the validation's `_VALIDATED.json` when it
+ * wrote one, the export's `_SUCCESS.json` when validation did not run or is off for the source. A failed
+ * validation writes no marker, so nothing starts the load.
+ */
+function loadTrigger(run: LocalRunResult, validation: LocalValidationResult | undefined): string | undefined {
+  if (validation?.report) return validation.report.validatedMarkerKey;
+  if (validation && validation.run.status !== 'SUCCEEDED') return undefined;
+  return (run.output as { completionMarkerKey: string }).completionMarkerKey;
 }
 
 /**

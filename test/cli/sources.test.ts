@@ -17,6 +17,15 @@ const EPIC = {
   settings: { fhirBaseUrl: 'https://fhir.epic.example.org/api/FHIR/R4', export: { types: ['Patient'] } },
 };
 
+/** A one-column ViewDefinition over Observation. */
+const view = (name: string, path: string) => ({
+  resourceType: 'ViewDefinition',
+  name,
+  resource: 'Observation',
+  status: 'active',
+  select: [{ column: [{ name: 'id', path }] }],
+});
+
 /**
  * `npm run sources` as a process against the embedded S3: what it writes is
  * what the Lambdas' registry reads.
@@ -125,9 +134,18 @@ describe('npm run sources', () => {
     ],
     [
       { ...EPIC, settings: { ...EPIC.settings, clientId: 'abc' } },
-      "registration.settings has unknown key(s) clientId; credentials belong in the source's client secret, not in its settings; expected only id, description, profile, fhirBaseUrl, export, serverSupports, scopeSyntax, scopeCasing, extraScopes, tokenLifetimeSeconds, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, serverFileErrors, trustedOrigins, auth, validation",
+      "registration.settings has unknown key(s) clientId; credentials belong in the source's client secret, not in its settings; expected only id, description, profile, fhirBaseUrl, export, serverSupports, scopeSyntax, scopeCasing, extraScopes, tokenLifetimeSeconds, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, serverFileErrors, trustedOrigins, auth, validation, warehouse",
     ],
     [{ id: 'bad', settings: EPIC.settings }, 'registration.clientSecret is required: a non-empty string'],
+    // Issue 18: a source's views compile at registration, with the runner's own error.
+    [
+      { ...EPIC, settings: { ...EPIC.settings, warehouse: { views: [view('bp', 'id.(((')] } } },
+      "registration.settings.warehouse.views ViewDefinition \"bp\": select[0].column[0].path: the FHIRPath does not parse: line: 1; column: 3; message: mismatched input '(' expecting {'is', 'as', 'in', 'contains', '$this', '$index', '$total', 'sort', '`sort`', 'asc', 'desc', IDENTIFIER, DELIMITEDIDENTIFIER}",
+    ],
+    [
+      { ...EPIC, settings: { ...EPIC.settings, warehouse: { views: [view('patient_latest', 'id')] } } },
+      'registration.settings.warehouse.views views[0] is named "patient_latest": the warehouse keeps "deleted" and names ending in _latest for itself (the deleted ids\' table, the latest-version views); expected another name',
+    ],
   ])('refuses a mistake in the file, naming the field, and writes nothing: %#', async (record, message) => {
     // Prepare
     await writeFile(join(dir, 'bad.json'), JSON.stringify({ ...record, id: 'bad' }));

@@ -100,7 +100,7 @@ const CASES: readonly [string, (stack: Stack) => BulkExportPipelineProps, string
   [
     'a misspelled setting',
     () => ({ sources: [withSettings({ maxConcurency: 4 })] }),
-    'sources[0].settings has unknown key(s) maxConcurency; expected only id, description, profile, fhirBaseUrl, export, serverSupports, scopeSyntax, scopeCasing, extraScopes, tokenLifetimeSeconds, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, serverFileErrors, trustedOrigins, auth, validation',
+    'sources[0].settings has unknown key(s) maxConcurency; expected only id, description, profile, fhirBaseUrl, export, serverSupports, scopeSyntax, scopeCasing, extraScopes, tokenLifetimeSeconds, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, serverFileErrors, trustedOrigins, auth, validation, warehouse',
   ],
   [
     'a settings id that disagrees with the source id',

@@ -65,10 +65,12 @@ const DEFAULTS = {
   auth: 'private_key_jwt',
   // Issue 17: US Core validation of each export.
   validation: { enabled: true, mode: 'report', minConformantPercent: 100 },
+  // Issue 18: the warehouse load of each export.
+  warehouse: { enabled: true },
 };
 
 const SOURCE_KEYS =
-  'id, description, profile, fhirBaseUrl, export, serverSupports, scopeSyntax, scopeCasing, extraScopes, tokenLifetimeSeconds, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, serverFileErrors, trustedOrigins, auth, validation, clientId, kmsKeyId, tokenUrl, scope, privateKeyFile, nextPrivateKeyFile, previousPrivateKeyFile, clientSecretEnv, clientSecretFile';
+  'id, description, profile, fhirBaseUrl, export, serverSupports, scopeSyntax, scopeCasing, extraScopes, tokenLifetimeSeconds, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, serverFileErrors, trustedOrigins, auth, validation, warehouse, clientId, kmsKeyId, tokenUrl, scope, privateKeyFile, nextPrivateKeyFile, previousPrivateKeyFile, clientSecretEnv, clientSecretFile';
 const EXPORT_KEYS =
   'level, groupId, types, typeFilters, elements, method, typeParameterStyle, outputFormat, includeAssociatedData, patient, chunk, chunkOnTimeout, maxConcurrentJobs, maxChunkAttempts, allowPartialManifests, organizeOutputBy';
 
@@ -160,6 +162,7 @@ describe('parseSourceSettings', () => {
       trustedOrigins: ['https://files.example.org'],
       auth: 'client_secret_basic',
       validation: { enabled: true, mode: 'gate', minConformantPercent: 95 },
+      warehouse: { enabled: true },
     });
   });
 

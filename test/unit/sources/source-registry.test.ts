@@ -123,7 +123,7 @@ describe('parseRegisteredSource (the registry record)', () => {
     [{ ...EPIC, settings: [] }, 'registration.settings must be a JSON object (got an array)'],
     [
       { ...EPIC, settings: { ...EPIC.settings, clientId: 'abc' } },
-      "registration.settings has unknown key(s) clientId; credentials belong in the source's client secret, not in its settings; expected only id, description, profile, fhirBaseUrl, export, serverSupports, scopeSyntax, scopeCasing, extraScopes, tokenLifetimeSeconds, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, serverFileErrors, trustedOrigins, auth, validation",
+      "registration.settings has unknown key(s) clientId; credentials belong in the source's client secret, not in its settings; expected only id, description, profile, fhirBaseUrl, export, serverSupports, scopeSyntax, scopeCasing, extraScopes, tokenLifetimeSeconds, maxConcurrency, filesPerBatch, retryAfterCeilingSeconds, deadlineHours, maxConsecutiveTransientErrors, maxClockSkewSeconds, allowInsecureHttp, invalidLinePolicy, maxLineBytes, fileLinksValidHours, retryPassDelaySeconds, serverFileErrors, trustedOrigins, auth, validation, warehouse",
     ],
     [
       { ...EPIC, settings: { ...EPIC.settings, id: 'cerner' } },
