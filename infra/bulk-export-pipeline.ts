@@ -294,7 +294,7 @@ export class BulkExportPipeline extends Construct {
         afterValidation: validation !== undefined,
         sourceViews: props.sources.map((source) => ({
           sourceId: source.id,
-          views: (source.settings as { warehouse?: { views?: readonly unknown[] } }).warehouse?.views ?? [],
+          views: source.settings.warehouse?.views ?? [],
         })),
         bytesScannedCutoffPerQuery:
           props.warehouse?.bytesScannedCutoffPerQuery ?? DEFAULT_BYTES_SCANNED_CUTOFF,

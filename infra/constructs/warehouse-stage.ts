@@ -18,7 +18,7 @@ import { createLatestViewSql, missingLatestColumns } from '../../lambdas/warehou
 import { GLUE_TYPES, warehouseType } from '../../lambdas/warehouse/types.js';
 import type { CompiledView } from '../../lambdas/warehouse/view-definition/index.js';
 import { viewsFor } from '../../lambdas/warehouse/views.js';
-import { type BundledFunctionName, bundleDirectory } from '../lambda-bundles.js';
+import { bundleDirectory, type WarehouseFunctionName } from '../lambda-bundles.js';
 import { acknowledgeWildcards, type ExplainedStatement } from '../nag-findings.js';
 import {
   attachPolicy,
@@ -36,8 +36,7 @@ import { EVENT_SOURCE } from './task-functions.js';
 /** The load stage's ASL (state-machines/load-warehouse.asl.json). */
 export const WAREHOUSE_ASL_FILE = 'load-warehouse.asl.json';
 
-/** The load stage's functions, by the name their `${<Name>FunctionArn}` placeholders use. */
-export type WarehouseFunctionName = 'PlanLoad' | 'LoadWarehouseFiles' | 'WriteLoadMarker';
+export type { WarehouseFunctionName } from '../lambda-bundles.js';
 
 /** Athena stops a query past this many bytes scanned, unless the pipeline says otherwise: 10 GB, $0.05 at $5/TB. */
 export const DEFAULT_BYTES_SCANNED_CUTOFF = 10_000_000_000;
@@ -254,7 +253,7 @@ export class WarehouseStage extends PipelinePart {
         policies[spec.name].statements,
       );
       functions[spec.name] = createPipelineFunction(this, spec.name, context, {
-        code: bundleDirectory(props.bundleRoot, spec.name as BundledFunctionName),
+        code: bundleDirectory(props.bundleRoot, spec.name),
         description: spec.description,
         memorySize: spec.memorySize,
         timeout: spec.timeout,
@@ -530,7 +529,8 @@ export class WarehouseStage extends PipelinePart {
       Stack.of(this).formatArn({ service: 'events', resource: 'event-bus', resourceName: 'default' });
     return {
       PlanLoad: {
-        description: 'Reads the markers, receipt, file index and the source’s registration; writes the items',
+        description:
+          'Reads the markers, receipt, file index and the source’s registration; writes the items, clears a re-run’s leftovers',
         statements: [
           readExports,
           {
@@ -541,23 +541,28 @@ export class WarehouseStage extends PipelinePart {
             wildcardReason:
               'Source registrations (with their views) are one object per source id under _registry/sources/, registered without a deploy.',
           },
-          work('s3:GetObject', 's3:PutObject'),
+          work('s3:GetObject', 's3:PutObject', 's3:DeleteObject'),
+          // A re-run starts clean: the earlier load's marker and the parts it left in this export's partitions.
+          {
+            statement: new iam.PolicyStatement({
+              actions: ['s3:DeleteObject'],
+              resources: [
+                bucket.arnForObjects(`${warehousePrefix(prefix)}*`),
+                bucket.arnForObjects(`${prefix}source=*/_LOADED.json`),
+              ],
+            }),
+            wildcardReason:
+              'A re-run of a load removes the parts an earlier run left in this export’s partitions (warehouse/view=<t>/source=<id>/export=<token>/) and its _LOADED.json, named at run time; never the exports’ data.',
+          },
           listBucket,
           dataKeyStatement(dataKey, 'kms:GenerateDataKey', 'kms:Decrypt'),
         ],
       },
       LoadWarehouseFiles: {
-        description: 'Reads data files and the source’s views, writes Parquet parts and per-file results',
+        // The views come in the plan Plan Load wrote, not from the registry.
+        description: 'Reads data files and the plan, writes Parquet parts and per-file results',
         statements: [
           readExports,
-          {
-            statement: new iam.PolicyStatement({
-              actions: ['s3:GetObject'],
-              resources: [bucket.arnForObjects(`${registryPrefix(prefix)}*`)],
-            }),
-            wildcardReason:
-              'Source registrations (with their views) are one object per source id under _registry/sources/, registered without a deploy.',
-          },
           work('s3:GetObject', 's3:PutObject'),
           writeTables,
           listBucket,

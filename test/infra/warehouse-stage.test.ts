@@ -12,8 +12,6 @@ import { actionsOf, type PolicyStatementJson, synthesize } from './pipeline-fixt
 
 type Resources = Record<string, { Type: string; Properties: Record<string, unknown> }>;
 
-const SCRATCH = JSON.parse(process.env.WH_SCRATCH ?? '{}');
-
 /** The default views as a user sees them: the JSON files under warehouse/views/, typed as the contract says. */
 const VIEWS_DIR = fileURLToPath(new URL('../../warehouse/views/', import.meta.url));
 const EXPECTED_TABLES = new Map(
@@ -45,7 +43,7 @@ function withQuerier(app: import('aws-cdk-lib').App): void {
 }
 
 describe('WarehouseStage (issue 18)', () => {
-  const { stack, template, logicalId } = synthesize({ ...SCRATCH });
+  const { stack, template, logicalId } = synthesize();
   const part = stack.pipeline.warehouse!;
   const resources = template.toJSON().Resources as Resources;
   const ofType = (type: string) => Object.values(resources).filter((resource) => resource.Type === type);
@@ -239,7 +237,7 @@ describe('WarehouseStage (issue 18)', () => {
 
   it('loads on _SUCCESS.json without validation, with the cutoff asked for, and cdk-nag finds nothing', () => {
     const off = synthesize(
-      { ...SCRATCH, validation: { enabled: false }, warehouse: { bytesScannedCutoffPerQuery: 50_000_000 } },
+      { validation: { enabled: false }, warehouse: { bytesScannedCutoffPerQuery: 50_000_000 } },
       { configure: withQuerier },
     );
     const warehouse = off.stack.pipeline.warehouse!;
@@ -257,7 +255,7 @@ describe('WarehouseStage (issue 18)', () => {
   });
 
   it('is left out with warehouse: { enabled: false }', () => {
-    const off = synthesize({ ...SCRATCH, warehouse: { enabled: false } });
+    const off = synthesize({ warehouse: { enabled: false } });
     expect(off.stack.pipeline.warehouse).toBeUndefined();
     const json = off.template.toJSON() as { Resources: Resources };
     const types = Object.values(json.Resources).map((r) => r.Type);
