@@ -4,7 +4,12 @@ import { fileURLToPath } from 'node:url';
 import { Stack, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_BYTES_SCANNED_CUTOFF, WarehouseStage } from '../../infra/constructs/warehouse-stage.js';
+import { parsePipelineConfig, stackPropsFromConfig } from '../../infra/config.js';
+import {
+  DEFAULT_BYTES_SCANNED_CUTOFF,
+  WarehouseStage,
+  warehouseTables,
+} from '../../infra/constructs/warehouse-stage.js';
 import { addNagChecks, nagPacks } from '../../infra/nag.js';
 import { GLUE_TYPES, warehouseType } from '../../lambdas/warehouse/types.js';
 import { compiledView } from '../../lambdas/warehouse/view-definition/index.js';
@@ -264,5 +269,76 @@ describe('WarehouseStage (issue 18)', () => {
     expect(types.filter((type) => type === 'AWS::StepFunctions::StateMachine')).toHaveLength(3);
     const alarms = Object.keys(off.template.findResources('AWS::CloudWatch::Alarm'));
     expect(alarms.filter((id) => id.includes('Warehouse'))).toEqual([]);
+  });
+});
+
+describe('warehouseTables: the Glue tables of the defaults and the declared sources’ views', () => {
+  const view = (name: string, columns: { name: string; path: string; type: string }[]) => ({
+    resourceType: 'ViewDefinition',
+    name,
+    status: 'active',
+    resource: 'Patient',
+    select: [{ column: columns }],
+  });
+
+  it('adds a table for a new view, and the new columns of a view that replaces a default', () => {
+    const tables = warehouseTables([
+      {
+        sourceId: 'epic-prod',
+        views: [
+          view('patient', [
+            { name: 'id', path: 'getResourceKey()', type: 'id' },
+            { name: 'mrn', path: "identifier.where(type.text = 'MRN').value.first()", type: 'string' },
+          ]),
+          view('patient_flags', [
+            { name: 'id', path: 'getResourceKey()', type: 'id' },
+            { name: 'deceased', path: 'deceased.ofType(boolean)', type: 'boolean' },
+          ]),
+        ],
+      },
+    ]);
+    const patient = tables.get('patient')!.columns;
+    expect(patient.slice(0, -1)).toEqual(
+      EXPECTED_TABLES.get('patient')!.map((c) => ({ name: c.Name, type: c.Type })),
+    );
+    expect(patient.at(-1)).toEqual({ name: 'mrn', type: 'string' });
+    expect(tables.get('patient_flags')).toEqual({
+      resource: 'Patient',
+      columns: [
+        { name: 'id', type: 'string' },
+        { name: 'deceased', type: 'boolean' },
+      ],
+    });
+  });
+
+  it('refuses two types for one column of one table, naming the source, table and column', () => {
+    expect(() =>
+      warehouseTables([
+        {
+          sourceId: 'cerner-test',
+          views: [view('patient', [{ name: 'gender', path: 'gender.count()', type: 'integer' }])],
+        },
+      ]),
+    ).toThrow(/source "cerner-test".*"patient" types column gender as int.*as string/);
+  });
+
+  it('checks the Athena cutoff at synth, and reads warehouse from the deployment config', () => {
+    expect(() => synthesize({ warehouse: { bytesScannedCutoffPerQuery: 1_000_000 } })).toThrow(
+      /warehouse\.bytesScannedCutoffPerQuery must be .* at least 10000000/,
+    );
+    const config = parsePipelineConfig({
+      sources: [
+        {
+          id: 'epic-prod',
+          clientSecret: 'fhir-bulk-export/epic-prod',
+          settings: { fhirBaseUrl: 'https://fhir.example.org/r4' },
+        },
+      ],
+      warehouse: { enabled: false, bytesScannedCutoffPerQuery: 20_000_000 },
+    });
+    expect(stackPropsFromConfig(config).pipeline.warehouse).toEqual({
+      enabled: false,
+      bytesScannedCutoffPerQuery: 20_000_000,
+    });
   });
 });
