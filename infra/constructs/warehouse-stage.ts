@@ -9,7 +9,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import type * as s3 from 'aws-cdk-lib/aws-s3';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
@@ -42,6 +42,9 @@ export type { WarehouseFunctionName } from '../lambda-bundles.js';
 export const DEFAULT_BYTES_SCANNED_CUTOFF = 10_000_000_000;
 /** Athena's own floor for a workgroup's per-query cutoff (10 MB). */
 export const MIN_BYTES_SCANNED_CUTOFF = 10_000_000;
+
+/** How long Athena's results stay in a bucket the pipeline created. */
+export const ATHENA_RESULTS_EXPIRATION = Duration.days(30);
 
 /** The Athena results prefix under the pipeline's prefix: beside the exports, never inside one. */
 export const athenaResultsPrefix = (prefix: string) => `${prefix}_athena-results/`;
@@ -210,6 +213,16 @@ export class WarehouseStage extends PipelinePart {
     const tables = warehouseTables(props.sourceViews);
     this.tables = this.createTables(tables);
     this.workGroup = this.createWorkGroup();
+    // Query results can hold PHI and nobody reads them twice: the created bucket expires them (a bucket you
+    // bring keeps its own lifecycle).
+    if (bucket instanceof s3.Bucket) {
+      bucket.addLifecycleRule({
+        id: 'expire-athena-results',
+        prefix: athenaResultsPrefix(context.exportPrefix),
+        expiration: ATHENA_RESULTS_EXPIRATION,
+        noncurrentVersionExpiration: Duration.days(1),
+      });
+    }
     const queryStatements = this.queryStatements();
     this.queryPolicy = new iam.ManagedPolicy(this, 'WarehouseQueryPolicy', {
       description: `Queries the FHIR warehouse in Athena workgroup ${this.workGroupName} (Glue database ${this.databaseName})`,

@@ -138,6 +138,16 @@ describe('WarehouseStage (issue 18)', () => {
       },
     });
     expect(workGroup!.Properties.Name).toBe(part.workGroupName);
+    const rules = (
+      resources[logicalId(stack.pipeline.bucket)]!.Properties.LifecycleConfiguration as {
+        Rules: { Id: string }[];
+      }
+    ).Rules;
+    expect(rules.find((rule) => rule.Id === 'expire-athena-results')).toMatchObject({
+      Prefix: '_athena-results/',
+      ExpirationInDays: 30,
+      Status: 'Enabled',
+    });
     const outputs = Object.values(template.toJSON().Outputs as Record<string, { Value: unknown }>).map(
       (output) => output.Value,
     );
