@@ -1,4 +1,5 @@
 import type { Runtime } from '../runtime.js';
+import { loadFile } from '../warehouse/load-file.js';
 import {
   type FileLoader,
   type LoadFilesEvent,
@@ -11,12 +12,8 @@ import { awsTaskEntry } from './aws-entry.js';
  * Load Warehouse Files: one batch of the Map, each data file read once into one Parquet part per table
  * whose view reads its types; each file's result goes to S3, not to state.
  */
-export function createLoadWarehouseFilesHandler(runtime: Runtime, loader: FileLoader = notYetLoaded) {
+export function createLoadWarehouseFilesHandler(runtime: Runtime, loader: FileLoader = loadFile) {
   return (event: LoadFilesEvent): Promise<LoadFilesResult> => loadWarehouseFiles(runtime, loader, event);
-}
-
-async function notYetLoaded(): Promise<never> {
-  throw new Error('the file loader is not wired yet');
 }
 
 /** Lambda entry point (see infra/). */

@@ -8,7 +8,7 @@
  *                    [--source sandbox|local] [--concurrency N] [--cpu-prof-dir DIR]
  *                    [--staging-gib N] [--staging-files N] [--copy-part-mib N] [--manifest-files N]
  *
- * Scenarios (default: all ten at quick sizes, a few minutes; --full: the big sizes):
+ * Scenarios (default: all eleven at quick sizes, a few minutes; --full: the big sizes):
  *   single-file       one file through transferFile vs raw download and raw upload (100 MB | 1 GB)
  *   gzip              the same transfer with gzip on and off, each vs its own raw download
  *   resume            the same file cut by a dropped connection and by a checkpoint, landed byte for byte
@@ -22,6 +22,10 @@
  *   validate          US Core validation: the rule engine on the sandbox mix (resources/s per core), and Validate
  *                     Batch over one file streamed from S3 (100 MB | 1 GB, --validate-mb N): peak RSS, flat or not
  *                     (--validate-heap-mb N: that child's V8 heap limit)
+ *   warehouse         NDJSON → Parquet over every default view: loadFile over an export streamed from S3 (30 | 300 MB,
+ *                     --warehouse-mb N): rows/s and MB/s per core, peak RSS, Parquet vs NDJSON bytes; and the same
+ *                     rows written by hyparquet-writer (each codec) and by DuckDB, side by side
+ *                     (--warehouse-heap-mb N: the load child's V8 heap limit)
  *
  * MB = 10^6 bytes. One JSON line per measured case on stdout; progress on stderr.
  */
@@ -36,6 +40,7 @@ import { machineFacts } from './process-stats.js';
 import { prepareSingleFile, type SingleFileBench } from './single-file.js';
 import { runStagingCost } from './staging-cost.js';
 import { runValidateBench } from './validate.js';
+import { runWarehouseBench } from './warehouse.js';
 import { runHugeFiles, runManySmallFiles } from './workflow.js';
 
 const SCENARIOS = [
@@ -49,6 +54,7 @@ const SCENARIOS = [
   'long-export',
   'huge-manifest',
   'validate',
+  'warehouse',
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
@@ -62,6 +68,7 @@ const SIZES = {
     stagingGib: 1,
     manifestFiles: 2_000,
     validateMb: 100,
+    warehouseMb: 30,
   },
   full: {
     sizeMb: 1_000,
@@ -72,6 +79,7 @@ const SIZES = {
     stagingGib: 10,
     manifestFiles: 20_000,
     validateMb: 1_000,
+    warehouseMb: 300,
   },
 } as const;
 
@@ -79,7 +87,8 @@ const USAGE = `usage: npm run -s bench -- [--scenario name[,name]] [--full] [--s
                            [--huge-files N] [--huge-mb N] [--map-concurrency N[,N]] [--files-per-batch N[,N]]
                            [--source sandbox|local] [--concurrency N] [--cpu-prof-dir DIR]
                            [--staging-gib N] [--staging-files N] [--copy-part-mib N]
-                           [--manifest-files N] [--validate-mb N] [--validate-heap-mb N]
+                           [--manifest-files N] [--validate-mb N] [--validate-heap-mb N] [--warehouse-mb N]
+                           [--warehouse-heap-mb N]
   scenarios: ${SCENARIOS.join(', ')} (default: all, at quick sizes; --full: the big sizes)
   One JSON line per measured case on stdout; progress on stderr.`;
 
@@ -112,6 +121,8 @@ const {
   manifestFiles,
   validateBytes,
   validateHeapMb,
+  warehouseBytes,
+  warehouseHeapMb,
 } = parseOrExit('bench', USAGE, () => {
   const { values } = parseCommandLine(process.argv.slice(2), {
     scenario: { type: 'string' },
@@ -140,6 +151,10 @@ const {
     'validate-mb': { type: 'string' },
     /** validate: the Validate Batch child's V8 heap limit in MB (--max-old-space-size). */
     'validate-heap-mb': { type: 'string' },
+    /** warehouse: NDJSON of the export loadFile loads (the sandbox cohort is sized to it). */
+    'warehouse-mb': { type: 'string' },
+    /** warehouse: the load child's V8 heap limit in MB (--max-old-space-size). */
+    'warehouse-heap-mb': { type: 'string' },
   });
   const sizes = values.full ? SIZES.full : SIZES.quick;
   const source = values.source;
@@ -174,6 +189,10 @@ const {
     validateBytes: positive('validate-mb', values['validate-mb'], sizes.validateMb, false) * 1e6,
     validateHeapMb: values['validate-heap-mb']
       ? positive('validate-heap-mb', values['validate-heap-mb'], 0)
+      : undefined,
+    warehouseBytes: positive('warehouse-mb', values['warehouse-mb'], sizes.warehouseMb, false) * 1e6,
+    warehouseHeapMb: values['warehouse-heap-mb']
+      ? positive('warehouse-heap-mb', values['warehouse-heap-mb'], 0)
       : undefined,
     source,
     staging: {
@@ -258,6 +277,15 @@ try {
       s3,
       fileBytes: validateBytes,
       ...(validateHeapMb ? { heapMb: validateHeapMb } : {}),
+    })) {
+      emit(line);
+    }
+  }
+  if (scenarios.includes('warehouse')) {
+    for (const line of await runWarehouseBench({
+      s3,
+      ndjsonBytes: warehouseBytes,
+      ...(warehouseHeapMb ? { heapMb: warehouseHeapMb } : {}),
     })) {
       emit(line);
     }

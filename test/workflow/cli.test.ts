@@ -70,6 +70,10 @@ describe('export and backfill commands', () => {
     expect(stdout).toMatch(
       /Report: {2}s3:\/\/workflow-tests\/source=cli-ok\/export=[^/]+\/_validation\/summary\.json/,
     );
+    // Then the warehouse load, on by default (issue 18): rows per table and where its marker is.
+    expect(stdout).toMatch(/^Warehouse load \(Parquet, \d+ rows in \d+ part\(s\)\):$/m);
+    expect(stdout).toMatch(/^ {2}patient\s+10 rows\s+1 part\(s\)$/m);
+    expect(stdout).toMatch(/Marker: {2}s3:\/\/workflow-tests\/source=cli-ok\/export=[^/]+\/_LOADED\.json/);
   }, 90_000);
 
   it('export exits 1 and says what failed when the server fails the job', async () => {

@@ -49,6 +49,7 @@ describe('the validate command', () => {
       '--source',
       source,
       '--no-validate',
+      '--no-load',
       '--s3-endpoint',
       harness.s3.endpoint,
       '--bucket',
@@ -59,6 +60,7 @@ describe('the validate command', () => {
       exported.stdout,
     )![1]!;
     expect(exported.stdout).not.toContain('US Core validation');
+    expect(exported.stdout).not.toContain('Warehouse load');
   }, 120_000);
   afterAll(async () => {
     await harness?.close();

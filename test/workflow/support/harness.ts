@@ -52,6 +52,8 @@ export interface ExportScenario {
   /** Run the validation stage after the export (issue 17), and its tuning. */
   readonly validate?: boolean;
   readonly validation?: LocalExportOptions['validation'];
+  /** Run the warehouse load after the validation, or the export (issue 18). */
+  readonly load?: boolean;
 }
 
 export interface ScenarioResult extends LocalExportResult {
@@ -134,6 +136,7 @@ export async function startHarness(options: SandboxOptions = {}): Promise<Harnes
         ...(scenario.transfer ? { transfer: scenario.transfer } : {}),
         ...(scenario.validate ? { validate: true } : {}),
         ...(scenario.validation ? { validation: scenario.validation } : {}),
+        ...(scenario.load ? { load: true } : {}),
       });
       return { ...result, sourceId, clientId, logLines };
     },
