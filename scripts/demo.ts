@@ -107,6 +107,15 @@ async function main(argv: readonly string[]): Promise<number> {
           ...(validation ? [describeValidation(validation, BUCKET), ''] : []),
         ].join('\n'),
       );
+      // The pipeline's last step, seen from the user's side: one query over the loaded tables.
+      const { demoQueryReport } = await import('./local/warehouse-query.js');
+      const cacheDirectory = join(localDir, 'warehouse');
+      const report = await demoQueryReport({
+        s3ClientConfig: s3.clientConfig,
+        bucket: BUCKET,
+        cacheDirectory,
+      });
+      process.stdout.write(`${report}\n`);
       return 0;
     } finally {
       await s3.close();

@@ -6,17 +6,19 @@
  */
 import './local/node-version.js';
 import { resolve } from 'node:path';
-import { DEFAULT_LOCAL_BUCKET, openS3Target, s3TargetOptions } from './local/cli.js';
 import { parseCommandLine, runCommand, UsageError } from './local/command.js';
-import {
-  NoWarehouseError,
-  openWarehouse,
-  QueryError,
-  renderCsv,
-  renderJson,
-  renderTextTable,
-  rowCount,
-} from './local/warehouse-query.js';
+import type { TableInfo } from './local/warehouse-query.js';
+
+// Imported once the command line is known good: the AWS SDK and DuckDB take seconds to load, which --help and
+// a mistyped option need not wait for.
+const loadEngine = () =>
+  Promise.all([import('./local/cli.js'), import('./local/warehouse-query.js')]).then(([cli, query]) => ({
+    ...cli,
+    ...query,
+  }));
+
+/** The export commands' bucket in the embedded S3 (DEFAULT_LOCAL_BUCKET of scripts/local/cli.ts). */
+const EXPORT_BUCKET = 'bulk-export';
 
 /** Where `npm run demo` puts its exports; looked in when the export bucket has no warehouse. */
 const DEMO_BUCKET = 'bulk-export-demo';
@@ -31,7 +33,7 @@ const USAGE = `usage: npm run query -- "SQL" [--format table|csv|json] [--bucket
   The objects are copied into .local/warehouse/ first (only new or changed ones).
   --tables        list the tables, their columns and row counts
   --format F      table (default, aligned text), csv or json
-  --bucket NAME   default: ${DEFAULT_LOCAL_BUCKET}, or ${DEMO_BUCKET} (the demo's) when that has no warehouse
+  --bucket NAME   default: ${EXPORT_BUCKET}, or ${DEMO_BUCKET} (the demo's) when that has no warehouse
   --prefix P      the pipeline's prefix in the bucket, if it has one
   --s3-endpoint, --aws-s3: where the bucket is (default: the embedded S3 in .local/s3)
   Exit 0: the result was printed; 1: the query failed (DuckDB's message) or there is no warehouse yet;
@@ -66,14 +68,18 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const prefix = values.prefix ? (values.prefix.endsWith('/') ? values.prefix : `${values.prefix}/`) : '';
   const localDir = resolve('.local');
+  const engine = await loadEngine();
+  const { DEFAULT_LOCAL_BUCKET, openS3Target, s3TargetOptions, NoWarehouseError, openWarehouse, QueryError } =
+    engine;
+  const { renderCsv, renderJson, renderTextTable } = engine;
   const candidates = values.bucket ? [values.bucket] : [DEFAULT_LOCAL_BUCKET, DEMO_BUCKET];
   const target = await openS3Target(
     s3TargetOptions({ ...values, bucket: values.bucket }, resolve(localDir, 's3')),
   );
   try {
-    let warehouse: Awaited<ReturnType<typeof openWarehouse>> | undefined;
+    let warehouse: import('./local/warehouse-query.js').Warehouse | undefined;
     // Without --bucket, the demo's bucket is a second guess; the message is the first bucket's.
-    let firstMissing: NoWarehouseError | undefined;
+    let firstMissing: InstanceType<typeof NoWarehouseError> | undefined;
     for (const bucket of candidates) {
       try {
         warehouse = await openWarehouse({
@@ -100,7 +106,7 @@ async function main(argv: readonly string[]): Promise<number> {
       for (const note of warehouse.notes) process.stderr.write(`note: ${note}\n`);
       if (values.tables) {
         const tables = await warehouse.tables();
-        process.stdout.write(`${formatTables(tables, format)}\n`);
+        process.stdout.write(`${formatTables(tables, format, engine)}\n`);
         return 0;
       }
       let result: Awaited<ReturnType<typeof warehouse.query>>;
@@ -128,8 +134,9 @@ async function main(argv: readonly string[]): Promise<number> {
 }
 
 function formatTables(
-  tables: Awaited<ReturnType<Awaited<ReturnType<typeof openWarehouse>>['tables']>>,
+  tables: readonly TableInfo[],
   format: (typeof FORMATS)[number],
+  { renderCsv, renderTextTable, rowCount }: Awaited<ReturnType<typeof loadEngine>>,
 ): string {
   if (format === 'json') return JSON.stringify(tables, null, 2);
   const result = {

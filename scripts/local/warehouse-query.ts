@@ -172,7 +172,7 @@ export async function openWarehouse(location: WarehouseLocation): Promise<Wareho
     );
     let resources = defaultViewResources();
     if (dataTables.some((table) => !resources.has(table))) {
-      resources = new Map([...resources, ...(await markerResources(location))]);
+      resources = new Map([...resources, ...(await markerResources(location, sync))]);
     }
     for (const table of dataTables) {
       const columns = (await describe(connection, table))
@@ -254,50 +254,39 @@ function defaultViewResources(): Map<string, string> {
 }
 
 /**
- * A source's own views are known only to its registration; the `_LOADED.json` markers name each table's
- * resource type, so read those (one per export folder).
+ * A source's own views are known only to its registration; the `_LOADED.json` marker of each export the
+ * warehouse holds (its folder read off the parts' keys) names each table's resource type.
  */
-async function markerResources(location: WarehouseLocation): Promise<Map<string, string>> {
+async function markerResources(location: WarehouseLocation, sync: CacheSync): Promise<Map<string, string>> {
   const prefix = location.prefix ?? '';
+  const folders = new Set<string>();
+  for (const parts of sync.tables.values()) {
+    for (const key of parts) {
+      const match = /\/(source=[^/]+\/export=[^/]+\/)[^/]+$/.exec(key);
+      if (match) folders.add(`${prefix}${match[1]}`);
+    }
+  }
   const s3 = new S3Client(location.s3ClientConfig);
   const resources = new Map<string, string>();
   try {
-    for (const source of await listFolders(s3, location.bucket, prefix)) {
-      if (!source.slice(prefix.length).startsWith('source=')) continue;
-      for (const folder of await listFolders(s3, location.bucket, source)) {
-        let body: string | undefined;
-        try {
-          const object = await s3.send(
-            new GetObjectCommand({ Bucket: location.bucket, Key: `${folder}_LOADED.json` }),
-          );
-          body = await object.Body?.transformToString();
-        } catch (error) {
-          if (error instanceof NoSuchKey) continue;
-          throw error;
-        }
-        const marker = JSON.parse(body ?? '{}') as Partial<LoadedMarker>;
-        for (const [table, { resource }] of Object.entries(marker.tables ?? {})) {
-          resources.set(table, resource);
-        }
+    for (const folder of [...folders].sort()) {
+      let body: string | undefined;
+      try {
+        const object = await s3.send(
+          new GetObjectCommand({ Bucket: location.bucket, Key: `${folder}_LOADED.json` }),
+        );
+        body = await object.Body?.transformToString();
+      } catch (error) {
+        if (error instanceof NoSuchKey) continue;
+        throw error;
       }
+      const marker = JSON.parse(body ?? '{}') as Partial<LoadedMarker>;
+      for (const [table, { resource }] of Object.entries(marker.tables ?? {})) resources.set(table, resource);
     }
   } finally {
     s3.destroy();
   }
   return resources;
-}
-
-async function listFolders(s3: S3Client, bucket: string, prefix: string): Promise<string[]> {
-  const folders: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await s3.send(
-      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }),
-    );
-    for (const common of page.CommonPrefixes ?? []) if (common.Prefix) folders.push(common.Prefix);
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  return folders;
 }
 
 async function listObjects(s3: S3Client, bucket: string, prefix: string) {
@@ -430,4 +419,33 @@ function displayValue(value: unknown): string {
   if (typeof value === 'string') return value;
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   return JSON.stringify(value);
+}
+
+/** The query `npm run demo` ends with: the newest version of each patient, by gender. */
+export const DEMO_QUERY =
+  'SELECT gender, count(*) AS patients FROM patient_latest GROUP BY gender ORDER BY patients DESC, gender';
+
+/**
+ * What the demo prints last: its query and the result, or, when no table was loaded (`--no-load`), that there
+ * is nothing to query. A query that fails on a loaded warehouse is an error, not a note.
+ */
+export async function demoQueryReport(location: WarehouseLocation): Promise<string> {
+  let warehouse: Warehouse;
+  try {
+    warehouse = await openWarehouse(location);
+  } catch (error) {
+    if (!(error instanceof NoWarehouseError)) throw error;
+    return `No warehouse tables in s3://${location.bucket}/${warehousePrefix(location.prefix ?? '')}: the load was off (--no-load) or loaded nothing, so there is nothing to query.`;
+  }
+  try {
+    const result = await warehouse.query(DEMO_QUERY);
+    return [
+      `Warehouse (every export in s3://${location.bucket}, newest version of each patient):`,
+      `npm run query -- --bucket ${location.bucket} "${DEMO_QUERY}"`,
+      '',
+      renderTextTable(result),
+    ].join('\n');
+  } finally {
+    warehouse.close();
+  }
 }

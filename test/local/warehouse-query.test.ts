@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parquetPartKey, tablePartitionPrefix } from '../../lambdas/warehouse/layout.js';
 import { type EmbeddedS3, startEmbeddedS3 } from '../../scripts/local/embedded-s3.js';
 import {
+  DEMO_QUERY,
+  demoQueryReport,
   NoWarehouseError,
   openWarehouse,
   QueryError,
@@ -126,6 +128,25 @@ describe('the local warehouse over an embedded S3', () => {
     }
   });
 
+  it('the demo’s last words: its query’s table, or that nothing was loaded', async () => {
+    const report = await demoQueryReport(location());
+    expect(report.split('\n')).toStrictEqual([
+      `Warehouse (every export in s3://${BUCKET}, newest version of each patient):`,
+      `npm run query -- --bucket ${BUCKET} "${DEMO_QUERY}"`,
+      '',
+      'gender   patients',
+      '-------  --------',
+      'male            6',
+      'female          1',
+      'unknown         1',
+      '(3 rows)',
+    ]);
+    await s3.createBucket('not-loaded');
+    expect(await demoQueryReport({ ...location(), bucket: 'not-loaded' })).toBe(
+      'No warehouse tables in s3://not-loaded/warehouse/: the load was off (--no-load) or loaded nothing, so there is nothing to query.',
+    );
+  });
+
   it('downloads a changed object again and removes one S3 no longer has', async () => {
     // d changes again in E3's part (same key, new content); the deleted file goes away.
     await putPatientPart(client, BUCKET, 's1', E3, [
@@ -141,6 +162,40 @@ describe('the local warehouse over an embedded S3', () => {
     // The removed part's folder is gone from the cache too.
     const views = await readdir(join(cacheDirectory, BUCKET, 'warehouse'));
     expect(views.sort()).toStrictEqual(['view=codes_only', 'view=patient']);
+  });
+
+  it('a source’s own view gets a latest view from its _LOADED.json marker’s resource type, under a prefix', async () => {
+    const bucket = 'own-views';
+    await s3.createBucket(bucket);
+    const put = (Key: string, Body: Buffer | string) =>
+      client.send(new PutObjectCommand({ Bucket: bucket, Key, Body }));
+    const columns = ['id', 'last_updated', 'code'];
+    await put(
+      parquetPartKey(tablePartitionPrefix('pipeline/', 'vital_signs', 's1', E1), 1),
+      await parquetOf(columns, [{ id: 'o1', last_updated: '2026-10-01T10:00:00Z', code: 'old' }]),
+    );
+    await put(
+      parquetPartKey(tablePartitionPrefix('pipeline/', 'vital_signs', 's1', E2), 1),
+      await parquetOf(columns, [{ id: 'o1', last_updated: '2026-10-02T10:00:00Z', code: 'new' }]),
+    );
+    await put(
+      `pipeline/source=s1/export=${E2}/_LOADED.json`,
+      JSON.stringify({ tables: { vital_signs: { resource: 'Observation', rows: 1, parts: [] } } }),
+    );
+    await put(
+      parquetPartKey(tablePartitionPrefix('pipeline/', 'deleted', 's1', E2), 1),
+      await parquetOf(['resource_type', 'id'], [{ resource_type: 'Patient', id: 'o1' }]),
+    );
+
+    const warehouse = await openWarehouse({ ...location(), bucket, prefix: 'pipeline/' });
+    try {
+      expect(warehouse.notes).toStrictEqual([]);
+      const result = await warehouse.query('SELECT id, code FROM vital_signs_latest');
+      // Patient o1's deletion is not Observation o1's.
+      expect(result.rows).toStrictEqual([['o1', 'new']]);
+    } finally {
+      warehouse.close();
+    }
   });
 
   it('says there is no warehouse when nothing was loaded', async () => {
