@@ -27,6 +27,7 @@ import { SigningKeys } from './constructs/signing-keys.js';
 import { registryPrefix, SourceRegistry } from './constructs/source-registry.js';
 import { reservedConcurrency, TaskFunctions } from './constructs/task-functions.js';
 import { ValidationStage } from './constructs/validation-stage.js';
+import { DEFAULT_BYTES_SCANNED_CUTOFF, WarehouseStage } from './constructs/warehouse-stage.js';
 import {
   DEFAULT_LAMBDA_BUNDLE_DIR,
   DEFAULT_STATE_MACHINE_DIR,
@@ -43,6 +44,7 @@ export type {
   PipelineMetricOptions,
 } from './constructs/monitoring.js';
 export { EVENT_SOURCE } from './constructs/task-functions.js';
+export type { WarehouseFunctionName } from './constructs/warehouse-stage.js';
 export type { TaskFunctionName } from './lambda-bundles.js';
 export * from './pipeline-props.js';
 
@@ -123,6 +125,12 @@ export class BulkExportPipeline extends Construct {
   public readonly validationStateMachine?: sfn.StateMachine;
   public readonly validationRule?: events.Rule;
   public readonly validationFunctions?: Readonly<Record<ValidationFunctionName, lambda.Function>>;
+  /**
+   * The warehouse load and its query side (absent with `warehouse: { enabled: false }`): the load's state
+   * machine, trigger and functions; the Glue database and tables, the Athena workgroup, and the managed
+   * policy (or `warehouse.grantQuery`) that lets a role query them.
+   */
+  public readonly warehouse?: WarehouseStage;
 
   private readonly exportPrefix: string;
   private readonly metrics: PipelineMetrics;
@@ -271,6 +279,28 @@ export class BulkExportPipeline extends Construct {
       this.validationFunctions = validation.functions;
     }
 
+    if (props.warehouse?.enabled ?? true) {
+      this.warehouse = new WarehouseStage(this, 'Warehouse', {
+        context,
+        bucket: this.bucket,
+        dataKey: this.dataKey,
+        sealingKey: this.sealingKey,
+        eventBus: props.eventBus,
+        bundleRoot,
+        stateMachineDirectory: props.stateMachineDirectory ?? DEFAULT_STATE_MACHINE_DIR,
+        metricNamespace,
+        nameScope: this,
+        ...(concurrency ? { concurrency } : {}),
+        afterValidation: validation !== undefined,
+        sourceViews: props.sources.map((source) => ({
+          sourceId: source.id,
+          views: source.settings.warehouse?.views ?? [],
+        })),
+        bytesScannedCutoffPerQuery:
+          props.warehouse?.bytesScannedCutoffPerQuery ?? DEFAULT_BYTES_SCANNED_CUTOFF,
+      });
+    }
+
     const monitoring = new Monitoring(this, 'Monitoring', {
       context,
       metrics: this.metrics,
@@ -279,6 +309,7 @@ export class BulkExportPipeline extends Construct {
       cleanUpDeadLetterQueue: this.cleanUpDeadLetterQueue,
       scheduleDeadLetterQueue: this.scheduleDeadLetterQueue,
       ...(validation ? { validation } : {}),
+      ...(this.warehouse ? { warehouse: this.warehouse } : {}),
       functions: { ...this.functions, Jwks: this.jwksFunction },
       alarmTopic: props.alarmTopic,
       longExportThreshold: props.longExportThreshold ?? Duration.hours(24),

@@ -153,6 +153,20 @@ export const PipelineConfigSchema = strictObject(
       { enabled: flag('Validate every complete export against US Core 6.1.0. Default true.').optional() },
       'The validation stage started by each _SUCCESS.json.',
     ).optional(),
+    // Issue 18: the warehouse load and its Glue tables and Athena workgroup (docs/warehouse.md).
+    warehouse: strictObject(
+      {
+        enabled: flag(
+          'Load every complete (validated) export into the warehouse as Parquet, with Glue tables and an Athena workgroup. Default true.',
+        ).optional(),
+        bytesScannedCutoffPerQuery: integer(
+          10_000_000,
+          Number.MAX_SAFE_INTEGER,
+          "The Athena workgroup cancels a query that scans more bytes than this (Athena's floor: 10 MB). Default 10 GB.",
+        ).optional(),
+      },
+      'The warehouse load started by each _VALIDATED.json (each _SUCCESS.json without validation).',
+    ).optional(),
     keyAliasPrefix: patterned(
       /^[A-Za-z0-9/_-]{1,200}$/,
       'letters, digits, /, _ and -',
@@ -288,6 +302,7 @@ export function stackPropsFromConfig(config: PipelineConfig): BulkExportStackPro
       removalPolicy: config.removalPolicy === 'destroy' ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
       completionQueue: config.completionQueue,
       validation: config.validation,
+      warehouse: config.warehouse,
       keyAliasPrefix: config.keyAliasPrefix,
       logLevel: config.logLevel,
       jwksMaxAge:

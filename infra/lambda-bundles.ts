@@ -32,7 +32,10 @@ export type TaskFunctionName =
 /** The validation stage's functions (infra/constructs/validation-stage.ts, validate-export.asl.json). */
 export type ValidationFunctionName = 'PlanValidation' | 'ValidateFile' | 'WriteValidationReport';
 
-export type BundledFunctionName = TaskFunctionName | ValidationFunctionName | 'Jwks';
+/** The warehouse load's functions (infra/constructs/warehouse-stage.ts, load-warehouse.asl.json). */
+export type WarehouseFunctionName = 'PlanLoad' | 'LoadWarehouseFiles' | 'WriteLoadMarker';
+
+export type BundledFunctionName = TaskFunctionName | ValidationFunctionName | WarehouseFunctionName | 'Jwks';
 
 /** Each bundle's entry file, relative to the package root. */
 export const LAMBDA_ENTRIES: Readonly<Record<BundledFunctionName, string>> = {
@@ -52,6 +55,9 @@ export const LAMBDA_ENTRIES: Readonly<Record<BundledFunctionName, string>> = {
   PlanValidation: 'lambdas/handlers/plan-validation.ts',
   ValidateFile: 'lambdas/handlers/validate-file.ts',
   WriteValidationReport: 'lambdas/handlers/write-validation-report.ts',
+  PlanLoad: 'lambdas/handlers/plan-load.ts',
+  LoadWarehouseFiles: 'lambdas/handlers/load-warehouse-files.ts',
+  WriteLoadMarker: 'lambdas/handlers/write-load-marker.ts',
   Jwks: 'infra/jwks-function/handler.ts',
 };
 

@@ -139,6 +139,17 @@ export interface ExportLifecycleProps {
   readonly accessLogExpiration?: Duration;
 }
 
+/** The warehouse load and its query side (Glue, Athena). */
+export interface WarehouseProps {
+  /** @default true */
+  readonly enabled?: boolean;
+  /**
+   * The Athena workgroup cancels a query that scans more than this many bytes (at least 10 MB, Athena's
+   * floor). @default 10 GB (10,000,000,000 bytes: $0.05 at Athena's $5 per TB)
+   */
+  readonly bytesScannedCutoffPerQuery?: number;
+}
+
 export interface BulkExportPipelineProps {
   /**
    * The sources this deployment declares, at least one, ids unique; each is
@@ -210,6 +221,14 @@ export interface BulkExportPipelineProps {
    * own `validation` setting turns it off or makes it a gate per source. @default { enabled: true }
    */
   readonly validation?: { readonly enabled?: boolean };
+  /**
+   * The warehouse load (issue 18, docs/warehouse.md): each validated export (each `_SUCCESS.json` when
+   * validation is off) is loaded as Parquet tables of SQL on FHIR views (load-warehouse.asl.json), with a
+   * Glue database (one table per view, partition projection on `source`) and an Athena workgroup to query
+   * them. `{ enabled: false }` leaves it all out; a source's own `warehouse` setting turns it off per source.
+   * @default { enabled: true }
+   */
+  readonly warehouse?: WarehouseProps;
   /** Removal policy of the buckets, keys and log groups. @default RemovalPolicy.RETAIN */
   readonly removalPolicy?: RemovalPolicy;
   /** @default a CloudFormation-generated name */

@@ -6,6 +6,7 @@ import {
 } from '../lambdas/core/ndjson/line-limit.js';
 import { parseWith } from '../lambdas/schema/fields.js';
 import { CREDENTIAL_KEYS, SOURCE_ID_PATTERN, SourceSettingsSchema } from '../lambdas/schema/source.js';
+import { MIN_BYTES_SCANNED_CUTOFF } from './constructs/warehouse-stage.js';
 import type {
   BulkExportPipelineProps,
   BulkExportSourceProps,
@@ -179,6 +180,11 @@ export function validatePipelineProps(props: BulkExportPipelineProps): void {
         `sources[${index}].settings.maxLineBytes ${own} is above the pipeline's maxLineBytes ${maxLineBytes}; raise maxLineBytes (Download File's memory follows it)`,
       );
   });
+  const cutoff = props.warehouse?.bytesScannedCutoffPerQuery;
+  if (cutoff !== undefined && (!Number.isSafeInteger(cutoff) || cutoff < MIN_BYTES_SCANNED_CUTOFF))
+    fail(
+      `warehouse.bytesScannedCutoffPerQuery must be a whole number of bytes of at least ${MIN_BYTES_SCANNED_CUTOFF} (Athena's 10 MB floor), got ${cutoff}`,
+    );
   const errors = props.downloadErrorThreshold;
   if (errors !== undefined && (!Number.isInteger(errors) || errors < 1))
     fail('downloadErrorThreshold must be a positive integer');

@@ -179,6 +179,11 @@ export interface MonitoringProps {
     readonly stateMachine: sfn.StateMachine;
     readonly triggerDeadLetterQueue: sqs.IQueue;
   };
+  /** The warehouse load, when the pipeline has it. */
+  readonly warehouse?: {
+    readonly stateMachine: sfn.StateMachine;
+    readonly triggerDeadLetterQueue: sqs.IQueue;
+  };
   readonly functions: Readonly<Record<string, lambda.IFunction>>;
   /** @default a new topic encrypted with the operations key */
   readonly alarmTopic?: sns.ITopic;
@@ -237,6 +242,46 @@ export class Monitoring extends PipelinePart {
         alarmDescription:
           'The US Core validation of a completed FHIR bulk export could not be started (event in the validation DLQ): start the validation state machine with it',
         metric: validation.triggerDeadLetterQueue.metricApproximateNumberOfMessagesVisible({
+          period: Duration.minutes(5),
+          statistic: cloudwatch.Stats.MAXIMUM,
+        }),
+        ...atLeastOnce,
+      }),
+    ];
+  }
+
+  /**
+   * A load that did not finish leaves an export without `_LOADED.json` and its tables partly written
+   * (queries see the parts that landed): start it again with its marker's event, and it rewrites the
+   * same keys.
+   */
+  private warehouseAlarms(
+    warehouse: NonNullable<MonitoringProps['warehouse']>,
+    alarm: (id: string, alarmProps: cloudwatch.AlarmProps) => cloudwatch.Alarm,
+    atLeastOnce: Pick<cloudwatch.AlarmProps, 'threshold' | 'evaluationPeriods' | 'comparisonOperator'>,
+    fiveMinutes: cloudwatch.MetricOptions,
+  ): cloudwatch.Alarm[] {
+    const { stateMachine } = warehouse;
+    return [
+      alarm('WarehouseLoadFailedAlarm', {
+        alarmDescription:
+          'The warehouse load of a FHIR bulk export failed, timed out or was aborted: the export has no _LOADED.json; start the warehouse state machine again with its marker’s event',
+        metric: new cloudwatch.MathExpression({
+          label: 'Warehouse loads failed, timed out or aborted',
+          expression: 'failed + timedOut + aborted',
+          usingMetrics: {
+            failed: stateMachine.metricFailed(fiveMinutes),
+            timedOut: stateMachine.metricTimedOut(fiveMinutes),
+            aborted: stateMachine.metricAborted(fiveMinutes),
+          },
+          period: Duration.minutes(5),
+        }),
+        ...atLeastOnce,
+      }),
+      alarm('WarehouseDeadLetterAlarm', {
+        alarmDescription:
+          'The warehouse load of a FHIR bulk export could not be started (event in the warehouse DLQ): start the warehouse state machine with it',
+        metric: warehouse.triggerDeadLetterQueue.metricApproximateNumberOfMessagesVisible({
           period: Duration.minutes(5),
           statistic: cloudwatch.Stats.MAXIMUM,
         }),
@@ -341,6 +386,7 @@ export class Monitoring extends PipelinePart {
         ...atLeastOnce,
       }),
       ...(props.validation ? this.validationAlarms(props.validation, alarm, atLeastOnce, fiveMinutes) : []),
+      ...(props.warehouse ? this.warehouseAlarms(props.warehouse, alarm, atLeastOnce, fiveMinutes) : []),
     ];
   }
 

@@ -35,7 +35,7 @@ describe('a separate CDK app using the package', () => {
     const functions = ofType('AWS::Lambda::Function').filter(
       ([, fn]) => fn.Properties.Runtime === 'nodejs24.x',
     );
-    expect(functions).toHaveLength(17);
+    expect(functions).toHaveLength(20);
     const manifest = JSON.parse(readFileSync(join(outdir, 'Analytics.assets.json'), 'utf8')) as {
       files: Record<string, { source: { path: string } }>;
     };

@@ -77,6 +77,13 @@ describe('a pipeline on your own bucket, VPC and alarm topic', () => {
           objectsUnder('fhir/source=*/_validation/*'),
           objectsUnder('fhir/source=*/_VALIDATED.json'),
         ]),
+        // The warehouse load (issue 18): its work objects, its tables, a re-run's clean-up, its marker; and the
+        // query policy's Athena results
+        JSON.stringify(objectsUnder('fhir/_work/warehouse/*')),
+        JSON.stringify(objectsUnder('fhir/warehouse/*')),
+        JSON.stringify([objectsUnder('fhir/warehouse/*'), objectsUnder('fhir/source=*/_LOADED.json')]),
+        JSON.stringify(objectsUnder('fhir/source=*/_LOADED.json')),
+        JSON.stringify(objectsUnder('fhir/_athena-results/*')),
         // the registry publisher reads the registry objects from the CDK asset bucket
         JSON.stringify({
           'Fn::Join': [
@@ -107,8 +114,8 @@ describe('a pipeline on your own bucket, VPC and alarm topic', () => {
       // CDK's registry publisher reaches only S3 during a deploy (source-registry.test.ts)
       .filter(([id]) => !id.startsWith('CustomCDKBucketDeployment'))
       .map(([, fn]) => fn);
-    // Thirteen Task functions, three of the validation stage, the JWKS function.
-    expect(functions).toHaveLength(17);
+    // Thirteen Task functions, three of the validation stage, three of the warehouse load, the JWKS function.
+    expect(functions).toHaveLength(20);
     for (const fn of functions) {
       expect(fn.Properties.VpcConfig.SubnetIds).toEqual([
         'subnet-0aaaaaaaaaaaaaaa1',
@@ -129,12 +136,12 @@ describe('a pipeline on your own bucket, VPC and alarm topic', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm'));
     expect(alarms.length).toBeGreaterThan(0);
     for (const alarm of alarms) expect(alarm.Properties.AlarmActions).toEqual([TOPIC]);
-    // The clean-up of ended exports and the validation stage's trigger; no completion-marker queue
-    // (and outcome metrics are EMF now).
+    // The clean-up of ended exports, the validation stage's and the warehouse load's triggers; no
+    // completion-marker queue (and outcome metrics are EMF now).
     const ruleSources = Object.values(template.findResources('AWS::Events::Rule')).map(
       (rule) => rule.Properties.EventPattern.source,
     );
-    expect(ruleSources).toEqual([['aws.states'], ['aws.s3']]);
+    expect(ruleSources).toEqual([['aws.states'], ['aws.s3'], ['aws.s3']]);
     expect(pipeline.completionQueue).toBeUndefined();
   });
 });

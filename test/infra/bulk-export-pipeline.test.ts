@@ -172,7 +172,10 @@ describe('KMS keys', () => {
 describe('IAM least privilege', () => {
   it('uses no inline policies (HIPAA IAMNoInlinePolicy): every grant is a customer managed policy', () => {
     synth.template.resourceCountIs('AWS::IAM::Policy', 0);
-    for (const policy of identityPolicies(synth.template)) expect(policy.roles).toHaveLength(1);
+    const unattached = identityPolicies(synth.template).filter((policy) => policy.roles.length !== 1);
+    // All but the warehouse's query policy (issue 18), which the deployer attaches to whoever queries.
+    expect(unattached.map((policy) => policy.roles)).toEqual([[]]);
+    expect(unattached[0]!.statements.flatMap(actionsOf)).toContain('athena:StartQueryExecution');
   });
 
   it('grants kms:Sign to no role but the source access role, through any policy or wildcard', () => {
@@ -284,6 +287,8 @@ describe('IAM least privilege', () => {
         ...(['PrepareExport', 'CompleteExport', 'CleanUp', 'CleanUpEndedExport'] as const).map(roleIdOf),
         // The validation stage announces its outcome (issue 17).
         synth.logicalId(pipeline().validationFunctions!.WriteValidationReport.role!),
+        // And the warehouse load its end (issue 18).
+        synth.logicalId(pipeline().warehouse!.functions.WriteLoadMarker.role!),
       ].sort(),
     );
     const putEvents = identityPolicies(synth.template)
@@ -371,9 +376,9 @@ describe('functions', () => {
     const functions = Object.values(resources).filter(
       (resource) => resource.Type === 'AWS::Lambda::Function',
     );
-    // Thirteen Task functions, the three of the validation stage and the JWKS function; and CDK's
-    // registry publisher (Python), checked in source-registry.test.ts.
-    expect(functions).toHaveLength(18);
+    // Thirteen Task functions, the three of the validation stage, the three of the warehouse load and the
+    // JWKS function; and CDK's registry publisher (Python), checked in source-registry.test.ts.
+    expect(functions).toHaveLength(21);
     const ours = new Set(
       [
         ...Object.values(pipeline().functions),

@@ -185,6 +185,8 @@ describe('the new Task functions', () => {
         machineRoleId(pipeline().stateMachine),
         // The validation machine describes its own Map children (issue 17).
         machineRoleId(pipeline().validationStateMachine!),
+        // So does the warehouse load's (issue 18).
+        machineRoleId(pipeline().warehouse!.stateMachine),
         synth.logicalId(operators.redrive),
         synth.logicalId(operators.cancel),
       ]),
@@ -480,7 +482,7 @@ describe('placeholders a state machine may not use fail the synth', () => {
     const stateMachineDirectory = projectWith('bulk-export.asl.json', (definition) => definition);
     const stack = new Stack(new App(), 'Copied');
     new BulkExportPipeline(stack, 'Pipeline', { sources: importedSources(stack), stateMachineDirectory });
-    // The export machine, the clean-up machine and the validation stage's (issue 17).
-    Template.fromStack(stack).resourceCountIs('AWS::StepFunctions::StateMachine', 3);
+    // The export machine, the clean-up machine, the validation stage's (issue 17) and the warehouse load's (18).
+    Template.fromStack(stack).resourceCountIs('AWS::StepFunctions::StateMachine', 4);
   });
 });

@@ -100,7 +100,7 @@ describe('adding a source', () => {
   it('changes no Lambda function: code, environment, memory, concurrency and role policies are identical for N and N+1', () => {
     const before = functionsOf(Template.fromStack(pipelineWith(3).stack));
     const after = functionsOf(Template.fromStack(pipelineWith(4).stack));
-    expect(Object.keys(before)).toHaveLength(18);
+    expect(Object.keys(before)).toHaveLength(21);
     expect(after).toEqual(before);
   });
 });
