@@ -13,6 +13,7 @@ import { startEmbeddedS3 } from './local/embedded-s3.js';
 import { runLocalExport } from './local/local-export.js';
 import { ensureLocalKeyPair } from './local/local-keys.js';
 import { describeValidation } from './local/local-validation.js';
+import { describeLoad } from './local/local-warehouse.js';
 import { createProgressPrinter, formatBytes } from './local/progress.js';
 import { startSandbox } from './sandbox/index.js';
 
@@ -72,7 +73,7 @@ async function main(argv: readonly string[]): Promise<number> {
         maxConcurrency: 4,
       };
       const printer = createProgressPrinter();
-      const { run, receipt, validation } = await runLocalExport({
+      const { run, receipt, validation, load } = await runLocalExport({
         sources: [{ raw: source, origin: 'demo source' }],
         // A full export every time: each run's sandbox is a new server with a new cohort.
         input: { sourceId: 'sandbox', ...(chunk === undefined ? {} : { chunk, ...window }) },
@@ -105,16 +106,19 @@ async function main(argv: readonly string[]): Promise<number> {
           `Logs:    ${logFile}`,
           '',
           ...(validation ? [describeValidation(validation, BUCKET), ''] : []),
+          ...(load ? [describeLoad(load, BUCKET), ''] : []),
         ].join('\n'),
       );
+      // A downstream stage that failed fails the demo: its marker is missing, and the query would read old tables.
+      if (validation && validation.run.status !== 'SUCCEEDED') return 1;
+      if (load && load.run.status !== 'SUCCEEDED') return 1;
       // The pipeline's last step, seen from the user's side: one query over the loaded tables.
       const { demoQueryReport } = await import('./local/warehouse-query.js');
       const cacheDirectory = join(localDir, 'warehouse');
-      const report = await demoQueryReport({
-        s3ClientConfig: s3.clientConfig,
-        bucket: BUCKET,
-        cacheDirectory,
-      });
+      const report = await demoQueryReport(
+        { s3ClientConfig: s3.clientConfig, bucket: BUCKET, cacheDirectory },
+        load?.marker?.exportToken,
+      );
       process.stdout.write(`${report}\n`);
       return 0;
     } finally {

@@ -276,6 +276,9 @@ async function runExport(options: ExportRun): Promise<number> {
     );
     if (validation) process.stdout.write(`\n${describeValidation(validation, target.bucket)}\n`);
     if (load) process.stdout.write(`\n${describeLoad(load, target.bucket)}\n`);
+    // The export landed, but a downstream stage that failed is a failed command: its marker is missing.
+    if (validation && validation.run.status !== 'SUCCEEDED') return 1;
+    if (load && load.run.status !== 'SUCCEEDED') return 1;
     return 0;
   } finally {
     process.off('SIGINT', onInterrupt);

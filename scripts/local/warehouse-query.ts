@@ -421,15 +421,19 @@ function displayValue(value: unknown): string {
   return JSON.stringify(value);
 }
 
-/** The query `npm run demo` ends with: the newest version of each patient, by gender. */
+/** The query `npm run demo` ends with when it has no export of its own to show: every export's newest patients. */
 export const DEMO_QUERY =
   'SELECT gender, count(*) AS patients FROM patient_latest GROUP BY gender ORDER BY patients DESC, gender';
+
+/** The demo's query for the export it just loaded: its partition only, so the counts are that export's. */
+export const demoExportQuery = (exportToken: string) =>
+  `SELECT gender, count(*) AS patients FROM patient WHERE export = '${exportToken.replaceAll("'", "''")}' GROUP BY gender ORDER BY patients DESC, gender`;
 
 /**
  * What the demo prints last: its query and the result, or, when no table was loaded (`--no-load`), that there
  * is nothing to query. A query that fails on a loaded warehouse is an error, not a note.
  */
-export async function demoQueryReport(location: WarehouseLocation): Promise<string> {
+export async function demoQueryReport(location: WarehouseLocation, exportToken?: string): Promise<string> {
   let warehouse: Warehouse;
   try {
     warehouse = await openWarehouse(location);
@@ -438,10 +442,13 @@ export async function demoQueryReport(location: WarehouseLocation): Promise<stri
     return `No warehouse tables in s3://${location.bucket}/${warehousePrefix(location.prefix ?? '')}: the load was off (--no-load) or loaded nothing, so there is nothing to query.`;
   }
   try {
-    const result = await warehouse.query(DEMO_QUERY);
+    const sql = exportToken === undefined ? DEMO_QUERY : demoExportQuery(exportToken);
+    const result = await warehouse.query(sql);
     return [
-      `Warehouse (every export in s3://${location.bucket}, newest version of each patient):`,
-      `npm run query -- --bucket ${location.bucket} "${DEMO_QUERY}"`,
+      exportToken === undefined
+        ? `Warehouse (every export in s3://${location.bucket}, newest version of each patient):`
+        : `Warehouse (this export's patients; \`patient_latest\` has the newest version of each across exports):`,
+      `npm run query -- --bucket ${location.bucket} "${sql}"`,
       '',
       renderTextTable(result),
     ].join('\n');

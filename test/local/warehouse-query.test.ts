@@ -7,6 +7,7 @@ import { parquetPartKey, tablePartitionPrefix } from '../../lambdas/warehouse/la
 import { type EmbeddedS3, startEmbeddedS3 } from '../../scripts/local/embedded-s3.js';
 import {
   DEMO_QUERY,
+  demoExportQuery,
   demoQueryReport,
   NoWarehouseError,
   openWarehouse,
@@ -140,6 +141,17 @@ describe('the local warehouse over an embedded S3', () => {
       'female          1',
       'unknown         1',
       '(3 rows)',
+    ]);
+    // After a load, the demo shows that export's partition only: E3 holds one row, s1's re-created d.
+    const one = await demoQueryReport(location(), E3);
+    expect(one.split('\n')).toStrictEqual([
+      "Warehouse (this export's patients; `patient_latest` has the newest version of each across exports):",
+      `npm run query -- --bucket ${BUCKET} "${demoExportQuery(E3)}"`,
+      '',
+      'gender  patients',
+      '------  --------',
+      'male           1',
+      '(1 row)',
     ]);
     await s3.createBucket('not-loaded');
     expect(await demoQueryReport({ ...location(), bucket: 'not-loaded' })).toBe(
