@@ -10,7 +10,9 @@
  * The writer is hyparquet-writer (pure JS: it bundles with esbuild and runs on arm64 as is); the choice of it
  * over DuckDB's COPY TO, and of the codec, is measured by `npm run bench -- --scenario warehouse`.
  */
-import { gzipSync, zstdCompressSync } from 'node:zlib';
+// A namespace import: zstd arrived in Node 22.15, and a named import of it would stop an older Node at link
+// time, before the CLIs' one-line version check can speak.
+import * as zlib from 'node:zlib';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { ByteWriter, ParquetWriter, type SchemaElement } from 'hyparquet-writer';
 import {
@@ -50,8 +52,8 @@ export const PARQUET_CONTENT_TYPE = 'application/vnd.apache.parquet';
 const CREATED_BY = 'fhir-bulk-export warehouse (hyparquet-writer)';
 
 const COMPRESSORS = {
-  GZIP: (input: Uint8Array) => new Uint8Array(gzipSync(input)),
-  ZSTD: (input: Uint8Array) => new Uint8Array(zstdCompressSync(input)),
+  GZIP: (input: Uint8Array) => new Uint8Array(zlib.gzipSync(input)),
+  ZSTD: (input: Uint8Array) => new Uint8Array(zlib.zstdCompressSync(input)),
 };
 
 /** Where a part's bytes go, in order. `close` once all are written; `abort` leaves nothing behind. */

@@ -110,6 +110,8 @@ const ENTRY_POINTS = [
   ['keys', 'keys.ts'],
   ['sandbox', 'sandbox/cli.ts'],
   ['bench', 'bench/index.ts'],
+  ['validate', 'validate.ts'],
+  ['query', 'query.ts'],
 ] as const;
 
 describe('every entry point on a Node older than 22', () => {

@@ -19,6 +19,8 @@ const COMMANDS = [
   ['bench', 'bench/index.ts', []],
   ['sources', 'sources.ts', []],
   ['status', 'status.ts', []],
+  ['validate', 'validate.ts', []],
+  ['query', 'query.ts', []],
 ] as const;
 
 let dir: string;

@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { zstdDecompressSync } from 'node:zlib';
 import { DeleteObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { parquetReadObjects } from 'hyparquet';
@@ -6,6 +9,7 @@ import { tablePartitionPrefix } from '../../lambdas/warehouse/layout.js';
 import type { LoadedMarker } from '../../lambdas/warehouse/types.js';
 import { type LocalLoadResult, runLoadLocally } from '../../scripts/local/local-warehouse.js';
 import { createLocalRuntime } from '../../scripts/local/runtime.js';
+import { openWarehouse } from '../../scripts/local/warehouse-query.js';
 import type { ExportableType } from '../../scripts/sandbox/data/types.js';
 import { type Harness, receiptOf, type ScenarioResult, startHarness } from './support/harness.js';
 
@@ -171,6 +175,45 @@ describe('the warehouse load of an export (load-warehouse.asl.json)', () => {
     expect(observations.map((row) => [row.id, row.status])).toEqual(
       resourcesOf('Observation').map((o) => [o.id, o.status]),
     );
+  });
+
+  it("ends in a query: DuckDB over the loaded parts (npm run query) answers with the sandbox's counts", async () => {
+    const cacheDirectory = await mkdtemp(join(tmpdir(), 'warehouse-chain-'));
+    const warehouse = await openWarehouse({
+      s3ClientConfig: harness.s3.clientConfig,
+      bucket: harness.bucket,
+      cacheDirectory,
+    });
+    try {
+      const scalar = async (sql: string) => (await warehouse.query(sql)).rows[0]![0];
+      for (const [table, type] of Object.entries(VIEW_TYPES)) {
+        expect(
+          Number(await scalar(`SELECT count(*) FROM ${table} WHERE source = 'wh-validated'`)),
+          table,
+        ).toBe(resourcesOf(type).length);
+      }
+      // One export per source here, so the latest view holds each patient once, with the sandbox's gender.
+      const byGender = new Map<string, number>();
+      for (const patient of resourcesOf('Patient')) {
+        const gender = String(patient.gender ?? 'null');
+        byGender.set(gender, (byGender.get(gender) ?? 0) + 1);
+      }
+      const latest = await warehouse.query(
+        "SELECT coalesce(gender, 'null'), count(*) FROM patient_latest WHERE source = 'wh-validated' GROUP BY 1",
+      );
+      expect(new Map(latest.rows.map(([gender, n]) => [String(gender), Number(n)]))).toEqual(byGender);
+      // The views join on the ids the runner keys them by.
+      const observationsOfCohort = await scalar(
+        "SELECT count(*) FROM observation o JOIN patient p ON o.patient_id = p.id AND o.source = p.source WHERE o.source = 'wh-validated'",
+      );
+      expect(Number(observationsOfCohort)).toBe(resourcesOf('Observation').length);
+      expect(await scalar(`SELECT DISTINCT export FROM patient WHERE source = 'wh-validated'`)).toBe(
+        tokenOf(validated),
+      );
+    } finally {
+      warehouse.close();
+      await rm(cacheDirectory, { recursive: true, force: true });
+    }
   });
 
   it('writes _LOADED.json after every part, then announces it with keys and counts only', async () => {
