@@ -216,6 +216,81 @@ describe('the warehouse load of an export (load-warehouse.asl.json)', () => {
     }
   });
 
+  it("a delta adds a partition: the latest view keeps each resource once, and the deleted table lists the delta's deletions", async () => {
+    // A full export, then a _since delta of the same source, as a daily schedule makes them.
+    const full = await harness.exportWith({
+      sourceId: 'wh-delta',
+      validate: true,
+      load: true,
+      waitOverrideMs: 20,
+    });
+    // A time at which the 20-patient cohort has both unchanged patients and a deletion after it.
+    const since = '2022-03-01T00:00:00.000Z';
+    const delta = await harness.exportWith({
+      sourceId: 'wh-delta',
+      validate: true,
+      load: true,
+      waitOverrideMs: 20,
+      input: { since },
+    });
+    expect([full.load?.run.status, delta.load?.run.status]).toEqual(['SUCCEEDED', 'SUCCEEDED']);
+    const deltaTransactionTime = receiptOf(delta).transactionTime;
+    const patients = resourcesOf('Patient');
+    const changedPatients = patients.filter(
+      (p) => String((p.meta as { lastUpdated: string }).lastUpdated) > since,
+    );
+    expect(changedPatients.length).toBeGreaterThan(0);
+    expect(changedPatients.length).toBeLessThan(patients.length);
+    const expectedDeletions = (Object.values(VIEW_TYPES) as ExportableType[])
+      .concat(['Practitioner', 'Organization'] as ExportableType[])
+      .flatMap((type) =>
+        harness.sandbox.dataset.deletions({
+          type,
+          since,
+          until: deltaTransactionTime,
+          patientIndexes: cohort(),
+        }),
+      )
+      .map((d) => `${d.type}/${d.id}`)
+      .sort();
+    expect(expectedDeletions.length).toBeGreaterThan(0);
+
+    const cacheDirectory = await mkdtemp(join(tmpdir(), 'warehouse-delta-'));
+    const warehouse = await openWarehouse({
+      s3ClientConfig: harness.s3.clientConfig,
+      bucket: harness.bucket,
+      cacheDirectory,
+    });
+    try {
+      const rows = async (sql: string) => (await warehouse.query(sql)).rows;
+      const byExport = await rows(
+        "SELECT export, count(*) FROM patient WHERE source = 'wh-delta' GROUP BY 1 ORDER BY 1",
+      );
+      expect(byExport.map(([token, n]) => [token, Number(n)])).toEqual([
+        [tokenOf(full), patients.length],
+        [tokenOf(delta), changedPatients.length],
+      ]);
+      // Every patient once; one the delta carried again comes from the delta (same lastUpdated: the newer export).
+      const latest = await rows(
+        "SELECT id, export FROM patient_latest WHERE source = 'wh-delta' ORDER BY id",
+      );
+      const changed = new Set(changedPatients.map((p) => p.id));
+      expect(latest).toEqual(
+        patients
+          .map((p) => [p.id, changed.has(p.id) ? tokenOf(delta) : tokenOf(full)])
+          .sort(([a], [b]) => (String(a) < String(b) ? -1 : 1)),
+      );
+      const deleted = await rows(
+        "SELECT resource_type || '/' || id, export FROM deleted WHERE source = 'wh-delta' ORDER BY 1",
+      );
+      expect(deleted.map(([key]) => key)).toEqual(expectedDeletions);
+      expect(new Set(deleted.map(([, token]) => token))).toEqual(new Set([tokenOf(delta)]));
+    } finally {
+      warehouse.close();
+      await rm(cacheDirectory, { recursive: true, force: true });
+    }
+  }, 120_000);
+
   it('writes _LOADED.json after every part, then announces it with keys and counts only', async () => {
     const folder = folderOf(validated);
     const marker = await markerOf(validated);
