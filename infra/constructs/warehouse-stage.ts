@@ -1,35 +1,23 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { ArnFormat, Aws, CfnOutput, Duration, Names, Stack, Validations } from 'aws-cdk-lib';
+import { Aws, CfnOutput, Duration, Names, Stack } from 'aws-cdk-lib';
 import * as athena from 'aws-cdk-lib/aws-athena';
-import * as events from 'aws-cdk-lib/aws-events';
-import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
+import type * as events from 'aws-cdk-lib/aws-events';
 import * as glue from 'aws-cdk-lib/aws-glue';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
-import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
-import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { DELETED_TABLE, warehousePrefix } from '../../lambdas/warehouse/layout.js';
 import { createLatestViewSql, missingLatestColumns } from '../../lambdas/warehouse/sql.js';
 import { GLUE_TYPES, warehouseType } from '../../lambdas/warehouse/types.js';
 import type { CompiledView } from '../../lambdas/warehouse/view-definition/index.js';
 import { viewsFor } from '../../lambdas/warehouse/views.js';
-import { bundleDirectory, type WarehouseFunctionName } from '../lambda-bundles.js';
+import type { WarehouseFunctionName } from '../lambda-bundles.js';
 import { acknowledgeWildcards, type ExplainedStatement } from '../nag-findings.js';
-import {
-  attachPolicy,
-  createPipelineFunction,
-  dataKeyStatement,
-  encryptedQueue,
-  type PipelineContext,
-  PipelinePart,
-  POWERTOOLS_SERVICE_NAME,
-  viaS3,
-} from './shared.js';
+import { createMarkerTrigger, createStageFunctions, createStageStateMachine } from './downstream-stage.js';
+import { dataKeyStatement, type PipelineContext, PipelinePart, viaS3 } from './shared.js';
 import { registryPrefix } from './source-registry.js';
 import { EVENT_SOURCE } from './task-functions.js';
 
@@ -196,7 +184,7 @@ export class WarehouseStage extends PipelinePart {
   constructor(scope: Construct, id: string, props: WarehouseStageProps) {
     super(scope, id);
     this.props = props;
-    const { context, bucket, dataKey } = props;
+    const { context, bucket } = props;
 
     // Glue and Athena names: lower case, digits and _ (Athena quotes nothing else unasked).
     const baseName = Names.uniqueResourceName(props.nameScope, { maxLength: 80, separator: '_' })
@@ -233,51 +221,20 @@ export class WarehouseStage extends PipelinePart {
     acknowledgeWildcards(this.queryPolicy, queryStatements);
     this.namedQueries = this.createNamedQueries(tables);
 
-    const environment: Record<string, string> = {
-      EXPORT_BUCKET: bucket.bucketName,
-      EXPORT_PREFIX: context.exportPrefix,
-      ...(dataKey ? { DATA_KMS_KEY_ID: dataKey.keyArn } : {}),
-      SEALING_KMS_KEY_ID: props.sealingKey.keyArn,
-      EVENT_BUS_NAME: props.eventBus?.eventBusName ?? 'default',
-      LOG_LEVEL: context.logLevel,
-      POWERTOOLS_SERVICE_NAME,
-      POWERTOOLS_METRICS_NAMESPACE: props.metricNamespace,
-      NODE_OPTIONS: '--enable-source-maps',
-    };
-    const functions = {} as Record<WarehouseFunctionName, lambda.Function>;
-    const policies = this.grants();
     const exports = props.concurrency?.exports;
-    const reserved: Record<WarehouseFunctionName, number> | undefined =
-      exports === undefined
-        ? undefined
-        : {
-            PlanLoad: exports + 2,
-            LoadWarehouseFiles: LOAD_FILES_AT_ONCE * exports,
-            WriteLoadMarker: exports + 2,
-          };
-    for (const spec of WAREHOUSE_FUNCTIONS) {
-      const role = new iam.Role(this, `${spec.name}Role`, {
-        assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-        description: `${spec.name} function of the FHIR bulk export warehouse load`,
-      });
-      const policy = attachPolicy(
-        this,
-        `${spec.name}Policy`,
-        role,
-        policies[spec.name].description,
-        policies[spec.name].statements,
-      );
-      functions[spec.name] = createPipelineFunction(this, spec.name, context, {
-        code: bundleDirectory(props.bundleRoot, spec.name),
-        description: spec.description,
-        memorySize: spec.memorySize,
-        timeout: spec.timeout,
-        role,
-        environment,
-        reservedConcurrentExecutions: reserved?.[spec.name],
-      });
-      functions[spec.name].node.addDependency(policy);
-    }
+    const functions = createStageFunctions(this, props, {
+      specs: WAREHOUSE_FUNCTIONS,
+      stage: 'warehouse load',
+      policies: this.grants(),
+      reserved:
+        exports === undefined
+          ? undefined
+          : {
+              PlanLoad: exports + 2,
+              LoadWarehouseFiles: LOAD_FILES_AT_ONCE * exports,
+              WriteLoadMarker: exports + 2,
+            },
+    });
     this.functions = functions;
     this.stateMachine = this.createStateMachine();
     const trigger = this.createTrigger();
@@ -612,186 +569,40 @@ export class WarehouseStage extends PipelinePart {
   }
 
   private createStateMachine(): sfn.StateMachine {
-    const props = this.props;
-    const { context, bucket, dataKey } = props;
-    const definition = readFileSync(join(props.stateMachineDirectory, WAREHOUSE_ASL_FILE), 'utf8');
-    const placeholders = [...new Set([...definition.matchAll(/\$\{([A-Za-z0-9_]+)\}/g)].map((m) => m[1]!))];
-    const offered = new Map(WAREHOUSE_FUNCTIONS.map(({ name }) => [`${name}FunctionArn`, name]));
-    const unknown = placeholders.filter((placeholder) => !offered.has(placeholder));
-    if (unknown.length > 0) {
-      throw new Error(
-        `BulkExportPipeline: state-machines/${WAREHOUSE_ASL_FILE} uses \${${unknown.join('}, ${')}} but the warehouse stage only provides ${[...offered.keys()].join(', ')}`,
-      );
-    }
-    const uniqueName = Names.uniqueResourceName(props.nameScope, { maxLength: 200, separator: '-' });
-    const logGroup = new logs.LogGroup(this, 'WarehouseStateMachineLogs', {
-      logGroupName: `/aws/vendedlogs/states/${uniqueName}-warehouse`,
-      retention: context.logRetention,
-      encryptionKey: context.operationsKey,
-      removalPolicy: context.removalPolicy,
+    return createStageStateMachine(this, this.props, {
+      idPrefix: 'Warehouse',
+      aslFile: WAREHOUSE_ASL_FILE,
+      functions: this.functions,
+      stage: 'the warehouse stage',
+      logSuffix: 'warehouse',
+      roleDescription: 'FHIR bulk export warehouse load state machine',
+      policyDescription: 'Invokes the load functions, reads the items',
+      workPrefix: '_work/warehouse/',
+      itemReaderReason:
+        'The Map’s ItemReader reads the items written per export under _work/warehouse/source=<id>/export=<…>/, known only at run time.',
+      mapPolicyDescription: 'Lets the load’s Map start and stop its child executions',
+      mapReason:
+        'The load’s Distributed Map describes and stops the child executions it starts; their ARNs carry the Map Run label and a generated name, under this state machine only.',
     });
-    const role = new iam.Role(this, 'WarehouseStateMachineRole', {
-      assumedBy: new iam.ServicePrincipal('states.amazonaws.com'),
-      description: 'FHIR bulk export warehouse load state machine',
-    });
-    const policy = attachPolicy(
-      this,
-      'WarehouseStateMachinePolicy',
-      role,
-      'Invokes the load functions, reads the items',
-      [
-        {
-          statement: new iam.PolicyStatement({
-            actions: ['lambda:InvokeFunction'],
-            resources: Object.values(this.functions).map((fn) => fn.functionArn),
-          }),
-        },
-        {
-          statement: new iam.PolicyStatement({
-            actions: ['s3:GetObject'],
-            resources: [bucket.arnForObjects(`${context.exportPrefix}_work/warehouse/*`)],
-          }),
-          wildcardReason:
-            'The Map’s ItemReader reads the items written per export under _work/warehouse/source=<id>/export=<…>/, known only at run time.',
-        },
-        dataKeyStatement(dataKey, 'kms:Decrypt'),
-        {
-          statement: new iam.PolicyStatement({
-            actions: [
-              'logs:CreateLogDelivery',
-              'logs:GetLogDelivery',
-              'logs:UpdateLogDelivery',
-              'logs:DeleteLogDelivery',
-              'logs:ListLogDeliveries',
-              'logs:PutResourcePolicy',
-              'logs:DescribeResourcePolicies',
-              'logs:DescribeLogGroups',
-            ],
-            resources: ['*'],
-          }),
-          wildcardReason:
-            'CloudWatch Logs log-delivery actions used by Step Functions logging do not support resource-level permissions (AWS documents Resource "*").',
-        },
-        {
-          statement: new iam.PolicyStatement({
-            actions: [
-              'xray:PutTraceSegments',
-              'xray:PutTelemetryRecords',
-              'xray:GetSamplingRules',
-              'xray:GetSamplingTargets',
-            ],
-            resources: ['*'],
-          }),
-          wildcardReason:
-            'X-Ray tracing actions do not support resource-level permissions (AWS documents Resource "*").',
-        },
-      ],
-    );
-    const stateMachine = new sfn.StateMachine(this, 'WarehouseStateMachine', {
-      stateMachineType: sfn.StateMachineType.STANDARD,
-      definitionBody: sfn.DefinitionBody.fromString(definition),
-      definitionSubstitutions: Object.fromEntries(
-        placeholders.map((placeholder) => [
-          placeholder,
-          this.functions[offered.get(placeholder)!].functionArn,
-        ]),
-      ),
-      role: role.withoutPolicyUpdates(),
-      tracingEnabled: true,
-      logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
-      removalPolicy: context.removalPolicy,
-    });
-    stateMachine.node.addDependency(role, policy);
-    // A Distributed Map starts child executions of its own machine: a separate policy, named after it.
-    if (/"Mode"\s*:\s*"DISTRIBUTED"/.test(definition)) {
-      attachPolicy(
-        this,
-        'WarehouseDistributedMapPolicy',
-        role,
-        'Lets the load’s Map start and stop its child executions',
-        [
-          {
-            statement: new iam.PolicyStatement({
-              actions: ['states:StartExecution'],
-              resources: [stateMachine.stateMachineArn],
-            }),
-          },
-          {
-            statement: new iam.PolicyStatement({
-              actions: ['states:DescribeExecution', 'states:StopExecution'],
-              resources: [
-                Stack.of(this).formatArn({
-                  service: 'states',
-                  resource: 'execution',
-                  resourceName: `${stateMachine.stateMachineName}/*`,
-                  arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-                }),
-              ],
-            }),
-            wildcardReason:
-              'The load’s Distributed Map describes and stops the child executions it starts; their ARNs carry the Map Run label and a generated name, under this state machine only.',
-          },
-        ],
-      );
-    }
-    return stateMachine;
   }
 
-  /** The export bucket's Object Created events whose key ends in the marker the load follows. */
+  /**
+   * The export bucket's Object Created events of the markers a load starts from. With the validation stage
+   * deployed, both `_VALIDATED.json` and `_SUCCESS.json`: a source whose own validation is off never gets a
+   * `_VALIDATED.json`, and Plan Load ignores the `_SUCCESS.json` of a source that validates.
+   */
   private createTrigger(): { rule: events.Rule; deadLetterQueue: sqs.IQueue } {
-    const { context, afterValidation } = this.props;
-    const marker = afterValidation ? '_VALIDATED.json' : '_SUCCESS.json';
-    const deadLetterQueue = encryptedQueue(this, 'WarehouseTriggerDeadLetterQueue', context.operationsKey, {
-      retentionPeriod: Duration.days(14),
-    });
-    Validations.of(deadLetterQueue).acknowledge({
-      id: 'AwsSolutions-SQS3',
-      reason:
-        'This queue is the dead-letter queue of the warehouse rule’s target (Target.DeadLetterConfig); cdk-nag only recognises DLQs named in an SQS redrive policy.',
-    });
-    const role = new iam.Role(this, 'WarehouseTriggerRole', {
-      assumedBy: new iam.ServicePrincipal('events.amazonaws.com', {
-        conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
-      }),
-      description: 'Starts the warehouse load of a completed FHIR bulk export',
-    });
-    const policy = attachPolicy(
-      this,
-      'WarehouseTriggerPolicy',
-      role,
-      'Starts the warehouse load state machine',
-      [
-        {
-          statement: new iam.PolicyStatement({
-            actions: ['states:StartExecution'],
-            resources: [this.stateMachine.stateMachineArn],
-          }),
-        },
-      ],
-    );
-    const rule = new events.Rule(this, 'WarehouseTrigger', {
-      description: afterValidation
-        ? 'A FHIR bulk export was validated (its _VALIDATED.json landed): load it into the warehouse'
+    const { afterValidation } = this.props;
+    return createMarkerTrigger(this, this.props, {
+      idPrefix: 'Warehouse',
+      stateMachine: this.stateMachine,
+      markers: afterValidation ? ['_VALIDATED.json', '_SUCCESS.json'] : ['_SUCCESS.json'],
+      ruleDescription: afterValidation
+        ? 'A FHIR bulk export was validated (_VALIDATED.json), or completed for a source that does not validate (_SUCCESS.json): load it into the warehouse'
         : 'A FHIR bulk export completed (its _SUCCESS.json landed): load it into the warehouse',
-      eventPattern: {
-        source: ['aws.s3'],
-        detailType: ['Object Created'],
-        detail: {
-          bucket: { name: [this.props.bucket.bucketName] },
-          object: { key: [{ suffix: marker }] },
-        },
-      },
-      targets: [
-        // The whole event: the state machine reads $.detail.bucket.name and $.detail.object.key.
-        new eventsTargets.SfnStateMachine(this.stateMachine, {
-          role: role.withoutPolicyUpdates(),
-          deadLetterQueue,
-          retryAttempts: 185,
-          maxEventAge: Duration.hours(24),
-        }),
-      ],
+      roleDescription: 'Starts the warehouse load of a completed FHIR bulk export',
+      policyDescription: 'Starts the warehouse load state machine',
+      ruleName: 'the warehouse rule',
     });
-    rule.node.addDependency(policy);
-    return { rule, deadLetterQueue };
   }
 }

@@ -194,7 +194,7 @@ describe('WarehouseStage (issue 18)', () => {
     }
   });
 
-  it('loads each export once it is validated (_VALIDATED.json), into the stage’s own DLQ when it cannot start', () => {
+  it('loads each export once it is validated (_VALIDATED.json), or complete for a source that does not validate (_SUCCESS.json), into the stage’s own DLQ when it cannot start', () => {
     const rule = resources[logicalId(part.rule)]!.Properties as {
       EventPattern: Record<string, unknown>;
       Targets: { Arn: unknown; DeadLetterConfig?: unknown }[];
@@ -202,7 +202,10 @@ describe('WarehouseStage (issue 18)', () => {
     expect(rule.EventPattern).toEqual({
       source: ['aws.s3'],
       'detail-type': ['Object Created'],
-      detail: { bucket: { name: [bucket] }, object: { key: [{ suffix: '_VALIDATED.json' }] } },
+      detail: {
+        bucket: { name: [bucket] },
+        object: { key: [{ suffix: '_VALIDATED.json' }, { suffix: '_SUCCESS.json' }] },
+      },
     });
     expect(rule.Targets[0]!.Arn).toEqual({ Ref: logicalId(part.stateMachine) });
     expect(rule.Targets[0]!.DeadLetterConfig).toEqual({
