@@ -4,6 +4,7 @@
  * all type a table's columns the same way, from the view's declared FHIR types, so a column is the same
  * type in the Parquet footer, in Glue and in DuckDB.
  */
+import { DATE_TIME_TYPES, INTEGER_TYPES, STRING_TYPES } from './view-definition/column-types.js';
 import type { ColumnSchema } from './view-definition/types.js';
 
 /**
@@ -14,24 +15,8 @@ import type { ColumnSchema } from './view-definition/types.js';
  */
 export type WarehouseType = 'string' | 'boolean' | 'int32' | 'int64' | 'double' | 'json';
 
-const INT32 = new Set(['integer', 'positiveInt', 'unsignedInt']);
-const TEXT = new Set([
-  'string',
-  'code',
-  'id',
-  'uri',
-  'url',
-  'canonical',
-  'oid',
-  'uuid',
-  'markdown',
-  'base64Binary',
-  'xhtml',
-  'date',
-  'dateTime',
-  'instant',
-  'time',
-]);
+const INT32 = INTEGER_TYPES;
+const TEXT: ReadonlySet<string> = new Set([...STRING_TYPES, ...DATE_TIME_TYPES]);
 
 export function warehouseType(column: Pick<ColumnSchema, 'type' | 'collection'>): WarehouseType {
   if (column.collection) return 'json';

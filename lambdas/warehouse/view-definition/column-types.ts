@@ -14,9 +14,12 @@ const model = r4model as unknown as {
   choiceTypePaths: Record<string, string[]>;
 };
 
-const INTEGER_TYPES = new Set(['integer', 'positiveInt', 'unsignedInt']);
-const DATE_TIME_TYPES = new Set(['date', 'dateTime', 'instant', 'time']);
-const STRING_TYPES = new Set([
+/** FHIR's 32-bit integer types (integer64 is apart: it is a bigint). */
+export const INTEGER_TYPES: ReadonlySet<string> = new Set(['integer', 'positiveInt', 'unsignedInt']);
+/** Kept as FHIR's ISO 8601 text: their precision varies. */
+export const DATE_TIME_TYPES: ReadonlySet<string> = new Set(['date', 'dateTime', 'instant', 'time']);
+/** FHIR's string-like primitives. */
+export const STRING_TYPES: ReadonlySet<string> = new Set([
   'string',
   'code',
   'id',
