@@ -1,6 +1,3 @@
-import { createInterface } from 'node:readline';
-import type { Readable } from 'node:stream';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
 import {
   type MultipartProgress,
   putObjectBytes,
@@ -8,15 +5,16 @@ import {
   type S3ObjectTarget,
 } from '../adapters/s3-multipart.js';
 import { markerRoot } from '../core/layout.js';
-import { BLOCK_HEADER_TYPE, type Receipt, type ReceiptFile } from '../core/receipt.js';
-import {
-  ConfigurationError,
-  StorageError,
-  ValidationIncompleteError,
-  ValidationInputError,
-} from '../errors.js';
+import { BLOCK_HEADER_TYPE, type Receipt } from '../core/receipt.js';
+import { ConfigurationError, ValidationIncompleteError, ValidationInputError } from '../errors.js';
 import type { InvocationContext } from '../middleware.js';
 import type { Runtime } from '../runtime.js';
+import {
+  type CompletionMarker,
+  openObject,
+  readFileIndex,
+  readMarkerJson,
+} from '../services/export-markers.js';
 import {
   COMPLETION_MARKER_NAME,
   issuesPartKey,
@@ -114,27 +112,6 @@ export type PlanValidationResult =
     }
   | { readonly enabled: false; readonly sourceId: string; readonly reason: string };
 
-interface CompletionMarker {
-  readonly sourceId: string;
-  readonly transactionTime: string;
-  readonly receiptKey: string;
-  readonly complete: boolean;
-}
-
-/**
- * The object key as S3 names it. S3's event notifications URL-encode keys (`export%3D…`, a space as
- * `+`); EventBridge's documented examples do not. Both are accepted: the encoded form is decoded
- * when the key as given has no marker.
- */
-function keyCandidates(key: string): string[] {
-  if (!/%[0-9A-Fa-f]{2}|\+/.test(key)) return [key];
-  try {
-    return [key, decodeURIComponent(key.replace(/\+/g, ' '))];
-  } catch {
-    return [key];
-  }
-}
-
 export async function planValidation(
   runtime: Runtime,
   event: PlanValidationEvent,
@@ -156,14 +133,9 @@ export async function planValidation(
       `${key} is not an export's completion marker: expected a key ending in /${COMPLETION_MARKER_NAME} (a partial export's _PARTIAL.json is not validated)`,
     );
   }
-  let marker: CompletionMarker | undefined;
-  for (const candidate of keyCandidates(key)) {
-    marker = await runtime.store.getJson<CompletionMarker>(candidate);
-    if (marker) {
-      key = candidate;
-      break;
-    }
-  }
+  const found = await readMarkerJson<CompletionMarker>(runtime, key);
+  const marker = found?.value;
+  if (found) key = found.key;
   const exportFolder = markerRoot(key);
   const workPrefix = validationWorkPrefix(runtime.prefix, exportFolder);
   if (!marker) {
@@ -189,7 +161,11 @@ export async function planValidation(
 
   const files: ValidationFile[] = [];
   let index = 0;
-  for await (const entry of readFileIndex(runtime, receipt.fileIndex.key)) {
+  for await (const entry of readFileIndex(
+    runtime,
+    receipt.fileIndex.key,
+    (message) => new ValidationInputError(message),
+  )) {
     if (entry.kind === 'output' && entry.lines > 0) {
       files.push({ index, key: entry.key, type: entry.type, bytes: entry.bytes });
     }
@@ -230,16 +206,6 @@ async function validationPolicy(runtime: Runtime, sourceId: string): Promise<Val
   }
 }
 
-/** The file index line by line (it can list 200,000 files). */
-async function* readFileIndex(runtime: Runtime, key: string): AsyncGenerator<ReceiptFile> {
-  const body = await openObject(runtime, key, 0);
-  if (!body) throw new ValidationInputError(`the receipt's file index ${key} is missing`);
-  const lines = createInterface({ input: body, crlfDelay: Number.POSITIVE_INFINITY });
-  for await (const line of lines) {
-    if (line.trim() !== '') yield JSON.parse(line) as ReceiptFile;
-  }
-}
-
 /** In file-index order: consecutive small files of a type together, a file of BATCH_BYTES or more alone. */
 export function batchFiles(files: readonly ValidationFile[]): ValidationBatch[] {
   const batches: ValidationBatch[] = [];
@@ -259,23 +225,6 @@ export function batchFiles(files: readonly ValidationFile[]): ValidationBatch[] 
   }
   close();
   return batches;
-}
-
-async function openObject(runtime: Runtime, key: string, offset: number): Promise<Readable | undefined> {
-  try {
-    const response = await runtime.s3.send(
-      new GetObjectCommand({
-        Bucket: runtime.store.bucket,
-        Key: key,
-        ...(offset > 0 ? { Range: `bytes=${offset}-` } : {}),
-      }),
-    );
-    return response.Body as Readable;
-  } catch (error) {
-    const { name, $metadata } = error as { name?: string; $metadata?: { httpStatusCode?: number } };
-    if (name === 'NoSuchKey' || $metadata?.httpStatusCode === 404) return undefined;
-    throw new StorageError(`S3 GetObject of ${key} failed: ${name ?? 'error'}`, { cause: error });
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,10 +1,8 @@
-import { createInterface } from 'node:readline';
-import type { Readable } from 'node:stream';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { markerRoot } from '../core/layout.js';
 import { BLOCK_HEADER_TYPE, type Receipt, type ReceiptFile } from '../core/receipt.js';
-import { ConfigurationError, PipelineError, StorageError } from '../errors.js';
+import { ConfigurationError, PipelineError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
+import { type CompletionMarker, readFileIndex, readMarkerJson } from '../services/export-markers.js';
 import { COMPLETION_MARKER_NAME } from '../validation/layout.js';
 import type { ValidatedMarker } from '../validation/stage.js';
 import {
@@ -102,13 +100,6 @@ export type PlanLoadResult =
     }
   | { readonly enabled: false; readonly sourceId: string; readonly reason: string };
 
-interface CompletionMarker {
-  readonly sourceId: string;
-  readonly transactionTime: string;
-  readonly receiptKey: string;
-  readonly complete: boolean;
-}
-
 /** The plan, the Map's items, the batches and the files' results, under the load's work prefix. */
 export const loadPlanKey = (work: string) => `${work}plan.json`;
 export const loadItemsKey = (work: string) => `${work}items.json`;
@@ -118,27 +109,6 @@ export const loadedPartialsPrefix = (work: string) => `${work}loaded/`;
 /** One data file's result, named by its line in the receipt's file index. */
 export const loadedPartialKey = (work: string, fileIndex: number) =>
   `${loadedPartialsPrefix(work)}${sixDigits(fileIndex)}.json`;
-
-/**
- * The object key as S3 names it: S3's event notifications URL-encode keys, EventBridge's documented
- * examples do not (as the validation stage, which is started by the same kind of event).
- */
-function keyCandidates(key: string): string[] {
-  if (!/%[0-9A-Fa-f]{2}|\+/.test(key)) return [key];
-  try {
-    return [key, decodeURIComponent(key.replace(/\+/g, ' '))];
-  } catch {
-    return [key];
-  }
-}
-
-async function firstJson<T>(runtime: Runtime, key: string): Promise<{ key: string; value: T } | undefined> {
-  for (const candidate of keyCandidates(key)) {
-    const value = await runtime.store.getJson<T>(candidate);
-    if (value) return { key: candidate, value };
-  }
-  return undefined;
-}
 
 export async function planLoad(runtime: Runtime, event: PlanLoadEvent): Promise<PlanLoadResult> {
   const { bucket, key } = event;
@@ -162,7 +132,7 @@ export async function planLoad(runtime: Runtime, event: PlanLoadEvent): Promise<
   let completionKey: string;
   let validatedKey: string | undefined;
   if (byValidation) {
-    const found = await firstJson<ValidatedMarker>(runtime, key);
+    const found = await readMarkerJson<ValidatedMarker>(runtime, key);
     if (!found) throw new LoadInputError(`no validation marker at s3://${bucket}/${key}`);
     const validated = found.value;
     if (typeof validated.passed !== 'boolean' || typeof validated.completionMarkerKey !== 'string') {
@@ -180,7 +150,7 @@ export async function planLoad(runtime: Runtime, event: PlanLoadEvent): Promise<
   } else {
     completionKey = key;
   }
-  const completion = await firstJson<CompletionMarker>(runtime, completionKey);
+  const completion = await readMarkerJson<CompletionMarker>(runtime, completionKey);
   if (!completion) {
     throw new LoadInputError(
       `no completion marker at s3://${bucket}/${completionKey}: the export did not finish there`,
@@ -231,7 +201,11 @@ export async function planLoad(runtime: Runtime, event: PlanLoadEvent): Promise<
   const files: FileLoad[] = [];
   const bytesOf: number[] = [];
   let fileIndex = 0;
-  for await (const entry of readFileIndex(runtime, receipt.fileIndex.key)) {
+  for await (const entry of readFileIndex(
+    runtime,
+    receipt.fileIndex.key,
+    (message) => new LoadInputError(message),
+  )) {
     const index = fileIndex++;
     if (entry.lines === 0) continue;
     if (entry.kind === 'deleted') {
@@ -349,25 +323,6 @@ export function batchFiles(files: readonly FileLoad[], bytesOf: readonly number[
   });
   close();
   return batches;
-}
-
-/** The file index line by line (it can list 200,000 files). */
-async function* readFileIndex(runtime: Runtime, key: string): AsyncGenerator<ReceiptFile> {
-  let body: Readable;
-  try {
-    const response = await runtime.s3.send(new GetObjectCommand({ Bucket: runtime.store.bucket, Key: key }));
-    body = response.Body as Readable;
-  } catch (error) {
-    const { name, $metadata } = error as { name?: string; $metadata?: { httpStatusCode?: number } };
-    if (name === 'NoSuchKey' || $metadata?.httpStatusCode === 404) {
-      throw new LoadInputError(`the receipt's file index ${key} is missing`);
-    }
-    throw new StorageError(`S3 GetObject of ${key} failed: ${name ?? 'error'}`, { cause: error });
-  }
-  const lines = createInterface({ input: body, crlfDelay: Number.POSITIVE_INFINITY });
-  for await (const line of lines) {
-    if (line.trim() !== '') yield JSON.parse(line) as ReceiptFile;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,14 +25,37 @@ export function objectCreatedEvent(bucket: string, key: string) {
   };
 }
 
-export interface LocalValidationOptions {
-  /** The export's `_SUCCESS.json` key. */
+/** How a downstream stage's state machine is run locally, started by its marker's event. */
+export interface LocalStageOptions {
+  /** The marker whose "Object Created" event starts the stage. */
   readonly markerKey: string;
   readonly executionName?: string;
   readonly retryOverrideMs?: number;
   readonly invocationTimeoutMs?: number | ((functionName: string) => number);
   readonly onEvent?: (event: EventLog) => void;
 }
+
+/** Runs a downstream stage's ASL with the real handlers on `runtime`, as its EventBridge rule would start it. */
+export function runStageLocally(
+  runtime: Runtime,
+  definitionPath: string,
+  options: LocalStageOptions,
+): Promise<LocalRunResult> {
+  return runExportLocally({
+    runtime,
+    definitionPath,
+    input: objectCreatedEvent(runtime.store.bucket, options.markerKey),
+    ...(options.executionName ? { executionName: options.executionName } : {}),
+    ...(options.retryOverrideMs === undefined ? {} : { retryOverrideMs: options.retryOverrideMs }),
+    ...(options.invocationTimeoutMs === undefined
+      ? {}
+      : { invocationTimeoutMs: options.invocationTimeoutMs }),
+    ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+  });
+}
+
+/** `markerKey` is the export's `_SUCCESS.json`. */
+export type LocalValidationOptions = LocalStageOptions;
 
 export interface LocalValidationResult {
   readonly run: LocalRunResult;
@@ -47,17 +70,7 @@ export async function runValidationLocally(
   runtime: Runtime,
   options: LocalValidationOptions,
 ): Promise<LocalValidationResult> {
-  const run = await runExportLocally({
-    runtime,
-    definitionPath: VALIDATE_DEFINITION_PATH,
-    input: objectCreatedEvent(runtime.store.bucket, options.markerKey),
-    ...(options.executionName ? { executionName: options.executionName } : {}),
-    ...(options.retryOverrideMs === undefined ? {} : { retryOverrideMs: options.retryOverrideMs }),
-    ...(options.invocationTimeoutMs === undefined
-      ? {}
-      : { invocationTimeoutMs: options.invocationTimeoutMs }),
-    ...(options.onEvent ? { onEvent: options.onEvent } : {}),
-  });
+  const run = await runStageLocally(runtime, VALIDATE_DEFINITION_PATH, options);
   const output = run.output as Partial<WriteValidationReportResult> | undefined;
   if (run.status !== 'SUCCEEDED' || typeof output?.summaryKey !== 'string') return { run };
   const report = output as WriteValidationReportResult;

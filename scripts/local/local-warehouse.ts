@@ -2,22 +2,16 @@ import { fileURLToPath } from 'node:url';
 import type { Runtime } from '../../lambdas/runtime.js';
 import type { PlanLoadResult, WriteLoadMarkerResult } from '../../lambdas/warehouse/stage.js';
 import type { LoadedMarker } from '../../lambdas/warehouse/types.js';
-import { objectCreatedEvent } from './local-validation.js';
-import { type EventLog, type LocalRunResult, runExportLocally } from './runner.js';
+import { type LocalStageOptions, runStageLocally } from './local-validation.js';
+import type { LocalRunResult } from './runner.js';
 
 /** The load stage's state machine: what the EventBridge rule on `_VALIDATED.json` / `_SUCCESS.json` starts on AWS. */
 export const LOAD_DEFINITION_PATH = fileURLToPath(
   new URL('../../state-machines/load-warehouse.asl.json', import.meta.url),
 );
 
-export interface LocalLoadOptions {
-  /** The marker the load starts from: the export's `_VALIDATED.json`, or its `_SUCCESS.json` when validation is off. */
-  readonly markerKey: string;
-  readonly executionName?: string;
-  readonly retryOverrideMs?: number;
-  readonly invocationTimeoutMs?: number | ((functionName: string) => number);
-  readonly onEvent?: (event: EventLog) => void;
-}
+/** `markerKey` is the export's `_VALIDATED.json`, or its `_SUCCESS.json` when validation is off. */
+export type LocalLoadOptions = LocalStageOptions;
 
 export interface LocalLoadResult {
   readonly run: LocalRunResult;
@@ -30,17 +24,7 @@ export interface LocalLoadResult {
 
 /** Runs load-warehouse.asl.json with the real handlers on `runtime` (the export's own, after its validation). */
 export async function runLoadLocally(runtime: Runtime, options: LocalLoadOptions): Promise<LocalLoadResult> {
-  const run = await runExportLocally({
-    runtime,
-    definitionPath: LOAD_DEFINITION_PATH,
-    input: objectCreatedEvent(runtime.store.bucket, options.markerKey),
-    ...(options.executionName ? { executionName: options.executionName } : {}),
-    ...(options.retryOverrideMs === undefined ? {} : { retryOverrideMs: options.retryOverrideMs }),
-    ...(options.invocationTimeoutMs === undefined
-      ? {}
-      : { invocationTimeoutMs: options.invocationTimeoutMs }),
-    ...(options.onEvent ? { onEvent: options.onEvent } : {}),
-  });
+  const run = await runStageLocally(runtime, LOAD_DEFINITION_PATH, options);
   if (run.status !== 'SUCCEEDED') return { run };
   const output = run.output as Partial<WriteLoadMarkerResult & PlanLoadResult> | undefined;
   if (output?.enabled === false) return { run, notStarted: output.reason ?? 'not started' };
