@@ -142,9 +142,21 @@ export interface Warehouse {
   close(): void;
 }
 
-/** A failed query: DuckDB's own message (it names columns and tables, never values). */
+/** A failed query: DuckDB's own message, with the values it quotes taken out (see `withoutQuotedValues`). */
 export class QueryError extends Error {
   override readonly name = 'QueryError';
+}
+
+/**
+ * DuckDB's messages name columns and tables in double quotes, but some quote a value from the data in single
+ * quotes (`Could not convert string 'Campbell' to INT32`): those are blanked. The `LINE 1: …` excerpt after the
+ * message is the user's own SQL and stays as written.
+ */
+export function withoutQuotedValues(message: string): string {
+  const excerpt = message.indexOf('\nLINE ');
+  const head = excerpt === -1 ? message : message.slice(0, excerpt);
+  const tail = excerpt === -1 ? '' : message.slice(excerpt);
+  return head.replace(/'(?:[^']|'')*'/g, "'…'") + tail;
 }
 
 /**
@@ -224,7 +236,7 @@ export async function openWarehouse(location: WarehouseLocation): Promise<Wareho
       try {
         reader = await connection.runAndReadAll(sql);
       } catch (error) {
-        throw new QueryError((error as Error).message);
+        throw new QueryError(withoutQuotedValues((error as Error).message));
       }
       const types = reader.columnTypes().map(String);
       const columns = reader.columnNames().map((name, i) => ({ name, type: types[i]! }));

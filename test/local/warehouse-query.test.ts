@@ -124,6 +124,10 @@ describe('the local warehouse over an embedded S3', () => {
       ]);
       await expect(warehouse.query('SELECT no_such_column FROM patient')).rejects.toThrow(QueryError);
       await expect(warehouse.query('SELECT no_such_column FROM patient')).rejects.toThrow(/no_such_column/);
+      // A message that would quote a value from the data (a name) quotes none; the user's SQL stays.
+      const conversion = warehouse.query('SELECT CAST(given AS INTEGER) FROM patient');
+      await expect(conversion).rejects.toThrow(/^Conversion Error: Could not convert string '…' to INT32/);
+      await expect(conversion).rejects.toThrow(/LINE 1: SELECT CAST\(given AS INTEGER\) FROM patient/);
     } finally {
       warehouse.close();
     }
